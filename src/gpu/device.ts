@@ -1,0 +1,193 @@
+/**
+ * One WebGPU device for every runtime: the browser's and Deno's `navigator.gpu`, or Dawn through the
+ * `webgpu` npm package in Node (imported lazily so a browser bundle never pulls it in).
+ *
+ * The device records what the adapter can do, asks for the adapter's largest buffer and workgroup
+ * limits (a device otherwise gets the small spec defaults), and turns device loss and uncaptured
+ * errors into a rejected promise that every wait races against, so nothing hangs.
+ */
+import { GPUDeviceError, WebGPUUnavailableError } from '../errors.ts';
+import { detectRuntime, type Runtime } from './env.ts';
+
+export interface Capabilities {
+  runtime: Runtime;
+  /** 'vendor architecture description', for logs and benchmark tables. */
+  adapter: string;
+  /** Adapter is a CPU emulation (lavapipe, SwiftShader): useful to interpret timings. */
+  software: boolean;
+  f16: boolean;
+  subgroups: boolean;
+  timestamps: boolean;
+  /** WGSL language feature packed_4x8_integer_dot_product (dot4I8Packed). */
+  dot4I8: boolean;
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxStorageBuffersPerShaderStage: number;
+  minStorageBufferOffsetAlignment: number;
+}
+
+export interface DeviceOptions {
+  /** Use shader-f16 when the adapter has it (default true). false forces the f32 paths. */
+  f16?: boolean;
+  powerPreference?: GPUPowerPreference;
+  /** A GPU object to use instead of navigator.gpu / Dawn (tests, embedding). */
+  gpu?: GPU;
+}
+
+const LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+async function findGPU(runtime: Runtime): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  if (runtime === 'node') {
+    let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
+    try {
+      const name = 'webgpu'; // a variable specifier keeps bundlers from following it
+      mod = await import(/* @vite-ignore */ name);
+    } catch (e) {
+      throw new WebGPUUnavailableError(
+        'NO_WEBGPU',
+        "WebGPU is not available in Node: install the 'webgpu' package (npm install webgpu).",
+        { cause: e },
+      );
+    }
+    // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
+    for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    return mod.create([]);
+  }
+  const hint =
+    runtime === 'deno'
+      ? 'Deno exposes navigator.gpu only with a Vulkan/Metal/DX12 driver; on Linux without a GPU install Mesa (mesa-vulkan-drivers).'
+      : 'use a browser with WebGPU enabled (Chrome/Edge 113+, Safari 26+, Firefox 141+) over https or localhost.';
+  throw new WebGPUUnavailableError('NO_WEBGPU', `WebGPU is not available (navigator.gpu is missing): ${hint}`);
+}
+
+export class WebqDevice {
+  readonly gpu: GPUDevice;
+  readonly caps: Capabilities;
+  private failure: Error | null = null;
+  private failed: Promise<never>;
+  private rejectFailed!: (e: Error) => void;
+  private disposers: Array<() => void> = [];
+  private disposed = false;
+  /** Keeps Dawn's GPU object alive exactly as long as the device (the Node process exits after). */
+  private gpuRoot: GPU | null;
+
+  constructor(device: GPUDevice, caps: Capabilities, root: GPU) {
+    this.gpu = device;
+    this.caps = caps;
+    this.gpuRoot = root;
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => {}); // observed by race(); avoid unhandled-rejection noise
+    device.lost.then((info) => {
+      if (this.disposed && info.reason === 'destroyed') return;
+      this.fail(new GPUDeviceError('DEVICE_LOST', `WebGPU device lost (${info.reason}): ${info.message || 'no message'}`));
+    });
+    device.addEventListener('uncapturederror', (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.fail(new GPUDeviceError('GPU_ERROR', `WebGPU error: ${err.message}`));
+    });
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    this.rejectFailed(e);
+  }
+
+  /** Throws the error that broke the device, if any. Ops call this before recording work. */
+  check(): void {
+    if (this.failure) throw this.failure;
+    if (this.disposed) throw new GPUDeviceError('DISPOSED', 'this webq device was disposed');
+  }
+
+  /** Awaits `p`, but rejects as soon as the device is lost or reports an error. */
+  race<T>(p: Promise<T>): Promise<T> {
+    this.check();
+    return Promise.race([p, this.failed]);
+  }
+
+  /** Waits until the queue has finished all submitted work. */
+  sync(): Promise<void> {
+    return this.race(this.gpu.queue.onSubmittedWorkDone());
+  }
+
+  /** Registers cleanup run by dispose() (pools, caches). */
+  onDispose(fn: () => void): void {
+    this.disposers.push(fn);
+  }
+
+  /** Frees every buffer and pipeline webq made on this device, then destroys the device. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const fn of this.disposers.reverse()) fn();
+    this.disposers = [];
+    this.gpu.destroy();
+    this.gpuRoot = null;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+}
+
+export async function createDevice(options: DeviceOptions = {}): Promise<WebqDevice> {
+  const runtime = detectRuntime();
+  const gpu = options.gpu ?? (await findGPU(runtime));
+  const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : {});
+  if (!adapter) {
+    throw new WebGPUUnavailableError(
+      'NO_ADAPTER',
+      runtime === 'browser'
+        ? 'WebGPU found no adapter: enable hardware acceleration or WebGPU in the browser settings.'
+        : 'WebGPU found no adapter: install a Vulkan driver (on Debian without a GPU: mesa-vulkan-drivers from bookworm-backports, Mesa >= 24).',
+    );
+  }
+  const wantF16 = options.f16 !== false && adapter.features.has('shader-f16');
+  const features: GPUFeatureName[] = [];
+  if (wantF16) features.push('shader-f16');
+  if (adapter.features.has('subgroups')) features.push('subgroups' as GPUFeatureName);
+  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  const requiredLimits: Record<string, number> = {};
+  for (const k of LIMITS) requiredLimits[k] = (adapter.limits as unknown as Record<string, number>)[k];
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits, label: 'webq' });
+  } catch (e) {
+    throw new WebGPUUnavailableError('NO_DEVICE', `WebGPU adapter refused to create a device: ${(e as Error).message}`, { cause: e });
+  }
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+  const adapterName = [info?.vendor, info?.architecture, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const lim = device.limits;
+  const caps: Capabilities = {
+    runtime,
+    adapter: adapterName,
+    software: /swiftshader|llvmpipe|lavapipe|cpu|software|warp/i.test(adapterName) || info?.architecture === 'software',
+    f16: device.features.has('shader-f16'),
+    subgroups: device.features.has('subgroups'),
+    timestamps: device.features.has('timestamp-query'),
+    dot4I8: gpu.wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false,
+    maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+    maxBufferSize: lim.maxBufferSize,
+    maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: lim.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupsPerDimension: lim.maxComputeWorkgroupsPerDimension,
+    maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
+    minStorageBufferOffsetAlignment: lim.minStorageBufferOffsetAlignment,
+  };
+  return new WebqDevice(device, caps, gpu);
+}

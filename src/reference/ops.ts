@@ -1,0 +1,91 @@
+/**
+ * Plain-loop CPU references for the float kernels, accumulating in f64. Tests compare GPU output
+ * against these; nothing in the runtime calls them.
+ */
+
+/** out[i] = a[i] (op) b[i % b.length] */
+export function refBinary(op: 'add' | 'mul', a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = op === 'add' ? a[i] + b[i % b.length] : a[i] * b[i % b.length];
+  return out;
+}
+
+export function refUnary(f: (x: number) => number, x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i]);
+  return out;
+}
+
+/** x [rows, cols] -> (x - mean) / sqrt(var + eps) * gamma + beta, per row */
+export function refLayerNorm(x: Float32Array, rows: number, cols: number, gamma: Float32Array, beta: Float32Array, eps: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    let mean = 0;
+    for (let c = 0; c < cols; c++) mean += x[r * cols + c];
+    mean /= cols;
+    let v = 0;
+    for (let c = 0; c < cols; c++) v += (x[r * cols + c] - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / cols + eps);
+    for (let c = 0; c < cols; c++) out[r * cols + c] = (x[r * cols + c] - mean) * inv * gamma[c] + beta[c];
+  }
+  return out;
+}
+
+/** x [rows, cols] -> x / sqrt(mean(x^2) + eps) * gamma, per row */
+export function refRmsNorm(x: Float32Array, rows: number, cols: number, gamma: Float32Array, eps: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += x[r * cols + c] ** 2;
+    const inv = 1 / Math.sqrt(s / cols + eps);
+    for (let c = 0; c < cols; c++) out[r * cols + c] = x[r * cols + c] * inv * gamma[c];
+  }
+  return out;
+}
+
+/** x [rows, cols] -> softmax per row; a row of -inf gives zeros */
+export function refSoftmax(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]);
+    if (m === -Infinity) continue;
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += Math.exp(x[r * cols + c] - m);
+    for (let c = 0; c < cols; c++) out[r * cols + c] = Math.exp(x[r * cols + c] - m) / s;
+  }
+  return out;
+}
+
+/** ids [T], table [V, D] -> out [T, D]; ids >= V give zero rows */
+export function refEmbedding(ids: Uint32Array, table: Float32Array, vocab: number, dim: number): Float32Array {
+  const out = new Float32Array(ids.length * dim);
+  for (let t = 0; t < ids.length; t++) {
+    if (ids[t] >= vocab) continue;
+    for (let d = 0; d < dim; d++) out[t * dim + d] = table[ids[t] * dim + d];
+  }
+  return out;
+}
+
+/**
+ * a [batch, M, K], b [bBatch, N, K] (transB) or [bBatch, K, N], bias [N] -> c [batch, M, N].
+ * bBatch is 1 (shared weight) or batch.
+ */
+export function refMatmul(
+  a: Float32Array, b: Float32Array, batch: number, M: number, N: number, K: number,
+  opts: { transB: boolean; bias?: Float32Array; bShared?: boolean },
+): Float32Array {
+  const c = new Float32Array(batch * M * N);
+  for (let z = 0; z < batch; z++) {
+    const ao = z * M * K;
+    const bo = opts.bShared ? 0 : z * N * K;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = opts.bias ? opts.bias[n] : 0;
+        for (let k = 0; k < K; k++) s += a[ao + m * K + k] * (opts.transB ? b[bo + n * K + k] : b[bo + k * N + n]);
+        c[z * M * N + m * N + n] = s;
+      }
+    }
+  }
+  return c;
+}

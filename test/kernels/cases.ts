@@ -1,0 +1,193 @@
+/**
+ * Kernel test cases, runnable in Node (vitest), Deno and Chromium: each uploads seeded random
+ * inputs, runs one op on the GPU, reads back and compares with the CPU reference at a stated
+ * tolerance. Sizes deliberately include ones that are not multiples of 4, of the workgroup size,
+ * or of the matmul tile. f16 cases round the inputs to f16 first so both sides see the same data.
+ */
+import { GpuContext } from '../../src/gpu/context.ts';
+import type { Precision } from '../../src/gpu/shaders.ts';
+import { add, mul } from '../../src/ops/elementwise.ts';
+import { gelu, silu } from '../../src/ops/activation.ts';
+import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
+import { softmax } from '../../src/ops/softmax.ts';
+import { embedding } from '../../src/ops/embedding.ts';
+import { matmul } from '../../src/ops/matmul.ts';
+import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
+import { refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { compare, randn, rng, roundF16, type Compare } from './check.ts';
+
+export interface KernelCase {
+  name: string;
+  /** Too big for the browser/Deno smoke runs (exercises 2-D grid folding). */
+  large?: boolean;
+  run(ctx: GpuContext, p: Precision): Promise<Compare>;
+}
+
+/** Tolerances (atol, rtol) per op and precision; f16 values carry ~2^-11 relative rounding. */
+const TOL = {
+  elementwise: { f32: [1e-6, 1e-6], f16: [1e-4, 1e-3] },
+  activation: { f32: [2e-6, 1e-5], f16: [1e-4, 1e-3] },
+  norm: { f32: [1e-5, 1e-5], f16: [2e-3, 2e-3] },
+  softmax: { f32: [1e-7, 1e-5], f16: [1e-5, 2e-3] },
+  embedding: { f32: [0, 0], f16: [0, 0] },
+} as const;
+
+function input(n: number, seed: number, p: Precision, scale = 1): Float32Array {
+  const x = randn(n, seed, scale);
+  return p === 'f16' ? roundF16(x) : x;
+}
+
+async function runOp(ctx: GpuContext, build: (rec: ReturnType<GpuContext['record']>) => import('../../src/gpu/tensor.ts').Tensor): Promise<Float32Array> {
+  const rec = ctx.record();
+  const out = build(rec);
+  await rec.submit();
+  const got = await ctx.readFloat(out);
+  out.dispose();
+  return got;
+}
+
+const cases: KernelCase[] = [];
+
+for (const [n, nb] of [[1, 1], [7, 7], [257, 257], [1000, 10], [4099, 1]] as const) {
+  for (const op of ['add', 'mul'] as const) {
+    cases.push({
+      name: `${op} n=${n} b=${nb}`,
+      async run(ctx, p) {
+        const a = input(n, 1 + n, p), b = input(nb, 2 + n, p);
+        const ta = ctx.uploadFloat(a, [n], p), tb = ctx.uploadFloat(b, [nb], p);
+        const got = await runOp(ctx, (rec) => (op === 'add' ? add : mul)(ctx, rec, ta, tb));
+        ta.dispose(); tb.dispose();
+        const [atol, rtol] = TOL.elementwise[p];
+        return compare(got, refBinary(op, a, b), atol, rtol);
+      },
+    });
+  }
+}
+
+// 256 * 65535 + 3 elements: more workgroups than one dimension allows, so the grid folds into y.
+cases.push({
+  name: 'add n=16776963 (2-D grid)',
+  large: true,
+  async run(ctx, p) {
+    const n = 256 * 65535 + 3;
+    const a = new Float32Array(n).map((_, i) => (i % 1000) / 8), b = new Float32Array([0.5, 0.25, 2]);
+    const ta = ctx.uploadFloat(a, [n], p), tb = ctx.uploadFloat(b, [3], p);
+    const got = await runOp(ctx, (rec) => add(ctx, rec, ta, tb));
+    ta.dispose(); tb.dispose();
+    const [atol, rtol] = TOL.elementwise[p];
+    return compare(got, refBinary('add', p === 'f16' ? roundF16(a) : a, b), atol, rtol);
+  },
+});
+
+for (const n of [1, 5, 300, 4097]) {
+  for (const [name, op, ref] of [['gelu', gelu, refGelu], ['silu', silu, refSilu]] as const) {
+    cases.push({
+      name: `${name} n=${n}`,
+      async run(ctx, p) {
+        const x = input(n, 10 + n, p, 3);
+        const t = ctx.uploadFloat(x, [n], p);
+        const got = await runOp(ctx, (rec) => op(ctx, rec, t));
+        t.dispose();
+        const [atol, rtol] = TOL.activation[p];
+        return compare(got, refUnary(ref, x), atol, rtol);
+      },
+    });
+  }
+}
+
+for (const [rows, cols] of [[1, 1], [3, 7], [5, 384], [17, 1000], [2, 4099]] as const) {
+  cases.push({
+    name: `layerNorm ${rows}x${cols}`,
+    async run(ctx, p) {
+      // An offset mean (3) checks the two-pass variance.
+      const x = input(rows * cols, 20 + cols, p).map((v) => v + 3);
+      const xr = p === 'f16' ? roundF16(x) : x;
+      const g = input(cols, 21 + cols, p), b = input(cols, 22 + cols, p);
+      const [tx, tg, tb] = [ctx.uploadFloat(xr, [rows, cols], p), ctx.uploadFloat(g, [cols], p), ctx.uploadFloat(b, [cols], p)];
+      const got = await runOp(ctx, (rec) => layerNorm(ctx, rec, tx, tg, tb, 1e-5));
+      tx.dispose(); tg.dispose(); tb.dispose();
+      const [atol, rtol] = TOL.norm[p];
+      return compare(got, refLayerNorm(xr, rows, cols, g, b, 1e-5), atol, rtol);
+    },
+  });
+  cases.push({
+    name: `rmsNorm ${rows}x${cols}`,
+    async run(ctx, p) {
+      const x = input(rows * cols, 30 + cols, p), g = input(cols, 31 + cols, p);
+      const [tx, tg] = [ctx.uploadFloat(x, [rows, cols], p), ctx.uploadFloat(g, [cols], p)];
+      const got = await runOp(ctx, (rec) => rmsNorm(ctx, rec, tx, tg, 1e-6));
+      tx.dispose(); tg.dispose();
+      const [atol, rtol] = TOL.norm[p];
+      return compare(got, refRmsNorm(x, rows, cols, g, 1e-6), atol, rtol);
+    },
+  });
+  cases.push({
+    name: `softmax ${rows}x${cols}`,
+    async run(ctx, p) {
+      const x = input(rows * cols, 40 + cols, p, 4);
+      if (rows > 2) for (let c = 0; c < cols; c++) x[cols + c] = -Infinity; // a fully masked row -> zeros
+      const t = ctx.uploadFloat(x, [rows, cols], p);
+      const got = await runOp(ctx, (rec) => softmax(ctx, rec, t));
+      t.dispose();
+      const [atol, rtol] = TOL.softmax[p];
+      return compare(got, refSoftmax(x, rows, cols), atol, rtol);
+    },
+  });
+}
+
+for (const [tokens, vocab, dim] of [[1, 3, 1], [9, 50, 7], [130, 1000, 33]] as const) {
+  cases.push({
+    name: `embedding T=${tokens} V=${vocab} D=${dim}`,
+    async run(ctx, p) {
+      const r = rng(50 + dim);
+      const ids = new Uint32Array(tokens).map(() => Math.floor(r() * vocab));
+      ids[tokens - 1] = vocab + 5; // out of range -> zeros, never an out-of-bounds read
+      const table = input(vocab * dim, 51 + dim, p);
+      const tids = ctx.upload(ids, [tokens], 'u32'), tt = ctx.uploadFloat(table, [vocab, dim], p);
+      const got = await runOp(ctx, (rec) => embedding(ctx, rec, tids, tt));
+      tids.dispose(); tt.dispose();
+      const [atol, rtol] = TOL.embedding[p];
+      return compare(got, refEmbedding(ids, table, vocab, dim), atol, rtol);
+    },
+  });
+}
+
+// [batch, M, N, K, transB, bias, shared B]
+const MM: [number, number, number, number, boolean, boolean, boolean][] = [
+  [1, 1, 1, 1, true, false, true],
+  [1, 7, 13, 5, true, true, true],
+  [1, 65, 67, 33, true, true, true],
+  [1, 128, 96, 130, false, false, true],
+  [3, 17, 19, 23, false, false, false],
+  [2, 70, 5, 64, true, true, false],
+];
+for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
+  cases.push({
+    name: `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}`,
+    async run(ctx, p) {
+      const bb = shared ? 1 : batch;
+      const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
+      const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
+      const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
+      const tbias = ctx.uploadFloat(bias, [N], p);
+      const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined }));
+      ta.dispose(); tb.dispose(); tbias.dispose();
+      const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
+      // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
+      const scale = Math.sqrt(K);
+      return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
+    },
+  });
+}
+
+export const KERNEL_CASES: readonly KernelCase[] = cases;
+
+/** Runs every case on one precision; used by the browser page and Deno. */
+export async function runKernelCases(ctx: GpuContext, p: Precision, opts: { large?: boolean } = {}): Promise<{ name: string; result: Compare }[]> {
+  const out: { name: string; result: Compare }[] = [];
+  for (const c of cases) {
+    if (c.large && !opts.large) continue;
+    out.push({ name: c.name, result: await c.run(ctx, p) });
+  }
+  return out;
+}
