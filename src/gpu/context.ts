@@ -77,6 +77,11 @@ export class GpuContext {
     return new Tensor(buffer, shape, dtype, 0, (b) => this.pool.release(b));
   }
 
+  /** Counts of what this context holds; a repeated forward must not grow any of them. */
+  stats(): { pipelines: number; uniformBuffers: number; bindGroups: number; pooledBytes: number; ownedBuffers: number } {
+    return { pipelines: this.pipelines.size, uniformBuffers: this.uniforms.size, bindGroups: this.bindGroups.size, pooledBytes: this.pool.bytes, ownedBuffers: this.owned.size };
+  }
+
   /** Starts recording one forward pass. */
   record(opts?: { timing?: boolean; label?: string }): Recorder {
     return new Recorder(this, opts);

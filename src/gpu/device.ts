@@ -32,6 +32,8 @@ export interface Capabilities {
 export interface DeviceOptions {
   /** Use shader-f16 when the adapter has it (default true). false forces the f32 paths. */
   f16?: boolean;
+  /** Request timestamp-query when available (default true); false makes timing a no-op. */
+  timestamps?: boolean;
   powerPreference?: GPUPowerPreference;
   /** A GPU object to use instead of navigator.gpu / Dawn (tests, embedding). */
   gpu?: GPU;
@@ -49,24 +51,33 @@ const LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
+/**
+ * One Dawn instance per process: creating and dropping an instance per device made Dawn crash
+ * intermittently at teardown, and a kept instance does not hold the process open once its
+ * devices are destroyed.
+ */
+let dawn: Promise<GPU> | null = null;
+
+async function loadDawn(): Promise<GPU> {
+  let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
+  try {
+    const name = 'webgpu'; // a variable specifier keeps bundlers from following it
+    mod = await import(/* @vite-ignore */ name);
+  } catch (e) {
+    throw new WebGPUUnavailableError('NO_WEBGPU', "WebGPU is not available in Node: install the 'webgpu' package (npm install webgpu).", { cause: e });
+  }
+  // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
+  for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  return mod.create([]);
+}
+
 async function findGPU(runtime: Runtime): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   if (runtime === 'node') {
-    let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
-    try {
-      const name = 'webgpu'; // a variable specifier keeps bundlers from following it
-      mod = await import(/* @vite-ignore */ name);
-    } catch (e) {
-      throw new WebGPUUnavailableError(
-        'NO_WEBGPU',
-        "WebGPU is not available in Node: install the 'webgpu' package (npm install webgpu).",
-        { cause: e },
-      );
-    }
-    // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
-    for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-    return mod.create([]);
+    dawn ??= loadDawn();
+    dawn.catch(() => (dawn = null)); // a failed load may be retried after installing the package
+    return dawn;
   }
   const hint =
     runtime === 'deno'
@@ -83,13 +94,10 @@ export class WebqDevice {
   private rejectFailed!: (e: Error) => void;
   private disposers: Array<() => void> = [];
   private disposed = false;
-  /** Keeps Dawn's GPU object alive exactly as long as the device (the Node process exits after). */
-  private gpuRoot: GPU | null;
 
-  constructor(device: GPUDevice, caps: Capabilities, root: GPU) {
+  constructor(device: GPUDevice, caps: Capabilities) {
     this.gpu = device;
     this.caps = caps;
-    this.gpuRoot = root;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {}); // observed by race(); avoid unhandled-rejection noise
     device.lost.then((info) => {
@@ -137,7 +145,6 @@ export class WebqDevice {
     for (const fn of this.disposers.reverse()) fn();
     this.disposers = [];
     this.gpu.destroy();
-    this.gpuRoot = null;
   }
 
   get isDisposed(): boolean {
@@ -161,7 +168,7 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
   const features: GPUFeatureName[] = [];
   if (wantF16) features.push('shader-f16');
   if (adapter.features.has('subgroups')) features.push('subgroups' as GPUFeatureName);
-  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  if (options.timestamps !== false && adapter.features.has('timestamp-query')) features.push('timestamp-query');
   const requiredLimits: Record<string, number> = {};
   for (const k of LIMITS) requiredLimits[k] = (adapter.limits as unknown as Record<string, number>)[k];
   let device: GPUDevice;
@@ -180,7 +187,8 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     f16: device.features.has('shader-f16'),
     subgroups: device.features.has('subgroups'),
     timestamps: device.features.has('timestamp-query'),
-    dot4I8: gpu.wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false,
+    // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
+    dot4I8: (gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false,
     maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
     maxBufferSize: lim.maxBufferSize,
     maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
@@ -189,5 +197,5 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
     minStorageBufferOffsetAlignment: lim.minStorageBufferOffsetAlignment,
   };
-  return new WebqDevice(device, caps, gpu);
+  return new WebqDevice(device, caps);
 }

@@ -16,7 +16,8 @@ export interface KernelTiming {
   ms: number;
 }
 
-const MAX_TIMED = 4096;
+// 2 timestamps per kernel; 4096 queries is the spec maximum per query set.
+const MAX_TIMED = 2048;
 
 export class Recorder {
   readonly encoder: GPUCommandEncoder;

@@ -1,0 +1,19 @@
+/** Shared shapes for CLI subcommands (kept apart from main.ts so commands don't import the entry). */
+
+/** Where a command writes; tests pass their own to capture output. */
+export interface CliIO {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+export interface Command {
+  /** One line for the command list in `webq --help`. */
+  summary: string;
+  /** Full help text for `webq <command> --help`. */
+  usage: string;
+  /** Runs with the arguments after the command name; resolves to the exit code. */
+  run(args: string[], io: CliIO): Promise<number>;
+}
+
+/** A bad command line; reported like any other error. */
+export class UsageError extends Error {}

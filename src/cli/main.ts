@@ -1,0 +1,57 @@
+/**
+ * `webq` command-line entry. Subcommands live in a table so new ones are one entry each. Errors
+ * become one `webq: <message>` line and exit code 1: users get the message, not a stack trace
+ * (set WEBQ_DEBUG=1 to see the stack).
+ */
+import { UsageError, type CliIO, type Command } from './command.ts';
+import { doctorCommand } from './doctor.ts';
+import { infoCommand } from './info.ts';
+
+export { UsageError, type CliIO, type Command } from './command.ts';
+
+const commands: Record<string, Command> = {
+  info: infoCommand,
+  doctor: doctorCommand,
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const list = Object.entries(commands)
+    .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+    .join('\n');
+  return `usage: webq <command> [options]\n\ncommands:\n${list}\n\nRun "webq <command> --help" for a command's options.\n`;
+}
+
+const processIO: CliIO = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+function debugEnabled(): boolean {
+  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
+  return Boolean(g.process?.env?.WEBQ_DEBUG);
+}
+
+/** Runs the CLI with `argv` (without the node and script paths) and resolves to the exit code. */
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      io.stdout(usage());
+      return 0;
+    }
+    const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+    if (command === undefined) throw new UsageError(`unknown command ${JSON.stringify(name)} (run "webq --help" for the list)`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout(`${command.usage}\n`);
+      return 0;
+    }
+    return await command.run(rest, io);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    // One line, whatever the message holds (file names and JSON snippets may contain newlines).
+    io.stderr(`webq: ${message.replace(/\s*[\r\n]+\s*/g, ' ')}\n`);
+    if (debugEnabled() && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    return 1;
+  }
+}

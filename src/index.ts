@@ -1,0 +1,13 @@
+/**
+ * webq: quantized Transformer inference on WebGPU in browsers, Node and Deno.
+ * This is the package's public surface; deeper modules may change between versions.
+ */
+export { WebqError, WebGPUUnavailableError, GPUDeviceError, ShapeError } from './errors.ts';
+export { createDevice, WebqDevice, type Capabilities, type DeviceOptions } from './gpu/device.ts';
+export { GpuContext, type HostArray } from './gpu/context.ts';
+export { Recorder, type KernelTiming } from './gpu/recorder.ts';
+export { Tensor, type DType } from './gpu/tensor.ts';
+export type { Precision, Variant } from './gpu/shaders.ts';
+export * as ops from './ops/index.ts';
+export * as io from './io/index.ts';
+export * as quant from './quant/index.ts';

@@ -1,0 +1,30 @@
+/** Public surface of the io layer: byte sources, safetensors reading/writing, half-float bits. */
+export { SafetensorsError, SourceError, type SafetensorsErrorCode, type SourceErrorCode } from './errors.ts';
+export { DTYPES, DTYPE_SIZE, isDType, type DType, type TensorInfo } from './dtypes.ts';
+export { parseStrictJson, JsonSyntaxError, JsonDuplicateKeyError, type JsonValue, type JsonObject } from './json.ts';
+export {
+  openSource,
+  fileSource,
+  bytesSource,
+  blobSource,
+  urlSource,
+  type ByteSource,
+  type SourceInput,
+  type UrlSourceOptions,
+} from './source.ts';
+export { SafetensorsFile, type TensorStore, type OpenOptions } from './safetensors.ts';
+export { MAX_HEADER_BYTES } from './safetensors-header.ts';
+export { type ReadTarget, type ReadAsResult } from './convert.ts';
+export { ShardedCheckpoint, readIndex, type ShardIndex, type Shard } from './sharded.ts';
+export { openCheckpoint, type Checkpoint } from './checkpoint.ts';
+export { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from './writer.ts';
+export {
+  f32ToF16Bits,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  bf16BitsToF32,
+  f32ArrayToF16,
+  f16ArrayToF32,
+  bf16ArrayToF32,
+  f32ArrayToBf16,
+} from './half.ts';

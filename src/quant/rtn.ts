@@ -1,0 +1,143 @@
+/**
+ * Round-to-nearest (RTN) weight quantization into the layout of layout.ts, and its inverse.
+ *
+ * Rounding is round-half-away-from-zero (roundHalfAway below), computed in f64 against the scale
+ * AFTER it has been rounded to f32, so the codes are exactly right for the scale the GPU will read.
+ * Everything is deterministic: plain loops, no randomness, no platform-dependent math.
+ *
+ * Asymmetric groups quantize the range [min(min, 0), max(max, 0)] rather than [min, max]. Including
+ * 0 keeps the integer zero point inside 0..255 (0..15) even for all-positive or all-negative groups,
+ * and makes weight 0 (hence the K padding) dequantize to exactly 0. This is GPTQ's convention.
+ */
+import { ShapeError, WebqError } from '../errors.ts';
+import { layoutFor, validateQuantizedWeight, type QuantizedWeight, type QuantSpec } from './layout.ts';
+
+/** Rounds to the nearest integer, ties away from zero (2.5 -> 3, -2.5 -> -3). */
+export function roundHalfAway(v: number): number {
+  const a = Math.abs(v);
+  const f = Math.floor(a);
+  // `a - f` is exact, unlike `a + 0.5`, which rounds 0.49999999999999994 up to 1.
+  const r = a - f >= 0.5 ? f + 1 : f;
+  return v < 0 ? -r : r;
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/**
+ * Quantizes a row-major [N, K] f32 weight (y = x W^T) with round-to-nearest.
+ * Throws ShapeError if w.length != N*K, QuantSpecError for a bad spec, and WebqError
+ * ('QUANT_NONFINITE') if any weight is NaN or infinite.
+ */
+export function quantizeWeight(w: Float32Array, N: number, K: number, spec: QuantSpec): QuantizedWeight {
+  const { Kp, groupSize: G, groups, wordsPerRow } = layoutFor(K, spec);
+  if (!Number.isInteger(N) || N < 1) throw new ShapeError(`quantizeWeight: N must be a positive integer, got ${N}`);
+  if (w.length !== N * K) {
+    throw new ShapeError(`quantizeWeight: weight has ${w.length} elements, expected N*K = ${N}*${K} = ${N * K}`);
+  }
+  const bits = spec.bits;
+  const sym = spec.symmetric;
+  const values = new Uint32Array(N * wordsPerRow);
+  const scales = new Float32Array(N * groups);
+  const zeros = sym ? null : new Float32Array(N * groups);
+  // Codes of one row before packing: int8 values as -128..127, int4 values as nibbles 0..15.
+  const codes = new Int32Array(Kp);
+  const qmax = bits === 8 ? 127 : 7; // symmetric code range is -qmax..qmax
+  const umax = bits === 8 ? 255 : 15; // asymmetric unsigned code range is 0..umax
+  const symOffset = bits === 8 ? 0 : 8; // int4 symmetric nibble = code + 8
+  const asymOffset = bits === 8 ? 128 : 0; // int8 asymmetric stores u - 128 and z - 128
+
+  for (let n = 0; n < N; n++) {
+    const row = n * K;
+    for (let g = 0; g < groups; g++) {
+      const k0 = g * G;
+      const k1 = Math.min(k0 + G, K); // real elements only: padding must not affect the scale
+      let lo = 0;
+      let hi = 0;
+      for (let k = k0; k < k1; k++) {
+        const v = w[row + k];
+        if (!Number.isFinite(v)) {
+          throw new WebqError('QUANT_NONFINITE', `quantizeWeight: weight[${n}][${k}] is ${v}; all weights must be finite`);
+        }
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      let scale: number;
+      let zero: number; // the code that means 0, in the unsigned convention
+      if (sym) {
+        scale = Math.fround(Math.max(hi, -lo) / qmax);
+        zero = symOffset;
+        for (let k = k0; k < k1; k++) {
+          codes[k] = scale === 0 ? zero : clamp(roundHalfAway(w[row + k] / scale), -qmax, qmax) + zero;
+        }
+      } else {
+        scale = Math.fround((hi - lo) / umax);
+        // All-zero group: choose the middle code so the stored bytes read as 0 (int8) / 8 (int4).
+        zero = scale === 0 ? (umax + 1) / 2 : clamp(roundHalfAway(-lo / scale), 0, umax);
+        for (let k = k0; k < k1; k++) {
+          codes[k] = scale === 0 ? zero : clamp(roundHalfAway(w[row + k] / scale) + zero, 0, umax);
+        }
+        zeros![n * groups + g] = zero - asymOffset;
+        if (asymOffset !== 0) for (let k = k0; k < k1; k++) codes[k] -= asymOffset;
+      }
+      // Padding dequantizes to exactly 0: store the zero point itself.
+      for (let k = k1; k < k0 + G; k++) codes[k] = sym ? zero : zero - asymOffset;
+      scales[n * groups + g] = scale;
+    }
+    packRow(codes, bits, values, n * wordsPerRow, wordsPerRow);
+  }
+  return { N, K, Kp, groupSize: G, groups, bits, symmetric: sym, values, scales, zeros };
+}
+
+/**
+ * Packs one row of codes into `words` words of `out` starting at `base`.
+ *
+ *   int8  word j: [ c[4j+3] | c[4j+2] | c[4j+1] | c[4j] ]                       (byte 3 .. byte 0)
+ *   int4  word j: [ c[8j+7] c[8j+3] | c[8j+6] c[8j+2] | c[8j+5] c[8j+1] | c[8j+4] c[8j] ]
+ *                  (each byte: high nibble, low nibble)
+ */
+function packRow(c: Int32Array, bits: number, out: Uint32Array, base: number, words: number): void {
+  if (bits === 8) {
+    for (let j = 0, k = 0; j < words; j++, k += 4) {
+      out[base + j] = (c[k] & 0xff) | ((c[k + 1] & 0xff) << 8) | ((c[k + 2] & 0xff) << 16) | ((c[k + 3] & 0xff) << 24);
+    }
+    return;
+  }
+  for (let j = 0, k = 0; j < words; j++, k += 8) {
+    let word = 0;
+    for (let b = 0; b < 4; b++) word |= ((c[k + b] & 0xf) | ((c[k + 4 + b] & 0xf) << 4)) << (8 * b);
+    out[base + j] = word;
+  }
+}
+
+/**
+ * Expands a quantized weight back to a row-major [N, K] f32 array (padding dropped):
+ * w[n][k] = f32((code - zero) * scale), the exact value a kernel that dequantizes in f32 sees.
+ */
+export function dequantizeWeight(q: QuantizedWeight): Float32Array {
+  validateQuantizedWeight(q);
+  const { N, K, Kp, groupSize: G, groups, bits, values, scales } = q;
+  const out = new Float32Array(N * K);
+  const wordsPerRow = bits === 8 ? Kp >> 2 : Kp >> 3;
+  const implicitZero = bits === 8 ? 0 : 8;
+  for (let n = 0; n < N; n++) {
+    const base = n * wordsPerRow;
+    for (let g = 0; g < groups; g++) {
+      const s = scales[n * groups + g];
+      const z = q.zeros !== null ? q.zeros[n * groups + g] : implicitZero;
+      const k1 = Math.min(g * G + G, K);
+      for (let k = g * G; k < k1; k++) {
+        let code: number;
+        if (bits === 8) {
+          code = (values[base + (k >> 2)] << (24 - ((k & 3) << 3))) >> 24; // sign-extend byte k&3
+        } else {
+          const e = k & 7;
+          code = (values[base + (k >> 3)] >>> (((e & 3) << 3) + ((e >> 2) << 2))) & 0xf;
+        }
+        out[n * K + k] = (code - z) * s;
+      }
+    }
+  }
+  return out;
+}

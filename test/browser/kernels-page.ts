@@ -1,0 +1,31 @@
+// Runs the shared kernel cases in the browser on whatever adapter it has (SwiftShader in headless
+// Chromium: no shader-f16, so the f32 path) and publishes the results for the puppeteer test.
+import { GpuContext } from '../../src/gpu/context.ts';
+import { runKernelCases } from '../kernels/cases.ts';
+
+declare global {
+  interface Window {
+    __webq?: { adapter: string; f16: boolean; results: { precision: string; name: string; ok: boolean; detail: string }[] } | { error: string };
+  }
+}
+
+async function main(): Promise<void> {
+  const ctx = await GpuContext.create();
+  const results: { precision: string; name: string; ok: boolean; detail: string }[] = [];
+  try {
+    const precisions = ctx.caps.f16 ? (['f32', 'f16'] as const) : (['f32'] as const);
+    for (const p of precisions) {
+      for (const { name, result } of await runKernelCases(ctx, p)) {
+        results.push({ precision: p, name, ok: result.ok, detail: result.mismatches.join('; ') });
+      }
+    }
+    window.__webq = { adapter: ctx.caps.adapter, f16: ctx.caps.f16, results };
+  } finally {
+    ctx.dispose();
+  }
+  document.getElementById('log')!.textContent = `${results.filter((r) => r.ok).length}/${results.length} passed`;
+}
+
+main().catch((e: Error) => {
+  window.__webq = { error: `${e.name}: ${e.message}` };
+});

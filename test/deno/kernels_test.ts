@@ -1,0 +1,26 @@
+/// <reference lib="deno.ns" />
+// Runs the shared kernel cases on Deno's built-in WebGPU (wgpu), both precisions when the adapter
+// has shader-f16. `npm test` runs this through test/node/deno.test.ts.
+import { GpuContext } from '../../src/gpu/context.ts';
+import { runKernelCases } from '../kernels/cases.ts';
+
+Deno.test('kernels match the CPU reference on Deno WebGPU', async () => {
+  const ctx = await GpuContext.create();
+  try {
+    if (ctx.caps.runtime !== 'deno') throw new Error(`expected runtime deno, got ${ctx.caps.runtime}`);
+    const precisions = ctx.caps.f16 ? (['f32', 'f16'] as const) : (['f32'] as const);
+    const failed: string[] = [];
+    let count = 0;
+    for (const p of precisions) {
+      for (const { name, result } of await runKernelCases(ctx, p)) {
+        count++;
+        if (!result.ok) failed.push(`${p} ${name}: ${result.mismatches.join('; ')}`);
+      }
+    }
+    console.log(`deno: ${count} kernel cases on ${ctx.caps.adapter} (${precisions.join(', ')})`);
+    if (failed.length) throw new Error(`kernel mismatches:\n${failed.join('\n')}`);
+    if (count < 50) throw new Error(`only ${count} cases ran`);
+  } finally {
+    ctx.dispose();
+  }
+});
