@@ -1,19 +1,27 @@
-// Tiled matmul, batched: for each batch z, C[M, N] = A[M, K] x op(B) (+ bias[N]), where op(B) is
+// Tiled matmul, batched: for each batch z, C[M, N] = epilogue(A[M, K] x op(B)), where op(B) is
 // B^T for B stored [N, K] (TRANS_B: the layout of a Linear weight and of K in Q.K^T) or B for B
 // stored [K, N]. Each 16x16 workgroup computes a 64x64 tile of C, 4x4 values per thread, staging
 // 64x16 slices of A and B in workgroup memory so each global value is read once per tile.
 // Tiles are staged and accumulated in f32 whatever T is: the f16 path rounds only on the store.
+// The epilogue adds bias[n], applies ACT and adds residual[m, n]. C may be a column slice of a
+// wider matrix (row stride ldc, first column nOff): a weight too big for one binding is split
+// into row chunks, each writing its own columns.
 
-struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32 }
+//! import epilogue
+
+struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, ldc: u32, nOff: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<T>;
 @group(0) @binding(2) var<storage, read> b: array<T>;
 @group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read_write> c: array<T>;
+@group(0) @binding(4) var<storage, read> res: array<T>;
+@group(0) @binding(5) var<storage, read_write> c: array<T>;
 
 override TRANS_B: bool = true;
 override HAS_BIAS: bool = false;
+override HAS_RES: bool = false;
+override ACT: u32 = 0u;
 
 const BM = 64u;
 const BN = 64u;
@@ -42,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let aBase = wg.z * p.strideA;
   let bBase = wg.z * p.strideB;
   let cBase = wg.z * p.strideC;
-  var acc: array<vec4<f32>, 4>; // acc[i][j] = C[m0 + ty*4 + i, n0 + tx*4 + j]
+  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0)); // acc[i][j] = C[m0 + ty*4 + i, n0 + tx*4 + j]
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     // 64 rows x 16 k per operand = 256 vec4 loads, one per thread: thread li stages rows 4r..4r+3
     // at k = kk. Along k neighbouring threads read neighbouring addresses of A (and of B^T).
@@ -70,8 +78,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let n = n0 + lid.x * 4u + j;
       if (n >= p.N) { break; }
       var v = acc[i][j];
-      if (HAS_BIAS) { v += f32(bias[n]); }
-      c[cBase + m * p.N + n] = T(v);
+      if (HAS_BIAS) { v += f32(bias[p.nOff + n]); }
+      v = apply_act(v, ACT);
+      let at = cBase + m * p.ldc + p.nOff + n;
+      if (HAS_RES) { v += f32(res[at]); }
+      c[at] = T(v);
     }
   }
 }

@@ -27,6 +27,7 @@ export class GpuContext {
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextId = 1;
   private owned = new Set<GPUBuffer>();
+  private placeholders = new Map<DType, Tensor>();
   private qs: GPUQuerySet | null = null;
   private qsResolve: GPUBuffer | null = null;
 
@@ -80,6 +81,20 @@ export class GpuContext {
   /** Counts of what this context holds; a repeated forward must not grow any of them. */
   stats(): { pipelines: number; uniformBuffers: number; bindGroups: number; pooledBytes: number; ownedBuffers: number } {
     return { pipelines: this.pipelines.size, uniformBuffers: this.uniforms.size, bindGroups: this.bindGroups.size, pooledBytes: this.pool.bytes, ownedBuffers: this.owned.size };
+  }
+
+  /**
+   * A tiny tensor to fill a binding that a kernel variant declares but does not read (a bias or
+   * zero-point buffer switched off by an override): bind group layouts need every binding.
+   */
+  placeholder(dtype: DType): Tensor {
+    let t = this.placeholders.get(dtype);
+    if (!t) {
+      const data = dtype === 'f16' ? new Uint16Array(8) : dtype === 'f32' ? new Float32Array(4) : dtype === 'u32' ? new Uint32Array(4) : new Int32Array(4);
+      t = this.upload(data, [data.length], dtype, `webq:placeholder-${dtype}`);
+      this.placeholders.set(dtype, t);
+    }
+    return t;
   }
 
   /** Starts recording one forward pass. */
@@ -169,6 +184,7 @@ export class GpuContext {
     for (const b of this.owned) b.destroy();
     for (const b of this.uniforms.values()) b.destroy();
     this.owned.clear();
+    this.placeholders.clear();
     this.uniforms.clear();
     this.bindGroups.clear();
     this.qs?.destroy();

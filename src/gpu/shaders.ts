@@ -11,27 +11,51 @@ export type Precision = 'f32' | 'f16';
 
 export interface Variant {
   precision: Precision;
-  /** Adds `requires packed_4x8_integer_dot_product;` (dot4I8Packed and friends). */
-  dot4?: boolean;
+  /**
+   * Defines `fn idot4(a: u32, b: u32) -> i32`, the dot product of four packed int8 lanes:
+   * 'native' is `dot4I8Packed` (needs the packed_4x8_integer_dot_product language feature),
+   * 'emulated' unpacks with shifts for devices without it.
+   */
+  idot?: 'native' | 'emulated';
   /** Adds `enable subgroups;`. */
   subgroups?: boolean;
 }
 
 export function variantName(v: Variant): string {
-  return [v.precision, v.dot4 ? 'dot4' : '', v.subgroups ? 'sg' : ''].filter(Boolean).join('+');
+  return [v.precision, v.idot ? `idot-${v.idot}` : '', v.subgroups ? 'sg' : ''].filter(Boolean).join('+');
 }
 
 export function prelude(v: Variant): string {
   const lines: string[] = [];
   if (v.precision === 'f16') lines.push('enable f16;');
   if (v.subgroups) lines.push('enable subgroups;');
-  if (v.dot4) lines.push('requires packed_4x8_integer_dot_product;');
+  if (v.idot === 'native') lines.push('requires packed_4x8_integer_dot_product;');
   lines.push(`alias T = ${v.precision};`, `alias T4 = vec4<${v.precision}>;`);
+  if (v.idot === 'native') lines.push('fn idot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }');
+  if (v.idot === 'emulated') {
+    // Sign-extend each byte: shift it to the top, then arithmetic-shift it back down.
+    lines.push(
+      'fn idot4(a: u32, b: u32) -> i32 {',
+      '  let va = vec4<i32>(i32(a << 24u), i32(a << 16u), i32(a << 8u), i32(a)) >> vec4<u32>(24u);',
+      '  let vb = vec4<i32>(i32(b << 24u), i32(b << 16u), i32(b << 8u), i32(b)) >> vec4<u32>(24u);',
+      '  return dot(va, vb);',
+      '}',
+    );
+  }
   return lines.join('\n') + '\n';
 }
 
-export function shaderSource(name: string, v: Variant): string {
+function source(name: string): string {
   const src = WGSL[name];
   if (src === undefined) throw new WebqError('UNKNOWN_SHADER', `no shader '${name}.wgsl' in shaders/ (have: ${Object.keys(WGSL).join(', ')})`);
-  return prelude(v) + src;
+  return src;
+}
+
+/**
+ * The full WGSL of a kernel: the variant prelude, then the file with each `//! import NAME` line
+ * replaced by shaders/NAME.wgsl (shared helper functions; WGSL itself has no includes).
+ */
+export function shaderSource(name: string, v: Variant): string {
+  const body = source(name).replace(/^\/\/! import (\w+)\s*$/gm, (_, lib: string) => source(lib));
+  return prelude(v) + body;
 }

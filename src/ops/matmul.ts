@@ -1,30 +1,25 @@
 /**
  * Float matmul: C[..., M, N] = A[..., M, K] x B^T (B [..., N, K], transB, the Linear layout) or
- * A x B (B [..., K, N]), plus an optional bias [N]. Leading dimensions are a batch; a B without
- * them is shared by every batch (a weight).
+ * A x B (B [..., K, N]), with a fused epilogue (bias, GELU/SiLU, residual). Leading dimensions
+ * are a batch; a B without them is shared by every batch (a weight). `cols` writes the product
+ * into columns [nOff, nOff + N) of a wider output, so a weight split into row chunks fills one C.
  */
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import { shapeStr, type Tensor } from '../gpu/tensor.ts';
 import { floatPrecision } from './common.ts';
+import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
 
-export interface MatmulOptions {
+export interface MatmulOptions extends Epilogue {
   /** B is stored [N, K] (default true). */
   transB?: boolean;
-  bias?: Tensor;
   out?: Tensor;
+  /** Write into columns [nOff, nOff + N) of `out`, whose rows hold `ldc` values. */
+  cols?: { nOff: number; ldc: number };
 }
 
 const TILE = 64;
-const dummies = new WeakMap<GpuContext, Record<string, Tensor>>();
-
-/** A placeholder for the bias binding when HAS_BIAS is false (the binding is declared either way). */
-function dummy(ctx: GpuContext, dtype: 'f32' | 'f16'): Tensor {
-  let d = dummies.get(ctx);
-  if (!d) dummies.set(ctx, (d = {}));
-  return (d[dtype] ??= dtype === 'f16' ? ctx.upload(new Uint16Array(2), [2], 'f16', 'webq:no-bias') : ctx.upload(new Float32Array(1), [1], 'f32', 'webq:no-bias'));
-}
 
 export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? true;
@@ -37,15 +32,26 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   if (bK !== K) throw new ShapeError(`matmul: A ${shapeStr(a.shape)} has K=${K} but B ${shapeStr(b.shape)}${transB ? ' (stored [N, K])' : ' (stored [K, N])'} has K=${bK}`);
   const bBatch = b.size / (N * K);
   if (bBatch !== 1 && bBatch !== batch) throw new ShapeError(`matmul: B ${shapeStr(b.shape)} must have no batch or the batch of A ${shapeStr(a.shape)}`);
-  if (opts.bias && opts.bias.size !== N) throw new ShapeError(`matmul: bias must have N=${N} elements, got ${shapeStr(opts.bias.shape)}`);
-  const out = opts.out ?? ctx.empty([...batchShape, M, N], a.dtype);
-  if (out.size !== batch * M * N) throw new ShapeError(`matmul: out ${shapeStr(out.shape)} must hold ${batch}x${M}x${N} values`);
-  const precision = floatPrecision('matmul', opts.bias ? { a, b, bias: opts.bias, out } : { a, b, out });
+  const { nOff, ldc } = opts.cols ?? { nOff: 0, ldc: N };
+  if (nOff + N > ldc) throw new ShapeError(`matmul: columns [${nOff}, ${nOff + N}) do not fit rows of ${ldc}`);
+  const fullN = opts.cols ? ldc : N;
+  // With column slices the bias and residual cover the whole output row.
+  checkEpilogue('matmul', opts, M, fullN, batch);
+  const out = opts.out ?? ctx.empty([...batchShape, M, fullN], a.dtype);
+  if (out.size !== batch * M * fullN) throw new ShapeError(`matmul: out ${shapeStr(out.shape)} must hold ${batch}x${M}x${fullN} values`);
+  const operands: Record<string, Tensor> = { a, b, out };
+  if (opts.bias) operands.bias = opts.bias;
+  if (opts.residual) operands.residual = opts.residual;
+  const precision = floatPrecision('matmul', operands);
   rec.dispatch(
-    { shader: 'matmul', variant: { precision }, constants: { TRANS_B: transB, HAS_BIAS: !!opts.bias } },
-    { a, b, bias: opts.bias ?? dummy(ctx, precision), c: out },
+    {
+      shader: 'matmul',
+      variant: { precision },
+      constants: { TRANS_B: transB, HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] },
+    },
+    { a, b, bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision), c: out },
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
-    { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * N },
+    { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * fullN, ldc: fullN, nOff },
   );
   return out;
 }

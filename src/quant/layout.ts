@@ -6,7 +6,7 @@
  * A Linear weight W is [N, K] row-major (HF convention: y = x W^T + b, N outputs, K inputs). It is
  * quantized along K in groups of G elements (G = 32, 64 or 128, or 'channel' = one group per row).
  *
- *   Kp     = K rounded up to a multiple of G            (per-channel: K rounded up to 8, G = Kp)
+ *   Kp     = K rounded up to a multiple of G            (per-channel: K rounded up to 32, G = Kp)
  *   groups = Kp / G                                     (per-channel: 1)
  *
  * Padding elements K..Kp-1 of each row are weight 0: they are stored as the code that dequantizes
@@ -129,8 +129,9 @@ export function roundUp(v: number, m: number): number {
 export function layoutFor(K: number, spec: QuantSpec): QuantLayout {
   validateSpec(spec);
   checkDim('K', K);
-  // Per-channel pads to 8 so that both int8 (4 per word) and int4 (8 per word) rows are whole words.
-  const Kp = spec.group === 'channel' ? roundUp(K, 8) : roundUp(K, spec.group);
+  // Per-channel pads to 32: the GPU kernels walk K in blocks of 32 (one vec4<u32> of int4 words,
+  // two of int8), so every row must be whole blocks, as it is for groups of 32, 64 and 128.
+  const Kp = spec.group === 'channel' ? roundUp(K, 32) : roundUp(K, spec.group);
   const groupSize = spec.group === 'channel' ? Kp : spec.group;
   return { Kp, groupSize, groups: Kp / groupSize, wordsPerRow: Kp / (32 / spec.bits) };
 }
@@ -152,14 +153,14 @@ export function validateQuantizedWeight(q: QuantizedWeight): void {
   checkDim('N', q.N);
   checkDim('K', q.K);
   if (q.bits !== 4 && q.bits !== 8) throw new QuantSpecError(`quantized weight bits must be 4 or 8, got ${q.bits}`);
-  const perChannel = q.groups === 1 && q.groupSize === q.Kp && q.Kp === roundUp(q.K, 8);
+  const perChannel = q.groups === 1 && q.groupSize === q.Kp && q.Kp === roundUp(q.K, 32);
   const grouped =
     GROUP_SIZES.includes(q.groupSize) && q.Kp === roundUp(q.K, q.groupSize) && q.groups === q.Kp / q.groupSize;
   if (!perChannel && !grouped) {
     throw new QuantSpecError(
       `quantized weight has K=${q.K}, Kp=${q.Kp}, groupSize=${q.groupSize}, groups=${q.groups}; expected ` +
         `groupSize in 32/64/128 with Kp = K rounded up to groupSize and groups = Kp/groupSize, ` +
-        `or per-channel with Kp = K rounded up to 8 = groupSize and groups = 1`,
+        `or per-channel with Kp = K rounded up to 32 = groupSize and groups = 1`,
     );
   }
   const words = q.N * (q.Kp / (32 / q.bits));

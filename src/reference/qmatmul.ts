@@ -81,13 +81,13 @@ export function refQLinear(
 
 /**
  * Integer-activation quantized Linear (W8A8, and W4A8 for 4-bit weights), exactly as a
- * dot4I8Packed kernel computes it:
+ * dot4I8Packed kernel computes it, block by block of 32 along K:
  *
- *   x is quantized per token:  q_x [M, Kp] int8, s_x [M]          (quantizeActivations, K padded)
- *   per token t, output n, group g:
- *     acc_g  = sum_{k in g} q_x[t,k] * code_w[n,k]                  exact integer
- *     sum_g  = sum_{k in g} q_x[t,k]                                 exact integer (groupSums)
- *   out[t,n] = s_x[t] * sum_g s_w[n,g] * (acc_g - zero[n,g] * sum_g)   then bias / epilogue
+ *   x is quantized per token (one scale s_x[t]) or per block of 32 (s_x[t, b]), K padded to Kp
+ *   per token t, output n, block b (inside weight group g):
+ *     dot_b  = sum_{k in b} q_x[t,k] * code_w[n,k]                  exact integer
+ *     sum_b  = sum_{k in b} q_x[t,k]                                 exact integer
+ *   out[t,n] = sum_b s_x[t,b] * s_w[n,g] * (dot_b - zero[n,g] * sum_b)   then bias / epilogue
  *
  * code_w is the stored code (int8 signed; int4 nibble 0..15) and zero the stored zero point
  * (int8 symmetric: 0, int4 symmetric: 8, asymmetric: zeros[n,g]).
@@ -99,29 +99,48 @@ export function refW8A8(
   q: QuantizedWeight,
   bias?: Float32Array,
   epilogue?: Epilogue,
+  actScales: 'token' | 'block' = 'token',
 ): Float32Array {
   validateQuantizedWeight(q);
   if (q.K !== K) throw new ShapeError(`refW8A8: x has K=${K} but the weight has K=${q.K}`);
   const { N, Kp, groupSize: G, groups } = q;
   checkInputs('refW8A8', x, M, K, N, bias, epilogue);
-  const a = quantizeActivations(x, M, K, Kp);
-  const sums = groupSums(a, G);
-  // Unpack once so the inner loop is plain integer arithmetic. [M, Kp] and [N, Kp].
+  if (Kp % 32 !== 0) throw new ShapeError(`refW8A8: Kp=${Kp} must be a multiple of 32`);
+  const blocks = Kp / 32;
+  // Codes [M, Kp] and scales [M, blocks]; per block means each block of 32 is its own "token".
   const qx = new Int32Array(M * Kp);
-  for (let t = 0; t < M; t++) for (let k = 0; k < Kp; k++) qx[t * Kp + k] = readActivationCode(a, t, k);
+  const sx = new Float32Array(M * blocks);
+  if (actScales === 'token') {
+    const a = quantizeActivations(x, M, K, Kp);
+    for (let t = 0; t < M; t++) {
+      for (let k = 0; k < Kp; k++) qx[t * Kp + k] = readActivationCode(a, t, k);
+      sx.fill(a.scales[t], t * blocks, (t + 1) * blocks);
+    }
+  } else {
+    const xb = new Float32Array(M * Kp);
+    for (let t = 0; t < M; t++) xb.set(x.subarray(t * K, (t + 1) * K), t * Kp);
+    const a = quantizeActivations(xb, M * blocks, 32, 32);
+    for (let r = 0; r < M * blocks; r++) for (let k = 0; k < 32; k++) qx[r * 32 + k] = readActivationCode(a, r, k);
+    sx.set(a.scales);
+  }
   const qw = new Int32Array(N * Kp);
   for (let n = 0; n < N; n++) for (let k = 0; k < Kp; k++) qw[n * Kp + k] = readCode(q.values, q.bits, Kp, n, k);
 
   const out = new Float32Array(M * N);
   for (let t = 0; t < M; t++) {
     for (let n = 0; n < N; n++) {
-      let acc = 0; // f64 sum over groups
-      for (let g = 0; g < groups; g++) {
-        let dot = 0; // |dot| <= 127 * 128 * G: exact here and fits an i32 on the GPU for G < 132k
-        for (let k = g * G; k < (g + 1) * G; k++) dot += qx[t * Kp + k] * qw[n * Kp + k];
-        acc += q.scales[n * groups + g] * (dot - zeroPoint(q, n, g) * sums[t * groups + g]);
+      let acc = 0; // f64 sum over blocks
+      for (let b = 0; b < blocks; b++) {
+        const g = Math.floor((b * 32) / G);
+        let dot = 0;
+        let sum = 0;
+        for (let k = b * 32; k < (b + 1) * 32; k++) {
+          dot += qx[t * Kp + k] * qw[n * Kp + k];
+          sum += qx[t * Kp + k];
+        }
+        acc += sx[t * blocks + b] * q.scales[n * groups + g] * (dot - zeroPoint(q, n, g) * sum);
       }
-      out[t * N + n] = finish(a.scales[t] * acc, t, n, N, bias, epilogue);
+      out[t * N + n] = finish(acc, t, n, N, bias, epilogue);
     }
   }
   return out;

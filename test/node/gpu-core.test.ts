@@ -77,8 +77,8 @@ describe('caches and pool', () => {
     const k2 = ctx.pipelines.get({ shader: 'matmul', variant: { precision: 'f16' }, constants: { HAS_BIAS: false, TRANS_B: true } });
     expect(k1).toBe(k2);
     expect(k1.label).toBe('matmul.main[f16]{HAS_BIAS=false,TRANS_B=true}');
-    expect([...k1.bindings.keys()].sort()).toEqual(['a', 'b', 'bias', 'c', 'p']);
-    expect(k1.uniform?.fields.map((f) => f.name)).toEqual(['M', 'N', 'K', 'strideA', 'strideB', 'strideC']);
+    expect([...k1.bindings.keys()].sort()).toEqual(['a', 'b', 'bias', 'c', 'p', 'res']);
+    expect(k1.uniform?.fields.map((f) => f.name)).toEqual(['M', 'N', 'K', 'strideA', 'strideB', 'strideC', 'ldc', 'nOff']);
   });
 
   it('buckets buffer sizes and reuses released buffers', () => {

@@ -44,10 +44,10 @@ describe('spec validation', () => {
 });
 
 describe('sizes', () => {
-  it('pads K to the group (or to 8 per-channel)', () => {
+  it('pads K to the group (or to 32 per-channel)', () => {
     expect(layoutFor(100, { bits: 4, group: 32, symmetric: true })).toEqual({ Kp: 128, groupSize: 32, groups: 4, wordsPerRow: 16 });
     expect(layoutFor(130, { bits: 8, group: 128, symmetric: true })).toEqual({ Kp: 256, groupSize: 128, groups: 2, wordsPerRow: 64 });
-    expect(layoutFor(33, { bits: 4, group: 'channel', symmetric: false })).toEqual({ Kp: 40, groupSize: 40, groups: 1, wordsPerRow: 5 });
+    expect(layoutFor(33, { bits: 4, group: 'channel', symmetric: false })).toEqual({ Kp: 64, groupSize: 64, groups: 1, wordsPerRow: 8 });
   });
 
   it('byteSizes for a 4096x4096 weight', () => {

@@ -63,7 +63,7 @@ describe('round trip', () => {
             if (err > bound) throw new Error(`K=${K} (${n}, ${k}): w=${w[n * K + k]} deq=${d[n * K + k]} err=${err} > ${bound}`);
           }
         }
-        if (spec.group === 'channel') expect([q.groups, q.groupSize, q.Kp]).toEqual([1, Math.ceil(K / 8) * 8, Math.ceil(K / 8) * 8]);
+        if (spec.group === 'channel') expect([q.groups, q.groupSize, q.Kp]).toEqual([1, Math.ceil(K / 32) * 32, Math.ceil(K / 32) * 32]);
         else expect(q.Kp).toBe(Math.ceil(K / spec.group) * spec.group);
         if (!spec.symmetric) for (const z of q.zeros!) expect(Number.isInteger(z)).toBe(true);
       }

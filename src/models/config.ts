@@ -1,0 +1,212 @@
+/**
+ * Hugging Face config.json -> typed model configs. Only what the runtime needs is kept; every field
+ * is checked for type and range here, so a forward pass never sees a half-valid config.
+ */
+import { WebqError } from '../errors.ts';
+import { parseStrictJson, type JsonObject, type JsonValue } from '../io/json.ts';
+
+export type ModelConfigErrorCode =
+  | 'CONFIG_NOT_JSON' // the text is not a JSON object
+  | 'CONFIG_UNSUPPORTED_MODEL_TYPE' // model_type missing or not one webq runs
+  | 'CONFIG_MISSING_FIELD' // a required field is absent
+  | 'CONFIG_BAD_FIELD' // a field has the wrong type or an impossible value
+  | 'CONFIG_UNSUPPORTED_FEATURE'; // valid for transformers, but not implemented here (activation, ...)
+
+/** config.json is malformed, or describes a model webq cannot run. */
+export class ModelConfigError extends WebqError {
+  declare readonly code: ModelConfigErrorCode;
+  constructor(code: ModelConfigErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** model_type values webq runs. */
+export const SUPPORTED_MODEL_TYPES = ['bert'] as const;
+export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
+
+export interface BertConfig {
+  readonly modelType: 'bert';
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  readonly numLayers: number;
+  readonly numHeads: number;
+  /** hiddenSize / numHeads */
+  readonly headDim: number;
+  readonly intermediateSize: number;
+  readonly maxPositions: number;
+  readonly typeVocabSize: number;
+  readonly layerNormEps: number;
+  /** Exact (erf) GELU, the only activation implemented. */
+  readonly hiddenAct: 'gelu';
+  readonly padTokenId: number;
+  /** e.g. ['BertModel'] or ['BertForSequenceClassification']; empty when the field is absent. */
+  readonly architectures: readonly string[];
+  /** Label names by class index, or null when config.json has none. */
+  readonly id2label: Readonly<Record<number, string>> | null;
+  /** Classifier width: id2label's size, else num_labels, else 2 (transformers' default). */
+  readonly numLabels: number;
+}
+
+export type ModelConfig = BertConfig;
+
+function isObject(v: JsonValue | undefined): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function toJson(input: string | JsonValue | object, source: string): JsonObject {
+  let v: unknown = input;
+  if (typeof input === 'string') {
+    try {
+      v = parseStrictJson(input);
+    } catch (e) {
+      throw new ModelConfigError('CONFIG_NOT_JSON', `${source}: not valid JSON: ${e instanceof Error ? e.message : e}`, { cause: e });
+    }
+  }
+  if (!isObject(v as JsonValue)) throw new ModelConfigError('CONFIG_NOT_JSON', `${source}: expected a JSON object, got ${describe(v)}`);
+  return v as JsonObject;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Field readers bound to one file, so every message names the file and the field. */
+function fields(json: JsonObject, source: string) {
+  const has = (k: string) => Object.hasOwn(json, k) && json[k] !== null;
+  const bad = (k: string, want: string) =>
+    new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "${k}" must be ${want}, got ${describe(json[k])}`);
+  const int = (k: string, min: number, fallback?: number): number => {
+    if (!has(k)) {
+      if (fallback !== undefined) return fallback;
+      throw new ModelConfigError('CONFIG_MISSING_FIELD', `${source}: required field "${k}" is missing; expected an integer >= ${min}`);
+    }
+    const v = json[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw bad(k, `an integer >= ${min}`);
+    return v;
+  };
+  const num = (k: string, fallback: number): number => {
+    if (!has(k)) return fallback;
+    const v = json[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(k, 'a positive number');
+    return v;
+  };
+  const str = (k: string): string | undefined => {
+    if (!has(k)) return undefined;
+    const v = json[k];
+    if (typeof v !== 'string') throw bad(k, 'a string');
+    return v;
+  };
+  return { has, bad, int, num, str };
+}
+
+/** Reads id2label ({"0": "NEGATIVE", ...}): keys must be exactly 0..n-1. */
+function readLabels(json: JsonObject, source: string): Record<number, string> | null {
+  const raw = json.id2label;
+  if (raw === undefined || raw === null) return null;
+  if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "id2label" must be an object of index -> label name, got ${describe(raw)}`);
+  const out: Record<number, string> = {};
+  const keys = Object.keys(raw);
+  for (const k of keys) {
+    const name = raw[k];
+    if (!/^(0|[1-9]\d*)$/.test(k) || Number(k) >= keys.length || typeof name !== 'string') {
+      throw new ModelConfigError(
+        'CONFIG_BAD_FIELD',
+        `${source}: id2label[${JSON.stringify(k)}] = ${JSON.stringify(name)}: expected keys "0".."${keys.length - 1}" mapping to label strings`,
+      );
+    }
+    out[Number(k)] = name;
+  }
+  return out;
+}
+
+/**
+ * Parses config.json (text or parsed JSON) of a BERT-family encoder. `source` names the file in
+ * errors. Fields transformers defaults (type_vocab_size 2, layer_norm_eps 1e-12, hidden_act gelu,
+ * pad_token_id 0) get the same defaults; the sizes that shape the weights are required.
+ */
+export function parseBertConfig(input: string | JsonValue | object, source = 'config.json'): BertConfig {
+  const json = toJson(input, source);
+  checkModelType(json, source);
+  const f = fields(json, source);
+  const hiddenSize = f.int('hidden_size', 1);
+  const numHeads = f.int('num_attention_heads', 1);
+  if (hiddenSize % numHeads !== 0) {
+    throw new ModelConfigError(
+      'CONFIG_BAD_FIELD',
+      `${source}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; each head needs hidden_size / num_attention_heads dimensions`,
+    );
+  }
+  const act = f.str('hidden_act') ?? 'gelu';
+  if (act !== 'gelu') {
+    throw new ModelConfigError(
+      'CONFIG_UNSUPPORTED_FEATURE',
+      `${source}: hidden_act ${JSON.stringify(act)} is not supported; webq implements "gelu" (exact erf form) for bert`,
+    );
+  }
+  const posType = f.str('position_embedding_type') ?? 'absolute';
+  if (posType !== 'absolute') {
+    throw new ModelConfigError(
+      'CONFIG_UNSUPPORTED_FEATURE',
+      `${source}: position_embedding_type ${JSON.stringify(posType)} is not supported; webq implements "absolute"`,
+    );
+  }
+  let architectures: string[] = [];
+  if (f.has('architectures')) {
+    const a = json.architectures;
+    if (!Array.isArray(a) || !a.every((x) => typeof x === 'string')) throw f.bad('architectures', 'an array of strings');
+    architectures = a as string[];
+  }
+  const id2label = readLabels(json, source);
+  const declared = f.has('num_labels') ? f.int('num_labels', 1) : undefined;
+  const labelCount = id2label ? Object.keys(id2label).length : undefined;
+  if (declared !== undefined && labelCount !== undefined && declared !== labelCount) {
+    throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: num_labels is ${declared} but id2label has ${labelCount} entries`);
+  }
+  const vocabSize = f.int('vocab_size', 1);
+  const padTokenId = f.int('pad_token_id', 0, 0);
+  if (padTokenId >= vocabSize) throw f.bad('pad_token_id', `an integer below vocab_size (${vocabSize})`);
+  return Object.freeze({
+    modelType: 'bert',
+    vocabSize,
+    hiddenSize,
+    numLayers: f.int('num_hidden_layers', 1),
+    numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: f.int('intermediate_size', 1),
+    maxPositions: f.int('max_position_embeddings', 1),
+    typeVocabSize: f.int('type_vocab_size', 1, 2),
+    layerNormEps: f.num('layer_norm_eps', 1e-12),
+    hiddenAct: 'gelu',
+    padTokenId,
+    architectures: Object.freeze(architectures),
+    id2label: id2label && Object.freeze(id2label),
+    numLabels: labelCount ?? declared ?? 2,
+  } as const);
+}
+
+function checkModelType(json: JsonObject, source: string): SupportedModelType {
+  const t = json.model_type;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models)`;
+  if (typeof t !== 'string') {
+    throw new ModelConfigError(
+      'CONFIG_UNSUPPORTED_MODEL_TYPE',
+      `${source}: field "model_type" is ${t === undefined ? 'missing' : `not a string (${describe(t)})`}; ${supported}`,
+    );
+  }
+  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(t)) {
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: unsupported model_type '${t}': ${supported}`);
+  }
+  return t as SupportedModelType;
+}
+
+/** Parses any supported config.json, dispatching on model_type. */
+export function parseModelConfig(input: string | JsonValue | object, source = 'config.json'): ModelConfig {
+  const json = toJson(input, source);
+  switch (checkModelType(json, source)) {
+    case 'bert':
+      return parseBertConfig(json, source);
+  }
+}

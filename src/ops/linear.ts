@@ -1,0 +1,110 @@
+/**
+ * Linear layers in every dtype webq runs: y[M, N] = epilogue(x[M, K] W^T), W given as f32 [N, K]
+ * (HF layout) and prepared once for the chosen dtype:
+ *
+ *   f32, f16  float weights (f16 halves the bytes; needs shader-f16)
+ *   q8, q4    weight-only int8 / int4 with per-group scales (default groups: 128 for q8, 32 for q4)
+ *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
+ *   w4a8      int4 weights (group 32) x int8 activations quantized per token
+ *
+ * Float weights larger than one storage binding are split into row chunks like quantized ones.
+ */
+import { ShapeError, WebqError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import type { Precision } from '../gpu/shaders.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { f32ArrayToF16 } from '../io/half.ts';
+import type { QuantSpec } from '../quant/layout.ts';
+import { quantizeWeight } from '../quant/rtn.ts';
+import type { Epilogue } from './epilogue.ts';
+import { matmul } from './matmul.ts';
+import { qmatmul, type ActQuant } from './qmatmul.ts';
+import { rowsPerChunk, uploadQuantized, type QWeight } from './qweight.ts';
+
+export type LinearDType = 'f32' | 'f16' | 'q8' | 'q4' | 'w8a8' | 'w4a8';
+export const LINEAR_DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
+
+export interface LinearWeight {
+  dtype: LinearDType;
+  N: number;
+  K: number;
+  /** Activation precision this weight runs with. */
+  precision: Precision;
+  /** Weight bytes on the GPU, scales and zero points included. */
+  bytes: number;
+  dispose(): void;
+}
+
+interface FloatLinear extends LinearWeight {
+  kind: 'float';
+  chunks: { n0: number; N: number; w: Tensor }[];
+}
+
+interface QuantLinear extends LinearWeight {
+  kind: 'quant';
+  q: QWeight;
+  act: 'float' | ActQuant;
+}
+
+export interface PrepareOptions {
+  /** Quantization group along K; defaults per dtype (see above). */
+  group?: number | 'channel';
+  symmetric?: boolean;
+  /** Activation precision for quantized dtypes (default: f16 when the device has it). */
+  precision?: Precision;
+  label?: string;
+  /** Split weights into bindings of at most this many bytes (default: the device limit). */
+  bindingLimit?: number;
+}
+
+const QUANT: Record<Exclude<LinearDType, 'f32' | 'f16'>, { bits: 4 | 8; group: number | 'channel'; act: 'float' | ActQuant }> = {
+  q8: { bits: 8, group: 128, act: 'float' },
+  q4: { bits: 4, group: 32, act: 'float' },
+  w8a8: { bits: 8, group: 'channel', act: 'token' },
+  w4a8: { bits: 4, group: 32, act: 'token' },
+};
+
+export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: number, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
+  if (w.length !== N * K) throw new ShapeError(`prepareLinear(${opts.label ?? 'weight'}): expected ${N}x${K}=${N * K} values, got ${w.length}`);
+  const limit = Math.min(opts.bindingLimit ?? Infinity, ctx.caps.maxStorageBufferBindingSize);
+  if (dtype === 'f32' || dtype === 'f16') {
+    if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `dtype f16 needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use f32 or a quantized dtype`);
+    const rows = rowsPerChunk(K * (dtype === 'f16' ? 2 : 4), N, limit);
+    const chunks: FloatLinear['chunks'] = [];
+    for (let n0 = 0; n0 < N; n0 += rows) {
+      const n = Math.min(rows, N - n0);
+      const part = w.subarray(n0 * K, (n0 + n) * K);
+      chunks.push({ n0, N: n, w: dtype === 'f16' ? ctx.upload(f32ArrayToF16(part), [n, K], 'f16', opts.label) : ctx.upload(part, [n, K], 'f32', opts.label) });
+    }
+    const lin: FloatLinear = {
+      kind: 'float', dtype, N, K, precision: dtype,
+      bytes: chunks.reduce((s, c) => s + c.w.byteLength, 0),
+      chunks,
+      dispose: () => chunks.forEach((c) => c.w.dispose()),
+    };
+    return lin;
+  }
+  const d = QUANT[dtype];
+  if (!d) throw new WebqError('UNKNOWN_DTYPE', `unknown linear dtype '${dtype}' (one of ${LINEAR_DTYPES.join(', ')})`);
+  const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
+  const spec: QuantSpec = { bits: d.bits, group: opts.group ?? d.group, symmetric: opts.symmetric ?? true };
+  const q = uploadQuantized(ctx, quantizeWeight(w, N, K, spec), precision, { label: opts.label, bindingLimit: opts.bindingLimit });
+  const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: q.bytes, q, act: d.act, dispose: () => q.dispose() };
+  return lin;
+}
+
+/** y = epilogue(x W^T): one dispatch per weight chunk (plus activation quantization for w8a8/w4a8). */
+export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeight, opts: Epilogue & { out?: Tensor } = {}): Tensor {
+  const lw = w as FloatLinear | QuantLinear;
+  if (x.dtype !== lw.precision) throw new ShapeError(`linear: x is ${x.dtype} but this ${lw.dtype} weight runs with ${lw.precision} activations`);
+  if (lw.kind === 'quant') return qmatmul(ctx, rec, x, lw.q, { ...opts, act: lw.act });
+  const K = x.shape[x.shape.length - 1];
+  const M = x.size / K;
+  const x2 = x.view([M, K]);
+  const out = opts.out ?? ctx.empty([...x.shape.slice(0, -1), lw.N], x.dtype);
+  for (const c of lw.chunks) {
+    matmul(ctx, rec, x2, c.w, { ...opts, out: out.view([M, lw.N]), cols: { nOff: c.n0, ldc: lw.N } });
+  }
+  return out;
+}

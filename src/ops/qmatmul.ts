@@ -1,0 +1,118 @@
+/**
+ * Quantized matmul: out[M, N] = epilogue(x[M, K] W^T) for an int4/int8 weight (see qweight.ts).
+ *   act 'float': weight-only (W4A16/W8A16), x stays f16/f32 and weights are unpacked in-kernel;
+ *   act 'token' | 'block': x is first quantized to int8 on the GPU (one scale per token, or per
+ *     block of 32) and the product runs on packed int8 dot products (W8A8/W4A8).
+ * Decode-sized M uses the GEMV kernels, larger M the tiled GEMM; chunks of a split weight each
+ * write their own columns of the one output.
+ */
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { grid, type Recorder } from '../gpu/recorder.ts';
+import { shapeStr, type Tensor } from '../gpu/tensor.ts';
+import { floatPrecision } from './common.ts';
+import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
+import type { QWeight } from './qweight.ts';
+
+export type ActQuant = 'token' | 'block';
+
+export interface QMatmulOptions extends Epilogue {
+  out?: Tensor;
+  /** How activations enter the product (default 'float'). */
+  act?: 'float' | ActQuant;
+}
+
+/** Largest M served by the GEMV kernels (one workgroup row per activation row). */
+export const GEMV_MAX_M = 4;
+const ROWS = 8;
+const TPR = 8;
+const TILE = 64;
+
+export interface QuantizedActs {
+  /** [M, Kp/4] packed int8 */
+  xq: Tensor;
+  /** [M] or [M, Kp/32] scales */
+  xs: Tensor;
+  /** [M, Kp/32] sums of the int8 codes of each block */
+  xsum: Tensor;
+  perBlock: boolean;
+  dispose(): void;
+}
+
+/** Quantizes x [M, K] to int8 rows padded to Kp (a multiple of 32), per token or per block of 32. */
+export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: number, mode: ActQuant): QuantizedActs {
+  const precision = floatPrecision('quantizeActs', { x });
+  const K = x.shape[x.shape.length - 1];
+  const M = x.size / K;
+  if (Kp % 32 !== 0 || Kp < K) throw new ShapeError(`quantizeActs: Kp=${Kp} must be a multiple of 32 and >= K=${K}`);
+  const perBlock = mode === 'block';
+  const xq = ctx.empty([M, Kp / 4], 'u32', 'webq:xq');
+  const xs = ctx.empty(perBlock ? [M, Kp / 32] : [M], 'f32', 'webq:xs');
+  const xsum = ctx.empty([M, Kp / 32], 'i32', 'webq:xsum');
+  rec.dispatch({ shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } }, { x, xq, xs, xsum }, grid(M), { M, K, Kp });
+  return { xq, xs, xsum, perBlock, dispose: () => [xq, xs, xsum].forEach((t) => t.dispose()) };
+}
+
+export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, opts: QMatmulOptions = {}): Tensor {
+  const K = x.shape[x.shape.length - 1];
+  if (K !== w.K) throw new ShapeError(`qmatmul: x ${shapeStr(x.shape)} has K=${K} but the weight is [${w.N}, ${w.K}]`);
+  const M = x.size / K;
+  const { N } = w;
+  checkEpilogue('qmatmul', opts, M, N);
+  const out = opts.out ?? ctx.empty([...x.shape.slice(0, -1), N], x.dtype);
+  if (out.size !== M * N) throw new ShapeError(`qmatmul: out ${shapeStr(out.shape)} must hold ${M}x${N} values`);
+  const operands: Record<string, Tensor> = { x, out, scales: w.chunks[0].scales };
+  if (opts.bias) operands.bias = opts.bias;
+  if (opts.residual) operands.residual = opts.residual;
+  const precision = floatPrecision('qmatmul', operands);
+  const act = opts.act ?? 'float';
+  const acts = act === 'float' ? null : quantizeActs(ctx, rec, x, w.Kp, act);
+  const gemv = M <= GEMV_MAX_M;
+  const constants: Record<string, number | boolean> = {
+    BITS: w.bits,
+    SYM: w.symmetric,
+    G: w.groupSize,
+    HAS_BIAS: !!opts.bias,
+    HAS_RES: !!opts.residual,
+    ACT: ACT_CODE[opts.activation ?? 'none'],
+  };
+  if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
+  const ph = ctx.placeholder(precision);
+  for (const c of w.chunks) {
+    rec.dispatch(
+      {
+        shader: gemv ? 'qgemv' : 'qgemm',
+        entry: acts ? 'wint' : 'wonly',
+        // Both entries share one module, which must compile whole: it always needs idot4.
+        variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' },
+        constants,
+      },
+      {
+        w: c.values,
+        scales: c.scales,
+        zeros: c.zeros ?? ph,
+        x,
+        xq: acts?.xq ?? ctx.placeholder('u32'),
+        xs: acts?.xs ?? ctx.placeholder('f32'),
+        xsum: acts?.xsum ?? ctx.placeholder('i32'),
+        bias: opts.bias ?? ph,
+        res: opts.residual ?? ph,
+        out,
+      },
+      gemv ? [Math.ceil(c.N / ROWS), M] : [Math.ceil(c.N / TILE), Math.ceil(M / TILE)],
+      {
+        M,
+        N: c.N,
+        K,
+        Kp: w.Kp,
+        groups: w.groups,
+        n0: c.n0,
+        ldo: N,
+        xsRow: acts?.perBlock ? w.Kp / 32 : 1,
+        xsBlk: acts?.perBlock ? 1 : 0,
+      },
+    );
+  }
+  acts?.dispose(); // back to the pool; later dispatches in this recorder run after these
+  return out;
+}

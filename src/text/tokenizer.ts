@@ -1,0 +1,281 @@
+/**
+ * Text -> model inputs, on top of @huggingface/tokenizers (tokenizer.json, pure JS, every runtime).
+ *
+ * That library has no truncation or padding, and adds special tokens after tokenizing, so cutting
+ * its output at maxLength would drop the final [SEP]. Here each text is tokenized WITHOUT special
+ * tokens, the content is truncated to maxLength minus the number of special tokens the
+ * post-processor adds (pairs: "longest first", one token at a time from the longer side), and only
+ * then are the special tokens added, by the tokenizer's own post-processor. So a truncated row
+ * still ends in [SEP], exactly as transformers' `truncation=True` does.
+ *
+ * Past the context: truncation is on by default (what sentence-transformers and pipelines do);
+ * with `truncation: false` a text longer than maxLength is a TokenizerError 'TOKENIZER_TOO_LONG'
+ * naming the text's index, its token count and the limit.
+ */
+import { Tokenizer } from '@huggingface/tokenizers';
+import { WebqError } from '../errors.ts';
+
+export type TokenizerErrorCode =
+  | 'TOKENIZER_MISSING' // no tokenizer.json where the model lives
+  | 'TOKENIZER_BAD_FILE' // tokenizer.json / tokenizer_config.json unreadable or unsupported
+  | 'TOKENIZER_EMPTY_BATCH' // encodeBatch([])
+  | 'TOKENIZER_TOO_LONG' // a text exceeds maxLength with truncation off
+  | 'TOKENIZER_NO_PAD_TOKEN' // rows need padding but no pad token is known
+  | 'TOKENIZER_BAD_OPTION'; // options that cannot work (maxLength below the special tokens, ...)
+
+export class TokenizerError extends WebqError {
+  declare readonly code: TokenizerErrorCode;
+  constructor(code: TokenizerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+export interface TextTokenizerOptions {
+  /** Shown in errors, e.g. the model's folder or URL. */
+  name?: string;
+  /** Overrides the pad token from tokenizer_config.json. */
+  padTokenId?: number;
+}
+
+export interface EncodeOptions {
+  /** Second segment (sentence B) for cross-encoders and classifiers on pairs. */
+  pair?: string;
+  /** Longest row, special tokens included; default: tokenizer_config model_max_length if sane. */
+  maxLength?: number;
+  /** Default true: cut the content to fit. false: throw TOKENIZER_TOO_LONG instead. */
+  truncation?: boolean;
+  /** Default true. */
+  addSpecialTokens?: boolean;
+}
+
+export interface EncodeBatchOptions extends Omit<EncodeOptions, 'pair'> {
+  /** One second segment per text. */
+  pairs?: readonly string[];
+}
+
+export interface Encoded {
+  ids: number[];
+  tokenTypeIds: number[];
+  /** True when content was cut to fit maxLength. */
+  truncated: boolean;
+}
+
+/** Row-major [batch, seqLen] arrays, right-padded to the longest row. */
+export interface EncodedBatch {
+  ids: Int32Array;
+  /** 1 for real tokens (special tokens included), 0 for padding. */
+  attentionMask: Int32Array;
+  tokenTypeIds: Int32Array;
+  batch: number;
+  seqLen: number;
+  /** Real tokens per row. */
+  lengths: Int32Array;
+  truncated: boolean[];
+}
+
+/** What the post-processor returns when given our placeholders: numbers are content ids. */
+interface Assembled {
+  tokens: (number | string)[];
+  tokens_pair?: (number | string)[] | null;
+  token_type_ids?: number[];
+}
+
+type Config = Record<string, unknown>;
+
+function parse(text: string | object, what: string): Config {
+  if (typeof text !== 'string') return text as Config;
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
+    return v as Config;
+  } catch (e) {
+    throw new TokenizerError('TOKENIZER_BAD_FILE', `${what}: not a valid JSON object: ${e instanceof Error ? e.message : e}`, { cause: e });
+  }
+}
+
+/** tokenizer_config's token fields are "[PAD]" or {"content": "[PAD]", ...} (AddedToken). */
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+export class TextTokenizer {
+  readonly name: string;
+  readonly inner: Tokenizer;
+  /** Id rows are padded with; undefined when neither the files nor the options name one. */
+  readonly padTokenId: number | undefined;
+  /** tokenizer_config.json model_max_length, when it is a real limit (not transformers' 1e30 "none"). */
+  readonly modelMaxLength: number | undefined;
+  private readonly specials: { single: number; pair: number };
+
+  private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions) {
+    this.name = options.name ?? 'tokenizer.json';
+    this.inner = inner;
+    const pad = tokenContent(config.pad_token);
+    this.padTokenId = options.padTokenId ?? (pad === undefined ? undefined : inner.token_to_id(pad));
+    const mml = config.model_max_length;
+    this.modelMaxLength = typeof mml === 'number' && Number.isSafeInteger(mml) && mml > 0 && mml <= 1e7 ? mml : undefined;
+    this.specials = { single: this.assemble([], null).ids.length, pair: this.assemble([], []).ids.length };
+  }
+
+  /** From the contents of tokenizer.json and (optionally) tokenizer_config.json, text or parsed. */
+  static fromJson(tokenizerJson: string | object, tokenizerConfig: string | object = {}, options: TextTokenizerOptions = {}): TextTokenizer {
+    const name = options.name ?? 'tokenizer.json';
+    const tj = parse(tokenizerJson, `${name}: tokenizer.json`);
+    const tc = parse(tokenizerConfig, `${name}: tokenizer_config.json`);
+    let inner: Tokenizer;
+    try {
+      inner = new Tokenizer(tj, tc);
+    } catch (e) {
+      throw new TokenizerError('TOKENIZER_BAD_FILE', `${name}: cannot load tokenizer.json: ${e instanceof Error ? e.message : e}`, { cause: e });
+    }
+    return new TextTokenizer(inner, tc, options);
+  }
+
+  get vocabSize(): number {
+    return this.inner.get_vocab(true).size;
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.inner.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.inner.id_to_token(id);
+  }
+
+  /** Adds special tokens around content ids via the tokenizer's own post-processor. */
+  private assemble(a: number[], b: number[] | null): { ids: number[]; types: number[] } {
+    const pp = this.inner.post_processor;
+    if (!pp) return { ids: [...a, ...(b ?? [])], types: [...a.map(() => 0), ...(b ?? []).map(() => 1)] };
+    // Post-processors only splice the sequences they are given between special-token strings, so
+    // content passes through as numbers and whatever comes back as a string is a special token.
+    const out = (pp as unknown as (t: number[], p: number[] | null, add: boolean) => Assembled)(a, b, true);
+    const tokens = [...out.tokens, ...(out.tokens_pair ?? [])];
+    const ids = tokens.map((t) => {
+      if (typeof t === 'number') return t;
+      const id = this.inner.token_to_id(t);
+      if (id === undefined) throw new TokenizerError('TOKENIZER_BAD_FILE', `${this.name}: post_processor adds token ${JSON.stringify(t)}, which is not in the vocabulary`);
+      return id;
+    });
+    // ByteLevel-style processors return the pair separately and no type ids: A is 0, B is 1.
+    const types = out.token_type_ids ?? [...out.tokens.map(() => 0), ...(out.tokens_pair ?? []).map(() => 1)];
+    return { ids, types };
+  }
+
+  /** One text (and optional pair) -> ids with special tokens, truncated to maxLength. */
+  encode(text: string, options: EncodeOptions = {}, index = 0): Encoded {
+    if (typeof text !== 'string') throw new TokenizerError('TOKENIZER_BAD_OPTION', `text ${index} is ${typeof text}, expected a string`);
+    const add = options.addSpecialTokens ?? true;
+    const hasPair = options.pair !== undefined;
+    let a = this.inner.encode(text, { add_special_tokens: false }).ids;
+    let b = hasPair ? this.inner.encode(options.pair!, { add_special_tokens: false }).ids : null;
+    const nSpecial = add ? (hasPair ? this.specials.pair : this.specials.single) : 0;
+    const limit = options.maxLength ?? this.modelMaxLength ?? Infinity;
+    if (!(limit === Infinity || (Number.isSafeInteger(limit) && limit > nSpecial))) {
+      throw new TokenizerError('TOKENIZER_BAD_OPTION', `maxLength ${limit} must be an integer above the ${nSpecial} special tokens each row gets`);
+    }
+    const total = nSpecial + a.length + (b?.length ?? 0);
+    let truncated = false;
+    if (total > limit) {
+      if (options.truncation === false) {
+        throw new TokenizerError(
+          'TOKENIZER_TOO_LONG',
+          `text ${index} is ${total} tokens (special tokens included), more than the limit of ${limit}; shorten it, or leave truncation on to cut it to ${limit}`,
+        );
+      }
+      truncated = true;
+      const budget = limit - nSpecial;
+      if (b === null) a = a.slice(0, budget);
+      else {
+        let la = a.length;
+        let lb = b.length;
+        while (la + lb > budget) la > lb ? la-- : lb--;
+        a = a.slice(0, la);
+        b = b.slice(0, lb);
+      }
+    }
+    if (!add) return { ids: [...a, ...(b ?? [])], tokenTypeIds: [...a.map(() => 0), ...(b ?? []).map(() => 1)], truncated };
+    const { ids, types } = this.assemble(a, b);
+    return { ids, tokenTypeIds: types, truncated };
+  }
+
+  /** Texts -> padded [batch, seqLen] ids, attention mask and token types. */
+  encodeBatch(texts: readonly string[], options: EncodeBatchOptions = {}): EncodedBatch {
+    if (!Array.isArray(texts) || texts.length === 0) {
+      throw new TokenizerError('TOKENIZER_EMPTY_BATCH', 'encodeBatch: the batch is empty; pass at least one text');
+    }
+    const { pairs, ...rest } = options;
+    if (pairs !== undefined && pairs.length !== texts.length) {
+      throw new TokenizerError('TOKENIZER_BAD_OPTION', `encodeBatch: ${texts.length} texts but ${pairs.length} pairs; pass one pair per text`);
+    }
+    const rows = texts.map((t, i) => this.encode(t, { ...rest, pair: pairs?.[i] }, i));
+    const B = rows.length;
+    const T = Math.max(...rows.map((r) => r.ids.length));
+    const needsPad = rows.some((r) => r.ids.length < T);
+    if (needsPad && this.padTokenId === undefined) {
+      throw new TokenizerError(
+        'TOKENIZER_NO_PAD_TOKEN',
+        `${this.name}: rows have different lengths but the tokenizer has no pad token (tokenizer_config.json pad_token); pass padTokenId`,
+      );
+    }
+    const ids = new Int32Array(B * T).fill(this.padTokenId ?? 0);
+    const attentionMask = new Int32Array(B * T);
+    const tokenTypeIds = new Int32Array(B * T);
+    const lengths = new Int32Array(B);
+    rows.forEach((r, b) => {
+      ids.set(r.ids, b * T);
+      attentionMask.fill(1, b * T, b * T + r.ids.length);
+      tokenTypeIds.set(r.tokenTypeIds, b * T);
+      lengths[b] = r.ids.length;
+    });
+    return { ids, attentionMask, tokenTypeIds, batch: B, seqLen: T, lengths, truncated: rows.map((r) => r.truncated) };
+  }
+
+  decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    const list = Array.from(ids);
+    // The library rejects an empty list; decoding nothing is simply "".
+    if (list.length === 0) return '';
+    return this.inner.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+}
+
+/** The slice of a model location (src/io/hub.ts ModelFiles) the loader needs. */
+export interface TextFileReader {
+  readonly describe: string;
+  readText(file: string): Promise<string>;
+}
+
+function isNotFound(e: unknown): boolean {
+  return e instanceof WebqError && e.code === 'SOURCE_NOT_FOUND';
+}
+
+/**
+ * Loads tokenizer.json (required) and tokenizer_config.json (optional) from a model location. The
+ * pad token comes from options, else tokenizer_config.json, else config.json pad_token_id.
+ */
+export async function loadTokenizer(files: TextFileReader, options: TextTokenizerOptions = {}): Promise<TextTokenizer> {
+  let json: string;
+  try {
+    json = await files.readText('tokenizer.json');
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    throw new TokenizerError(
+      'TOKENIZER_MISSING',
+      `${files.describe}: has no tokenizer.json; webq needs the fast-tokenizer file (a model with only vocab.txt can be converted by loading it with transformers' AutoTokenizer and calling save_pretrained)`,
+      { cause: e },
+    );
+  }
+  const optional = (file: string) => files.readText(file).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
+  const configText = await optional('tokenizer_config.json');
+  const name = options.name ?? files.describe;
+  const config = configText === undefined ? {} : parse(configText, `${name}: tokenizer_config.json`);
+  let padTokenId = options.padTokenId;
+  if (padTokenId === undefined && tokenContent(config.pad_token) === undefined) {
+    const modelConfig = await optional('config.json');
+    const id = modelConfig === undefined ? undefined : (parse(modelConfig, `${name}: config.json`).pad_token_id as unknown);
+    if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) padTokenId = id;
+  }
+  return TextTokenizer.fromJson(json, config, { name, padTokenId });
+}

@@ -1,0 +1,132 @@
+/**
+ * Quantized matmul cases for every runtime: int4/int8, symmetric/asymmetric, every group size,
+ * float / per-token / per-block activations, GEMV and GEMM sizes with odd M, N, K, fused
+ * epilogues, and weights split across bindings. The GPU result is compared with the CPU
+ * reference that does the same arithmetic (refQLinear for weight-only, refW8A8 for int8
+ * activations), with scales rounded to f16 first on the f16 path (they are stored that way), so
+ * the stated tolerance covers float accumulation and output rounding only.
+ */
+import type { GpuContext } from '../../src/gpu/context.ts';
+import type { Precision } from '../../src/gpu/shaders.ts';
+import { linear, prepareLinear, type LinearDType } from '../../src/ops/linear.ts';
+import { qmatmul, type QMatmulOptions } from '../../src/ops/qmatmul.ts';
+import { uploadQuantized } from '../../src/ops/qweight.ts';
+import type { QuantSpec, QuantizedWeight } from '../../src/quant/layout.ts';
+import { quantizeWeight } from '../../src/quant/rtn.ts';
+import { refLinear, refQLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
+import { compare, randn, roundF16, type Compare } from './check.ts';
+
+export interface QCase {
+  name: string;
+  large?: boolean;
+  run(ctx: GpuContext, p: Precision): Promise<Compare>;
+}
+
+function tol(p: Precision, K: number, got: Float32Array, ref: Float32Array): Compare {
+  // Outputs are sums of K products of O(1) values: magnitude ~sqrt(K).
+  const s = Math.sqrt(K);
+  return p === 'f32' ? compare(got, ref, 3e-5 * s, 1e-5) : compare(got, ref, 2e-3 * s, 2e-3);
+}
+
+function withF16Scales(q: QuantizedWeight, p: Precision): QuantizedWeight {
+  return p === 'f16' ? { ...q, scales: roundF16(q.scales) } : q;
+}
+
+const cases: QCase[] = [];
+const SHAPES: [number, number, number][] = [[1, 37, 45], [3, 67, 100], [5, 33, 130], [70, 45, 64], [130, 70, 33]];
+const ACTS = ['float', 'token', 'block'] as const;
+let i = 0;
+for (const bits of [4, 8] as const) {
+  for (const symmetric of [true, false]) {
+    for (const group of [32, 64, 128, 'channel'] as const) {
+      for (const act of ACTS) {
+        const [M, N, K] = SHAPES[i++ % SHAPES.length];
+        const spec: QuantSpec = { bits, group, symmetric };
+        cases.push({
+          name: `int${bits} ${symmetric ? 'sym' : 'asym'} g${group} act=${act} ${M}x${N}x${K}`,
+          async run(ctx, p) {
+            let x = randn(M * K, 100 + i, 1);
+            if (p === 'f16') x = roundF16(x);
+            const q = quantizeWeight(randn(N * K, 200 + i, 0.5), N, K, spec);
+            const w = uploadQuantized(ctx, q, p);
+            const tx = ctx.uploadFloat(x, [M, K], p);
+            const rec = ctx.record();
+            const out = qmatmul(ctx, rec, tx, w, { act });
+            await rec.submit();
+            const got = await ctx.readFloat(out);
+            out.dispose(); tx.dispose(); w.dispose();
+            const qr = withF16Scales(q, p);
+            const ref = act === 'float' ? refQLinear(x, M, K, qr) : refW8A8(x, M, K, qr, undefined, undefined, act);
+            return tol(p, K, got, ref);
+          },
+        });
+      }
+    }
+  }
+}
+
+// Fused epilogue on both kernels and both activation paths: act(x W^T + bias) + residual.
+for (const [M, act] of [[2, 'float'], [2, 'token'], [66, 'float'], [66, 'block']] as const) {
+  for (const activation of ['gelu', 'silu'] as const) {
+    cases.push({
+      name: `epilogue ${activation} bias+residual M=${M} act=${act}`,
+      async run(ctx, p) {
+        const [N, K] = [50, 96];
+        let x = randn(M * K, 7 + M), bias = randn(N, 8), res = randn(M * N, 9);
+        if (p === 'f16') [x, bias, res] = [roundF16(x), roundF16(bias), roundF16(res)];
+        const q = quantizeWeight(randn(N * K, 10, 0.3), N, K, { bits: 4, group: 32, symmetric: true });
+        const w = uploadQuantized(ctx, q, p);
+        const [tx, tb, tr] = [ctx.uploadFloat(x, [M, K], p), ctx.uploadFloat(bias, [N], p), ctx.uploadFloat(res, [M, N], p)];
+        const opts: QMatmulOptions = { act, bias: tb, activation, residual: tr };
+        const rec = ctx.record();
+        const out = qmatmul(ctx, rec, tx, w, opts);
+        await rec.submit();
+        const got = await ctx.readFloat(out);
+        [out, tx, tb, tr].forEach((t) => t.dispose());
+        w.dispose();
+        const qr = withF16Scales(q, p);
+        const ep = { activation, residual: res };
+        const ref = act === 'float' ? refQLinear(x, M, K, qr, bias, ep) : refW8A8(x, M, K, qr, bias, ep, act);
+        return tol(p, K, got, ref);
+      },
+    });
+  }
+}
+
+// Weights split into several bindings (a tiny binding limit forces it), for every dtype.
+for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[]) {
+  for (const M of [1, 9]) {
+    cases.push({
+      name: `split weight ${dtype} M=${M} (5 chunks)`,
+      async run(ctx, p) {
+        if ((dtype === 'f32' && p === 'f16') || (dtype === 'f16' && p === 'f32')) return compare([0], [0], 0, 0); // float dtypes fix their own precision
+        const [N, K] = [77, 64];
+        let x = randn(M * K, 11 + M), bias = randn(N, 12);
+        if (p === 'f16') [x, bias] = [roundF16(x), roundF16(bias)];
+        const wf = randn(N * K, 13, 0.5);
+        const rowBytes = dtype === 'f32' ? 4 * K : dtype === 'f16' ? 2 * K : dtype.startsWith('q8') || dtype === 'w8a8' ? K : K / 2;
+        const lw = prepareLinear(ctx, wf, N, K, dtype, { precision: p, bindingLimit: rowBytes * 16 });
+        const [tx, tb] = [ctx.uploadFloat(x, [M, K], p), ctx.uploadFloat(bias, [N], p)];
+        const rec = ctx.record();
+        const out = linear(ctx, rec, tx, lw, { bias: tb });
+        await rec.submit();
+        const got = await ctx.readFloat(out);
+        [out, tx, tb].forEach((t) => t.dispose());
+        lw.dispose();
+        if (dtype === 'f32' || dtype === 'f16') return tol(p, K, got, refLinear(x, M, K, p === 'f16' ? roundF16(wf) : wf, N, bias));
+        const spec: QuantSpec = { bits: dtype === 'q4' || dtype === 'w4a8' ? 4 : 8, group: dtype === 'q4' || dtype === 'w4a8' ? 32 : dtype === 'q8' ? 128 : 'channel', symmetric: true };
+        const qr = withF16Scales(quantizeWeight(wf, N, K, spec), p);
+        const ref = dtype === 'q4' || dtype === 'q8' ? refQLinear(x, M, K, qr, bias) : refW8A8(x, M, K, qr, bias, undefined, 'token');
+        return tol(p, K, got, ref);
+      },
+    });
+  }
+}
+
+export const QUANT_CASES: readonly QCase[] = cases;
+
+export async function runQuantCases(ctx: GpuContext, p: Precision, opts: { large?: boolean } = {}): Promise<{ name: string; result: Compare }[]> {
+  const out: { name: string; result: Compare }[] = [];
+  for (const c of cases) if (!c.large || opts.large) out.push({ name: c.name, result: await c.run(ctx, p) });
+  return out;
+}

@@ -1,0 +1,43 @@
+// The benchmark runner end to end, as a user runs it: a child process (bench/run.mjs loads the
+// TypeScript suite through Vite), one small shape, one timed run. Checks the --json contract:
+// stdout is exactly one JSON array, each case with the documented fields as finite numbers.
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const exec = promisify(execFile);
+const repo = resolve(import.meta.dirname, '../..');
+
+function bench(...args: string[]) {
+  return exec(process.execPath, ['bench/run.mjs', ...args], { cwd: repo, timeout: 90_000, maxBuffer: 16 << 20 });
+}
+
+describe('npm run bench', () => {
+  it('kernels --json prints one JSON array with a result per case', async () => {
+    const { stdout, stderr } = await bench('kernels', '--filter', '128x384x1536', '--reps', '1', '--json');
+    const results = JSON.parse(stdout) as Record<string, unknown>[];
+    expect(Array.isArray(results)).toBe(true);
+    expect(stderr).toContain('copy kernel:');
+    const dtypes = results.map((r) => r.dtype);
+    expect(dtypes).toContain('f32');
+    for (const r of results) {
+      expect(r.kernel).toBe('gemm');
+      expect(r.shape).toEqual([128, 384, 1536]);
+      expect(['f32', 'f16', 'q8', 'q4', 'w8a8']).toContain(r.dtype);
+      expect(['f32', 'f16']).toContain(r.act);
+      for (const k of ['ms', 'gbps', 'ratio_to_copy', 'speedup_vs_f32', 'gflops', 'copy_gbps', 'weight_bytes', 'traffic_bytes']) {
+        expect(Number.isFinite(r[k]) && (r[k] as number) > 0, `${r.dtype}.${k} = ${r[k]}`).toBe(true);
+      }
+      expect(typeof r.adapter === 'string' && r.adapter.length > 0).toBe(true);
+      expect(r.reps).toBe(1);
+    }
+    // The same run's f32 case is the baseline: its speedup is 1 by definition.
+    expect(results.find((r) => r.dtype === 'f32')!.speedup_vs_f32).toBe(1);
+  });
+
+  it('rejects an unknown suite or option with exit code 2', async () => {
+    await expect(bench('nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown suite') });
+    await expect(bench('kernels', '--bogus')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage:') });
+  });
+});

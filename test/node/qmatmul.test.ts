@@ -1,0 +1,20 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { QUANT_CASES } from '../kernels/qcases.ts';
+
+let ctx: GpuContext;
+beforeAll(async () => {
+  ctx = await GpuContext.create();
+});
+afterAll(() => ctx?.dispose());
+
+for (const p of ['f32', 'f16'] as const) {
+  describe(`quantized matmul ${p}`, () => {
+    for (const c of QUANT_CASES) {
+      it(c.name, async () => {
+        const r = await c.run(ctx, p);
+        expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+      });
+    }
+  });
+}
