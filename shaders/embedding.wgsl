@@ -1,7 +1,9 @@
-// Embedding gather: out[t, :] = table[ids[t], :]. Ids are checked on the CPU before upload (the
-// tokenizer produced them); an id past the table still reads nothing out of bounds and yields zeros.
+// Embedding gather: out[t, :] = table[ids[t], :]. A table too big for one binding is split into
+// row chunks [vOff, vOff + vocab); each chunk's dispatch writes only the tokens whose id falls in
+// it. Ids are checked on the CPU before upload (the tokenizer made them); an id past the whole
+// table (>= vTotal) still reads nothing out of bounds and yields zeros.
 
-struct Params { tokens: u32, dim: u32, vocab: u32 }
+struct Params { tokens: u32, dim: u32, vocab: u32, vOff: u32, vTotal: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -17,5 +19,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let t = i / p.dim;
   let d = i - t * p.dim;
   let id = ids[t];
-  out[i] = select(T(0.0), table[id * p.dim + d], id < p.vocab);
+  if (id >= p.vTotal) {
+    if (p.vOff == 0u) { out[i] = T(0.0); } // the first chunk owns the zero rows
+    return;
+  }
+  if (id < p.vOff || id - p.vOff >= p.vocab) { return; }
+  out[i] = table[(id - p.vOff) * p.dim + d];
 }

@@ -17,6 +17,7 @@ import type { Tensor } from '../gpu/tensor.ts';
 import { f32ArrayToF16 } from '../io/half.ts';
 import type { QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
+import type { RowChunks } from './embedding.ts';
 import type { Epilogue } from './epilogue.ts';
 import { matmul } from './matmul.ts';
 import { qmatmul, type ActQuant } from './qmatmul.ts';
@@ -92,6 +93,13 @@ export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: nu
   const q = uploadQuantized(ctx, quantizeWeight(w, N, K, spec), precision, { label: opts.label, bindingLimit: opts.bindingLimit });
   const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: q.bytes, q, act: d.act, dispose: () => q.dispose() };
   return lin;
+}
+
+/** The row chunks of a float weight, for an embedding gather that shares it (tied LM head). */
+export function rowChunks(w: LinearWeight): RowChunks {
+  const lw = w as FloatLinear | QuantLinear;
+  if (lw.kind !== 'float') throw new WebqError('NOT_FLOAT', `an embedding table must be f32 or f16, not ${lw.dtype}`);
+  return { chunks: lw.chunks };
 }
 
 /** y = epilogue(x W^T): one dispatch per weight chunk (plus activation quantization for w8a8/w4a8). */
