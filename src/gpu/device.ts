@@ -32,6 +32,8 @@ export interface Capabilities {
 export interface DeviceOptions {
   /** Use shader-f16 when the adapter has it (default true). false forces the f32 paths. */
   f16?: boolean;
+  /** Use dot4I8Packed when the WGSL feature exists (default true); false takes the emulated path. */
+  dot4I8?: boolean;
   /** Request timestamp-query when available (default true); false makes timing a no-op. */
   timestamps?: boolean;
   powerPreference?: GPUPowerPreference;
@@ -188,7 +190,7 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     subgroups: device.features.has('subgroups'),
     timestamps: device.features.has('timestamp-query'),
     // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
-    dot4I8: (gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false,
+    dot4I8: options.dot4I8 !== false && ((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false),
     maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
     maxBufferSize: lim.maxBufferSize,
     maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,

@@ -2,10 +2,11 @@
 // Chromium: no shader-f16, so the f32 path) and publishes the results for the puppeteer test.
 import { GpuContext } from '../../src/gpu/context.ts';
 import { runKernelCases } from '../kernels/cases.ts';
+import { runQuantCases } from '../kernels/qcases.ts';
 
 declare global {
   interface Window {
-    __webq?: { adapter: string; f16: boolean; results: { precision: string; name: string; ok: boolean; detail: string }[] } | { error: string };
+    __webq?: { adapter: string; f16: boolean; dot4I8: boolean; results: { precision: string; name: string; ok: boolean; detail: string }[] } | { error: string };
   }
 }
 
@@ -15,11 +16,11 @@ async function main(): Promise<void> {
   try {
     const precisions = ctx.caps.f16 ? (['f32', 'f16'] as const) : (['f32'] as const);
     for (const p of precisions) {
-      for (const { name, result } of await runKernelCases(ctx, p)) {
+      for (const { name, result } of [...(await runKernelCases(ctx, p)), ...(await runQuantCases(ctx, p))]) {
         results.push({ precision: p, name, ok: result.ok, detail: result.mismatches.join('; ') });
       }
     }
-    window.__webq = { adapter: ctx.caps.adapter, f16: ctx.caps.f16, results };
+    window.__webq = { adapter: ctx.caps.adapter, f16: ctx.caps.f16, dot4I8: ctx.caps.dot4I8, results };
   } finally {
     ctx.dispose();
   }

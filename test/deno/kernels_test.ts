@@ -3,8 +3,9 @@
 // has shader-f16. `npm test` runs this through test/node/deno.test.ts.
 import { GpuContext } from '../../src/gpu/context.ts';
 import { runKernelCases } from '../kernels/cases.ts';
+import { runQuantCases } from '../kernels/qcases.ts';
 
-Deno.test('kernels match the CPU reference on Deno WebGPU', async () => {
+Deno.test('kernels and quantized matmuls match the CPU reference on Deno WebGPU', async () => {
   const ctx = await GpuContext.create();
   try {
     if (ctx.caps.runtime !== 'deno') throw new Error(`expected runtime deno, got ${ctx.caps.runtime}`);
@@ -12,14 +13,14 @@ Deno.test('kernels match the CPU reference on Deno WebGPU', async () => {
     const failed: string[] = [];
     let count = 0;
     for (const p of precisions) {
-      for (const { name, result } of await runKernelCases(ctx, p)) {
+      for (const { name, result } of [...(await runKernelCases(ctx, p)), ...(await runQuantCases(ctx, p))]) {
         count++;
         if (!result.ok) failed.push(`${p} ${name}: ${result.mismatches.join('; ')}`);
       }
     }
     console.log(`deno: ${count} kernel cases on ${ctx.caps.adapter} (${precisions.join(', ')})`);
     if (failed.length) throw new Error(`kernel mismatches:\n${failed.join('\n')}`);
-    if (count < 50) throw new Error(`only ${count} cases ran`);
+    if (count < 150) throw new Error(`only ${count} cases ran`);
   } finally {
     ctx.dispose();
   }

@@ -18,3 +18,18 @@ for (const p of ['f32', 'f16'] as const) {
     }
   });
 }
+
+describe('quantized matmul without dot4I8Packed (emulated int8 dot products)', () => {
+  let emu: GpuContext;
+  beforeAll(async () => {
+    emu = await GpuContext.create({ dot4I8: false });
+  });
+  afterAll(() => emu?.dispose());
+  for (const c of QUANT_CASES.filter((c) => !c.name.includes('act=float'))) {
+    it(`f32 ${c.name}`, async () => {
+      expect(emu.caps.dot4I8).toBe(false);
+      const r = await c.run(emu, 'f32');
+      expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+    });
+  }
+});
