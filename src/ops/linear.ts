@@ -3,7 +3,12 @@
  * (HF layout) and prepared once for the chosen dtype:
  *
  *   f32, f16  float weights (f16 halves the bytes; needs shader-f16)
- *   q8, q4    weight-only int8 / int4 with per-group scales (default groups: 128 for q8, 32 for q4)
+ *   q8, q4    int8 / int4 weights with per-group scales (default groups: 128 for q8, 32 for q4).
+ *             Where the device has dot4I8Packed, activations are quantized on the fly to int8 in
+ *             blocks of 32, each with its own scale (what llama.cpp does for its q4_0/q8_0 matvec):
+ *             integer dot products are the fast road on GPUs and software adapters alike, and a
+ *             per-block scale keeps the added error near int8 rounding of each block. Pass
+ *             `activations: 'float'` for pure weight-only kernels (W4A16/W8A16).
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (group 32) x int8 activations quantized per token
  *
@@ -52,6 +57,11 @@ export interface PrepareOptions {
   /** Quantization group along K; defaults per dtype (see above). */
   group?: number | 'channel';
   symmetric?: boolean;
+  /**
+   * q4/q8 only: 'int8' quantizes activations per block of 32 and runs integer dot products;
+   * 'float' keeps them f16/f32 (weight-only). Default: 'int8' where dot4I8Packed exists.
+   */
+  activations?: 'float' | 'int8';
   /** Activation precision for quantized dtypes (default: f16 when the device has it). */
   precision?: Precision;
   label?: string;
@@ -91,7 +101,9 @@ export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: nu
   const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
   const spec: QuantSpec = { bits: d.bits, group: opts.group ?? d.group, symmetric: opts.symmetric ?? true };
   const q = uploadQuantized(ctx, quantizeWeight(w, N, K, spec), precision, { label: opts.label, bindingLimit: opts.bindingLimit });
-  const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: q.bytes, q, act: d.act, dispose: () => q.dispose() };
+  let act = d.act;
+  if (act === 'float' && (opts.activations ?? (ctx.caps.dot4I8 ? 'int8' : 'float')) === 'int8') act = 'block';
+  const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: q.bytes, q, act, dispose: () => q.dispose() };
   return lin;
 }
 

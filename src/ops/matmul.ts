@@ -20,6 +20,10 @@ export interface MatmulOptions extends Epilogue {
 }
 
 const TILE = 64;
+/** Up to this M (one batch, B^T), the GEMV kernel runs instead of the 64x64 tiles. */
+export const FLOAT_GEMV_MAX_M = 4;
+const GEMV_TPR = 8;
+const GEMV_WG = 64;
 
 export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? true;
@@ -43,13 +47,24 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   if (opts.bias) operands.bias = opts.bias;
   if (opts.residual) operands.residual = opts.residual;
   const precision = floatPrecision('matmul', operands);
+  const bindings = { bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision) };
+  const epilogue = { HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] };
+  if (transB && batch === 1 && M <= FLOAT_GEMV_MAX_M) {
+    rec.dispatch(
+      { shader: 'gemv', variant: { precision }, constants: { ...epilogue, TPR: GEMV_TPR, WG: GEMV_WG } },
+      { x: a, w: b, out, ...bindings },
+      [Math.ceil(N / (GEMV_WG / GEMV_TPR)), M],
+      { M, N, K, ldc: fullN, nOff },
+    );
+    return out;
+  }
   rec.dispatch(
     {
       shader: 'matmul',
       variant: { precision },
-      constants: { TRANS_B: transB, HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] },
+      constants: { TRANS_B: transB, ...epilogue },
     },
-    { a, b, bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision), c: out },
+    { a, b, c: out, ...bindings },
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
     { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * fullN, ldc: fullN, nOff },
   );

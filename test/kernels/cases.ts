@@ -160,6 +160,8 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [1, 128, 96, 130, false, false, true],
   [3, 17, 19, 23, false, false, false],
   [2, 70, 5, 64, true, true, false],
+  [1, 3, 70, 45, true, true, true], // M <= 4: the GEMV kernel
+  [1, 1, 129, 130, true, false, true],
 ];
 for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
   cases.push({
@@ -178,6 +180,25 @@ for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
       return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
     },
   });
+}
+
+// Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels.
+for (const M of [2, 37]) {
+  for (const activation of ['gelu', 'silu'] as const) {
+    cases.push({
+      name: `matmul epilogue ${activation} bias+residual M=${M}`,
+      async run(ctx, p) {
+        const [N, K] = [29, 50];
+        const a = input(M * K, 70 + M, p), b = input(N * K, 71, p), bias = input(N, 72, p), res = input(M * N, 73, p);
+        const [ta, tb, tbias, tres] = [ctx.uploadFloat(a, [M, K], p), ctx.uploadFloat(b, [N, K], p), ctx.uploadFloat(bias, [N], p), ctx.uploadFloat(res, [M, N], p)];
+        const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { bias: tbias, activation, residual: tres }));
+        [ta, tb, tbias, tres].forEach((t) => t.dispose());
+        const f = activation === 'gelu' ? refGelu : refSilu;
+        const ref = refMatmul(a, b, 1, M, N, K, { transB: true, bias, bShared: true }).map((v, i) => f(v) + res[i]);
+        return p === 'f32' ? compare(got, ref, 2e-5 * Math.sqrt(K), 1e-5) : compare(got, ref, 2e-3 * Math.sqrt(K), 2e-3);
+      },
+    });
+  }
 }
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
