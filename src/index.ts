@@ -11,3 +11,14 @@ export type { Precision, Variant } from './gpu/shaders.ts';
 export * as ops from './ops/index.ts';
 export * as io from './io/index.ts';
 export * as quant from './quant/index.ts';
+export * as models from './models/index.ts';
+export {
+  TextTokenizer,
+  loadTokenizer,
+  TokenizerError,
+  type TokenizerErrorCode,
+  type EncodeBatchOptions,
+  type EncodedBatch,
+  type EncodeOptions,
+  type TextTokenizerOptions,
+} from './text/tokenizer.ts';

@@ -28,3 +28,17 @@ export {
   bf16ArrayToF32,
   f32ArrayToBf16,
 } from './half.ts';
+export {
+  openModelFiles,
+  parseModelLocation,
+  hubBaseUrl,
+  DEFAULT_HUB_URL,
+  HubError,
+  type HubErrorCode,
+  type ModelFiles,
+  type ModelLocation,
+  type OpenModelOptions,
+  type DownloadProgress,
+  type ProgressCallback,
+} from './hub.ts';
+export { openFileCache, defaultCacheDir, diskCache, browserCache, type FileCache, type CachedFile } from './cache.ts';

@@ -22,7 +22,7 @@ function parseContentRange(v: string | null): { start?: number; end?: number; to
 }
 
 /** Content-Length as a number, only when it describes the bytes we get (no content coding). */
-function plainLength(res: Response): number | undefined {
+export function plainLength(res: Response): number | undefined {
   const enc = res.headers.get('content-encoding');
   if (enc !== null && enc.toLowerCase() !== 'identity') return undefined;
   const v = res.headers.get('content-length');

@@ -12,7 +12,7 @@ const LETTERS = 'abcdefghijklmnopqrstuvwxyz'.split('');
 const DIGITS = '0123456789'.split('');
 
 const WORDS = `
-the of and to a in is it you that he was for on are with as i his they be at one have this from or had
+hello hi the of and to a in is it you that he was for on are with as i his they be at one have this from or had
 by hot word but what some we can out other were all there when up use your how said an each she which do
 their time if will way about many then them write would like so these her long make thing see him two has
 look more day could go come did number sound no most people my over know water than call first who may

@@ -38,6 +38,8 @@ export interface TinyBertOptions {
   tokenizer?: boolean;
   seed?: number;
   linearStd?: number; // 0.1
+  /** Canonical tensor names to leave out of the checkpoint (for missing-tensor tests). */
+  omit?: readonly string[];
 }
 
 export interface TinyBert {
@@ -107,6 +109,7 @@ export async function writeTinyBert(dir: string, opts: TinyBertOptions = {}): Pr
   const weights: Record<string, Float32Array> = {};
   const add = (key: string, shape: number[], values: Float32Array, outside = false) => {
     const { data, stored } = encode(values, dtype);
+    if (opts.omit?.includes(key)) return;
     weights[key] = stored;
     const fileKey = opts.oldNormNames ? key.replace(/LayerNorm\.weight$/, 'LayerNorm.gamma').replace(/LayerNorm\.bias$/, 'LayerNorm.beta') : key;
     tensors.push({ key, name: (outside ? '' : prefix) + fileKey, dtype, shape, data });

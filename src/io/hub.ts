@@ -1,0 +1,161 @@
+/**
+ * Where a model lives -> its files. Three forms:
+ *  - a local folder (a path or file: URL; Node and Deno),
+ *  - a folder URL, `https://host/path/` (file names are resolved against it),
+ *  - a hub id `org/name` or `org/name@revision`, fetched from
+ *    `${WEBQ_HUB_URL ?? 'https://huggingface.co'}/<org>/<name>/resolve/<revision>/<file>`.
+ * A string that names an existing local folder is taken as that folder even when it also looks
+ * like `org/name` (transformers' from_pretrained decides the same way). Remote files go through
+ * the download cache (src/io/cache.ts) unless `cache: false`.
+ */
+import { getEnv, detectRuntime } from '../gpu/env.ts';
+import { openFileCache } from './cache.ts';
+import { openCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { SourceError } from './errors.ts';
+import type { JsonValue } from './json.ts';
+import { fileSegments, HubError, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
+import { fileUrlToPath, fsError, loadFs, loadPath } from './node-fs.ts';
+import { RemoteFiles, type RemoteTarget } from './remote-files.ts';
+
+export { HubError, type HubErrorCode, type ModelFiles, type OpenModelOptions } from './model-files.ts';
+export type { DownloadProgress, ProgressCallback } from './cache.ts';
+
+export const DEFAULT_HUB_URL = 'https://huggingface.co';
+
+export type ModelLocation =
+  | { readonly kind: 'folder'; readonly path: string }
+  | { readonly kind: 'url'; readonly base: URL }
+  | { readonly kind: 'hub'; readonly id: string; readonly org: string; readonly name: string; readonly revision: string };
+
+/** org/name, each part a hub repo name: letters, digits, "-", "_", "." (no ".." anywhere). */
+const HUB_ID = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?:@(.+))?$/;
+
+function looksLikePath(s: string): boolean {
+  return /^(\/|\.{1,2}(\/|\\|$)|~|[A-Za-z]:[\\/])/.test(s) || s.includes('\\');
+}
+
+function hubLocation(s: string, revision: string | undefined): ModelLocation | undefined {
+  const m = HUB_ID.exec(s);
+  if (!m || s.split('@')[0].includes('..')) return undefined;
+  const [, org, name, rev] = m;
+  if (rev !== undefined && revision !== undefined && rev !== revision) {
+    throw new HubError('HUB_BAD_LOCATION', `${s}: revision '${rev}' in the id conflicts with option revision '${revision}'; give one`);
+  }
+  return { kind: 'hub', id: `${org}/${name}`, org, name, revision: rev ?? revision ?? 'main' };
+}
+
+function folderUrl(url: URL): ModelLocation {
+  const base = new URL(url.href);
+  base.search = '';
+  base.hash = '';
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+  return { kind: 'url', base };
+}
+
+/** Classifies `location` (see the module comment for the rules). */
+export async function parseModelLocation(location: string | URL, options: { revision?: string } = {}): Promise<ModelLocation> {
+  if (location instanceof URL) {
+    if (location.protocol === 'file:') return { kind: 'folder', path: await fileUrlToPath(location) };
+    if (location.protocol === 'http:' || location.protocol === 'https:') return folderUrl(location);
+    throw new HubError('HUB_BAD_LOCATION', `${location.href}: unsupported URL scheme ${location.protocol}; expected http(s) or file`);
+  }
+  if (typeof location !== 'string' || location === '') {
+    throw new HubError('HUB_BAD_LOCATION', `model location ${JSON.stringify(location)}: expected a folder path, a folder URL or a hub id (org/name[@revision])`);
+  }
+  if (/^https?:\/\//i.test(location)) return folderUrl(new URL(location));
+  if (/^file:/i.test(location)) return { kind: 'folder', path: await fileUrlToPath(new URL(location)) };
+  if (looksLikePath(location)) return { kind: 'folder', path: location };
+  if (detectRuntime() !== 'browser') {
+    const fs = await loadFs(location);
+    if (await fs.stat(location).then(() => true, () => false)) return { kind: 'folder', path: location };
+  }
+  const hub = hubLocation(location, options.revision);
+  if (hub) return hub;
+  if (detectRuntime() !== 'browser') {
+    throw new SourceError('SOURCE_NOT_FOUND', `${location}: no such folder, and not a hub id (expected org/name or org/name@revision)`);
+  }
+  throw new HubError('HUB_BAD_LOCATION', `${location}: expected a folder URL (https://...) or a hub id (org/name or org/name@revision)`);
+}
+
+/** `<hub>/<org>/<name>/resolve/<revision>/` (revision percent-encoded, so refs/pr/1 works). */
+export function hubBaseUrl(id: string, revision: string, hubUrl?: string): URL {
+  const root = (hubUrl ?? getEnv('WEBQ_HUB_URL') ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
+  return new URL(`${root}/${id}/resolve/${encodeURIComponent(revision)}/`);
+}
+
+/** A model in a local folder. */
+class LocalFiles implements ModelFiles {
+  readonly kind = 'folder';
+  constructor(
+    readonly describe: string,
+    private readonly path: typeof import('node:path'),
+    private readonly fs: typeof import('node:fs/promises'),
+  ) {}
+
+  private full(file: string): string {
+    return this.path.join(this.describe, ...fileSegments(file));
+  }
+
+  async readText(file: string): Promise<string> {
+    const p = this.full(file);
+    return this.fs.readFile(p, 'utf8').catch((e: unknown) => {
+      throw fsError(p, 'read', e);
+    });
+  }
+
+  async readJson(file: string): Promise<JsonValue> {
+    return parseJsonText(await this.readText(file), this.full(file));
+  }
+
+  async exists(file: string): Promise<boolean> {
+    const st = await this.fs.stat(this.full(file)).catch(() => undefined);
+    return st?.isFile() ?? false;
+  }
+
+  checkpoint(): Promise<Checkpoint> {
+    return openCheckpoint(this.describe);
+  }
+}
+
+/**
+ * Opens a model location: a local folder, a folder URL, or a hub id (`org/name[@revision]`).
+ * Nothing is downloaded until a file is read; for remote models every file read goes through the
+ * cache (when on), so after one complete load the model opens without a network.
+ */
+export async function openModelFiles(location: string | URL, options: OpenModelOptions = {}): Promise<ModelFiles> {
+  const loc = await parseModelLocation(location, options);
+  if (loc.kind === 'folder') {
+    const fs = await loadFs(loc.path);
+    const path = await loadPath(loc.path);
+    const st = await fs.stat(loc.path).catch((e: unknown) => {
+      throw fsError(loc.path, 'open model folder', e);
+    });
+    if (!st.isDirectory()) throw new HubError('HUB_BAD_LOCATION', `${loc.path}: is a file; pass the model's folder (the one holding config.json)`);
+    return new LocalFiles(loc.path, path, fs);
+  }
+  let target: RemoteTarget;
+  if (loc.kind === 'hub') {
+    const base = hubBaseUrl(loc.id, loc.revision, options.hubUrl);
+    target = {
+      kind: 'hub',
+      base,
+      describe: `${loc.id}@${loc.revision} (${base.origin})`,
+      keyPrefix: ['hub', loc.org, loc.name, encodeURIComponent(loc.revision)],
+      notFoundHint: `check the model id '${loc.id}' and revision '${loc.revision}'`,
+    };
+  } else {
+    const segs = loc.base.pathname.split('/').filter((s) => s !== '');
+    target = {
+      kind: 'url',
+      base: loc.base,
+      describe: loc.base.href,
+      keyPrefix: ['url', encodeURIComponent(loc.base.host), ...segs.map(encodeURIComponent)],
+      notFoundHint: 'check the folder URL',
+    };
+  }
+  const cache = options.cache === false ? undefined : await openFileCache(options.cacheDir);
+  if (options.cache === true && !cache) {
+    throw new SourceError('SOURCE_UNSUPPORTED', `${target.describe}: no download cache here; set WEBQ_CACHE_DIR or pass cacheDir (or cache: false)`);
+  }
+  return new RemoteFiles(target, cache, options);
+}

@@ -1,0 +1,69 @@
+/** Shared types of model locations (src/io/hub.ts): the ModelFiles interface, options, errors. */
+import { WebqError } from '../errors.ts';
+import type { ProgressCallback } from './cache.ts';
+import type { JsonValue } from './json.ts';
+import type { TensorStore } from './safetensors.ts';
+
+export type HubErrorCode =
+  | 'HUB_BAD_LOCATION' // neither a folder, a URL nor an org/name id; or conflicting revisions
+  | 'HUB_BAD_FILE'; // a file name that is not a plain relative path inside the model
+
+/** A model location or a file name inside it is malformed. (Failed reads are SourceErrors.) */
+export class HubError extends WebqError {
+  declare readonly code: HubErrorCode;
+  constructor(code: HubErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+export interface OpenModelOptions {
+  /** Branch, tag or commit for hub ids (default "main"); `org/name@rev` says the same. */
+  revision?: string;
+  /** Called as remote files download: at the start (loaded 0) and after every chunk. */
+  onProgress?: ProgressCallback;
+  /**
+   * Keep remote files (hub ids and folder URLs) in the download cache and read them from there;
+   * default true where a cache exists. false: read over the network every time (safetensors by
+   * HTTP range requests, so only the bytes asked for are fetched).
+   */
+  cache?: boolean;
+  /** Cache folder (Node, Deno); default `${WEBQ_CACHE_DIR ?? ~/.cache/webq}`. */
+  cacheDir?: string;
+  /** Hub base URL; default `${WEBQ_HUB_URL ?? 'https://huggingface.co'}`. */
+  hubUrl?: string;
+  /** fetch implementation; defaults to the global one. */
+  fetch?: typeof fetch;
+  /** Extra request headers, e.g. Authorization for gated models. */
+  headers?: Record<string, string>;
+}
+
+/** The files of one model, wherever they live. `file` names are relative ("1_Pooling/config.json"). */
+export interface ModelFiles {
+  readonly kind: 'folder' | 'url' | 'hub';
+  /** The folder, the URL, or "org/name@rev at <hub>", for messages. */
+  readonly describe: string;
+  /** UTF-8 text of a file; a missing file is a SourceError 'SOURCE_NOT_FOUND' naming it. */
+  readText(file: string): Promise<string>;
+  /** readText + JSON.parse, with the file named in a syntax error. */
+  readJson(file: string): Promise<JsonValue>;
+  exists(file: string): Promise<boolean>;
+  /** model.safetensors, or the shards model.safetensors.index.json lists. */
+  checkpoint(): Promise<TensorStore>;
+}
+
+/** Splits a relative file name into segments, rejecting anything that could leave the model. */
+export function fileSegments(file: string): string[] {
+  const segs = typeof file === 'string' ? file.split('/') : [''];
+  if (typeof file !== 'string' || file.includes('\\') || /^[a-z][a-z0-9+.-]*:/i.test(file) || segs.some((s) => s === '' || s === '.' || s === '..')) {
+    throw new HubError('HUB_BAD_FILE', `file name ${JSON.stringify(file)}: expected a relative path inside the model folder, like "config.json" or "1_Pooling/config.json"`);
+  }
+  return segs;
+}
+
+export function parseJsonText(text: string, where: string): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (e) {
+    throw new WebqError('MODEL_FILE_NOT_JSON', `${where}: not valid JSON: ${e instanceof Error ? e.message : e}`, { cause: e });
+  }
+}

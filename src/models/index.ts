@@ -1,0 +1,22 @@
+/** Model configs and weight tables (the GPU forward builds on these). */
+export {
+  parseModelConfig,
+  parseBertConfig,
+  ModelConfigError,
+  SUPPORTED_MODEL_TYPES,
+  type BertConfig,
+  type ModelConfig,
+  type ModelConfigErrorCode,
+  type SupportedModelType,
+} from './config.ts';
+export {
+  resolveBertWeights,
+  readBertWeightsF32,
+  BertWeightsError,
+  type BertWeights,
+  type BertWeightsErrorCode,
+  type BertLayerRefs,
+  type LinearRefs,
+  type NormRefs,
+  type WeightRef,
+} from './bert-weights.ts';
