@@ -4,6 +4,10 @@
 export interface CliIO {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** All of standard input as text (for texts given as "-"); absent where there is none. */
+  readStdin?(): Promise<string>;
+  /** stderr is a terminal, so progress may redraw a line in place; otherwise it prints plain lines. */
+  stderrIsTTY?: boolean;
 }
 
 export interface Command {

@@ -4,13 +4,17 @@
  * (set WEBQ_DEBUG=1 to see the stack).
  */
 import { UsageError, type CliIO, type Command } from './command.ts';
+import { classifyCommand } from './classify.ts';
 import { doctorCommand } from './doctor.ts';
+import { embedCommand } from './embed.ts';
 import { infoCommand } from './info.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
 
 const commands: Record<string, Command> = {
   info: infoCommand,
+  embed: embedCommand,
+  classify: classifyCommand,
   doctor: doctorCommand,
 };
 
@@ -22,9 +26,19 @@ function usage(): string {
   return `usage: webq <command> [options]\n\ncommands:\n${list}\n\nRun "webq <command> --help" for a command's options.\n`;
 }
 
+async function readProcessStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 const processIO: CliIO = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
+  readStdin: readProcessStdin,
+  get stderrIsTTY() {
+    return process.stderr.isTTY === true;
+  },
 };
 
 function debugEnabled(): boolean {

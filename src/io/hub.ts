@@ -30,6 +30,11 @@ export type ModelLocation =
 /** org/name, each part a hub repo name: letters, digits, "-", "_", "." (no ".." anywhere). */
 const HUB_ID = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?:@(.+))?$/;
 
+/** True when `s` has the shape of a hub id, `org/name` or `org/name@revision` (nothing is fetched). */
+export function isHubId(s: string): boolean {
+  return HUB_ID.test(s) && !s.split('@')[0].includes('..');
+}
+
 function looksLikePath(s: string): boolean {
   return /^(\/|\.{1,2}(\/|\\|$)|~|[A-Za-z]:[\\/])/.test(s) || s.includes('\\');
 }

@@ -55,6 +55,12 @@ export interface QuantSpec {
   bits: QuantBits;
   group: number | 'channel';
   symmetric: boolean;
+  /**
+   * Symmetric only: per group, pick the scale (max|w|/qmax shrunk by up to 24%) with the least
+   * squared error instead of max|w|/qmax. Clipped weights then err by more than scale/2, the
+   * rest by less. Default off; q4 turns it on (see src/ops/linear.ts).
+   */
+  clipSearch?: boolean;
 }
 
 /** A quantized [N, K] weight in the layout described at the top of this file. */

@@ -67,6 +67,7 @@ export function quantizeWeight(w: Float32Array, N: number, K: number, spec: Quan
       let zero: number; // the code that means 0, in the unsigned convention
       if (sym) {
         scale = Math.fround(Math.max(hi, -lo) / qmax);
+        if (spec.clipSearch && scale > 0) scale = searchScale(w, row + k0, row + k1, scale, qmax);
         zero = symOffset;
         for (let k = k0; k < k1; k++) {
           codes[k] = scale === 0 ? zero : clamp(roundHalfAway(w[row + k] / scale), -qmax, qmax) + zero;
@@ -88,6 +89,49 @@ export function quantizeWeight(w: Float32Array, N: number, K: number, spec: Quan
     packRow(codes, bits, values, n * wordsPerRow, wordsPerRow);
   }
   return { N, K, Kp, groupSize: G, groups, bits, symmetric: sym, values, scales, zeros };
+}
+
+/** Candidate clipping ratios for the symmetric scale search (1 = no clipping): 1 .. 0.64. */
+const CLIP_RATIOS = Array.from({ length: 25 }, (_, i) => 1 - i * 0.01 - (i > 12 ? (i - 12) * 0.01 : 0));
+
+function sse(w: Float32Array, a: number, b: number, s: number, qmax: number): number {
+  let err = 0;
+  for (let i = a; i < b; i++) {
+    const d = w[i] - clamp(roundHalfAway(w[i] / s), -qmax, qmax) * s;
+    err += d * d;
+  }
+  return err;
+}
+
+/**
+ * Symmetric scale with the least squared error over w[a..b): shrinking the scale clips the
+ * largest weights but rounds all the others more finely, which wins for bell-shaped groups at
+ * 4 bits (the same search llama.cpp and AWQ-style quantizers run). Still round-to-nearest codes.
+ */
+function searchScale(w: Float32Array, a: number, b: number, full: number, qmax: number): number {
+  let best = full;
+  let bestErr = Infinity;
+  for (const r of CLIP_RATIOS) {
+    const s = Math.fround(full * r);
+    const err = sse(w, a, b, s, qmax);
+    if (err < bestErr) [best, bestErr] = [s, err];
+  }
+  // Then least squares for the chosen codes q: the best scale is sum(w q) / sum(q q); re-round.
+  for (let it = 0; it < 3; it++) {
+    let wq = 0;
+    let qq = 0;
+    for (let i = a; i < b; i++) {
+      const q = clamp(roundHalfAway(w[i] / best), -qmax, qmax);
+      wq += w[i] * q;
+      qq += q * q;
+    }
+    if (qq === 0) break;
+    const s = Math.fround(wq / qq);
+    const err = s > 0 ? sse(w, a, b, s, qmax) : Infinity;
+    if (!(err < bestErr)) break;
+    [best, bestErr] = [s, err];
+  }
+  return best;
 }
 
 /**

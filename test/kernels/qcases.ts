@@ -114,7 +114,7 @@ for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[])
         [out, tx, tb].forEach((t) => t.dispose());
         lw.dispose();
         if (dtype === 'f32' || dtype === 'f16') return tol(p, K, got, refLinear(x, M, K, p === 'f16' ? roundF16(wf) : wf, N, bias));
-        const spec: QuantSpec = { bits: dtype === 'q4' || dtype === 'w4a8' ? 4 : 8, group: dtype === 'q4' || dtype === 'w4a8' ? 32 : dtype === 'q8' ? 128 : 'channel', symmetric: true };
+        const spec: QuantSpec = { bits: dtype === 'q4' || dtype === 'w4a8' ? 4 : 8, group: dtype === 'q4' || dtype === 'w4a8' ? 32 : dtype === 'q8' ? 128 : 'channel', symmetric: !(dtype === 'q4' || dtype === 'w4a8') };
         const qr = withF16Scales(quantizeWeight(wf, N, K, spec), p);
         // q4/q8 quantize activations per block of 32 where dot4I8Packed exists (see linear.ts).
         const ref =

@@ -157,3 +157,25 @@ describe('speed', () => {
     }
   }, 30000);
 });
+
+describe('clipSearch (least-squares scale for symmetric groups)', () => {
+  it('never has a larger squared error than the max|w| scale, and fits closer at 4 bits', () => {
+    const N = 16, K = 256;
+    const w = new Float32Array(N * K);
+    let s = 7;
+    for (let i = 0; i < w.length; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      const u = (s >>> 8) / 2 ** 24;
+      w[i] = Math.tan((u - 0.5) * 2.6) * 0.1; // heavy-tailed, like real weights
+    }
+    for (const bits of [4, 8] as const) {
+      const plain = quantizeWeight(w, N, K, { bits, group: 32, symmetric: true });
+      const searched = quantizeWeight(w, N, K, { bits, group: 32, symmetric: true, clipSearch: true });
+      const err = (q: typeof plain) => dequantizeWeight(q).reduce((acc, v, i) => acc + (v - w[i]) ** 2, 0);
+      expect(err(searched)).toBeLessThanOrEqual(err(plain));
+      if (bits === 4) expect(err(searched)).toBeLessThan(0.95 * err(plain));
+      // clipping shrinks scales; the least-squares refit may nudge one up a little, never far
+      for (let i = 0; i < plain.scales.length; i++) expect(searched.scales[i]).toBeLessThanOrEqual(plain.scales[i] * 1.05);
+    }
+  });
+});

@@ -1,0 +1,61 @@
+/**
+ * `webq classify <model> TEXT...`: the label and score a BertForSequenceClassification
+ * checkpoint gives each text.
+ */
+import type { Command } from './command.ts';
+import { UsageError } from './command.ts';
+import { expandStdin, loadModel, loadOptions, parseArgs, shortText } from './model-args.ts';
+
+const USAGE = `usage: webq classify <model> [options] TEXT...
+
+Classifies each TEXT with a BertForSequenceClassification checkpoint (config.json
+id2label names the labels) and prints the top label and its probability.
+
+<model> is a local folder, a folder URL (https://host/path/) or a Hugging Face
+hub id (org/name or org/name@revision); it is always the first argument unless
+--model gives it. A "-" reads more texts from stdin, one per line.
+
+options:
+  -m, --model M       the model (instead of the first argument)
+  --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
+  --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...]
+  --revision R        hub branch, tag or commit (default main)
+  --no-cache          read remote files without the download cache
+  --                  end of options: the rest are texts, even if they start with "-"
+  -h, --help`;
+
+export const classifyCommand: Command = {
+  summary: 'classify texts with a BERT sequence-classification model',
+  usage: USAGE,
+  async run(args, io) {
+    const parsed = parseArgs('classify', args, {
+      flags: ['--json', '--no-cache'],
+      values: ['--model', '--dtype', '--revision'],
+      aliases: { '-m': '--model' },
+    });
+    const load = loadOptions('classify', parsed);
+    let model = parsed.values.get('--model');
+    let texts = parsed.positional;
+    if (model === undefined) {
+      if (texts.length === 0) throw new UsageError('classify: expected a model and texts (run "webq classify --help")');
+      [model, ...texts] = texts;
+    }
+    texts = await expandStdin('classify', texts, io);
+    if (texts.length === 0) throw new UsageError(`classify: no texts to classify after the model ${JSON.stringify(model)}; pass them as arguments, or "-" to read lines from stdin`);
+
+    const bert = await loadModel(model, io, load);
+    try {
+      const results = await bert.classify(texts);
+      if (parsed.flags.has('--json')) {
+        const rows = results.map((r, i) => ({ text: texts[i], label: r.label, score: r.score, scores: r.scores }));
+        io.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+      } else {
+        const width = Math.max(...results.map((r) => r.label.length));
+        io.stdout(results.map((r, i) => `${r.label.padEnd(width)}  ${r.score.toFixed(4)}  ${shortText(texts[i])}\n`).join(''));
+      }
+      return 0;
+    } finally {
+      bert.dispose();
+    }
+  },
+};

@@ -1,0 +1,113 @@
+/**
+ * `webq embed [<model>] TEXT...`: sentence embeddings from a BERT checkpoint, as JSON or as a
+ * short summary per text plus the cosine-similarity matrix.
+ */
+import { DEFAULT_EMBED_MODEL } from '../api/bert.ts';
+import type { Command } from './command.ts';
+import { UsageError } from './command.ts';
+import { formatBytes } from './info.ts';
+import { expandStdin, loadModel, loadOptions, looksLikeModel, parseArgs, shortText } from './model-args.ts';
+
+const USAGE = `usage: webq embed [<model>] [options] TEXT...
+
+Embeds each TEXT with a BERT model and prints one vector per text, in order.
+
+<model> is a local folder, a folder URL (https://host/path/) or a Hugging Face
+hub id (org/name or org/name@revision); default ${DEFAULT_EMBED_MODEL}.
+The first argument is taken as the model when it is a URL, starts with "/",
+"./" or "../", names an existing folder, or has the form org/name; otherwise
+every argument is a text. Use --model to say it explicitly (then all the
+arguments are texts). A "-" reads more texts from stdin, one per line.
+
+options:
+  -m, --model M       the model (instead of the first argument)
+  --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
+  --pooling P         mean (default) or cls
+  --normalize         scale each vector to unit length
+  --json              print {"dims": D, "embeddings": [[...], ...]} only
+  --revision R        hub branch, tag or commit (default main)
+  --no-cache          read remote files without the download cache
+  --                  end of options: the rest are texts, even if they start with "-"
+  -h, --help
+
+Downloads show progress on stderr; WEBQ_HUB_URL and WEBQ_CACHE_DIR pick the
+hub and the cache folder (default ~/.cache/webq).`;
+
+function norm(v: Float32Array): number {
+  let s = 0;
+  for (const x of v) s += x * x;
+  return Math.sqrt(s);
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
+  const d = norm(a) * norm(b);
+  return d === 0 ? 0 : dot / d;
+}
+
+/** Fixed width with a sign column, so the columns of the matrix line up. */
+function num(x: number): string {
+  return (x < 0 ? '' : ' ') + x.toFixed(4);
+}
+
+function summary(texts: string[], vectors: Float32Array[]): string {
+  const label = (i: number) => `[${i + 1}]`;
+  const width = label(texts.length - 1).length;
+  const lines = vectors.map((v, i) => {
+    const head = Array.from(v.subarray(0, 4), (x) => x.toFixed(4)).join(', ');
+    return `${label(i).padEnd(width)}  norm ${norm(v).toFixed(4)}  [${head}${v.length > 4 ? ', ...' : ''}]  ${shortText(texts[i])}`;
+  });
+  if (vectors.length >= 2) {
+    const col = 8;
+    lines.push('', 'cosine similarity:', ' '.repeat(width) + vectors.map((_, j) => label(j).padStart(col)).join(''));
+    for (let i = 0; i < vectors.length; i++) {
+      lines.push(label(i).padEnd(width) + vectors.map((_, j) => num(cosine(vectors[i], vectors[j])).padStart(col)).join(''));
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export const embedCommand: Command = {
+  summary: 'embed texts with a BERT model (sentence vectors, cosine similarities)',
+  usage: USAGE,
+  async run(args, io) {
+    const parsed = parseArgs('embed', args, {
+      flags: ['--json', '--normalize', '--no-cache'],
+      values: ['--model', '--dtype', '--pooling', '--revision'],
+      aliases: { '-m': '--model' },
+    });
+    const load = loadOptions('embed', parsed);
+    const pooling = parsed.values.get('--pooling') ?? 'mean';
+    if (pooling !== 'mean' && pooling !== 'cls') throw new UsageError(`embed: --pooling ${JSON.stringify(pooling)}: expected mean or cls`);
+
+    let model = parsed.values.get('--model');
+    let texts = parsed.positional;
+    let inferred = false;
+    if (model === undefined && texts.length > 0 && texts[0] !== '-' && (await looksLikeModel(texts[0]))) {
+      [model, ...texts] = texts;
+      inferred = true;
+    }
+    texts = await expandStdin('embed', texts, io);
+    if (texts.length === 0) {
+      const took = inferred ? ` (${JSON.stringify(model)} was taken as the model; use --model to embed it as a text)` : '';
+      throw new UsageError(`embed: no texts to embed${took}; pass them as arguments, or "-" to read lines from stdin`);
+    }
+
+    const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, load);
+    try {
+      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') });
+      if (parsed.flags.has('--json')) {
+        const dims = vectors[0]?.length ?? bert.config.hiddenSize;
+        io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);
+      } else {
+        const c = bert.config;
+        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${pooling} pooling\n`);
+        io.stdout(summary(texts, vectors));
+      }
+      return 0;
+    } finally {
+      bert.dispose();
+    }
+  },
+};

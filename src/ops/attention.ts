@@ -1,0 +1,35 @@
+/**
+ * Encoder self-attention over a fused QKV projection: qkv [B*T, 3H] (Q | K | V) and a padding
+ * mask [B*T] (u32, 0 = pad) -> out [B*T, H], heads side by side. One fused kernel; see
+ * shaders/attention.wgsl.
+ */
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import { expectTensor, shapeStr, type Tensor } from '../gpu/tensor.ts';
+import { floatPrecision } from './common.ts';
+
+const WG = 64;
+export const MAX_HEAD_DIM = 128;
+
+export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Tensor, dims: { batch: number; seqLen: number; heads: number }, out?: Tensor): Tensor {
+  const { batch: B, seqLen: T, heads } = dims;
+  expectTensor('attention', 'mask', mask, { dtype: 'u32' });
+  const H3 = qkv.shape[qkv.shape.length - 1];
+  if (H3 % 3 !== 0 || qkv.size !== B * T * H3) throw new ShapeError(`attention: qkv ${shapeStr(qkv.shape)} must be [${B}*${T}, 3H]`);
+  const H = H3 / 3;
+  if (H % heads !== 0) throw new ShapeError(`attention: hidden ${H} is not divisible by ${heads} heads`);
+  const D = H / heads;
+  if (D > MAX_HEAD_DIM) throw new ShapeError(`attention: head dim ${D} exceeds the kernel's ${MAX_HEAD_DIM}`);
+  if (mask.size !== B * T) throw new ShapeError(`attention: mask must have ${B}*${T} entries, got ${shapeStr(mask.shape)}`);
+  const o = out ?? ctx.empty([B * T, H], qkv.dtype);
+  const precision = floatPrecision('attention', { qkv, out: o });
+  rec.dispatch({ shader: 'attention', variant: { precision }, constants: { WG } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
+    T,
+    H,
+    heads,
+    D,
+    scale: 1 / Math.sqrt(D),
+  });
+  return o;
+}
