@@ -89,3 +89,37 @@ export function refMatmul(
   }
   return c;
 }
+
+/**
+ * Encoder self-attention: qkv [B*T, 3H] (Q | K | V), mask [B*T] (0 = padding key) ->
+ * out [B*T, H]; softmax(q.k / sqrt(D)) over unmasked keys, per head.
+ */
+export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number): Float32Array {
+  const D = H / heads;
+  const out = new Float32Array(B * T * H);
+  const s = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < T; i++) {
+        const q = (b * T + i) * 3 * H + h * D;
+        let m = -Infinity;
+        for (let j = 0; j < T; j++) {
+          if (!mask[b * T + j]) continue;
+          const k = (b * T + j) * 3 * H + H + h * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += qkv[q + d] * qkv[k + d];
+          s[j] = dot / Math.sqrt(D);
+          m = Math.max(m, s[j]);
+        }
+        let sum = 0;
+        for (let j = 0; j < T; j++) if (mask[b * T + j]) sum += Math.exp(s[j] - m);
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          for (let j = 0; j < T; j++) if (mask[b * T + j]) acc += Math.exp(s[j] - m) * qkv[(b * T + j) * 3 * H + 2 * H + h * D + d];
+          out[(b * T + i) * H + h * D + d] = sum > 0 ? acc / sum : 0;
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -13,7 +13,9 @@ import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
-import { refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { attention } from '../../src/ops/attention.ts';
+import { embedSum, pool } from '../../src/ops/encoder-io.ts';
 import { compare, randn, rng, roundF16, type Compare } from './check.ts';
 
 export interface KernelCase {
@@ -200,6 +202,59 @@ for (const M of [2, 37]) {
     });
   }
 }
+
+// Fused attention: sequence lengths off the key block (16) and workgroup (64), padding masks.
+for (const [B, T, heads, H] of [[1, 1, 1, 8], [2, 19, 4, 128], [3, 70, 2, 128], [1, 33, 3, 192]] as const) {
+  cases.push({
+    name: `attention B=${B} T=${T} heads=${heads} D=${H / heads}`,
+    async run(ctx, p) {
+      const qkv = input(B * T * 3 * H, 80 + T, p, 0.7);
+      const mask = new Uint32Array(B * T).fill(1);
+      for (let b = 1; b < B; b++) for (let t = T - 1 - 3 * b; t < T; t++) if (t > 0) mask[b * T + t] = 0; // right padding
+      const [tq, tm] = [ctx.uploadFloat(qkv, [B * T, 3 * H], p), ctx.upload(mask, [B * T], 'u32')];
+      const got = await runOp(ctx, (rec) => attention(ctx, rec, tq, tm, { batch: B, seqLen: T, heads }));
+      tq.dispose(); tm.dispose();
+      const ref = refAttention(qkv, mask, B, T, heads, H);
+      return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+    },
+  });
+}
+
+cases.push({
+  name: 'embedSum + mean/cls pooling with normalize',
+  async run(ctx, p) {
+    const [B, T, H, V, P, TV] = [3, 7, 40, 50, 9, 2];
+    const r = rng(90);
+    const ids = new Uint32Array(B * T).map(() => Math.floor(r() * V));
+    const types = new Uint32Array(B * T).map((_, i) => (i % T > 3 ? 1 : 0));
+    const mask = new Uint32Array(B * T).map((_, i) => (i % T < T - (Math.floor(i / T) * 2) ? 1 : 0));
+    const [word, pos, typ] = [input(V * H, 91, p), input(P * H, 92, p), input(TV * H, 93, p)];
+    const t = {
+      ids: ctx.upload(ids, [B * T], 'u32'), types: ctx.upload(types, [B * T], 'u32'), mask: ctx.upload(mask, [B * T], 'u32'),
+      word: ctx.uploadFloat(word, [V, H], p), pos: ctx.uploadFloat(pos, [P, H], p), type: ctx.uploadFloat(typ, [TV, H], p),
+    };
+    const rec = ctx.record();
+    const e = embedSum(ctx, rec, t.ids, t.types, { word: t.word, pos: t.pos, type: t.type }, T);
+    const mean = pool(ctx, rec, e, t.mask, B, { mode: 'mean', normalize: true });
+    const cls = pool(ctx, rec, e, t.mask, B, { mode: 'cls', normalize: false });
+    await rec.submit();
+    const [ge, gm, gc] = [await ctx.readFloat(e), await ctx.readFloat(mean), await ctx.readFloat(cls)];
+    [e, mean, cls, ...Object.values(t)].forEach((x) => x.dispose());
+    const re = new Float32Array(B * T * H);
+    for (let i = 0; i < B * T; i++) for (let d = 0; d < H; d++) re[i * H + d] = word[ids[i] * H + d] + pos[(i % T) * H + d] + typ[types[i] * H + d];
+    const eRef = p === 'f16' ? roundF16(re) : re; // the f16 path stores the sum in f16 before pooling
+    const rm = new Float32Array(B * H), rc = new Float32Array(B * H);
+    for (let b = 0; b < B; b++) {
+      let n = 0, sq = 0;
+      for (let t2 = 0; t2 < T; t2++) if (mask[b * T + t2]) { n++; for (let d = 0; d < H; d++) rm[b * H + d] += eRef[(b * T + t2) * H + d]; }
+      for (let d = 0; d < H; d++) { rm[b * H + d] /= n; sq += rm[b * H + d] ** 2; rc[b * H + d] = eRef[b * T * H + d]; }
+      for (let d = 0; d < H; d++) rm[b * H + d] /= Math.sqrt(sq);
+    }
+    const [atol, rtol] = p === 'f32' ? [1e-5, 1e-5] : [2e-3, 2e-3];
+    const checks = [compare(ge, re, atol, rtol), compare(gm, rm, atol, rtol), compare(gc, rc, atol, rtol)];
+    return checks.find((c) => !c.ok) ?? checks[0];
+  },
+});
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
 
