@@ -1,0 +1,108 @@
+/**
+ * `npm run bench -- bert`: a MiniLM-shaped BERT encoder (6 layers, hidden 384, 12 heads, FFN 1536,
+ * random weights) over a batch of 32 texts x 128 tokens, per Linear dtype: sentences per second
+ * and weight bytes on the GPU. One forward = one command encoder, timed with GPU timestamps
+ * (the sum of its kernels) where the device has them.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SafetensorsFile } from '../src/io/safetensors.ts';
+import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
+import { resolveBertWeights } from '../src/models/bert-weights.ts';
+import { parseBertConfig } from '../src/models/config.ts';
+import type { LinearDType } from '../src/ops/linear.ts';
+import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
+import { createBenchContext } from './lib/device.ts';
+import { fmt, measure, table, type BenchIO } from './lib/measure.ts';
+
+const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
+  --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
+`;
+
+export interface BertResult {
+  model: string;
+  dtype: LinearDType;
+  act: 'f32' | 'f16';
+  batch: number;
+  seq: number;
+  ms: number;
+  sentences_per_s: number;
+  weight_bytes: number;
+  speedup_vs_f32: number;
+  timing: string;
+  reps: number;
+  adapter: string;
+}
+
+export async function run(args: string[], io: BenchIO): Promise<number> {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' } } }).values;
+  } catch (e) {
+    io.stderr(`bench bert: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (v.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const dtypes = String(v.dtypes ?? 'f32,f16,q8,w8a8,q4').split(',') as LinearDType[];
+  const B = Number(v.batch ?? (v.quick ? 8 : 32));
+  const T = Number(v.seq ?? 128);
+  const layers = Number(v.layers ?? 6);
+  const reps = Number(v.reps ?? (v.quick ? 1 : 3));
+  const warmup = 1;
+  const dir = await mkdtemp(join(tmpdir(), 'webq-bench-bert-'));
+  const { ctx } = await createBenchContext();
+  const results: BertResult[] = [];
+  try {
+    const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
+    const cfg = parseBertConfig(tiny.config);
+    const model = `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)`;
+    io.stderr(`adapter: ${ctx.caps.adapter}; ${model}; batch ${B} x ${T} tokens; median of ${reps} after ${warmup} warm-up\n`);
+    // Random token ids (no tokenizer needed for timing), every token real.
+    let s = 1;
+    const ids = new Uint32Array(B * T).map(() => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % cfg.vocabSize));
+    const batch = {
+      ids: ctx.upload(ids, [B * T], 'u32'),
+      types: ctx.upload(new Uint32Array(B * T), [B * T], 'u32'),
+      mask: ctx.upload(new Uint32Array(B * T).fill(1), [B * T], 'u32'),
+      B,
+      T,
+    };
+    const store = await SafetensorsFile.open(join(dir, 'model.safetensors'));
+    const refs = resolveBertWeights(store, cfg);
+    for (const dtype of dtypes) {
+      if (dtype === 'f16' && !ctx.caps.f16) {
+        io.stderr(`skip f16: no shader-f16 on this device\n`);
+        continue;
+      }
+      const w = await uploadBertWeights(ctx, store, cfg, refs, dtype);
+      const m = await measure(ctx, (rec) => {
+        const h = bertForward(ctx, rec, w, cfg, batch);
+        return () => h.dispose();
+      }, { warmup, reps, label: `bert-${dtype}` });
+      w.dispose();
+      const f32 = results.find((r) => r.dtype === 'f32');
+      results.push({
+        model, dtype, act: w.precision, batch: B, seq: T, ms: m.ms, sentences_per_s: (B * 1000) / m.ms,
+        weight_bytes: w.bytes, speedup_vs_f32: f32 ? f32.ms / m.ms : dtype === 'f32' ? 1 : NaN,
+        timing: m.timing, reps: m.samples.length, adapter: ctx.caps.adapter,
+      });
+      io.stderr(`${dtype}: ${fmt(m.ms)} ms per batch (runs: ${m.samples.map(fmt).join(' ')})\n`);
+    }
+    await store.close();
+    const rows = results.map((r) => [r.dtype, r.act, fmt(r.ms), fmt(r.sentences_per_s), fmt(r.weight_bytes / 2 ** 20), fmt(r.speedup_vs_f32)]);
+    const text = table(['dtype', 'act', 'ms/batch', 'sentences/s', 'weights MiB', 'speedup_vs_f32'], rows);
+    if (v.json) {
+      io.stderr(text);
+      io.stdout(`${JSON.stringify(results)}\n`);
+    } else io.stdout(text);
+    return 0;
+  } finally {
+    ctx.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
