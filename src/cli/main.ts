@@ -27,9 +27,13 @@ function usage(): string {
 }
 
 async function readProcessStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks).toString('utf8');
+  // TextDecoder in stream mode rather than Buffer: a character split across chunks stays whole.
+  const decoder = new TextDecoder();
+  let text = '';
+  for await (const chunk of process.stdin as AsyncIterable<Uint8Array | string>) {
+    text += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+  }
+  return text + decoder.decode();
 }
 
 const processIO: CliIO = {

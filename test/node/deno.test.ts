@@ -8,12 +8,20 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 describe('deno', () => {
   it('runs test/deno on Deno WebGPU with every test passing', () => {
-    const r = spawnSync(process.execPath, ['node_modules/deno/bin.cjs', 'test', '-A', 'test/deno/'], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, NO_COLOR: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-      timeout: 300_000,
-    });
+    const once = () =>
+      spawnSync(process.execPath, ['node_modules/deno/bin.cjs', 'test', '-A', 'test/deno/'], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+        timeout: 300_000,
+      });
+    let r = once();
+    // Deno 2.9's wgpu was seen once in ~15 runs to abort ("double free") while the process exits,
+    // after every test had passed. Run again once in that case only; a second abort fails.
+    if (r.status !== 0 && /ok \| \d+ passed \| 0 failed/.test(r.stdout) && /double free|Aborted/.test(`${r.stdout}${r.stderr}`)) {
+      console.warn('deno aborted at exit after passing; running the suite again');
+      r = once();
+    }
     const out = `${r.stdout}\n${r.stderr}`;
     expect(r.status, out).toBe(0);
     const m = /ok \| (\d+) passed \| (\d+) failed/.exec(out);

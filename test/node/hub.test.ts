@@ -1,6 +1,4 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -10,67 +8,20 @@ import { hubBaseUrl, openModelFiles, parseModelLocation, type ModelFiles } from 
 import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
+import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-hub-');
 
-interface Served {
-  url: string;
-  log: { method: string; path: string; range?: string }[];
-  close(): Promise<void>;
-}
-
 /** Repos the fake hub serves: id -> folder; files listed in `truncated` are cut off mid-body. */
 const repos = new Map<string, string>();
 const truncated = new Set<string>();
-
-/** A Hugging Face look-alike: /<org>/<name>/resolve/<rev>/<file> (only rev "main"), and /plain/<name>/<file>. */
-async function serve(): Promise<Served> {
-  const log: Served['log'] = [];
-  const handler = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = new URL(req.url!, 'http://x').pathname;
-    log.push({ method: req.method!, path, range: req.headers.range });
-    const notFound = (code: string) => void res.writeHead(404, { 'X-Error-Code': code }).end(code);
-    const hub = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
-    const plain = /^\/plain\/([^/]+)\/(.+)$/.exec(path);
-    const id = hub ? `${hub[1]}/${hub[2]}` : plain ? `webq/${plain[1]}` : undefined;
-    const dir = id && repos.get(id);
-    if (!dir) return notFound('RepoNotFound');
-    if (hub && decodeURIComponent(hub[3]) !== 'main') return notFound('RevisionNotFound');
-    const file = decodeURIComponent((hub ? hub[4] : plain![2]) ?? '');
-    const body = await readFile(join(dir, file)).catch(() => undefined);
-    if (!body) return notFound('EntryNotFound');
-    if (req.method === 'HEAD') return void res.writeHead(200, { 'Content-Length': body.length, 'Accept-Ranges': 'bytes' }).end();
-    if (truncated.has(`${id}/${file}`)) {
-      res.writeHead(200, { 'Content-Length': body.length });
-      res.write(body.subarray(0, body.length >> 1));
-      return void setTimeout(() => res.socket?.destroy(), 20);
-    }
-    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
-    if (!m) return void res.writeHead(200, { 'Content-Length': body.length }).end(body);
-    const start = Number(m[1]);
-    const end = Math.min(Number(m[2]), body.length - 1);
-    res.writeHead(206, { 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': end - start + 1 });
-    res.end(body.subarray(start, end + 1));
-  };
-  const server = createServer((req, res) => void handler(req, res));
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    log,
-    close: () =>
-      new Promise<void>((ok) => {
-        server.close(() => ok());
-        server.closeAllConnections();
-      }),
-  };
-}
+const serve = () => serveFakeHub(repos, { truncated });
 
 let bert: TinyBert;
 let sharded: TinyBert;
-let server: Served;
+let server: FakeHub;
 
 beforeAll(async () => {
   bert = await writeTinyBert(join(tmp.dir, 'repo-bert'), { prefix: 'bert.', labels: ['neg', 'pos'] });

@@ -1,0 +1,194 @@
+/**
+ * The webq demo page: loads a BERT embedding model in the browser (WebGPU), embeds the sentences
+ * typed in the textarea and shows their cosine similarities. Query parameters:
+ *   ?model=  hub id (org/name[@rev]) or folder URL; default DEFAULT_EMBED_MODEL
+ *   ?dtype=  f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q8)
+ *   ?texts=  sentences separated by "|": fills the textarea and embeds at once
+ *   ?hub=    hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
+ * Every run also publishes window.__webqDemo, which the browser test reads.
+ */
+import { BertModel, DEFAULT_EMBED_MODEL, GpuContext, type BertLoadOptions } from '../src/index.ts';
+
+type LinearDType = NonNullable<BertLoadOptions['dtype']>;
+const DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
+
+interface DemoState {
+  status: 'ready' | 'error';
+  model: string;
+  dtype: string;
+  adapter?: string;
+  embeddings: number[][];
+  error?: string;
+}
+
+declare global {
+  interface Window {
+    __webqDemo?: DemoState;
+  }
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const ui = {
+  form: $<HTMLFormElement>('model-form'),
+  model: $<HTMLInputElement>('model'),
+  dtype: $<HTMLSelectElement>('dtype'),
+  status: $<HTMLDivElement>('status'),
+  progress: $<HTMLProgressElement>('progress'),
+  device: $<HTMLDivElement>('device'),
+  error: $<HTMLPreElement>('error'),
+  texts: $<HTMLTextAreaElement>('texts'),
+  run: $<HTMLButtonElement>('run'),
+  timing: $<HTMLSpanElement>('timing'),
+  results: $<HTMLElement>('results'),
+  matrix: $<HTMLTableElement>('matrix'),
+};
+
+const params = new URLSearchParams(location.search);
+const modelId = params.get('model') || DEFAULT_EMBED_MODEL;
+const dtypeParam = params.get('dtype') || 'q8';
+let adapter: string | undefined;
+let bert: BertModel | undefined;
+
+function mib(n: number): string {
+  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+function showError(e: unknown): void {
+  const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  // After a successful load only that embed failed: the "ready" line stays true.
+  if (!bert) {
+    ui.status.textContent = 'failed to load the model';
+    ui.status.className = 'bad';
+  }
+  ui.progress.hidden = true;
+  ui.error.hidden = false;
+  ui.error.textContent = message;
+  window.__webqDemo = { status: 'error', model: modelId, dtype: dtypeParam, adapter, embeddings: [], error: message };
+}
+
+/** Per-file download progress -> one bar over every file whose size is known. */
+function progressReporter(): BertLoadOptions['onProgress'] {
+  const files = new Map<string, { loaded: number; total?: number }>();
+  return (e) => {
+    files.set(e.file, { loaded: e.loaded, total: e.total });
+    let loaded = 0;
+    let total = 0;
+    for (const f of files.values()) {
+      loaded += f.loaded;
+      total += f.total ?? f.loaded;
+    }
+    ui.progress.hidden = false;
+    ui.progress.value = total ? loaded / total : 0;
+    const pct = e.total ? ` ${Math.floor((100 * e.loaded) / e.total)}%` : '';
+    ui.status.textContent = `downloading ${e.file}${pct} (${mib(loaded)} of ${mib(total)} so far)`;
+  };
+}
+
+async function load(): Promise<void> {
+  if (!DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${DTYPES.join(', ')}`);
+  ui.status.textContent = 'opening WebGPU…';
+  // The page makes the device itself so it can show the adapter before the weights arrive.
+  const context = await GpuContext.create();
+  adapter = context.caps.adapter;
+  ui.device.textContent = `adapter: ${adapter}${context.caps.software ? ' (software)' : ''} · shader-f16: ${context.caps.f16 ? 'yes' : 'no'} · weights: ${dtypeParam}`;
+  ui.status.textContent = `loading ${modelId}…`;
+  const hubUrl = params.get('hub') ?? undefined;
+  const t0 = performance.now();
+  bert = await BertModel.load(modelId, {
+    dtype: dtypeParam as LinearDType,
+    context,
+    onProgress: progressReporter(),
+    ...(hubUrl && { hubUrl }),
+    ...(params.get('cache') === '0' && { cache: false }),
+  });
+  const c = bert.config;
+  ui.progress.hidden = true;
+  ui.status.className = 'ok';
+  ui.status.textContent = `ready: ${bert.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize} · ${bert.dtype} weights ${mib(bert.weightBytes)} · loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  ui.run.disabled = false;
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na && nb ? dot / Math.sqrt(na * nb) : 0;
+}
+
+/** Blue for similar, white around 0, red for opposite; dark cells get white digits. */
+function cellColor(c: number): { bg: string; fg: string } {
+  const t = Math.min(1, Math.abs(c));
+  const hue = c >= 0 ? 222 : 4;
+  const light = 97 - 52 * t;
+  return { bg: `hsl(${hue} 70% ${light}%)`, fg: light < 62 ? '#fff' : '#1d2330' };
+}
+
+function renderMatrix(texts: string[], vectors: Float32Array[]): void {
+  const t = ui.matrix;
+  t.replaceChildren();
+  const head = t.insertRow();
+  head.appendChild(document.createElement('th'));
+  texts.forEach((_, j) => {
+    const th = document.createElement('th');
+    th.textContent = String(j + 1);
+    head.appendChild(th);
+  });
+  texts.forEach((text, i) => {
+    const row = t.insertRow();
+    const th = document.createElement('th');
+    th.className = 'text';
+    th.textContent = `${i + 1}. ${text}`;
+    th.title = text;
+    row.appendChild(th);
+    vectors.forEach((_, j) => {
+      const c = cosine(vectors[i], vectors[j]);
+      const td = row.insertCell();
+      const { bg, fg } = cellColor(c);
+      td.textContent = c.toFixed(3);
+      td.style.background = bg;
+      td.style.color = fg;
+    });
+  });
+  ui.results.hidden = false;
+}
+
+async function embed(): Promise<void> {
+  if (!bert) return;
+  const texts = ui.texts.value.split('\n').map((s) => s.trim()).filter((s) => s !== '');
+  if (texts.length === 0) throw new Error('type at least one sentence (one per line)');
+  ui.run.disabled = true;
+  ui.error.hidden = true;
+  try {
+    const t0 = performance.now();
+    const vectors = await bert.embed(texts);
+    ui.timing.textContent = `${texts.length} sentence${texts.length === 1 ? '' : 's'}, ${vectors[0].length} dims, ${(performance.now() - t0).toFixed(0)} ms`;
+    renderMatrix(texts, vectors);
+    window.__webqDemo = { status: 'ready', model: modelId, dtype: bert.dtype, adapter, embeddings: vectors.map((v) => Array.from(v)) };
+  } finally {
+    ui.run.disabled = false;
+  }
+}
+
+ui.model.value = modelId;
+ui.dtype.value = DTYPES.includes(dtypeParam as LinearDType) ? dtypeParam : 'q8';
+const preset = params.get('texts');
+if (preset !== null) ui.texts.value = preset.split('|').join('\n');
+
+// A new model or dtype reloads the page: a fresh device, and a URL that can be shared.
+ui.form.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const next = new URLSearchParams(params);
+  next.set('model', ui.model.value.trim() || DEFAULT_EMBED_MODEL);
+  next.set('dtype', ui.dtype.value);
+  location.search = next.toString();
+});
+ui.run.addEventListener('click', () => void embed().catch(showError));
+
+load()
+  .then(() => (preset !== null ? embed() : undefined))
+  .catch(showError);

@@ -1,0 +1,36 @@
+/// <reference lib="deno.ns" />
+// BERT end to end on Deno's WebGPU: a tiny generated checkpoint, loaded from its folder by the
+// same BertModel as in Node, against the CPU fp32 forward (f32 path: 1e-4 max abs error).
+import { BertModel } from '../../src/api/bert.ts';
+import { openModelFiles } from '../../src/io/hub.ts';
+import { parseBertConfig } from '../../src/models/config.ts';
+import { bertEncode } from '../../src/reference/bert.ts';
+import { loadTokenizer } from '../../src/text/tokenizer.ts';
+import { writeTinyBert } from '../helpers/tiny-bert.ts';
+
+Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
+  const dir = await Deno.makeTempDir({ prefix: 'webq-deno-bert-' });
+  try {
+    const tiny = await writeTinyBert(dir, { hidden: 64, heads: 2, intermediate: 128, layers: 2, maxPositions: 32, linearStd: 0.1, seed: 5 });
+    const texts = ['the cat sat on the mat', 'hello world'];
+    const model = await BertModel.load(dir, { dtype: 'f32' });
+    try {
+      if (model.ctx.caps.runtime !== 'deno') throw new Error(`runtime is ${model.ctx.caps.runtime}`);
+      const got = await model.hidden(texts);
+      const cfg = parseBertConfig(tiny.config);
+      const tok = await loadTokenizer(await openModelFiles(dir), { padTokenId: cfg.padTokenId });
+      const enc = tok.encodeBatch(texts, { maxLength: cfg.maxPositions });
+      const ref = bertEncode(cfg, tiny.weights, { ids: enc.ids, attentionMask: enc.attentionMask, tokenTypeIds: enc.tokenTypeIds, batch: enc.batch });
+      let err = 0;
+      for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got.data[i] - ref[i]));
+      console.log(`deno bert: max abs error ${err.toExponential(2)} over ${ref.length} values`);
+      if (!(err <= 1e-4)) throw new Error(`max abs error ${err} > 1e-4`);
+      const emb = await model.embed(texts, { normalize: true });
+      if (emb.length !== 2 || emb[0].length !== 64) throw new Error('bad embedding shape');
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
