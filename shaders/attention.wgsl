@@ -5,6 +5,8 @@
 // one query, keys and values stream through workgroup memory in blocks of BK, and the softmax is
 // online (running max m, running sum l, accumulator rescaled once per block).
 // mask[b, j] = 0 marks padding: those keys are skipped, so padding never changes a real token.
+// The head dim is the override HD (a multiple of 4): loops over it have a trip count the shader
+// compiler knows, so q and the accumulator live in registers as vec4s, not in indexed memory.
 
 struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
 
@@ -13,13 +15,18 @@ struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
 @group(0) @binding(2) var<storage, read> mask: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
 
-const MAX_D = 128u; // head dims up to 128 (BERT-base 64, MiniLM 32)
-const BK = 16u;     // keys per block: BK * MAX_D * 2 floats = 16 KiB of workgroup memory
+const MAX_D4 = 32u; // head dims up to 128 (BERT-base 64, MiniLM 32)
+const BK = 16u;     // keys per block: 2 * BK * 128 floats = 16 KiB of workgroup memory
 override WG: u32 = 64u;
+override HD: u32 = 32u;
 
-var<workgroup> Ks: array<f32, 2048>; // [BK][MAX_D]
-var<workgroup> Vs: array<f32, 2048>;
-var<workgroup> live: array<u32, BK>; // mask of the staged keys
+var<workgroup> Ks: array<vec4<f32>, 512>; // [BK][MAX_D4]
+var<workgroup> Vs: array<vec4<f32>, 512>;
+var<workgroup> live: array<u32, BK>;
+
+fn ld4(i: u32) -> vec4<f32> {
+  return vec4<f32>(f32(qkv[i]), f32(qkv[i + 1u]), f32(qkv[i + 2u]), f32(qkv[i + 3u]));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -27,33 +34,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let h = wg.y;
   let i = wg.x * WG + lid;
   let row3 = 3u * p.H;
-  let hOff = h * p.D;
-  var q: array<f32, MAX_D>;
-  var acc: array<f32, MAX_D>;
-  for (var d = 0u; d < MAX_D; d++) {
-    acc[d] = 0.0;
-    q[d] = 0.0;
-  }
-  if (i < p.T) {
-    for (var d = 0u; d < p.D; d++) { q[d] = f32(qkv[(b * p.T + i) * row3 + hOff + d]) * p.scale; }
+  let hOff = h * HD;
+  let D4 = HD / 4u;
+  var q: array<vec4<f32>, MAX_D4>;
+  var acc: array<vec4<f32>, MAX_D4>;
+  for (var d = 0u; d < D4; d++) {
+    acc[d] = vec4<f32>(0.0);
+    q[d] = vec4<f32>(0.0);
+    if (i < p.T) { q[d] = ld4((b * p.T + i) * row3 + hOff + 4u * d) * p.scale; }
   }
   var m = -3.402823e38;
   var l = 0.0;
   for (var j0 = 0u; j0 < p.T; j0 += BK) {
-    // Stage BK keys and values; consecutive threads read consecutive elements of a row.
-    for (var e = lid; e < BK * p.D; e += WG) {
-      let jj = e / p.D;
-      let d = e % p.D;
+    // Stage BK keys and values, 4 elements per load; neighbouring threads, neighbouring addresses.
+    for (var e = lid; e < BK * D4; e += WG) {
+      let jj = e / D4;
+      let d = e % D4;
       let j = j0 + jj;
-      var kv = 0.0;
-      var vv = 0.0;
+      var kv = vec4<f32>(0.0);
+      var vv = vec4<f32>(0.0);
       if (j < p.T) {
-        let base = (b * p.T + j) * row3 + hOff + d;
-        kv = f32(qkv[base + p.H]);
-        vv = f32(qkv[base + 2u * p.H]);
+        let base = (b * p.T + j) * row3 + hOff + 4u * d;
+        kv = ld4(base + p.H);
+        vv = ld4(base + 2u * p.H);
       }
-      Ks[jj * MAX_D + d] = kv;
-      Vs[jj * MAX_D + d] = vv;
+      Ks[jj * MAX_D4 + d] = kv;
+      Vs[jj * MAX_D4 + d] = vv;
     }
     if (lid < BK) {
       let j = j0 + lid;
@@ -65,8 +71,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     for (var jj = 0u; jj < BK; jj++) {
       var v = -3.402823e38;
       if (live[jj] != 0u) {
-        v = 0.0;
-        for (var d = 0u; d < p.D; d++) { v += q[d] * Ks[jj * MAX_D + d]; }
+        var dv = vec4<f32>(0.0);
+        for (var d = 0u; d < D4; d++) { dv += q[d] * Ks[jj * MAX_D4 + d]; }
+        v = dv.x + dv.y + dv.z + dv.w;
         bmax = max(bmax, v);
       }
       s[jj] = v;
@@ -75,12 +82,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       let mNew = max(m, bmax);
       let corr = exp(m - mNew);
       l *= corr;
-      for (var d = 0u; d < p.D; d++) { acc[d] *= corr; }
+      for (var d = 0u; d < D4; d++) { acc[d] *= corr; }
       for (var jj = 0u; jj < BK; jj++) {
         if (live[jj] != 0u) {
           let w = exp(s[jj] - mNew);
           l += w;
-          for (var d = 0u; d < p.D; d++) { acc[d] += w * Vs[jj * MAX_D + d]; }
+          for (var d = 0u; d < D4; d++) { acc[d] += w * Vs[jj * MAX_D4 + d]; }
         }
       }
       m = mNew;
@@ -89,6 +96,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   }
   if (i < p.T) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var d = 0u; d < p.D; d++) { out[(b * p.T + i) * p.H + hOff + d] = T(acc[d] * inv); }
+    for (var d = 0u; d < D4; d++) {
+      let o = acc[d] * inv;
+      let at = (b * p.T + i) * p.H + hOff + 4u * d;
+      out[at] = T(o.x);
+      out[at + 1u] = T(o.y);
+      out[at + 2u] = T(o.z);
+      out[at + 3u] = T(o.w);
+    }
   }
 }

@@ -20,11 +20,11 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   const H = H3 / 3;
   if (H % heads !== 0) throw new ShapeError(`attention: hidden ${H} is not divisible by ${heads} heads`);
   const D = H / heads;
-  if (D > MAX_HEAD_DIM) throw new ShapeError(`attention: head dim ${D} exceeds the kernel's ${MAX_HEAD_DIM}`);
+  if (D > MAX_HEAD_DIM || D % 4 !== 0) throw new ShapeError(`attention: head dim ${D} must be a multiple of 4 up to ${MAX_HEAD_DIM}`);
   if (mask.size !== B * T) throw new ShapeError(`attention: mask must have ${B}*${T} entries, got ${shapeStr(mask.shape)}`);
   const o = out ?? ctx.empty([B * T, H], qkv.dtype);
   const precision = floatPrecision('attention', { qkv, out: o });
-  rec.dispatch({ shader: 'attention', variant: { precision }, constants: { WG } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
+  rec.dispatch({ shader: 'attention', variant: { precision }, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
     T,
     H,
     heads,

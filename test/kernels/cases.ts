@@ -204,7 +204,7 @@ for (const M of [2, 37]) {
 }
 
 // Fused attention: sequence lengths off the key block (16) and workgroup (64), padding masks.
-for (const [B, T, heads, H] of [[1, 1, 1, 8], [2, 19, 4, 128], [3, 70, 2, 128], [1, 33, 3, 192]] as const) {
+for (const [B, T, heads, H] of [[1, 1, 2, 8], [2, 19, 4, 128], [3, 70, 2, 128], [1, 33, 3, 192], [2, 20, 1, 128]] as const) {
   cases.push({
     name: `attention B=${B} T=${T} heads=${heads} D=${H / heads}`,
     async run(ctx, p) {
