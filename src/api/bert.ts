@@ -13,12 +13,13 @@ import { resolveBertWeights } from '../models/bert-weights.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
+import { readPrequantInfo } from '../quant/prequantized.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
 
 export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers'> {
-  /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8. */
+  /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8; a pre-quantized checkpoint's own by default. */
   dtype?: LinearDType;
   /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/ops/linear.ts). */
   group?: number | 'channel';
@@ -63,16 +64,22 @@ export class BertModel {
   }
 
   static async load(location: string, opts: BertLoadOptions = {}): Promise<BertModel> {
-    const dtype = opts.dtype ?? 'q8';
-    if (!LINEAR_DTYPES.includes(dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
+    if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
     const files = await openModelFiles(location, opts);
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
     const store = await files.checkpoint();
+    // A webq pre-quantized checkpoint fixes the dtype (its weights are already packed).
+    const prequant = readPrequantInfo(store);
+    const dtype = (opts.dtype ?? prequant?.dtype ?? 'q8') as LinearDType;
+    if (prequant && dtype !== prequant.dtype) {
+      await store.close?.();
+      throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
+    }
     const refs = resolveBertWeights(store, config);
     const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16 }));
     try {
-      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric });
+      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
       return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context });
     } catch (e) {
       if (!opts.context) ctx.dispose();

@@ -8,6 +8,7 @@ import { classifyCommand } from './classify.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
 import { infoCommand } from './info.ts';
+import { quantizeCommand } from './quantize.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
 
@@ -16,6 +17,7 @@ const commands: Record<string, Command> = {
   embed: embedCommand,
   classify: classifyCommand,
   doctor: doctorCommand,
+  quantize: quantizeCommand,
 };
 
 function usage(): string {

@@ -5,6 +5,7 @@
  * name LayerNorm parameters `gamma`/`beta`. Everything is resolved and shape-checked against
  * config.json up front, so a wrong checkpoint fails here with the tensor's name, not mid-forward.
  */
+import { hasQuantized } from '../quant/prequantized.ts';
 import { WebqError } from '../errors.ts';
 import type { DType } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
@@ -32,6 +33,8 @@ export interface WeightRef {
   readonly name: string;
   readonly shape: readonly number[];
   readonly dtype: DType;
+  /** Stored pre-quantized by webq (`name.qvalues` / `.qscales` / `.qzeros`, src/quant/prequantized.ts). */
+  readonly quantized?: boolean;
 }
 
 /** A PyTorch nn.Linear: weight [out, in] (y = x W^T + b), bias [out]. */
@@ -113,8 +116,17 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     const layout = prefix ? 'BertForSequenceClassification-style layout with prefix "bert."' : 'bare BertModel layout (no "bert." prefix)';
     throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${prefix}${key}"${also}; expected ${shapeText(shape)} in a ${layout}`);
   };
+  /** A Linear weight may also be stored pre-quantized; its packed tensors are checked on read. */
+  const weight = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
+    if (!store.has(name) && hasQuantized(store, name)) {
+      const ref = { key, name, shape, dtype: 'F32' as DType, quantized: true };
+      all.push(ref);
+      return ref;
+    }
+    return store.has(name) ? check(key, name, shape, why) : need(key, shape, why);
+  };
   const linear = (base: string, out: number, inp: number, why: string): LinearRefs => ({
-    weight: need(`${base}.weight`, [out, inp], why),
+    weight: weight(`${base}.weight`, `${prefix}${base}.weight`, [out, inp], why),
     bias: need(`${base}.bias`, [out], why),
   });
   const norm = (base: string): NormRefs => ({
@@ -158,12 +170,12 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     );
   }
 
-  const pooler = store.has(`${prefix}pooler.dense.weight`) ? linear('pooler.dense', H, H, hh) : null;
+  const pooler = store.has(`${prefix}pooler.dense.weight`) || hasQuantized(store, `${prefix}pooler.dense.weight`) ? linear('pooler.dense', H, H, hh) : null;
   let classifier: LinearRefs | null = null;
   // The classification head sits outside the "bert." prefix.
-  if (store.has('classifier.weight')) {
+  if (store.has('classifier.weight') || hasQuantized(store, 'classifier.weight')) {
     const why = 'config.json num_labels (or id2label size) x hidden_size';
-    const w = check('classifier.weight', 'classifier.weight', [cfg.numLabels, H], why);
+    const w = weight('classifier.weight', 'classifier.weight', [cfg.numLabels, H], why);
     if (!store.has('classifier.bias')) {
       throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "classifier.bias"; expected [${cfg.numLabels}] beside "classifier.weight"`);
     }

@@ -10,7 +10,8 @@ import type { Tensor } from '../gpu/tensor.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { attention } from '../ops/attention.ts';
 import { embedSum } from '../ops/encoder-io.ts';
-import { linear, prepareLinear, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
+import { linear, prepareLinear, prepareQuantizedLinear, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
+import { readQuantized, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import { layerNorm } from '../ops/norm.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs, WeightRef } from './bert-weights.ts';
@@ -52,7 +53,7 @@ export interface BertBatch {
 /** Reads every tensor once (as f32, whatever the file's dtype) and uploads it in `dtype`. */
 export async function uploadBertWeights(
   ctx: GpuContext, store: TensorStore, cfg: BertConfig, refs: BertWeights, dtype: LinearDType,
-  opts: Pick<PrepareOptions, 'precision' | 'group' | 'symmetric'> & { onTensor?: (name: string) => void } = {},
+  opts: Pick<PrepareOptions, 'precision' | 'group' | 'symmetric'> & { onTensor?: (name: string) => void; prequant?: PrequantInfo | null } = {},
 ): Promise<BertGpuWeights> {
   const precision: Precision = dtype === 'f32' ? 'f32' : dtype === 'f16' ? 'f16' : opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
   const made: { dispose(): void }[] = [];
@@ -64,21 +65,29 @@ export async function uploadBertWeights(
   };
   const vec = async (r: WeightRef) => keep(ctx.uploadFloat(await read(r), r.shape, precision, r.name));
   const norm = async (n: LinearRefs): Promise<[Tensor, Tensor]> => [await vec(n.weight), await vec(n.bias)];
+  const stack = (parts: Float32Array[]) => {
+    const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+    parts.reduce((off, p) => (out.set(p, off), off + p.length), 0);
+    return out;
+  };
+  // Several Linears with the same input become one: their weight rows (and biases) stacked.
   const lin = async (refs: LinearRefs[]) => {
-    // Several Linears with the same input become one: their weight rows stacked.
-    const ws = await Promise.all(refs.map((r) => read(r.weight)));
     const N = refs.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = refs[0].weight.shape[1];
-    const w = new Float32Array(N * K);
-    let off = 0;
-    for (const part of ws) w.set(part, (off += part.length) - part.length);
-    const bs = await Promise.all(refs.map((r) => read(r.bias)));
-    const b = new Float32Array(N);
-    off = 0;
-    for (const part of bs) b.set(part, (off += part.length) - part.length);
     const label = refs.map((r) => r.weight.name).join('+');
-    const w8 = prepareLinear(ctx, w, N, K, dtype, { precision, label, group: opts.group, symmetric: opts.symmetric });
-    return { w: keep(w8), b: keep(ctx.uploadFloat(b, [N], precision, `${label}.bias`)) };
+    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric };
+    let w: LinearWeight;
+    if (refs[0].weight.quantized) {
+      if (!opts.prequant) throw new Error(`${label}: pre-quantized tensors in a checkpoint without webq quantization metadata`);
+      const parts = await Promise.all(refs.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, opts.prequant!.spec)));
+      refs.forEach((r) => opts.onTensor?.(r.weight.name));
+      w = prepareQuantizedLinear(ctx, stackQuantized(parts), dtype, popts);
+    } else {
+      w = prepareLinear(ctx, stack(await Promise.all(refs.map((r) => read(r.weight)))), N, K, dtype, popts);
+    }
+    keep(w);
+    const b = stack(await Promise.all(refs.map((r) => read(r.bias))));
+    return { w, b: keep(ctx.uploadFloat(b, [N], precision, `${label}.bias`)) };
   };
   try {
     const e = refs.embeddings;

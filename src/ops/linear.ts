@@ -21,7 +21,7 @@ import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { f32ArrayToF16 } from '../io/half.ts';
-import type { QuantSpec } from '../quant/layout.ts';
+import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { RowChunks } from './embedding.ts';
 import type { Epilogue } from './epilogue.ts';
@@ -99,16 +99,28 @@ export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: nu
     };
     return lin;
   }
-  const d = QUANT[dtype];
-  if (!d) throw new WebqError('UNKNOWN_DTYPE', `unknown linear dtype '${dtype}' (one of ${LINEAR_DTYPES.join(', ')})`);
-  const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
+  return prepareQuantizedLinear(ctx, quantizeWeight(w, N, K, quantSpecFor(dtype, opts)), dtype, opts);
+}
+
+/** The quantization a quantized dtype uses, with the caller's overrides. */
+export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'group' | 'symmetric'> = {}): QuantSpec {
+  const d = QUANT[dtype as keyof typeof QUANT];
+  if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
   const symmetric = opts.symmetric ?? d.symmetric;
   // 4-bit codes are coarse enough that the least-squares clipping search pays off (see rtn.ts).
-  const spec: QuantSpec = { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 && symmetric };
-  const q = uploadQuantized(ctx, quantizeWeight(w, N, K, spec), precision, { label: opts.label, bindingLimit: opts.bindingLimit });
+  return { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 && symmetric };
+}
+
+/** A Linear from weights already quantized (on the CPU, or read from a pre-quantized file). */
+export function prepareQuantizedLinear(ctx: GpuContext, q: QuantizedWeight, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
+  const d = QUANT[dtype as keyof typeof QUANT];
+  if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
+  const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
+  const { N, K } = q;
+  const qw = uploadQuantized(ctx, q, precision, { label: opts.label, bindingLimit: opts.bindingLimit });
   let act = d.act;
   if (act === 'float' && (opts.activations ?? (ctx.caps.dot4I8 ? 'int8' : 'float')) === 'int8') act = 'block';
-  const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: q.bytes, q, act, dispose: () => q.dispose() };
+  const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: qw.bytes, q: qw, act, dispose: () => qw.dispose() };
   return lin;
 }
 
