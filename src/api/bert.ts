@@ -7,7 +7,7 @@
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
-import type { OpenModelOptions } from '../io/model-files.ts';
+import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
@@ -42,6 +42,27 @@ export interface Classification {
   scores: { label: string; score: number }[];
 }
 
+/**
+ * sentence-transformers exports say how they pool: 1_Pooling/config.json (pooling_mode_cls_token,
+ * pooling_mode_mean_tokens) and a Normalize module in modules.json. Other pooling modes (max,
+ * weighted mean) are not implemented: such a model gets a clear error rather than wrong vectors.
+ */
+async function sentenceTransformersPooling(files: ModelFiles): Promise<Required<EmbedOptions>> {
+  const fallback: Required<EmbedOptions> = { pooling: 'mean', normalize: false };
+  if (!(await files.exists('1_Pooling/config.json'))) return fallback;
+  const cfg = (await files.readJson('1_Pooling/config.json')) as Record<string, unknown>;
+  const modes = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true);
+  if (modes.length !== 1 || !['pooling_mode_cls_token', 'pooling_mode_mean_tokens'].includes(modes[0])) {
+    throw new WebqError('UNSUPPORTED_POOLING', `${files.describe}/1_Pooling/config.json enables ${modes.join(' + ') || 'no pooling mode'}; webq implements exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token`);
+  }
+  let normalize = false;
+  if (await files.exists('modules.json')) {
+    const mods = await files.readJson('modules.json');
+    normalize = Array.isArray(mods) && mods.some((m) => typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.endsWith('.Normalize'));
+  }
+  return { pooling: modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean', normalize };
+}
+
 export class BertModel {
   readonly config: BertConfig;
   readonly dtype: LinearDType;
@@ -51,9 +72,12 @@ export class BertModel {
   private readonly tokenizer: TextTokenizer;
   private readonly weights: BertGpuWeights;
   private readonly ownsContext: boolean;
+  /** From a sentence-transformers export (1_Pooling/config.json, modules.json), else mean / none. */
+  readonly pooling: Required<EmbedOptions>;
   private disposed = false;
 
-  private constructor(args: { config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean }) {
+  private constructor(args: { config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; pooling: Required<EmbedOptions> }) {
+    this.pooling = args.pooling;
     this.config = args.config;
     this.dtype = args.dtype;
     this.describe = args.describe;
@@ -68,6 +92,7 @@ export class BertModel {
     const files = await openModelFiles(location, opts);
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
+    const pooling = await sentenceTransformersPooling(files);
     const store = await files.checkpoint();
     // A webq pre-quantized checkpoint fixes the dtype (its weights are already packed).
     const prequant = readPrequantInfo(store);
@@ -80,7 +105,7 @@ export class BertModel {
     const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16 }));
     try {
       const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
-      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context });
+      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, pooling });
     } catch (e) {
       if (!opts.context) ctx.dispose();
       throw e;
@@ -136,15 +161,18 @@ export class BertModel {
     }
   }
 
-  /** One vector per text, in order: mean pooling over real tokens (default) or [CLS]. */
+  /**
+   * One vector per text, in order: mean pooling over real tokens or [CLS], normalized or not; the
+   * defaults are the model's own when it is a sentence-transformers export, else mean, unnormalized.
+   */
   async embed(texts: string[], opts: EmbedOptions = {}): Promise<Float32Array[]> {
-    const mode = opts.pooling ?? 'mean';
+    const mode = opts.pooling ?? this.pooling.pooling;
     if (mode !== 'mean' && mode !== 'cls') throw new WebqError('BAD_OPTION', `pooling must be 'mean' or 'cls', got '${mode}'`);
     const b = this.batch(texts);
     try {
       const rec = this.ctx.record({ label: 'bert:embed' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
-      const pooled = pool(this.ctx, rec, h, b.mask, b.B, { mode, normalize: !!opts.normalize });
+      const pooled = pool(this.ctx, rec, h, b.mask, b.B, { mode, normalize: opts.normalize ?? this.pooling.normalize });
       h.dispose();
       await rec.submit();
       const flat = await this.ctx.readFloat(pooled);

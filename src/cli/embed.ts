@@ -22,8 +22,10 @@ arguments are texts). A "-" reads more texts from stdin, one per line.
 options:
   -m, --model M       the model (instead of the first argument)
   --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
-  --pooling P         mean (default) or cls
-  --normalize         scale each vector to unit length
+  --pooling P         mean or cls (default: what the model's sentence-transformers
+                      files say, else mean)
+  --normalize         scale each vector to unit length (default: the model's own,
+                      i.e. on when its modules.json has a Normalize step)
   --json              print {"dims": D, "embeddings": [[...], ...]} only
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
@@ -78,8 +80,8 @@ export const embedCommand: Command = {
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('embed', parsed);
-    const pooling = parsed.values.get('--pooling') ?? 'mean';
-    if (pooling !== 'mean' && pooling !== 'cls') throw new UsageError(`embed: --pooling ${JSON.stringify(pooling)}: expected mean or cls`);
+    const pooling = parsed.values.get('--pooling');
+    if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls') throw new UsageError(`embed: --pooling ${JSON.stringify(pooling)}: expected mean or cls`);
 
     let model = parsed.values.get('--model');
     let texts = parsed.positional;
@@ -96,13 +98,13 @@ export const embedCommand: Command = {
 
     const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, load);
     try {
-      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') });
+      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined });
       if (parsed.flags.has('--json')) {
         const dims = vectors[0]?.length ?? bert.config.hiddenSize;
         io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);
       } else {
         const c = bert.config;
-        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${pooling} pooling\n`);
+        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${pooling ?? bert.pooling.pooling} pooling\n`);
         io.stdout(summary(texts, vectors));
       }
       return 0;

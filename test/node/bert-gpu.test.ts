@@ -1,6 +1,6 @@
 // BERT end to end on the GPU against the independent CPU fp32 forward (src/reference/bert.ts),
 // on tiny generated checkpoints in the Hugging Face layouts.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,29 @@ describe('BERT f32 path against the CPU fp32 forward', () => {
     } finally {
       m.dispose();
     }
+  });
+
+  it('follows a sentence-transformers export: 1_Pooling (cls) and a Normalize module', async () => {
+    const st = join(dir, 'st');
+    await cp(models.plain.dir, st, { recursive: true });
+    await mkdir(join(st, '1_Pooling'));
+    await writeFile(join(st, '1_Pooling/config.json'), JSON.stringify({ word_embedding_dimension: 128, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }));
+    await writeFile(join(st, 'modules.json'), JSON.stringify([
+      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+    ]));
+    const m = await BertModel.load(st, { dtype: 'f32', context: ctx });
+    try {
+      expect(m.pooling).toEqual({ pooling: 'cls', normalize: true });
+      const [byDefault, explicit] = [await m.embed(TEXTS), await m.embed(TEXTS, { pooling: 'cls', normalize: true })];
+      for (let i = 0; i < TEXTS.length; i++) expect(Array.from(byDefault[i])).toEqual(Array.from(explicit[i]));
+      expect(Math.hypot(...byDefault[0])).toBeCloseTo(1, 5);
+    } finally {
+      m.dispose();
+    }
+    await writeFile(join(st, '1_Pooling/config.json'), JSON.stringify({ pooling_mode_max_tokens: true }));
+    await expect(BertModel.load(st, { dtype: 'f32', context: ctx })).rejects.toThrow(/enables pooling_mode_max_tokens; webq implements exactly one of/);
   });
 
   it('a model without a classifier head says so', async () => {
