@@ -9,28 +9,7 @@
 //   wint:  int8 X (per token or per block scales); int8 lanes staged as u32 words, idot4 into
 //          int32 per block, then scaled once per block: s_w[n, g] * s_x[m, b] * (d - z * sum_x).
 
-//! import epilogue
-
-struct Params { M: u32, N: u32, K: u32, Kp: u32, groups: u32, n0: u32, ldo: u32, xsRow: u32, xsBlk: u32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> scales: array<T>;
-@group(0) @binding(3) var<storage, read> zeros: array<T>;
-@group(0) @binding(4) var<storage, read> x: array<T>;
-@group(0) @binding(5) var<storage, read> xq: array<vec4<u32>>;
-@group(0) @binding(6) var<storage, read> xs: array<f32>;
-@group(0) @binding(7) var<storage, read> xsum: array<i32>;
-@group(0) @binding(8) var<storage, read> bias: array<T>;
-@group(0) @binding(9) var<storage, read> res: array<T>;
-@group(0) @binding(10) var<storage, read_write> out: array<T>;
-
-override BITS: u32 = 4u;
-override SYM: bool = true;
-override G: u32 = 32u;
-override HAS_BIAS: bool = false;
-override HAS_RES: bool = false;
-override ACT: u32 = 0u;
+//! import qlinear
 
 const BM = 64u;
 const BN = 64u;
@@ -40,11 +19,6 @@ var<workgroup> Af: array<vec4<f32>, 512>; // [32 k][16 row quads]
 var<workgroup> Bf: array<vec4<f32>, 512>; // [32 k][16 col quads]
 var<workgroup> Ai: array<vec4<u32>, 128>; // [8 words][16 row quads]
 var<workgroup> Bi: array<vec4<u32>, 128>; // [8 words][16 col quads]
-
-fn zero_of(n: u32, g: u32) -> f32 {
-  if (SYM) { return select(0.0, 8.0, BITS == 4u); }
-  return f32(zeros[n * p.groups + g]);
-}
 
 fn wword(i: u32) -> u32 { return w[i / 4u][i % 4u]; }
 fn xword(i: u32) -> u32 { return xq[i / 4u][i % 4u]; }
@@ -68,15 +42,6 @@ fn deq2(n: u32, k: u32, g: u32) -> vec2<f32> {
     q = vec2<f32>(f32(i32(word << (24u - 8u * e)) >> 24u), f32(i32(word << (16u - 8u * e)) >> 24u));
   }
   return (q - zero_of(n, g)) * f32(scales[n * p.groups + g]);
-}
-
-fn finish(m: u32, n: u32, v: f32) {
-  let col = p.n0 + n;
-  var r = v;
-  if (HAS_BIAS) { r += f32(bias[col]); }
-  r = apply_act(r, ACT);
-  if (HAS_RES) { r += f32(res[m * p.ldo + col]); }
-  out[m * p.ldo + col] = T(r);
 }
 
 fn store(m0: u32, n0: u32, lid: vec3u, acc: array<vec4<f32>, 4>) {

@@ -11,38 +11,12 @@
 //   wint:  int8 activations (xq, scales xs, block sums xsum from quantize_act.wgsl) times int
 //          weights with idot4 (dot4I8Packed where available), int32 sums per block of 32.
 
-//! import epilogue
+//! import qlinear
 
-struct Params { M: u32, N: u32, K: u32, Kp: u32, groups: u32, n0: u32, ldo: u32, xsRow: u32, xsBlk: u32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> scales: array<T>;
-@group(0) @binding(3) var<storage, read> zeros: array<T>;
-@group(0) @binding(4) var<storage, read> x: array<T>;
-@group(0) @binding(5) var<storage, read> xq: array<vec4<u32>>;
-@group(0) @binding(6) var<storage, read> xs: array<f32>;
-@group(0) @binding(7) var<storage, read> xsum: array<i32>;
-@group(0) @binding(8) var<storage, read> bias: array<T>;
-@group(0) @binding(9) var<storage, read> res: array<T>;
-@group(0) @binding(10) var<storage, read_write> out: array<T>;
-
-override BITS: u32 = 4u;
-override SYM: bool = true;
-override G: u32 = 32u;      // elements per group along K (Kp when per-channel)
 override TPR: u32 = 8u;     // threads per output row
 override WG: u32 = 64u;     // threads per workgroup: WG / TPR output rows
-override HAS_BIAS: bool = false;
-override HAS_RES: bool = false;
-override ACT: u32 = 0u;
 
 var<workgroup> red: array<f32, WG>;
-
-// The zero point a weight code is measured from: int4 symmetric stores c + 8, int8 symmetric c.
-fn zero_of(n: u32, g: u32) -> f32 {
-  if (SYM) { return select(0.0, 8.0, BITS == 4u); }
-  return f32(zeros[n * p.groups + g]);
-}
 
 fn xat(base: u32, k: u32) -> f32 {
   if (k < p.K) { return f32(x[base + k]); }
@@ -51,15 +25,6 @@ fn xat(base: u32, k: u32) -> f32 {
 
 fn x4(base: u32, k: u32) -> vec4<f32> {
   return vec4<f32>(xat(base, k), xat(base, k + 1u), xat(base, k + 2u), xat(base, k + 3u));
-}
-
-fn finish(m: u32, n: u32, v: f32) {
-  let col = p.n0 + n;
-  var r = v;
-  if (HAS_BIAS) { r += f32(bias[col]); }
-  r = apply_act(r, ACT);
-  if (HAS_RES) { r += f32(res[m * p.ldo + col]); }
-  out[m * p.ldo + col] = T(r);
 }
 
 // Sums the TPR partials of each row; every thread calls it (it holds a barrier).

@@ -53,9 +53,16 @@ function source(name: string): string {
 
 /**
  * The full WGSL of a kernel: the variant prelude, then the file with each `//! import NAME` line
- * replaced by shaders/NAME.wgsl (shared helper functions; WGSL itself has no includes).
+ * replaced by shaders/NAME.wgsl (shared helpers; WGSL itself has no includes). Imports nest, and
+ * each file is included once however many files import it.
  */
 export function shaderSource(name: string, v: Variant): string {
-  const body = source(name).replace(/^\/\/! import (\w+)\s*$/gm, (_, lib: string) => source(lib));
-  return prelude(v) + body;
+  const seen = new Set<string>([name]);
+  const expand = (src: string): string =>
+    src.replace(/^\/\/! import (\w+)\s*$/gm, (_, lib: string) => {
+      if (seen.has(lib)) return '';
+      seen.add(lib);
+      return expand(source(lib));
+    });
+  return prelude(v) + expand(source(name));
 }

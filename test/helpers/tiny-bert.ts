@@ -53,17 +53,9 @@ export interface TinyBert {
   files: string[];
 }
 
-/** mulberry32: tiny, seedable, good enough for test weights. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../kernels/check.ts';
+
+export { rng };
 
 function normal(rand: () => number, n: number, mean: number, std: number): Float32Array {
   const out = new Float32Array(n);

@@ -1,16 +1,8 @@
 // Shared helpers for the quant-*.test.ts files: a seeded PRNG so every run sees the same data.
 
-/** mulberry32: tiny deterministic PRNG returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../kernels/check.ts';
+
+export { rng };
 
 /** Roughly normal values (sum of uniforms) times `scale`, with some heavier outliers. */
 export function randomWeights(len: number, seed: number, scale = 0.05): Float32Array {
