@@ -22,5 +22,5 @@ export {
   type EncodeOptions,
   type TextTokenizerOptions,
 } from './text/tokenizer.ts';
-export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type Classification } from './api/bert.ts';
+export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type TextOptions, type Classification } from './api/bert.ts';
 export { LINEAR_DTYPES, type LinearDType } from './ops/linear.ts';

@@ -36,6 +36,14 @@ export interface EmbedOptions {
   normalize?: boolean;
 }
 
+export interface TextOptions {
+  /**
+   * A text longer than max_position_embeddings tokens is cut to fit (default true, keeping the
+   * final [SEP]); false makes it a TokenizerError naming the text, its length and the limit.
+   */
+  truncate?: boolean;
+}
+
 export interface Classification {
   label: string;
   score: number;
@@ -120,10 +128,10 @@ export class BertModel {
   }
 
   /** Tokenizes and uploads a batch; ids are checked against the vocabulary here, not on the GPU. */
-  private batch(texts: string[]): BertBatch {
+  private batch(texts: string[], opts: TextOptions = {}): BertBatch {
     if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
     if (!Array.isArray(texts) || texts.length === 0) throw new WebqError('EMPTY_BATCH', 'no texts to encode: pass at least one string');
-    const enc = this.tokenizer.encodeBatch(texts, { maxLength: this.config.maxPositions });
+    const enc = this.tokenizer.encodeBatch(texts, { maxLength: this.config.maxPositions, truncation: opts.truncate ?? true });
     const n = enc.batch * enc.seqLen;
     for (let i = 0; i < n; i++) {
       if (enc.ids[i] < 0 || enc.ids[i] >= this.config.vocabSize) {
@@ -147,8 +155,8 @@ export class BertModel {
   }
 
   /** The last hidden state [B, T, H] with the batch's shape (for tests and custom pooling). */
-  async hidden(texts: string[]): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
-    const b = this.batch(texts);
+  async hidden(texts: string[], opts: TextOptions = {}): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
+    const b = this.batch(texts, opts);
     try {
       const rec = this.ctx.record({ label: 'bert:hidden' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
@@ -165,10 +173,10 @@ export class BertModel {
    * One vector per text, in order: mean pooling over real tokens or [CLS], normalized or not; the
    * defaults are the model's own when it is a sentence-transformers export, else mean, unnormalized.
    */
-  async embed(texts: string[], opts: EmbedOptions = {}): Promise<Float32Array[]> {
+  async embed(texts: string[], opts: EmbedOptions & TextOptions = {}): Promise<Float32Array[]> {
     const mode = opts.pooling ?? this.pooling.pooling;
     if (mode !== 'mean' && mode !== 'cls') throw new WebqError('BAD_OPTION', `pooling must be 'mean' or 'cls', got '${mode}'`);
-    const b = this.batch(texts);
+    const b = this.batch(texts, opts);
     try {
       const rec = this.ctx.record({ label: 'bert:embed' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
@@ -185,11 +193,11 @@ export class BertModel {
   }
 
   /** Labels and softmax scores; needs a BertForSequenceClassification checkpoint. */
-  async classify(texts: string[]): Promise<Classification[]> {
+  async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
     if (!this.weights.pooler || !this.weights.classifier) {
       throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no pooler/classifier weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a BertForSequenceClassification checkpoint`);
     }
-    const b = this.batch(texts);
+    const b = this.batch(texts, opts);
     try {
       const rec = this.ctx.record({ label: 'bert:classify' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);

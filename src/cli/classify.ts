@@ -21,6 +21,7 @@ options:
   --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...]
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
+  --no-truncate       a text longer than the model's context is an error (default: cut it)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help`;
 
@@ -29,7 +30,7 @@ export const classifyCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('classify', args, {
-      flags: ['--json', '--no-cache'],
+      flags: ['--json', '--no-cache', '--no-truncate'],
       values: ['--model', '--dtype', '--revision'],
       aliases: { '-m': '--model' },
     });
@@ -45,7 +46,7 @@ export const classifyCommand: Command = {
 
     const bert = await loadModel(model, io, load);
     try {
-      const results = await bert.classify(texts);
+      const results = await bert.classify(texts, { truncate: !parsed.flags.has('--no-truncate') });
       if (parsed.flags.has('--json')) {
         const rows = results.map((r, i) => ({ text: texts[i], label: r.label, score: r.score, scores: r.scores }));
         io.stdout(`${JSON.stringify(rows, null, 2)}\n`);

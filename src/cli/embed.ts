@@ -29,6 +29,7 @@ options:
   --json              print {"dims": D, "embeddings": [[...], ...]} only
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
+  --no-truncate       a text longer than the model's context is an error (default: cut it)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help
 
@@ -75,7 +76,7 @@ export const embedCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('embed', args, {
-      flags: ['--json', '--normalize', '--no-cache'],
+      flags: ['--json', '--normalize', '--no-cache', '--no-truncate'],
       values: ['--model', '--dtype', '--pooling', '--revision'],
       aliases: { '-m': '--model' },
     });
@@ -98,7 +99,7 @@ export const embedCommand: Command = {
 
     const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, load);
     try {
-      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined });
+      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, truncate: !parsed.flags.has('--no-truncate') });
       if (parsed.flags.has('--json')) {
         const dims = vectors[0]?.length ?? bert.config.hiddenSize;
         io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);

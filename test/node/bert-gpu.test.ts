@@ -141,6 +141,10 @@ describe('BERT f32 path against the CPU fp32 forward', () => {
     try {
       await expect(m.classify(['x'])).rejects.toThrow(/has no pooler\/classifier weights/);
       await expect(m.embed([])).rejects.toThrow(/no texts/);
+      // Past the context (64 positions here): truncated by default, an error on request.
+      const long = Array(80).fill('cat').join(' ');
+      expect((await m.embed([long])).length).toBe(1);
+      await expect(m.embed(['short', long], { truncate: false })).rejects.toThrow(/text 1.*64/);
     } finally {
       m.dispose();
     }
