@@ -140,9 +140,9 @@ export class BertModel {
     }
     const u32 = (a: Int32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
     return {
-      ids: this.ctx.upload(u32(enc.ids), [n], 'u32', 'input_ids'),
-      types: this.ctx.upload(u32(enc.tokenTypeIds), [n], 'u32', 'token_type_ids'),
-      mask: this.ctx.upload(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
+      ids: this.ctx.write(u32(enc.ids), [n], 'u32', 'input_ids'),
+      types: this.ctx.write(u32(enc.tokenTypeIds), [n], 'u32', 'token_type_ids'),
+      mask: this.ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
       B: enc.batch,
       T: enc.seqLen,
     };

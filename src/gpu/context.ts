@@ -71,6 +71,17 @@ export class GpuContext {
     return this.upload(dtype === 'f16' ? f32ArrayToF16(data) : data, shape, dtype, label);
   }
 
+  /**
+   * Per-call inputs (token ids, masks): written into a pooled buffer with queue.writeBuffer, so
+   * repeated calls reuse buffers (and the bind groups cached on them) instead of making new ones.
+   */
+  write(data: Uint32Array | Int32Array | Float32Array, shape: readonly number[], dtype: 'u32' | 'i32' | 'f32', label?: string): Tensor {
+    if (data.length !== numel(shape)) throw new WebqError('UPLOAD_SIZE', `${label ?? 'input'}: shape ${shapeStr(shape)} needs ${numel(shape)} elements, got ${data.length}`);
+    const t = this.empty(shape, dtype, label);
+    if (data.length) this.dev.gpu.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return t;
+  }
+
   /** An uninitialized pooled tensor; dispose() returns its buffer to the pool. */
   empty(shape: readonly number[], dtype: DType, label?: string): Tensor {
     this.dev.check();

@@ -171,3 +171,21 @@ describe('quantized BERT against fp32 (cosine of mean-pooled embeddings)', () =>
     });
   }
 });
+
+describe('GPU hygiene across calls', () => {
+  it('repeated embeds of the same shape settle: no new pipelines, bind groups, uniforms or buffers', async () => {
+    const m = await BertModel.load(models.plain.dir, { dtype: 'q8', context: ctx });
+    try {
+      // The first call compiles and allocates; the second may still pair pooled buffers with
+      // kernels in a new order (the pool starts non-empty); from then on nothing is created.
+      await m.embed(TEXTS);
+      const first = await m.embed(TEXTS);
+      const before = ctx.stats();
+      const again = await m.embed(TEXTS);
+      expect(ctx.stats()).toEqual(before);
+      for (let i = 0; i < TEXTS.length; i++) expect(Array.from(again[i])).toEqual(Array.from(first[i]));
+    } finally {
+      m.dispose();
+    }
+  });
+});
