@@ -78,7 +78,8 @@ export class GpuContext {
   write(data: Uint32Array | Int32Array | Float32Array, shape: readonly number[], dtype: 'u32' | 'i32' | 'f32', label?: string): Tensor {
     if (data.length !== numel(shape)) throw new WebqError('UPLOAD_SIZE', `${label ?? 'input'}: shape ${shapeStr(shape)} needs ${numel(shape)} elements, got ${data.length}`);
     const t = this.empty(shape, dtype, label);
-    if (data.length) this.dev.gpu.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    // A byte view typed over ArrayBuffer: Deno's WebGPU types reject ArrayBufferLike here.
+    if (data.length) this.dev.gpu.queue.writeBuffer(t.buffer, 0, new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength));
     return t;
   }
 
