@@ -9,7 +9,7 @@
  * f64 and rounded to f32 once at the end.
  */
 import { ShapeError } from '../errors.ts';
-import { groupSums, quantizeActivations, readActivationCode } from '../quant/activations.ts';
+import { quantizeActivations, readActivationCode } from '../quant/activations.ts';
 import { readCode, validateQuantizedWeight, zeroPoint, type QuantizedWeight } from '../quant/layout.ts';
 import { dequantizeWeight } from '../quant/rtn.ts';
 import { gelu, silu } from './math.ts';

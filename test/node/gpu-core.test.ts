@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { createDevice } from '../../src/gpu/device.ts';
 import { bucketSize } from '../../src/gpu/pool.ts';
+import { WGSL } from '../../src/gpu/shaders.generated.ts';
 import { grid } from '../../src/gpu/recorder.ts';
 import { GPUDeviceError, ShapeError, WebGPUUnavailableError, WebqError } from '../../src/errors.ts';
 import { add } from '../../src/ops/elementwise.ts';
@@ -79,6 +80,16 @@ describe('caches and pool', () => {
     expect(k1.label).toBe('matmul.main[f16]{HAS_BIAS=false,TRANS_B=true}');
     expect([...k1.bindings.keys()].sort()).toEqual(['a', 'b', 'bias', 'c', 'p', 'res']);
     expect(k1.uniform?.fields.map((f) => f.name)).toEqual(['M', 'N', 'K', 'strideA', 'strideB', 'strideC', 'ldc', 'nOff']);
+  });
+
+  it('every shader file compiles without errors on both float paths', async () => {
+    for (const shader of Object.keys(WGSL)) {
+      for (const precision of ['f32', 'f16'] as const) {
+        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'native' } });
+        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'emulated' } });
+      }
+    }
+    expect(Object.keys(WGSL).length).toBeGreaterThanOrEqual(15);
   });
 
   it('buckets buffer sizes and reuses released buffers', () => {
