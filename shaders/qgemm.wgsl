@@ -128,7 +128,7 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       Bi[j * 16u + q] = v;
     } else if (li < 192u) {
       // int4 word j (of 4) of rows 4q..4q+3 becomes two int8 words: low nibbles pair with
-      // activation word 2j, high nibbles with 2j+1 (see qgemv.wgsl for the symmetric trick).
+      // activation word 2j, high nibbles with 2j+1.
       let q = (li - 128u) / 4u;
       let j = (li - 128u) % 4u;
       var lo = vec4<u32>(0u);
@@ -137,14 +137,10 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         let n = n0 + 4u * q + i;
         var word = 0x88888888u; // code 8 = weight 0 for rows past N
         if (n < p.N) { word = wword(n * (p.Kp / 8u) + 4u * b + j); }
-        if (SYM) {
-          let t = word ^ 0x88888888u;
-          lo[i] = (t << 4u) & 0xf0f0f0f0u;
-          hi[i] = t & 0xf0f0f0f0u;
-        } else {
-          lo[i] = word & 0x0f0f0f0fu;
-          hi[i] = (word >> 4u) & 0x0f0f0f0fu;
-        }
+        // Symmetric or not, nibble u becomes the int8 lane 16 (u - 8) (see qgemv.wgsl).
+        let t = word ^ 0x88888888u;
+        lo[i] = (t << 4u) & 0xf0f0f0f0u;
+        hi[i] = t & 0xf0f0f0f0u;
       }
       Bi[2u * j * 16u + q] = lo;
       Bi[(2u * j + 1u) * 16u + q] = hi;
@@ -174,8 +170,8 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let m = m0 + lid.y * 4u + i;
       if (m < p.M) {
         var dv = vec4<f32>(d[i]);
-        if (BITS == 4u && SYM) { dv = vec4<f32>(d[i] >> vec4<u32>(4u)); }
-        if (!SYM) { dv -= zw * f32(xsum[m * blocks + b]); }
+        if (BITS == 4u) { dv = vec4<f32>(d[i] >> vec4<u32>(4u)); }
+        if (!SYM) { dv -= (zw - select(0.0, 8.0, BITS == 4u)) * f32(xsum[m * blocks + b]); }
         acc[i] += dv * sw * xs[m * p.xsRow + b * p.xsBlk];
       }
     }

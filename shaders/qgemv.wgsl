@@ -91,29 +91,22 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       let xc = xq[xrow + 2u * b + 1u]; // words 4..7
       var d = 0;
       if (BITS == 4u) {
-        let wv = w[rowv + b];
-        if (SYM) {
-          // nibble c+8 XOR 8 is c as 4-bit two's complement; moved to the top of its byte it
-          // is 16c as an int8 lane, so one idot4 per 4 weights and a final exact >> 4.
-          let t = wv ^ vec4<u32>(0x88888888u);
-          let lo = (t << vec4<u32>(4u)) & vec4<u32>(0xf0f0f0f0u);
-          let hi = t & vec4<u32>(0xf0f0f0f0u);
-          d = (idot4(lo.x, xa.x) + idot4(hi.x, xa.y) + idot4(lo.y, xa.z) + idot4(hi.y, xa.w) +
-               idot4(lo.z, xc.x) + idot4(hi.z, xc.y) + idot4(lo.w, xc.z) + idot4(hi.w, xc.w)) >> 4u;
-        } else {
-          let lo = wv & vec4<u32>(0x0f0f0f0fu);
-          let hi = (wv >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
-          d = idot4(lo.x, xa.x) + idot4(hi.x, xa.y) + idot4(lo.y, xa.z) + idot4(hi.y, xa.w) +
-              idot4(lo.z, xc.x) + idot4(hi.z, xc.y) + idot4(lo.w, xc.z) + idot4(hi.w, xc.w);
-        }
+        // nibble u XOR 8 is u - 8 as a 4-bit two's complement number; moved to the top of its
+        // byte it is 16 (u - 8) as an int8 lane: one idot4 per 4 weights and one exact >> 4.
+        // Symmetric codes are c + 8, so this is c; asymmetric ones subtract z - 8 below.
+        let t = w[rowv + b] ^ vec4<u32>(0x88888888u);
+        let lo = (t << vec4<u32>(4u)) & vec4<u32>(0xf0f0f0f0u);
+        let hi = t & vec4<u32>(0xf0f0f0f0u);
+        d = (idot4(lo.x, xa.x) + idot4(hi.x, xa.y) + idot4(lo.y, xa.z) + idot4(hi.y, xa.w) +
+             idot4(lo.z, xc.x) + idot4(hi.z, xc.y) + idot4(lo.w, xc.z) + idot4(hi.w, xc.w)) >> 4u;
       } else {
         let w0 = w[rowv + 2u * b];
         let w1 = w[rowv + 2u * b + 1u];
         d = idot4(w0.x, xa.x) + idot4(w0.y, xa.y) + idot4(w0.z, xa.z) + idot4(w0.w, xa.w) +
             idot4(w1.x, xc.x) + idot4(w1.y, xc.y) + idot4(w1.z, xc.z) + idot4(w1.w, xc.w);
       }
-      // sum_k (q_k - z) x_k = sum_k q_k x_k - z * sum_k x_k
-      if (!SYM) { d -= i32(f32(zeros[n * p.groups + g])) * xsum[m * blocks + b]; }
+      // sum_k (q_k - z) x_k = sum_k q_k x_k - z * sum_k x_k (int4 codes are already offset by 8)
+      if (!SYM) { d -= (i32(f32(zeros[n * p.groups + g])) - select(0, 8, BITS == 4u)) * xsum[m * blocks + b]; }
       acc += f32(scales[n * p.groups + g]) * xs[m * p.xsRow + b * p.xsBlk] * f32(d);
     }
   }
