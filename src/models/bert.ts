@@ -3,6 +3,7 @@
  * recorded top to bottom into one command encoder. Shapes: B texts, T tokens (padded), H hidden,
  * I intermediate, heads x D = H.
  */
+import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
@@ -78,7 +79,7 @@ export async function uploadBertWeights(
     const popts = { precision, label, group: opts.group, symmetric: opts.symmetric };
     let w: LinearWeight;
     if (refs[0].weight.quantized) {
-      if (!opts.prequant) throw new Error(`${label}: pre-quantized tensors in a checkpoint without webq quantization metadata`);
+      if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
       const parts = await Promise.all(refs.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, opts.prequant!.spec)));
       refs.forEach((r) => opts.onTensor?.(r.weight.name));
       w = prepareQuantizedLinear(ctx, stackQuantized(parts), dtype, popts);
@@ -139,7 +140,7 @@ export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, c
 
 /** Classification logits [B, labels]: tanh(W_p h_CLS + b_p), then the classifier. */
 export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cls: Tensor): Tensor {
-  if (!w.pooler || !w.classifier) throw new Error('bertClassifierHead: the checkpoint has no pooler/classifier');
+  if (!w.pooler || !w.classifier) throw new WebqError('NO_CLASSIFIER', 'bertClassifierHead: the checkpoint has no pooler/classifier weights');
   const p = linear(ctx, rec, cls, w.pooler.w, { bias: w.pooler.b, activation: 'tanh' });
   const logits = linear(ctx, rec, p, w.classifier.w, { bias: w.classifier.b });
   p.dispose();
