@@ -101,7 +101,8 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         res: opts.residual ?? ph,
         out,
       },
-      gemv ? [Math.ceil(c.N / ROWS), M] : [Math.ceil(c.N / TILE), Math.ceil(M / TILE)],
+      // GEMM tiles: 64 x 64 (weight-only), 64 x 128 (integer: 4 x 8 outputs per thread).
+      gemv ? [Math.ceil(c.N / ROWS), M] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
       {
         M,
         N: c.N,

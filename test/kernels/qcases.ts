@@ -93,6 +93,27 @@ for (const [M, act] of [[2, 'float'], [2, 'token'], [66, 'float'], [66, 'block']
   }
 }
 
+// Integer GEMM tiles are 64 x 128: N = 200 spans two of them, the second one partly.
+for (const [bits, symmetric, act] of [[8, true, 'token'], [4, false, 'block'], [4, true, 'token'], [8, false, 'block']] as const) {
+  cases.push({
+    name: `wide int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 70x200x96`,
+    async run(ctx, p) {
+      const [M, N, K] = [70, 200, 96];
+      let x = randn(M * K, 31, 1);
+      if (p === 'f16') x = roundF16(x);
+      const q = quantizeWeight(randn(N * K, 32, 0.5), N, K, { bits, group: 32, symmetric });
+      const w = uploadQuantized(ctx, q, p);
+      const tx = ctx.uploadFloat(x, [M, K], p);
+      const rec = ctx.record();
+      const out = qmatmul(ctx, rec, tx, w, { act });
+      await rec.submit();
+      const got = await ctx.readFloat(out);
+      out.dispose(); tx.dispose(); w.dispose();
+      return tol(p, K, got, refW8A8(x, M, K, withF16Scales(q, p), undefined, undefined, act));
+    },
+  });
+}
+
 // Weights split into several bindings (a tiny binding limit forces it), for every dtype.
 for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[]) {
   for (const M of [1, 9]) {
