@@ -1,6 +1,7 @@
 /// <reference lib="deno.ns" />
 // BERT end to end on Deno's WebGPU: a tiny generated checkpoint, loaded from its folder by the
 // same BertModel as in Node, against the CPU fp32 forward (f32 path: 1e-4 max abs error).
+import assert from 'node:assert/strict';
 import { BertModel } from '../../src/api/bert.ts';
 import { openModelFiles } from '../../src/io/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
@@ -15,7 +16,7 @@ Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
     const texts = ['the cat sat on the mat', 'hello world'];
     const model = await BertModel.load(dir, { dtype: 'f32' });
     try {
-      if (model.ctx.caps.runtime !== 'deno') throw new Error(`runtime is ${model.ctx.caps.runtime}`);
+      assert.equal(model.ctx.caps.runtime, 'deno');
       const got = await model.hidden(texts);
       const cfg = parseBertConfig(tiny.config);
       const tok = await loadTokenizer(await openModelFiles(dir), { padTokenId: cfg.padTokenId });
@@ -24,9 +25,10 @@ Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
       let err = 0;
       for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got.data[i] - ref[i]));
       console.log(`deno bert: max abs error ${err.toExponential(2)} over ${ref.length} values`);
-      if (!(err <= 1e-4)) throw new Error(`max abs error ${err} > 1e-4`);
+      assert.ok(err <= 1e-4, `max abs error ${err} > 1e-4`);
       const emb = await model.embed(texts, { normalize: true });
-      if (emb.length !== 2 || emb[0].length !== 64) throw new Error('bad embedding shape');
+      assert.deepEqual([emb.length, emb[0].length], [2, 64]);
+      assert.ok(Math.abs(Math.hypot(...emb[0]) - 1) < 1e-5, 'normalized embedding');
     } finally {
       model.dispose();
     }
