@@ -25,10 +25,13 @@ fn xat(base: u32, k: u32) -> f32 {
   return 0.0;
 }
 
-// Ties away from zero, as the CPU quantizer rounds (WGSL round() ties to even).
+// Ties away from zero, as the CPU quantizer rounds (WGSL round() ties to even). a - floor(a) is
+// exact, unlike floor(a + 0.5), which rounds 0.49999997 + 0.5 up to 1 in f32.
 fn q8(v: f32, inv: f32) -> i32 {
   let r = v * inv;
-  return clamp(i32(sign(r) * floor(abs(r) + 0.5)), -127, 127);
+  let a = abs(r);
+  let f = floor(a);
+  return clamp(i32(sign(r) * select(f, f + 1.0, a - f >= 0.5)), -127, 127);
 }
 
 fn pack4(a: i32, b: i32, c: i32, d: i32) -> u32 {

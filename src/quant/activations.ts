@@ -4,12 +4,13 @@
  *
  * For each row (token) t of X [M, K]:
  *   s_t = f32(max_k |x_tk| / 127)
- *   q_tk = clamp(roundHalfAway(f32(x_tk / s_t)), -127, 127)       (all-zero row: s_t = 0, q = 0)
- * and x_tk ~= q_tk * s_t with |x_tk - q_tk * s_t| <= s_t / 2.
+ *   q_tk = clamp(roundHalfAway(f32(x_tk * f32(1 / s_t))), -127, 127)  (all-zero row: s_t = 0, q = 0)
+ * and x_tk ~= q_tk * s_t with |x_tk - q_tk * s_t| <= s_t / 2 (plus an ulp or so).
  *
- * The quotient is rounded to f32 before rounding to an integer because that is what a GPU computes;
- * ties go away from zero like the weight quantizer (WGSL's round() goes to even, so a kernel must
- * not use it if it wants identical codes; codes may still differ by 1 at exact ties).
+ * The product with the f32 reciprocal is exactly what shaders/quantize_act.wgsl computes, so CPU
+ * and GPU pick the same code even at ties (f16 inputs make ties common); ties go away from zero
+ * like the weight quantizer (WGSL's round() goes to even, so the kernel rounds by hand). A device
+ * whose f32 reciprocal is not correctly rounded could still differ by one code at a tie.
  *
  * Codes are packed exactly like int8 weights: word (t, j) at index t*(Kp/4) + j holds k = 4j..4j+3,
  * byte b = element 4j+b. K is padded to Kp with q = 0. Pass the weight's Kp so rows line up with the
@@ -66,12 +67,14 @@ export function quantizeActivations(x: Float32Array, M: number, K: number, Kp: n
     }
     const s = Math.fround(amax / 127);
     scales[t] = s;
+    // Multiply by the f32 reciprocal, as the GPU kernel does, so both pick the same code at ties.
+    const inv = s === 0 ? 0 : Math.fround(1 / s);
     for (let k = 0; k < K; k++) {
       if (s === 0) {
         codes[k] = 0;
         continue;
       }
-      const c = roundHalfAway(Math.fround(x[row + k] / s));
+      const c = roundHalfAway(Math.fround(x[row + k] * inv));
       codes[k] = c < -127 ? -127 : c > 127 ? 127 : c;
     }
     const base = t * wordsPerRow;

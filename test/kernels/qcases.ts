@@ -33,6 +33,29 @@ function withF16Scales(q: QuantizedWeight, p: Precision): QuantizedWeight {
 }
 
 const cases: QCase[] = [];
+
+/** x [M, K] times a random weight quantized with `spec`, against the matching CPU reference. */
+function productCase(name: string, [M, N, K]: [number, number, number], spec: QuantSpec, act: 'float' | 'token' | 'block', seed: number): QCase {
+  return {
+    name,
+    async run(ctx, p) {
+      let x = randn(M * K, seed, 1);
+      if (p === 'f16') x = roundF16(x);
+      const q = quantizeWeight(randn(N * K, seed + 1, 0.5), N, K, spec);
+      const w = uploadQuantized(ctx, q, p);
+      const tx = ctx.uploadFloat(x, [M, K], p);
+      const rec = ctx.record();
+      const out = qmatmul(ctx, rec, tx, w, { act });
+      await rec.submit();
+      const got = await ctx.readFloat(out);
+      out.dispose(); tx.dispose(); w.dispose();
+      const qr = withF16Scales(q, p);
+      const ref = act === 'float' ? refQLinear(x, M, K, qr) : refW8A8(x, M, K, qr, undefined, undefined, act);
+      return tol(p, K, got, ref);
+    },
+  };
+}
+
 const SHAPES: [number, number, number][] = [[1, 37, 45], [3, 67, 100], [5, 33, 130], [70, 45, 64], [130, 70, 33]];
 const ACTS = ['float', 'token', 'block'] as const;
 let i = 0;
@@ -40,29 +63,16 @@ for (const bits of [4, 8] as const) {
   for (const symmetric of [true, false]) {
     for (const group of [32, 64, 128, 'channel'] as const) {
       for (const act of ACTS) {
-        const [M, N, K] = SHAPES[i++ % SHAPES.length];
-        const spec: QuantSpec = { bits, group, symmetric };
-        cases.push({
-          name: `int${bits} ${symmetric ? 'sym' : 'asym'} g${group} act=${act} ${M}x${N}x${K}`,
-          async run(ctx, p) {
-            let x = randn(M * K, 100 + i, 1);
-            if (p === 'f16') x = roundF16(x);
-            const q = quantizeWeight(randn(N * K, 200 + i, 0.5), N, K, spec);
-            const w = uploadQuantized(ctx, q, p);
-            const tx = ctx.uploadFloat(x, [M, K], p);
-            const rec = ctx.record();
-            const out = qmatmul(ctx, rec, tx, w, { act });
-            await rec.submit();
-            const got = await ctx.readFloat(out);
-            out.dispose(); tx.dispose(); w.dispose();
-            const qr = withF16Scales(q, p);
-            const ref = act === 'float' ? refQLinear(x, M, K, qr) : refW8A8(x, M, K, qr, undefined, undefined, act);
-            return tol(p, K, got, ref);
-          },
-        });
+        const shape = SHAPES[i % SHAPES.length];
+        cases.push(productCase(`int${bits} ${symmetric ? 'sym' : 'asym'} g${group} act=${act} ${shape.join('x')}`, shape, { bits, group, symmetric }, act, 100 + 2 * i++));
       }
     }
   }
+}
+
+// Integer GEMM tiles are 64 x 128: N = 200 spans two of them, the second one partly.
+for (const [bits, symmetric, act] of [[8, true, 'token'], [4, false, 'block'], [4, true, 'token'], [8, false, 'block']] as const) {
+  cases.push(productCase(`wide int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 70x200x96`, [70, 200, 96], { bits, group: 32, symmetric }, act, 31));
 }
 
 // Fused epilogue on both kernels and both activation paths: act(x W^T + bias) + residual.
@@ -91,27 +101,6 @@ for (const [M, act] of [[2, 'float'], [2, 'token'], [66, 'float'], [66, 'block']
       },
     });
   }
-}
-
-// Integer GEMM tiles are 64 x 128: N = 200 spans two of them, the second one partly.
-for (const [bits, symmetric, act] of [[8, true, 'token'], [4, false, 'block'], [4, true, 'token'], [8, false, 'block']] as const) {
-  cases.push({
-    name: `wide int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 70x200x96`,
-    async run(ctx, p) {
-      const [M, N, K] = [70, 200, 96];
-      let x = randn(M * K, 31, 1);
-      if (p === 'f16') x = roundF16(x);
-      const q = quantizeWeight(randn(N * K, 32, 0.5), N, K, { bits, group: 32, symmetric });
-      const w = uploadQuantized(ctx, q, p);
-      const tx = ctx.uploadFloat(x, [M, K], p);
-      const rec = ctx.record();
-      const out = qmatmul(ctx, rec, tx, w, { act });
-      await rec.submit();
-      const got = await ctx.readFloat(out);
-      out.dispose(); tx.dispose(); w.dispose();
-      return tol(p, K, got, refW8A8(x, M, K, withF16Scales(q, p), undefined, undefined, act));
-    },
-  });
 }
 
 // Weights split into several bindings (a tiny binding limit forces it), for every dtype.
