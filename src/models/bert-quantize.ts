@@ -1,8 +1,8 @@
 /**
  * Writes a webq pre-quantized copy of a BERT checkpoint (format: src/quant/prequantized.ts):
  * every Linear weight packed in the chosen dtype, every other tensor as stored, plus the config and
- * tokenizer files, into a new folder. The safetensors file is written to a temporary name and
- * renamed, so a failed run leaves no half-written model behind.
+ * tokenizer files, into a new folder. Everything is written to a temporary folder that is renamed
+ * into place, so a failed run leaves no half-written model behind.
  */
 import { WebqError } from '../errors.ts';
 import type { ModelFiles } from '../io/model-files.ts';
@@ -26,6 +26,12 @@ export interface QuantizeReport {
 
 export async function quantizeBertCheckpoint(files: ModelFiles, outDir: string, dtype: LinearDType, opts: { group?: number | 'channel'; symmetric?: boolean } = {}): Promise<QuantizeReport> {
   const spec = quantSpecFor(dtype, opts);
+  const fs = await loadFs(outDir);
+  const path = await loadPath(outDir);
+  // An existing non-empty folder is never overwritten (checked before any work), and the new one
+  // appears whole: every file goes into a sibling temporary folder renamed into place at the end.
+  const existing = await fs.readdir(outDir).catch(() => null);
+  if (existing && existing.length) throw new WebqError('OUTPUT_EXISTS', `${outDir}: already exists and is not empty; choose a new output folder`);
   const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
   const store = await files.checkpoint();
   try {
@@ -47,17 +53,21 @@ export async function quantizeBertCheckpoint(files: ModelFiles, outDir: string, 
         out.push({ name: r.name, dtype: info.dtype, shape: info.shape, data: await store.readBytes(r.name) });
       }
     }
-    const fs = await loadFs(outDir);
-    const path = await loadPath(outDir);
-    await fs.mkdir(outDir, { recursive: true });
-    await writeSafetensorsFile(path.join(outDir, 'model.safetensors'), out, { format: 'pt', ...prequantMetadata(dtype, spec) });
-    for (const f of SIDE_FILES) {
-      if (!(await files.exists(f))) continue;
-      const target = path.join(outDir, ...f.split('/'));
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      const tmp = `${target}.tmp-${Math.random().toString(36).slice(2)}`;
-      await fs.writeFile(tmp, await files.readText(f));
-      await fs.rename(tmp, target);
+    const tmpDir = `${outDir.replace(/[\\/]+$/, '')}.tmp-${Math.random().toString(36).slice(2)}`;
+    await fs.mkdir(tmpDir, { recursive: true });
+    try {
+      await writeSafetensorsFile(path.join(tmpDir, 'model.safetensors'), out, { format: 'pt', ...prequantMetadata(dtype, spec) });
+      for (const f of SIDE_FILES) {
+        if (!(await files.exists(f))) continue;
+        const target = path.join(tmpDir, ...f.split('/'));
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.writeFile(target, await files.readText(f));
+      }
+      if (existing) await fs.rmdir(outDir);
+      await fs.rename(tmpDir, outDir);
+    } catch (e) {
+      await fs.rm(tmpDir, { recursive: true, force: true });
+      throw e;
     }
     const bytesOut = out.reduce((s, t) => s + t.data.byteLength, 0);
     return { tensors: refs.all.length, quantized: linears.size, bytesIn, bytesOut };

@@ -2,4 +2,3 @@
 export * from './layout.ts';
 export { quantizeWeight, dequantizeWeight, roundHalfAway } from './rtn.ts';
 export { quantizeActivations, groupSums, readActivationCode, type QuantizedActivations } from './activations.ts';
-export { toF16 } from './f16.ts';

@@ -78,5 +78,11 @@ describe('pre-quantized checkpoints', () => {
     expect((await cli('quantize', join(dir, 'float'), '--dtype', 'f16', '--out', join(dir, 'x'))).err).toMatch(/--dtype must be q8, q4, w8a8 or w4a8/);
     expect((await cli('quantize', join(dir, 'float'), '--dtype', 'q4')).err).toMatch(/--out DIR is required/);
     expect((await cli('quantize', out, '--dtype', 'q4', '--out', join(dir, 'y'))).err).toMatch(/already pre-quantized/);
+    // An existing, non-empty output folder is refused and left as it was; no temporary folder stays.
+    const r = await cli('quantize', join(dir, 'float'), '--dtype', 'q8', '--out', out);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/already exists and is not empty/);
+    expect((await readdir(out)).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 });
