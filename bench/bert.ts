@@ -19,6 +19,7 @@ import { fmt, measure, table, type BenchIO } from './lib/measure.ts';
 
 const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
   --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
+  --profile print the time of each kernel (GPU timestamps, last run) to stderr
 `;
 
 export interface BertResult {
@@ -39,7 +40,7 @@ export interface BertResult {
 export async function run(args: string[], io: BenchIO): Promise<number> {
   let v: Record<string, string | boolean | undefined>;
   try {
-    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' } } }).values;
+    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' }, profile: { type: 'boolean' } } }).values;
   } catch (e) {
     io.stderr(`bench bert: ${(e as Error).message}\n${USAGE}`);
     return 2;
@@ -92,6 +93,10 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         timing: m.timing, reps: m.samples.length, adapter: ctx.caps.adapter,
       });
       io.stderr(`${dtype}: ${fmt(m.ms)} ms per batch (runs: ${m.samples.map(fmt).join(' ')})\n`);
+      if (v.profile) {
+        const rows = Object.entries(m.profile).sort((x, y) => y[1] - x[1]);
+        for (const [label, ms] of rows) io.stderr(`  ${fmt(ms).padStart(8)} ms ${((100 * ms) / m.ms).toFixed(1).padStart(5)}%  ${label}\n`);
+      }
     }
     await store.close();
     const rows = results.map((r) => [r.dtype, r.act, fmt(r.ms), fmt(r.sentences_per_s), fmt(r.weight_bytes / 2 ** 20), fmt(r.speedup_vs_f32)]);

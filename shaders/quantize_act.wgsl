@@ -8,35 +8,10 @@
 //
 //   xq   [M, Kp/4] u32     xs [M] or [M, Kp/32] f32     xsum [M, Kp/32] i32
 
-struct Params { M: u32, K: u32, Kp: u32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> xq: array<u32>;
-@group(0) @binding(3) var<storage, read_write> xs: array<f32>;
-@group(0) @binding(4) var<storage, read_write> xsum: array<i32>;
+//! import quantize_act_lib
 
 override WG: u32 = 64u;
-override PER_BLOCK: bool = false;
 var<workgroup> red: array<f32, WG>;
-
-fn xat(base: u32, k: u32) -> f32 {
-  if (k < p.K) { return f32(x[base + k]); }
-  return 0.0;
-}
-
-// Ties away from zero, as the CPU quantizer rounds (WGSL round() ties to even). a - floor(a) is
-// exact, unlike floor(a + 0.5), which rounds 0.49999997 + 0.5 up to 1 in f32.
-fn q8(v: f32, inv: f32) -> i32 {
-  let r = v * inv;
-  let a = abs(r);
-  let f = floor(a);
-  return clamp(i32(sign(r) * select(f, f + 1.0, a - f >= 0.5)), -127, 127);
-}
-
-fn pack4(a: i32, b: i32, c: i32, d: i32) -> u32 {
-  return (u32(a) & 0xffu) | ((u32(b) & 0xffu) << 8u) | ((u32(c) & 0xffu) << 16u) | ((u32(d) & 0xffu) << 24u);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {

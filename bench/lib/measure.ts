@@ -22,6 +22,8 @@ export interface Measurement {
   timing: TimingSource;
   /** Kernel labels of one run, for the log (empty with wall-clock timing). */
   kernels: string[];
+  /** Milliseconds per kernel label, summed over the dispatches of the last run (timestamps only). */
+  profile: Record<string, number>;
 }
 
 export interface MeasureOptions {
@@ -44,6 +46,7 @@ export async function measure(ctx: GpuContext, record: (rec: Recorder) => (() =>
   const useTimestamps = ctx.caps.timestamps;
   const samples: number[] = [];
   let kernels: string[] = [];
+  let profile: Record<string, number> = {};
   let source: TimingSource = useTimestamps ? 'timestamp' : 'wall';
   let spent = 0;
   for (let i = 0; i < opts.warmup + opts.reps; i++) {
@@ -59,6 +62,8 @@ export async function measure(ctx: GpuContext, record: (rec: Recorder) => (() =>
     if (timings.length) {
       ms = timings.reduce((s, t) => s + t.ms, 0);
       kernels = timings.map((t) => t.label);
+      profile = {};
+      for (const t of timings) profile[t.label] = (profile[t.label] ?? 0) + t.ms;
     } else if (useTimestamps) {
       source = 'wall'; // timing was asked for but nothing came back (all dispatches timed out of range)
     }
@@ -67,7 +72,7 @@ export async function measure(ctx: GpuContext, record: (rec: Recorder) => (() =>
       spent += wall;
     }
   }
-  return { ms: median(samples), samples, timing: source, kernels };
+  return { ms: median(samples), samples, timing: source, kernels, profile };
 }
 
 export function median(xs: readonly number[]): number {

@@ -17,6 +17,14 @@ export interface Capabilities {
   software: boolean;
   f16: boolean;
   subgroups: boolean;
+  /** The subgroup size when the adapter has one fixed size (8 on lavapipe with AVX2), else 0. */
+  subgroupSize: number;
+  /**
+   * Kernel family for the float and quantized GEMMs: 'cpu' (subgroup-shuffle kernels written for
+   * CPU-emulated adapters, where per-lane loads are the cost) on a software adapter with fixed-size
+   * subgroups, else 'gpu' (workgroup-memory tiles). DeviceOptions.kernels overrides it.
+   */
+  kernels: 'gpu' | 'cpu';
   timestamps: boolean;
   /** WGSL language feature packed_4x8_integer_dot_product (dot4I8Packed). */
   dot4I8: boolean;
@@ -34,6 +42,8 @@ export interface DeviceOptions {
   f16?: boolean;
   /** Use dot4I8Packed when the WGSL feature exists (default true); false takes the emulated path. */
   dot4I8?: boolean;
+  /** GEMM kernel family ('gpu' or 'cpu', see Capabilities.kernels); default by adapter. 'cpu' needs fixed-size subgroups. */
+  kernels?: 'gpu' | 'cpu';
   /** Request timestamp-query when available (default true); false makes timing a no-op. */
   timestamps?: boolean;
   powerPreference?: GPUPowerPreference;
@@ -182,12 +192,22 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const adapterName = [info?.vendor, info?.architecture, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
   const lim = device.limits;
+  const software = /swiftshader|llvmpipe|lavapipe|cpu|software|warp/i.test(adapterName) || info?.architecture === 'software';
+  const subgroups = device.features.has('subgroups');
+  const sgInfo = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  const subgroupSize = subgroups && sgInfo?.subgroupMinSize && sgInfo.subgroupMinSize === sgInfo.subgroupMaxSize ? sgInfo.subgroupMinSize : 0;
+  if (options.kernels === 'cpu' && subgroupSize < 8) {
+    device.destroy();
+    throw new WebGPUUnavailableError('NO_SUBGROUPS', `kernels: 'cpu' needs the subgroups feature with one fixed subgroup size of at least 8; this adapter (${adapterName}) has ${subgroups ? 'subgroup sizes ' + sgInfo?.subgroupMinSize + '..' + sgInfo?.subgroupMaxSize : 'no subgroups'}`);
+  }
   const caps: Capabilities = {
     runtime,
     adapter: adapterName,
-    software: /swiftshader|llvmpipe|lavapipe|cpu|software|warp/i.test(adapterName) || info?.architecture === 'software',
+    software,
     f16: device.features.has('shader-f16'),
-    subgroups: device.features.has('subgroups'),
+    subgroups,
+    subgroupSize,
+    kernels: options.kernels ?? (software && subgroupSize >= 8 ? 'cpu' : 'gpu'),
     timestamps: device.features.has('timestamp-query'),
     // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
     dot4I8: options.dot4I8 !== false && ((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false),

@@ -20,6 +20,9 @@ export interface MatmulOptions extends Epilogue {
 }
 
 const TILE = 64;
+/** matmul_sg.wgsl: columns (one per lane) and rows per workgroup. */
+const SG_COLS = 64;
+const SG_ROWS = 16;
 /** Up to this M (one batch, B^T), the GEMV kernel runs instead of the 64x64 tiles. */
 export const FLOAT_GEMV_MAX_M = 4;
 const GEMV_TPR = 8;
@@ -58,6 +61,16 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
     );
     return out;
   }
+  const params = { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * fullN, ldc: fullN, nOff };
+  if (ctx.caps.kernels === 'cpu') {
+    rec.dispatch(
+      { shader: 'matmul_sg', variant: { precision, subgroups: true }, constants: { TRANS_B: transB, SG: ctx.caps.subgroupSize, ...epilogue } },
+      { a, b, c: out, ...bindings },
+      [Math.ceil(N / SG_COLS), Math.ceil(M / SG_ROWS), batch],
+      params,
+    );
+    return out;
+  }
   rec.dispatch(
     {
       shader: 'matmul',
@@ -66,7 +79,7 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
     },
     { a, b, c: out, ...bindings },
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
-    { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * fullN, ldc: fullN, nOff },
+    params,
   );
   return out;
 }

@@ -29,6 +29,9 @@ export const GEMV_MAX_M = 4;
 const ROWS = 16;
 const TPR = 8;
 const TILE = 64;
+/** qgemm_sg.wgsl: columns (one per lane) and rows per workgroup. */
+const SG_COLS = 64;
+const SG_ROWS = 16;
 
 export interface QuantizedActs {
   /** [M, Kp/4] packed int8 */
@@ -51,7 +54,16 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
   const xq = ctx.empty([M, Kp / 4], 'u32', 'webq:xq');
   const xs = ctx.empty(perBlock ? [M, Kp / 32] : [M], 'f32', 'webq:xs');
   const xsum = ctx.empty([M, Kp / 32], 'i32', 'webq:xsum');
-  rec.dispatch({ shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } }, { x, xq, xs, xsum }, grid(M), { M, K, Kp });
+  // CPU-emulated adapters: one subgroup per row, no barriers (quantize_act_sg.wgsl says why).
+  const sg = ctx.caps.kernels === 'cpu';
+  rec.dispatch(
+    sg
+      ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize } }
+      : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } },
+    { x, xq, xs, xsum },
+    grid(M),
+    { M, K, Kp },
+  );
   return { xq, xs, xsum, perBlock, dispose: () => [xq, xs, xsum].forEach((t) => t.dispose()) };
 }
 
@@ -80,13 +92,15 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   };
   if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
   const ph = ctx.placeholder(precision);
+  // GEMMs on a CPU-emulated adapter: the subgroup kernels (qgemm_sg.wgsl, 64 columns x 16 rows).
+  const sg = !gemv && ctx.caps.kernels === 'cpu';
   for (const c of w.chunks) {
     rec.dispatch(
       {
-        shader: gemv ? 'qgemv' : 'qgemm',
+        shader: gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
         entry: acts ? 'wint' : 'wonly',
         // Both entries share one module, which must compile whole: it always needs idot4.
-        variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' },
+        variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: sg },
         constants,
       },
       {
@@ -102,7 +116,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         out,
       },
       // GEMM tiles: 64 x 64 (weight-only), 64 x 128 (integer: 4 x 8 outputs per thread).
-      gemv ? [Math.ceil(c.N / ROWS), M] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
+      gemv ? [Math.ceil(c.N / ROWS), M] : sg ? [Math.ceil(c.N / SG_COLS), Math.ceil(M / SG_ROWS)] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
       {
         M,
         N: c.N,

@@ -75,6 +75,11 @@ for (const [bits, symmetric, act] of [[8, true, 'token'], [4, false, 'block'], [
   cases.push(productCase(`wide int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 70x200x96`, [70, 200, 96], { bits, group: 32, symmetric }, act, 31));
 }
 
+// Whole tiles only (no clamped rows or columns) and eight blocks along K.
+for (const [bits, symmetric, act] of [[8, true, 'token'], [8, true, 'block'], [4, false, 'block'], [8, false, 'float']] as const) {
+  cases.push(productCase(`whole tiles int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 64x64x256`, [64, 64, 256], { bits, group: 32, symmetric }, act, 47));
+}
+
 // Fused epilogue on both kernels and both activation paths: act(x W^T + bias) + residual.
 for (const [M, act] of [[2, 'float'], [2, 'token'], [66, 'float'], [66, 'block']] as const) {
   for (const activation of ['gelu', 'silu'] as const) {

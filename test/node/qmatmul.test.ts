@@ -33,3 +33,22 @@ describe('quantized matmul without dot4I8Packed (emulated int8 dot products)', (
     });
   }
 });
+
+// lavapipe runs the subgroup GEMMs (qgemm_sg.wgsl) by default; these run the workgroup-memory
+// GEMMs (qgemm.wgsl) that GPUs get, on the cases with M > 4 (smaller M takes the GEMV).
+describe('quantized matmul with the gpu kernel family', () => {
+  let g: GpuContext;
+  beforeAll(async () => {
+    g = await GpuContext.create({ kernels: 'gpu' });
+  });
+  afterAll(() => g?.dispose());
+  for (const p of ['f32', 'f16'] as const) {
+    for (const c of QUANT_CASES.filter((c) => !/(^| )(1|3)x|M=1\b|M=2\b/.test(c.name))) {
+      it(`${p} ${c.name}`, async () => {
+        expect(g.caps.kernels).toBe('gpu');
+        const r = await c.run(g, p);
+        expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+      });
+    }
+  }
+});

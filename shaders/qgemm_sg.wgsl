@@ -1,0 +1,127 @@
+// Quantized GEMM for CPU-emulated adapters: the contract, bindings and entry points of
+// qgemm.wgsl, built the way matmul_sg.wgsl is (read its header for why): each lane owns one
+// output column (one weight row) and TM rows of x; activations are loaded one value per lane and
+// passed around the subgroup with subgroupShuffle, so a lane issues TM + (its own weight words)
+// loads per block instead of staging tiles in workgroup memory.
+//
+//   wint:  int8 x words (4 values each) meet int8 weight words in idot4; per block of 32 values
+//          the int32 sums are scaled once: s_w[n, g] * s_x[m, b] * (d - (z - z0) * sum_x).
+//   wonly: float x; the lane dequantizes its own weights (8 at a time) and multiplies in f32.
+//
+// Every lane runs every iteration (rows and columns past the edge are clamped and never stored),
+// because a shuffle needs the whole subgroup. Lane l works on word (or value) l % 8 of each step,
+// so any subgroup size >= 8 works.
+
+
+//! import qlinear
+
+const TM = 16u;
+const WG = 64u;
+
+fn wword(i: u32) -> u32 { return w[i / 4u][i % 4u]; }
+fn xword(i: u32) -> u32 { return xq[i / 4u][i % 4u]; }
+
+fn store_rows(m0: u32, n: u32, acc: array<f32, TM>) {
+  if (n >= p.N) { return; }
+  for (var i = 0u; i < TM; i++) {
+    if (m0 + i >= p.M) { break; }
+    finish(m0 + i, n, acc[i]);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
+  let m0 = wg.y * TM;
+  let n = wg.x * WG + lid.x;
+  let nc = min(n, p.N - 1u);
+  let blocks = p.Kp / 32u;
+  let wl = sl % 8u;
+  // Rows whose activation scale and block sum this lane loads (then shuffles to the others).
+  let r0 = min(m0 + wl, p.M - 1u);
+  let r1 = min(m0 + 8u + wl, p.M - 1u);
+  var acc: array<f32, TM>;
+  for (var b = 0u; b < blocks; b++) {
+    var aw: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) { aw[i] = xword(min(m0 + i, p.M - 1u) * (p.Kp / 4u) + 8u * b + wl); }
+    // Zeroed by hand each block: declared in the loop without an initializer, these sums kept
+    // the previous block's values on lavapipe.
+    var d: array<i32, TM>;
+    for (var i = 0u; i < TM; i++) { d[i] = 0; }
+    if (BITS == 8u) {
+      for (var j = 0u; j < 8u; j++) {
+        let bw = wword(nc * (p.Kp / 4u) + 8u * b + j);
+        for (var i = 0u; i < TM; i++) { d[i] += idot4(subgroupShuffle(aw[i], j), bw); }
+      }
+    } else {
+      // int4 word q holds values 8q..8q+3 in its low nibbles and 8q+4..8q+7 in its high ones,
+      // which pair with activation words 2q and 2q+1. Code c becomes the int8 lane 16 (c - 8),
+      // hence the shift by 4 below.
+      for (var q = 0u; q < 4u; q++) {
+        let t = wword(nc * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
+        let lo = (t << 4u) & 0xf0f0f0f0u;
+        let hi = t & 0xf0f0f0f0u;
+        for (var i = 0u; i < TM; i++) {
+          d[i] += idot4(subgroupShuffle(aw[i], 2u * q), lo) + idot4(subgroupShuffle(aw[i], 2u * q + 1u), hi);
+        }
+      }
+    }
+    let g = b * 32u / G;
+    let sw = f32(scales[nc * p.groups + g]);
+    var zc = 0.0;
+    if (!SYM) { zc = f32(zeros[nc * p.groups + g]) - select(0.0, 8.0, BITS == 4u); }
+    let xs0 = xs[r0 * p.xsRow + b * p.xsBlk];
+    let xs1 = xs[r1 * p.xsRow + b * p.xsBlk];
+    var xsum0 = 0;
+    var xsum1 = 0;
+    if (!SYM) {
+      xsum0 = xsum[r0 * blocks + b];
+      xsum1 = xsum[r1 * blocks + b];
+    }
+    for (var i = 0u; i < TM; i++) {
+      var dv = f32(select(d[i], d[i] >> 4u, BITS == 4u));
+      if (!SYM) { dv -= zc * f32(subgroupShuffle(select(xsum0, xsum1, i >= 8u), i % 8u)); }
+      acc[i] += dv * sw * subgroupShuffle(select(xs0, xs1, i >= 8u), i % 8u);
+    }
+  }
+  store_rows(m0, n, acc);
+}
+
+@compute @workgroup_size(WG)
+fn wonly(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
+  let m0 = wg.y * TM;
+  let n = wg.x * WG + lid.x;
+  let nc = min(n, p.N - 1u);
+  let wl = sl % 8u;
+  var acc: array<f32, TM>;
+  for (var k0 = 0u; k0 < p.Kp; k0 += 8u) {
+    let ka = k0 + wl;
+    var av: array<f32, TM>;
+    for (var i = 0u; i < TM; i++) {
+      av[i] = select(0.0, f32(x[min(m0 + i, p.M - 1u) * p.K + min(ka, p.K - 1u)]), ka < p.K);
+    }
+    // This lane's 8 weight codes at k0..k0+7 (two int8 words or one int4 word), dequantized.
+    let g = k0 / G;
+    let s = f32(scales[nc * p.groups + g]);
+    let z = zero_of(nc, g);
+    var codes: array<f32, 8>;
+    if (BITS == 8u) {
+      let w0 = wword(nc * (p.Kp / 4u) + k0 / 4u);
+      let w1 = wword(nc * (p.Kp / 4u) + k0 / 4u + 1u);
+      for (var e = 0u; e < 4u; e++) {
+        codes[e] = f32(i32(w0 << (24u - 8u * e)) >> 24u);
+        codes[e + 4u] = f32(i32(w1 << (24u - 8u * e)) >> 24u);
+      }
+    } else {
+      let wd = wword(nc * (p.Kp / 8u) + k0 / 8u);
+      for (var e = 0u; e < 4u; e++) {
+        codes[e] = f32((wd >> (8u * e)) & 15u);
+        codes[e + 4u] = f32((wd >> (8u * e + 4u)) & 15u);
+      }
+    }
+    for (var j = 0u; j < 8u; j++) {
+      let wv = (codes[j] - z) * s;
+      for (var i = 0u; i < TM; i++) { acc[i] = fma(subgroupShuffle(av[i], j), wv, acc[i]); }
+    }
+  }
+  store_rows(m0, n, acc);
+}

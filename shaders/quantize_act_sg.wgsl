@@ -1,0 +1,53 @@
+// quantize_act.wgsl for CPU-emulated adapters (same outputs, bit for bit): one subgroup per row
+// (token), each lane taking one u32 word (4 values) per step. Maxima and block sums come from
+// subgroupMax and shuffle-xor butterflies, so there is no workgroup memory and no barrier: on
+// lavapipe a barrier switches between the subgroups of a workgroup, and the tree reduction of
+// quantize_act.wgsl (6 barriers) plus its one-thread-per-block loop cost more than the matmul it
+// feeds. A block of 32 values is 8 words, i.e. 8 neighbouring lanes: xor steps 1, 2 and 4 stay
+// inside it for any subgroup size that is a multiple of 8.
+
+//! import quantize_act_lib
+
+override SG: u32 = 8u; // the subgroup size: one subgroup per workgroup
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
+  let m = wg.x + wg.y * nwg.x;
+  if (m >= p.M) { return; } // the whole workgroup (one subgroup) leaves together
+  let base = m * p.K;
+  let words = p.Kp / 4u;
+  let blocks = p.Kp / 32u;
+  var rowScale = 0.0;
+  if (!PER_BLOCK) {
+    var amax = 0.0;
+    for (var k = sl; k < p.K; k += SG) { amax = max(amax, abs(f32(x[base + k]))); }
+    rowScale = subgroupMax(amax) / 127.0;
+    if (sl == 0u) { xs[m] = rowScale; }
+  }
+  for (var j0 = 0u; j0 < words; j0 += SG) {
+    let j = j0 + sl;
+    let k = 4u * j;
+    let v = vec4<f32>(xat(base, k), xat(base, k + 1u), xat(base, k + 2u), xat(base, k + 3u));
+    var scale = rowScale;
+    if (PER_BLOCK) {
+      var amax = max(max(abs(v.x), abs(v.y)), max(abs(v.z), abs(v.w)));
+      amax = max(amax, subgroupShuffleXor(amax, 1u));
+      amax = max(amax, subgroupShuffleXor(amax, 2u));
+      amax = max(amax, subgroupShuffleXor(amax, 4u));
+      scale = amax / 127.0;
+    }
+    let inv = select(0.0, 1.0 / scale, scale > 0.0);
+    let q = vec4<i32>(q8(v.x, inv), q8(v.y, inv), q8(v.z, inv), q8(v.w, inv));
+    var s = q.x + q.y + q.z + q.w;
+    s += subgroupShuffleXor(s, 1u);
+    s += subgroupShuffleXor(s, 2u);
+    s += subgroupShuffleXor(s, 4u);
+    if (j < words) {
+      xq[m * words + j] = pack4(q.x, q.y, q.z, q.w);
+      if (j % 8u == 0u) {
+        xsum[m * blocks + j / 8u] = s;
+        if (PER_BLOCK) { xs[m * blocks + j / 8u] = scale; }
+      }
+    }
+  }
+}
