@@ -24,7 +24,9 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   if (mask.size !== B * T) throw new ShapeError(`attention: mask must have ${B}*${T} entries, got ${shapeStr(mask.shape)}`);
   const o = out ?? ctx.empty([B * T, H], qkv.dtype);
   const precision = floatPrecision('attention', { qkv, out: o });
-  rec.dispatch({ shader: 'attention', variant: { precision }, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
+  // CPU-emulated adapters: keys and values pass between lanes by subgroup shuffles (attention_sg.wgsl).
+  const kernel = ctx.caps.kernels === 'cpu' ? { shader: 'attention_sg', variant: { precision, subgroups: true } } : { shader: 'attention', variant: { precision } };
+  rec.dispatch({ ...kernel, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
     T,
     H,
     heads,

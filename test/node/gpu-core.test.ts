@@ -84,9 +84,11 @@ describe('caches and pool', () => {
 
   it('every shader file compiles without errors on both float paths', async () => {
     for (const shader of Object.keys(WGSL)) {
+      // The *_sg kernels (CPU-emulated adapters) use subgroup builtins.
+      const subgroups = shader.endsWith('_sg');
       for (const precision of ['f32', 'f16'] as const) {
-        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'native' } });
-        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'emulated' } });
+        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'native', subgroups } });
+        await ctx.pipelines.validate({ shader, variant: { precision, idot: 'emulated', subgroups } });
       }
     }
     expect(Object.keys(WGSL).length).toBeGreaterThanOrEqual(15);

@@ -1,0 +1,88 @@
+// attention.wgsl for CPU-emulated adapters: same contract (fused encoder attention over the QKV
+// projection, padding mask, online softmax), same Params, bindings and dispatch.
+//
+// Each lane still owns one query. Keys and values no longer go through workgroup memory, where
+// every read of a staged value is a scalar load per lane on a CPU backend (see matmul_sg.wgsl):
+// per block of KB keys, lane l loads key j0 + l and its value row itself, and the others get them
+// with subgroupShuffle (a register permute). Per key and lane that is 2 HD / KB loads instead of
+// 2 HD. Lane l works on key l % KB, so any subgroup size that is a multiple of KB works.
+// Every lane runs every block (queries past T are clamped and not stored): shuffles need the
+// whole subgroup.
+
+struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<T>;
+@group(0) @binding(2) var<storage, read> mask: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
+
+const MAX_D4 = 32u; // head dims up to 128
+const KB = 8u;      // keys per block: one per lane of an 8-wide subgroup
+override WG: u32 = 64u;
+override HD: u32 = 32u;
+
+fn ld4(i: u32) -> vec4<f32> {
+  return vec4<f32>(f32(qkv[i]), f32(qkv[i + 1u]), f32(qkv[i + 2u]), f32(qkv[i + 3u]));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+  let b = wg.z;
+  let h = wg.y;
+  let i = wg.x * WG + lid;
+  let ic = min(i, p.T - 1u);
+  let row3 = 3u * p.H;
+  let hOff = h * HD;
+  let D4 = HD / 4u;
+  let kl = sl % KB;
+  var q: array<vec4<f32>, MAX_D4>;
+  var acc: array<vec4<f32>, MAX_D4>;
+  for (var d = 0u; d < D4; d++) {
+    acc[d] = vec4<f32>(0.0);
+    q[d] = ld4((b * p.T + ic) * row3 + hOff + 4u * d) * p.scale;
+  }
+  var m = -3.402823e38;
+  var l = 0.0;
+  for (var j0 = 0u; j0 < p.T; j0 += KB) {
+    // This lane's key: row j0 + kl (clamped; dead past T or where the mask says padding).
+    let j = j0 + kl;
+    let jc = min(j, p.T - 1u);
+    let mine = select(0u, mask[b * p.T + jc], j < p.T);
+    let base = (b * p.T + jc) * row3 + hOff;
+    var kv: array<vec4<f32>, MAX_D4>;
+    for (var d = 0u; d < D4; d++) { kv[d] = ld4(base + p.H + 4u * d); }
+    var s: array<f32, KB>;
+    var bmax = -3.402823e38;
+    for (var jj = 0u; jj < KB; jj++) {
+      var dv = vec4<f32>(0.0);
+      for (var d = 0u; d < D4; d++) { dv += q[d] * subgroupShuffle(kv[d], jj); }
+      let live = subgroupShuffle(mine, jj) != 0u;
+      s[jj] = select(-3.402823e38, dv.x + dv.y + dv.z + dv.w, live);
+      if (live) { bmax = max(bmax, s[jj]); }
+    }
+    // The value rows reuse the key registers.
+    for (var d = 0u; d < D4; d++) { kv[d] = ld4(base + 2u * p.H + 4u * d); }
+    // A block with no live key changes nothing (bmax stays at the sentinel: every weight is 0).
+    let mNew = max(m, bmax);
+    let corr = exp(m - mNew);
+    l *= corr;
+    for (var d = 0u; d < D4; d++) { acc[d] *= corr; }
+    for (var jj = 0u; jj < KB; jj++) {
+      let w = select(0.0, exp(s[jj] - mNew), s[jj] > -3.0e38);
+      l += w;
+      for (var d = 0u; d < D4; d++) { acc[d] += w * subgroupShuffle(kv[d], jj); }
+    }
+    m = mNew;
+  }
+  if (i < p.T) {
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var d = 0u; d < D4; d++) {
+      let o = acc[d] * inv;
+      let at = (b * p.T + i) * p.H + hOff + 4u * d;
+      out[at] = T(o.x);
+      out[at + 1u] = T(o.y);
+      out[at + 2u] = T(o.z);
+      out[at + 3u] = T(o.w);
+    }
+  }
+}
