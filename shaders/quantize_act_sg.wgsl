@@ -8,12 +8,18 @@
 
 //! import quantize_act_lib
 
-override SG: u32 = 8u; // the subgroup size: one subgroup per workgroup
+override SG: u32 = 8u; // the subgroup size
+// 64 / SG rows per workgroup (as norm_sg.wgsl): CPU backends build subgroups from consecutive
+// invocations, so subgroup r is invocations r SG .. r SG + SG - 1.
+const WG = 64u;
 
-@compute @workgroup_size(SG)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
-  let m = wg.x + wg.y * nwg.x;
-  if (m >= p.M) { return; } // the whole workgroup (one subgroup) leaves together
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+  // A subgroup past the last row works on the last row and stores nothing: returning early would
+  // make the subgroup operations below non-uniform by WGSL's rules.
+  let row = (wg.x + wg.y * nwg.x) * (WG / SG) + lid / SG;
+  let live = row < p.M;
+  let m = min(row, p.M - 1u);
   let base = m * p.K;
   let words = p.Kp / 4u;
   let blocks = p.Kp / 32u;
@@ -22,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     var amax = 0.0;
     for (var k = sl; k < p.K; k += SG) { amax = max(amax, abs(f32(x[base + k]))); }
     rowScale = subgroupMax(amax) / 127.0;
-    if (sl == 0u) { xs[m] = rowScale; }
+    if (live && sl == 0u) { xs[m] = rowScale; }
   }
   for (var j0 = 0u; j0 < words; j0 += SG) {
     let j = j0 + sl;
@@ -42,7 +48,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     s += subgroupShuffleXor(s, 1u);
     s += subgroupShuffleXor(s, 2u);
     s += subgroupShuffleXor(s, 4u);
-    if (j < words) {
+    if (live && j < words) {
       xq[m * words + j] = pack4(q.x, q.y, q.z, q.w);
       if (j % 8u == 0u) {
         xsum[m * blocks + j / 8u] = s;

@@ -196,9 +196,9 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
   const subgroups = device.features.has('subgroups');
   const sgInfo = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
   const subgroupSize = subgroups && sgInfo?.subgroupMinSize && sgInfo.subgroupMinSize === sgInfo.subgroupMaxSize ? sgInfo.subgroupMinSize : 0;
-  if (options.kernels === 'cpu' && subgroupSize < 8) {
+  if (options.kernels === 'cpu' && !(subgroupSize >= 8 && subgroupSize <= 64)) {
     device.destroy();
-    throw new WebGPUUnavailableError('NO_SUBGROUPS', `kernels: 'cpu' needs the subgroups feature with one fixed subgroup size of at least 8; this adapter (${adapterName}) has ${subgroups ? 'subgroup sizes ' + sgInfo?.subgroupMinSize + '..' + sgInfo?.subgroupMaxSize : 'no subgroups'}`);
+    throw new WebGPUUnavailableError('NO_SUBGROUPS', `kernels: 'cpu' needs the subgroups feature with one fixed subgroup size from 8 to 64; this adapter (${adapterName}) has ${subgroups ? 'subgroup sizes ' + sgInfo?.subgroupMinSize + '..' + sgInfo?.subgroupMaxSize : 'no subgroups'}`);
   }
   const caps: Capabilities = {
     runtime,
@@ -207,7 +207,7 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     f16: device.features.has('shader-f16'),
     subgroups,
     subgroupSize,
-    kernels: options.kernels ?? (software && subgroupSize >= 8 ? 'cpu' : 'gpu'),
+    kernels: options.kernels ?? (software && subgroupSize >= 8 && subgroupSize <= 64 ? 'cpu' : 'gpu'),
     timestamps: device.features.has('timestamp-query'),
     // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
     dot4I8: options.dot4I8 !== false && ((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false),

@@ -1,11 +1,24 @@
 /** LayerNorm (gamma, beta) and RMSNorm (gamma) over the last dimension. */
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import type { KernelKey } from '../gpu/pipelines.ts';
 import { grid, type Recorder } from '../gpu/recorder.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { floatPrecision, rowsCols, sameShape } from './common.ts';
 
 const WG = 64;
+
+/** norm.wgsl, or on CPU-emulated adapters norm_sg.wgsl (one subgroup per row, no barriers). */
+function normKernel(ctx: GpuContext, entry: 'layernorm' | 'rmsnorm', precision: 'f32' | 'f16'): KernelKey {
+  return ctx.caps.kernels === 'cpu'
+    ? { shader: 'norm_sg', entry, variant: { precision, subgroups: true }, constants: { SG: ctx.caps.subgroupSize } }
+    : { shader: 'norm', entry, variant: { precision }, constants: { WG } };
+}
+
+/** Workgroups: one per row, or on the subgroup kernel one per 64 / SG rows (a subgroup per row). */
+function normGrid(ctx: GpuContext, rows: number): [number, number] {
+  return grid(ctx.caps.kernels === 'cpu' ? Math.ceil(rows / (64 / ctx.caps.subgroupSize)) : rows);
+}
 
 function checkParam(op: string, name: string, t: Tensor, cols: number): void {
   if (t.size !== cols) throw new ShapeError(`${op}: ${name} must have ${cols} elements (the last dimension of x), got ${JSON.stringify(t.shape)}`);
@@ -18,7 +31,7 @@ export function layerNorm(ctx: GpuContext, rec: Recorder, x: Tensor, gamma: Tens
   const o = out ?? ctx.empty(x.shape, x.dtype);
   sameShape('layerNorm', x, o, 'x', 'out');
   const precision = floatPrecision('layerNorm', { x, gamma, beta, out: o });
-  rec.dispatch({ shader: 'norm', entry: 'layernorm', variant: { precision }, constants: { WG } }, { x, gamma, beta, out: o }, grid(rows), { rows, cols, eps });
+  rec.dispatch(normKernel(ctx, 'layernorm', precision), { x, gamma, beta, out: o }, normGrid(ctx, rows), { rows, cols, eps });
   return o;
 }
 
@@ -28,6 +41,6 @@ export function rmsNorm(ctx: GpuContext, rec: Recorder, x: Tensor, gamma: Tensor
   const o = out ?? ctx.empty(x.shape, x.dtype);
   sameShape('rmsNorm', x, o, 'x', 'out');
   const precision = floatPrecision('rmsNorm', { x, gamma, out: o });
-  rec.dispatch({ shader: 'norm', entry: 'rmsnorm', variant: { precision }, constants: { WG } }, { x, gamma, out: o }, grid(rows), { rows, cols, eps });
+  rec.dispatch(normKernel(ctx, 'rmsnorm', precision), { x, gamma, out: o }, normGrid(ctx, rows), { rows, cols, eps });
   return o;
 }

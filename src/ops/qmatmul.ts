@@ -61,7 +61,7 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
       ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize } }
       : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } },
     { x, xq, xs, xsum },
-    grid(M),
+    grid(sg ? Math.ceil(M / (64 / ctx.caps.subgroupSize)) : M), // the subgroup kernel: a row per subgroup
     { M, K, Kp },
   );
   return { xq, xs, xsum, perBlock, dispose: () => [xq, xs, xsum].forEach((t) => t.dispose()) };
