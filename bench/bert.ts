@@ -14,12 +14,13 @@ import { resolveBertWeights } from '../src/models/bert-weights.ts';
 import { parseBertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
 import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
-import { createBenchContext } from './lib/device.ts';
+import { createBenchContext, parseKernels } from './lib/device.ts';
 import { fmt, measure, table, type BenchIO } from './lib/measure.ts';
 
 const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
   --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
   --profile print the time of each kernel (GPU timestamps, last run) to stderr
+  --kernels gpu|cpu  GEMM/attention kernel family (default: the adapter's; see Capabilities.kernels)
 `;
 
 export interface BertResult {
@@ -35,12 +36,15 @@ export interface BertResult {
   timing: string;
   reps: number;
   adapter: string;
+  /** GEMM/attention kernel family (Capabilities.kernels). */
+  kernels: 'gpu' | 'cpu';
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
   let v: Record<string, string | boolean | undefined>;
   try {
-    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' }, profile: { type: 'boolean' } } }).values;
+    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' }, profile: { type: 'boolean' }, kernels: { type: 'string' } } }).values;
+    parseKernels(v.kernels);
   } catch (e) {
     io.stderr(`bench bert: ${(e as Error).message}\n${USAGE}`);
     return 2;
@@ -56,13 +60,13 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const reps = Number(v.reps ?? (v.quick ? 1 : 3));
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-bert-'));
-  const { ctx } = await createBenchContext();
+  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels) });
   const results: BertResult[] = [];
   try {
     const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
     const cfg = parseBertConfig(tiny.config);
     const model = `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)`;
-    io.stderr(`adapter: ${ctx.caps.adapter}; ${model}; batch ${B} x ${T} tokens; median of ${reps} after ${warmup} warm-up\n`);
+    io.stderr(`adapter: ${ctx.caps.adapter} (${ctx.caps.kernels} kernels); ${model}; batch ${B} x ${T} tokens; median of ${reps} after ${warmup} warm-up\n`);
     // Random token ids (no tokenizer needed for timing), every token real.
     let s = 1;
     const ids = new Uint32Array(B * T).map(() => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % cfg.vocabSize));
@@ -90,7 +94,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       results.push({
         model, dtype, act: w.precision, batch: B, seq: T, ms: m.ms, sentences_per_s: (B * 1000) / m.ms,
         weight_bytes: w.bytes, speedup_vs_f32: f32 ? f32.ms / m.ms : dtype === 'f32' ? 1 : NaN,
-        timing: m.timing, reps: m.samples.length, adapter: ctx.caps.adapter,
+        timing: m.timing, reps: m.samples.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
       });
       io.stderr(`${dtype}: ${fmt(m.ms)} ms per batch (runs: ${m.samples.map(fmt).join(' ')})\n`);
       if (v.profile) {

@@ -10,7 +10,7 @@ import type { Recorder } from '../src/gpu/recorder.ts';
 import type { Tensor } from '../src/gpu/tensor.ts';
 import { copy } from '../src/ops/copy.ts';
 import { matmul } from '../src/ops/matmul.ts';
-import { createBenchContext, withErrorScopes } from './lib/device.ts';
+import { createBenchContext, parseKernels, withErrorScopes } from './lib/device.ts';
 import { fmt, measure, seeded, table, type BenchIO, type Measurement } from './lib/measure.ts';
 
 type Shape = [M: number, N: number, K: number];
@@ -52,13 +52,15 @@ export interface KernelResult {
   copy_gbps: number;
 }
 
-const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...]
+const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...] [--kernels gpu|cpu]
 
   --json        print only a JSON array of results on stdout (the table and progress go to stderr)
   --quick       3 timed runs per case instead of 10
   --reps N      timed runs per case (after ${WARMUP} warm-up runs); the median is reported
   --filter S    run cases whose name ('gemv 1x4096x4096 q4') contains S; repeatable (any match)
   --shapes L    comma-separated MxNxK shapes instead of ${DEFAULT_SHAPES.map((s) => s.join('x')).join(',')}
+  --kernels F   GEMM kernel family: gpu (workgroup-memory tiles) or cpu (subgroup shuffles; the
+                default on CPU-emulated adapters with fixed-size subgroups)
   --dtypes L    comma-separated weight dtypes from ${DTYPES.join(',')} (default ${DEFAULT_DTYPES.join(',')})
 `;
 
@@ -70,6 +72,7 @@ interface Options {
   filters: string[];
   shapes: Shape[];
   dtypes: BenchDType[];
+  kernels?: 'gpu' | 'cpu';
 }
 
 function parseOptions(args: string[]): Options | 'help' {
@@ -84,6 +87,7 @@ function parseOptions(args: string[]): Options | 'help' {
       filter: { type: 'string', multiple: true },
       shapes: { type: 'string' },
       dtypes: { type: 'string' },
+      kernels: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -99,7 +103,8 @@ function parseOptions(args: string[]): Options | 'help' {
     if (!(DTYPES as readonly string[]).includes(d.trim())) throw new Error(`--dtypes: unknown dtype '${d}' (have ${DTYPES.join(', ')})`);
     return d.trim() as BenchDType;
   });
-  return { json: !!values.json, reps, filters: (values.filter ?? []).map((f) => f.toLowerCase()), shapes, dtypes };
+  const kernels = parseKernels(values.kernels);
+  return { json: !!values.json, reps, filters: (values.filter ?? []).map((f) => f.toLowerCase()), shapes, dtypes, kernels };
 }
 
 async function loadLinear(): Promise<LinearModule | string> {
@@ -211,12 +216,12 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const { reps, filters } = opts;
   const selected = (name: string) => !filters.length || filters.some((f) => name.toLowerCase().includes(f));
   const log = io.stderr;
-  const { ctx, exactTimestamps } = await createBenchContext();
+  const { ctx, exactTimestamps } = await createBenchContext({ kernels: opts.kernels });
   let failed = 0;
   try {
     const caps = ctx.caps;
     const lin = await loadLinear();
-    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}\n`);
+    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}; ${caps.kernels} kernels\n`);
     const timing = caps.timestamps ? `GPU timestamps, kernels only${exactTimestamps ? '' : ' (may be quantized to 65.5 us)'}` : 'wall clock around submit + queue drain';
     log(`timing: ${timing}; median of ${reps} after ${WARMUP} warm-up runs\n`);
     if (typeof lin === 'string') log(`note: ${lin}; quantized dtypes are skipped and f32/f16 run through matmul\n`);

@@ -17,7 +17,8 @@ export interface BenchContext {
 // made from it is still in use.
 let gpu: GPU | undefined;
 
-export async function createBenchContext(): Promise<BenchContext> {
+/** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. */
+export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu' } = {}): Promise<BenchContext> {
   try {
     const mod = (await import('webgpu')) as { create(flags: string[]): GPU; globals: object };
     // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
@@ -26,7 +27,7 @@ export async function createBenchContext(): Promise<BenchContext> {
   } catch {
     gpu = undefined; // not Dawn (or not installed): let webq find WebGPU and report what is missing
   }
-  return { ctx: await GpuContext.create(gpu ? { gpu } : {}), exactTimestamps: !!gpu };
+  return { ctx: await GpuContext.create({ ...(gpu ? { gpu } : {}), kernels: opts.kernels }), exactTimestamps: !!gpu };
 }
 
 /**
@@ -49,4 +50,11 @@ export async function withErrorScopes<T>(ctx: GpuContext, fn: () => Promise<T>):
   if (errors.length) throw new Error(`GPU error: ${errors.map((e) => e.message.split('\n')[0]).join('; ')}`);
   if (!result) throw thrown;
   return result.value;
+}
+
+/** The --kernels option of the suites: undefined (the adapter's default), 'gpu' or 'cpu'. */
+export function parseKernels(v: unknown): 'gpu' | 'cpu' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'gpu' && v !== 'cpu') throw new Error(`--kernels must be gpu or cpu, got ${JSON.stringify(v)}`);
+  return v;
 }

@@ -29,6 +29,8 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
   context?: GpuContext;
   /** Allow shader-f16 when the model makes its own device (default true). */
   f16?: boolean;
+  /** Kernel family when the model makes its own device (see Capabilities.kernels); default by adapter. */
+  kernels?: 'gpu' | 'cpu';
 }
 
 export interface EmbedOptions {
@@ -110,7 +112,7 @@ export class BertModel {
       throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
     }
     const refs = resolveBertWeights(store, config);
-    const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16 }));
+    const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
     try {
       const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
       return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, pooling });

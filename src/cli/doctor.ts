@@ -54,7 +54,8 @@ export const doctorCommand: Command = {
           [
             `runtime      ${c.runtime}`,
             `adapter      ${c.adapter}${c.software ? ' (software)' : ''}`,
-            `features     shader-f16=${c.f16} subgroups=${c.subgroups} timestamp-query=${c.timestamps} dot4I8Packed=${c.dot4I8}`,
+            `features     shader-f16=${c.f16} subgroups=${c.subgroups}${c.subgroupSize ? ` (size ${c.subgroupSize})` : ''} timestamp-query=${c.timestamps} dot4I8Packed=${c.dot4I8}`,
+            `kernels      ${c.kernels}${c.kernels === 'cpu' ? ' (subgroup kernels for CPU-emulated adapters)' : ''}`,
             `limits       storage binding ${mib(c.maxStorageBufferBindingSize)}, buffer ${mib(c.maxBufferSize)}, workgroup storage ${c.maxComputeWorkgroupStorageSize} B, ${c.maxComputeInvocationsPerWorkgroup} invocations`,
             ...checks.map((k) => `matmul ${k.path.padEnd(5)} ${k.ok ? 'ok' : 'MISMATCH'} (max |error| ${k.maxAbsError.toExponential(2)})`),
           ].join('\n') + '\n',

@@ -54,8 +54,10 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
   const xq = ctx.empty([M, Kp / 4], 'u32', 'webq:xq');
   const xs = ctx.empty(perBlock ? [M, Kp / 32] : [M], 'f32', 'webq:xs');
   const xsum = ctx.empty([M, Kp / 32], 'i32', 'webq:xsum');
-  // CPU-emulated adapters: one subgroup per row, no barriers (quantize_act_sg.wgsl says why).
-  const sg = ctx.caps.kernels === 'cpu';
+  // CPU-emulated adapters: one subgroup per row, no barriers (quantize_act_sg.wgsl says why), for
+  // GEMM-sized M. A decode row (M <= GEMV_MAX_M) keeps the 64-thread kernel: one 8-lane subgroup
+  // walking K = 4096 alone made the q4 decode GEMV ~20% slower on lavapipe.
+  const sg = ctx.caps.kernels === 'cpu' && M > GEMV_MAX_M;
   rec.dispatch(
     sg
       ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize } }

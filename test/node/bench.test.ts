@@ -34,6 +34,10 @@ describe('npm run bench', () => {
     }
     // The same run's f32 case is the baseline: its speedup is 1 by definition.
     expect(results.find((r) => r.dtype === 'f32')!.speedup_vs_f32).toBe(1);
+    // lavapipe gets the subgroup kernels by default; --kernels gpu switches to the tiled ones.
+    expect(results.find((r) => r.dtype === 'f32')!.kernels).toEqual([expect.stringMatching(/^matmul_sg\.main/)]);
+    const gpu = JSON.parse((await bench('kernels', '--filter', '128x384x1536 f32', '--reps', '1', '--json', '--kernels', 'gpu')).stdout) as Record<string, unknown>[];
+    expect(gpu.map((r) => r.kernels)).toEqual([[expect.stringMatching(/^matmul\.main/)]]);
   });
 
   it('rejects an unknown suite or option with exit code 2', async () => {

@@ -154,6 +154,8 @@ describe('bin/webq.js (spawned)', () => {
     expect(report.runtime).toBe('node');
     expect(report.checks.map((c: { path: string }) => c.path)).toEqual(report.f16 ? ['f32', 'f16'] : ['f32']);
     for (const c of report.checks) expect(c.ok).toBe(true);
+    // lavapipe: fixed 8-wide subgroups, so the subgroup ('cpu') kernel family.
+    expect([report.subgroupSize, report.kernels]).toEqual([8, 'cpu']);
   });
 
   it('prints usage with no arguments', async () => {
