@@ -4,11 +4,12 @@
 // Why a second kernel: on a CPU backend a subgroup is one SIMD register (8 lanes of AVX2), and a
 // load whose address differs per lane is compiled to a scalar load per lane (with a bounds check
 // and a branch each), about ten instructions per value; workgroup memory is barely cheaper. The
-// tiled kernel spends most of its time in those loads. Here each lane owns one output column and
-// TM rows: per step of SG values of k it loads TM values of A (one per row, lane l takes k0 + l)
-// and SG values of its own B column, then hands A around with subgroupShuffle, which compiles to
-// a register permute. That is (TM + SG) loads per TM * SG multiply-adds, against 2 loads per 16
-// in the tiled kernel: measured 3x faster on lavapipe for 1024x1536x384.
+// tiled kernel spends most of its time in those loads. Here each lane owns two output columns
+// (n and n + WG) and TM rows: per step of SG values of k it loads TM values of A (one per row,
+// lane l takes k0 + l) and SG values of each of its B columns, then hands A around with
+// subgroupShuffle, which compiles to a register permute. That is TM + 2 SG loads per 2 TM SG
+// multiply-adds, against 2 loads per 16 in the tiled kernel. On lavapipe, 1024x1536x384: 3x the
+// tiled kernel with one column per lane; the second column added another 10-15%.
 //
 // Every lane runs every iteration (out-of-range rows and columns are clamped and not stored),
 // because a shuffle needs the whole subgroup. SG must equal the subgroup size.
@@ -30,21 +31,22 @@ override HAS_RES: bool = false;
 override ACT: u32 = 0u;
 override SG: u32 = 8u;
 
-// Rows per workgroup. 16 keeps the accumulators in registers; 32 spilled and was slower.
+// Rows per workgroup: 32 (tried with one column per lane) spilled registers and ran slower.
 const TM = 16u;
 const WG = 64u;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
   let m0 = wg.y * TM;
-  let n = wg.x * WG + lid.x;
-  let nc = min(n, p.N - 1u);
+  let n = wg.x * 2u * WG + lid.x; // this lane's columns: n and n + WG
+  let nc0 = min(n, p.N - 1u);
+  let nc1 = min(n + WG, p.N - 1u);
   let aBase = wg.z * p.strideA;
   let bBase = wg.z * p.strideB;
   let cBase = wg.z * p.strideC;
-  var acc: array<f32, TM>;
+  var acc0: array<f32, TM>;
+  var acc1: array<f32, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += SG) {
-    // Lane sl holds A[m0 + i, k0 + sl]; zero past K, so the clamped B reads below add nothing.
     let ka = k0 + sl;
     var av: array<f32, TM>;
     for (var i = 0u; i < TM; i++) {
@@ -53,11 +55,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
     for (var l = 0u; l < SG; l++) {
       let k = min(k0 + l, p.K - 1u);
-      var bv: f32;
-      if (TRANS_B) { bv = f32(b[bBase + nc * p.K + k]); } else { bv = f32(b[bBase + k * p.N + nc]); }
-      for (var i = 0u; i < TM; i++) { acc[i] = fma(subgroupShuffle(av[i], l), bv, acc[i]); }
+      var b0: f32;
+      var b1: f32;
+      if (TRANS_B) {
+        b0 = f32(b[bBase + nc0 * p.K + k]);
+        b1 = f32(b[bBase + nc1 * p.K + k]);
+      } else {
+        b0 = f32(b[bBase + k * p.N + nc0]);
+        b1 = f32(b[bBase + k * p.N + nc1]);
+      }
+      for (var i = 0u; i < TM; i++) {
+        let x = subgroupShuffle(av[i], l);
+        acc0[i] = fma(x, b0, acc0[i]);
+        acc1[i] = fma(x, b1, acc1[i]);
+      }
     }
   }
+  store_col(m0, n, cBase, acc0);
+  store_col(m0, n + WG, cBase, acc1);
+}
+
+fn store_col(m0: u32, n: u32, cBase: u32, acc: array<f32, TM>) {
   if (n >= p.N) { return; }
   var bv = 0.0;
   if (HAS_BIAS) { bv = f32(bias[p.nOff + n]); }

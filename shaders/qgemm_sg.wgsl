@@ -1,8 +1,8 @@
 // Quantized GEMM for CPU-emulated adapters: the contract, bindings and entry points of
-// qgemm.wgsl, built the way matmul_sg.wgsl is (read its header for why): each lane owns one
-// output column (one weight row) and TM rows of x; activations are loaded one value per lane and
-// passed around the subgroup with subgroupShuffle, so a lane issues TM + (its own weight words)
-// loads per block instead of staging tiles in workgroup memory.
+// qgemm.wgsl, built the way matmul_sg.wgsl is (read its header for why): each lane owns output
+// columns (weight rows: two in wint, one in wonly) and TM rows of x; activations are loaded one
+// value per lane and passed around the subgroup with subgroupShuffle, so a lane issues TM + (its
+// own weight words) loads per block instead of staging tiles in workgroup memory.
 //
 //   wint:  int8 x words (4 values each) meet int8 weight words in idot4; per block of 32 values
 //          the int32 sums are scaled once: s_w[n, g] * s_x[m, b] * (d - (z - z0) * sum_x).
@@ -32,43 +32,64 @@ fn store_rows(m0: u32, n: u32, acc: array<f32, TM>) {
 @compute @workgroup_size(WG)
 fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
   let m0 = wg.y * TM;
-  let n = wg.x * WG + lid.x;
-  let nc = min(n, p.N - 1u);
+  // Two columns per lane, n and n + WG: each shuffled activation word feeds two weight words
+  // (1.3-1.5x faster than one column for int8 on lavapipe, same results).
+  let n = wg.x * 2u * WG + lid.x;
+  let nc0 = min(n, p.N - 1u);
+  let nc1 = min(n + WG, p.N - 1u);
   let blocks = p.Kp / 32u;
   let wl = sl % 8u;
   // Rows whose activation scale and block sum this lane loads (then shuffles to the others).
   let r0 = min(m0 + wl, p.M - 1u);
   let r1 = min(m0 + 8u + wl, p.M - 1u);
-  var acc: array<f32, TM>;
+  var acc0: array<f32, TM>;
+  var acc1: array<f32, TM>;
   for (var b = 0u; b < blocks; b++) {
     var aw: array<u32, TM>;
     for (var i = 0u; i < TM; i++) { aw[i] = xword(min(m0 + i, p.M - 1u) * (p.Kp / 4u) + 8u * b + wl); }
     // Zeroed by hand each block: declared in the loop without an initializer, these sums kept
     // the previous block's values on lavapipe.
-    var d: array<i32, TM>;
-    for (var i = 0u; i < TM; i++) { d[i] = 0; }
+    var d0: array<i32, TM>;
+    var d1: array<i32, TM>;
+    for (var i = 0u; i < TM; i++) { d0[i] = 0; d1[i] = 0; }
     if (BITS == 8u) {
       for (var j = 0u; j < 8u; j++) {
-        let bw = wword(nc * (p.Kp / 4u) + 8u * b + j);
-        for (var i = 0u; i < TM; i++) { d[i] += idot4(subgroupShuffle(aw[i], j), bw); }
+        let bw0 = wword(nc0 * (p.Kp / 4u) + 8u * b + j);
+        let bw1 = wword(nc1 * (p.Kp / 4u) + 8u * b + j);
+        for (var i = 0u; i < TM; i++) {
+          let a = subgroupShuffle(aw[i], j);
+          d0[i] += idot4(a, bw0);
+          d1[i] += idot4(a, bw1);
+        }
       }
     } else {
       // int4 word q holds values 8q..8q+3 in its low nibbles and 8q+4..8q+7 in its high ones,
       // which pair with activation words 2q and 2q+1. Code c becomes the int8 lane 16 (c - 8),
-      // hence the shift by 4 below.
+      // hence the shift by 4 below. One column at a time: both at once spilled and ran slower.
       for (var q = 0u; q < 4u; q++) {
-        let t = wword(nc * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
-        let lo = (t << 4u) & 0xf0f0f0f0u;
-        let hi = t & 0xf0f0f0f0u;
+        let t0 = wword(nc0 * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
+        let lo0 = (t0 << 4u) & 0xf0f0f0f0u;
+        let hi0 = t0 & 0xf0f0f0f0u;
         for (var i = 0u; i < TM; i++) {
-          d[i] += idot4(subgroupShuffle(aw[i], 2u * q), lo) + idot4(subgroupShuffle(aw[i], 2u * q + 1u), hi);
+          d0[i] += idot4(subgroupShuffle(aw[i], 2u * q), lo0) + idot4(subgroupShuffle(aw[i], 2u * q + 1u), hi0);
+        }
+        let t1 = wword(nc1 * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
+        let lo1 = (t1 << 4u) & 0xf0f0f0f0u;
+        let hi1 = t1 & 0xf0f0f0f0u;
+        for (var i = 0u; i < TM; i++) {
+          d1[i] += idot4(subgroupShuffle(aw[i], 2u * q), lo1) + idot4(subgroupShuffle(aw[i], 2u * q + 1u), hi1);
         }
       }
     }
     let g = b * 32u / G;
-    let sw = f32(scales[nc * p.groups + g]);
-    var zc = 0.0;
-    if (!SYM) { zc = f32(zeros[nc * p.groups + g]) - select(0.0, 8.0, BITS == 4u); }
+    let sw0 = f32(scales[nc0 * p.groups + g]);
+    let sw1 = f32(scales[nc1 * p.groups + g]);
+    var zc0 = 0.0;
+    var zc1 = 0.0;
+    if (!SYM) {
+      zc0 = f32(zeros[nc0 * p.groups + g]) - select(0.0, 8.0, BITS == 4u);
+      zc1 = f32(zeros[nc1 * p.groups + g]) - select(0.0, 8.0, BITS == 4u);
+    }
     let xs0 = xs[r0 * p.xsRow + b * p.xsBlk];
     let xs1 = xs[r1 * p.xsRow + b * p.xsBlk];
     var xsum0 = 0;
@@ -78,12 +99,20 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       xsum1 = xsum[r1 * blocks + b];
     }
     for (var i = 0u; i < TM; i++) {
-      var dv = f32(select(d[i], d[i] >> 4u, BITS == 4u));
-      if (!SYM) { dv -= zc * f32(subgroupShuffle(select(xsum0, xsum1, i >= 8u), i % 8u)); }
-      acc[i] += dv * sw * subgroupShuffle(select(xs0, xs1, i >= 8u), i % 8u);
+      var e0 = f32(select(d0[i], d0[i] >> 4u, BITS == 4u));
+      var e1 = f32(select(d1[i], d1[i] >> 4u, BITS == 4u));
+      if (!SYM) {
+        let xsm = f32(subgroupShuffle(select(xsum0, xsum1, i >= 8u), i % 8u));
+        e0 -= zc0 * xsm;
+        e1 -= zc1 * xsm;
+      }
+      let sx = subgroupShuffle(select(xs0, xs1, i >= 8u), i % 8u);
+      acc0[i] += e0 * sw0 * sx;
+      acc1[i] += e1 * sw1 * sx;
     }
   }
-  store_rows(m0, n, acc);
+  store_rows(m0, n, acc0);
+  store_rows(m0, n + WG, acc1);
 }
 
 @compute @workgroup_size(WG)

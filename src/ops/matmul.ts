@@ -20,8 +20,8 @@ export interface MatmulOptions extends Epilogue {
 }
 
 const TILE = 64;
-/** matmul_sg.wgsl: columns (one per lane) and rows per workgroup. */
-const SG_COLS = 64;
+/** matmul_sg.wgsl: columns (two per lane) and rows per workgroup. */
+const SG_COLS = 128;
 const SG_ROWS = 16;
 /** Up to this M (one batch, B^T), the GEMV kernel runs instead of the 64x64 tiles. */
 export const FLOAT_GEMV_MAX_M = 4;

@@ -29,8 +29,8 @@ export const GEMV_MAX_M = 4;
 const ROWS = 16;
 const TPR = 8;
 const TILE = 64;
-/** qgemm_sg.wgsl: columns (one per lane) and rows per workgroup. */
-const SG_COLS = 64;
+/** qgemm_sg.wgsl: columns per workgroup (wint: two per lane, wonly: one) and rows. */
+const SG_COLS = { wint: 128, wonly: 64 };
 const SG_ROWS = 16;
 
 export interface QuantizedActs {
@@ -118,7 +118,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         out,
       },
       // GEMM tiles: 64 x 64 (weight-only), 64 x 128 (integer: 4 x 8 outputs per thread).
-      gemv ? [Math.ceil(c.N / ROWS), M] : sg ? [Math.ceil(c.N / SG_COLS), Math.ceil(M / SG_ROWS)] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
+      gemv ? [Math.ceil(c.N / ROWS), M] : sg ? [Math.ceil(c.N / SG_COLS[acts ? 'wint' : 'wonly']), Math.ceil(M / SG_ROWS)] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
       {
         M,
         N: c.N,
