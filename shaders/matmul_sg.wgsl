@@ -24,12 +24,17 @@ struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32
 @group(0) @binding(3) var<storage, read> bias: array<T>;
 @group(0) @binding(4) var<storage, read> res: array<T>;
 @group(0) @binding(5) var<storage, read_write> c: array<T>;
+// b again, viewed as vec4s (VEC4_B): one load brings four values of a B row.
+@group(0) @binding(6) var<storage, read> b4: array<vec4<T>>;
 
 override TRANS_B: bool = true;
 override HAS_BIAS: bool = false;
 override HAS_RES: bool = false;
 override ACT: u32 = 0u;
 override SG: u32 = 8u;
+// B stored [N, K] with K and strideB multiples of 4: read B rows as vec4s (a lane's load costs
+// about as much for four values as for one on lavapipe).
+override VEC4_B: bool = false;
 
 // Rows per workgroup: 32 (tried with one column per lane) spilled registers and ran slower.
 const TM = 16u;
@@ -53,21 +58,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let m = min(m0 + i, p.M - 1u);
       av[i] = select(0.0, f32(a[aBase + m * p.K + min(ka, p.K - 1u)]), ka < p.K);
     }
-    for (var l = 0u; l < SG; l++) {
-      let k = min(k0 + l, p.K - 1u);
-      var b0: f32;
-      var b1: f32;
-      if (TRANS_B) {
-        b0 = f32(b[bBase + nc0 * p.K + k]);
-        b1 = f32(b[bBase + nc1 * p.K + k]);
-      } else {
-        b0 = f32(b[bBase + k * p.N + nc0]);
-        b1 = f32(b[bBase + k * p.N + nc1]);
+    for (var l4 = 0u; l4 < SG; l4 += 4u) {
+      var q0 = vec4<f32>(0.0);
+      var q1 = vec4<f32>(0.0);
+      if (VEC4_B && k0 + l4 < p.K) {
+        q0 = vec4<f32>(b4[(bBase + nc0 * p.K + k0 + l4) / 4u]);
+        q1 = vec4<f32>(b4[(bBase + nc1 * p.K + k0 + l4) / 4u]);
       }
-      for (var i = 0u; i < TM; i++) {
-        let x = subgroupShuffle(av[i], l);
-        acc0[i] = fma(x, b0, acc0[i]);
-        acc1[i] = fma(x, b1, acc1[i]);
+      for (var c4 = 0u; c4 < 4u; c4++) {
+        let l = l4 + c4;
+        let k = min(k0 + l, p.K - 1u);
+        var b0 = q0[c4];
+        var b1 = q1[c4];
+        if (!VEC4_B) {
+          if (TRANS_B) {
+            b0 = f32(b[bBase + nc0 * p.K + k]);
+            b1 = f32(b[bBase + nc1 * p.K + k]);
+          } else {
+            b0 = f32(b[bBase + k * p.N + nc0]);
+            b1 = f32(b[bBase + k * p.N + nc1]);
+          }
+        }
+        for (var i = 0u; i < TM; i++) {
+          let x = subgroupShuffle(av[i], l);
+          acc0[i] = fma(x, b0, acc0[i]);
+          acc1[i] = fma(x, b1, acc1[i]);
+        }
       }
     }
   }

@@ -164,6 +164,7 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [2, 70, 5, 64, true, true, false],
   [1, 3, 70, 45, true, true, true], // M <= 4: the GEMV kernel
   [1, 1, 129, 130, true, false, true],
+  [1, 40, 131, 44, true, true, true], // K % 4 == 0 (B rows read as vec4s) and K % 8 == 4 (a half step at the end)
 ];
 for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
   cases.push({
