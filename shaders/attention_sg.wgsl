@@ -12,18 +12,20 @@
 struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<T>;
+// Viewed as vec4s: the head dim, H and 3H are multiples of 4 (src/ops/attention.ts checks), so
+// every row and head starts on a vec4, and one load brings four values (on lavapipe a lane's load
+// costs about the same for four values as for one).
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read> mask: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<T>>;
 
 const MAX_D4 = 32u; // head dims up to 128
 const KB = 8u;      // keys per block: one per lane of an 8-wide subgroup
 override WG: u32 = 64u;
 override HD: u32 = 32u;
 
-fn ld4(i: u32) -> vec4<f32> {
-  return vec4<f32>(f32(qkv[i]), f32(qkv[i + 1u]), f32(qkv[i + 2u]), f32(qkv[i + 3u]));
-}
+// Four values from element i (a multiple of 4).
+fn ld4(i: u32) -> vec4<f32> { return vec4<f32>(qkv[i / 4u]); }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
@@ -77,12 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   if (i < p.T) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
     for (var d = 0u; d < D4; d++) {
-      let o = acc[d] * inv;
-      let at = (b * p.T + i) * p.H + hOff + 4u * d;
-      out[at] = T(o.x);
-      out[at + 1u] = T(o.y);
-      out[at + 2u] = T(o.z);
-      out[at + 3u] = T(o.w);
+      out[((b * p.T + i) * p.H + hOff + 4u * d) / 4u] = vec4<T>(acc[d] * inv);
     }
   }
 }
