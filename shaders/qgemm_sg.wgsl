@@ -66,14 +66,18 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       // int4 word q holds values 8q..8q+3 in its low nibbles and 8q+4..8q+7 in its high ones,
       // which pair with activation words 2q and 2q+1. Code c becomes the int8 lane 16 (c - 8),
       // hence the shift by 4 below. One column at a time: both at once spilled and ran slower.
+      // The block's 4 words of each column in one vec4 load (13-14% faster than 4 word loads on
+      // lavapipe; for int8's 8 words two vec4 loads measured no better).
+      let c0 = w[(nc0 * (p.Kp / 8u) + 4u * b) / 4u];
+      let c1 = w[(nc1 * (p.Kp / 8u) + 4u * b) / 4u];
       for (var q = 0u; q < 4u; q++) {
-        let t0 = wword(nc0 * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
+        let t0 = c0[q] ^ 0x88888888u;
         let lo0 = (t0 << 4u) & 0xf0f0f0f0u;
         let hi0 = t0 & 0xf0f0f0f0u;
         for (var i = 0u; i < TM; i++) {
           d0[i] += idot4(subgroupShuffle(aw[i], 2u * q), lo0) + idot4(subgroupShuffle(aw[i], 2u * q + 1u), hi0);
         }
-        let t1 = wword(nc1 * (p.Kp / 8u) + 4u * b + q) ^ 0x88888888u;
+        let t1 = c1[q] ^ 0x88888888u;
         let lo1 = (t1 << 4u) & 0xf0f0f0f0u;
         let hi1 = t1 & 0xf0f0f0f0u;
         for (var i = 0u; i < TM; i++) {

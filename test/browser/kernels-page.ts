@@ -6,7 +6,18 @@ import { runQuantCases } from '../kernels/qcases.ts';
 
 declare global {
   interface Window {
-    __webq?: { adapter: string; f16: boolean; dot4I8: boolean; results: { precision: string; name: string; ok: boolean; detail: string }[] } | { error: string };
+    __webq?:
+      | {
+          adapter: string;
+          f16: boolean;
+          dot4I8: boolean;
+          /** The kernel family picked by default, and what asking for 'cpu' kernels gave. */
+          kernels: string;
+          subgroupSize: number;
+          cpuKernels: string;
+          results: { precision: string; name: string; ok: boolean; detail: string }[];
+        }
+      | { error: string };
   }
 }
 
@@ -20,7 +31,15 @@ async function main(): Promise<void> {
         results.push({ precision: p, name, ok: result.ok, detail: result.mismatches.join('; ') });
       }
     }
-    window.__webq = { adapter: ctx.caps.adapter, f16: ctx.caps.f16, dot4I8: ctx.caps.dot4I8, results };
+    let cpuKernels: string;
+    try {
+      const c = await GpuContext.create({ kernels: 'cpu' });
+      cpuKernels = `ok: ${c.caps.kernels}`;
+      c.dispose();
+    } catch (e) {
+      cpuKernels = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    window.__webq = { adapter: ctx.caps.adapter, f16: ctx.caps.f16, dot4I8: ctx.caps.dot4I8, kernels: ctx.caps.kernels, subgroupSize: ctx.caps.subgroupSize, cpuKernels, results };
   } finally {
     ctx.dispose();
   }
