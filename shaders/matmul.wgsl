@@ -7,21 +7,7 @@
 // wider matrix (row stride ldc, first column nOff): a weight too big for one binding is split
 // into row chunks, each writing its own columns.
 
-//! import epilogue
-
-struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, ldc: u32, nOff: u32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read> res: array<T>;
-@group(0) @binding(5) var<storage, read_write> c: array<T>;
-
-override TRANS_B: bool = true;
-override HAS_BIAS: bool = false;
-override HAS_RES: bool = false;
-override ACT: u32 = 0u;
+//! import matmul_lib
 
 const BM = 64u;
 const BN = 64u;

@@ -14,23 +14,11 @@
 // Every lane runs every iteration (out-of-range rows and columns are clamped and not stored),
 // because a shuffle needs the whole subgroup. SG must equal the subgroup size.
 
-//! import epilogue
+//! import matmul_lib
 
-struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, strideC: u32, ldc: u32, nOff: u32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read> res: array<T>;
-@group(0) @binding(5) var<storage, read_write> c: array<T>;
 // b again, viewed as vec4s (VEC4_B): one load brings four values of a B row.
 @group(0) @binding(6) var<storage, read> b4: array<vec4<T>>;
 
-override TRANS_B: bool = true;
-override HAS_BIAS: bool = false;
-override HAS_RES: bool = false;
-override ACT: u32 = 0u;
 override SG: u32 = 8u;
 // B stored [N, K] with K and strideB multiples of 4: read B rows as vec4s (a lane's load costs
 // about as much for four values as for one on lavapipe).

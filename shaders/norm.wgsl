@@ -2,13 +2,7 @@
 // workgroup memory. LayerNorm takes two passes (mean, then squared deviations) instead of
 // E[x^2] - E[x]^2, which loses precision when the mean is large against the spread.
 
-struct Params { rows: u32, cols: u32, eps: f32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> gamma: array<T>;
-@group(0) @binding(3) var<storage, read> beta: array<T>;
-@group(0) @binding(4) var<storage, read_write> out: array<T>;
+//! import norm_lib
 
 override WG: u32 = 64u;
 var<workgroup> red: array<f32, WG>;

@@ -4,13 +4,7 @@
 // backends build subgroups from consecutive invocations, so subgroup r is invocations
 // r SG .. r SG + SG - 1 and lane sl is invocation r SG + sl.
 
-struct Params { rows: u32, cols: u32, eps: f32 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read> gamma: array<T>;
-@group(0) @binding(3) var<storage, read> beta: array<T>;
-@group(0) @binding(4) var<storage, read_write> out: array<T>;
+//! import norm_lib
 
 override SG: u32 = 8u; // the subgroup size
 const WG = 64u;
