@@ -6,7 +6,7 @@
  * limits (a device otherwise gets the small spec defaults), and turns device loss and uncaptured
  * errors into a rejected promise that every wait races against, so nothing hangs.
  */
-import { GPUDeviceError, WebGPUUnavailableError } from '../errors.ts';
+import { GPUDeviceError, WebGPUUnavailableError, WebqError } from '../errors.ts';
 import { detectRuntime, type Runtime } from './env.ts';
 
 export interface Capabilities {
@@ -165,6 +165,9 @@ export class WebqDevice {
 }
 
 export async function createDevice(options: DeviceOptions = {}): Promise<WebqDevice> {
+  if (options.kernels !== undefined && options.kernels !== 'gpu' && options.kernels !== 'cpu') {
+    throw new WebqError('BAD_OPTION', `kernels must be 'gpu' or 'cpu', got ${JSON.stringify(options.kernels)}`);
+  }
   const runtime = detectRuntime();
   const gpu = options.gpu ?? (await findGPU(runtime));
   const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : {});
@@ -196,7 +199,9 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
   const subgroups = device.features.has('subgroups');
   const sgInfo = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
   const subgroupSize = subgroups && sgInfo?.subgroupMinSize && sgInfo.subgroupMinSize === sgInfo.subgroupMaxSize ? sgInfo.subgroupMinSize : 0;
-  if (options.kernels === 'cpu' && !(subgroupSize >= 8 && subgroupSize <= 64)) {
+  // The *_sg kernels share values within aligned groups of 8 lanes and pack 64 / size subgroups per workgroup.
+  const cpuKernelsFit = subgroupSize >= 8 && subgroupSize <= 64;
+  if (options.kernels === 'cpu' && !cpuKernelsFit) {
     device.destroy();
     throw new WebGPUUnavailableError('NO_SUBGROUPS', `kernels: 'cpu' needs the subgroups feature with one fixed subgroup size from 8 to 64; this adapter (${adapterName}) has ${subgroups ? 'subgroup sizes ' + sgInfo?.subgroupMinSize + '..' + sgInfo?.subgroupMaxSize : 'no subgroups'}`);
   }
@@ -207,7 +212,7 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     f16: device.features.has('shader-f16'),
     subgroups,
     subgroupSize,
-    kernels: options.kernels ?? (software && subgroupSize >= 8 && subgroupSize <= 64 ? 'cpu' : 'gpu'),
+    kernels: options.kernels ?? (software && cpuKernelsFit ? 'cpu' : 'gpu'),
     timestamps: device.features.has('timestamp-query'),
     // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
     dot4I8: options.dot4I8 !== false && ((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false),

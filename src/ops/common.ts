@@ -32,3 +32,8 @@ export function rowsCols(t: Tensor): { rows: number; cols: number } {
   const cols = t.shape[t.shape.length - 1] ?? 1;
   return { rows: cols === 0 ? 0 : t.size / cols, cols };
 }
+
+/** Workgroups of 64 that give each row its own subgroup (the *_sg row kernels: norm, activation quantization). */
+export function subgroupRowsGrid(subgroupSize: number, rows: number): [number, number] {
+  return grid(Math.ceil(rows / (64 / subgroupSize)));
+}

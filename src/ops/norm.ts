@@ -4,7 +4,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { KernelKey } from '../gpu/pipelines.ts';
 import { grid, type Recorder } from '../gpu/recorder.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import { floatPrecision, rowsCols, sameShape } from './common.ts';
+import { floatPrecision, rowsCols, sameShape, subgroupRowsGrid } from './common.ts';
 
 const WG = 64;
 
@@ -15,9 +15,9 @@ function normKernel(ctx: GpuContext, entry: 'layernorm' | 'rmsnorm', precision: 
     : { shader: 'norm', entry, variant: { precision }, constants: { WG } };
 }
 
-/** Workgroups: one per row, or on the subgroup kernel one per 64 / SG rows (a subgroup per row). */
+/** Workgroups: one per row, or on the subgroup kernel a subgroup per row. */
 function normGrid(ctx: GpuContext, rows: number): [number, number] {
-  return grid(ctx.caps.kernels === 'cpu' ? Math.ceil(rows / (64 / ctx.caps.subgroupSize)) : rows);
+  return ctx.caps.kernels === 'cpu' ? subgroupRowsGrid(ctx.caps.subgroupSize, rows) : grid(rows);
 }
 
 function checkParam(op: string, name: string, t: Tensor, cols: number): void {

@@ -10,7 +10,7 @@ import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { grid, type Recorder } from '../gpu/recorder.ts';
 import { shapeStr, type Tensor } from '../gpu/tensor.ts';
-import { floatPrecision } from './common.ts';
+import { floatPrecision, subgroupRowsGrid } from './common.ts';
 import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
 import type { QWeight } from './qweight.ts';
 
@@ -63,7 +63,7 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
       ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize } }
       : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } },
     { x, xq, xs, xsum },
-    grid(sg ? Math.ceil(M / (64 / ctx.caps.subgroupSize)) : M), // the subgroup kernel: a row per subgroup
+    sg ? subgroupRowsGrid(ctx.caps.subgroupSize, M) : grid(M),
     { M, K, Kp },
   );
   return { xq, xs, xsum, perBlock, dispose: () => [xq, xs, xsum].forEach((t) => t.dispose()) };
@@ -94,13 +94,18 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   };
   if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
   const ph = ctx.placeholder(precision);
-  // GEMMs on a CPU-emulated adapter: the subgroup kernels (qgemm_sg.wgsl, 64 columns x 16 rows).
+  // GEMMs on a CPU-emulated adapter: the subgroup kernels (qgemm_sg.wgsl, SG_COLS x SG_ROWS).
   const sg = !gemv && ctx.caps.kernels === 'cpu';
+  const entry = acts ? 'wint' : 'wonly';
+  // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64 (weight-only) or
+  // 64 x 128 (integer: 4 x 8 outputs per thread). Subgroup GEMM: SG_COLS x SG_ROWS.
+  const workgroups = (n: number): [number, number] =>
+    gemv ? [Math.ceil(n / ROWS), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)];
   for (const c of w.chunks) {
     rec.dispatch(
       {
         shader: gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
-        entry: acts ? 'wint' : 'wonly',
+        entry,
         // Both entries share one module, which must compile whole: it always needs idot4.
         variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: sg },
         constants,
@@ -117,8 +122,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         res: opts.residual ?? ph,
         out,
       },
-      // GEMM tiles: 64 x 64 (weight-only), 64 x 128 (integer: 4 x 8 outputs per thread).
-      gemv ? [Math.ceil(c.N / ROWS), M] : sg ? [Math.ceil(c.N / SG_COLS[acts ? 'wint' : 'wonly']), Math.ceil(M / SG_ROWS)] : [Math.ceil(c.N / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)],
+      workgroups(c.N),
       {
         M,
         N: c.N,

@@ -26,6 +26,9 @@ describe('device', () => {
     expect(ctx.caps.kernels).toBe('cpu');
     expect(gpuKernels.caps.kernels).toBe('gpu');
   });
+  it('rejects an unknown kernel family before making a device', async () => {
+    await expect(GpuContext.create({ kernels: 'fast' as never })).rejects.toThrow(/kernels must be 'gpu' or 'cpu', got "fast"/);
+  });
 });
 
 for (const p of ['f32', 'f16'] as const) {

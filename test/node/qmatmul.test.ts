@@ -34,8 +34,8 @@ describe('quantized matmul without dot4I8Packed (emulated int8 dot products)', (
   }
 });
 
-// lavapipe runs the subgroup GEMMs (qgemm_sg.wgsl) by default; these run the workgroup-memory
-// GEMMs (qgemm.wgsl) that GPUs get, on the cases with M > 4 (smaller M takes the GEMV).
+// lavapipe runs the subgroup GEMMs (qgemm_sg.wgsl) by default; these run every case again with
+// the workgroup-memory GEMMs (qgemm.wgsl) that GPUs get.
 describe('quantized matmul with the gpu kernel family', () => {
   let g: GpuContext;
   beforeAll(async () => {
@@ -43,7 +43,7 @@ describe('quantized matmul with the gpu kernel family', () => {
   });
   afterAll(() => g?.dispose());
   for (const p of ['f32', 'f16'] as const) {
-    for (const c of QUANT_CASES.filter((c) => !/(^| )(1|3)x|M=1\b|M=2\b/.test(c.name))) {
+    for (const c of QUANT_CASES) {
       it(`${p} ${c.name}`, async () => {
         expect(g.caps.kernels).toBe('gpu');
         const r = await c.run(g, p);
