@@ -63,12 +63,12 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   }
   const params = { M, N, K, strideA: M * K, strideB: bBatch === 1 ? 0 : N * K, strideC: M * fullN, ldc: fullN, nOff };
   if (ctx.caps.kernels === 'cpu') {
-    // B [N, K] with K a multiple of 4: 4 values per load (10-20% faster on lavapipe, same results).
-    const vec4B = transB && K % 4 === 0;
+    // B [N, K] with K a multiple of 4 (every Linear layer): rows of A and B read as vec4s (main4).
+    const vec4 = transB && K % 4 === 0;
     rec.dispatch(
-      { shader: 'matmul_sg', variant: { precision, subgroups: true }, constants: { TRANS_B: transB, SG: ctx.caps.subgroupSize, VEC4_B: vec4B, ...epilogue } },
-      // b4 is b itself where its rows can be read as vec4s; else an unused placeholder.
-      { a, b, b4: vec4B ? b : ctx.placeholder(precision), c: out, ...bindings },
+      { shader: 'matmul_sg', entry: vec4 ? 'main4' : 'main', variant: { precision, subgroups: true }, constants: { TRANS_B: transB, ...epilogue } },
+      // a4 and b4: a and b viewed as vec4s (bound only by main4).
+      { a, b, a4: a, b4: b, c: out, ...bindings },
       [Math.ceil(N / SG_COLS), Math.ceil(M / SG_ROWS), batch],
       params,
     );

@@ -164,7 +164,7 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [2, 70, 5, 64, true, true, false],
   [1, 3, 70, 45, true, true, true], // M <= 4: the GEMV kernel
   [1, 1, 129, 130, true, false, true],
-  [1, 40, 131, 44, true, true, true], // K % 4 == 0 (B rows read as vec4s) and K % 8 == 4 (a half step at the end)
+  [1, 40, 131, 44, true, true, true], // K % 4 == 0 (subgroup kernels: A and B rows read as vec4s) and K % 8 == 4
 ];
 for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
   cases.push({
@@ -185,13 +185,14 @@ for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
   });
 }
 
-// Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels.
-for (const M of [2, 37]) {
+// Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels; K=52
+// takes the subgroup kernels' vec4 entry (main4), K=50 their general one.
+for (const [M, K] of [[2, 50], [37, 50], [37, 52]]) {
   for (const activation of ['gelu', 'silu'] as const) {
     cases.push({
-      name: `matmul epilogue ${activation} bias+residual M=${M}`,
+      name: `matmul epilogue ${activation} bias+residual M=${M} K=${K}`,
       async run(ctx, p) {
-        const [N, K] = [29, 50];
+        const N = 29;
         const a = input(M * K, 70 + M, p), b = input(N * K, 71, p), bias = input(N, 72, p), res = input(M * N, 73, p);
         const [ta, tb, tbias, tres] = [ctx.uploadFloat(a, [M, K], p), ctx.uploadFloat(b, [N, K], p), ctx.uploadFloat(bias, [N], p), ctx.uploadFloat(res, [M, N], p)];
         const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { bias: tbias, activation, residual: tres }));
