@@ -29,8 +29,8 @@ export const GEMV_MAX_M = 4;
 const ROWS = 16;
 const TPR = 8;
 const TILE = 64;
-/** qgemm_sg.wgsl: columns per workgroup (wint: two per lane, wonly: one) and rows. */
-const SG_COLS = { wint: 128, wonly: 64 };
+/** qgemm_sg.wgsl: columns per workgroup (wint, wonly4: two per lane; wonly: one) and rows. */
+const SG_COLS = { wint: 128, wonly: 64, wonly4: 128 };
 const SG_ROWS = 16;
 
 export interface QuantizedActs {
@@ -96,7 +96,8 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   const ph = ctx.placeholder(precision);
   // GEMMs on a CPU-emulated adapter: the subgroup kernels (qgemm_sg.wgsl, SG_COLS x SG_ROWS).
   const sg = !gemv && ctx.caps.kernels === 'cpu';
-  const entry = acts ? 'wint' : 'wonly';
+  // Weight-only on the subgroup kernels with K % 4 == 0: rows of x read as vec4s (wonly4).
+  const entry = acts ? 'wint' : sg && K % 4 === 0 ? 'wonly4' : 'wonly';
   // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64 (weight-only) or
   // 64 x 128 (integer: 4 x 8 outputs per thread). Subgroup GEMM: SG_COLS x SG_ROWS.
   const workgroups = (n: number): [number, number] =>
@@ -111,6 +112,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         constants,
       },
       {
+        x4: x, // x viewed as vec4s: bound by wonly4 only
         w: c.values,
         scales: c.scales,
         zeros: c.zeros ?? ph,
