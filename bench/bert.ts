@@ -2,7 +2,8 @@
  * `npm run bench -- bert`: a MiniLM-shaped BERT encoder (6 layers, hidden 384, 12 heads, FFN 1536,
  * random weights) over a batch of 32 texts x 128 tokens, per Linear dtype: sentences per second
  * and weight bytes on the GPU. One forward = one command encoder, timed with GPU timestamps
- * (the sum of its kernels) where the device has them.
+ * (the sum of its kernels) where the device has them. The dtypes' forwards are interleaved, one of
+ * each per round, so machine noise falls on all of them alike.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { parseBertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
 import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
 import { createBenchContext, parseKernels } from './lib/device.ts';
-import { fmt, measure, table, type BenchIO } from './lib/measure.ts';
+import { fmt, measure, median, table, type BenchIO, type Measurement } from './lib/measure.ts';
 
 const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
   --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
@@ -66,7 +67,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
     const cfg = parseBertConfig(tiny.config);
     const model = `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)`;
-    io.stderr(`adapter: ${ctx.caps.adapter} (${ctx.caps.kernels} kernels); ${model}; batch ${B} x ${T} tokens; median of ${reps} after ${warmup} warm-up\n`);
+    io.stderr(`adapter: ${ctx.caps.adapter} (${ctx.caps.kernels} kernels); ${model}; batch ${B} x ${T} tokens; median of ${reps} rounds (dtypes interleaved) after ${warmup} warm-up round\n`);
     // Random token ids (no tokenizer needed for timing), every token real.
     let s = 1;
     const ids = new Uint32Array(B * T).map(() => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % cfg.vocabSize));
@@ -79,28 +80,46 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     };
     const store = await SafetensorsFile.open(join(dir, 'model.safetensors'));
     const refs = resolveBertWeights(store, cfg);
-    for (const dtype of dtypes) {
-      if (dtype === 'f16' && !ctx.caps.f16) {
-        io.stderr(`skip f16: no shader-f16 on this device\n`);
-        continue;
+    // All dtypes are loaded first and their timed forwards interleaved (one of each per round),
+    // so that a slow stretch of a shared, noisy machine hits every dtype alike and the ratios
+    // between them hold up better than with one dtype's runs back to back.
+    const runs: { dtype: LinearDType; w: Awaited<ReturnType<typeof uploadBertWeights>>; samples: number[]; m?: Measurement }[] = [];
+    try {
+      for (const dtype of dtypes) {
+        if (dtype === 'f16' && !ctx.caps.f16) {
+          io.stderr(`skip f16: no shader-f16 on this device\n`);
+          continue;
+        }
+        runs.push({ dtype, w: await uploadBertWeights(ctx, store, cfg, refs, dtype), samples: [] });
       }
-      const w = await uploadBertWeights(ctx, store, cfg, refs, dtype);
-      const m = await measure(ctx, (rec) => {
-        const h = bertForward(ctx, rec, w, cfg, batch);
-        return () => h.dispose();
-      }, { warmup, reps, label: `bert-${dtype}` });
-      w.dispose();
-      const f32 = results.find((r) => r.dtype === 'f32');
-      results.push({
-        model, dtype, act: w.precision, batch: B, seq: T, ms: m.ms, sentences_per_s: (B * 1000) / m.ms,
-        weight_bytes: w.bytes, speedup_vs_f32: f32 ? f32.ms / m.ms : dtype === 'f32' ? 1 : NaN,
-        timing: m.timing, reps: m.samples.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
-      });
-      io.stderr(`${dtype}: ${fmt(m.ms)} ms per batch (runs: ${m.samples.map(fmt).join(' ')})\n`);
-      if (v.profile) {
-        const rows = Object.entries(m.profile).sort((x, y) => y[1] - x[1]);
-        for (const [label, ms] of rows) io.stderr(`  ${fmt(ms).padStart(8)} ms ${((100 * ms) / m.ms).toFixed(1).padStart(5)}%  ${label}\n`);
+      for (let round = 0; round < warmup + reps; round++) {
+        for (const r of runs) {
+          const m = await measure(ctx, (rec) => {
+            const h = bertForward(ctx, rec, r.w, cfg, batch);
+            return () => h.dispose();
+          }, { warmup: 0, reps: 1, label: `bert-${r.dtype}` });
+          if (round >= warmup) {
+            r.samples.push(m.samples[0]);
+            r.m = m;
+          }
+        }
       }
+      for (const r of runs) {
+        const ms = median(r.samples);
+        const f32 = results.find((x) => x.dtype === 'f32');
+        results.push({
+          model, dtype: r.dtype, act: r.w.precision, batch: B, seq: T, ms, sentences_per_s: (B * 1000) / ms,
+          weight_bytes: r.w.bytes, speedup_vs_f32: f32 ? f32.ms / ms : r.dtype === 'f32' ? 1 : NaN,
+          timing: r.m!.timing, reps: r.samples.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
+        });
+        io.stderr(`${r.dtype}: ${fmt(ms)} ms per batch (runs: ${r.samples.map(fmt).join(' ')})\n`);
+        if (v.profile) {
+          const rows = Object.entries(r.m!.profile).sort((x, y) => y[1] - x[1]);
+          for (const [label, t] of rows) io.stderr(`  ${fmt(t).padStart(8)} ms ${((100 * t) / r.m!.samples[0]).toFixed(1).padStart(5)}%  ${label}\n`);
+        }
+      }
+    } finally {
+      for (const r of runs) r.w.dispose();
     }
     await store.close();
     const rows = results.map((r) => [r.dtype, r.act, fmt(r.ms), fmt(r.sentences_per_s), fmt(r.weight_bytes / 2 ** 20), fmt(r.speedup_vs_f32)]);

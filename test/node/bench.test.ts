@@ -40,6 +40,24 @@ describe('npm run bench', () => {
     expect(gpu.map((r) => r.kernels)).toEqual([[expect.stringMatching(/^matmul\.main/)]]);
   });
 
+  it('bert --json interleaves the dtypes and reports each with the documented fields', async () => {
+    const { stdout, stderr } = await bench('bert', '--batch', '2', '--seq', '16', '--layers', '1', '--dtypes', 'f32,q8', '--reps', '2', '--json');
+    const results = JSON.parse(stdout) as Record<string, unknown>[];
+    expect(results.map((r) => r.dtype)).toEqual(['f32', 'q8']);
+    expect(stderr).toContain('dtypes interleaved');
+    for (const r of results) {
+      expect(r).toMatchObject({ batch: 2, seq: 16, reps: 2 });
+      for (const k of ['ms', 'sentences_per_s', 'weight_bytes', 'speedup_vs_f32']) {
+        expect(Number.isFinite(r[k]) && (r[k] as number) > 0, `${r.dtype}.${k} = ${r[k]}`).toBe(true);
+      }
+      expect(r.sentences_per_s as number).toBeCloseTo((2 * 1000) / (r.ms as number), 6);
+    }
+    expect(results[0].speedup_vs_f32).toBe(1);
+    expect(results[1].speedup_vs_f32 as number).toBeCloseTo((results[0].ms as number) / (results[1].ms as number), 6);
+    // int8 linear weights: the q8 model is smaller (embeddings and norms stay float).
+    expect(results[1].weight_bytes as number).toBeLessThan(results[0].weight_bytes as number);
+  });
+
   it('rejects an unknown suite or option with exit code 2', async () => {
     await expect(bench('nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown suite') });
     await expect(bench('kernels', '--bogus')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage:') });
