@@ -165,7 +165,6 @@ fn wonly(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: ve
   store_rows(m0, n, acc);
 }
 
-
 // Two columns per lane (n, n + WG), rows m0 + l and m0 + 8 + l read by lane l, as in main4.
 @compute @workgroup_size(WG)
 fn wonly4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
