@@ -70,6 +70,35 @@ for (const bits of [4, 8] as const) {
   }
 }
 
+// int4 extremes: activations at +-127 after quantization and weight codes at 15 (or 0/1) fill
+// a half block of 16 values to |sum| = 16 * 127 * 15 = 30480, the most the subgroup kernel's two-
+// columns-per-multiply packing (16-bit halves) allows; N = 130 puts columns in both of a lane's
+// halves.
+for (const symmetric of [true, false]) {
+  for (const act of ['block', 'token'] as const) {
+    cases.push({
+      name: `int4 ${symmetric ? 'sym' : 'asym'} extremes act=${act} 20x130x64`,
+      async run(ctx, p) {
+        const [M, N, K] = [20, 130, 64];
+        const x = new Float32Array(M * K).map((_, i) => (Math.floor(i / K) % 2 ? -1 : 1));
+        const wf = new Float32Array(N * K).map((_, i) => {
+          const n = Math.floor(i / K);
+          return n % 3 === 0 ? 0.5 : n % 3 === 1 ? -0.5 : (i % 2 ? 0.25 : -0.25);
+        });
+        const q = quantizeWeight(wf, N, K, { bits: 4, group: 32, symmetric });
+        const w = uploadQuantized(ctx, q, p);
+        const tx = ctx.uploadFloat(x, [M, K], p);
+        const rec = ctx.record();
+        const out = qmatmul(ctx, rec, tx, w, { act });
+        await rec.submit();
+        const got = await ctx.readFloat(out);
+        out.dispose(); tx.dispose(); w.dispose();
+        return tol(p, K, got, refW8A8(x, M, K, withF16Scales(q, p), undefined, undefined, act));
+      },
+    });
+  }
+}
+
 // Integer GEMM tiles are 64 x 128: N = 200 spans two of them, the second one partly.
 for (const [bits, symmetric, act] of [[8, true, 'token'], [4, false, 'block'], [4, true, 'token'], [8, false, 'block']] as const) {
   cases.push(productCase(`wide int${bits} ${symmetric ? 'sym' : 'asym'} act=${act} 70x200x96`, [70, 200, 96], { bits, group: 32, symmetric }, act, 31));
