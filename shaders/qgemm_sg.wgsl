@@ -77,11 +77,15 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       // adds a q0 + 65536 a q1. Over 16 values |sum a q| <= 16 * 127 * 15 = 30480 < 2^15, so
       // each half block's sum s splits exactly into its low half (sign-extended) and the rest.
       // Half the multiplies and adds of idot4 (which lavapipe lowers to a multiply and an add per
-      // byte): 1.2-1.4x faster on lavapipe, same results bit for bit. int4 word q holds values
+      // byte): 1.2-1.4x faster on lavapipe, same results bit for bit. Each lane sign-extends the
+      // bytes of its own activation words before they are shuffled (a vec4 shuffle is four
+      // permutes), not every lane every word after: another 1.07-1.2x. int4 word q holds values
       // 8q..8q+3 in its low nibbles and 8q+4..8q+7 in its high ones, which pair with activation
       // words 2q and 2q+1. The block's 4 words of each column come in one vec4 load.
       let c0 = w[(nc0 * (p.Kp / 8u) + 4u * b) / 4u];
       let c1 = w[(nc1 * (p.Kp / 8u) + 4u * b) / 4u];
+      var ab: array<vec4<i32>, TM>;
+      for (var i = 0u; i < TM; i++) { ab[i] = vec4<i32>(sbyte(aw[i], 0u), sbyte(aw[i], 1u), sbyte(aw[i], 2u), sbyte(aw[i], 3u)); }
       for (var h = 0u; h < 2u; h++) {
         var sp: array<i32, TM>;
         for (var i = 0u; i < TM; i++) { sp[i] = 0; }
@@ -93,10 +97,9 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
             wp[e + 4u] = i32(((c0[q] >> (8u * e + 4u)) & 15u) | (((c1[q] >> (8u * e + 4u)) & 15u) << 16u));
           }
           for (var i = 0u; i < TM; i++) {
-            let a = subgroupShuffle(aw[i], 2u * q);
-            let c = subgroupShuffle(aw[i], 2u * q + 1u);
-            sp[i] += sbyte(a, 0u) * wp[0] + sbyte(a, 1u) * wp[1] + sbyte(a, 2u) * wp[2] + sbyte(a, 3u) * wp[3] +
-                     sbyte(c, 0u) * wp[4] + sbyte(c, 1u) * wp[5] + sbyte(c, 2u) * wp[6] + sbyte(c, 3u) * wp[7];
+            let a = subgroupShuffle(ab[i], 2u * q);      // values 8q..8q+3 of row m0 + i
+            let c = subgroupShuffle(ab[i], 2u * q + 1u); // values 8q+4..8q+7
+            sp[i] += a.x * wp[0] + a.y * wp[1] + a.z * wp[2] + a.w * wp[3] + c.x * wp[4] + c.y * wp[5] + c.z * wp[6] + c.w * wp[7];
           }
         }
         for (var i = 0u; i < TM; i++) {
