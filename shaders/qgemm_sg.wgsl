@@ -72,10 +72,11 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         }
       }
     } else {
-      // int4, two columns per multiply: lane pair value k of both columns as q0 + 65536 q1
-      // (unsigned codes 0..15) and one 32-bit product with the sign-extended activation byte a
-      // adds a q0 + 65536 a q1. Over 16 values |sum a q| <= 16 * 127 * 15 = 30480 < 2^15, so
-      // each half block's sum s splits exactly into its low half (sign-extended) and the rest.
+      // int4, two columns per multiply: each lane packs value k of its two columns as
+      // q0 + 65536 q1 (unsigned codes 0..15), so one 32-bit product with the sign-extended
+      // activation byte a adds a q0 + 65536 a q1. Over 16 values |sum a q| <= 16 * 127 * 15 =
+      // 30480 < 2^15, so each half block's sum s splits exactly: its low 16 bits, sign-extended,
+      // are column 0's sum and (s - that) / 65536 is column 1's.
       // Half the multiplies and adds of idot4 (which lavapipe lowers to a multiply and an add per
       // byte): 1.2-1.4x faster on lavapipe, same results bit for bit. Each lane sign-extends the
       // bytes of its own activation words before they are shuffled (a vec4 shuffle is four
