@@ -26,7 +26,9 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   const precision = floatPrecision('attention', { qkv, out: o });
   // CPU-emulated adapters: keys and values pass between lanes by subgroup shuffles (attention_sg.wgsl).
   const kernel = ctx.caps.kernels === 'cpu' ? { shader: 'attention_sg', variant: { precision, subgroups: true } } : { shader: 'attention', variant: { precision } };
-  rec.dispatch({ ...kernel, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / WG), heads, B], {
+  // attention_sg.wgsl: two queries per lane, 2 WG per workgroup.
+  const perWorkgroup = ctx.caps.kernels === 'cpu' ? 2 * WG : WG;
+  rec.dispatch({ ...kernel, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / perWorkgroup), heads, B], {
     T,
     H,
     heads,

@@ -205,8 +205,9 @@ for (const [M, K] of [[2, 50], [37, 50], [37, 52]]) {
   }
 }
 
-// Fused attention: sequence lengths off the key block (16) and workgroup (64), padding masks.
-for (const [B, T, heads, H] of [[1, 1, 2, 8], [2, 19, 4, 128], [3, 70, 2, 128], [1, 33, 3, 192], [2, 20, 1, 128]] as const) {
+// Fused attention: sequence lengths off the key block (16) and workgroup (64, or 128 queries on
+// the subgroup kernel, which gives each lane two), padding masks.
+for (const [B, T, heads, H] of [[1, 1, 2, 8], [2, 19, 4, 128], [3, 70, 2, 128], [1, 33, 3, 192], [2, 20, 1, 128], [2, 150, 2, 64]] as const) {
   cases.push({
     name: `attention B=${B} T=${T} heads=${heads} D=${H / heads}`,
     async run(ctx, p) {
