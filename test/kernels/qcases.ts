@@ -34,24 +34,29 @@ function withF16Scales(q: QuantizedWeight, p: Precision): QuantizedWeight {
 
 const cases: QCase[] = [];
 
-/** x [M, K] times a random weight quantized with `spec`, against the matching CPU reference. */
+/** x [M, K] times the weight wf [N, K] quantized with `spec`, against the matching CPU reference. */
+async function checkProduct(ctx: GpuContext, p: Precision, x: Float32Array, wf: Float32Array, [M, N, K]: [number, number, number], spec: QuantSpec, act: 'float' | 'token' | 'block'): Promise<Compare> {
+  const q = quantizeWeight(wf, N, K, spec);
+  const w = uploadQuantized(ctx, q, p);
+  const tx = ctx.uploadFloat(x, [M, K], p);
+  const rec = ctx.record();
+  const out = qmatmul(ctx, rec, tx, w, { act });
+  await rec.submit();
+  const got = await ctx.readFloat(out);
+  out.dispose(); tx.dispose(); w.dispose();
+  const qr = withF16Scales(q, p);
+  const ref = act === 'float' ? refQLinear(x, M, K, qr) : refW8A8(x, M, K, qr, undefined, undefined, act);
+  return tol(p, K, got, ref);
+}
+
+/** x [M, K] times a random weight quantized with `spec`. */
 function productCase(name: string, [M, N, K]: [number, number, number], spec: QuantSpec, act: 'float' | 'token' | 'block', seed: number): QCase {
   return {
     name,
     async run(ctx, p) {
       let x = randn(M * K, seed, 1);
       if (p === 'f16') x = roundF16(x);
-      const q = quantizeWeight(randn(N * K, seed + 1, 0.5), N, K, spec);
-      const w = uploadQuantized(ctx, q, p);
-      const tx = ctx.uploadFloat(x, [M, K], p);
-      const rec = ctx.record();
-      const out = qmatmul(ctx, rec, tx, w, { act });
-      await rec.submit();
-      const got = await ctx.readFloat(out);
-      out.dispose(); tx.dispose(); w.dispose();
-      const qr = withF16Scales(q, p);
-      const ref = act === 'float' ? refQLinear(x, M, K, qr) : refW8A8(x, M, K, qr, undefined, undefined, act);
-      return tol(p, K, got, ref);
+      return checkProduct(ctx, p, x, randn(N * K, seed + 1, 0.5), [M, N, K], spec, act);
     },
   };
 }
@@ -85,15 +90,7 @@ for (const symmetric of [true, false]) {
           const n = Math.floor(i / K);
           return n % 3 === 0 ? 0.5 : n % 3 === 1 ? -0.5 : (i % 2 ? 0.25 : -0.25);
         });
-        const q = quantizeWeight(wf, N, K, { bits: 4, group: 32, symmetric });
-        const w = uploadQuantized(ctx, q, p);
-        const tx = ctx.uploadFloat(x, [M, K], p);
-        const rec = ctx.record();
-        const out = qmatmul(ctx, rec, tx, w, { act });
-        await rec.submit();
-        const got = await ctx.readFloat(out);
-        out.dispose(); tx.dispose(); w.dispose();
-        return tol(p, K, got, refW8A8(x, M, K, withF16Scales(q, p), undefined, undefined, act));
+        return checkProduct(ctx, p, x, wf, [M, N, K], { bits: 4, group: 32, symmetric }, act);
       },
     });
   }
