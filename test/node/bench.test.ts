@@ -2,6 +2,7 @@
 // TypeScript suite through Vite), one small shape, one timed run. Checks the --json contract:
 // stdout is exactly one JSON array, each case with the documented fields as finite numbers.
 import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -56,6 +57,32 @@ describe('npm run bench', () => {
     expect(results[1].speedup_vs_f32 as number).toBeCloseTo((results[0].ms as number) / (results[1].ms as number), 6);
     // int8 linear weights: the q8 model is smaller (embeddings and norms stay float).
     expect(results[1].weight_bytes as number).toBeLessThan(results[0].weight_bytes as number);
+  });
+
+  // onnxruntime-node is not a dependency (bench/ort.ts says why): where a developer installed it,
+  // the suite runs and its fp32 pair is a cross-runtime check of webq's forward; elsewhere (CI)
+  // it must stop with exit code 2 and say how to install it.
+  it('ort compares webq with onnxruntime on the same weights, or says how to get onnxruntime', async () => {
+    let hasOrt = true;
+    try {
+      createRequire(resolve(repo, 'bench/ort.ts')).resolve('onnxruntime-node');
+    } catch {
+      hasOrt = false;
+    }
+    const args = ['ort', '--batch', '2', '--seq', '16', '--layers', '1', '--dtypes', 'f32,q4', '--reps', '1', '--json'];
+    if (!hasOrt) {
+      await expect(bench(...args)).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('npm i --no-save --ignore-scripts onnxruntime-node@') });
+      return;
+    }
+    const results = JSON.parse((await bench(...args)).stdout) as Record<string, number | string>[];
+    expect(results.map((r) => [r.dtype, r.ort_dtype])).toEqual([['f32', 'fp32'], ['q4', 'q4']]);
+    for (const r of results) {
+      for (const k of ['webq_ms', 'ort_ms', 'speedup_vs_ort']) expect(Number.isFinite(r[k]) && (r[k] as number) > 0, `${r.dtype}.${k}`).toBe(true);
+      expect(r.speedup_vs_ort as number).toBeCloseTo((r.ort_ms as number) / (r.webq_ms as number), 6);
+    }
+    // Same fp32 model in two runtimes: the last hidden states agree to f32 rounding.
+    expect(results[0].max_abs_diff as number).toBeLessThan(1e-4);
+    expect(results[1].webq_cosine_vs_fp32 as number).toBeGreaterThan(0.98);
   });
 
   it('rejects an unknown suite or option with exit code 2', async () => {
