@@ -60,9 +60,9 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
   const sg = ctx.caps.kernels === 'cpu' && M > GEMV_MAX_M;
   rec.dispatch(
     sg
-      ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize } }
+      ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize, VEC4: K % 4 === 0 } }
       : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } },
-    { x, xq, xs, xsum },
+    { x, x4: x, xq, xs, xsum },
     sg ? subgroupRowsGrid(ctx.caps.subgroupSize, M) : grid(M),
     { M, K, Kp },
   );
