@@ -8,15 +8,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
-import { parseBertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
-import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
 import { createBenchContext, parseKernels } from './lib/device.ts';
-import { fmt, measure, median, table, type BenchIO, type Measurement } from './lib/measure.ts';
+import { fmt, measure, median, parseModelArgs, report, table, type BenchIO, type Measurement } from './lib/measure.ts';
+import { randomIds, writeMiniLM } from './lib/minilm.ts';
 
 const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
   --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
@@ -42,35 +40,18 @@ export interface BertResult {
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' }, profile: { type: 'boolean' }, kernels: { type: 'string' } } }).values;
-    parseKernels(v.kernels);
-  } catch (e) {
-    io.stderr(`bench bert: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    io.stdout(USAGE);
-    return 0;
-  }
+  const parsed = parseModelArgs('bert', args, USAGE, io, { profile: { type: 'boolean' }, kernels: { type: 'string' } }, (o) => parseKernels(o.kernels));
+  if (typeof parsed === 'number') return parsed;
+  const { v, B, T, layers, reps } = parsed;
   const dtypes = String(v.dtypes ?? 'f32,f16,q8,w8a8,q4').split(',') as LinearDType[];
-  const B = Number(v.batch ?? (v.quick ? 8 : 32));
-  const T = Number(v.seq ?? 128);
-  const layers = Number(v.layers ?? 6);
-  const reps = Number(v.reps ?? (v.quick ? 1 : 3));
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-bert-'));
   const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels) });
   const results: BertResult[] = [];
   try {
-    const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
-    const cfg = parseBertConfig(tiny.config);
-    const model = `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)`;
+    const { tiny, cfg, model } = await writeMiniLM(dir, layers);
     io.stderr(`adapter: ${ctx.caps.adapter} (${ctx.caps.kernels} kernels); ${model}; batch ${B} x ${T} tokens; median of ${reps} rounds (dtypes interleaved) after ${warmup} warm-up round\n`);
-    // Random token ids (no tokenizer needed for timing), every token real.
-    let s = 1;
-    const ids = new Uint32Array(B * T).map(() => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % cfg.vocabSize));
+    const ids = randomIds(B * T, cfg.vocabSize);
     const batch = {
       ids: ctx.upload(ids, [B * T], 'u32'),
       types: ctx.upload(new Uint32Array(B * T), [B * T], 'u32'),
@@ -124,10 +105,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     await store.close();
     const rows = results.map((r) => [r.dtype, r.act, fmt(r.ms), fmt(r.sentences_per_s), fmt(r.weight_bytes / 2 ** 20), fmt(r.speedup_vs_f32)]);
     const text = table(['dtype', 'act', 'ms/batch', 'sentences/s', 'weights MiB', 'speedup_vs_f32'], rows);
-    if (v.json) {
-      io.stderr(text);
-      io.stdout(`${JSON.stringify(results)}\n`);
-    } else io.stdout(text);
+    report(io, !!v.json, text, results);
     return 0;
   } finally {
     ctx.dispose();

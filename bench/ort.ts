@@ -21,15 +21,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
-import { parseBertConfig, type BertConfig } from '../src/models/config.ts';
+import type { BertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
-import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
 import { createBenchContext } from './lib/device.ts';
-import { fmt, median, table, type BenchIO } from './lib/measure.ts';
+import { fmt, median, parseModelArgs, report, table, type BenchIO } from './lib/measure.ts';
+import { randomIds, writeMiniLM } from './lib/minilm.ts';
 import { encodeModel, GraphBuilder, OnnxType } from './lib/onnx.ts';
 
 const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu]
@@ -178,17 +177,9 @@ function compare(a: Float32Array, b: Float32Array): { cosine: number; maxAbs: nu
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({ args, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, dtypes: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, layers: { type: 'string' }, reps: { type: 'string' }, ep: { type: 'string' } } }).values;
-  } catch (e) {
-    io.stderr(`bench ort: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    io.stdout(USAGE);
-    return 0;
-  }
+  const parsed = parseModelArgs('ort', args, USAGE, io, { ep: { type: 'string' } });
+  if (typeof parsed === 'number') return parsed;
+  const { v, B, T, layers, reps } = parsed;
   const dtypes = String(v.dtypes ?? 'f32,q8,q4').split(',') as LinearDType[];
   const unpaired = dtypes.filter((d) => !PAIR[d]);
   if (unpaired.length) {
@@ -204,10 +195,6 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     return 2;
   }
   const ep = String(v.ep ?? 'webgpu');
-  const B = Number(v.batch ?? (v.quick ? 8 : 32));
-  const T = Number(v.seq ?? 128);
-  const layers = Number(v.layers ?? 6);
-  const reps = Number(v.reps ?? (v.quick ? 1 : 3));
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-ort-'));
   const { ctx } = await createBenchContext();
@@ -215,12 +202,9 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const sessions: { release(): Promise<void> }[] = [];
   const uploads: { dispose(): void }[] = [];
   try {
-    const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
-    const cfg = parseBertConfig(tiny.config);
-    const model = `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)`;
+    const { tiny, cfg, model } = await writeMiniLM(dir, layers);
     io.stderr(`adapter: ${ctx.caps.adapter} (${ctx.caps.kernels} kernels); onnxruntime-node, ${ep} EP; ${model}; batch ${B} x ${T} tokens; wall clock host to host; median of ${reps} rounds after ${warmup} warm-up\n`);
-    let s = 1;
-    const ids = new Uint32Array(B * T).map(() => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % cfg.vocabSize));
+    const ids = randomIds(B * T, cfg.vocabSize);
     const feeds = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [B, T]),
       attention_mask: new ort.Tensor('int64', new BigInt64Array(B * T).fill(1n), [B, T]),
@@ -286,10 +270,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     }
     const rows = results.map((r) => [r.dtype, r.ort_dtype, fmt(r.webq_ms), fmt(r.ort_ms), fmt(r.webq_sentences_per_s), fmt(r.ort_sentences_per_s), fmt(r.speedup_vs_ort), r.cosine.toFixed(5), fmt(r.max_abs_diff), r.webq_cosine_vs_fp32?.toFixed(5) ?? '-', r.ort_cosine_vs_fp32?.toFixed(5) ?? '-']);
     const text = table(['webq', 'ort', 'webq ms', 'ort ms', 'webq sent/s', 'ort sent/s', 'speedup_vs_ort', 'cosine', 'max|diff|', 'webq cos fp32', 'ort cos fp32'], rows, 2);
-    if (v.json) {
-      io.stderr(text);
-      io.stdout(`${JSON.stringify(results)}\n`);
-    } else io.stdout(text);
+    report(io, !!v.json, text, results);
     return 0;
   } finally {
     for (const w of uploads) w.dispose();

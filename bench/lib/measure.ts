@@ -4,6 +4,7 @@
  * submit/readback round trip, which on a software adapter is a large and noisy share), else the
  * wall clock around submit + queue drain.
  */
+import { parseArgs } from 'node:util';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
 
@@ -106,4 +107,56 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: readonly string[]) => r.map((c, i) => (i < left ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** The model suites' shared options (bert, ort): each is a string or a flag. */
+const MODEL_OPTIONS = {
+  json: { type: 'boolean' },
+  quick: { type: 'boolean' },
+  help: { type: 'boolean' },
+  dtypes: { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  layers: { type: 'string' },
+  reps: { type: 'string' },
+} as const;
+
+export interface ModelArgs {
+  /** Every option as given (the suite's own ones included). */
+  v: Record<string, string | boolean | undefined>;
+  /** Texts per batch (--batch; 8 with --quick, else 32), tokens per text, encoder layers. */
+  B: number;
+  T: number;
+  layers: number;
+  /** Timed rounds (--reps; 1 with --quick, else 3), after one warm-up round. */
+  reps: number;
+}
+
+/**
+ * Parses a model suite's command line: its options, or the exit code to return (0 after printing
+ * the usage for --help, 2 after a bad option). `extra` adds the suite's own options; `check` may
+ * throw to reject a value.
+ */
+export function parseModelArgs(suite: string, args: string[], usage: string, io: BenchIO, extra: Record<string, { type: 'string' | 'boolean' }>, check?: (v: Record<string, string | boolean | undefined>) => void): ModelArgs | number {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    v = parseArgs({ args, options: { ...MODEL_OPTIONS, ...extra } }).values as Record<string, string | boolean | undefined>;
+    check?.(v);
+  } catch (e) {
+    io.stderr(`bench ${suite}: ${(e as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (v.help) {
+    io.stdout(usage);
+    return 0;
+  }
+  return { v, B: Number(v.batch ?? (v.quick ? 8 : 32)), T: Number(v.seq ?? 128), layers: Number(v.layers ?? 6), reps: Number(v.reps ?? (v.quick ? 1 : 3)) };
+}
+
+/** The report: with --json the results as one JSON array on stdout and the table on stderr, else the table on stdout. */
+export function report(io: BenchIO, json: boolean, text: string, results: unknown[]): void {
+  if (json) {
+    io.stderr(text);
+    io.stdout(`${JSON.stringify(results)}\n`);
+  } else io.stdout(text);
 }
