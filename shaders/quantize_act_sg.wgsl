@@ -9,8 +9,8 @@
 //! import quantize_act_lib
 
 // x again, viewed as vec4s, read when K % 4 == 0 (VEC4): one load per lane and step instead of
-// four bounds-checked scalar ones. On lavapipe 1.1-1.3x faster at K = 384 and even at K = 1536
-// (M = 4096, f16, same outputs bit for bit).
+// four bounds-checked scalar ones. On lavapipe 1.1-1.3x faster at K = 384 and no different at
+// K = 1536 (M = 4096, f16, same outputs bit for bit).
 @group(0) @binding(5) var<storage, read> x4: array<vec4<T>>;
 override VEC4: bool = false;
 

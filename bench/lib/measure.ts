@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
+import { MINILM_MAX_POSITIONS } from './minilm.ts';
 
 /** Where suites write: stdout is reserved for the report (JSON in --json mode). */
 export interface BenchIO {
@@ -138,19 +139,25 @@ export interface ModelArgs {
  * throw to reject a value.
  */
 export function parseModelArgs(suite: string, args: string[], usage: string, io: BenchIO, extra: Record<string, { type: 'string' | 'boolean' }>, check?: (v: Record<string, string | boolean | undefined>) => void): ModelArgs | number {
-  let v: Record<string, string | boolean | undefined>;
+  let parsed: ModelArgs;
   try {
-    v = parseArgs({ args, options: { ...MODEL_OPTIONS, ...extra } }).values as Record<string, string | boolean | undefined>;
+    const v = parseArgs({ args, options: { ...MODEL_OPTIONS, ...extra } }).values as Record<string, string | boolean | undefined>;
     check?.(v);
+    const count = (name: string, fallback: number, max = Infinity): number => {
+      const x = Number(v[name] ?? fallback);
+      if (!Number.isInteger(x) || x < 1 || x > max) throw new Error(`--${name} must be ${max === Infinity ? 'a positive integer' : `an integer from 1 to ${max}`}, got ${JSON.stringify(v[name])}`);
+      return x;
+    };
+    parsed = { v, B: count('batch', v.quick ? 8 : 32), T: count('seq', 128, MINILM_MAX_POSITIONS), layers: count('layers', 6), reps: count('reps', v.quick ? 1 : 3) };
   } catch (e) {
     io.stderr(`bench ${suite}: ${(e as Error).message}\n${usage}`);
     return 2;
   }
-  if (v.help) {
+  if (parsed.v.help) {
     io.stdout(usage);
     return 0;
   }
-  return { v, B: Number(v.batch ?? (v.quick ? 8 : 32)), T: Number(v.seq ?? 128), layers: Number(v.layers ?? 6), reps: Number(v.reps ?? (v.quick ? 1 : 3)) };
+  return parsed;
 }
 
 /** The report: with --json the results as one JSON array on stdout and the table on stderr, else the table on stdout. */

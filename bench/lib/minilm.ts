@@ -12,9 +12,12 @@ export interface MiniLM {
   model: string;
 }
 
+/** The checkpoint's max_position_embeddings: the longest --seq the model suites accept. */
+export const MINILM_MAX_POSITIONS = 512;
+
 /** 6 layers by default, hidden 384, 12 heads, FFN 1536 (all-MiniLM-L6-v2's shape), written to `dir`. */
 export async function writeMiniLM(dir: string, layers: number): Promise<MiniLM> {
-  const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: 512, linearStd: 0.05, tokenizer: false, seed: 1 });
+  const tiny = await writeTinyBert(dir, { hidden: 384, layers, heads: 12, intermediate: 1536, maxPositions: MINILM_MAX_POSITIONS, linearStd: 0.05, tokenizer: false, seed: 1 });
   return { tiny, cfg: parseBertConfig(tiny.config), model: `MiniLM-shaped (${layers} layers, hidden 384, 12 heads, FFN 1536, random weights)` };
 }
 

@@ -88,5 +88,7 @@ describe('npm run bench', () => {
   it('rejects an unknown suite or option with exit code 2', async () => {
     await expect(bench('nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown suite') });
     await expect(bench('kernels', '--bogus')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage:') });
+    await expect(bench('bert', '--seq', '600')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--seq must be an integer from 1 to 512, got "600"') });
+    await expect(bench('ort', '--batch', 'abc')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--batch must be a positive integer, got "abc"') });
   });
 });
