@@ -21,6 +21,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cosineSimilarity } from '../src/api/similarity.ts';
 import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
@@ -163,17 +164,9 @@ export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode:
 }
 
 function compare(a: Float32Array, b: Float32Array): { cosine: number; maxAbs: number } {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
   let maxAbs = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-  }
-  return { cosine: dot / Math.sqrt(na * nb), maxAbs };
+  for (let i = 0; i < a.length; i++) maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
+  return { cosine: cosineSimilarity(a, b), maxAbs };
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {

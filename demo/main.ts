@@ -7,7 +7,7 @@
  *   ?hub=    hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
  * Every run also publishes window.__webqDemo, which the browser test reads.
  */
-import { BertModel, DEFAULT_EMBED_MODEL, GpuContext, type BertLoadOptions } from '../src/index.ts';
+import { BertModel, DEFAULT_EMBED_MODEL, GpuContext, cosineSimilarity, type BertLoadOptions } from '../src/index.ts';
 
 type LinearDType = NonNullable<BertLoadOptions['dtype']>;
 const DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
@@ -108,18 +108,6 @@ async function load(): Promise<void> {
   ui.run.disabled = false;
 }
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return na && nb ? dot / Math.sqrt(na * nb) : 0;
-}
-
 /** Blue for similar, white around 0, red for opposite; dark cells get white digits. */
 function cellColor(c: number): { bg: string; fg: string } {
   const t = Math.min(1, Math.abs(c));
@@ -146,7 +134,7 @@ function renderMatrix(texts: string[], vectors: Float32Array[]): void {
     th.title = text;
     row.appendChild(th);
     vectors.forEach((_, j) => {
-      const c = cosine(vectors[i], vectors[j]);
+      const c = cosineSimilarity(vectors[i], vectors[j]);
       const td = row.insertCell();
       const { bg, fg } = cellColor(c);
       td.textContent = c.toFixed(3);

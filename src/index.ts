@@ -24,3 +24,4 @@ export {
 } from './text/tokenizer.ts';
 export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type TextOptions, type Classification } from './api/bert.ts';
 export { LINEAR_DTYPES, type LinearDType } from './ops/linear.ts';
+export { cosineSimilarity } from './api/similarity.ts';

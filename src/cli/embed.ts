@@ -3,6 +3,7 @@
  * short summary per text plus the cosine-similarity matrix.
  */
 import { DEFAULT_EMBED_MODEL } from '../api/bert.ts';
+import { cosineSimilarity } from '../api/similarity.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';
@@ -42,13 +43,6 @@ function norm(v: Float32Array): number {
   return Math.sqrt(s);
 }
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
-  const d = norm(a) * norm(b);
-  return d === 0 ? 0 : dot / d;
-}
-
 /** Fixed width with a sign column, so the columns of the matrix line up. */
 function num(x: number): string {
   return (x < 0 ? '' : ' ') + x.toFixed(4);
@@ -65,7 +59,7 @@ function summary(texts: string[], vectors: Float32Array[]): string {
     const col = 8;
     lines.push('', 'cosine similarity:', ' '.repeat(width) + vectors.map((_, j) => label(j).padStart(col)).join(''));
     for (let i = 0; i < vectors.length; i++) {
-      lines.push(label(i).padEnd(width) + vectors.map((_, j) => num(cosine(vectors[i], vectors[j])).padStart(col)).join(''));
+      lines.push(label(i).padEnd(width) + vectors.map((_, j) => num(cosineSimilarity(vectors[i], vectors[j])).padStart(col)).join(''));
     }
   }
   return `${lines.join('\n')}\n`;

@@ -25,9 +25,10 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   const o = out ?? ctx.empty([B * T, H], qkv.dtype);
   const precision = floatPrecision('attention', { qkv, out: o });
   // CPU-emulated adapters: keys and values pass between lanes by subgroup shuffles (attention_sg.wgsl).
-  const kernel = ctx.caps.kernels === 'cpu' ? { shader: 'attention_sg', variant: { precision, subgroups: true } } : { shader: 'attention', variant: { precision } };
+  const sg = ctx.caps.kernels === 'cpu';
+  const kernel = sg ? { shader: 'attention_sg', variant: { precision, subgroups: true } } : { shader: 'attention', variant: { precision } };
   // attention_sg.wgsl: two queries per lane, 2 WG per workgroup.
-  const perWorkgroup = ctx.caps.kernels === 'cpu' ? 2 * WG : WG;
+  const perWorkgroup = sg ? 2 * WG : WG;
   rec.dispatch({ ...kernel, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / perWorkgroup), heads, B], {
     T,
     H,
