@@ -25,3 +25,18 @@ fn silu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= p.n) { return; }
   out[i] = T(silu_f32(f32(x[i])));
 }
+
+// SwiGLU for a fused gate|up projection: x [rows, 2 * cols] holds gate then up along each row;
+// out [rows, cols] = silu(gate) * up, n = rows * cols.
+struct GluParams { n: u32, cols: u32 }
+@group(0) @binding(3) var<uniform> g: GluParams;
+
+@compute @workgroup_size(WG)
+fn swiglu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  if (i >= g.n) { return; }
+  let r = i / g.cols;
+  let c = i % g.cols;
+  let at = r * 2u * g.cols + c;
+  out[i] = T(silu_f32(f32(x[at])) * f32(x[at + g.cols]));
+}

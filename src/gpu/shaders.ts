@@ -19,18 +19,21 @@ export interface Variant {
   idot?: 'native' | 'emulated';
   /** Adds `enable subgroups;`. */
   subgroups?: boolean;
+  /** Defines `alias KV` (the element type of a float KV cache), which may differ from `T`. */
+  kv?: Precision;
 }
 
 export function variantName(v: Variant): string {
-  return [v.precision, v.idot ? `idot-${v.idot}` : '', v.subgroups ? 'sg' : ''].filter(Boolean).join('+');
+  return [v.precision, v.idot ? `idot-${v.idot}` : '', v.subgroups ? 'sg' : '', v.kv ? `kv-${v.kv}` : ''].filter(Boolean).join('+');
 }
 
 export function prelude(v: Variant): string {
   const lines: string[] = [];
-  if (v.precision === 'f16') lines.push('enable f16;');
+  if (v.precision === 'f16' || v.kv === 'f16') lines.push('enable f16;');
   if (v.subgroups) lines.push('enable subgroups;');
   if (v.idot === 'native') lines.push('requires packed_4x8_integer_dot_product;');
   lines.push(`alias T = ${v.precision};`, `alias T4 = vec4<${v.precision}>;`);
+  if (v.kv) lines.push(`alias KV = ${v.kv};`);
   if (v.idot === 'native') lines.push('fn idot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }');
   if (v.idot === 'emulated') {
     // Sign-extend each byte: shift it to the top, then arithmetic-shift it back down.

@@ -2,26 +2,14 @@
  * Hugging Face config.json -> typed model configs. Only what the runtime needs is kept; every field
  * is checked for type and range here, so a forward pass never sees a half-valid config.
  */
-import { WebqError } from '../errors.ts';
-import { parseStrictJson, type JsonObject, type JsonValue } from '../io/json.ts';
+import type { JsonObject, JsonValue } from '../io/json.ts';
+import { describe, fields, isObject, ModelConfigError, toJson } from './config-json.ts';
+import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 
-export type ModelConfigErrorCode =
-  | 'CONFIG_NOT_JSON' // the text is not a JSON object
-  | 'CONFIG_UNSUPPORTED_MODEL_TYPE' // model_type missing or not one webq runs
-  | 'CONFIG_MISSING_FIELD' // a required field is absent
-  | 'CONFIG_BAD_FIELD' // a field has the wrong type or an impossible value
-  | 'CONFIG_UNSUPPORTED_FEATURE'; // valid for transformers, but not implemented here (activation, ...)
-
-/** config.json is malformed, or describes a model webq cannot run. */
-export class ModelConfigError extends WebqError {
-  declare readonly code: ModelConfigErrorCode;
-  constructor(code: ModelConfigErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export { ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 export interface BertConfig {
@@ -47,60 +35,7 @@ export interface BertConfig {
   readonly numLabels: number;
 }
 
-export type ModelConfig = BertConfig;
-
-function isObject(v: JsonValue | undefined): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function toJson(input: string | JsonValue | object, source: string): JsonObject {
-  let v: unknown = input;
-  if (typeof input === 'string') {
-    try {
-      v = parseStrictJson(input);
-    } catch (e) {
-      throw new ModelConfigError('CONFIG_NOT_JSON', `${source}: not valid JSON: ${e instanceof Error ? e.message : e}`, { cause: e });
-    }
-  }
-  if (!isObject(v as JsonValue)) throw new ModelConfigError('CONFIG_NOT_JSON', `${source}: expected a JSON object, got ${describe(v)}`);
-  return v as JsonObject;
-}
-
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'an array';
-  if (v === null) return 'null';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-/** Field readers bound to one file, so every message names the file and the field. */
-function fields(json: JsonObject, source: string) {
-  const has = (k: string) => Object.hasOwn(json, k) && json[k] !== null;
-  const bad = (k: string, want: string) =>
-    new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "${k}" must be ${want}, got ${describe(json[k])}`);
-  const int = (k: string, min: number, fallback?: number): number => {
-    if (!has(k)) {
-      if (fallback !== undefined) return fallback;
-      throw new ModelConfigError('CONFIG_MISSING_FIELD', `${source}: required field "${k}" is missing; expected an integer >= ${min}`);
-    }
-    const v = json[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw bad(k, `an integer >= ${min}`);
-    return v;
-  };
-  const num = (k: string, fallback: number): number => {
-    if (!has(k)) return fallback;
-    const v = json[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(k, 'a positive number');
-    return v;
-  };
-  const str = (k: string): string | undefined => {
-    if (!has(k)) return undefined;
-    const v = json[k];
-    if (typeof v !== 'string') throw bad(k, 'a string');
-    return v;
-  };
-  return { has, bad, int, num, str };
-}
+export type ModelConfig = BertConfig | LlamaConfig;
 
 /** Reads id2label ({"0": "NEGATIVE", ...}): keys must be exactly 0..n-1. */
 function readLabels(json: JsonObject, source: string): Record<number, string> | null {
@@ -187,9 +122,9 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   } as const);
 }
 
-function checkModelType(json: JsonObject, source: string): SupportedModelType {
+export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models; Llama, Mistral, Qwen2 and Qwen3 decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -208,5 +143,7 @@ export function parseModelConfig(input: string | JsonValue | object, source = 'c
   switch (checkModelType(json, source)) {
     case 'bert':
       return parseBertConfig(json, source);
+    default:
+      return parseLlamaConfig(json, source);
   }
 }

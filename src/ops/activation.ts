@@ -1,4 +1,5 @@
 /** out = gelu(x) (erf form) and out = silu(x). */
+import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Tensor } from '../gpu/tensor.ts';
@@ -16,3 +17,15 @@ function unary(entry: 'gelu' | 'silu', ctx: GpuContext, rec: Recorder, x: Tensor
 
 export const gelu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor => unary('gelu', ctx, rec, x, out);
 export const silu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor => unary('silu', ctx, rec, x, out);
+
+/** SwiGLU over a fused gate|up projection: x [..., 2I] (gate then up) -> out [..., I] = silu(gate) * up. */
+export function swiglu(ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
+  const cols2 = x.shape[x.shape.length - 1];
+  if (cols2 % 2 !== 0) throw new ShapeError(`swiglu: the last dimension of x ${JSON.stringify(x.shape)} must be even (gate | up)`);
+  const cols = cols2 / 2;
+  const o = out ?? ctx.empty([...x.shape.slice(0, -1), cols], x.dtype);
+  if (o.size !== x.size / 2) throw new ShapeError(`swiglu: out ${JSON.stringify(o.shape)} must hold ${x.size / 2} values`);
+  const precision = floatPrecision('swiglu', { x, out: o });
+  rec.dispatch({ shader: 'activation', entry: 'swiglu', variant: { precision }, constants: { WG } }, { x, out: o }, grid1d(o.size, WG), { n: o.size, cols });
+  return o;
+}

@@ -107,6 +107,9 @@ export class TextTokenizer {
   readonly padTokenId: number | undefined;
   /** tokenizer_config.json model_max_length, when it is a real limit (not transformers' 1e30 "none"). */
   readonly modelMaxLength: number | undefined;
+  /** tokenizer_config.json bos_token / eos_token as ids, when they name tokens of the vocabulary. */
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
   private readonly specials: { single: number; pair: number };
 
   private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions) {
@@ -114,6 +117,12 @@ export class TextTokenizer {
     this.inner = inner;
     const pad = tokenContent(config.pad_token);
     this.padTokenId = options.padTokenId ?? (pad === undefined ? undefined : inner.token_to_id(pad));
+    const id = (v: unknown) => {
+      const t = tokenContent(v);
+      return t === undefined ? undefined : inner.token_to_id(t);
+    };
+    this.bosTokenId = id(config.bos_token);
+    this.eosTokenId = id(config.eos_token);
     const mml = config.model_max_length;
     this.modelMaxLength = typeof mml === 'number' && Number.isSafeInteger(mml) && mml > 0 && mml <= 1e7 ? mml : undefined;
     this.specials = { single: this.assemble([], null).ids.length, pair: this.assemble([], []).ids.length };

@@ -1,0 +1,133 @@
+// Decoder attention over a KV cache (prefill and decode), flash-decoding style. Imported by
+// attn_dec.wgsl (f16/f32 cache) and attn_dec_q8.wgsl (int8 cache), which bind the cache and define
+//   fn kload4(row: u32, d4: u32) -> vec4<f32>   // K[row, 4*d4 .. 4*d4+3], dequantized
+//   fn vload(row: u32, d: u32) -> f32            // V[row, d], dequantized
+// so the cache is dequantized in registers, never written back as floats.
+//
+// One workgroup per (split s, KV head and chunk of its query heads, query row t). The query heads
+// that share a KV head (grouped-query attention) share every key and value load: GQA without
+// materialising repeated K/V. The workgroup walks keys [s*splitLen, (s+1)*splitLen) clipped to what
+// query t may see (causal: positions <= pos0 + t; a sliding window keeps the last `window`), in
+// blocks of BK = WG keys:
+//   A. thread i scores key j0 + i against each query head (scores in workgroup memory);
+//   B. one thread per head updates its running max m and sum l (online softmax) and turns the
+//      block's scores into weights;
+//   C. each thread owns up to 16 output values (head, d) and adds the block's weighted values:
+//      neighbouring threads read neighbouring d, so V rows are read coalesced.
+// With nsplit == 1 the result goes straight to out; otherwise each split writes (m, l, acc) to
+// `part` and attn_combine.wgsl merges the splits, so a long context is spread over many workgroups
+// instead of walked serially by one.
+
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, splitLen: u32, nsplit: u32, window: u32, scale: f32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<T>;          // [T, nh * D], roped
+@group(0) @binding(2) var<storage, read> pos: array<u32>;      // pos[0] = position of query row 0
+@group(0) @binding(3) var<storage, read_write> out: array<T>;  // [T, nh * D]
+@group(0) @binding(4) var<storage, read_write> part: array<f32>; // [T, nh, nsplit, 2 + D]
+
+const WG = 64u;
+const BK = 64u;        // keys per block: one per thread in phase A
+const MAX_GD = 1024u;  // query heads x head dim per workgroup (GC * D)
+const MAX_GC = 16u;
+const PER = 16u;       // MAX_GD / WG outputs per thread
+const NEG = -3.402823e38;
+
+var<workgroup> qs: array<f32, MAX_GD>;          // [GC][D], pre-scaled by 1/sqrt(D)
+var<workgroup> sc: array<f32, 1024>;            // [GC][BK] scores, then weights
+var<workgroup> mrow: array<f32, MAX_GC>;
+var<workgroup> lrow: array<f32, MAX_GC>;
+var<workgroup> corr: array<f32, MAX_GC>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let s = wg.x;
+  let kvh = wg.y / p.hchunks;
+  let G = p.nh / p.nkv;
+  let g0 = (wg.y % p.hchunks) * p.GC;
+  let gn = min(p.GC, G - g0);
+  let h0 = kvh * G + g0;
+  let t = wg.z;
+  let D = p.D;
+  let D4 = D / 4u;
+  let P = pos[0] + t;
+  var lo = 0u;
+  if (p.window > 0u && P + 1u > p.window) { lo = P + 1u - p.window; }
+  let s0 = max(lo, s * p.splitLen);
+  let s1 = min(P + 1u, (s + 1u) * p.splitLen);
+  let qbase = (t * p.nh + h0) * D; // this chunk's heads are contiguous in the q row
+  for (var e = lid; e < gn * D; e += WG) { qs[e] = f32(q[qbase + e]) * p.scale; }
+  if (lid < MAX_GC) {
+    mrow[lid] = NEG;
+    lrow[lid] = 0.0;
+  }
+  var acc: array<f32, PER>;
+  for (var k = 0u; k < PER; k++) { acc[k] = 0.0; }
+  workgroupBarrier();
+  let row0 = kvh * p.cap;
+  for (var j0 = s0; j0 < s1; j0 += BK) {
+    // A: scores of key j0 + lid.
+    let j = j0 + lid;
+    for (var g = 0u; g < gn; g++) {
+      var v = NEG;
+      if (j < s1) {
+        var dv = vec4<f32>(0.0);
+        for (var d4 = 0u; d4 < D4; d4++) {
+          let qv = vec4<f32>(qs[g * D + 4u * d4], qs[g * D + 4u * d4 + 1u], qs[g * D + 4u * d4 + 2u], qs[g * D + 4u * d4 + 3u]);
+          dv += qv * kload4(row0 + j, d4);
+        }
+        v = dv.x + dv.y + dv.z + dv.w;
+      }
+      sc[g * BK + lid] = v;
+    }
+    workgroupBarrier();
+    // B: online softmax, one thread per head.
+    if (lid < gn) {
+      var bm = NEG;
+      for (var i = 0u; i < BK; i++) { bm = max(bm, sc[lid * BK + i]); }
+      let mNew = max(mrow[lid], bm);
+      let c = exp(mrow[lid] - mNew);
+      var sum = 0.0;
+      for (var i = 0u; i < BK; i++) {
+        let v = sc[lid * BK + i];
+        let w = select(0.0, exp(v - mNew), v > -3.0e38);
+        sc[lid * BK + i] = w;
+        sum += w;
+      }
+      lrow[lid] = lrow[lid] * c + sum;
+      corr[lid] = c;
+      mrow[lid] = mNew;
+    }
+    workgroupBarrier();
+    // C: weighted values.
+    let nb = min(BK, s1 - j0);
+    for (var k = 0u; k < PER; k++) {
+      let e = lid + k * WG;
+      if (e < gn * D) {
+        let g = e / D;
+        let d = e % D;
+        var a = acc[k] * corr[g];
+        for (var i = 0u; i < nb; i++) { a += sc[g * BK + i] * vload(row0 + j0 + i, d); }
+        acc[k] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var k = 0u; k < PER; k++) {
+    let e = lid + k * WG;
+    if (e < gn * D) {
+      let g = e / D;
+      let d = e % D;
+      if (p.nsplit == 1u) {
+        out[qbase + e] = T(acc[k] / lrow[g]);
+      } else {
+        let at = ((t * p.nh + h0 + g) * p.nsplit + s) * (D + 2u);
+        part[at + 2u + d] = acc[k];
+        if (d == 0u) {
+          part[at] = mrow[g];
+          part[at + 1u] = lrow[g];
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,170 @@
+// Decoder attention inputs, one workgroup per (token t, head slot): takes the fused projection
+// qkv [T, (nh + 2 nkv) * D] (Q heads | K heads | V heads along the row) and
+//   - Q heads (slot < nh): optional per-head RMSNorm (Qwen3's q_norm), RoPE, written to q [T, nh*D];
+//   - K/V heads (slot >= nh): K normed (k_norm) and roped, V as is, both written into the KV cache
+//     at position pos0 + t, quantized to int8 per (token, head) for the int8 cache.
+// RoPE is Hugging Face's rotate-half: dimension i pairs with i + D/2, angle = position * inv_freq[i],
+// read from a cos | sin table [cap, D] computed once on the CPU (no transcendentals here, and the
+// angles are exact where an f32 product of a large position would not be).
+// pos0 comes from a storage buffer the CPU writes before each submit, so a decode step's uniforms
+// (and so its bind groups) are the same at every position.
+// Cache layout, per layer: [nkv][cap][D] (a head's keys contiguous, in position order).
+
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, eps: f32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<T>;
+@group(0) @binding(2) var<storage, read> pos: array<u32>;     // pos[0] = position of row 0
+@group(0) @binding(3) var<storage, read> rope: array<f32>;    // [cap, D]: cos | sin
+@group(0) @binding(4) var<storage, read> qnorm: array<T>;     // [D] (HAS_NORM)
+@group(0) @binding(5) var<storage, read> knorm: array<T>;     // [D] (HAS_NORM)
+@group(0) @binding(6) var<storage, read_write> q: array<T>;   // [T, nh * D]
+@group(0) @binding(7) var<storage, read_write> kf: array<KV>; // float cache: [nkv, cap, D]
+@group(0) @binding(8) var<storage, read_write> vf: array<KV>;
+@group(0) @binding(9) var<storage, read_write> kq: array<u32>; // int8 cache: [nkv, cap, D/4] packed
+@group(0) @binding(10) var<storage, read_write> vq: array<u32>;
+@group(0) @binding(11) var<storage, read_write> ks: array<f32>; // [nkv, cap] scales
+@group(0) @binding(12) var<storage, read_write> vs: array<f32>;
+
+override WG: u32 = 64u;
+override HAS_NORM: bool = false;
+const MAX_D = 256u;
+
+var<workgroup> xs: array<f32, MAX_D>; // the head being prepared
+var<workgroup> red: array<f32, WG>;
+
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn wg_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+// Loads one head into xs, applies the optional RMSNorm, then RoPE at absolute position `at`.
+fn prepare(src: u32, at: u32, norm: bool, isQ: bool, lid: u32) {
+  let D = p.D;
+  var ss = 0.0;
+  for (var d = lid; d < D; d += WG) {
+    let v = f32(qkv[src + d]);
+    xs[d] = v;
+    ss += v * v;
+  }
+  workgroupBarrier();
+  if (HAS_NORM) {
+    // Uniform: HAS_NORM is an override, so every thread takes the same branch and barriers hold.
+    let inv = inverseSqrt(wg_sum(ss, lid) / f32(D) + p.eps);
+    for (var d = lid; d < D; d += WG) {
+      let g = select(f32(knorm[d]), f32(qnorm[d]), isQ);
+      // Round through T as transformers does (the norm's output is in the model's dtype).
+      xs[d] = f32(T(xs[d] * inv * g));
+    }
+    workgroupBarrier();
+  }
+  let half = D / 2u;
+  var a: array<f32, 4>; // pairs this thread rotates: D/2 / WG, at most 4 (D <= 256, WG >= 32)
+  var b: array<f32, 4>;
+  var n = 0u;
+  for (var i = lid; i < half; i += WG) {
+    let c = rope[at * D + i];
+    let s = rope[at * D + half + i];
+    let x0 = xs[i];
+    let x1 = xs[i + half];
+    a[n] = x0 * c - x1 * s;
+    b[n] = x1 * c + x0 * s;
+    n++;
+  }
+  workgroupBarrier();
+  n = 0u;
+  for (var i = lid; i < half; i += WG) {
+    xs[i] = a[n];
+    xs[i + half] = b[n];
+    n++;
+  }
+  workgroupBarrier();
+}
+
+// int8 quantization of xs (one scale per token and head, max |x| / 127): the scale, with
+// inv_scale() for the codes. Callers write the words themselves: core WGSL cannot pass a storage
+// pointer to a function.
+fn absmax(lid: u32) -> f32 {
+  var m = 0.0;
+  for (var d = lid; d < p.D; d += WG) { m = max(m, abs(xs[d])); }
+  return wg_max(m, lid);
+}
+
+// Four codes of xs[4w .. 4w+3] packed into one word, lowest byte first.
+fn quant_word(w: u32, inv: f32) -> u32 {
+  var word = 0u;
+  for (var k = 0u; k < 4u; k++) {
+    let c = i32(clamp(round(xs[4u * w + k] * inv), -127.0, 127.0));
+    word |= (u32(c) & 0xffu) << (8u * k);
+  }
+  return word;
+}
+
+@compute @workgroup_size(WG)
+fn float_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let slot = wg.x;
+  let t = wg.y;
+  let D = p.D;
+  let row = (p.nh + 2u * p.nkv) * D;
+  let at = pos[0] + t;
+  if (slot < p.nh) {
+    prepare(t * row + slot * D, at, HAS_NORM, true, lid);
+    for (var d = lid; d < D; d += WG) { q[(t * p.nh + slot) * D + d] = T(xs[d]); }
+    return;
+  }
+  let h = slot - p.nh;
+  let dst = (h * p.cap + at) * D;
+  prepare(t * row + (p.nh + h) * D, at, HAS_NORM, false, lid);
+  for (var d = lid; d < D; d += WG) { kf[dst + d] = KV(xs[d]); }
+  let vsrc = t * row + (p.nh + p.nkv + h) * D;
+  for (var d = lid; d < D; d += WG) { vf[dst + d] = KV(f32(qkv[vsrc + d])); }
+}
+
+@compute @workgroup_size(WG)
+fn int8_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let slot = wg.x;
+  let t = wg.y;
+  let D = p.D;
+  let row = (p.nh + 2u * p.nkv) * D;
+  let at = pos[0] + t;
+  if (slot < p.nh) {
+    prepare(t * row + slot * D, at, HAS_NORM, true, lid);
+    for (var d = lid; d < D; d += WG) { q[(t * p.nh + slot) * D + d] = T(xs[d]); }
+    return;
+  }
+  let h = slot - p.nh;
+  let crow = h * p.cap + at;
+  prepare(t * row + (p.nh + h) * D, at, HAS_NORM, false, lid);
+  let D4 = D / 4u;
+  let km = absmax(lid);
+  let kinv = select(0.0, 127.0 / km, km > 0.0);
+  for (var w = lid; w < D4; w += WG) { kq[crow * D4 + w] = quant_word(w, kinv); }
+  if (lid == 0u) { ks[crow] = km / 127.0; }
+  workgroupBarrier();
+  let vsrc = t * row + (p.nh + p.nkv + h) * D;
+  for (var d = lid; d < D; d += WG) { xs[d] = f32(qkv[vsrc + d]); }
+  workgroupBarrier();
+  let vm = absmax(lid);
+  let vinv = select(0.0, 127.0 / vm, vm > 0.0);
+  for (var w = lid; w < D4; w += WG) { vq[crow * D4 + w] = quant_word(w, vinv); }
+  if (lid == 0u) { vs[crow] = vm / 127.0; }
+}

@@ -1,0 +1,106 @@
+/**
+ * LLaMA-family checkpoints (Hugging Face layout) -> a typed weight table, every tensor resolved and
+ * shape-checked against config.json up front, so a wrong checkpoint fails here naming the tensor.
+ * Names (layer i; nh heads, nkv KV heads, head dim D, hidden H, intermediate I, vocab V):
+ *
+ *   model.embed_tokens.weight                     [V, H]
+ *   model.layers.i.input_layernorm.weight         [H]
+ *   model.layers.i.self_attn.q_proj.weight        [nh D, H]   (.bias: Qwen2, attention_bias)
+ *   model.layers.i.self_attn.k_proj / v_proj      [nkv D, H]
+ *   model.layers.i.self_attn.o_proj.weight        [H, nh D]
+ *   model.layers.i.self_attn.q_norm / k_norm      [D]         (Qwen3)
+ *   model.layers.i.post_attention_layernorm       [H]
+ *   model.layers.i.mlp.gate_proj / up_proj        [I, H]
+ *   model.layers.i.mlp.down_proj                  [H, I]
+ *   model.norm.weight                             [H]
+ *   lm_head.weight                                [V, H]      (absent when tie_word_embeddings)
+ */
+import { WebqError } from '../errors.ts';
+import type { DType } from '../io/dtypes.ts';
+import type { TensorStore } from '../io/safetensors.ts';
+import { hasQuantized } from '../quant/prequantized.ts';
+import type { WeightRef } from './bert-weights.ts';
+import type { LlamaConfig } from './llama-config.ts';
+import type { LinearPart } from './upload.ts';
+
+export class LlamaWeightsError extends WebqError {}
+
+export interface LlamaLayerRefs {
+  readonly inputNorm: WeightRef;
+  readonly q: LinearPart;
+  readonly k: LinearPart;
+  readonly v: LinearPart;
+  readonly o: LinearPart;
+  readonly qNorm: WeightRef | null;
+  readonly kNorm: WeightRef | null;
+  readonly postNorm: WeightRef;
+  readonly gate: LinearPart;
+  readonly up: LinearPart;
+  readonly down: LinearPart;
+}
+
+export interface LlamaWeights {
+  readonly embed: WeightRef;
+  readonly layers: readonly LlamaLayerRefs[];
+  readonly norm: WeightRef;
+  /** null when the head is the embedding table (tie_word_embeddings). */
+  readonly lmHead: WeightRef | null;
+}
+
+const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F32', 'F16', 'BF16', 'F64']);
+const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): LlamaWeights {
+  const { hiddenSize: H, intermediateSize: I, headDim: D, numHeads: nh, numKvHeads: nkv, vocabSize: V } = cfg;
+  const check = (name: string, shape: readonly number[], why: string): WeightRef => {
+    const t = store.get(name);
+    if (!t) throw new LlamaWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${name}"; expected ${shapeText(shape)} (${why})`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new LlamaWeightsError('WEIGHTS_SHAPE', `${store.name}: tensor "${name}" has shape ${shapeText(t.shape)}, expected ${shapeText(shape)} (${why})`);
+    }
+    if (!FLOAT_DTYPES.has(t.dtype)) throw new LlamaWeightsError('WEIGHTS_DTYPE', `${store.name}: tensor "${name}" is ${t.dtype}; expected a float dtype (F32, F16, BF16 or F64)`);
+    return { key: name, name, shape, dtype: t.dtype };
+  };
+  // A Linear weight may be stored pre-quantized by webq; its packed tensors are checked on read.
+  const weight = (name: string, shape: readonly number[], why: string): WeightRef =>
+    !store.has(name) && hasQuantized(store, name) ? { key: name, name, shape, dtype: 'F32', quantized: true } : check(name, shape, why);
+  const linear = (base: string, out: number, inp: number, why: string, bias: boolean): LinearPart => ({
+    weight: weight(`${base}.weight`, [out, inp], why),
+    bias: bias ? check(`${base}.bias`, [out], why) : null,
+  });
+
+  if (!store.has('model.embed_tokens.weight')) {
+    const bert = store.has('embeddings.word_embeddings.weight') || store.has('bert.embeddings.word_embeddings.weight');
+    throw new LlamaWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "model.embed_tokens.weight"; ${bert ? 'this looks like a BERT checkpoint' : `is this a ${cfg.architecture} checkpoint?`}`);
+  }
+  const hv = 'config.json hidden_size';
+  const layers: LlamaLayerRefs[] = [];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const L = `model.layers.${i}`;
+    const qw = `num_attention_heads x head_dim, hidden_size`;
+    const kvw = `num_key_value_heads x head_dim, hidden_size`;
+    layers.push({
+      inputNorm: check(`${L}.input_layernorm.weight`, [H], hv),
+      q: linear(`${L}.self_attn.q_proj`, nh * D, H, qw, cfg.qkvBias),
+      k: linear(`${L}.self_attn.k_proj`, nkv * D, H, kvw, cfg.qkvBias),
+      v: linear(`${L}.self_attn.v_proj`, nkv * D, H, kvw, cfg.qkvBias),
+      o: linear(`${L}.self_attn.o_proj`, H, nh * D, 'hidden_size, num_attention_heads x head_dim', cfg.oBias),
+      qNorm: cfg.qkNorm ? check(`${L}.self_attn.q_norm.weight`, [D], 'head_dim') : null,
+      kNorm: cfg.qkNorm ? check(`${L}.self_attn.k_norm.weight`, [D], 'head_dim') : null,
+      postNorm: check(`${L}.post_attention_layernorm.weight`, [H], hv),
+      gate: linear(`${L}.mlp.gate_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias),
+      up: linear(`${L}.mlp.up_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias),
+      down: linear(`${L}.mlp.down_proj`, H, I, 'hidden_size, intermediate_size', cfg.mlpBias),
+    });
+  }
+  const extra = store.tensors.find((t) => t.name.startsWith(`model.layers.${cfg.numLayers}.`));
+  if (extra) throw new LlamaWeightsError('WEIGHTS_EXTRA_LAYER', `${store.name}: has tensors for layer ${cfg.numLayers} (e.g. "${extra.name}"), but config.json num_hidden_layers is ${cfg.numLayers}`);
+  let lmHead: WeightRef | null = null;
+  if (!cfg.tieWordEmbeddings) lmHead = weight('lm_head.weight', [V, H], 'vocab_size, hidden_size; or set tie_word_embeddings');
+  return {
+    embed: check('model.embed_tokens.weight', [V, H], 'config.json vocab_size, hidden_size'),
+    layers,
+    norm: check('model.norm.weight', [H], hv),
+    lmHead,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * LLaMA-family decoder on the GPU (Llama, Mistral, Qwen2, Qwen3; differences are LlamaConfig
+ * data): weights uploaded once, and a forward over T new tokens recorded top to bottom into one
+ * command encoder, reading and extending the KV cache. Shapes: T tokens, H hidden, nh heads and
+ * nkv KV heads of D, I intermediate, V vocabulary.
+ */
+import type { GpuContext } from '../gpu/context.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import type { Precision } from '../gpu/shaders.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import type { TensorStore } from '../io/safetensors.ts';
+import { swiglu } from '../ops/activation.ts';
+import { decoderAttention } from '../ops/decoder-attention.ts';
+import { embedding } from '../ops/embedding.ts';
+import type { KvCache } from '../ops/kv-cache.ts';
+import { linear, rowChunks, type LinearDType, type LinearWeight } from '../ops/linear.ts';
+import { rmsNorm } from '../ops/norm.ts';
+import { ropeKv } from '../ops/rope-kv.ts';
+import type { LlamaConfig } from './llama-config.ts';
+import type { LlamaWeights } from './llama-weights.ts';
+import { makeUploader, type UploadOptions } from './upload.ts';
+
+export interface LlamaLayerGpu {
+  inputNorm: Tensor; //          [H]
+  qkv: LinearWeight; //          [(nh + 2 nkv) D, H]  q | k | v rows, one matmul
+  qkvBias: Tensor | null; //     [(nh + 2 nkv) D]
+  qNorm: Tensor | null; //       [D]  (Qwen3)
+  kNorm: Tensor | null; //       [D]
+  o: LinearWeight; //            [H, nh D]
+  oBias: Tensor | null;
+  postNorm: Tensor; //           [H]
+  gateUp: LinearWeight; //       [2I, H]  gate | up rows, one matmul
+  gateUpBias: Tensor | null;
+  down: LinearWeight; //         [H, I]
+  downBias: Tensor | null;
+}
+
+export interface LlamaGpuWeights {
+  precision: Precision;
+  /** [V, H] in the activation precision (row chunks past one binding); the LM head when tied. */
+  embed: LinearWeight;
+  layers: LlamaLayerGpu[];
+  norm: Tensor; //               [H]
+  lmHead: LinearWeight; //       [V, H]
+  bytes: number;
+  dispose(): void;
+}
+
+export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cfg: LlamaConfig, refs: LlamaWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<LlamaGpuWeights> {
+  const up = makeUploader(ctx, store, dtype, opts);
+  try {
+    const embed = (await up.lin([{ weight: refs.embed }], up.precision)).w;
+    const layers: LlamaLayerGpu[] = [];
+    for (const l of refs.layers) {
+      const inputNorm = await up.vec(l.inputNorm);
+      const qkv = await up.lin([l.q, l.k, l.v]);
+      const qNorm = l.qNorm && (await up.vec(l.qNorm));
+      const kNorm = l.kNorm && (await up.vec(l.kNorm));
+      const o = await up.lin([l.o]);
+      const postNorm = await up.vec(l.postNorm);
+      const gateUp = await up.lin([l.gate, l.up]);
+      const down = await up.lin([l.down]);
+      layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, postNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
+    }
+    const norm = await up.vec(refs.norm);
+    const lmHead = refs.lmHead ? (await up.lin([{ weight: refs.lmHead }])).w : embed;
+    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), dispose: () => up.dispose() };
+  } catch (err) {
+    up.dispose(); // a failed load leaves nothing on the GPU
+    throw err;
+  }
+}
+
+export interface ForwardStep {
+  /** u32 [T]: the new tokens (a decode step's is the sampler's output buffer). */
+  ids: Tensor;
+  /** Position of ids[0]; the caller has written it to cache.pos for this submit. */
+  pos0: number;
+  /** Logits of the last position only ([1, V]) instead of every position ([T, V]). */
+  lastOnly: boolean;
+}
+
+/** Logits [T or 1, V] for the step's tokens; their keys and values are written into `cache`. */
+export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights, cfg: LlamaConfig, cache: KvCache, step: ForwardStep): Tensor {
+  const eps = cfg.rmsNormEps;
+  const T = step.ids.size;
+  let h = embedding(ctx, rec, step.ids, rowChunks(w.embed)); // [T, H]
+  cfg.slidingWindow.forEach((window, i) => {
+    const l = w.layers[i];
+    const x = rmsNorm(ctx, rec, h, l.inputNorm, eps);
+    const qkv = linear(ctx, rec, x, l.qkv, { bias: l.qkvBias ?? undefined }); // [T, (nh + 2 nkv) D]
+    x.dispose();
+    const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps } : undefined;
+    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm }); // [T, nh D]; K, V -> cache
+    qkv.dispose();
+    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window }); // [T, nh D]
+    q.dispose();
+    const h1 = linear(ctx, rec, att, l.o, { bias: l.oBias ?? undefined, residual: h }); // h + attention
+    att.dispose();
+    h.dispose();
+    const x1 = rmsNorm(ctx, rec, h1, l.postNorm, eps);
+    const gu = linear(ctx, rec, x1, l.gateUp, { bias: l.gateUpBias ?? undefined }); // [T, 2I]
+    x1.dispose();
+    const a = swiglu(ctx, rec, gu); // [T, I] silu(gate) * up
+    gu.dispose();
+    h = linear(ctx, rec, a, l.down, { bias: l.downBias ?? undefined, residual: h1 }); // h1 + MLP
+    a.dispose();
+    h1.dispose();
+  });
+  let last = h;
+  if (step.lastOnly && T > 1) {
+    // Only the last position feeds the LM head: its row, copied out (a 4-byte-aligned range).
+    const H = cfg.hiddenSize;
+    const bytes = H * (h.dtype === 'f16' ? 2 : 4);
+    last = ctx.empty([1, H], h.dtype, 'webq:last');
+    rec.copy(h.buffer, h.offset + (T - 1) * bytes, last.buffer, last.offset, bytes);
+    h.dispose();
+  }
+  const n = rmsNorm(ctx, rec, last, w.norm, eps);
+  last.dispose();
+  const logits = linear(ctx, rec, n, w.lmHead); // [T or 1, V]
+  n.dispose();
+  return logits;
+}

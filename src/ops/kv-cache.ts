@@ -1,0 +1,150 @@
+/**
+ * The KV cache of one sequence, allocated once up to a context cap and reused by every prefill and
+ * decode step: per layer, keys and values [nkv, cap, D] (a head's positions contiguous), in f16,
+ * f32 or int8. int8 keeps codes packed four to a u32 and one f32 scale per (token, KV head):
+ *
+ *   k  u32 [nkv, cap, D/4]   byte b of word w = code of dimension 4w + b (two's complement)
+ *   ks f32 [nkv, cap]        K[h, t, d] = code * ks[h, t]       (the same for v / vs)
+ *
+ * Also held here, made once: the RoPE cos|sin table [cap, D], the position buffer the CPU writes
+ * before each submit (so decode steps share uniforms and bind groups), and the scratch for the
+ * split (flash-decoding) partial results.
+ */
+import { WebqError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { Precision } from '../gpu/shaders.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+
+export type KvDType = 'f16' | 'f32' | 'int8';
+export const KV_DTYPES: readonly KvDType[] = ['f16', 'f32', 'int8'];
+
+/** Keys per split when decoding (a few query rows): a long context spreads over many workgroups. */
+export const DECODE_SPLIT = 256;
+/** Query rows up to which attention splits along the context (decode and tiny prefills). */
+export const SPLIT_MAX_T = 4;
+
+export interface KvLayer {
+  k: Tensor;
+  v: Tensor;
+  /** int8 only: scales [nkv, cap]. */
+  ks: Tensor | null;
+  vs: Tensor | null;
+}
+
+export interface KvCacheShape {
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  cap: number;
+  dtype: KvDType;
+}
+
+export class KvCache {
+  readonly shape: KvCacheShape;
+  readonly layers: KvLayer[];
+  /** u32 [4]: [position of the first row of the current step, 0, 0, 0]. */
+  readonly pos: Tensor;
+  /** f32 [cap, D]: cos(p * f_i) | sin(p * f_i) for i < D/2. */
+  readonly rope: Tensor;
+  /** f32 [SPLIT_MAX_T, heads, ceil(cap / DECODE_SPLIT), 2 + D]. */
+  readonly part: Tensor;
+  /** Token ids whose keys and values the cache holds, in order (for reusing a common prefix). */
+  readonly ids: number[] = [];
+  readonly bytes: number;
+  private disposed = false;
+
+  private constructor(shape: KvCacheShape, layers: KvLayer[], pos: Tensor, rope: Tensor, part: Tensor) {
+    this.shape = shape;
+    this.layers = layers;
+    this.pos = pos;
+    this.rope = rope;
+    this.part = part;
+    this.bytes = layers.reduce((s, l) => s + l.k.byteLength + l.v.byteLength + (l.ks?.byteLength ?? 0) + (l.vs?.byteLength ?? 0), 0);
+  }
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  /** Element type of a float cache in the shaders' KV alias. */
+  get floatType(): Precision {
+    return this.shape.dtype === 'f16' ? 'f16' : 'f32';
+  }
+
+  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvCache {
+    const { layers: L, kvHeads, headDim: D, cap, dtype } = shape;
+    if (!KV_DTYPES.includes(dtype)) throw new WebqError('BAD_OPTION', `kv must be one of ${KV_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+    if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `kv 'f16' needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use kv 'f32' or 'int8'`);
+    if (!Number.isSafeInteger(cap) || cap < 1) throw new WebqError('BAD_OPTION', `contextLength must be a positive integer, got ${cap}`);
+    if (invFreq.length !== D / 2) throw new WebqError('SHAPE', `KvCache: ${invFreq.length} RoPE frequencies for head dim ${D}; expected ${D / 2}`);
+    const made: Tensor[] = [];
+    const keep = (t: Tensor) => (made.push(t), t);
+    try {
+      const n = kvHeads * cap * D;
+      const layers: KvLayer[] = [];
+      for (let l = 0; l < L; l++) {
+        const label = `kv.${l}`;
+        if (dtype === 'int8') {
+          layers.push({
+            k: keep(ctx.upload(new Uint32Array(n / 4), [kvHeads, cap, D / 4], 'u32', `${label}.k`)),
+            v: keep(ctx.upload(new Uint32Array(n / 4), [kvHeads, cap, D / 4], 'u32', `${label}.v`)),
+            ks: keep(ctx.upload(new Float32Array(kvHeads * cap), [kvHeads, cap], 'f32', `${label}.ks`)),
+            vs: keep(ctx.upload(new Float32Array(kvHeads * cap), [kvHeads, cap], 'f32', `${label}.vs`)),
+          });
+        } else {
+          const zeros = () => (dtype === 'f16' ? new Uint16Array(n) : new Float32Array(n));
+          layers.push({
+            k: keep(ctx.upload(zeros(), [kvHeads, cap, D], dtype, `${label}.k`)),
+            v: keep(ctx.upload(zeros(), [kvHeads, cap, D], dtype, `${label}.v`)),
+            ks: null,
+            vs: null,
+          });
+        }
+      }
+      const pos = keep(ctx.upload(new Uint32Array(4), [4], 'u32', 'kv.pos'));
+      const rope = keep(ctx.upload(ropeTable(invFreq, cap), [cap, D], 'f32', 'kv.rope'));
+      const splits = Math.ceil(cap / DECODE_SPLIT);
+      const part = keep(ctx.upload(new Float32Array(SPLIT_MAX_T * shape.heads * splits * (2 + D)), [SPLIT_MAX_T, shape.heads, splits, 2 + D], 'f32', 'kv.part'));
+      return new KvCache(shape, layers, pos, rope, part);
+    } catch (e) {
+      made.forEach((t) => t.dispose());
+      throw e;
+    }
+  }
+
+  /** Sets the position of the next step's first row (queue.writeBuffer: ordered before the next submit). */
+  setPosition(ctx: GpuContext, position: number): void {
+    ctx.dev.gpu.queue.writeBuffer(this.pos.buffer, 0, new Uint32Array([position, 0, 0, 0]));
+  }
+
+  /** Forgets everything from position `n` on (the next write starts there). */
+  truncate(n: number): void {
+    if (n < 0 || n > this.ids.length) throw new WebqError('BAD_OPTION', `KvCache.truncate(${n}): the cache holds ${this.ids.length} tokens`);
+    this.ids.length = n;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const l of this.layers) [l.k, l.v, l.ks, l.vs].forEach((t) => t?.dispose());
+    this.pos.dispose();
+    this.rope.dispose();
+    this.part.dispose();
+  }
+}
+
+/** cos | sin of position x frequency, in f64 then rounded, for positions 0..cap-1. */
+export function ropeTable(invFreq: Float32Array, cap: number): Float32Array {
+  const half = invFreq.length;
+  const D = 2 * half;
+  const out = new Float32Array(cap * D);
+  for (let p = 0; p < cap; p++) {
+    for (let i = 0; i < half; i++) {
+      const a = p * invFreq[i];
+      out[p * D + i] = Math.cos(a);
+      out[p * D + half + i] = Math.sin(a);
+    }
+  }
+  return out;
+}

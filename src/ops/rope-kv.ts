@@ -1,0 +1,51 @@
+/**
+ * Decoder attention inputs from a fused QKV projection (shaders/rope_kv.wgsl): per-head RMSNorm
+ * of q and k where the model has it (Qwen3), RoPE on q and k, and k / v written into the KV cache
+ * at positions pos0.. (pos0 is in cache.pos, written by the caller before submitting).
+ */
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { floatPrecision } from './common.ts';
+import type { KvCache } from './kv-cache.ts';
+
+const WG = 64;
+
+export interface RopeKvOptions {
+  /** Qwen3's q_norm / k_norm weights [D], with the model's RMSNorm eps. */
+  qkNorm?: { q: Tensor; k: Tensor; eps: number };
+}
+
+/** qkv [T, (nh + 2 nkv) D] -> q [T, nh D] (roped); K and V of layer `layer` go into the cache. */
+export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCache, layer: number, opts: RopeKvOptions = {}): Tensor {
+  const { heads: nh, kvHeads: nkv, headDim: D, cap } = cache.shape;
+  const width = (nh + 2 * nkv) * D;
+  if (qkv.shape[qkv.shape.length - 1] !== width) throw new ShapeError(`ropeKv: qkv ${JSON.stringify(qkv.shape)} must end in (${nh} + 2*${nkv}) * ${D} = ${width}`);
+  const T = qkv.size / width;
+  const q = ctx.empty([T, nh * D], qkv.dtype, 'webq:q');
+  const precision = floatPrecision('ropeKv', { qkv, q, ...(opts.qkNorm && { qnorm: opts.qkNorm.q, knorm: opts.qkNorm.k }) });
+  const c = cache.layers[layer];
+  const int8 = cache.shape.dtype === 'int8';
+  const ph = ctx.placeholder(precision);
+  rec.dispatch(
+    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm } },
+    {
+      qkv,
+      pos: cache.pos,
+      rope: cache.rope,
+      qnorm: opts.qkNorm?.q ?? ph,
+      knorm: opts.qkNorm?.k ?? ph,
+      q,
+      kf: c.k,
+      vf: c.v,
+      kq: c.k,
+      vq: c.v,
+      ks: c.ks ?? ctx.placeholder('f32'),
+      vs: c.vs ?? ctx.placeholder('f32'),
+    },
+    [nh + nkv, T],
+    { T, nh, nkv, D, cap, eps: opts.qkNorm?.eps ?? 0 },
+  );
+  return q;
+}
