@@ -13,7 +13,7 @@ import { prepareLinear, prepareQuantizedLinear, type LinearDType, type LinearWei
 import { readQuantized, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import type { WeightRef } from './bert-weights.ts';
 
-export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit'> {
+export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit' | 'activations'> {
   onTensor?: (name: string) => void;
   prequant?: PrequantInfo | null;
 }
@@ -61,7 +61,7 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
     const label = parts.map((r) => r.weight.name).join('+');
-    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit };
+    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations };
     let w: LinearWeight;
     if (parts[0].weight.quantized) {
       if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);

@@ -1,0 +1,336 @@
+/**
+ * LlmModel: load a LLaMA-family decoder (Llama, Mistral, Qwen2, Qwen3, SmolLM) from a folder, a
+ * folder URL or a hub id, then generate text, stream it, or chat in the OpenAI shape. Generation
+ * runs on the GPU end to end (src/generate/decoder.ts); this layer turns prompts into ids and ids
+ * into text, applies stops, measures, and queues calls so two generations never interleave.
+ */
+import { WebqError } from '../errors.ts';
+import { GpuContext } from '../gpu/context.ts';
+import { openModelFiles } from '../io/hub.ts';
+import type { OpenModelOptions } from '../io/model-files.ts';
+import { abortError, Decoder } from '../generate/decoder.ts';
+import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
+import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { resolveLlamaWeights } from '../models/llama-weights.ts';
+import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
+import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
+import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
+import { readPrequantInfo } from '../quant/prequantized.ts';
+import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/chat-template.ts';
+import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
+import { TextStreamer } from '../text/text-stream.ts';
+import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
+import { ChatCompletions } from './chat.ts';
+
+/** Default context cap: the model's own, but no more than this many positions. */
+export const DEFAULT_CONTEXT = 4096;
+export const DEFAULT_MAX_TOKENS = 256;
+
+export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers'> {
+  /** Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own by default. */
+  dtype?: LinearDType;
+  /** KV cache: f16 (default where the device has shader-f16), f32, or int8 (one scale per token and KV head). */
+  kv?: KvDType;
+  /** Positions the KV cache holds; default the smaller of max_position_embeddings and 4096. */
+  contextLength?: number;
+  group?: number | 'channel';
+  symmetric?: boolean;
+  /** Share a device; otherwise the model makes its own and dispose() destroys it. */
+  context?: GpuContext;
+  f16?: boolean;
+  kernels?: 'gpu' | 'cpu';
+}
+
+export interface GenerateOptions {
+  /** Most new tokens (default: generation_config.json max_new_tokens, else 256). */
+  maxTokens?: number;
+  /** 0 = greedy. Unset sampling options come from generation_config.json when it samples, else greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  /** Same seed, same tokens (default: a random seed). */
+  seed?: number;
+  /** Text that ends the generation (not included in the result). */
+  stop?: string | readonly string[];
+  /** Keep going past the model's end-of-sequence tokens. */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+  /** String prompts: add the tokenizer's special tokens (BOS where its config adds one); default true. */
+  addSpecialTokens?: boolean;
+  /** Token ids read back per batch while decoding (default 8): larger runs further ahead of the CPU. */
+  readEvery?: number;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens whose keys and values were already in the cache (a common prefix). */
+  cachedTokens: number;
+  /** Prompt tokens run per second, to the first sampled token. */
+  prefillTokensPerSecond: number;
+  /** Tokens generated per second after the first. */
+  decodeTokensPerSecond: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerationChunk {
+  text: string;
+  tokens: number[];
+}
+
+export interface GenerationResult {
+  text: string;
+  /** Generated ids (an end-of-sequence id that stopped generation not included). */
+  tokens: number[];
+  promptIds: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+}
+
+export interface StreamingGeneration extends AsyncIterable<GenerationChunk> {
+  /** Settles when the stream has been read to its end. */
+  readonly result: Promise<GenerationResult>;
+}
+
+const now = () => (globalThis.performance ?? Date).now();
+
+export class LlmModel {
+  readonly config: LlamaConfig;
+  readonly dtype: LinearDType;
+  readonly kv: KvDType;
+  readonly describe: string;
+  readonly ctx: GpuContext;
+  readonly tokenizer: TextTokenizer;
+  readonly chatTemplate: ChatTemplate | null;
+  readonly generationDefaults: GenerationDefaults;
+  /** End-of-sequence ids from config.json, generation_config.json and the tokenizer. */
+  readonly eosTokenIds: readonly number[];
+  readonly chat: { completions: ChatCompletions };
+  private readonly weights: LlamaGpuWeights;
+  private readonly decoder: Decoder;
+  private readonly ownsContext: boolean;
+  private queue: Promise<void> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(a: {
+    config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
+    generationDefaults: GenerationDefaults; weights: LlamaGpuWeights; decoder: Decoder; ownsContext: boolean;
+  }) {
+    this.config = a.config;
+    this.dtype = a.dtype;
+    this.kv = a.kv;
+    this.describe = a.describe;
+    this.ctx = a.ctx;
+    this.tokenizer = a.tokenizer;
+    this.chatTemplate = a.chatTemplate;
+    this.generationDefaults = a.generationDefaults;
+    this.weights = a.weights;
+    this.decoder = a.decoder;
+    this.ownsContext = a.ownsContext;
+    const eos = new Set([...a.config.eosTokenIds, ...a.generationDefaults.eosTokenIds]);
+    const tokEos = a.tokenizer.eosTokenId;
+    if (tokEos !== undefined) eos.add(tokEos);
+    this.eosTokenIds = [...eos];
+    this.chat = { completions: new ChatCompletions(this) };
+  }
+
+  static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
+    if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
+    if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
+    const files = await openModelFiles(location, opts);
+    const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
+    const cap = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CONTEXT);
+    if (!Number.isSafeInteger(cap) || cap < 2 || cap > config.maxPositions) {
+      throw new WebqError('BAD_OPTION', `contextLength must be an integer from 2 to max_position_embeddings (${config.maxPositions}), got ${opts.contextLength}`);
+    }
+    const tokenizer = await loadTokenizer(files, { name: files.describe });
+    const chatTemplate = await ChatTemplate.load(files);
+    const generationDefaults = await readGenerationConfig(files);
+    const store = await files.checkpoint();
+    let ctx: GpuContext | null = null;
+    let weights: LlamaGpuWeights | null = null;
+    try {
+      const prequant = readPrequantInfo(store);
+      const dtype = (opts.dtype ?? prequant?.dtype ?? 'q4') as LinearDType;
+      if (prequant && dtype !== prequant.dtype) {
+        throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
+      }
+      const refs = resolveLlamaWeights(store, config);
+      ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
+      const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
+      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
+      const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
+      const decoder = new Decoder(ctx, config, weights, cache);
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context });
+    } catch (e) {
+      weights?.dispose();
+      if (ctx && !opts.context) ctx.dispose();
+      throw e;
+    } finally {
+      await store.close?.();
+    }
+  }
+
+  /** Weight bytes on the GPU. */
+  get weightBytes(): number {
+    return this.weights.bytes;
+  }
+
+  /** KV cache bytes on the GPU. */
+  get kvBytes(): number {
+    return this.decoder.cache.bytes;
+  }
+
+  get contextLength(): number {
+    return this.decoder.contextLength;
+  }
+
+  private check(): void {
+    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
+  }
+
+  /** Prompt ids as the model's tokenizer makes them (special tokens where its config adds them). */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    if (typeof text !== 'string') throw new WebqError('BAD_PROMPT', `the prompt must be a string or an array of token ids, got ${text === null ? 'null' : typeof text}`);
+    return this.tokenizer.encode(text, { addSpecialTokens: opts.addSpecialTokens ?? true, truncation: false, maxLength: Number.MAX_SAFE_INTEGER }).ids;
+  }
+
+  private promptIds(prompt: string | readonly number[], addSpecialTokens?: boolean): number[] {
+    return Array.isArray(prompt) ? [...(prompt as number[])] : this.encode(prompt as string, { addSpecialTokens });
+  }
+
+  /** Waits for the calls before this one, so generations run one after another. */
+  private async acquire(): Promise<() => void> {
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const prev = this.queue;
+    this.queue = prev.then(() => mine);
+    await prev;
+    return release;
+  }
+
+  /** Logits over the vocabulary at the prompt's last position. */
+  async logits(prompt: string | readonly number[], opts: { addSpecialTokens?: boolean } = {}): Promise<{ ids: number[]; logits: Float32Array }> {
+    this.check();
+    const ids = this.promptIds(prompt, opts.addSpecialTokens);
+    const release = await this.acquire();
+    try {
+      return { ids, logits: await this.decoder.logits(ids) };
+    } finally {
+      release();
+    }
+  }
+
+  /** The sampling parameters for a call: the caller's, else generation_config.json's when it samples, else greedy. */
+  samplingFor(o: GenerateOptions): SamplingParams {
+    const d = this.generationDefaults;
+    const sample = d.doSample === true;
+    return validateSamplingParams({
+      temperature: o.temperature ?? (sample ? d.temperature ?? 1 : 0),
+      topK: o.topK ?? (sample ? d.topK ?? 0 : 0),
+      topP: o.topP ?? (sample ? d.topP ?? 1 : 1),
+      minP: o.minP ?? (sample ? d.minP ?? 0 : 0),
+      repetitionPenalty: o.repetitionPenalty ?? d.repetitionPenalty ?? 1,
+      seed: o.seed ?? Math.floor(Math.random() * 0x100000000),
+    });
+  }
+
+  /** Generates after `prompt` (text, or token ids): the whole result, or with `stream: true` text chunks as they come. */
+  generate(prompt: string | readonly number[], opts: GenerateOptions & { stream: true }): StreamingGeneration;
+  generate(prompt: string | readonly number[], opts?: GenerateOptions & { stream?: false }): Promise<GenerationResult>;
+  generate(prompt: string | readonly number[], opts: GenerateOptions & { stream?: boolean } = {}): StreamingGeneration | Promise<GenerationResult> {
+    const holder: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void } = {};
+    const result = new Promise<GenerationResult>((res, rej) => Object.assign(holder, { resolve: res, reject: rej }));
+    result.catch(() => {}); // observed by whoever awaits it; a stream's errors reach its reader too
+    const run = () => this.session(prompt, opts, holder);
+    if (opts.stream) return { result, [Symbol.asyncIterator]: () => run()[Symbol.asyncIterator]() };
+    return (async () => {
+      for await (const _ of run()) {
+        // drain
+      }
+      return result;
+    })();
+  }
+
+  private async *session(prompt: string | readonly number[], o: GenerateOptions, out: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void }): AsyncGenerator<GenerationChunk> {
+    try {
+      this.check();
+      const maxTokens = o.maxTokens ?? this.generationDefaults.maxNewTokens ?? DEFAULT_MAX_TOKENS;
+      if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${maxTokens}`);
+      const stop = o.stop === undefined ? [] : typeof o.stop === 'string' ? [o.stop] : [...o.stop];
+      if (stop.some((s) => typeof s !== 'string' || s.length === 0)) throw new WebqError('BAD_OPTION', `stop must be a non-empty string or a list of them, got ${JSON.stringify(o.stop)}`);
+      const params = this.samplingFor(o);
+      const ids = this.promptIds(prompt, o.addSpecialTokens);
+      o.signal?.throwIfAborted();
+      const release = await this.acquire();
+      try {
+        this.check();
+        const cachedBefore = this.decoder.cachedPrefix(ids);
+        const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop });
+        const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
+        const tokens: number[] = [];
+        let finish: FinishReason = 'length';
+        const t0 = now();
+        let tFirst = 0;
+        for await (const batch of this.decoder.generate(ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
+          if (!tFirst) tFirst = now();
+          let end = batch.findIndex((id) => eos.has(id));
+          const accepted = end < 0 ? batch : batch.slice(0, end);
+          tokens.push(...accepted);
+          const { text, stopped } = streamer.push(accepted);
+          if (text) yield { text, tokens: accepted };
+          if (stopped) {
+            finish = 'stop';
+            break;
+          }
+          if (end >= 0) {
+            finish = 'stop';
+            break;
+          }
+        }
+        const rest = streamer.flush();
+        if (rest) yield { text: rest, tokens: [] };
+        const t1 = now();
+        const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
+        const decodeS = Math.max(t1 - tFirst, 1e-6) / 1000;
+        out.resolve?.({
+          text: streamer.text,
+          tokens,
+          promptIds: ids,
+          finishReason: finish,
+          usage: {
+            promptTokens: ids.length,
+            completionTokens: tokens.length,
+            cachedTokens: cachedBefore,
+            prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
+            decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
+          },
+        });
+      } finally {
+        release();
+      }
+    } catch (e) {
+      out.reject?.(e);
+      throw e;
+    }
+  }
+
+  /** Renders a conversation with the model's chat template (with the assistant's turn opened). */
+  renderChat(messages: readonly ChatMessage[], extra?: Record<string, unknown>): string {
+    return requireChatTemplate(this.chatTemplate, this.describe).render(messages, { addGenerationPrompt: true, extra });
+  }
+
+  /** Frees the weights and the cache, and the device if the model made it. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.decoder.dispose();
+    this.weights.dispose();
+    if (this.ownsContext) this.ctx.dispose();
+  }
+}
+
+export { abortError };

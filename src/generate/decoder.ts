@@ -1,0 +1,223 @@
+/**
+ * The generation loop on the GPU for one model and one sequence (its KV cache): prefill, then
+ * decode steps that run ahead of the CPU. Each step is one command encoder: the forward for the
+ * previous token (read from the sampler's `next` buffer, never from the CPU), then the sampler,
+ * which writes the new id to `next` and to a ring. The CPU only writes the step's position and
+ * index (queue.writeBuffer, ordered before the submit) and, every `batch` steps, copies a slice
+ * of the ring into one of two mapped staging buffers. So up to two batches are in flight while the
+ * CPU streams text and checks stops; whatever was sampled past a stop is discarded.
+ *
+ * Nothing here allocates per token: the cache, sampler buffers and staging buffers are made once,
+ * the forward's temporaries come from the pool, and uniforms and bind groups are cached by content.
+ */
+import { WebqError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { llamaForward, type LlamaGpuWeights } from '../models/llama.ts';
+import type { LlamaConfig } from '../models/llama-config.ts';
+import type { KvCache } from '../ops/kv-cache.ts';
+import { sampleToken, type SamplingParams } from '../ops/sample.ts';
+
+const MAP_READ = 0x0001;
+const COPY_DST = 0x0008;
+
+export interface DecodeOptions {
+  /** Most tokens to sample. */
+  maxTokens: number;
+  /** Token ids read back per batch (default 8): the run-ahead window is two batches. */
+  batch?: number;
+  signal?: AbortSignal;
+}
+
+/** Why token sampling ended, as far as the decoder knows (stops are the caller's). */
+export type DecodeEnd = 'max_tokens' | 'context';
+
+export function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason;
+  if (reason instanceof Error) return reason;
+  const e = new WebqError('ABORTED', 'generation was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+export class Decoder {
+  readonly ctx: GpuContext;
+  readonly cfg: LlamaConfig;
+  readonly weights: LlamaGpuWeights;
+  readonly cache: KvCache;
+  private readonly seen: Tensor;
+  private readonly step: Tensor;
+  private readonly next: Tensor;
+  private ring: Tensor | null = null;
+  private staging: GPUBuffer[] = [];
+  private batch = 0;
+  private batches = 0;
+  /** Set when the last decode ended: the end reason. */
+  lastEnd: DecodeEnd | null = null;
+
+  constructor(ctx: GpuContext, cfg: LlamaConfig, weights: LlamaGpuWeights, cache: KvCache) {
+    this.ctx = ctx;
+    this.cfg = cfg;
+    this.weights = weights;
+    this.cache = cache;
+    this.seen = ctx.upload(new Uint32Array(Math.ceil(cfg.vocabSize / 32)), [Math.ceil(cfg.vocabSize / 32)], 'u32', 'sampler.seen');
+    this.step = ctx.upload(new Uint32Array(4), [4], 'u32', 'sampler.step');
+    this.next = ctx.upload(new Uint32Array(1), [1], 'u32', 'sampler.next');
+  }
+
+  get contextLength(): number {
+    return this.cache.shape.cap;
+  }
+
+  /** Ring and staging buffers for a read-back batch size, made once per size. */
+  private buffers(batch: number): { ring: Tensor; staging: GPUBuffer[] } {
+    if (this.batch !== batch || !this.ring) {
+      this.ring?.dispose();
+      this.staging.forEach((b) => b.destroy());
+      this.ring = this.ctx.upload(new Uint32Array(2 * batch), [2 * batch], 'u32', 'sampler.ring');
+      this.staging = [0, 1].map((i) => this.ctx.dev.gpu.createBuffer({ size: 4 * batch, usage: MAP_READ | COPY_DST, label: `sampler.staging${i}` }));
+      this.batch = batch;
+    }
+    return { ring: this.ring, staging: this.staging };
+  }
+
+  private checkPrompt(prompt: readonly number[]): void {
+    if (prompt.length === 0) throw new WebqError('EMPTY_PROMPT', 'the prompt has no tokens; give at least one');
+    const V = this.cfg.vocabSize;
+    for (let i = 0; i < prompt.length; i++) {
+      const id = prompt[i];
+      if (!Number.isSafeInteger(id) || id < 0 || id >= V) throw new WebqError('TOKEN_OUT_OF_RANGE', `prompt token ${i} is ${id}, outside the vocabulary of ${V}`);
+    }
+    if (prompt.length > this.contextLength) {
+      throw new WebqError('CONTEXT_FULL', `the prompt is ${prompt.length} tokens, more than the context of ${this.contextLength}; shorten it or load the model with a larger contextLength (at most max_position_embeddings, ${this.cfg.maxPositions})`);
+    }
+  }
+
+  /** Tokens of `prompt` already in the cache that can be kept (at least one must be run again). */
+  cachedPrefix(prompt: readonly number[]): number {
+    const ids = this.cache.ids;
+    let n = 0;
+    while (n < ids.length && n < prompt.length - 1 && ids[n] === prompt[n]) n++;
+    return n;
+  }
+
+  private reuse(prompt: readonly number[]): number {
+    const n = this.cachedPrefix(prompt);
+    this.cache.truncate(n);
+    return n;
+  }
+
+  /** Records the forward of `ids` at positions pos0.. and returns the last position's logits [1, V]. */
+  private forward(rec: ReturnType<GpuContext['record']>, ids: Tensor, pos0: number): Tensor {
+    this.cache.setPosition(this.ctx, pos0);
+    return llamaForward(this.ctx, rec, this.weights, this.cfg, this.cache, { ids, pos0, lastOnly: true });
+  }
+
+  /** The last position's logits after running `prompt` (reusing the cached common prefix). */
+  async logits(prompt: readonly number[]): Promise<Float32Array> {
+    this.checkPrompt(prompt);
+    const keep = this.reuse(prompt);
+    const ids = this.ctx.write(Uint32Array.from(prompt.slice(keep)), [prompt.length - keep], 'u32', 'input_ids');
+    try {
+      const rec = this.ctx.record({ label: 'llm:logits' });
+      const logits = this.forward(rec, ids, keep);
+      await rec.submit();
+      const out = await this.ctx.readFloat(logits);
+      logits.dispose();
+      this.cache.ids.push(...prompt.slice(keep));
+      return out;
+    } catch (e) {
+      this.cache.truncate(keep);
+      throw e;
+    } finally {
+      ids.dispose();
+    }
+  }
+
+  /**
+   * Samples up to maxTokens ids after `prompt`, yielding them in batches as they are read back.
+   * Breaking out of the loop (a stop) or an abort waits for the steps in flight, then leaves the
+   * cache holding exactly the tokens it has keys and values for.
+   */
+  async *generate(prompt: readonly number[], params: SamplingParams, opts: DecodeOptions): AsyncGenerator<number[], void, undefined> {
+    this.checkPrompt(prompt);
+    const B = opts.batch ?? 8;
+    if (!Number.isSafeInteger(B) || B < 1) throw new WebqError('BAD_OPTION', `batch must be a positive integer, got ${B}`);
+    if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${opts.maxTokens}`);
+    opts.signal?.throwIfAborted();
+    const { ring, staging } = this.buffers(B);
+    const P = prompt.length;
+    // Token k is fed back at position P + k - 1, which must stay inside the cache.
+    const room = this.contextLength - P + 1;
+    const total = Math.min(opts.maxTokens, room);
+    this.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
+    const keep = this.reuse(prompt);
+    const q = this.ctx.dev.gpu.queue;
+    const seen = new Uint32Array(this.seen.size);
+    for (const id of prompt) seen[id >>> 5] |= 1 << (id & 31);
+    q.writeBuffer(this.seen.buffer, 0, seen);
+    const input = this.ctx.write(Uint32Array.from(prompt.slice(keep)), [P - keep], 'u32', 'input_ids');
+    const stepWords = new Uint32Array(4);
+    let issued = 0; // sampling steps submitted
+    const inFlight: { promise: Promise<void>; slot: number; count: number }[] = [];
+    // The first read-back holds the prefill's token alone (time to first token); then `B` at a time.
+    const issueBatch = () => {
+      const first = issued;
+      const count = Math.min(first === 0 ? 1 : B, total - first);
+      const slot = this.batches++ % 2;
+      for (let i = 0; i < count; i++) {
+        const k = issued;
+        const rec = this.ctx.record({ label: k === 0 ? 'llm:prefill' : 'llm:decode' });
+        const logits = k === 0 ? this.forward(rec, input, keep) : this.forward(rec, this.next, P + k - 1);
+        stepWords[0] = k;
+        q.writeBuffer(this.step.buffer, 0, stepWords);
+        sampleToken(this.ctx, rec, logits.view([logits.size]), { seen: this.seen, step: this.step, next: this.next, ids: ring }, params);
+        logits.dispose();
+        if (i === count - 1) {
+          // Ring slots first % R .. (first + count - 1) % R, in at most two pieces.
+          const R = ring.size;
+          const a = first % R;
+          const n1 = Math.min(count, R - a);
+          rec.copy(ring.buffer, a * 4, staging[slot], 0, n1 * 4);
+          if (n1 < count) rec.copy(ring.buffer, 0, staging[slot], n1 * 4, (count - n1) * 4);
+        }
+        void rec.submit();
+        issued++;
+      }
+      inFlight.push({ promise: this.ctx.dev.race(staging[slot].mapAsync(MAP_READ, 0, count * 4)), slot, count });
+    };
+    const sampled: number[] = [];
+    try {
+      issueBatch();
+      while (inFlight.length) {
+        if (issued < total && inFlight.length < 2 && !opts.signal?.aborted) issueBatch();
+        const b = inFlight.shift()!;
+        await b.promise;
+        const ids = Array.from(new Uint32Array(staging[b.slot].getMappedRange(0, b.count * 4).slice(0)));
+        staging[b.slot].unmap();
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+        sampled.push(...ids);
+        yield ids;
+      }
+    } finally {
+      // Stopped early, aborted or failed: let the steps in flight finish before the buffers are reused.
+      for (const b of inFlight) {
+        await b.promise.then(() => staging[b.slot].unmap(), () => {});
+      }
+      input.dispose();
+      // Keys and values exist for the prompt (once the prefill ran) and for every token read back
+      // and fed back in (all sampled but the last).
+      this.cache.truncate(keep);
+      if (issued > 0) this.cache.ids.push(...prompt.slice(keep), ...sampled.slice(0, Math.max(0, issued - 1)));
+    }
+  }
+
+  dispose(): void {
+    this.seen.dispose();
+    this.step.dispose();
+    this.next.dispose();
+    this.ring?.dispose();
+    this.staging.forEach((b) => b.destroy());
+    this.cache.dispose();
+  }
+}

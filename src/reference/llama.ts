@@ -1,0 +1,169 @@
+/**
+ * A plain-TypeScript Llama-family decoder (Llama, Mistral, Qwen2, Qwen3), top to bottom in one
+ * file (llama2.c style), as the ground truth the GPU forward is tested against. It follows Hugging
+ * Face transformers' *ForCausalLM; what differs between the model types is data in LlamaConfig.
+ * Weights are f32 as read from the checkpoint; every sum and activation is f64, so this side's
+ * rounding error is negligible next to the GPU's. Nothing here is fast; it is written to be read.
+ *
+ * Weights: a record keyed by Hugging Face tensor name. Linear weights are PyTorch's [out, in]:
+ * y[o] = b[o] + sum_i x[i] * W[o, i].
+ */
+import { ShapeError, WebqError } from '../errors.ts';
+import { ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+
+export type LlamaWeightsF32 = Readonly<Record<string, Float32Array>>;
+
+function weight(w: LlamaWeightsF32, key: string, size: number): Float32Array {
+  const a = w[key];
+  if (a === undefined) throw new WebqError('REFERENCE_WEIGHT_MISSING', `Llama reference: no weight "${key}" in the weights record`);
+  if (a.length !== size) throw new ShapeError(`Llama reference: weight "${key}" has ${a.length} elements, expected ${size}`);
+  return a;
+}
+
+/** y [rows, out] = x [rows, inp] W^T (+ b), with W [out, inp] and b [out] or null. */
+function linear(x: Float64Array, rows: number, inp: number, W: Float32Array, b: Float32Array | null, out: number): Float64Array {
+  const y = new Float64Array(rows * out);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < out; o++) {
+      let s = b ? b[o] : 0;
+      for (let i = 0; i < inp; i++) s += x[r * inp + i] * W[o * inp + i];
+      y[r * out + o] = s;
+    }
+  }
+  return y;
+}
+
+/** Per row of n: x / sqrt(mean(x^2) + eps) * g, into a new array (or in place with out = x). */
+function rmsNorm(x: Float64Array, n: number, g: Float32Array, eps: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
+  for (let r = 0; r < x.length / n; r++) {
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[r * n + i] ** 2;
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) out[r * n + i] = x[r * n + i] * inv * g[i];
+  }
+  return out;
+}
+
+/**
+ * In place on x [T, heads * D]: rotate-half RoPE, dimension i paired with i + D/2, rotated by
+ * angle p * invFreq[i] at position p.
+ */
+function rope(x: Float64Array, T: number, heads: number, D: number, invFreq: Float32Array): void {
+  const half = D / 2;
+  for (let p = 0; p < T; p++) {
+    for (let h = 0; h < heads; h++) {
+      const o = (p * heads + h) * D;
+      for (let i = 0; i < half; i++) {
+        const cos = Math.cos(p * invFreq[i]);
+        const sin = Math.sin(p * invFreq[i]);
+        const a = x[o + i];
+        const b = x[o + i + half];
+        x[o + i] = a * cos - b * sin;
+        x[o + i + half] = b * cos + a * sin;
+      }
+    }
+  }
+}
+
+/**
+ * Causal grouped-query attention over one sequence. q [T, nh * D], k and v [T, nkv * D]; query head
+ * h reads KV head floor(h / (nh / nkv)) (transformers' repeat_kv). With window W > 0 a query at t
+ * sees keys t-W+1..t only. Returns the context [T, nh * D].
+ */
+function attention(q: Float64Array, k: Float64Array, v: Float64Array, T: number, nh: number, nkv: number, D: number, window: number): Float64Array {
+  const group = nh / nkv;
+  const scale = 1 / Math.sqrt(D);
+  const ctx = new Float64Array(T * nh * D);
+  const p = new Float64Array(T);
+  for (let h = 0; h < nh; h++) {
+    const qo = h * D;
+    const ko = Math.floor(h / group) * D;
+    for (let t = 0; t < T; t++) {
+      const first = window > 0 ? Math.max(0, t - window + 1) : 0;
+      let max = -Infinity;
+      for (let j = first; j <= t; j++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += q[t * nh * D + qo + d] * k[j * nkv * D + ko + d];
+        p[j] = s * scale;
+        if (p[j] > max) max = p[j];
+      }
+      let sum = 0;
+      for (let j = first; j <= t; j++) sum += p[j] = Math.exp(p[j] - max);
+      for (let j = first; j <= t; j++) {
+        for (let d = 0; d < D; d++) ctx[t * nh * D + qo + d] += (p[j] / sum) * v[j * nkv * D + ko + d];
+      }
+    }
+  }
+  return ctx;
+}
+
+/** One decoder layer, in place on the residual stream x [T, H]. */
+function decoderLayer(cfg: LlamaConfig, w: LlamaWeightsF32, l: number, x: Float64Array, T: number, invFreq: Float32Array): void {
+  const { hiddenSize: H, numHeads: nh, numKvHeads: nkv, headDim: D, intermediateSize: I, rmsNormEps: eps } = cfg;
+  const L = `model.layers.${l}`;
+  const lin = (name: string, input: Float64Array, inp: number, out: number, bias: boolean) =>
+    linear(input, T, inp, weight(w, `${L}.${name}.weight`, out * inp), bias ? weight(w, `${L}.${name}.bias`, out) : null, out);
+
+  // Attention: RMSNorm [H]; q [nh*D, H], k and v [nkv*D, H]; Qwen3's per-head q/k RMSNorm [D]
+  // before RoPE; attention; o [H, nh*D]; residual.
+  const xn = rmsNorm(x, H, weight(w, `${L}.input_layernorm.weight`, H), eps);
+  const q = lin('self_attn.q_proj', xn, H, nh * D, cfg.qkvBias);
+  const k = lin('self_attn.k_proj', xn, H, nkv * D, cfg.qkvBias);
+  const v = lin('self_attn.v_proj', xn, H, nkv * D, cfg.qkvBias);
+  if (cfg.qkNorm) {
+    rmsNorm(q, D, weight(w, `${L}.self_attn.q_norm.weight`, D), eps, q);
+    rmsNorm(k, D, weight(w, `${L}.self_attn.k_norm.weight`, D), eps, k);
+  }
+  rope(q, T, nh, D, invFreq);
+  rope(k, T, nkv, D, invFreq);
+  const ctx = attention(q, k, v, T, nh, nkv, D, cfg.slidingWindow[l] ?? 0);
+  const a = lin('self_attn.o_proj', ctx, nh * D, H, cfg.oBias);
+  for (let i = 0; i < x.length; i++) x[i] += a[i];
+
+  // SwiGLU MLP: RMSNorm [H]; gate and up [I, H]; silu(gate) * up; down [H, I]; residual.
+  const hn = rmsNorm(x, H, weight(w, `${L}.post_attention_layernorm.weight`, H), eps);
+  const g = lin('mlp.gate_proj', hn, H, I, cfg.mlpBias);
+  const u = lin('mlp.up_proj', hn, H, I, cfg.mlpBias);
+  for (let i = 0; i < g.length; i++) g[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+  const m = lin('mlp.down_proj', g, I, H, cfg.mlpBias);
+  for (let i = 0; i < x.length; i++) x[i] += m[i];
+}
+
+/** Logits [T, vocab] (row-major Float32Array) for every position of `ids` (one sequence, causal). */
+export function llamaReferenceForward(cfg: LlamaConfig, w: LlamaWeightsF32, ids: readonly number[]): Float32Array {
+  const { hiddenSize: H, vocabSize: V } = cfg;
+  const T = ids.length;
+  if (T === 0) throw new ShapeError('Llama reference: ids is empty; give at least one token');
+
+  // Embedding [V, H]: the residual stream starts as the tokens' rows.
+  const embed = weight(w, 'model.embed_tokens.weight', V * H);
+  const x = new Float64Array(T * H);
+  ids.forEach((id, t) => {
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new ShapeError(`ids[${t}] = ${id} is outside the vocabulary (vocab_size ${V})`);
+    for (let i = 0; i < H; i++) x[t * H + i] = embed[id * H + i];
+  });
+
+  const invFreq = ropeInvFreq(cfg);
+  for (let l = 0; l < cfg.numLayers; l++) decoderLayer(cfg, w, l, x, T, invFreq);
+
+  // Final RMSNorm [H]; LM head [V, H], the embedding table when tied.
+  const xn = rmsNorm(x, H, weight(w, 'model.norm.weight', H), cfg.rmsNormEps);
+  const head = cfg.tieWordEmbeddings ? embed : weight(w, 'lm_head.weight', V * H);
+  return Float32Array.from(linear(xn, T, H, head, null, V));
+}
+
+/** Greedy decoding by full recompute: appends argmax (lowest index on ties) `steps` times; returns the new ids. */
+export function llamaReferenceGreedy(cfg: LlamaConfig, w: LlamaWeightsF32, ids: readonly number[], steps: number): number[] {
+  const seq = [...ids];
+  const out: number[] = [];
+  const V = cfg.vocabSize;
+  for (let s = 0; s < steps; s++) {
+    const logits = llamaReferenceForward(cfg, w, seq);
+    const last = (seq.length - 1) * V;
+    let best = 0;
+    for (let v = 1; v < V; v++) if (logits[last + v] > logits[last + best]) best = v;
+    seq.push(best);
+    out.push(best);
+  }
+  return out;
+}

@@ -1,0 +1,148 @@
+// Quantized LLM paths against the fp32 CPU reference: every weight dtype and KV cache type, on a
+// tiny Llama with planted outlier channels (tiny-llama.ts), measured per token over teacher-forced
+// positions as KL(p_fp32 || p_quant) and top-1 agreement. Also: the f16 activation path, the `gpu`
+// kernel family, and decode past one attention split (contexts over 256 keys).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Decoder } from '../../src/generate/decoder.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { openModelFiles } from '../../src/io/hub.ts';
+import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { uploadLlamaWeights } from '../../src/models/llama.ts';
+import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
+import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
+import type { LinearDType } from '../../src/ops/linear.ts';
+import { llamaReferenceForward } from '../../src/reference/llama.ts';
+import type { UploadOptions } from '../../src/models/upload.ts';
+import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+
+let dir: string;
+let m: TinyLlama;
+let cfg: LlamaConfig;
+const contexts: Record<string, GpuContext> = {};
+
+const IDS = (() => {
+  let s = 17;
+  return Array.from({ length: 40 }, () => (s = (s * 1103515245 + 12345) >>> 0) % 256);
+})();
+const FROM = 24; // teacher-forced positions FROM .. 39: 16 tokens
+let ref: Float32Array;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'webq-llamaq-'));
+  m = await writeTinyLlama(join(dir, 'm'), { modelType: 'llama', hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, seed: 21 });
+  cfg = parseLlamaConfig(m.config);
+  ref = llamaReferenceForward(cfg, m.weights, IDS);
+  contexts.cpu = await GpuContext.create();
+  contexts.gpu = await GpuContext.create({ kernels: 'gpu' });
+});
+
+afterAll(async () => {
+  Object.values(contexts).forEach((c) => c.dispose());
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function decoder(ctx: GpuContext, dtype: LinearDType, kv: KvDType, cap = 64, up: UploadOptions = {}): Promise<Decoder> {
+  const store = await (await openModelFiles(m.dir)).checkpoint();
+  const w = await uploadLlamaWeights(ctx, store, cfg, resolveLlamaWeights(store, cfg), dtype, up);
+  const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap, dtype: kv }, ropeInvFreq(cfg));
+  const dec = new Decoder(ctx, cfg, w, cache);
+  const dispose = dec.dispose.bind(dec);
+  dec.dispose = () => (dispose(), w.dispose());
+  return dec;
+}
+
+function softmax(x: ArrayLike<number>): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < x.length; i++) mx = Math.max(mx, x[i]);
+  const p = new Float64Array(x.length);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += p[i] = Math.exp(x[i] - mx);
+  for (let i = 0; i < x.length; i++) p[i] /= s;
+  return p;
+}
+
+const argmax = (x: ArrayLike<number>) => {
+  let b = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
+  return b;
+};
+
+/** Mean KL(ref || got) per token and top-1 agreement over positions FROM..end, one cached decode step each. */
+async function measure(dec: Decoder): Promise<{ kl: number; top1: number; maxAbs: number }> {
+  const V = cfg.vocabSize;
+  let kl = 0;
+  let agree = 0;
+  let maxAbs = 0;
+  for (let t = FROM; t < IDS.length; t++) {
+    const got = await dec.logits(IDS.slice(0, t + 1));
+    const want = ref.subarray(t * V, (t + 1) * V);
+    const p = softmax(want);
+    const q = softmax(got);
+    for (let i = 0; i < V; i++) {
+      if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+      maxAbs = Math.max(maxAbs, Math.abs(got[i] - want[i]));
+    }
+    if (argmax(got) === argmax(want)) agree++;
+  }
+  const n = IDS.length - FROM;
+  return { kl: kl / n, top1: agree / n, maxAbs };
+}
+
+// Bounds, from what lavapipe measured here (mean KL per token, top-1 agreement over 16 tokens):
+//   f32/f32 ~2e-13, 1     f32/f16 2.8e-7, 1     f32/int8 6.7e-5, 1     f16/f16 1.9e-6, 1
+//   q8/int8 (weight-only, group 32: llamaQuantDefaults) 9.4e-4, 1
+//   w8a8/f16 5.1e-3, 1    q4/f16 9.2e-2, 0.75   w4a8/int8 1.1e-1, 0.625
+// (4-bit round-to-nearest on a model with 6x salient weight columns and 20x activation channels:
+// what the quantization methods of the toolkit are for.)
+// q8 with int8 KV must stay within the issue's aim, KL <= 1e-3 per token.
+const CASES: [LinearDType, KvDType, { kl: number; top1: number }][] = [
+  ['f32', 'f32', { kl: 1e-8, top1: 1 }],
+  ['f32', 'f16', { kl: 1e-5, top1: 1 }],
+  ['f32', 'int8', { kl: 3e-4, top1: 0.9 }],
+  ['f16', 'f16', { kl: 2e-5, top1: 0.9 }],
+  ['q8', 'int8', { kl: 1e-3, top1: 0.9 }],
+  ['w8a8', 'f16', { kl: 1e-2, top1: 0.85 }],
+  ['q4', 'f16', { kl: 0.15, top1: 0.6 }],
+  ['w4a8', 'int8', { kl: 0.15, top1: 0.55 }],
+];
+
+describe.each(['cpu', 'gpu'])('%s kernels', (family) => {
+  it.each(CASES)('%s weights, %s KV: KL and top-1 against fp32', async (dtype, kv, bound) => {
+    const ctx = contexts[family];
+    if ((dtype === 'f16' || kv === 'f16') && !ctx.caps.f16) return;
+    const dec = await decoder(ctx, dtype, kv);
+    try {
+      const r = await measure(dec);
+      console.log(`${family} ${dtype}/${kv}: KL ${r.kl.toExponential(2)} top-1 ${r.top1} max|dlogit| ${r.maxAbs.toFixed(4)}`);
+      expect(r.kl).toBeLessThanOrEqual(bound.kl);
+      expect(r.top1).toBeGreaterThanOrEqual(bound.top1);
+    } finally {
+      dec.dispose();
+    }
+  });
+});
+
+it('decode past one split (300-token context): logits equal the reference, f32 and int8 KV', async () => {
+  const long = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % cfg.vocabSize);
+  const want = llamaReferenceForward(cfg, m.weights, long);
+  const V = cfg.vocabSize;
+  for (const kv of ['f32', 'int8'] as const) {
+    const dec = await decoder(contexts.cpu, 'f32', kv, 320);
+    try {
+      await dec.logits(long.slice(0, 290)); // prefill
+      for (let t = 290; t < 300; t++) {
+        const got = await dec.logits(long.slice(0, t + 1)); // decode steps over 2 splits
+        const w = want.subarray(t * V, (t + 1) * V);
+        let d = 0;
+        for (let i = 0; i < V; i++) d = Math.max(d, Math.abs(got[i] - w[i]));
+        expect(d, `${kv} position ${t}`).toBeLessThan(kv === 'f32' ? 1e-3 : 0.15);
+        expect(argmax(got)).toBe(argmax(w));
+      }
+    } finally {
+      dec.dispose();
+    }
+  }
+});
