@@ -25,3 +25,19 @@ export {
 export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type TextOptions, type Classification } from './api/bert.ts';
 export { LINEAR_DTYPES, type LinearDType } from './ops/linear.ts';
 export { cosineSimilarity } from './api/similarity.ts';
+export {
+  LlmModel,
+  DEFAULT_CONTEXT,
+  DEFAULT_MAX_TOKENS,
+  type LlmLoadOptions,
+  type GenerateOptions,
+  type GenerationChunk,
+  type GenerationResult,
+  type StreamingGeneration,
+  type FinishReason,
+  type Usage,
+} from './api/llm.ts';
+export type { ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ChatUsage } from './api/chat.ts';
+export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
+export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';
+export type { SamplingParams } from './ops/sample.ts';
