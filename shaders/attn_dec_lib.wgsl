@@ -16,9 +16,11 @@
 //      neighbouring threads read neighbouring d, so V rows are read coalesced.
 // With nsplit == 1 the result goes straight to out; otherwise each split writes (m, l, acc) to
 // `part` and attn_combine.wgsl merges the splits, so a long context is spread over many workgroups
-// instead of walked serially by one.
+// instead of walked serially by one. A decode step always runs the same nsplit workgroups per head
+// group; the split length follows the context (read from `pos`), so its uniforms and dispatch are
+// the same at every position, and splits past a short context simply find no keys.
 
-struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, splitLen: u32, nsplit: u32, window: u32, scale: f32 }
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, nsplit: u32, window: u32, scale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;          // [T, nh * D], roped
@@ -53,8 +55,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let P = pos[0] + t;
   var lo = 0u;
   if (p.window > 0u && P + 1u > p.window) { lo = P + 1u - p.window; }
-  let s0 = max(lo, s * p.splitLen);
-  let s1 = min(P + 1u, (s + 1u) * p.splitLen);
+  // Split length: the whole context in BK-key blocks, shared out evenly over the splits.
+  let kvLen = pos[0] + p.T;
+  let splitLen = ((kvLen + p.nsplit - 1u) / p.nsplit + BK - 1u) / BK * BK;
+  let s0 = max(lo, s * splitLen);
+  let s1 = min(P + 1u, (s + 1u) * splitLen);
   let qbase = (t * p.nh + h0) * D; // this chunk's heads are contiguous in the q row
   for (var e = lid; e < gn * D; e += WG) { qs[e] = f32(q[qbase + e]) * p.scale; }
   if (lid < MAX_GC) {

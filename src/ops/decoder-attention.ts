@@ -1,19 +1,15 @@
 /**
  * Causal attention of q [T, nh D] (rows at positions pos0 .. pos0+T-1) over the KV cache of one
  * layer, with grouped-query heads and an optional sliding window (shaders/attn_dec_lib.wgsl). A
- * few query rows (decode) split the context into DECODE_SPLIT-key pieces merged by
- * attn_combine.wgsl; a prefill has parallelism enough in its rows and runs one split.
+ * few query rows (decode) split the context into cache.splits pieces merged by attn_combine.wgsl;
+ * a prefill has parallelism enough in its rows and runs one split.
  */
 import { ShapeError, WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { floatPrecision } from './common.ts';
-import { DECODE_SPLIT, SPLIT_MAX_T, type KvCache } from './kv-cache.ts';
-
-/** attn_dec_lib.wgsl: query heads x head dim per workgroup, and heads per workgroup. */
-const MAX_GD = 1024;
-const MAX_GC = 16;
+import { headChunks, SPLIT_MAX_T, type KvCache } from './kv-cache.ts';
 
 export interface DecoderAttentionOptions {
   /** Position of q's first row (the CPU's copy of what cache.pos holds for this step). */
@@ -30,19 +26,15 @@ export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cach
   if (kvLen > cap) throw new WebqError('CONTEXT_FULL', `decoderAttention: positions up to ${kvLen} do not fit the KV cache of ${cap}`);
   const out = ctx.empty([T, nh * D], q.dtype, 'webq:attn');
   const precision = floatPrecision('decoderAttention', { q, out });
-  const G = nh / nkv;
-  const GC = Math.min(G, Math.floor(MAX_GD / D), MAX_GC);
-  const hchunks = Math.ceil(G / GC);
-  const split = T <= SPLIT_MAX_T;
-  const splitLen = split ? DECODE_SPLIT : cap;
-  const nsplit = split ? Math.ceil(kvLen / splitLen) : 1;
+  const { GC, hchunks } = headChunks(nh, nkv, D);
+  const nsplit = T <= SPLIT_MAX_T ? cache.splits : 1;
   const c = cache.layers[layer];
   const int8 = cache.shape.dtype === 'int8';
   rec.dispatch(
     { shader: int8 ? 'attn_dec_q8' : 'attn_dec', variant: { precision, ...(!int8 && { kv: cache.floatType }) } },
     { q, pos: cache.pos, out, part: cache.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
     [nsplit, nkv * hchunks, T],
-    { T, nh, nkv, D, cap, GC, hchunks, splitLen, nsplit, window: opts.window ?? 0, scale: 1 / Math.sqrt(D) },
+    { T, nh, nkv, D, cap, GC, hchunks, nsplit, window: opts.window ?? 0, scale: 1 / Math.sqrt(D) },
   );
   if (nsplit > 1) {
     rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: cache.part, out }, [nh, T], { nh, D, nsplit });

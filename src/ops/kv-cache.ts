@@ -18,10 +18,24 @@ import type { Tensor } from '../gpu/tensor.ts';
 export type KvDType = 'f16' | 'f32' | 'int8';
 export const KV_DTYPES: readonly KvDType[] = ['f16', 'f32', 'int8'];
 
-/** Keys per split when decoding (a few query rows): a long context spreads over many workgroups. */
-export const DECODE_SPLIT = 256;
+/**
+ * Workgroups a decode step's attention aims for (splits x KV heads x head chunks): enough to
+ * spread a long context over a GPU's compute units, few enough that the combine stays trivial.
+ */
+export const DECODE_WORKGROUPS = 64;
 /** Query rows up to which attention splits along the context (decode and tiny prefills). */
 export const SPLIT_MAX_T = 4;
+/** attn_dec_lib.wgsl: keys per block, query heads x head dim per workgroup, heads per workgroup. */
+const BK = 64;
+const MAX_GD = 1024;
+const MAX_GC = 16;
+
+/** How attention groups a KV head's query heads into workgroups. */
+export function headChunks(heads: number, kvHeads: number, headDim: number): { GC: number; hchunks: number } {
+  const G = heads / kvHeads;
+  const GC = Math.min(G, Math.floor(MAX_GD / headDim), MAX_GC);
+  return { GC, hchunks: Math.ceil(G / GC) };
+}
 
 export interface KvLayer {
   k: Tensor;
@@ -47,15 +61,18 @@ export class KvCache {
   readonly pos: Tensor;
   /** f32 [cap, D]: cos(p * f_i) | sin(p * f_i) for i < D/2. */
   readonly rope: Tensor;
-  /** f32 [SPLIT_MAX_T, heads, ceil(cap / DECODE_SPLIT), 2 + D]. */
+  /** f32 [SPLIT_MAX_T, heads, splits, 2 + D]: the split partials of decode attention. */
   readonly part: Tensor;
+  /** Splits along the context for decode steps (fixed per cache, see attn_dec_lib.wgsl). */
+  readonly splits: number;
   /** Token ids whose keys and values the cache holds, in order (for reusing a common prefix). */
   readonly ids: number[] = [];
   readonly bytes: number;
   private disposed = false;
 
-  private constructor(shape: KvCacheShape, layers: KvLayer[], pos: Tensor, rope: Tensor, part: Tensor) {
+  private constructor(shape: KvCacheShape, layers: KvLayer[], pos: Tensor, rope: Tensor, part: Tensor, splits: number) {
     this.shape = shape;
+    this.splits = splits;
     this.layers = layers;
     this.pos = pos;
     this.rope = rope;
@@ -104,9 +121,10 @@ export class KvCache {
       }
       const pos = keep(ctx.upload(new Uint32Array(4), [4], 'u32', 'kv.pos'));
       const rope = keep(ctx.upload(ropeTable(invFreq, cap), [cap, D], 'f32', 'kv.rope'));
-      const splits = Math.ceil(cap / DECODE_SPLIT);
+      const { hchunks } = headChunks(shape.heads, kvHeads, D);
+      const splits = Math.max(1, Math.min(Math.ceil(cap / BK), Math.ceil(DECODE_WORKGROUPS / (kvHeads * hchunks))));
       const part = keep(ctx.upload(new Float32Array(SPLIT_MAX_T * shape.heads * splits * (2 + D)), [SPLIT_MAX_T, shape.heads, splits, 2 + D], 'f32', 'kv.part'));
-      return new KvCache(shape, layers, pos, rope, part);
+      return new KvCache(shape, layers, pos, rope, part, splits);
     } catch (e) {
       made.forEach((t) => t.dispose());
       throw e;
