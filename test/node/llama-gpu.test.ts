@@ -63,7 +63,7 @@ const ARCHS: [string, TinyLlamaOptions][] = [
 ];
 
 describe.each(ARCHS)('%s', (name, opts) => {
-  it('f32: last-position logits within 1e-3 of the fp32 reference; cached decode equals a full recompute', async () => {
+  it('f32: last-position logits within 1e-3 of the fp32 reference; cached decode equals a full recompute; 32 greedy tokens equal', async () => {
     const m = await writeTinyLlama(join(dir, name.replace(/\W+/g, '-')), opts);
     const { dec, cfg } = await decoderFor(m, 'f32', 'f32');
     try {
@@ -80,6 +80,11 @@ describe.each(ARCHS)('%s', (name, opts) => {
         expect(dec.cache.length).toBeGreaterThan(0);
         expect(maxAbs(await dec.logits(ids), full)).toBeLessThan(1e-3);
       }
+      // 32 greedy tokens, run ahead in batches, equal the reference's (the cache keeps the prompt).
+      const start = prompt(9, V, 3);
+      const greedy: number[] = [];
+      for await (const b of dec.generate(start, validateSamplingParams({}), { maxTokens: 32, batch: 5 })) greedy.push(...b);
+      expect(greedy).toEqual(llamaReferenceGreedy(cfg, m.weights, start, 32));
     } finally {
       dec.dispose();
     }
