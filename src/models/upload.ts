@@ -29,7 +29,7 @@ export interface Uploader {
   /** A float tensor (norm weights, biases, tables) in the activation precision. */
   vec(r: WeightRef): Promise<Tensor>;
   /** Stacked Linears as one weight in `dtype` (default: the model's), with the stacked bias if any. */
-  lin(parts: readonly LinearPart[], dtype?: LinearDType): Promise<{ w: LinearWeight; b: Tensor | null }>;
+  lin(parts: readonly LinearPart[], dtype?: LinearDType, over?: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'>): Promise<{ w: LinearWeight; b: Tensor | null }>;
   /** Everything uploaded so far, in bytes. */
   bytes(): number;
   /** Frees everything uploaded (on failure). */
@@ -57,11 +57,11 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     return a;
   };
   const vec = async (r: WeightRef) => keep(ctx.uploadFloat(await read(r), r.shape, precision, r.name));
-  const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype) => {
+  const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'> = {}) => {
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
     const label = parts.map((r) => r.weight.name).join('+');
-    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations };
+    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, ...over };
     let w: LinearWeight;
     if (parts[0].weight.quantized) {
       if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);

@@ -8,6 +8,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import { expectTensor, type Tensor } from '../gpu/tensor.ts';
 import { floatPrecision, grid1d } from './common.ts';
+import type { QWeight } from './qweight.ts';
 
 const WG = 256;
 
@@ -35,6 +36,29 @@ export function embedding(ctx: GpuContext, rec: Recorder, ids: Tensor, table: Te
       vOff: c.n0,
       vTotal,
     });
+  }
+  return o;
+}
+
+/**
+ * Embedding gather from a quantized table (int8 or int4, any group size, symmetric or not), row
+ * chunks and all: the tied LM head's weight read as the embedding table (shaders/embedding_q.wgsl).
+ */
+export function embeddingQuantized(ctx: GpuContext, rec: Recorder, ids: Tensor, table: QWeight, out?: Tensor): Tensor {
+  expectTensor('embeddingQuantized', 'ids', ids, { dtype: 'u32' });
+  const dim = table.K;
+  const tokens = ids.size;
+  const o = out ?? ctx.empty([...ids.shape, dim], table.precision);
+  if (o.size !== tokens * dim) throw new ShapeError(`embeddingQuantized: out must hold ${tokens}x${dim} values`);
+  const ph = ctx.placeholder(table.precision);
+  for (const c of table.chunks) {
+    const precision = floatPrecision('embeddingQuantized', { scales: c.scales, out: o });
+    rec.dispatch(
+      { shader: 'embedding_q', variant: { precision }, constants: { WG, BITS: table.bits, SYM: table.symmetric, G: table.groupSize } },
+      { ids, w: c.values, scales: c.scales, zeros: c.zeros ?? ph, out: o },
+      grid1d(tokens * dim, WG),
+      { tokens, dim, Kp: table.Kp, groups: table.groups, vocab: c.N, vOff: c.n0, vTotal: table.N },
+    );
   }
   return o;
 }

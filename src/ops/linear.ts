@@ -131,6 +131,12 @@ export function rowChunks(w: LinearWeight): RowChunks {
   return { chunks: lw.chunks };
 }
 
+/** The packed weight of a quantized Linear (for a gather that shares it: a tied, quantized table), else null. */
+export function quantizedWeight(w: LinearWeight): QWeight | null {
+  const lw = w as FloatLinear | QuantLinear;
+  return lw.kind === 'quant' ? lw.q : null;
+}
+
 /** y = epilogue(x W^T): one dispatch per weight chunk (plus activation quantization for w8a8/w4a8). */
 export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeight, opts: Epilogue & { out?: Tensor } = {}): Tensor {
   const lw = w as FloatLinear | QuantLinear;

@@ -146,3 +146,34 @@ it('decode past one split (300-token context): logits equal the reference, f32 a
     }
   }
 });
+
+it('a tied table under a quantized dtype is int8 for the gather and the head: KL stays close, and no float copy', async () => {
+  const tied = await writeTinyLlama(join(dir, 'tied'), { modelType: 'qwen2', tied: true, hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, seed: 23 });
+  const tcfg = parseLlamaConfig(tied.config);
+  const tref = llamaReferenceForward(tcfg, tied.weights, IDS);
+  const V = tcfg.vocabSize;
+  const results: Record<string, number> = {};
+  for (const dtype of ['f16', 'q8'] as const) {
+    const store = await (await openModelFiles(tied.dir)).checkpoint();
+    const w = await uploadLlamaWeights(contexts.cpu, store, tcfg, resolveLlamaWeights(store, tcfg), dtype);
+    const cache = KvCache.create(contexts.cpu, { layers: tcfg.numLayers, heads: tcfg.numHeads, kvHeads: tcfg.numKvHeads, headDim: tcfg.headDim, cap: 64, dtype: 'f32' }, ropeInvFreq(tcfg));
+    const dec = new Decoder(contexts.cpu, tcfg, w, cache);
+    try {
+      let kl = 0;
+      for (let t = FROM; t < IDS.length; t++) {
+        const p = softmax(tref.subarray(t * V, (t + 1) * V));
+        const q = softmax(await dec.logits(IDS.slice(0, t + 1)));
+        for (let i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+      }
+      results[dtype] = kl / (IDS.length - FROM);
+      // The table is [V, H]: 2 bytes a value in f16, about 1 + 2/32 in int8 with group scales.
+      if (dtype === 'q8') expect(w.embed.bytes).toBeLessThan(V * tcfg.hiddenSize * 1.1);
+      else expect(w.embed.bytes).toBe(V * tcfg.hiddenSize * 2);
+    } finally {
+      dec.dispose();
+      w.dispose();
+    }
+  }
+  console.log(`tied qwen2: KL f16 ${results.f16.toExponential(2)}, q8 (int8 table) ${results.q8.toExponential(2)}`);
+  expect(results.q8).toBeLessThanOrEqual(1e-3);
+});
