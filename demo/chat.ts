@@ -1,0 +1,355 @@
+/**
+ * The webq chat page: loads a LLaMA-family chat model (Llama, Mistral, Qwen, SmolLM) on WebGPU and
+ * streams its replies through model.chat.completions.create. Query parameters:
+ *   ?model=        hub id (org/name[@rev]) or folder URL; default DEFAULT_CHAT_MODEL
+ *   ?dtype=        weights: f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q4)
+ *   ?kv=           KV cache: f16 | f32 | int8 (default int8, which every adapter runs)
+ *   ?max_tokens=, ?temperature=, ?system=   the settings (temperature 0 = greedy)
+ *   ?prompt=       a first message; ?messages= a JSON list of {role, content} to start from
+ *   ?autorun=1     sends that first message (or answers the last user message) once loaded
+ *   ?hub=          hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
+ * The page publishes window.__webqChat (status, messages, last usage, errors) for the browser test.
+ */
+import { GpuContext, KV_DTYPES, LINEAR_DTYPES, LlmModel, type ChatMessage, type ChatUsage, type KvDType, type LinearDType, type LlmLoadOptions } from '../src/index.ts';
+
+const DEFAULT_CHAT_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
+
+type Finish = 'stop' | 'length' | 'aborted' | 'error';
+
+interface ChatState {
+  status: 'loading' | 'ready' | 'generating' | 'error';
+  model: string;
+  dtype: string;
+  kv: string;
+  adapter?: string;
+  f16?: boolean;
+  weightBytes?: number;
+  kvBytes?: number;
+  /** What the model sees: the system prompt (when set), then every turn; a reply being streamed is last. */
+  messages: ChatMessage[];
+  /** Replies finished in any way (done, stopped, failed). */
+  replies: number;
+  /** Content chunks the last reply arrived in. */
+  chunks: number;
+  lastFinish?: Finish;
+  lastUsage?: ChatUsage;
+  errors: string[];
+}
+
+declare global {
+  interface Window {
+    __webqChat?: ChatState;
+  }
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const ui = {
+  form: $<HTMLFormElement>('model-form'),
+  model: $<HTMLInputElement>('model'),
+  dtype: $<HTMLSelectElement>('dtype'),
+  kv: $<HTMLSelectElement>('kv'),
+  status: $<HTMLDivElement>('status'),
+  progress: $<HTMLProgressElement>('progress'),
+  device: $<HTMLDivElement>('device'),
+  stats: $<HTMLDivElement>('stats'),
+  error: $<HTMLPreElement>('error'),
+  maxTokens: $<HTMLInputElement>('max-tokens'),
+  temperature: $<HTMLInputElement>('temperature'),
+  clear: $<HTMLButtonElement>('clear'),
+  system: $<HTMLTextAreaElement>('system'),
+  messages: $<HTMLDivElement>('messages'),
+  sendForm: $<HTMLFormElement>('send-form'),
+  input: $<HTMLTextAreaElement>('input'),
+  send: $<HTMLButtonElement>('send'),
+  stop: $<HTMLButtonElement>('stop'),
+  replyStats: $<HTMLSpanElement>('reply-stats'),
+};
+
+const params = new URLSearchParams(location.search);
+const modelId = params.get('model') || DEFAULT_CHAT_MODEL;
+const dtypeParam = params.get('dtype') || 'q4';
+const kvParam = params.get('kv') || 'int8';
+
+const state: ChatState = { status: 'loading', model: modelId, dtype: dtypeParam, kv: kvParam, messages: [], replies: 0, chunks: 0, errors: [] };
+window.__webqChat = state;
+
+let llm: LlmModel | undefined;
+/** The conversation after the system prompt, which is read from its box at every send. */
+let turns: ChatMessage[] = [];
+let abort: AbortController | undefined;
+
+function mib(n: number): string {
+  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+function conversation(): ChatMessage[] {
+  const system = ui.system.value.trim();
+  return [...(system ? [{ role: 'system', content: system }] : []), ...turns];
+}
+
+/** Copies the conversation into the published state (the live reply included). */
+function publish(): void {
+  state.messages = conversation().map((m) => ({ ...m }));
+}
+
+function setStatus(status: ChatState['status']): void {
+  state.status = status;
+  const generating = status === 'generating';
+  ui.send.disabled = status !== 'ready';
+  ui.stop.disabled = !generating;
+}
+
+function showError(e: unknown): void {
+  const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  state.errors.push(message);
+  ui.error.hidden = false;
+  ui.error.textContent = message;
+  if (!llm) {
+    ui.status.textContent = 'the model is not loaded';
+    ui.status.className = 'bad';
+    ui.progress.hidden = true;
+    setStatus('error');
+  }
+  publish();
+}
+
+/** A message bubble: its text, and a meta line under replies. */
+function bubble(role: string, content: string): { el: HTMLDivElement; text: HTMLSpanElement; meta: HTMLSpanElement } {
+  const el = document.createElement('div');
+  el.className = `msg ${role}`;
+  const text = el.appendChild(document.createElement('span'));
+  text.className = 'text';
+  text.textContent = content;
+  const meta = el.appendChild(document.createElement('span'));
+  meta.className = 'meta';
+  meta.hidden = true;
+  ui.messages.appendChild(el);
+  return { el, text, meta };
+}
+
+/** Per-file download progress -> one bar over every file whose size is known. */
+function progressReporter(): LlmLoadOptions['onProgress'] {
+  const files = new Map<string, { loaded: number; total?: number }>();
+  return (e) => {
+    files.set(e.file, { loaded: e.loaded, total: e.total });
+    let loaded = 0;
+    let total = 0;
+    for (const f of files.values()) {
+      loaded += f.loaded;
+      total += f.total ?? f.loaded;
+    }
+    ui.progress.hidden = false;
+    ui.progress.value = total ? loaded / total : 0;
+    const pct = e.total ? ` ${Math.floor((100 * e.loaded) / e.total)}%` : '';
+    ui.status.textContent = `downloading ${e.file}${pct} (${mib(loaded)} of ${mib(total)} so far)`;
+  };
+}
+
+async function load(): Promise<void> {
+  if (!LINEAR_DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${LINEAR_DTYPES.join(', ')}`);
+  if (!KV_DTYPES.includes(kvParam as KvDType)) throw new Error(`unknown kv '${kvParam}' in the URL: use one of ${KV_DTYPES.join(', ')}`);
+  ui.status.textContent = 'opening WebGPU…';
+  const context = await GpuContext.create();
+  const { adapter, f16, software } = context.caps;
+  Object.assign(state, { adapter, f16 });
+  ui.device.textContent = `adapter: ${adapter}${software ? ' (software)' : ''} · shader-f16: ${f16 ? 'yes' : 'no'} · weights: ${dtypeParam} · KV cache: ${kvParam}`;
+  if (!f16) {
+    // Quantized weights fall back to f32 activations by themselves; f16 weights and an f16 cache cannot.
+    for (const select of [ui.dtype, ui.kv]) {
+      const o = [...select.options].find((x) => x.value === 'f16');
+      if (o) Object.assign(o, { disabled: true, textContent: 'f16 (needs shader-f16)' });
+    }
+    const wants = [dtypeParam === 'f16' && 'f16 weights', kvParam === 'f16' && 'an f16 KV cache'].filter(Boolean);
+    if (wants.length) {
+      context.dispose();
+      throw new Error(`${wants.join(' and ')} need the shader-f16 feature, which this adapter (${adapter}) lacks: pick f32 or a quantized dtype for the weights, and f32 or int8 for the KV cache`);
+    }
+  }
+  ui.status.textContent = `loading ${modelId}…`;
+  const hubUrl = params.get('hub') ?? undefined;
+  const t0 = performance.now();
+  let model: LlmModel;
+  try {
+    model = await LlmModel.load(modelId, {
+      dtype: dtypeParam as LinearDType,
+      kv: kvParam as KvDType,
+      context,
+      onProgress: progressReporter(),
+      ...(hubUrl && { hubUrl }),
+      ...(params.get('cache') === '0' && { cache: false }),
+    });
+  } catch (e) {
+    context.dispose();
+    throw e;
+  }
+  if (!model.chatTemplate) {
+    model.dispose();
+    context.dispose();
+    throw new Error(`${modelId} has no chat template (no chat_template.jinja, no chat_template in tokenizer_config.json), so it cannot take chat messages: pick an instruct or chat version of the model`);
+  }
+  llm = model;
+  const c = model.config;
+  Object.assign(state, { dtype: model.dtype, kv: model.kv, weightBytes: model.weightBytes, kvBytes: model.kvBytes });
+  ui.progress.hidden = true;
+  ui.status.className = 'ok';
+  ui.status.textContent = `ready: ${model.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize}, context ${model.contextLength} · loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  ui.stats.textContent = `memory: weights ${mib(model.weightBytes)} (${model.dtype}) + KV cache ${mib(model.kvBytes)} (${model.kv}) = ${mib(model.weightBytes + model.kvBytes)}`;
+  setStatus('ready');
+}
+
+function readSettings(): { max_tokens: number; temperature: number } {
+  const max = Number(ui.maxTokens.value);
+  if (!Number.isSafeInteger(max) || max < 1) throw new Error(`max tokens must be a positive whole number, got '${ui.maxTokens.value}'`);
+  const temperature = Number(ui.temperature.value);
+  if (ui.temperature.value.trim() === '' || !Number.isFinite(temperature) || temperature < 0) throw new Error(`temperature must be 0 (greedy) or more, got '${ui.temperature.value}'`);
+  return { max_tokens: max, temperature };
+}
+
+function describeReply(u: ChatUsage | undefined, finish: Finish, chunks: number): string {
+  const tps = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} tok/s`;
+  const end = { stop: 'done', length: 'hit max tokens', aborted: 'stopped', error: 'failed' }[finish];
+  if (!u) return `${end} after ${chunks} chunk${chunks === 1 ? '' : 's'}`;
+  const cached = u.prompt_tokens_details.cached_tokens;
+  return (
+    `${u.completion_tokens} tokens · prompt ${u.prompt_tokens}${cached ? ` (${cached} cached)` : ''} · ` +
+    `prefill ${tps(u.prefill_tokens_per_second)} · decode ${tps(u.decode_tokens_per_second)} · ${end}`
+  );
+}
+
+/** Streams the model's answer to the conversation so far into a new reply bubble. */
+async function reply(): Promise<void> {
+  if (!llm || state.status !== 'ready') return;
+  let settings: ReturnType<typeof readSettings>;
+  try {
+    settings = readSettings();
+  } catch (e) {
+    return showError(e);
+  }
+  const messages = conversation();
+  const answer: ChatMessage = { role: 'assistant', content: '' };
+  turns.push(answer);
+  const b = bubble('assistant', '');
+  b.el.classList.add('streaming');
+  ui.error.hidden = true;
+  ui.replyStats.textContent = 'generating…';
+  Object.assign(state, { chunks: 0, lastUsage: undefined, lastFinish: undefined });
+  const ac = (abort = new AbortController());
+  setStatus('generating');
+  publish();
+  let finish: Finish = 'error';
+  try {
+    const stream = llm.chat.completions.create({ messages, stream: true, ...settings }, { signal: ac.signal });
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice.delta.content) {
+        answer.content += choice.delta.content;
+        b.text.textContent = answer.content;
+        state.chunks++;
+        publish();
+        b.el.scrollIntoView({ block: 'nearest' });
+      }
+      if (choice.finish_reason) finish = choice.finish_reason;
+      if (chunk.usage) state.lastUsage = chunk.usage;
+    }
+  } catch (e) {
+    if (ac.signal.aborted) finish = 'aborted';
+    else showError(e);
+  } finally {
+    abort = undefined;
+    // A reply that never started is not part of the conversation; a stopped one keeps what came.
+    const at = turns.indexOf(answer);
+    if (at >= 0 && answer.content === '' && finish !== 'stop' && finish !== 'length') turns.splice(at, 1);
+    b.el.classList.remove('streaming');
+    if (finish === 'error') b.el.classList.add('failed');
+    b.meta.hidden = false;
+    b.meta.textContent = describeReply(state.lastUsage, finish, state.chunks);
+    ui.replyStats.textContent = '';
+    state.lastFinish = finish;
+    state.kvBytes = llm.kvBytes;
+    state.replies++;
+    setStatus('ready');
+    publish();
+  }
+}
+
+async function send(text: string): Promise<void> {
+  const content = text.trim();
+  if (!llm || state.status !== 'ready' || content === '') return;
+  turns.push({ role: 'user', content });
+  bubble('user', content);
+  ui.input.value = '';
+  await reply();
+}
+
+function newChat(): void {
+  abort?.abort();
+  turns = [];
+  ui.messages.replaceChildren();
+  ui.replyStats.textContent = '';
+  publish();
+}
+
+/** ?messages= -> the system box and the turns shown so far. */
+function startingMessages(): void {
+  const raw = params.get('messages');
+  if (raw === null) return;
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    throw new Error('?messages= must be a JSON list of {"role": ..., "content": ...} objects');
+  }
+  const ok = (m: unknown): m is ChatMessage =>
+    typeof m === 'object' && m !== null && typeof (m as ChatMessage).role === 'string' && typeof (m as ChatMessage).content === 'string';
+  if (!Array.isArray(list) || !list.every(ok)) throw new Error('?messages= must be a JSON list of {"role": ..., "content": ...} objects');
+  for (const [i, m] of list.entries()) {
+    if (i === 0 && m.role === 'system') ui.system.value = m.content;
+    else {
+      turns.push({ role: m.role, content: m.content });
+      bubble(m.role, m.content);
+    }
+  }
+}
+
+ui.model.value = modelId;
+ui.dtype.value = LINEAR_DTYPES.includes(dtypeParam as LinearDType) ? dtypeParam : 'q4';
+ui.kv.value = KV_DTYPES.includes(kvParam as KvDType) ? kvParam : 'int8';
+for (const [name, input] of [['max_tokens', ui.maxTokens], ['temperature', ui.temperature], ['system', ui.system], ['prompt', ui.input]] as const) {
+  const v = params.get(name);
+  if (v !== null) input.value = v;
+}
+
+// A new model, dtype or KV type reloads the page: a fresh device, and a URL that can be shared.
+ui.form.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const next = new URLSearchParams(params);
+  for (const k of ['prompt', 'messages', 'autorun']) next.delete(k);
+  next.set('model', ui.model.value.trim() || DEFAULT_CHAT_MODEL);
+  next.set('dtype', ui.dtype.value);
+  next.set('kv', ui.kv.value);
+  location.search = next.toString();
+});
+ui.sendForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void send(ui.input.value);
+});
+ui.input.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    void send(ui.input.value);
+  }
+});
+ui.stop.addEventListener('click', () => abort?.abort());
+ui.clear.addEventListener('click', newChat);
+ui.system.addEventListener('input', publish);
+
+Promise.resolve()
+  .then(startingMessages)
+  .then(publish)
+  .then(load)
+  .then(() => {
+    if (params.get('autorun') !== '1') return;
+    if (ui.input.value.trim()) return send(ui.input.value);
+    if (turns.at(-1)?.role === 'user') return reply();
+  })
+  .catch(showError);
