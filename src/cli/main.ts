@@ -4,10 +4,13 @@
  * (set WEBQ_DEBUG=1 to see the stack).
  */
 import { UsageError, type CliIO, type Command } from './command.ts';
+import { chatCommand } from './chat.ts';
 import { classifyCommand } from './classify.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
+import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
+import { logitsCommand } from './logits.ts';
 import { quantizeCommand } from './quantize.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
@@ -16,6 +19,9 @@ const commands: Record<string, Command> = {
   info: infoCommand,
   embed: embedCommand,
   classify: classifyCommand,
+  generate: generateCommand,
+  chat: chatCommand,
+  logits: logitsCommand,
   doctor: doctorCommand,
   quantize: quantizeCommand,
 };

@@ -1,17 +1,24 @@
 /**
- * Command-line pieces shared by the commands that run a model (embed, classify): option parsing,
- * telling a model argument from a text, texts from stdin, and loading with download progress.
+ * Command-line pieces shared by the commands that run a model (embed, classify, generate, logits,
+ * chat): option parsing, telling a model argument from a text, texts from stdin, and loading with
+ * download progress.
  */
 import { BertModel, type BertLoadOptions } from '../api/bert.ts';
+import { LlmModel, type GenerateOptions, type LlmLoadOptions } from '../api/llm.ts';
+import type { GpuContext } from '../gpu/context.ts';
 import { isHubId } from '../io/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
+import { KV_DTYPES, type KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { UsageError, type CliIO } from './command.ts';
 import { DownloadBar } from './progress.ts';
 
 export interface ParsedArgs {
   flags: Set<string>;
+  /** The last value of each option given. */
   values: Map<string, string>;
+  /** Every value of each option, in order (for repeatable ones such as --stop). */
+  lists: Map<string, string[]>;
   positional: string[];
 }
 
@@ -24,7 +31,7 @@ export function parseArgs(
   args: readonly string[],
   spec: { flags: readonly string[]; values: readonly string[]; aliases?: Record<string, string> },
 ): ParsedArgs {
-  const out: ParsedArgs = { flags: new Set(), values: new Map(), positional: [] };
+  const out: ParsedArgs = { flags: new Set(), values: new Map(), lists: new Map(), positional: [] };
   const bad = (msg: string) => new UsageError(`${command}: ${msg} (run "webq ${command} --help")`);
   for (let i = 0; i < args.length; i++) {
     const raw = args[i];
@@ -46,6 +53,7 @@ export function parseArgs(
       const value = eq >= 0 ? raw.slice(eq + 1) : args[++i];
       if (value === undefined || value === '') throw bad(`option ${name} needs a value`);
       out.values.set(name, value);
+      out.lists.set(name, [...(out.lists.get(name) ?? []), value]);
     } else {
       throw bad(`unknown option ${JSON.stringify(raw)}; put "--" before texts that start with "-"`);
     }
@@ -91,17 +99,22 @@ export async function expandStdin(command: string, texts: string[], io: CliIO): 
   return [...texts.slice(0, dash), ...lines, ...texts.slice(dash + 1)];
 }
 
-/** Loads the model with a download bar on stderr; the caller disposes it. */
-export async function loadModel(location: string, io: CliIO, opts: Omit<BertLoadOptions, 'onProgress'>): Promise<BertModel> {
+/** Runs a load with a download bar on stderr. */
+async function withDownloadBar<T>(io: CliIO, load: (onProgress: DownloadBar['onProgress']) => Promise<T>): Promise<T> {
   const bar = new DownloadBar(io);
   try {
-    const model = await BertModel.load(location, { ...opts, onProgress: bar.onProgress });
+    const model = await load(bar.onProgress);
     bar.finish(true);
     return model;
   } catch (e) {
     bar.finish(false);
     throw e;
   }
+}
+
+/** Loads the model with a download bar on stderr; the caller disposes it. */
+export function loadModel(location: string, io: CliIO, opts: Omit<BertLoadOptions, 'onProgress'>): Promise<BertModel> {
+  return withDownloadBar(io, (onProgress) => BertModel.load(location, { ...opts, onProgress }));
 }
 
 /** The load options every model command shares: --dtype, --revision, --no-cache. */
@@ -119,4 +132,93 @@ export function loadOptions(command: string, parsed: ParsedArgs): Omit<BertLoadO
 export function shortText(text: string, max = 60): string {
   const q = JSON.stringify(text);
   return q.length <= max ? q : `${q.slice(0, max - 4)}..."`;
+}
+
+/** A CliIO that may carry a device to share (tests run many commands on one); a real run makes its own. */
+export interface ModelCliIO extends CliIO {
+  gpuContext?: GpuContext;
+}
+
+/** Parses a numeric option; undefined when absent, a usage error naming it when bad. */
+export function numberOption(command: string, parsed: ParsedArgs, name: string, ok: (n: number) => boolean, want: string): number | undefined {
+  const raw = parsed.values.get(name);
+  if (raw === undefined) return undefined;
+  // Number() alone takes "", " ", "0x10" and "Infinity": a command line means plain decimals.
+  const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw) ? Number(raw) : NaN;
+  if (!ok(n)) throw new UsageError(`${command}: ${name} must be ${want}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** The model argument of a command that takes exactly one. */
+export function oneModel(command: string, parsed: ParsedArgs): string {
+  const [model, ...rest] = parsed.positional;
+  if (model === undefined) throw new UsageError(`${command}: expected a model (a folder, folder URL or hub id; run "webq ${command} --help")`);
+  if (rest.length) throw new UsageError(`${command}: expected one model, got also ${rest.map((r) => JSON.stringify(r)).join(' ')} (quote a prompt with spaces)`);
+  return model;
+}
+
+/** The --prompt text; "-" reads it from stdin, less one final newline (what `echo` adds). */
+export async function readPrompt(command: string, parsed: ParsedArgs, io: CliIO): Promise<string> {
+  const value = parsed.values.get('--prompt');
+  if (value === undefined) throw new UsageError(`${command}: --prompt TEXT is required ("--prompt -" reads it from stdin)`);
+  if (value !== '-') return value;
+  if (!io.readStdin) throw new UsageError(`${command}: "--prompt -" reads the prompt from stdin, which is not available here`);
+  return (await io.readStdin()).replace(/\r?\n$/, '');
+}
+
+/** Options of the commands that load an LLM. */
+export const LLM_VALUES = ['--dtype', '--kv', '--context', '--revision'] as const;
+export const LLM_HELP = `  --dtype D               linear-layer weights: f32, f16, q8, q4, w8a8, w4a8 (default q4, or
+                          the checkpoint's own when it is pre-quantized)
+  --kv K                  KV cache: f16 (default where the device has it, else f32), f32, int8
+  --context N             positions the KV cache holds (default: the model's, at most 4096)
+  --revision R            hub branch, tag or commit (default main)
+  --no-cache              read remote files without the download cache`;
+
+export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoadOptions, 'onProgress'> {
+  const { dtype, revision, cache } = loadOptions(command, parsed);
+  const kv = parsed.values.get('--kv');
+  if (kv !== undefined && !(KV_DTYPES as readonly string[]).includes(kv)) throw new UsageError(`${command}: --kv ${JSON.stringify(kv)}: expected one of ${KV_DTYPES.join(', ')}`);
+  const contextLength = numberOption(command, parsed, '--context', (n) => Number.isSafeInteger(n) && n >= 2, 'an integer of at least 2');
+  return {
+    ...(dtype !== undefined && { dtype }),
+    ...(kv !== undefined && { kv: kv as KvDType }),
+    ...(contextLength !== undefined && { contextLength }),
+    ...(revision !== undefined && { revision }),
+    ...(cache !== undefined && { cache }),
+  };
+}
+
+/** Loads an LLM with a download bar on stderr, on the io's shared device if it has one; the caller disposes it. */
+export function loadLlm(location: string, io: ModelCliIO, opts: Omit<LlmLoadOptions, 'onProgress'>): Promise<LlmModel> {
+  return withDownloadBar(io, (onProgress) => LlmModel.load(location, { ...opts, onProgress, ...(io.gpuContext && { context: io.gpuContext }) }));
+}
+
+/** Sampling options; unset ones are left to the model (its generation_config.json, else greedy). */
+export const SAMPLING_VALUES = ['--max-tokens', '--temperature', '--top-k', '--top-p', '--min-p', '--repetition-penalty', '--seed', '--stop'] as const;
+export const SAMPLING_HELP = `  --max-tokens N          most new tokens (default: generation_config.json max_new_tokens, else 256)
+  --top-k K               sample from the K likeliest tokens (0 = off)
+  --top-p P               nucleus sampling: the likeliest tokens whose probabilities add up to P
+  --min-p P               drop tokens less likely than P times the likeliest
+  --repetition-penalty R  penalize tokens already seen by R, as transformers does (1 = off)
+  --seed S                same seed, same tokens (default: random)
+  --stop STR              end the text before STR (repeatable)`;
+
+export type SamplingOptions = Pick<GenerateOptions, 'maxTokens' | 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'seed' | 'stop'>;
+
+export function samplingOptions(command: string, parsed: ParsedArgs): SamplingOptions {
+  const num = (name: string, ok: (n: number) => boolean, want: string) => numberOption(command, parsed, name, ok, want);
+  const int = (n: number) => Number.isSafeInteger(n);
+  const o: SamplingOptions = {
+    maxTokens: num('--max-tokens', (n) => int(n) && n >= 1, 'a positive integer'),
+    temperature: num('--temperature', (n) => n >= 0 && Number.isFinite(n), 'a number >= 0 (0 = greedy)'),
+    topK: num('--top-k', (n) => int(n) && n >= 0, 'an integer >= 0 (0 = off)'),
+    topP: num('--top-p', (n) => n > 0 && n <= 1, 'in (0, 1]'),
+    minP: num('--min-p', (n) => n >= 0 && n < 1, 'in [0, 1)'),
+    repetitionPenalty: num('--repetition-penalty', (n) => n > 0 && Number.isFinite(n), 'a number > 0 (1 = off)'),
+    seed: num('--seed', (n) => int(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)'),
+    stop: parsed.lists.get('--stop'),
+  };
+  for (const k of Object.keys(o) as (keyof SamplingOptions)[]) if (o[k] === undefined) delete o[k];
+  return o;
 }

@@ -1,24 +1,31 @@
 /**
- * `webq quantize <model> --dtype q4 --out DIR`: writes a pre-quantized copy of a BERT checkpoint
- * (smaller download, no quantization at load) that `webq embed DIR` and BertModel.load read.
+ * `webq quantize <model> --dtype q4 --out DIR`: writes a pre-quantized copy of a BERT or
+ * LLaMA-family checkpoint (smaller download, no quantization at load) that the other commands,
+ * BertModel.load and LlmModel.load read with no extra options.
  */
 import { openModelFiles } from '../io/hub.ts';
-import { quantizeBertCheckpoint } from '../models/bert-quantize.ts';
+import { quantizeCheckpoint } from '../models/quantize-checkpoint.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
+import { formatBytes } from './info.ts';
 import { parseArgs } from './model-args.ts';
 
 const USAGE = `usage: webq quantize <model> --dtype q8|q4|w8a8|w4a8 --out DIR [--group 32|64|128|channel] [--asymmetric|--symmetric]
 
-Quantizes every Linear weight of a BERT checkpoint (a folder, folder URL or hub id) and writes
-DIR/model.safetensors in webq's pre-quantized format, with config.json and the tokenizer files.
-Load the result like any model: webq embed DIR ..., BertModel.load(DIR).`;
+Quantizes every Linear weight of a checkpoint (a folder, folder URL or hub id) and writes
+DIR/model.safetensors in webq's pre-quantized format, with config.json, generation_config.json
+and the tokenizer and chat-template files. Embeddings and norms stay as stored.
 
-const fmtBytes = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+  BERT                      query/key/value/output, intermediate/output, pooler, classifier
+  Llama, Mistral, Qwen2/3   q/k/v/o, gate/up/down, and lm_head unless tied to the embeddings
+
+The default group is the one loading the float checkpoint with that dtype uses (for LLMs, q8
+has groups of 32), so the result equals quantizing at load. Load it like any model:
+webq embed DIR ..., webq generate DIR ..., BertModel.load(DIR), LlmModel.load(DIR).`;
 
 export const quantizeCommand: Command = {
-  summary: 'write a pre-quantized copy of a BERT checkpoint',
+  summary: 'write a pre-quantized copy of a checkpoint (BERT or LLaMA-family)',
   usage: USAGE,
   async run(args, io) {
     const p = parseArgs('quantize', args, { flags: ['--asymmetric', '--symmetric'], values: ['--dtype', '--out', '--group', '--revision'] });
@@ -34,8 +41,9 @@ export const quantizeCommand: Command = {
     if (p.flags.has('--asymmetric') && p.flags.has('--symmetric')) throw new UsageError('quantize: --asymmetric and --symmetric exclude each other');
     const symmetric = p.flags.has('--asymmetric') ? false : p.flags.has('--symmetric') ? true : undefined;
     const files = await openModelFiles(model, { revision: p.values.get('--revision') });
-    const r = await quantizeBertCheckpoint(files, out, dtype, { group, symmetric });
-    io.stdout(`${out}: ${r.quantized} linear weights as ${dtype}, ${r.tensors} tensors, ${fmtBytes(r.bytesIn)} -> ${fmtBytes(r.bytesOut)}\n`);
+    const r = await quantizeCheckpoint(files, out, dtype, { group, symmetric });
+    const how = `group ${r.spec.group}, ${r.spec.symmetric ? 'symmetric' : 'asymmetric'}`;
+    io.stdout(`${out}: ${r.architecture}, ${r.quantized} linear weights as ${dtype} (${how}), ${r.tensors} tensors, ${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)}\n`);
     return 0;
   },
 };

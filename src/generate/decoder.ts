@@ -89,7 +89,7 @@ export class Decoder {
       if (!Number.isSafeInteger(id) || id < 0 || id >= V) throw new WebqError('TOKEN_OUT_OF_RANGE', `prompt token ${i} is ${id}, outside the vocabulary of ${V}`);
     }
     if (prompt.length > this.contextLength) {
-      throw new WebqError('CONTEXT_FULL', `the prompt is ${prompt.length} tokens, more than the context of ${this.contextLength}; shorten it or load the model with a larger contextLength (at most max_position_embeddings, ${this.cfg.maxPositions})`);
+      throw new WebqError('CONTEXT_FULL', `the prompt is ${prompt.length} tokens, more than the context of ${this.contextLength}; shorten it or load the model with a larger contextLength (the CLI's --context; at most max_position_embeddings, ${this.cfg.maxPositions})`);
     }
   }
 

@@ -1,0 +1,62 @@
+/**
+ * `webq generate <model> --prompt TEXT`: text from a LLaMA-family model, streamed to stdout as it
+ * is generated (stats on stderr), or the prompt ids, generated ids and text as one JSON line.
+ */
+import type { FinishReason, Usage } from '../api/llm.ts';
+import type { Command } from './command.ts';
+import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, readPrompt, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO } from './model-args.ts';
+
+const USAGE = `usage: webq generate <model> --prompt TEXT [options]
+
+Generates text after TEXT with a Llama, Mistral, Qwen2 or Qwen3 model and streams it to
+stdout (a newline ends it); the prompt is tokenized as the model's tokenizer does (BOS only
+where its config adds one). Stats go to stderr: prompt and generated tokens, prefill and
+decode speed, and why it stopped (length: --max-tokens reached; stop: end of sequence or a
+stop string).
+
+<model> is a local folder, a folder URL or a Hugging Face hub id (org/name or org/name@rev).
+
+options:
+  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped)
+  --json                  print only {"ids": [prompt ids], "tokens": [generated ids], "text": "..."}
+  --temperature T         0 = greedy (default 0, whatever generation_config.json says)
+${SAMPLING_HELP}
+${LLM_HELP}
+  -h, --help`;
+
+const rate = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+
+/** One stats line: "prompt 7 tokens (5 cached), generated 16 tokens, prefill 120 tokens/s, decode 40.5 tokens/s, finish length". */
+export function formatStats(u: Usage, finish: FinishReason): string {
+  const cached = u.cachedTokens > 0 ? ` (${u.cachedTokens} cached)` : '';
+  return `prompt ${u.promptTokens} tokens${cached}, generated ${u.completionTokens} tokens, prefill ${rate(u.prefillTokensPerSecond)} tokens/s, decode ${rate(u.decodeTokensPerSecond)} tokens/s, finish ${finish}`;
+}
+
+export const generateCommand: Command = {
+  summary: 'generate text with an LLM (Llama, Mistral, Qwen), streamed',
+  usage: USAGE,
+  async run(args, io: ModelCliIO) {
+    const p = parseArgs('generate', args, { flags: ['--json', '--no-cache'], values: ['--prompt', ...LLM_VALUES, ...SAMPLING_VALUES] });
+    const location = oneModel('generate', p);
+    const load = llmLoadOptions('generate', p);
+    const sampling = samplingOptions('generate', p);
+    const prompt = await readPrompt('generate', p, io);
+    const json = p.flags.has('--json');
+
+    const model = await loadLlm(location, io, load);
+    try {
+      const stream = model.generate(prompt, { ...sampling, temperature: sampling.temperature ?? 0, stream: true });
+      for await (const chunk of stream) if (!json) io.stdout(chunk.text);
+      const r = await stream.result;
+      if (json) {
+        io.stdout(`${JSON.stringify({ ids: r.promptIds, tokens: r.tokens, text: r.text })}\n`);
+      } else {
+        io.stdout('\n');
+        io.stderr(`${formatStats(r.usage, r.finishReason)}\n`);
+      }
+      return 0;
+    } finally {
+      model.dispose();
+    }
+  },
+};
