@@ -2,6 +2,9 @@
  * webq: quantized Transformer inference on WebGPU in browsers, Node and Deno.
  * This is the package's public surface; deeper modules may change between versions.
  */
+// The declarations name GPUDevice, GPUBuffer, ...: this line (kept in dist/index.d.ts by
+// preserve="true") gives a consumer's tsc the WebGPU types, a dependency of this package.
+/// <reference types="@webgpu/types" preserve="true" />
 export { WebqError, WebGPUUnavailableError, GPUDeviceError, ShapeError } from './errors.ts';
 export { createDevice, WebqDevice, type Capabilities, type DeviceOptions } from './gpu/device.ts';
 export { GpuContext, type HostArray } from './gpu/context.ts';

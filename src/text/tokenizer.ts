@@ -102,7 +102,7 @@ function tokenContent(v: unknown): string | undefined {
 
 export class TextTokenizer {
   readonly name: string;
-  readonly inner: Tokenizer;
+  private readonly inner: Tokenizer;
   /** Id rows are padded with; undefined when neither the files nor the options name one. */
   readonly padTokenId: number | undefined;
   /** tokenizer_config.json model_max_length, when it is a real limit (not transformers' 1e30 "none"). */

@@ -1,0 +1,130 @@
+// Writes dist/webq.browser.js: the whole public API (src/index.ts) as one self-contained ES module
+// for browsers, for a page's <script type="module"> with no build step or import map, and for
+// bundlers through the package's "browser" export condition. Its dependencies are inside
+// (@huggingface/tokenizers, @huggingface/jinja, wgsl_reflect), and so is the WGSL
+// (src/gpu/shaders.generated.ts). Run after scripts/gen-shaders.mjs, as `npm run build` does.
+//
+// What only Node or Deno can do (local paths through node:fs, Dawn from the `webgpu` package) is
+// reached in src/ through dynamic import() of a specifier held in a variable. A bundler leaves those
+// alone, but a minifier folds the variable into the call, and `import("webgpu")` in a published
+// file would make the next bundler pull Dawn into a web app. Here each such import becomes a
+// rejection: a browser never takes those paths (src/io/node-fs.ts and src/gpu/device.ts check the
+// runtime first), and the bundle names no Node module at all.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// `--out FILE` writes elsewhere (tests build their own copy and leave dist/ alone).
+const outAt = process.argv.indexOf('--out');
+const out = outAt > 0 ? resolve(process.argv[outAt + 1]) : join(root, 'dist', 'webq.browser.js');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+/** Rolldown comes with Vite (a devDependency); npm hoists it, other layouts keep it under vite. */
+async function loadRolldown(subpath = '') {
+  try {
+    return await import(`rolldown${subpath}`);
+  } catch {
+    const fromVite = createRequire(createRequire(join(root, 'package.json')).resolve('vite/package.json'));
+    return import(pathToFileURL(fromVite.resolve(`rolldown${subpath}`)).href);
+  }
+}
+
+const { build } = await loadRolldown();
+const { parseAst } = await loadRolldown('/parseAst');
+
+// The dependencies inside the bundle, named with their licenses in its first line.
+const BUNDLED = ['@huggingface/tokenizers', '@huggingface/jinja', 'wgsl_reflect'];
+function about(name) {
+  // Not every package exports its package.json: walk up from its entry point.
+  for (let dir = dirname(createRequire(join(root, 'package.json')).resolve(name)); dir !== dirname(dir); dir = dirname(dir)) {
+    const p = existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    if (p?.name === name) return `${name} ${p.version} (${p.license})`;
+  }
+  throw new Error(`cannot find ${name}'s package.json`);
+}
+
+/** Every AST node under `node`, depth first. */
+function* nodes(node) {
+  if (Array.isArray(node)) for (const n of node) yield* nodes(n);
+  else if (node && typeof node === 'object') {
+    if (typeof node.type === 'string') yield node;
+    for (const [k, v] of Object.entries(node)) if (k !== 'parent' && v && typeof v === 'object') yield* nodes(v);
+  }
+}
+
+const REJECTION =
+  'Promise.reject(new Error("webq.browser.js cannot load Node modules (local file paths, Dawn): use webq\'s Node build in Node and Deno"))';
+
+/** @type {import('rolldown').Plugin} */
+const nodeOnlyImports = {
+  name: 'webq:node-only-imports',
+  transform: {
+    filter: { id: /[\\/]src[\\/].*\.ts$/, code: 'import(' },
+    handler(code, id) {
+      // import(x) with a computed specifier: only Node-only code in src/ imports that way.
+      const calls = [...nodes(parseAst(code, { lang: 'ts' }, id))].filter((n) => n.type === 'ImportExpression' && n.source.type !== 'Literal');
+      if (calls.length === 0) return null;
+      let next = code;
+      for (const { start, end } of calls.sort((a, b) => b.start - a.start)) {
+        const text = next.slice(start, end);
+        if (!text.startsWith('import(')) throw new Error(`${id}: cannot place the import() at ${start}: ${JSON.stringify(text.slice(0, 40))}`);
+        // Keep the line count, so that the source map still points at the right lines.
+        next = next.slice(0, start) + REJECTION + '\n'.repeat(text.split('\n').length - 1) + next.slice(end);
+      }
+      return { code: next, map: null };
+    },
+  },
+};
+
+/** The bundle must stand alone: no import or export from another module, no Node module named. */
+function checkSelfContained(code) {
+  const problems = [];
+  for (const n of nodes(parseAst(code, { lang: 'js' }))) {
+    if (n.type === 'ImportExpression' || n.type === 'ImportDeclaration' || ((n.type === 'ExportNamedDeclaration' || n.type === 'ExportAllDeclaration') && n.source)) {
+      problems.push(`${n.type} at ${n.start}`);
+    } else if (n.type === 'CallExpression' && n.callee.type === 'Identifier' && n.callee.name === 'require') {
+      problems.push(`require() at ${n.start}`);
+    } else if (n.type === 'Literal' && typeof n.value === 'string' && /^node:/.test(n.value)) {
+      problems.push(`the string '${n.value}'`);
+    }
+  }
+  if (problems.length) throw new Error(`${relative(root, out)} is not self-contained: ${problems.join(', ')}`);
+}
+
+await build({
+  input: join(root, 'src', 'index.ts'),
+  platform: 'browser',
+  tsconfig: join(root, 'tsconfig.build.json'),
+  plugins: [nodeOnlyImports],
+  write: true,
+  onLog(level, log, handler) {
+    // Any warning (an unresolved import, a broken source map) fails the build rather than scroll by.
+    if (level === 'warn') throw new Error(`rolldown: ${log.message}`);
+    handler(level, log);
+  },
+  output: {
+    file: out,
+    format: 'esm',
+    codeSplitting: false,
+    // errors.ts names each error class after itself (new.target.name): keep class names.
+    minify: { compress: { keepNames: { function: false, class: true } }, mangle: { keepNames: { function: false, class: true } } },
+    sourcemap: true,
+    banner: `/*! webq ${pkg.version} (${pkg.license}), browser build; bundles ${BUNDLED.map(about).join(', ')} */`,
+  },
+});
+const code = readFileSync(out, 'utf8');
+try {
+  checkSelfContained(code);
+} catch (e) {
+  rmSync(out, { force: true });
+  rmSync(`${out}.map`, { force: true });
+  throw e;
+}
+
+const raw = statSync(out).size;
+const gz = gzipSync(code, { level: 9 }).length;
+const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+process.stdout.write(`${relative(root, out)}: ${kb(raw)}, ${kb(gz)} gzipped\n`);
