@@ -11,6 +11,7 @@
  * The page publishes window.__webqChat (status, messages, last usage, errors) for the browser test.
  */
 import { GpuContext, KV_DTYPES, LINEAR_DTYPES, LlmModel, type ChatMessage, type ChatUsage, type KvDType, type LinearDType, type LlmLoadOptions } from '../src/index.ts';
+import { mib, progressReporter } from './progress.ts';
 
 const DEFAULT_CHAT_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 
@@ -78,10 +79,6 @@ let llm: LlmModel | undefined;
 let turns: ChatMessage[] = [];
 let abort: AbortController | undefined;
 
-function mib(n: number): string {
-  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
-}
-
 function conversation(): ChatMessage[] {
   const system = ui.system.value.trim();
   return [...(system ? [{ role: 'system', content: system }] : []), ...turns];
@@ -127,23 +124,6 @@ function bubble(role: string, content: string): { el: HTMLDivElement; text: HTML
   return { el, text, meta };
 }
 
-/** Per-file download progress -> one bar over every file whose size is known. */
-function progressReporter(): LlmLoadOptions['onProgress'] {
-  const files = new Map<string, { loaded: number; total?: number }>();
-  return (e) => {
-    files.set(e.file, { loaded: e.loaded, total: e.total });
-    let loaded = 0;
-    let total = 0;
-    for (const f of files.values()) {
-      loaded += f.loaded;
-      total += f.total ?? f.loaded;
-    }
-    ui.progress.hidden = false;
-    ui.progress.value = total ? loaded / total : 0;
-    const pct = e.total ? ` ${Math.floor((100 * e.loaded) / e.total)}%` : '';
-    ui.status.textContent = `downloading ${e.file}${pct} (${mib(loaded)} of ${mib(total)} so far)`;
-  };
-}
 
 async function load(): Promise<void> {
   if (!LINEAR_DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${LINEAR_DTYPES.join(', ')}`);
@@ -174,7 +154,7 @@ async function load(): Promise<void> {
       dtype: dtypeParam as LinearDType,
       kv: kvParam as KvDType,
       context,
-      onProgress: progressReporter(),
+      onProgress: progressReporter(ui),
       ...(hubUrl && { hubUrl }),
       ...(params.get('cache') === '0' && { cache: false }),
     });

@@ -8,6 +8,7 @@
  * Every run also publishes window.__webqDemo, which the browser test reads.
  */
 import { BertModel, DEFAULT_EMBED_MODEL, GpuContext, cosineSimilarity, type BertLoadOptions } from '../src/index.ts';
+import { mib, progressReporter } from './progress.ts';
 
 type LinearDType = NonNullable<BertLoadOptions['dtype']>;
 const DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
@@ -49,10 +50,6 @@ const dtypeParam = params.get('dtype') || 'q8';
 let adapter: string | undefined;
 let bert: BertModel | undefined;
 
-function mib(n: number): string {
-  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
-}
-
 function showError(e: unknown): void {
   const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   // After a successful load only that embed failed: the "ready" line stays true.
@@ -66,23 +63,6 @@ function showError(e: unknown): void {
   window.__webqDemo = { status: 'error', model: modelId, dtype: dtypeParam, adapter, embeddings: [], error: message };
 }
 
-/** Per-file download progress -> one bar over every file whose size is known. */
-function progressReporter(): BertLoadOptions['onProgress'] {
-  const files = new Map<string, { loaded: number; total?: number }>();
-  return (e) => {
-    files.set(e.file, { loaded: e.loaded, total: e.total });
-    let loaded = 0;
-    let total = 0;
-    for (const f of files.values()) {
-      loaded += f.loaded;
-      total += f.total ?? f.loaded;
-    }
-    ui.progress.hidden = false;
-    ui.progress.value = total ? loaded / total : 0;
-    const pct = e.total ? ` ${Math.floor((100 * e.loaded) / e.total)}%` : '';
-    ui.status.textContent = `downloading ${e.file}${pct} (${mib(loaded)} of ${mib(total)} so far)`;
-  };
-}
 
 async function load(): Promise<void> {
   if (!DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${DTYPES.join(', ')}`);
@@ -97,7 +77,7 @@ async function load(): Promise<void> {
   bert = await BertModel.load(modelId, {
     dtype: dtypeParam as LinearDType,
     context,
-    onProgress: progressReporter(),
+    onProgress: progressReporter(ui),
     ...(hubUrl && { hubUrl }),
     ...(params.get('cache') === '0' && { cache: false }),
   });

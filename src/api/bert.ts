@@ -18,7 +18,7 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
 
-export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers'> {
+export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
   /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8; a pre-quantized checkpoint's own by default. */
   dtype?: LinearDType;
   /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/ops/linear.ts). */

@@ -26,7 +26,7 @@ import { ChatCompletions } from './chat.ts';
 export const DEFAULT_CONTEXT = 4096;
 export const DEFAULT_MAX_TOKENS = 256;
 
-export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers'> {
+export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
   /** Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own by default. */
   dtype?: LinearDType;
   /** KV cache: f16 (default where the device has shader-f16), f32, or int8 (one scale per token and KV head). */

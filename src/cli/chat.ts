@@ -11,7 +11,7 @@ import { WebqError } from '../errors.ts';
 import type { ChatMessage } from '../text/chat-template.ts';
 import type { Command } from './command.ts';
 import { formatStats } from './generate.ts';
-import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, type SamplingOptions } from './model-args.ts';
+import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, type SamplingOptions, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq chat <model> [--system TEXT] [options]
 
@@ -118,7 +118,7 @@ export const chatCommand: Command = {
   summary: 'chat with an LLM interactively (streamed replies, cached turns)',
   usage: USAGE,
   async run(args, io: ChatIO) {
-    const p = parseArgs('chat', args, { flags: ['--verbose', '--no-cache'], values: ['--system', ...LLM_VALUES, ...SAMPLING_VALUES] });
+    const p = parseArgs('chat', args, { flags: ['--verbose', ...CACHE_FLAGS], values: ['--system', ...LLM_VALUES, ...SAMPLING_VALUES] });
     const location = oneModel('chat', p);
     const load = llmLoadOptions('chat', p);
     const turn: Turn = { system: p.values.get('--system'), verbose: p.flags.has('--verbose'), sampling: samplingOptions('chat', p) };

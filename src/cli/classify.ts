@@ -4,7 +4,7 @@
  */
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
-import { expandStdin, loadModel, loadOptions, parseArgs, shortText } from './model-args.ts';
+import { expandStdin, loadModel, loadOptions, parseArgs, shortText, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq classify <model> [options] TEXT...
 
@@ -21,6 +21,8 @@ options:
   --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...]
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
+  --offline           never touch the network (also WEBQ_OFFLINE=1): cached files only
+  --refresh           re-check a branch's files on the hub now (default: every 10 minutes)
   --no-truncate       a text longer than the model's context is an error (default: cut it)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help`;
@@ -30,7 +32,7 @@ export const classifyCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('classify', args, {
-      flags: ['--json', '--no-cache', '--no-truncate'],
+      flags: ['--json', ...CACHE_FLAGS, '--no-truncate'],
       values: ['--model', '--dtype', '--revision'],
       aliases: { '-m': '--model' },
     });

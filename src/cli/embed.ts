@@ -7,7 +7,7 @@ import { cosineSimilarity } from '../api/similarity.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';
-import { expandStdin, loadModel, loadOptions, looksLikeModel, parseArgs, shortText } from './model-args.ts';
+import { expandStdin, loadModel, loadOptions, looksLikeModel, parseArgs, shortText, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq embed [<model>] [options] TEXT...
 
@@ -30,6 +30,8 @@ options:
   --json              print {"dims": D, "embeddings": [[...], ...]} only
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
+  --offline           never touch the network (also WEBQ_OFFLINE=1): cached files only
+  --refresh           re-check a branch's files on the hub now (default: every 10 minutes)
   --no-truncate       a text longer than the model's context is an error (default: cut it)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help
@@ -70,7 +72,7 @@ export const embedCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('embed', args, {
-      flags: ['--json', '--normalize', '--no-cache', '--no-truncate'],
+      flags: ['--json', '--normalize', ...CACHE_FLAGS, '--no-truncate'],
       values: ['--model', '--dtype', '--pooling', '--revision'],
       aliases: { '-m': '--model' },
     });

@@ -4,7 +4,7 @@
  */
 import type { FinishReason, Usage } from '../api/llm.ts';
 import type { Command } from './command.ts';
-import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, readPrompt, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO } from './model-args.ts';
+import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, readPrompt, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq generate <model> --prompt TEXT [options]
 
@@ -36,7 +36,7 @@ export const generateCommand: Command = {
   summary: 'generate text with an LLM (Llama, Mistral, Qwen), streamed',
   usage: USAGE,
   async run(args, io: ModelCliIO) {
-    const p = parseArgs('generate', args, { flags: ['--json', '--no-cache'], values: ['--prompt', ...LLM_VALUES, ...SAMPLING_VALUES] });
+    const p = parseArgs('generate', args, { flags: ['--json', ...CACHE_FLAGS], values: ['--prompt', ...LLM_VALUES, ...SAMPLING_VALUES] });
     const location = oneModel('generate', p);
     const load = llmLoadOptions('generate', p);
     const sampling = samplingOptions('generate', p);

@@ -4,7 +4,7 @@
  * runtime (transformers, llama.cpp) on the same ids.
  */
 import type { Command } from './command.ts';
-import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, numberOption, oneModel, parseArgs, readPrompt, type ModelCliIO } from './model-args.ts';
+import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, numberOption, oneModel, parseArgs, readPrompt, type ModelCliIO, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq logits <model> --prompt TEXT [options]
 
@@ -38,7 +38,7 @@ export const logitsCommand: Command = {
   summary: "an LLM's next-token logits after a prompt (top tokens, or all as JSON)",
   usage: USAGE,
   async run(args, io: ModelCliIO) {
-    const p = parseArgs('logits', args, { flags: ['--json', '--no-cache'], values: ['--prompt', '--top', ...LLM_VALUES] });
+    const p = parseArgs('logits', args, { flags: ['--json', ...CACHE_FLAGS], values: ['--prompt', '--top', ...LLM_VALUES] });
     const location = oneModel('logits', p);
     const load = llmLoadOptions('logits', p);
     const n = numberOption('logits', p, '--top', (x) => Number.isSafeInteger(x) && x >= 1, 'a positive integer') ?? 10;

@@ -5,6 +5,7 @@
  */
 import { UsageError, type CliIO, type Command } from './command.ts';
 import { chatCommand } from './chat.ts';
+import { cacheCommand } from './cache.ts';
 import { classifyCommand } from './classify.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
@@ -24,6 +25,7 @@ const commands: Record<string, Command> = {
   logits: logitsCommand,
   doctor: doctorCommand,
   quantize: quantizeCommand,
+  cache: cacheCommand,
 };
 
 function usage(): string {

@@ -117,7 +117,13 @@ export function loadModel(location: string, io: CliIO, opts: Omit<BertLoadOption
   return withDownloadBar(io, (onProgress) => BertModel.load(location, { ...opts, onProgress }));
 }
 
-/** The load options every model command shares: --dtype, --revision, --no-cache. */
+/** Flags every model command takes (see CACHE_HELP). */
+export const CACHE_FLAGS = ['--no-cache', '--offline', '--refresh'] as const;
+export const CACHE_HELP = `  --no-cache              read remote files without the download cache
+  --offline               never touch the network (also WEBQ_OFFLINE=1): cached files only
+  --refresh               re-check a branch's files on the hub now (default: every 10 minutes)`;
+
+/** The load options every model command shares: --dtype, --revision, --no-cache, --offline, --refresh. */
 export function loadOptions(command: string, parsed: ParsedArgs): Omit<BertLoadOptions, 'onProgress'> {
   const dtype = parseDtype(command, parsed.values.get('--dtype'));
   const revision = parsed.values.get('--revision');
@@ -125,6 +131,8 @@ export function loadOptions(command: string, parsed: ParsedArgs): Omit<BertLoadO
     ...(dtype !== undefined && { dtype }),
     ...(revision !== undefined && { revision }),
     ...(parsed.flags.has('--no-cache') && { cache: false }),
+    ...(parsed.flags.has('--offline') && { offline: true }),
+    ...(parsed.flags.has('--refresh') && { refresh: true }),
   };
 }
 
@@ -173,10 +181,10 @@ export const LLM_HELP = `  --dtype D               linear-layer weights: f32, f1
   --kv K                  KV cache: f16 (default where the device has it, else f32), f32, int8
   --context N             positions the KV cache holds (default: the model's, at most 4096)
   --revision R            hub branch, tag or commit (default main)
-  --no-cache              read remote files without the download cache`;
+${CACHE_HELP}`;
 
 export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoadOptions, 'onProgress'> {
-  const { dtype, revision, cache } = loadOptions(command, parsed);
+  const { dtype, revision, cache, offline, refresh } = loadOptions(command, parsed);
   const kv = parsed.values.get('--kv');
   if (kv !== undefined && !(KV_DTYPES as readonly string[]).includes(kv)) throw new UsageError(`${command}: --kv ${JSON.stringify(kv)}: expected one of ${KV_DTYPES.join(', ')}`);
   const contextLength = numberOption(command, parsed, '--context', (n) => Number.isSafeInteger(n) && n >= 2, 'an integer of at least 2');
@@ -186,6 +194,8 @@ export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoa
     ...(contextLength !== undefined && { contextLength }),
     ...(revision !== undefined && { revision }),
     ...(cache !== undefined && { cache }),
+    ...(offline !== undefined && { offline }),
+    ...(refresh !== undefined && { refresh }),
   };
 }
 

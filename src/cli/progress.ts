@@ -2,7 +2,9 @@
  * Download progress for model-loading commands, on stderr so stdout stays pure data (--json).
  * On a terminal one line is redrawn in place (a bar per file); elsewhere (logs, CI, pipes) a
  * redrawn line would be a mess of carriage returns, so each file gets one line when it is done.
+ * Files read from the cache say nothing: only downloads are news.
  */
+import type { ProgressStatus } from '../io/progress.ts';
 import type { CliIO } from './command.ts';
 import { formatBytes } from './info.ts';
 
@@ -23,14 +25,22 @@ export class DownloadBar {
 
   constructor(private readonly io: CliIO) {}
 
-  /** Pass as BertLoadOptions.onProgress. */
-  readonly onProgress = (e: { file: string; loaded: number; total?: number }): void => {
+  /**
+   * Pass as BertLoadOptions.onProgress. Events without a status (the shape before
+   * transformers.js' was adopted) count as 'progress'.
+   */
+  readonly onProgress = (e: { status?: ProgressStatus; file: string; loaded: number; total?: number }): void => {
+    const status = e.status ?? 'progress';
+    if (status === 'initiate' || status === 'ready') return;
     let st = this.files.get(e.file);
-    if (!st) this.files.set(e.file, (st = { loaded: 0, total: undefined, done: false }));
+    if (!st) {
+      if (status === 'done') return; // a cache hit: initiate, done, no download
+      this.files.set(e.file, (st = { loaded: 0, total: undefined, done: false }));
+    }
     if (st.done) return;
     st.loaded = e.loaded;
     st.total = e.total;
-    if (st.total !== undefined && st.loaded >= st.total) {
+    if (status === 'done' || (st.total !== undefined && st.loaded >= st.total)) {
       st.done = true;
       this.clear();
       this.io.stderr(`downloaded ${e.file} (${formatBytes(st.loaded)})\n`);

@@ -7,7 +7,7 @@
  * errors into a rejected promise that every wait races against, so nothing hangs.
  */
 import { GPUDeviceError, WebGPUUnavailableError, WebqError } from '../errors.ts';
-import { detectRuntime, type Runtime } from './env.ts';
+import { detectRuntime, type Runtime } from '../env.ts';
 
 export interface Capabilities {
   runtime: Runtime;

@@ -5,31 +5,35 @@
  *
  * A file enters the cache only complete: on disk it is streamed to `<name>.part-<random>` and
  * renamed once every byte promised by Content-Length has arrived, so a dropped connection leaves
- * nothing a later (possibly offline) open could mistake for the file. Entries are never
- * revalidated: a hit is used without asking the server, which is what makes offline use work. To
- * pick up a moved branch, pin a commit as revision or delete the revision's folder.
+ * nothing a later (possibly offline) open could mistake for the file.
+ *
+ * Beside the files, a small JSON note per revision (hub) or folder URL records what the server
+ * said: optional files it has not got, when it was last asked and at which commit. On disk the
+ * note of `hub/<org>/<name>/<rev>/` is `hub/<org>/<name>/@<rev>.json` ("@" never starts an
+ * encoded key segment, so a note cannot collide with a model's file). When entries are
+ * re-checked is src/io/remote-files.ts's business.
  */
-import { detectRuntime, getEnv } from '../gpu/env.ts';
-import { SourceError } from './errors.ts';
+import { detectRuntime, getEnv } from '../env.ts';
+import { SourceError, clip, q } from './errors.ts';
 import { fsError, loadFs, loadPath } from './node-fs.ts';
 import type { SourceInput } from './source.ts';
 import { plainLength } from './url-source.ts';
 
-export interface DownloadProgress {
-  /** File name relative to the model, e.g. "model.safetensors". */
-  file: string;
-  loaded: number;
-  /** Content-Length when the server sent one. */
-  total: number | undefined;
-}
-
-export type ProgressCallback = (p: DownloadProgress) => void;
+export type { DownloadProgress, ProgressCallback, ProgressInfo, ProgressStatus } from './progress.ts';
 
 /** A complete file in the cache. */
 export interface CachedFile {
   /** A local path (Node, Deno) or a Blob (browser): hand it to SafetensorsFile.open / openSource. */
   readonly input: SourceInput;
+  /** Bytes. */
+  readonly size: number;
   text(): Promise<string>;
+}
+
+/** One complete file in a listing. */
+export interface CacheEntry {
+  readonly key: readonly string[];
+  readonly size: number;
 }
 
 export interface FileCache {
@@ -39,6 +43,22 @@ export interface FileCache {
   get(key: readonly string[], url: string): Promise<CachedFile | undefined>;
   /** Stores the body of `res` (a 200 answer for `url`); complete or not at all. */
   put(key: readonly string[], url: string, res: Response, onBytes: (loaded: number) => void): Promise<CachedFile>;
+  /** The note stored under `key` (see the module comment), or undefined. */
+  readNote(key: readonly string[]): Promise<string | undefined>;
+  writeNote(key: readonly string[], text: string): Promise<void>;
+  /** Every complete file under `prefix` (notes and partial downloads left out), and every note. */
+  list(prefix: readonly string[]): Promise<{ files: CacheEntry[]; notes: (readonly string[])[] }>;
+  /** Deletes the entry or folder at `prefix` with everything under it; true when there was one. */
+  remove(prefix: readonly string[]): Promise<boolean>;
+}
+
+/** The key of the note for the entries under `prefix`: its last segment becomes "@<last>.json". */
+export function noteKey(prefix: readonly string[]): string[] {
+  return [...prefix.slice(0, -1), `@${prefix.at(-1)}.json`];
+}
+
+export function isNoteSegment(s: string): boolean {
+  return s.startsWith('@') && s.endsWith('.json');
 }
 
 /** `${WEBQ_CACHE_DIR}` or `~/.cache/webq`; undefined where neither can be known (browsers). */
@@ -68,6 +88,7 @@ export async function* readBody(res: Response, url: string): AsyncGenerator<Uint
       try {
         step = await reader.read();
       } catch (e) {
+        if (e instanceof SourceError) throw e; // a timeout says so itself
         const why = e instanceof Error ? e.message : String(e);
         const of = expected === undefined ? '' : ` of ${expected}`;
         throw new SourceError('SOURCE_SHORT_READ', `${url}: download ended early after ${got}${of} bytes (${why})`, { cause: e });
@@ -96,7 +117,7 @@ function randomSuffix(): string {
 /** Rejects key segments that could leave the cache folder. Callers encode names first. */
 function checkKey(key: readonly string[]): void {
   for (const s of key) {
-    if (s === '' || s === '.' || s === '..' || /[\\/\0]/.test(s)) throw new SourceError('SOURCE_IO', `invalid cache key segment ${JSON.stringify(s)} in ${key.join('/')}`);
+    if (s === '' || s === '.' || s === '..' || /[\\/\0]/.test(s)) throw new SourceError('SOURCE_IO', `invalid cache key segment ${q(s)} in ${clip(key.join('/'))}`);
   }
 }
 
@@ -108,74 +129,120 @@ export async function diskCache(root: string): Promise<FileCache> {
     checkKey(key);
     return path.join(root, ...key);
   };
-  const entry = (file: string): CachedFile => ({
+  const entry = (file: string, size: number): CachedFile => ({
     input: file,
+    size,
     text: () =>
       fs.readFile(file, 'utf8').catch((e: unknown) => {
         throw fsError(file, 'read cached file', e);
       }),
   });
+  /** Writes `chunks` to `file` through a temporary name, so the file appears complete or not at all. */
+  const writeWhole = async (file: string, chunks: AsyncIterable<Uint8Array>, onBytes: (loaded: number) => void): Promise<number> => {
+    const tmp = `${file}.part-${randomSuffix()}`;
+    let handle: import('node:fs/promises').FileHandle | undefined;
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true }).catch((e: unknown) => {
+        throw fsError(path.dirname(file), 'create cache folder', e);
+      });
+      handle = await fs.open(tmp, 'wx').catch((e: unknown) => {
+        throw fsError(tmp, 'create', e);
+      });
+      let loaded = 0;
+      for await (const chunk of chunks) {
+        let done = 0;
+        while (done < chunk.byteLength) {
+          const { bytesWritten } = await handle.write(chunk, done, chunk.byteLength - done).catch((e: unknown) => {
+            throw fsError(tmp, 'write', e);
+          });
+          done += bytesWritten;
+        }
+        loaded += chunk.byteLength;
+        onBytes(loaded);
+      }
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await fs.rename(tmp, file).catch((e: unknown) => {
+        throw fsError(file, 'move download into place', e);
+      });
+      return loaded;
+    } catch (e) {
+      await handle?.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
+    }
+  };
+  const walk = async (dir: string, key: string[], out: { files: CacheEntry[]; notes: string[][] }): Promise<void> => {
+    const names = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const d of names) {
+      const k = [...key, d.name];
+      if (d.isDirectory()) await walk(path.join(dir, d.name), k, out);
+      else if (!d.isFile() || d.name.includes('.part-')) continue;
+      else if (isNoteSegment(d.name)) out.notes.push(k);
+      else out.files.push({ key: k, size: (await fs.stat(path.join(dir, d.name)).catch(() => undefined))?.size ?? 0 });
+    }
+  };
   return {
     describe: root,
     async get(key) {
       const file = fileOf(key);
       const st = await fs.stat(file).catch(() => undefined);
-      return st?.isFile() ? entry(file) : undefined;
+      return st?.isFile() ? entry(file, st.size) : undefined;
     },
     async put(key, url, res, onBytes) {
       const file = fileOf(key);
-      const tmp = `${file}.part-${randomSuffix()}`;
-      let handle: import('node:fs/promises').FileHandle | undefined;
-      try {
-        await fs.mkdir(path.dirname(file), { recursive: true }).catch((e: unknown) => {
-          throw fsError(path.dirname(file), 'create cache folder', e);
-        });
-        handle = await fs.open(tmp, 'wx').catch((e: unknown) => {
-          throw fsError(tmp, 'create', e);
-        });
-        let loaded = 0;
-        for await (const chunk of readBody(res, url)) {
-          let done = 0;
-          while (done < chunk.byteLength) {
-            const { bytesWritten } = await handle.write(chunk, done, chunk.byteLength - done).catch((e: unknown) => {
-              throw fsError(tmp, 'write', e);
-            });
-            done += bytesWritten;
-          }
-          loaded += chunk.byteLength;
-          onBytes(loaded);
-        }
-        await handle.sync();
-        await handle.close();
-        handle = undefined;
-        await fs.rename(tmp, file).catch((e: unknown) => {
-          throw fsError(file, 'move download into place', e);
-        });
-        return entry(file);
-      } catch (e) {
-        await handle?.close().catch(() => undefined);
-        await fs.rm(tmp, { force: true }).catch(() => undefined);
-        throw e;
-      }
+      return entry(file, await writeWhole(file, readBody(res, url), onBytes));
+    },
+    async readNote(key) {
+      return fs.readFile(fileOf(key), 'utf8').catch(() => undefined);
+    },
+    async writeNote(key, text) {
+      const bytes = new TextEncoder().encode(text);
+      await writeWhole(fileOf(key), (async function* () {
+        yield bytes;
+      })(), () => undefined);
+    },
+    async list(prefix) {
+      const out = { files: [] as CacheEntry[], notes: [] as string[][] };
+      await walk(prefix.length ? fileOf(prefix) : root, [...prefix], out);
+      return out;
+    },
+    async remove(prefix) {
+      const target = fileOf(prefix);
+      if (!(await fs.stat(target).catch(() => undefined))) return false;
+      await fs.rm(target, { recursive: true, force: true }).catch((e: unknown) => {
+        throw fsError(target, 'remove cached files', e);
+      });
+      return true;
     },
   };
 }
 
+/** Notes have no URL of their own in the Cache API; they live under this never-fetched origin. */
+const NOTE_ORIGIN = 'https://webq-cache.invalid/';
+/** Response header holding an entry's key ("hub/org/name/main/config.json"), so the cache can be listed. */
+const KEY_HEADER = 'x-webq-key';
+
 /**
  * The browser cache (Cache API). A download is held as a Blob (browsers may keep large ones on
  * disk) and put into the cache only when complete; a failed put (quota) still returns the Blob,
- * since caching is an optimisation there, not a requirement.
+ * since caching is an optimisation there, not a requirement. Each entry carries its key in a
+ * header, which is how listing and removal find a model's files among URLs.
  */
 export async function browserCache(name = 'webq'): Promise<FileCache> {
   const cache = await caches.open(name);
-  const entry = (blob: Blob): CachedFile => ({ input: blob, text: () => blob.text() });
+  const entry = (blob: Blob): CachedFile => ({ input: blob, size: blob.size, text: () => blob.text() });
+  const noteUrl = (key: readonly string[]) => new URL(key.map(encodeURIComponent).join('/'), NOTE_ORIGIN).href;
+  const keyOf = (res: Response | undefined) => res?.headers.get(KEY_HEADER)?.split('/');
+  const under = (key: readonly string[] | undefined, prefix: readonly string[]) => key !== undefined && prefix.every((s, i) => key[i] === s);
   return {
     describe: `Cache API '${name}'`,
     async get(_key, url) {
       const hit = await cache.match(url);
       return hit ? entry(await hit.blob()) : undefined;
     },
-    async put(_key, url, res, onBytes) {
+    async put(key, url, res, onBytes) {
       const parts: Uint8Array<ArrayBuffer>[] = [];
       let loaded = 0;
       for await (const chunk of readBody(res, url)) {
@@ -184,9 +251,35 @@ export async function browserCache(name = 'webq'): Promise<FileCache> {
         onBytes(loaded);
       }
       const blob = new Blob(parts, { type: res.headers.get('content-type') ?? 'application/octet-stream' });
-      const headers = { 'content-length': String(blob.size), 'content-type': blob.type };
+      const headers = { 'content-length': String(blob.size), 'content-type': blob.type, [KEY_HEADER]: key.join('/') };
       await cache.put(url, new Response(blob, { headers })).catch(() => undefined);
       return entry(blob);
+    },
+    async readNote(key) {
+      const hit = await cache.match(noteUrl(key));
+      return hit?.text();
+    },
+    async writeNote(key, text) {
+      const headers = { 'content-type': 'application/json', [KEY_HEADER]: key.join('/') };
+      await cache.put(noteUrl(key), new Response(text, { headers })).catch(() => undefined);
+    },
+    async list(prefix) {
+      const out = { files: [] as CacheEntry[], notes: [] as string[][] };
+      for (const req of await cache.keys()) {
+        const res = await cache.match(req);
+        const key = keyOf(res);
+        if (!key || !under(key, prefix)) continue;
+        if (isNoteSegment(key.at(-1)!)) out.notes.push(key);
+        else out.files.push({ key, size: Number(res!.headers.get('content-length') ?? 0) });
+      }
+      return out;
+    },
+    async remove(prefix) {
+      let any = false;
+      for (const req of await cache.keys()) {
+        if (under(keyOf(await cache.match(req)), prefix)) any = (await cache.delete(req)) || any;
+      }
+      return any;
     },
   };
 }

@@ -7,6 +7,18 @@ import { SafetensorsError, q } from './errors.ts';
 import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32, f32ArrayToF16 } from './half.ts';
 
 export type ReadTarget = 'f32' | 'f16' | 'i32' | 'u32' | 'i8' | 'u8';
+export const READ_TARGETS: readonly ReadTarget[] = ['f32', 'f16', 'i32', 'u32', 'i8', 'u8'];
+
+/**
+ * Throws a typed error unless `target` is a ReadTarget. JavaScript callers (and `as` casts) can
+ * pass anything, and 'F32' (a safetensors dtype) is an easy slip for 'f32'.
+ */
+export function checkReadTarget(target: unknown, where: string): asserts target is ReadTarget {
+  if ((READ_TARGETS as readonly unknown[]).includes(target)) return;
+  const shown = typeof target === 'string' ? q(target) : String(target);
+  const hint = typeof target === 'string' && (READ_TARGETS as readonly string[]).includes(target.toLowerCase()) ? ` (did you mean '${target.toLowerCase()}'? targets are typed-array kinds, not safetensors dtypes)` : '';
+  throw new SafetensorsError('SAFETENSORS_BAD_TARGET', `${where}: readAs target ${shown} is not one of ${READ_TARGETS.join(', ')}${hint}`);
+}
 
 /** What readAs returns per target; 'f16' is IEEE half bits in a Uint16Array. */
 export interface ReadAsResult {
@@ -131,6 +143,7 @@ const INT_RANGE = {
  * return a view over `bytes`. `where` ("file: tensor "x"") prefixes errors.
  */
 export function convert<T extends ReadTarget>(bytes: Uint8Array, dtype: DType, target: T, where: string): ReadAsResult[T] {
+  checkReadTarget(target, where);
   const v = view(bytes, dtype);
   const unsupported = (why: string) =>
     new SafetensorsError('SAFETENSORS_UNSUPPORTED_CONVERSION', `${where}: cannot read ${dtype} as ${target}: ${why}`);

@@ -26,6 +26,7 @@ export type SafetensorsErrorCode =
   | 'SAFETENSORS_DUPLICATE_NAME'
   | 'SAFETENSORS_TENSOR_NOT_FOUND'
   | 'SAFETENSORS_UNSUPPORTED_CONVERSION'
+  | 'SAFETENSORS_BAD_TARGET'
   | 'SAFETENSORS_VALUE_OUT_OF_RANGE'
   | 'SAFETENSORS_SHARD_MISSING'
   | 'SAFETENSORS_SHARD_DUPLICATE'
@@ -45,10 +46,13 @@ export type SourceErrorCode =
   | 'SOURCE_NOT_FOUND' // no such file, or HTTP 404/410
   | 'SOURCE_HTTP' // any other non-OK HTTP status
   | 'SOURCE_NETWORK' // the request itself failed (DNS, refused connection, ...)
+  | 'SOURCE_TIMEOUT' // the server sent nothing for the network timeout (headers or body)
+  | 'SOURCE_OFFLINE' // offline mode, and the file is not in the cache
   | 'SOURCE_SHORT_READ' // fewer bytes than requested: truncated file or body
   | 'SOURCE_BAD_RANGE' // server answered a different range than asked for
   | 'SOURCE_IO' // other local I/O failure
-  | 'SOURCE_UNSUPPORTED'; // e.g. a local path in a browser
+  | 'SOURCE_UNSUPPORTED' // e.g. a local path in a browser
+  | 'SOURCE_BAD_INPUT'; // not a path, URL, Blob, bytes or ByteSource at all
 
 /** Reading raw bytes (file, Blob, URL) failed. */
 export class SourceError extends WebqError {
@@ -61,7 +65,25 @@ export class SourceError extends WebqError {
   }
 }
 
-/** JSON.stringify for names in messages: shows empty names, quotes and newlines unambiguously. */
+/** Most characters of a name or value an error message quotes (a 100 MB name must not make a 100 MB message). */
+export const MAX_QUOTED = 200;
+
+/** `text` cut to `max` characters, saying how long it was. */
+export function clip(text: string, max = MAX_QUOTED): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
+}
+
+/**
+ * JSON.stringify for names in messages: shows empty names, quotes and newlines unambiguously.
+ * Long names are cut to MAX_QUOTED characters.
+ */
 export function q(name: string): string {
-  return JSON.stringify(name);
+  if (name.length <= MAX_QUOTED) return JSON.stringify(name);
+  return `${JSON.stringify(name.slice(0, MAX_QUOTED))}... (${name.length} characters)`;
+}
+
+/** A JSON value for a message, cut to MAX_QUOTED characters. */
+export function showJson(v: unknown): string {
+  if (typeof v === 'string') return q(v);
+  return clip(JSON.stringify(v) ?? String(v));
 }

@@ -6,19 +6,22 @@
  *    `${WEBQ_HUB_URL ?? 'https://huggingface.co'}/<org>/<name>/resolve/<revision>/<file>`.
  * A string that names an existing local folder is taken as that folder even when it also looks
  * like `org/name` (transformers' from_pretrained decides the same way). Remote files go through
- * the download cache (src/io/cache.ts) unless `cache: false`.
+ * the download cache (src/io/cache.ts) unless `cache: false`; src/io/remote-files.ts says when a
+ * cached file is used, re-checked or refused (offline).
  */
-import { getEnv, detectRuntime } from '../gpu/env.ts';
+import { detectRuntime, envFlag, getEnv } from '../env.ts';
 import { openFileCache } from './cache.ts';
-import { openCheckpoint, type Checkpoint } from './checkpoint.ts';
-import { SourceError } from './errors.ts';
+import { openCheckpoint } from './checkpoint.ts';
+import { SourceError, q, showJson } from './errors.ts';
 import type { JsonValue } from './json.ts';
 import { fileSegments, HubError, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 import { fileUrlToPath, fsError, loadFs, loadPath } from './node-fs.ts';
+import { ProgressReporter, type ProgressCallback } from './progress.ts';
 import { RemoteFiles, type RemoteTarget } from './remote-files.ts';
+import type { TensorStore } from './safetensors.ts';
 
 export { HubError, type HubErrorCode, type ModelFiles, type OpenModelOptions } from './model-files.ts';
-export type { DownloadProgress, ProgressCallback } from './cache.ts';
+export type { DownloadProgress, ProgressCallback, ProgressInfo, ProgressStatus } from './progress.ts';
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
 
@@ -39,7 +42,12 @@ function looksLikePath(s: string): boolean {
   return /^(\/|\.{1,2}(\/|\\|$)|~|[A-Za-z]:[\\/])/.test(s) || s.includes('\\');
 }
 
-function hubLocation(s: string, revision: string | undefined): ModelLocation | undefined {
+/** `org/name` or `org/name@revision` as a hub location (revision default "main"); undefined if `s` is not one. */
+export function parseHubId(s: string, revision?: string): Extract<ModelLocation, { kind: 'hub' }> | undefined {
+  return hubLocation(s, revision);
+}
+
+function hubLocation(s: string, revision: string | undefined): Extract<ModelLocation, { kind: 'hub' }> | undefined {
   const m = HUB_ID.exec(s);
   if (!m || s.split('@')[0].includes('..')) return undefined;
   const [, org, name, rev] = m;
@@ -65,7 +73,7 @@ export async function parseModelLocation(location: string | URL, options: { revi
     throw new HubError('HUB_BAD_LOCATION', `${location.href}: unsupported URL scheme ${location.protocol}; expected http(s) or file`);
   }
   if (typeof location !== 'string' || location === '') {
-    throw new HubError('HUB_BAD_LOCATION', `model location ${JSON.stringify(location)}: expected a folder path, a folder URL or a hub id (org/name[@revision])`);
+    throw new HubError('HUB_BAD_LOCATION', `model location ${typeof location === 'string' ? q(location) : showJson(location)}: expected a folder path, a folder URL or a hub id (org/name[@revision])`);
   }
   if (/^https?:\/\//i.test(location)) return folderUrl(new URL(location));
   if (/^file:/i.test(location)) return { kind: 'folder', path: await fileUrlToPath(new URL(location)) };
@@ -88,14 +96,28 @@ export function hubBaseUrl(id: string, revision: string, hubUrl?: string): URL {
   return new URL(`${root}/${id}/resolve/${encodeURIComponent(revision)}/`);
 }
 
+/**
+ * Where a remote location's files live in the download cache: `hub/<org>/<name>/<rev>` or
+ * `url/<host>/<path...>`, each segment percent-encoded (so "refs/pr/1" is one segment).
+ */
+export function cacheKeyPrefix(loc: Exclude<ModelLocation, { kind: 'folder' }>): string[] {
+  if (loc.kind === 'hub') return ['hub', loc.org, loc.name, encodeURIComponent(loc.revision)];
+  const segs = loc.base.pathname.split('/').filter((s) => s !== '');
+  return ['url', encodeURIComponent(loc.base.host), ...segs.map(encodeURIComponent)];
+}
+
 /** A model in a local folder. */
 class LocalFiles implements ModelFiles {
   readonly kind = 'folder';
+  private readonly progress: ProgressReporter;
   constructor(
     readonly describe: string,
     private readonly path: typeof import('node:path'),
     private readonly fs: typeof import('node:fs/promises'),
-  ) {}
+    onProgress: ProgressCallback | undefined,
+  ) {
+    this.progress = new ProgressReporter(describe, onProgress);
+  }
 
   private full(file: string): string {
     return this.path.join(this.describe, ...fileSegments(file));
@@ -117,8 +139,10 @@ class LocalFiles implements ModelFiles {
     return st?.isFile() ?? false;
   }
 
-  checkpoint(): Promise<Checkpoint> {
-    return openCheckpoint(this.describe);
+  async checkpoint(): Promise<TensorStore> {
+    const store = await openCheckpoint(this.describe);
+    this.progress.ready(store);
+    return store;
   }
 }
 
@@ -136,7 +160,7 @@ export async function openModelFiles(location: string | URL, options: OpenModelO
       throw fsError(loc.path, 'open model folder', e);
     });
     if (!st.isDirectory()) throw new HubError('HUB_BAD_LOCATION', `${loc.path}: is a file; pass the model's folder (the one holding config.json)`);
-    return new LocalFiles(loc.path, path, fs);
+    return new LocalFiles(loc.path, path, fs, options.onProgress);
   }
   let target: RemoteTarget;
   if (loc.kind === 'hub') {
@@ -145,22 +169,29 @@ export async function openModelFiles(location: string | URL, options: OpenModelO
       kind: 'hub',
       base,
       describe: `${loc.id}@${loc.revision} (${base.origin})`,
-      keyPrefix: ['hub', loc.org, loc.name, encodeURIComponent(loc.revision)],
+      name: loc.id,
+      location: `${loc.id}@${loc.revision}`,
+      revision: loc.revision,
+      keyPrefix: cacheKeyPrefix(loc),
       notFoundHint: `check the model id '${loc.id}' and revision '${loc.revision}'`,
     };
   } else {
-    const segs = loc.base.pathname.split('/').filter((s) => s !== '');
     target = {
       kind: 'url',
       base: loc.base,
       describe: loc.base.href,
-      keyPrefix: ['url', encodeURIComponent(loc.base.host), ...segs.map(encodeURIComponent)],
+      name: loc.base.href,
+      location: loc.base.href,
+      keyPrefix: cacheKeyPrefix(loc),
       notFoundHint: 'check the folder URL',
     };
   }
+  const offline = options.offline ?? envFlag('WEBQ_OFFLINE');
   const cache = options.cache === false ? undefined : await openFileCache(options.cacheDir);
-  if (options.cache === true && !cache) {
-    throw new SourceError('SOURCE_UNSUPPORTED', `${target.describe}: no download cache here; set WEBQ_CACHE_DIR or pass cacheDir (or cache: false)`);
+  if (!cache && (options.cache === true || offline)) {
+    const why = options.cache === false ? 'cache: false was given' : 'there is no download cache here (set WEBQ_CACHE_DIR or pass cacheDir)';
+    const what = offline ? 'offline mode (offline: true or WEBQ_OFFLINE=1) reads remote models only from the download cache, but' : 'cache: true, but';
+    throw new SourceError(offline ? 'SOURCE_OFFLINE' : 'SOURCE_UNSUPPORTED', `${target.describe}: ${what} ${why}`);
   }
-  return new RemoteFiles(target, cache, options);
+  return new RemoteFiles(target, cache, { ...options, offline });
 }

@@ -40,5 +40,10 @@ export {
   type OpenModelOptions,
   type DownloadProgress,
   type ProgressCallback,
+  type ProgressInfo,
+  type ProgressStatus,
 } from './hub.ts';
-export { openFileCache, defaultCacheDir, diskCache, browserCache, type FileCache, type CachedFile } from './cache.ts';
+export { openFileCache, defaultCacheDir, diskCache, browserCache, type FileCache, type CachedFile, type CacheEntry } from './cache.ts';
+export { listCachedModels, removeCachedModel, type CachedModel, type CacheLocationOptions } from './cached-models.ts';
+export { DEFAULT_NETWORK_TIMEOUT_MS } from './http.ts';
+export { DEFAULT_RECHECK_MS } from './remote-files.ts';

@@ -7,6 +7,7 @@
  * (reporting where) and builds every object with Object.create(null), so any key is plain data.
  */
 import { WebqError } from '../errors.ts';
+import { q } from './errors.ts';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 /** A parsed object. It has a null prototype: use Object.hasOwn / Object.keys, not `in` on builtins. */
@@ -28,8 +29,8 @@ export class JsonDuplicateKeyError extends WebqError {
   readonly key: string;
   readonly path: readonly string[];
   constructor(key: string, path: readonly string[]) {
-    const where = path.length === 0 ? 'the top-level object' : `object ${path.map((p) => JSON.stringify(p)).join(' > ')}`;
-    super('JSON_DUPLICATE_KEY', `key ${JSON.stringify(key)} appears twice in ${where}`);
+    const where = path.length === 0 ? 'the top-level object' : `object ${path.map(q).join(' > ')}`;
+    super('JSON_DUPLICATE_KEY', `key ${q(key)} appears twice in ${where}`);
     this.key = key;
     this.path = path;
   }
@@ -38,6 +39,12 @@ export class JsonDuplicateKeyError extends WebqError {
 export interface ParseOptions {
   /** Deepest nesting accepted; guards the recursive descent against stack exhaustion. Default 64. */
   maxDepth?: number;
+  /**
+   * Called with each number's literal text (e.g. "2.0") and the object keys leading to it; may
+   * throw to reject it. JSON.parse-style readers lose the spelling, which matters where a format
+   * wants integers written as integers (safetensors offsets: the reference rejects 2.0 and 8e0).
+   */
+  onNumber?: (literal: string, path: readonly string[]) => void;
 }
 
 // Sticky so it matches exactly at the cursor without slicing the text.
@@ -46,7 +53,7 @@ const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b
 
 /** Parses `text` as a single JSON value; throws JsonSyntaxError or JsonDuplicateKeyError. */
 export function parseStrictJson(text: string, options: ParseOptions = {}): JsonValue {
-  const p = new Parser(text, options.maxDepth ?? 64);
+  const p = new Parser(text, options.maxDepth ?? 64, options.onNumber);
   p.skipWs();
   const value = p.value(0);
   p.skipWs();
@@ -60,6 +67,7 @@ class Parser {
   constructor(
     private readonly s: string,
     private readonly maxDepth: number,
+    private readonly onNumber: ParseOptions['onNumber'],
   ) {}
 
   fail(expected: string): never {
@@ -89,6 +97,7 @@ class Parser {
     NUMBER.lastIndex = this.i;
     const m = NUMBER.exec(this.s);
     if (m === null) this.fail('a JSON value');
+    this.onNumber?.(m[0], this.path);
     this.i += m[0].length;
     return Number(m[0]);
   }

@@ -1,6 +1,7 @@
 /** Shared types of model locations (src/io/hub.ts): the ModelFiles interface, options, errors. */
 import { WebqError } from '../errors.ts';
-import type { ProgressCallback } from './cache.ts';
+import { q, showJson } from './errors.ts';
+import type { ProgressCallback } from './progress.ts';
 import type { JsonValue } from './json.ts';
 import type { TensorStore } from './safetensors.ts';
 
@@ -19,7 +20,10 @@ export class HubError extends WebqError {
 export interface OpenModelOptions {
   /** Branch, tag or commit for hub ids (default "main"); `org/name@rev` says the same. */
   revision?: string;
-  /** Called as remote files download: at the start (loaded 0) and after every chunk. */
+  /**
+   * Loading progress in transformers.js' shape: `{ status: 'initiate' | 'download' | 'progress' |
+   * 'done' | 'ready', name, file, loaded, total, progress }` (see src/io/progress.ts).
+   */
   onProgress?: ProgressCallback;
   /**
    * Keep remote files (hub ids and folder URLs) in the download cache and read them from there;
@@ -27,6 +31,23 @@ export interface OpenModelOptions {
    * HTTP range requests, so only the bytes asked for are fetched).
    */
   cache?: boolean;
+  /**
+   * Never use the network: files come from the cache, an uncached one is a SourceError
+   * 'SOURCE_OFFLINE' naming it. Default: the WEBQ_OFFLINE environment variable ("1", "true").
+   */
+  offline?: boolean;
+  /** Ask the server now whether a cached branch (e.g. "main") has moved, instead of waiting for recheckMs. */
+  refresh?: boolean;
+  /**
+   * A cached branch or tag is re-checked with the server at most this often (ms; default 10
+   * minutes). Commit-hash revisions are never re-checked: they cannot change.
+   */
+  recheckMs?: number;
+  /**
+   * Give up on a server that sends nothing for this long (ms; waiting for the answer or between
+   * body chunks). Default WEBQ_NETWORK_TIMEOUT, else 30 000.
+   */
+  timeoutMs?: number;
   /** Cache folder (Node, Deno); default `${WEBQ_CACHE_DIR ?? ~/.cache/webq}`. */
   cacheDir?: string;
   /** Hub base URL; default `${WEBQ_HUB_URL ?? 'https://huggingface.co'}`. */
@@ -55,7 +76,7 @@ export interface ModelFiles {
 export function fileSegments(file: string): string[] {
   const segs = typeof file === 'string' ? file.split('/') : [''];
   if (typeof file !== 'string' || file.includes('\\') || /^[a-z][a-z0-9+.-]*:/i.test(file) || segs.some((s) => s === '' || s === '.' || s === '..')) {
-    throw new HubError('HUB_BAD_FILE', `file name ${JSON.stringify(file)}: expected a relative path inside the model folder, like "config.json" or "1_Pooling/config.json"`);
+    throw new HubError('HUB_BAD_FILE', `file name ${typeof file === 'string' ? q(file) : showJson(file)}: expected a relative path inside the model folder, like "config.json" or "1_Pooling/config.json"`);
   }
   return segs;
 }

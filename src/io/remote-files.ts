@@ -1,26 +1,49 @@
 /**
  * A model on a server: a hub id (`<hub>/<org>/<name>/resolve/<rev>/<file>`) or a plain folder URL.
- * With a cache, every file is downloaded whole into it first and read from there (so a second
- * open works offline); without one, text files are fetched each time and safetensors are read by
- * HTTP range requests.
+ * With a cache, every file is downloaded whole into it first and read from there; without one,
+ * text files are fetched each time and safetensors are read by HTTP range requests.
+ *
+ * Offline first. A cached file is used without asking the server; an optional file the server
+ * said is absent (exists() got a 404) is remembered in the revision's note, so it is not asked
+ * for again. Without a network (refused, DNS, timeout) a cached model loads as it is; in offline
+ * mode (`offline: true`, WEBQ_OFFLINE=1) no request is ever made.
+ *
+ * Freshness. A commit-hash revision never changes, so it is never re-checked. A branch or tag is
+ * re-checked at most once per `recheckMs` (default 10 minutes), or at once with `refresh: true`:
+ * one HEAD request reads the commit the branch is at now (X-Repo-Commit); if it moved, the
+ * revision's cached files and notes are dropped and downloaded again as they are read. A server
+ * that names no commit cannot be compared: its cache is kept, and `refresh` downloads again.
+ * Folder URLs have no commits: they are kept until `refresh`.
  */
-import { readBody, type CachedFile, type FileCache } from './cache.ts';
+import { readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { SafetensorsError, SourceError } from './errors.ts';
+import { isUnreachable, networkTimeoutMs, request } from './http.ts';
 import type { JsonValue } from './json.ts';
 import { fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
+import { ProgressReporter } from './progress.ts';
+import { isCommitHash, NoteStore } from './revision-note.ts';
+import type { TensorStore } from './safetensors.ts';
 import { SafetensorsFile } from './safetensors.ts';
 import { readIndex, ShardedCheckpoint } from './sharded.ts';
 import { openSource } from './source.ts';
+import { plainLength } from './url-source.ts';
 
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
+export const DEFAULT_RECHECK_MS = 10 * 60_000;
 
 export interface RemoteTarget {
   readonly kind: 'url' | 'hub';
   /** Folder URL ending in "/"; file URLs are `new URL(encodedFile, base)`. */
   readonly base: URL;
   readonly describe: string;
+  /** The model in progress events: the hub id or the folder URL. */
+  readonly name: string;
+  /** What loads it again ("org/name@rev" or the folder URL), kept in the cache's note. */
+  readonly location: string;
+  /** Hub revision (branch, tag or commit); undefined for folder URLs. */
+  readonly revision?: string;
   /** Cache key segments before the file's own, e.g. ['hub', org, name, rev]. */
   readonly keyPrefix: readonly string[];
   /** Extra words for a 404, e.g. "check the model id 'org/name' and revision 'main'". */
@@ -45,20 +68,33 @@ function hubReason(res: Response): string {
   }
 }
 
+export interface RemoteOptions extends OpenModelOptions {
+  /** Resolved from `offline` and WEBQ_OFFLINE by the caller. */
+  offline: boolean;
+}
+
 export class RemoteFiles implements ModelFiles {
   readonly kind: 'url' | 'hub';
   readonly describe: string;
   private readonly fetchFn: typeof fetch;
+  private readonly timeoutMs: number;
+  private readonly progress: ProgressReporter;
+  private readonly notes: NoteStore | undefined;
   private readonly inflight = new Map<string, Promise<CachedFile>>();
+  /** The once-per-open freshness check (see the module comment). */
+  private fresh: Promise<void> | undefined;
 
   constructor(
     private readonly target: RemoteTarget,
     private readonly cache: FileCache | undefined,
-    private readonly options: OpenModelOptions,
+    private readonly options: RemoteOptions,
   ) {
     this.kind = target.kind;
     this.describe = target.describe;
     this.fetchFn = options.fetch ?? ((...a) => fetch(...a));
+    this.timeoutMs = networkTimeoutMs(options.timeoutMs);
+    this.progress = new ProgressReporter(target.name, options.onProgress);
+    this.notes = cache && new NoteStore(cache, noteKey(target.keyPrefix), target.location);
   }
 
   url(file: string): URL {
@@ -69,17 +105,9 @@ export class RemoteFiles implements ModelFiles {
     return [...this.target.keyPrefix, ...fileSegments(file).map(encodeURIComponent)];
   }
 
-  private async request(file: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Response> {
-    const url = this.url(file);
-    try {
-      return await this.fetchFn(url, { method: init.method, headers: { ...this.options.headers, ...init.headers } });
-    } catch (e) {
-      // undici says only "fetch failed"; ECONNREFUSED, DNS or TLS is in the cause.
-      const cause = (e as { cause?: unknown } | null)?.cause;
-      const why = cause instanceof Error ? ` (${cause.message})` : '';
-      const cached = this.cache ? `; ${file} is not in the cache at ${this.cache.describe} either` : '';
-      throw new SourceError('SOURCE_NETWORK', `${url.href}: request failed: ${e instanceof Error ? e.message : e}${why}${cached}`, { cause: e });
-    }
+  private request(file: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+    const cached = this.cache ? `; ${file} is not in the cache at ${this.cache.describe} either` : '';
+    return request(this.fetchFn, this.url(file), { method: init.method, headers: { ...this.options.headers, ...init.headers } }, this.timeoutMs, cached);
   }
 
   /** GET `file`, turning non-2xx answers into SourceErrors that name the URL and what to check. */
@@ -101,6 +129,68 @@ export class RemoteFiles implements ModelFiles {
     return new SourceError('SOURCE_HTTP', `${url}: download failed with ${status}${auth}`, { status: res.status });
   }
 
+  private offlineError(file: string): SourceError {
+    return new SourceError(
+      'SOURCE_OFFLINE',
+      `${this.describe}: ${file} is not in the cache at ${this.cache!.describe}, and offline mode is on (offline: true or WEBQ_OFFLINE=1), ` +
+        'so it is not downloaded; load the model once with the network on, or turn offline mode off',
+    );
+  }
+
+  /** Runs the freshness check once per open, before the first cache read. */
+  private ensureFresh(file: string): Promise<void> {
+    return (this.fresh ??= this.checkRevision(file));
+  }
+
+  private async checkRevision(file: string): Promise<void> {
+    const { cache, notes } = this;
+    if (!cache || !notes || this.options.offline || isCommitHash(this.target.revision)) return;
+    const refresh = this.options.refresh === true;
+    if (this.kind === 'url' && !refresh) return;
+    const note = await notes.get();
+    const age = Date.now() - note.checked;
+    if (!refresh && note.checked > 0 && age >= 0 && age < (this.options.recheckMs ?? DEFAULT_RECHECK_MS)) return;
+    // Nothing known and nothing cached: the downloads about to happen record the commit.
+    if (note.checked === 0 && !(await cache.get(this.key(file), this.url(file).href))) return;
+    let res: Response;
+    try {
+      res = await this.request(file, { method: 'HEAD' });
+    } catch (e) {
+      if (isUnreachable(e)) return; // no network: the cache is what there is
+      throw e;
+    }
+    await res.body?.cancel().catch(() => undefined);
+    const commit = res.headers.get('x-repo-commit') ?? undefined;
+    if (!res.ok && commit === undefined) return; // can't tell (server trouble, no HEAD): ask again next time
+    const moved = commit === undefined ? refresh : commit !== note.commit;
+    if (moved) await this.dropCached();
+    await notes.update((n) => {
+      n.checked = Date.now();
+      if (commit !== undefined) n.commit = commit;
+    });
+  }
+
+  /** Forgets this revision's files and absences: they were for another commit. */
+  private async dropCached(): Promise<void> {
+    await this.cache!.remove(this.target.keyPrefix);
+    await this.notes!.update((n) => {
+      n.absent = [];
+      delete n.commit;
+    });
+  }
+
+  /** A download answered: note when, and at which commit; a branch that moved drops the rest. */
+  private async noteDownload(res: Response): Promise<void> {
+    if (!this.notes) return;
+    const commit = (this.kind === 'hub' && res.headers.get('x-repo-commit')) || undefined;
+    const note = await this.notes.get();
+    if (commit !== undefined && note.commit !== undefined && commit !== note.commit && !isCommitHash(this.target.revision)) await this.dropCached();
+    await this.notes.update((n) => {
+      n.checked = Date.now();
+      if (commit !== undefined) n.commit = commit;
+    });
+  }
+
   /** The cached copy of `file`, downloading it first when it is not there yet. */
   private cached(file: string): Promise<CachedFile> {
     const cache = this.cache!;
@@ -109,14 +199,22 @@ export class RemoteFiles implements ModelFiles {
     let p = this.inflight.get(id);
     if (!p) {
       p = (async () => {
+        await this.ensureFresh(file);
         const url = this.url(file).href;
         const hit = await cache.get(key, url);
-        if (hit) return hit;
+        if (hit) {
+          this.progress.cached(file, hit.size);
+          return hit;
+        }
+        if (this.options.offline) throw this.offlineError(file);
         const res = await this.get(file);
-        const total = Number(res.headers.get('content-length') ?? NaN);
-        const report = (loaded: number) => this.options.onProgress?.({ file, loaded, total: Number.isFinite(total) ? total : undefined });
-        report(0);
-        return cache.put(key, url, res, report);
+        await this.noteDownload(res);
+        const total = plainLength(res);
+        this.progress.emit('initiate', file, 0, total);
+        this.progress.emit('download', file, 0, total);
+        const stored = await cache.put(key, url, res, (loaded) => this.progress.emit('progress', file, loaded, total));
+        this.progress.emit('done', file, stored.size, stored.size);
+        return stored;
       })();
       this.inflight.set(id, p);
       p.then(
@@ -132,12 +230,15 @@ export class RemoteFiles implements ModelFiles {
     const res = await this.get(file);
     const parts: Uint8Array[] = [];
     let loaded = 0;
-    const total = Number(res.headers.get('content-length') ?? NaN);
+    const total = plainLength(res);
+    this.progress.emit('initiate', file, 0, total);
+    this.progress.emit('download', file, 0, total);
     for await (const chunk of readBody(res, this.url(file).href)) {
       parts.push(chunk);
       loaded += chunk.byteLength;
-      this.options.onProgress?.({ file, loaded, total: Number.isFinite(total) ? total : undefined });
+      this.progress.emit('progress', file, loaded, total);
     }
+    this.progress.emit('done', file, loaded, loaded);
     return new TextDecoder().decode(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
   }
 
@@ -145,27 +246,56 @@ export class RemoteFiles implements ModelFiles {
     return parseJsonText(await this.readText(file), this.url(file).href);
   }
 
+  /**
+   * Whether the model has `file` (an optional one, usually). Answered from the cache when it can
+   * be: a cached file exists, a remembered 404 does not. Otherwise the server is asked and a 404
+   * remembered. With no network, or offline, a file the cache knows nothing of counts as absent,
+   * as transformers does for optional files: the files a load needs fail loudly when read.
+   */
   async exists(file: string): Promise<boolean> {
-    if (this.cache && (await this.cache.get(this.key(file), this.url(file).href))) return true;
-    let res = await this.request(file, { method: 'HEAD' });
-    if (res.status === 405 || res.status === 501) {
-      // No HEAD: ask for one byte instead.
-      res = await this.request(file, { headers: { Range: 'bytes=0-0' } });
-      await res.body?.cancel().catch(() => undefined);
+    if (this.cache) {
+      await this.ensureFresh(file);
+      if (await this.cache.get(this.key(file), this.url(file).href)) return true;
+      if ((await this.notes!.get()).absent.includes(file)) return false;
+      if (this.options.offline) return false;
+    }
+    let res: Response;
+    try {
+      res = await this.request(file, { method: 'HEAD' });
+      if (res.status === 405 || res.status === 501) {
+        // No HEAD: ask for one byte instead.
+        res = await this.request(file, { headers: { Range: 'bytes=0-0' } });
+        await res.body?.cancel().catch(() => undefined);
+      }
+    } catch (e) {
+      if (this.cache && isUnreachable(e)) return false;
+      throw e;
     }
     if (res.ok) return true;
-    if (res.status === 404 || res.status === 410) return false;
+    if (res.status === 404 || res.status === 410) {
+      await this.notes?.update((n) => {
+        if (!n.absent.includes(file)) n.absent.push(file);
+      });
+      return false;
+    }
     throw this.statusError(file, res);
   }
 
-  async checkpoint(): Promise<SafetensorsFile | ShardedCheckpoint> {
-    const opts = { fetch: this.options.fetch, headers: this.options.headers };
+  async checkpoint(): Promise<TensorStore> {
+    const store = await this.openCheckpoint();
+    this.progress.ready(store, store instanceof ShardedCheckpoint ? INDEX : SINGLE);
+    return store;
+  }
+
+  private async openCheckpoint(): Promise<SafetensorsFile | ShardedCheckpoint> {
+    const opts = { fetch: this.options.fetch, headers: this.options.headers, timeoutMs: this.timeoutMs };
     if (!this.cache) return openCheckpoint(this.target.base, opts);
     const cache = this.cache;
     // Cached entries first, so an offline open never touches the network.
-    const single = await cache.get(this.key(SINGLE), this.url(SINGLE).href);
-    if (single) return SafetensorsFile.open(single.input);
+    await this.ensureFresh(SINGLE);
+    if (await cache.get(this.key(SINGLE), this.url(SINGLE).href)) return SafetensorsFile.open((await this.cached(SINGLE)).input);
     let index = await cache.get(this.key(INDEX), this.url(INDEX).href);
+    if (!index && this.options.offline) throw this.offlineError(`${SINGLE} (nor ${INDEX})`);
     if (!index) {
       try {
         return await SafetensorsFile.open((await this.cached(SINGLE)).input);
@@ -178,6 +308,8 @@ export class RemoteFiles implements ModelFiles {
         if (!isNotFound(e)) throw e;
         throw new SafetensorsError('SAFETENSORS_NO_CHECKPOINT', `${this.describe}: has neither ${SINGLE} nor ${INDEX}`, { cause: e });
       }
+    } else {
+      index = await this.cached(INDEX); // for its progress events
     }
     const parsed = await readIndex(openSource(index.input));
     const shards = new Map<string, CachedFile>();

@@ -4,7 +4,7 @@
  * passes here can be read tensor by tensor with plain offset arithmetic.
  */
 import { DTYPES, DTYPE_SIZE, elementCount, formatShape, isDType, type TensorInfo } from './dtypes.ts';
-import { SafetensorsError, q } from './errors.ts';
+import { SafetensorsError, clip, q, showJson } from './errors.ts';
 import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from './json.ts';
 
 /** Same cap as the reference reader: a bigger header is corruption, not a real model. */
@@ -53,7 +53,26 @@ function kind(v: JsonValue | undefined): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${showJson(v)}`;
+}
+
+/** How the reference reader (serde into usize) wants shape and offset numbers spelled. */
+const PLAIN_UINT = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * Rejects `2.0`, `8e0` and `-0` in a tensor's shape or data_offsets while parsing: they parse to
+ * integers, but the reference reader refuses them, and a file must mean the same to both.
+ */
+function checkNumber(source: string) {
+  return (literal: string, path: readonly string[]): void => {
+    const [name, field] = path;
+    if (path.length !== 2 || name === '__metadata__' || (field !== 'shape' && field !== 'data_offsets') || PLAIN_UINT.test(literal)) return;
+    const code = field === 'shape' ? 'SAFETENSORS_BAD_SHAPE' : 'SAFETENSORS_BAD_ENTRY';
+    throw new SafetensorsError(
+      code,
+      `${source}: tensor ${q(name)}: ${field} holds the number ${clip(literal, 40)}; expected non-negative integers written as plain digits (no fraction, exponent or sign)`,
+    );
+  };
 }
 
 function isObject(v: JsonValue | undefined): v is JsonObject {
@@ -70,8 +89,9 @@ function decodeJson(bytes: Uint8Array, source: string): JsonValue {
     throw new SafetensorsError('SAFETENSORS_HEADER_NOT_UTF8', `${source}: header is not valid UTF-8 text`, { cause: e });
   }
   try {
-    return parseStrictJson(text);
+    return parseStrictJson(text, { onNumber: checkNumber(source) });
   } catch (e) {
+    if (e instanceof SafetensorsError) throw e;
     if (e instanceof JsonDuplicateKeyError) {
       const [top, ...rest] = e.path;
       if (top === undefined) {
@@ -112,7 +132,7 @@ function parseEntry(name: string, v: JsonValue, source: string): TensorInfo {
     throw new SafetensorsError('SAFETENSORS_UNKNOWN_DTYPE', `${where}: unknown dtype ${kind(dtype)}; expected one of ${DTYPES.join(', ')}`);
   }
   if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError('SAFETENSORS_BAD_SHAPE', `${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw new SafetensorsError('SAFETENSORS_BAD_SHAPE', `${where}: shape must be an array of non-negative integers, got ${showJson(shape)}`);
   }
   const dims = shape as number[];
   const size = DTYPE_SIZE[dtype];
@@ -120,7 +140,7 @@ function parseEntry(name: string, v: JsonValue, source: string): TensorInfo {
   if (elements === undefined) {
     throw new SafetensorsError(
       'SAFETENSORS_SHAPE_OVERFLOW',
-      `${where}: shape ${formatShape(dims)} of ${dtype} has more bytes than ${Number.MAX_SAFE_INTEGER}`,
+      `${where}: shape ${clip(formatShape(dims))} of ${dtype} has more bytes than ${Number.MAX_SAFE_INTEGER}`,
     );
   }
   if (
@@ -128,7 +148,7 @@ function parseEntry(name: string, v: JsonValue, source: string): TensorInfo {
     offsets.length !== 2 ||
     !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)
   ) {
-    throw bad(`data_offsets must be [begin, end] with non-negative integers, got ${JSON.stringify(offsets)}`);
+    throw bad(`data_offsets must be [begin, end] with non-negative integers, got ${showJson(offsets)}`);
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) {
@@ -138,7 +158,7 @@ function parseEntry(name: string, v: JsonValue, source: string): TensorInfo {
   if (end - begin !== byteLength) {
     throw new SafetensorsError(
       'SAFETENSORS_SIZE_MISMATCH',
-      `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes, but ${dtype} ${formatShape(dims)} needs ${byteLength}`,
+      `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes, but ${dtype} ${clip(formatShape(dims))} needs ${byteLength}`,
     );
   }
   return { name, dtype, shape: Object.freeze([...dims]), elements, byteLength, dataOffsets: Object.freeze([begin, end] as const) };

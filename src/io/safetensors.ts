@@ -2,7 +2,7 @@
  * Reading one safetensors file: the header is read and validated once on open; tensor data is
  * read on demand, one exact byte range per tensor, so opening a 10 GB file costs one small read.
  */
-import { convert, type ReadAsResult, type ReadTarget } from './convert.ts';
+import { checkReadTarget, convert, type ReadAsResult, type ReadTarget } from './convert.ts';
 import type { TensorInfo } from './dtypes.ts';
 import { SafetensorsError, SourceError, q } from './errors.ts';
 import { checkHeaderLength, parseHeader } from './safetensors-header.ts';
@@ -104,6 +104,7 @@ export class SafetensorsFile implements TensorStore {
 
   async readAs<T extends ReadTarget>(name: string, target: T): Promise<ReadAsResult[T]> {
     const t = this.require(name);
+    checkReadTarget(target, `${this.name}: tensor ${q(name)}`);
     const bytes = await this.readBytes(name);
     return convert(bytes, t.dtype, target, `${this.name}: tensor ${q(name)}`);
   }

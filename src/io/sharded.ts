@@ -5,7 +5,7 @@
  */
 import type { ReadAsResult, ReadTarget } from './convert.ts';
 import type { TensorInfo } from './dtypes.ts';
-import { SafetensorsError, SourceError, q } from './errors.ts';
+import { SafetensorsError, SourceError, q, showJson } from './errors.ts';
 import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from './json.ts';
 import { SafetensorsFile, type OpenOptions, type TensorStore } from './safetensors.ts';
 import type { ByteSource, SourceInput } from './source.ts';
@@ -65,7 +65,7 @@ export async function readIndex(source: ByteSource): Promise<ShardIndex> {
   }
   if (!isObject(root)) throw badIndex(name, 'index must be a JSON object with a "weight_map" object');
   const wm = root.weight_map;
-  if (!isObject(wm)) throw badIndex(name, `"weight_map" must be an object of tensor name -> shard file, got ${JSON.stringify(wm) ?? 'nothing'}`);
+  if (!isObject(wm)) throw badIndex(name, `"weight_map" must be an object of tensor name -> shard file, got ${wm === undefined ? 'nothing' : showJson(wm)}`);
   const meta = root.metadata ?? Object.create(null);
   if (!isObject(meta)) throw badIndex(name, '"metadata" must be an object when present');
   const weightMap = new Map<string, string>();
@@ -73,7 +73,7 @@ export async function readIndex(source: ByteSource): Promise<ShardIndex> {
     if (tensor === '__proto__') {
       throw new SafetensorsError('SAFETENSORS_FORBIDDEN_NAME', `${name}: tensor name "__proto__" is not allowed`);
     }
-    if (typeof shard !== 'string') throw badIndex(name, `weight_map[${q(tensor)}] must be a shard file name (string), got ${JSON.stringify(shard)}`);
+    if (typeof shard !== 'string') throw badIndex(name, `weight_map[${q(tensor)}] must be a shard file name (string), got ${showJson(shard)}`);
     checkShardName(name, tensor, shard);
     weightMap.set(tensor, shard);
   }

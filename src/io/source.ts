@@ -146,5 +146,6 @@ export function openSource(input: SourceInput, options: UrlSourceOptions = {}): 
   if (typeof Blob !== 'undefined' && input instanceof Blob) return blobSource(input);
   if (input instanceof ArrayBuffer || input instanceof Uint8Array) return bytesSource(input);
   if (isByteSource(input)) return input;
-  throw new TypeError('openSource: expected a path, URL, Blob, ArrayBuffer, Uint8Array or ByteSource');
+  const got = input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input;
+  throw new SourceError('SOURCE_BAD_INPUT', `expected a path, URL, Blob, ArrayBuffer, Uint8Array or ByteSource to read, got ${got}`);
 }

@@ -3,6 +3,7 @@
  * streamed tensor by tensor without downloading it whole.
  */
 import { SourceError } from './errors.ts';
+import { networkTimeoutMs, request, wholeBody } from './http.ts';
 import type { ByteSource } from './source.ts';
 
 export interface UrlSourceOptions {
@@ -10,6 +11,11 @@ export interface UrlSourceOptions {
   fetch?: typeof fetch;
   /** Extra request headers, e.g. Authorization for gated models. */
   headers?: Record<string, string>;
+  /**
+   * Give up when the server sends nothing for this long (ms; headers, or between body chunks).
+   * Default `WEBQ_NETWORK_TIMEOUT`, else 30 000; 0: wait forever.
+   */
+  timeoutMs?: number;
 }
 
 /** Parses "bytes a-b/total" or "bytes * /total" (RFC 9110 Content-Range). */
@@ -40,6 +46,7 @@ class UrlSource implements ByteSource {
   /** Set when the server ignored Range: the one full download every read is then served from. */
   private whole: Promise<Blob> | undefined;
   private readonly fetchFn: typeof fetch;
+  private readonly timeoutMs: number;
 
   constructor(
     private readonly url: URL,
@@ -47,18 +54,11 @@ class UrlSource implements ByteSource {
   ) {
     this.name = url.href;
     this.fetchFn = options.fetch ?? ((...a) => fetch(...a));
+    this.timeoutMs = networkTimeoutMs(options.timeoutMs);
   }
 
-  private async request(init: { method?: string; headers?: Record<string, string> }): Promise<Response> {
-    try {
-      return await this.fetchFn(this.url, { method: init.method, headers: { ...this.options.headers, ...init.headers } });
-    } catch (e) {
-      // undici says only "fetch failed"; the useful part (ECONNREFUSED, DNS, TLS) is in the cause.
-      const cause = (e as { cause?: unknown } | null)?.cause;
-      const why = cause instanceof Error ? ` (${cause.message})` : '';
-      const detail = e instanceof Error ? e.message : String(e);
-      throw new SourceError('SOURCE_NETWORK', `${this.name}: request failed: ${detail}${why}`, { cause: e });
-    }
+  private request(init: { method?: string; headers?: Record<string, string> }): Promise<Response> {
+    return request(this.fetchFn, this.url, { method: init.method, headers: { ...this.options.headers, ...init.headers } }, this.timeoutMs);
   }
 
   private statusError(res: Response, what: string): SourceError {
@@ -125,13 +125,8 @@ class UrlSource implements ByteSource {
       throw new SourceError('SOURCE_BAD_RANGE', `${this.name}: asked for bytes ${offset}-${last}, server sent ${range.start}-${range.end}`);
     }
     if (range?.total !== undefined) this.knownSize = range.total;
-    let body: ArrayBuffer;
-    try {
-      body = await res.arrayBuffer();
-    } catch (e) {
-      // The connection closed before Content-Length bytes arrived.
-      throw this.shortRead(`response for bytes ${offset}-${last} ended early: ${e instanceof Error ? e.message : e}`, e);
-    }
+    // A connection that closes before Content-Length bytes arrived is a short read.
+    const body = await wholeBody(res.arrayBuffer(), (e) => this.shortRead(`response for bytes ${offset}-${last} ended early: ${e instanceof Error ? e.message : e}`, e));
     if (body.byteLength < length) {
       throw this.shortRead(`got ${body.byteLength} of ${length} bytes for range ${offset}-${last} (truncated response)`);
     }
@@ -151,12 +146,7 @@ class UrlSource implements ByteSource {
     }
     const expected = plainLength(res);
     const p = (async () => {
-      let blob: Blob;
-      try {
-        blob = await res.blob();
-      } catch (e) {
-        throw this.shortRead(`download ended early: ${e instanceof Error ? e.message : e}`, e);
-      }
+      const blob = await wholeBody(res.blob(), (e) => this.shortRead(`download ended early: ${e instanceof Error ? e.message : e}`, e));
       if (expected !== undefined && blob.size !== expected) {
         throw this.shortRead(`download has ${blob.size} of ${expected} bytes (truncated response)`);
       }

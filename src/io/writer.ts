@@ -4,7 +4,7 @@
  * its element size when the file is memory-mapped or read whole.
  */
 import { DTYPE_SIZE, DTYPES, elementCount, formatShape, isDType, type DType } from './dtypes.ts';
-import { SafetensorsError, q } from './errors.ts';
+import { SafetensorsError, q, showJson } from './errors.ts';
 import { loadFs } from './node-fs.ts';
 
 export interface TensorToWrite {
@@ -51,7 +51,7 @@ export function encodeSafetensors(
     names.add(t.name);
     if (!isDType(t.dtype)) throw fail('SAFETENSORS_UNKNOWN_DTYPE', `${where}: unknown dtype ${q(String(t.dtype))}; expected one of ${DTYPES.join(', ')}`);
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw fail('SAFETENSORS_BAD_SHAPE', `${where}: shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+      throw fail('SAFETENSORS_BAD_SHAPE', `${where}: shape must be an array of non-negative integers, got ${showJson(t.shape)}`);
     }
     const size = DTYPE_SIZE[t.dtype];
     const n = elementCount(t.shape, size);

@@ -2,7 +2,9 @@
  * A Hugging Face look-alike on 127.0.0.1 for tests: `/<org>/<name>/resolve/<rev>/<file>` (only
  * rev "main") and `/plain/<name>/<file>` (the repo `webq/<name>` as a plain folder URL), with
  * range requests and 404s carrying the hub's X-Error-Code. `cors` adds the headers a page on
- * another origin needs (the demo test loads models from here in Chromium).
+ * another origin needs (the demo test loads models from here in Chromium). `commits` gives repos a
+ * commit for "main": answers then carry X-Repo-Commit, as the hub's do, and the commit works as a
+ * revision too.
  */
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -19,6 +21,8 @@ export interface FakeHubOptions {
   /** `<org>/<name>/<file>` entries whose body is cut off mid-way (a dropped connection). */
   truncated?: ReadonlySet<string>;
   cors?: boolean;
+  /** id "org/name" -> the commit "main" is at (read per request, so a test can move the branch). */
+  commits?: ReadonlyMap<string, string>;
 }
 
 /** Serves `repos` (id "org/name" -> folder); the map is read per request, so later additions count. */
@@ -28,7 +32,7 @@ export async function serveFakeHub(repos: ReadonlyMap<string, string>, options: 
     ? {
         'Access-Control-Allow-Origin': '*',
         'Access-Control-Allow-Headers': 'Range',
-        'Access-Control-Expose-Headers': 'Content-Length, Content-Range, Accept-Ranges, X-Error-Code',
+        'Access-Control-Expose-Headers': 'Content-Length, Content-Range, Accept-Ranges, X-Error-Code, X-Repo-Commit',
       }
     : {};
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
@@ -41,18 +45,21 @@ export async function serveFakeHub(repos: ReadonlyMap<string, string>, options: 
     const id = hub ? `${hub[1]}/${hub[2]}` : plain ? `webq/${plain[1]}` : undefined;
     const dir = id && repos.get(id);
     if (!dir) return notFound('RepoNotFound');
-    if (hub && decodeURIComponent(hub[3]) !== 'main') return notFound('RevisionNotFound');
+    const commit = hub ? options.commits?.get(id!) : undefined;
+    const rev = hub ? decodeURIComponent(hub[3]) : undefined;
+    if (hub && rev !== 'main' && !(commit !== undefined && rev === commit)) return notFound('RevisionNotFound');
+    const repoCommit: Record<string, string> = commit === undefined ? {} : { 'X-Repo-Commit': commit };
     const file = decodeURIComponent((hub ? hub[4] : plain![2]) ?? '');
     const body = await readFile(join(dir, file)).catch(() => undefined);
-    if (!body) return notFound('EntryNotFound');
-    if (req.method === 'HEAD') return void res.writeHead(200, { ...cors, 'Content-Length': body.length, 'Accept-Ranges': 'bytes' }).end();
+    if (!body) return void res.writeHead(404, { ...cors, ...repoCommit, 'X-Error-Code': 'EntryNotFound' }).end('EntryNotFound');
+    if (req.method === 'HEAD') return void res.writeHead(200, { ...cors, ...repoCommit, 'Content-Length': body.length, 'Accept-Ranges': 'bytes' }).end();
     if (options.truncated?.has(`${id}/${file}`)) {
       res.writeHead(200, { ...cors, 'Content-Length': body.length });
       res.write(body.subarray(0, body.length >> 1));
       return void setTimeout(() => res.socket?.destroy(), 20);
     }
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
-    if (!m) return void res.writeHead(200, { ...cors, 'Content-Length': body.length }).end(body);
+    if (!m) return void res.writeHead(200, { ...cors, ...repoCommit, 'Content-Length': body.length }).end(body);
     const start = Number(m[1]);
     const end = Math.min(Number(m[2]), body.length - 1);
     res.writeHead(206, { ...cors, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': end - start + 1 });

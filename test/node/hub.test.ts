@@ -68,8 +68,8 @@ describe('hub ids', () => {
 
     const size = (await stat(join(bert.dir, 'model.safetensors'))).size;
     const mine = events.filter((e) => e.file === 'model.safetensors');
-    expect(mine[0]).toEqual({ file: 'model.safetensors', loaded: 0, total: size });
-    expect(mine.at(-1)).toEqual({ file: 'model.safetensors', loaded: size, total: size });
+    expect(mine[0]).toMatchObject({ file: 'model.safetensors', loaded: 0, total: size });
+    expect(mine.at(-1)).toMatchObject({ file: 'model.safetensors', loaded: size, total: size });
     expect(new Set(events.map((e) => e.file))).toEqual(new Set(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']));
     const cached = join(cacheDir, 'hub', 'webq', 'tiny-bert', 'main');
     expect((await listAll(cached)).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
