@@ -10,6 +10,7 @@ import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
+import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
@@ -25,6 +26,12 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
   group?: number | 'channel';
   /** Symmetric (default) or asymmetric (zero points) integer weights. */
   symmetric?: boolean;
+  /**
+   * The word-embedding table of a float checkpoint: int8 (default under quantized dtypes, one
+   * scale per row), int4, f16 or f32 (default for f32/f16). A pre-quantized checkpoint's is as
+   * stored (`webq quantize --embeddings`); asking for another is an error.
+   */
+  embeddings?: EmbeddingDType;
   /** Share a device; otherwise the model makes its own and dispose() destroys it. */
   context?: GpuContext;
   /** Allow shader-f16 when the model makes its own device (default true). */
@@ -99,6 +106,7 @@ export class BertModel {
 
   static async load(location: string, opts: BertLoadOptions = {}): Promise<BertModel> {
     if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
+    if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
     const files = await openModelFiles(location, opts);
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
@@ -114,7 +122,7 @@ export class BertModel {
     const refs = resolveBertWeights(store, config);
     const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
     try {
-      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
+      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, prequant });
       return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, pooling });
     } catch (e) {
       if (!opts.context) ctx.dispose();

@@ -12,6 +12,7 @@ import { abortError, Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
+import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
@@ -35,6 +36,11 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
   contextLength?: number;
   group?: number | 'channel';
   symmetric?: boolean;
+  /**
+   * The embedding table (and a tied LM head) of a float checkpoint: int8 (default under quantized
+   * dtypes, groups of 32), int4, f16 or f32. A pre-quantized checkpoint's is as stored.
+   */
+  embeddings?: EmbeddingDType;
   /** Share a device; otherwise the model makes its own and dispose() destroys it. */
   context?: GpuContext;
   f16?: boolean;
@@ -139,6 +145,7 @@ export class LlmModel {
 
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
     if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
+    if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const files = await openModelFiles(location, opts);
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
@@ -161,7 +168,7 @@ export class LlmModel {
       const refs = resolveLlamaWeights(store, config);
       ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
-      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, prequant });
+      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, prequant });
       const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
       const decoder = new Decoder(ctx, config, weights, cache);
       return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context });

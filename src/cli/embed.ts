@@ -3,6 +3,7 @@
  * short summary per text plus the cosine-similarity matrix.
  */
 import { DEFAULT_EMBED_MODEL } from '../api/bert.ts';
+import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { cosineSimilarity } from '../api/similarity.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
@@ -23,6 +24,8 @@ arguments are texts). A "-" reads more texts from stdin, one per line.
 options:
   -m, --model M       the model (instead of the first argument)
   --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
+  --embeddings E      the word-embedding table under a quantized dtype: int8 (default),
+                      int4, f16 or f32 (a pre-quantized model's is as it was written)
   --pooling P         mean or cls (default: what the model's sentence-transformers
                       files say, else mean)
   --normalize         scale each vector to unit length (default: the model's own,
@@ -73,10 +76,12 @@ export const embedCommand: Command = {
   async run(args, io) {
     const parsed = parseArgs('embed', args, {
       flags: ['--json', '--normalize', ...CACHE_FLAGS, '--no-truncate'],
-      values: ['--model', '--dtype', '--pooling', '--revision'],
+      values: ['--model', '--dtype', '--embeddings', '--pooling', '--revision'],
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('embed', parsed);
+    const embeddings = parsed.values.get('--embeddings') as EmbeddingDType | undefined;
+    if (embeddings !== undefined && !EMBEDDING_DTYPES.includes(embeddings)) throw new UsageError(`embed: --embeddings ${JSON.stringify(embeddings)}: expected ${EMBEDDING_DTYPES.join(', ')}`);
     const pooling = parsed.values.get('--pooling');
     if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls') throw new UsageError(`embed: --pooling ${JSON.stringify(pooling)}: expected mean or cls`);
 
@@ -93,7 +98,7 @@ export const embedCommand: Command = {
       throw new UsageError(`embed: no texts to embed${took}; pass them as arguments, or "-" to read lines from stdin`);
     }
 
-    const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, load);
+    const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, { ...load, ...(embeddings && { embeddings }) });
     try {
       const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, truncate: !parsed.flags.has('--no-truncate') });
       if (parsed.flags.has('--json')) {

@@ -89,7 +89,8 @@ function shapeText(s: readonly number[]): string {
 export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWeights {
   const H = cfg.hiddenSize;
   const I = cfg.intermediateSize;
-  const prefix = store.has('bert.embeddings.word_embeddings.weight') ? 'bert.' : '';
+  const present = (name: string) => store.has(name) || hasQuantized(store, name);
+  const prefix = present('bert.embeddings.word_embeddings.weight') ? 'bert.' : '';
   const all: WeightRef[] = [];
 
   const check = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
@@ -116,7 +117,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     const layout = prefix ? 'BertForSequenceClassification-style layout with prefix "bert."' : 'bare BertModel layout (no "bert." prefix)';
     throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${prefix}${key}"${also}; expected ${shapeText(shape)} in a ${layout}`);
   };
-  /** A Linear weight may also be stored pre-quantized; its packed tensors are checked on read. */
+  /** A Linear weight (or the word table) may also be stored pre-quantized; its packed tensors are checked on read. */
   const weight = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
     if (!store.has(name) && hasQuantized(store, name)) {
       const ref = { key, name, shape, dtype: 'F32' as DType, quantized: true };
@@ -134,14 +135,16 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     bias: need(`${base}.bias`, [H], 'config.json hidden_size', `${base}.beta`),
   });
 
-  if (!store.has(`${prefix}embeddings.word_embeddings.weight`)) {
+  const wordName = `${prefix}embeddings.word_embeddings.weight`;
+  if (!store.has(wordName) && !hasQuantized(store, wordName)) {
     throw new BertWeightsError(
       'WEIGHTS_MISSING',
       `${store.name}: missing tensor "embeddings.word_embeddings.weight" (also looked for "bert.embeddings.word_embeddings.weight"); is this a BERT checkpoint?`,
     );
   }
   const embeddings = {
-    word: need('embeddings.word_embeddings.weight', [cfg.vocabSize, H], 'config.json vocab_size x hidden_size'),
+    // The table may be stored packed too (webq-quant-2).
+    word: weight('embeddings.word_embeddings.weight', wordName, [cfg.vocabSize, H], 'config.json vocab_size x hidden_size'),
     position: need('embeddings.position_embeddings.weight', [cfg.maxPositions, H], 'config.json max_position_embeddings x hidden_size'),
     tokenType: need('embeddings.token_type_embeddings.weight', [cfg.typeVocabSize, H], 'config.json type_vocab_size x hidden_size'),
     norm: norm('embeddings.LayerNorm'),

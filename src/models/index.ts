@@ -23,3 +23,4 @@ export {
 export { parseLlamaConfig, ropeInvFreq, LLAMA_ARCHITECTURES, type LlamaConfig, type LlamaModelType, type RopeScaling } from './llama-config.ts';
 export { resolveLlamaWeights, LlamaWeightsError, type LlamaWeights, type LlamaLayerRefs } from './llama-weights.ts';
 export { uploadLlamaWeights, llamaForward, llamaQuantDefaults, type LlamaGpuWeights, type ForwardStep } from './llama.ts';
+export { EMBEDDING_DTYPES, type EmbeddingDType } from './upload.ts';

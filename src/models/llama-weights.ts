@@ -3,7 +3,7 @@
  * shape-checked against config.json up front, so a wrong checkpoint fails here naming the tensor.
  * Names (layer i; nh heads, nkv KV heads, head dim D, hidden H, intermediate I, vocab V):
  *
- *   model.embed_tokens.weight                     [V, H]
+ *   model.embed_tokens.weight                     [V, H]      (a pre-quantized file may pack it)
  *   model.layers.i.input_layernorm.weight         [H]
  *   model.layers.i.self_attn.q_proj.weight        [nh D, H]   (.bias: Qwen2, attention_bias)
  *   model.layers.i.self_attn.k_proj / v_proj      [nkv D, H]
@@ -61,7 +61,7 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     if (!FLOAT_DTYPES.has(t.dtype)) throw new LlamaWeightsError('WEIGHTS_DTYPE', `${store.name}: tensor "${name}" is ${t.dtype}; expected a float dtype (F32, F16, BF16 or F64)`);
     return { key: name, name, shape, dtype: t.dtype };
   };
-  // A Linear weight may be stored pre-quantized by webq; its packed tensors are checked on read.
+  // A Linear weight (or the embedding table) may be stored pre-quantized by webq; its packed tensors are checked on read.
   const weight = (name: string, shape: readonly number[], why: string): WeightRef =>
     !store.has(name) && hasQuantized(store, name) ? { key: name, name, shape, dtype: 'F32', quantized: true } : check(name, shape, why);
   const linear = (base: string, out: number, inp: number, why: string, bias: boolean): LinearPart => ({
@@ -69,7 +69,7 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     bias: bias ? check(`${base}.bias`, [out], why) : null,
   });
 
-  if (!store.has('model.embed_tokens.weight')) {
+  if (!store.has('model.embed_tokens.weight') && !hasQuantized(store, 'model.embed_tokens.weight')) {
     const bert = store.has('embeddings.word_embeddings.weight') || store.has('bert.embeddings.word_embeddings.weight');
     throw new LlamaWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "model.embed_tokens.weight"; ${bert ? 'this looks like a BERT checkpoint' : `is this a ${cfg.architecture} checkpoint?`}`);
   }
@@ -98,7 +98,7 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
   let lmHead: WeightRef | null = null;
   if (!cfg.tieWordEmbeddings) lmHead = weight('lm_head.weight', [V, H], 'vocab_size, hidden_size; or set tie_word_embeddings');
   return {
-    embed: check('model.embed_tokens.weight', [V, H], 'config.json vocab_size, hidden_size'),
+    embed: weight('model.embed_tokens.weight', [V, H], 'config.json vocab_size, hidden_size'), // packed in webq-quant-2 files
     layers,
     norm: check('model.norm.weight', [H], hv),
     lmHead,

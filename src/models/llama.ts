@@ -18,7 +18,7 @@ import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import type { LlamaWeights } from './llama-weights.ts';
-import { makeUploader, type UploadOptions } from './upload.ts';
+import { makeUploader, type EmbeddingDType, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
   inputNorm: Tensor; //          [H]
@@ -38,8 +38,9 @@ export interface LlamaLayerGpu {
 export interface LlamaGpuWeights {
   precision: Precision;
   /**
-   * [V, H]: float in the activation precision (row chunks past one binding), or, for a tied head
-   * under a quantized dtype, int8 (TABLE_Q8): one table for the gather and the head.
+   * [V, H]: float in the activation precision (row chunks past one binding), or packed
+   * (LLAMA_TABLES; by default a tied table under a quantized dtype): one table for the gather and,
+   * tied, the head.
    */
   embed: LinearWeight;
   layers: LlamaLayerGpu[];
@@ -61,18 +62,30 @@ export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'gro
 }
 
 /**
- * A tied table under a quantized dtype: int8 in groups of 32, weight-only, as llama.cpp keeps the
- * output matrix above the layers' precision. It is both the largest matrix and the LM head of
- * every decode step (151936 x 896 for Qwen2.5-0.5B: 272 MB in f16, 141 MB here).
+ * The embedding table packed: int8 in groups of 32, weight-only, as llama.cpp keeps the output
+ * matrix above the layers' precision. A tied table is both the largest matrix and the LM head of
+ * every decode step (151936 x 896 for Qwen2.5-0.5B: 272 MB in f16, 141 MB here). int4 (opt-in)
+ * is the q4 layout.
  */
-const TABLE_Q8 = { group: 32, symmetric: true, activations: 'float' } as const;
+export const TABLE_Q8 = { group: 32, symmetric: true, activations: 'float' } as const;
+export const LLAMA_TABLES: TableSpecs = { int8: TABLE_Q8, int4: { group: 32, symmetric: false, activations: 'float' } };
+
+/**
+ * The table's default under quantized dtypes: int8 when tied, f16 when only gathered. LLMs' tables
+ * can hold massive channels (the test models plant 20x ones); a group of 32 holding one rounds
+ * the other 31 coarsely, and an untied table gets none of the head's saving back: int8 there took
+ * q8's KL per token from 9.4e-4 to 2.9e-3 and w8a8's from 5.1e-3 to 1.8e-2 on the test model.
+ * `embeddings: 'int8'` packs it anyway.
+ */
+export function llamaTableDefault(tied: boolean): EmbeddingDType {
+  return tied ? 'int8' : 'f16';
+}
 
 export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cfg: LlamaConfig, refs: LlamaWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<LlamaGpuWeights> {
   const d = llamaQuantDefaults(dtype);
   const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations: opts.activations ?? d.activations });
   try {
-    const quantized = dtype !== 'f32' && dtype !== 'f16';
-    const embed = (refs.lmHead || !quantized ? await up.lin([{ weight: refs.embed }], up.precision) : await up.lin([{ weight: refs.embed }], 'q8', TABLE_Q8)).w;
+    const embed = await up.table(refs.embed, LLAMA_TABLES, llamaTableDefault(!refs.lmHead));
     const layers: LlamaLayerGpu[] = [];
     for (const l of refs.layers) {
       const inputNorm = await up.vec(l.inputNorm);

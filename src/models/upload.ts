@@ -1,21 +1,44 @@
 /**
  * Reading checkpoint tensors onto the GPU, shared by every architecture: each tensor is read once
  * (as f32, whatever the file stores), Linears with the same input are stacked into one weight
- * (rows, and biases, concatenated), pre-quantized Linears are read packed, and everything made is
+ * (rows, and biases, concatenated), pre-quantized tensors are read packed, and everything made is
  * tracked so that a failed load frees what it had uploaded.
+ *
+ * Under a quantized dtype the model is the same whether it comes from a float checkpoint or from
+ * its `webq quantize` copy, on every device:
+ *   embedding tables   int8, int4, f16 or f32 (EmbeddingDType; the default is the architecture's),
+ *                      packed its way (TableSpecs); a pre-quantized file's tables are read as stored
+ *   norms, biases,     f16 values (what the file stores; rounded here from a float checkpoint, a
+ *   position tables    no-op where activations are f16 anyway)
  */
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { prepareLinear, prepareQuantizedLinear, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
-import { readQuantized, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
+import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import type { WeightRef } from './bert-weights.ts';
+
+/**
+ * How embedding tables are stored: int8 or int4 codes with scales (TableSpecs), f16 values, or
+ * f32 (not rounded; on the GPU in the activation precision, like every float tensor).
+ */
+export type EmbeddingDType = 'int8' | 'int4' | 'f16' | 'f32';
+export const EMBEDDING_DTYPES: readonly EmbeddingDType[] = ['int8', 'int4', 'f16', 'f32'];
+
+/** An architecture's packing of its tables (a tied one is also the LM head: `activations` is its matmul's). */
+export type TableSpecs = Record<'int8' | 'int4', Required<Pick<PrepareOptions, 'group' | 'symmetric'>> & Pick<PrepareOptions, 'activations'>>;
+
+/** The Linear dtype whose kernels a packed table uses. */
+export const TABLE_LINEAR_DTYPE = { int8: 'q8', int4: 'q4' } as const;
 
 export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit' | 'activations'> {
   onTensor?: (name: string) => void;
   prequant?: PrequantInfo | null;
+  /** Tables of a float checkpoint (default: the architecture's under quantized dtypes, else f32). A pre-quantized file's own must agree. */
+  embeddings?: EmbeddingDType;
 }
 
 /** A Linear to stack: its weight [out, in] and optional bias [out]. */
@@ -26,8 +49,13 @@ export interface LinearPart {
 
 export interface Uploader {
   precision: Precision;
-  /** A float tensor (norm weights, biases, tables) in the activation precision. */
+  /** A float tensor (norm weights, biases, position tables) in the activation precision. */
   vec(r: WeightRef): Promise<Tensor>;
+  /**
+   * An embedding table [V, H] (a tied one is also the LM head), stored as UploadOptions.embeddings
+   * says, else as `byDefault` under a quantized dtype.
+   */
+  table(r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType): Promise<LinearWeight>;
   /** Stacked Linears as one weight in `dtype` (default: the model's), with the stacked bias if any. */
   lin(parts: readonly LinearPart[], dtype?: LinearDType, over?: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'>): Promise<{ w: LinearWeight; b: Tensor | null }>;
   /** Everything uploaded so far, in bytes. */
@@ -47,8 +75,20 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
+/** The values as f16 would hold them (round to nearest even), as f32. */
+export function roundToF16(a: Float32Array): Float32Array {
+  return f16ArrayToF32(f32ArrayToF16(a));
+}
+
+/** How a pre-quantized file stores a table: packed (its spec's bits), F16, or anything else unrounded. */
+export function storedEmbeddingDType(r: WeightRef, prequant: PrequantInfo): EmbeddingDType {
+  if (r.quantized) return specOf(prequant, r.name).bits === 8 ? 'int8' : 'int4';
+  return r.dtype === 'F16' ? 'f16' : 'f32';
+}
+
 export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearDType, opts: UploadOptions = {}): Uploader {
   const precision = precisionFor(ctx, dtype);
+  const quantized = dtype !== 'f32' && dtype !== 'f16';
   const made: { dispose(): void; bytes?: number; byteLength?: number }[] = [];
   const keep = <T extends { dispose(): void }>(x: T): T => (made.push(x), x);
   const read = async (r: WeightRef) => {
@@ -56,7 +96,9 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     opts.onTensor?.(r.name);
     return a;
   };
-  const vec = async (r: WeightRef) => keep(ctx.uploadFloat(await read(r), r.shape, precision, r.name));
+  // Norms, biases, position tables: f16 values under a quantized dtype (see the top of this file).
+  const readSide = async (r: WeightRef) => (quantized ? roundToF16(await read(r)) : read(r));
+  const vec = async (r: WeightRef) => keep(ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
   const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'> = {}) => {
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
@@ -65,7 +107,7 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     let w: LinearWeight;
     if (parts[0].weight.quantized) {
       if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
-      const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, opts.prequant!.spec)));
+      const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, specOf(opts.prequant!, r.weight.name))));
       parts.forEach((r) => opts.onTensor?.(r.weight.name));
       w = prepareQuantizedLinear(ctx, stackQuantized(q), as, popts);
     } else {
@@ -75,9 +117,22 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     const biases = parts.map((r) => r.bias ?? null);
     if (biases.every((b) => b === null)) return { w, b: null };
     if (biases.some((b) => b === null)) throw new WebqError('WEIGHTS_MISSING', `${store.name}: ${label}: some of the stacked Linears have a bias and some do not`);
-    const b = concat(await Promise.all(biases.map((r) => read(r!))));
+    const b = concat(await Promise.all(biases.map((r) => readSide(r!))));
     return { w, b: keep(ctx.uploadFloat(b, [N], precision, `${label}.bias`)) };
   };
+  const table = async (r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType) => {
+    let as = opts.embeddings ?? (quantized ? byDefault : 'f32');
+    if (opts.prequant) {
+      const stored = storedEmbeddingDType(r, opts.prequant);
+      if (opts.embeddings && opts.embeddings !== stored) {
+        throw new WebqError('DTYPE_MISMATCH', `${store.name}: stores its table ${r.name} as ${stored}; load it with embeddings '${stored}' (or quantize the float checkpoint with --embeddings ${opts.embeddings})`);
+      }
+      as = stored;
+    }
+    if (as === 'int8' || as === 'int4') return (await lin([{ weight: r }], TABLE_LINEAR_DTYPE[as], specs[as])).w;
+    const a = await read(r);
+    return keep(prepareLinear(ctx, as === 'f16' ? roundToF16(a) : a, r.shape[0], r.shape[1], precision, { label: r.name, bindingLimit: opts.bindingLimit }));
+  };
   const bytes = () => made.reduce((s, x) => s + (x.bytes ?? x.byteLength ?? 0), 0);
-  return { precision, vec, lin, bytes, dispose: () => made.forEach((x) => x.dispose()) };
+  return { precision, vec, table, lin, bytes, dispose: () => made.forEach((x) => x.dispose()) };
 }

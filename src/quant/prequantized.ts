@@ -1,26 +1,45 @@
 /**
- * webq's pre-quantized safetensors: a checkpoint whose Linear weights are already packed, so a
- * load skips quantization and the file is 2-7x smaller. A weight named `W` ([N, K] in the source)
- * becomes three tensors in the layout of layout.ts:
+ * webq's pre-quantized safetensors: a checkpoint whose Linear weights (and, from webq-quant-2,
+ * embedding tables) are already packed, so a load skips quantization and the file is about 4x
+ * (q8) to 5x (q4) smaller than f32. A weight named `W` ([N, K] in the source) becomes up to three
+ * tensors in the layout of layout.ts:
  *
  *   W.qvalues  U32 [N, Kp * bits / 32]   packed codes
- *   W.qscales  F32 [N, groups]           (F32 so the result equals quantizing at load time)
- *   W.qzeros   F32 [N, groups]           asymmetric only
+ *   W.qscales  F16 [N, groups]           (the quantizer rounds scales to f16: rtn.ts f16Scale)
+ *   W.qzeros   F16 [N, groups]           asymmetric only (small integers, exact in f16)
  *
- * and `__metadata__` says how: webq.format = "webq-quant-1", webq.dtype (q8, q4, w8a8, w4a8),
- * webq.bits, webq.group (32, 64, 128 or channel), webq.symmetric ("true" | "false").
- * Everything else (embeddings, norms, biases) is stored as in the source.
+ * webq-quant-1 files stored both as F32; they still load.
+ *
+ * `__metadata__` says how:
+ *
+ *   webq.format      "webq-quant-2" (written) or "webq-quant-1" (read: no per-tensor specs)
+ *   webq.dtype       q8, q4, w8a8 or w4a8: the Linear dtype
+ *   webq.bits, webq.group (32, 64, 128 or channel), webq.symmetric ("true" | "false"):
+ *                    the spec of every packed tensor without its own
+ *   webq.spec.<W>    a packed tensor's own spec, JSON {"bits":8,"group":"channel","symmetric":true}
+ *                    (embedding tables: they are not Linears and are packed their own way)
+ *   webq.embeddings  int8, int4, f16 or f32: how the tables were stored (informational)
+ *
+ * Other float tensors (norms, biases, position tables) are F16 in webq-quant-2 files, F32 or as
+ * in the source in webq-quant-1 ones.
  */
 import { WebqError } from '../errors.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/writer.ts';
+import { f32ArrayToF16 } from '../io/half.ts';
 import { layoutFor, validateSpec, type QuantizedWeight, type QuantSpec } from './layout.ts';
 
-export const PREQUANT_FORMAT = 'webq-quant-1';
+export const PREQUANT_FORMAT = 'webq-quant-2';
+/** Formats this webq reads: webq-quant-1 is webq-quant-2 without per-tensor specs. */
+const READABLE = ['webq-quant-1', PREQUANT_FORMAT];
+const SPEC_PREFIX = 'webq.spec.';
 
 export interface PrequantInfo {
   dtype: string;
+  /** The spec of every packed tensor not listed in `specs` (the Linears'). */
   spec: QuantSpec;
+  /** Packed tensors with their own spec (embedding tables), by tensor name. */
+  specs: ReadonlyMap<string, QuantSpec>;
 }
 
 export class PrequantError extends WebqError {
@@ -29,38 +48,61 @@ export class PrequantError extends WebqError {
   }
 }
 
-export function prequantMetadata(dtype: string, spec: QuantSpec): Record<string, string> {
+/** The metadata of a file whose Linears use `spec` and whose tensors in `specs` their own. */
+export function prequantMetadata(dtype: string, spec: QuantSpec, specs: ReadonlyMap<string, QuantSpec> = new Map()): Record<string, string> {
+  const own = [...specs].map(([name, s]) => [SPEC_PREFIX + name, JSON.stringify({ bits: s.bits, group: s.group, symmetric: s.symmetric })]);
   return {
     'webq.format': PREQUANT_FORMAT,
     'webq.dtype': dtype,
     'webq.bits': String(spec.bits),
     'webq.group': String(spec.group),
     'webq.symmetric': String(spec.symmetric),
+    ...Object.fromEntries(own),
   };
+}
+
+/** The spec a packed tensor was written with: its own, else the file's. */
+export function specOf(info: PrequantInfo, name: string): QuantSpec {
+  return info.specs.get(name) ?? info.spec;
 }
 
 /** The quantization a checkpoint was written with, or null for an ordinary float checkpoint. */
 export function readPrequantInfo(store: TensorStore): PrequantInfo | null {
   const m = store.metadata;
   if (m['webq.format'] === undefined) return null;
-  if (m['webq.format'] !== PREQUANT_FORMAT) throw new PrequantError(`${store.name}: webq.format is "${m['webq.format']}"; this webq reads "${PREQUANT_FORMAT}"`);
+  if (!READABLE.includes(m['webq.format'])) throw new PrequantError(`${store.name}: webq.format is "${m['webq.format'].slice(0, 100)}"; this webq reads ${READABLE.map((f) => `"${f}"`).join(' and ')}`);
   const group = m['webq.group'] === 'channel' ? 'channel' : Number(m['webq.group']);
-  const spec: QuantSpec = { bits: Number(m['webq.bits']) as 4 | 8, group, symmetric: m['webq.symmetric'] === 'true' };
+  const spec = checked(store, 'webq.bits/group/symmetric', { bits: Number(m['webq.bits']) as 4 | 8, group, symmetric: m['webq.symmetric'] === 'true' });
+  if (!m['webq.dtype']) throw new PrequantError(`${store.name}: metadata has no webq.dtype`);
+  const specs = new Map<string, QuantSpec>();
+  for (const [key, text] of Object.entries(m)) {
+    if (!key.startsWith(SPEC_PREFIX)) continue;
+    let s: Partial<QuantSpec>;
+    try {
+      s = JSON.parse(text);
+    } catch {
+      throw new PrequantError(`${store.name}: metadata ${key.slice(0, 200)} is not JSON`);
+    }
+    specs.set(key.slice(SPEC_PREFIX.length), checked(store, key, { bits: s?.bits as 4 | 8, group: s?.group as number | 'channel', symmetric: s?.symmetric as boolean }));
+  }
+  return { dtype: m['webq.dtype'], spec, specs };
+}
+
+function checked(store: TensorStore, what: string, spec: QuantSpec): QuantSpec {
   try {
     validateSpec(spec);
   } catch (e) {
-    throw new PrequantError(`${store.name}: bad webq quantization metadata: ${(e as Error).message}`);
+    throw new PrequantError(`${store.name}: bad webq quantization metadata (${what.slice(0, 200)}): ${(e as Error).message}`);
   }
-  if (!m['webq.dtype']) throw new PrequantError(`${store.name}: metadata has no webq.dtype`);
-  return { dtype: m['webq.dtype'], spec };
+  return spec;
 }
 
 export function quantizedTensors(name: string, q: QuantizedWeight): TensorToWrite[] {
   const out: TensorToWrite[] = [
     { name: `${name}.qvalues`, dtype: 'U32', shape: [q.N, (q.Kp * q.bits) / 32], data: q.values },
-    { name: `${name}.qscales`, dtype: 'F32', shape: [q.N, q.groups], data: q.scales },
+    { name: `${name}.qscales`, dtype: 'F16', shape: [q.N, q.groups], data: f32ArrayToF16(q.scales) },
   ];
-  if (q.zeros) out.push({ name: `${name}.qzeros`, dtype: 'F32', shape: [q.N, q.groups], data: q.zeros });
+  if (q.zeros) out.push({ name: `${name}.qzeros`, dtype: 'F16', shape: [q.N, q.groups], data: f32ArrayToF16(q.zeros) });
   return out;
 }
 
@@ -71,16 +113,17 @@ export function hasQuantized(store: TensorStore, name: string): boolean {
 /** Reads W's packed tensors back, checking every shape against [N, K] and the spec. */
 export async function readQuantized(store: TensorStore, name: string, N: number, K: number, spec: QuantSpec): Promise<QuantizedWeight> {
   const { Kp, groupSize, groups, wordsPerRow } = layoutFor(K, spec);
-  const expect = (suffix: string, dtype: string, shape: number[]) => {
+  const expect = (suffix: string, dtypes: string[], shape: number[]) => {
     const t = store.get(`${name}${suffix}`);
     if (!t) throw new PrequantError(`${store.name}: missing tensor "${name}${suffix}" of the pre-quantized weight "${name}"`);
-    if (t.dtype !== dtype || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-      throw new PrequantError(`${store.name}: tensor "${name}${suffix}" is ${t.dtype} [${t.shape.join(', ')}], expected ${dtype} [${shape.join(', ')}] for a [${N}, ${K}] weight at ${spec.bits} bits, group ${spec.group}`);
+    if (!dtypes.includes(t.dtype) || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+      throw new PrequantError(`${store.name}: tensor "${name}${suffix}" is ${t.dtype} [${t.shape.join(', ')}], expected ${dtypes.join(' or ')} [${shape.join(', ')}] for a [${N}, ${K}] weight at ${spec.bits} bits, group ${spec.group}`);
     }
   };
-  expect('.qvalues', 'U32', [N, wordsPerRow]);
-  expect('.qscales', 'F32', [N, groups]);
-  if (!spec.symmetric) expect('.qzeros', 'F32', [N, groups]);
+  expect('.qvalues', ['U32'], [N, wordsPerRow]);
+  // F16 from webq-quant-2 on, F32 in webq-quant-1 files.
+  expect('.qscales', ['F16', 'F32'], [N, groups]);
+  if (!spec.symmetric) expect('.qzeros', ['F16', 'F32'], [N, groups]);
   const values = (await store.readAs(`${name}.qvalues`, 'u32')) as Uint32Array;
   const scales = (await store.readAs(`${name}.qscales`, 'f32')) as Float32Array;
   const zeros = spec.symmetric ? null : ((await store.readAs(`${name}.qzeros`, 'f32')) as Float32Array);

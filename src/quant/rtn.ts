@@ -2,7 +2,8 @@
  * Round-to-nearest (RTN) weight quantization into the layout of layout.ts, and its inverse.
  *
  * Rounding is round-half-away-from-zero (roundHalfAway below), computed in f64 against the scale
- * AFTER it has been rounded to f32, so the codes are exactly right for the scale the GPU will read.
+ * AFTER it has been rounded to f16 (f16Scale), so the codes are exactly right for the scale the GPU
+ * reads (f16 on devices with shader-f16) and the files store (F16, as GPTQ, AWQ and llama.cpp do).
  * Everything is deterministic: plain loops, no randomness, no platform-dependent math.
  *
  * Asymmetric groups quantize the range [min(min, 0), max(max, 0)] rather than [min, max]. Including
@@ -10,7 +11,24 @@
  * and makes weight 0 (hence the K padding) dequantize to exactly 0. This is GPTQ's convention.
  */
 import { ShapeError, WebqError } from '../errors.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../io/half.ts';
 import { layoutFor, validateQuantizedWeight, type QuantizedWeight, type QuantSpec } from './layout.ts';
+
+/** Smallest normal f16: scales stay at least this, so no group's scale flushes to a subnormal or 0. */
+const F16_MIN_NORMAL = 2 ** -14;
+
+/**
+ * A group scale as stored: the f16 value nearest x (`up`: the nearest at or above x, so a scale
+ * meant to cover the group's range still does and no code clamps), at least the smallest normal.
+ */
+export function f16Scale(x: number, up = false): number {
+  if (x === 0) return 0;
+  let bits = f32ToF16Bits(x);
+  if (up && f16BitsToF32(bits) < x) bits++; // positive f16s are ordered like their bit patterns
+  const s = Math.max(F16_MIN_NORMAL, f16BitsToF32(bits));
+  if (!Number.isFinite(s)) throw new WebqError('QUANT_RANGE', `quantizeWeight: a group scale of ${x} does not fit f16 (weights up to about 8e6 in magnitude)`);
+  return s;
+}
 
 /** Rounds to the nearest integer, ties away from zero (2.5 -> 3, -2.5 -> -3). */
 export function roundHalfAway(v: number): number {
@@ -66,14 +84,14 @@ export function quantizeWeight(w: Float32Array, N: number, K: number, spec: Quan
       let scale: number;
       let zero: number; // the code that means 0, in the unsigned convention
       if (sym) {
-        scale = Math.fround(Math.max(hi, -lo) / qmax);
+        scale = f16Scale(Math.max(hi, -lo) / qmax, true);
         if (spec.clipSearch && scale > 0) scale = searchScale(w, row + k0, row + k1, scale, qmax);
         zero = symOffset;
         for (let k = k0; k < k1; k++) {
           codes[k] = scale === 0 ? zero : clamp(roundHalfAway(w[row + k] / scale), -qmax, qmax) + zero;
         }
       } else {
-        scale = Math.fround((hi - lo) / umax);
+        scale = f16Scale((hi - lo) / umax, true);
         // All-zero group: choose the middle code so the stored bytes read as 0 (int8) / 8 (int4).
         zero = scale === 0 ? (umax + 1) / 2 : clamp(roundHalfAway(-lo / scale), 0, umax);
         for (let k = k0; k < k1; k++) {
@@ -112,7 +130,7 @@ function searchScale(w: Float32Array, a: number, b: number, full: number, qmax: 
   let best = full;
   let bestErr = Infinity;
   for (const r of CLIP_RATIOS) {
-    const s = Math.fround(full * r);
+    const s = f16Scale(full * r);
     const err = sse(w, a, b, s, qmax);
     if (err < bestErr) [best, bestErr] = [s, err];
   }
@@ -126,7 +144,7 @@ function searchScale(w: Float32Array, a: number, b: number, full: number, qmax: 
       qq += q * q;
     }
     if (qq === 0) break;
-    const s = Math.fround(wq / qq);
+    const s = f16Scale(wq / qq);
     const err = s > 0 ? sse(w, a, b, s, qmax) : Infinity;
     if (!(err < bestErr)) break;
     [best, bestErr] = [s, err];

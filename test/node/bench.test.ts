@@ -59,6 +59,27 @@ describe('npm run bench', () => {
     expect(results[1].weight_bytes as number).toBeLessThan(results[0].weight_bytes as number);
   });
 
+  it('load --json times each case and sizes its file, with the documented fields', async () => {
+    const { stdout, stderr } = await bench('load', '--vocab', '700', '--hidden', '64', '--layers', '1', '--reps', '2', '--json');
+    const results = JSON.parse(stdout) as Record<string, unknown>[];
+    expect(results.map((r) => [r.case, r.file, r.dtype, r.embeddings])).toEqual([
+      ['f32', 'f32', 'f32', 'f32'], ['q8 from f32', 'f32', 'q8', 'int8'], ['q8 pre-quantized', 'q8', 'q8', 'int8'], ['q4 pre-quantized', 'q4', 'q4', 'int8'],
+    ]);
+    expect(stderr).toContain('cases interleaved');
+    for (const r of results) {
+      expect(r.reps).toBe(2);
+      for (const k of ['ms', 'file_bytes', 'file_ratio', 'time_vs_q8_from_f32', 'weight_bytes']) expect(Number.isFinite(r[k]) && (r[k] as number) > 0, `${r.case}.${k} = ${r[k]}`).toBe(true);
+      expect(r.time_vs_q8_from_f32 as number).toBeCloseTo((r.ms as number) / (results[1].ms as number), 6);
+      expect(r.file_ratio as number).toBeCloseTo((r.file_bytes as number) / (results[0].file_bytes as number), 6);
+    }
+    expect([results[0].file_ratio, results[1].time_vs_q8_from_f32]).toEqual([1, 1]);
+    // Packed tables: the q8 file is well under half the f32 one, q4 smaller still; the same model either way.
+    expect(results[2].file_ratio as number).toBeLessThan(0.45);
+    expect(results[3].file_ratio as number).toBeLessThan(results[2].file_ratio as number);
+    expect(results[2].weight_bytes).toBe(results[1].weight_bytes);
+    await expect(bench('load', '--embeddings', 'int2')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--embeddings must be int8, int4, f16, f32, got "int2"') });
+  });
+
   // onnxruntime-node is not a dependency (bench/ort.ts says why): where a developer installed it,
   // the suite runs and its fp32 pair is a cross-runtime check of webq's forward; elsewhere (CI)
   // it must stop with exit code 2 and say how to install it.

@@ -214,12 +214,13 @@ describe('webq quantize (LLMs)', () => {
     });
   }
 
-  it('keeps a tied LM head as the float embedding table', async () => {
+  it('stores a tied LM head once, as the int8 embedding table', async () => {
     const tied = (await writeTinyLlama(join(tmp.dir, 'tied'), { tied: true, layers: 1, seed: 3 })).dir;
     const out = join(tmp.dir, 'tied-q4');
     expect((await cli(['quantize', tied, '--dtype', 'q4', '--out', out])).out).toContain('7 linear weights as q4');
     const st = await SafetensorsFile.open(join(out, 'model.safetensors'));
-    expect(st.get('model.embed_tokens.weight')?.dtype).toBe('F32');
+    expect(st.has('model.embed_tokens.weight.qvalues')).toBe(true);
+    expect(JSON.parse(st.metadata['webq.spec.model.embed_tokens.weight'])).toEqual({ bits: 8, group: 32, symmetric: true });
     expect(st.tensors.some((t) => t.name.startsWith('lm_head'))).toBe(false);
     await st.close();
   });
