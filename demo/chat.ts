@@ -1,7 +1,8 @@
 /**
- * The webq chat page: loads a LLaMA-family chat model (Llama, Mistral, Qwen, SmolLM) on WebGPU and
- * streams its replies through model.chat.completions.create. Query parameters:
- *   ?model=        hub id (org/name[@rev]) or folder URL; default DEFAULT_CHAT_MODEL
+ * The webq chat page: loads a LLaMA-family chat model (Llama, Mistral, Qwen, SmolLM) on WebGPU in a
+ * Web Worker and streams its replies through model.chat.completions.create; the page's thread only
+ * draws, so typing and scrolling stay smooth while the model loads and generates. Query parameters:
+ *   ?model=        hub id (org/name[@rev]) or folder URL (served with CORS); default DEFAULT_CHAT_MODEL
  *   ?dtype=        weights: f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q4)
  *   ?kv=           KV cache: f16 | f32 | int8 (default int8, which every adapter runs)
  *   ?max_tokens=, ?temperature=, ?system=   the settings (temperature 0 = greedy)
@@ -10,7 +11,9 @@
  *   ?hub=          hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
  * The page publishes window.__webqChat (status, messages, last usage, errors) for the browser test.
  */
-import { GpuContext, KV_DTYPES, LINEAR_DTYPES, LlmModel, type ChatMessage, type ChatUsage, type KvDType, type LinearDType, type LlmLoadOptions } from '../src/index.ts';
+import { KV_DTYPES, LINEAR_DTYPES, type ChatMessage, type ChatUsage, type KvDType, type LinearDType } from '../src/index.ts';
+import { WebqWorker, WorkerLlmModel } from '../src/worker/index.ts';
+import { networkAdvice } from './diagnose.ts';
 import { mib, progressReporter } from './progress.ts';
 
 const DEFAULT_CHAT_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
@@ -26,6 +29,9 @@ interface ChatState {
   f16?: boolean;
   weightBytes?: number;
   kvBytes?: number;
+  /** Milliseconds: the load in the worker and its warm-up forward (shader compilation). */
+  loadMs?: number;
+  warmupMs?: number;
   /** What the model sees: the system prompt (when set), then every turn; a reply being streamed is last. */
   messages: ChatMessage[];
   /** Replies finished in any way (done, stopped, failed). */
@@ -74,7 +80,7 @@ const kvParam = params.get('kv') || 'int8';
 const state: ChatState = { status: 'loading', model: modelId, dtype: dtypeParam, kv: kvParam, messages: [], replies: 0, chunks: 0, errors: [] };
 window.__webqChat = state;
 
-let llm: LlmModel | undefined;
+let llm: WorkerLlmModel | undefined;
 /** The conversation after the system prompt, which is read from its box at every send. */
 let turns: ChatMessage[] = [];
 let abort: AbortController | undefined;
@@ -96,8 +102,9 @@ function setStatus(status: ChatState['status']): void {
   ui.stop.disabled = !generating;
 }
 
-function showError(e: unknown): void {
-  const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+async function showError(e: unknown): Promise<void> {
+  const advice = llm ? undefined : await networkAdvice(e).catch(() => undefined);
+  const message = (e instanceof Error ? `${e.name}: ${e.message}` : String(e)) + (advice ? `\n\n${advice}` : '');
   state.errors.push(message);
   ui.error.hidden = false;
   ui.error.textContent = message;
@@ -128,9 +135,20 @@ function bubble(role: string, content: string): { el: HTMLDivElement; text: HTML
 async function load(): Promise<void> {
   if (!LINEAR_DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${LINEAR_DTYPES.join(', ')}`);
   if (!KV_DTYPES.includes(kvParam as KvDType)) throw new Error(`unknown kv '${kvParam}' in the URL: use one of ${KV_DTYPES.join(', ')}`);
-  ui.status.textContent = 'opening WebGPU…';
-  const context = await GpuContext.create();
-  const { adapter, f16, software } = context.caps;
+  ui.status.textContent = 'opening WebGPU in a worker…';
+  // The worker makes its device first: the page shows the adapter, and checks f16, before any download.
+  const worker = await WebqWorker.start({ worker: new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'webq' }) });
+  try {
+    llm = await loadInto(worker);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  setStatus('ready');
+}
+
+async function loadInto(worker: WebqWorker): Promise<WorkerLlmModel> {
+  const { adapter, f16, software } = worker.caps;
   Object.assign(state, { adapter, f16 });
   ui.device.textContent = `adapter: ${adapter}${software ? ' (software)' : ''} · shader-f16: ${f16 ? 'yes' : 'no'} · weights: ${dtypeParam} · KV cache: ${kvParam}`;
   if (!f16) {
@@ -141,40 +159,38 @@ async function load(): Promise<void> {
     }
     const wants = [dtypeParam === 'f16' && 'f16 weights', kvParam === 'f16' && 'an f16 KV cache'].filter(Boolean);
     if (wants.length) {
-      context.dispose();
       throw new Error(`${wants.join(' and ')} need the shader-f16 feature, which this adapter (${adapter}) lacks: pick f32 or a quantized dtype for the weights, and f32 or int8 for the KV cache`);
     }
   }
   ui.status.textContent = `loading ${modelId}…`;
   const hubUrl = params.get('hub') ?? undefined;
   const t0 = performance.now();
-  let model: LlmModel;
-  try {
-    model = await LlmModel.load(modelId, {
-      dtype: dtypeParam as LinearDType,
-      kv: kvParam as KvDType,
-      context,
-      onProgress: progressReporter(ui),
-      ...(hubUrl && { hubUrl }),
-      ...(params.get('cache') === '0' && { cache: false }),
-    });
-  } catch (e) {
-    context.dispose();
-    throw e;
-  }
-  if (!model.chatTemplate) {
-    model.dispose();
-    context.dispose();
+  const model = await WorkerLlmModel.load(modelId, {
+    worker,
+    dtype: dtypeParam as LinearDType,
+    kv: kvParam as KvDType,
+    onProgress: progressReporter(ui),
+    // Shaders compile during load (a prompt of 8 tokens, 3 generated), not on the first message.
+    onWarmup: () => {
+      ui.progress.hidden = false;
+      ui.progress.removeAttribute('value'); // indeterminate
+      ui.status.textContent = 'compiling shaders (a warm-up: 8 prompt tokens, 3 generated)…';
+    },
+    ...(hubUrl && { hubUrl }),
+    ...(params.get('cache') === '0' && { cache: false }),
+  });
+  if (!model.hasChatTemplate) {
+    await model.dispose();
     throw new Error(`${modelId} has no chat template (no chat_template.jinja, no chat_template in tokenizer_config.json), so it cannot take chat messages: pick an instruct or chat version of the model`);
   }
-  llm = model;
   const c = model.config;
-  Object.assign(state, { dtype: model.dtype, kv: model.kv, weightBytes: model.weightBytes, kvBytes: model.kvBytes });
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  Object.assign(state, { dtype: model.dtype, kv: model.kv, weightBytes: model.weightBytes, kvBytes: model.kvBytes, loadMs: model.loadMs, warmupMs: model.warmupMs });
   ui.progress.hidden = true;
   ui.status.className = 'ok';
-  ui.status.textContent = `ready: ${model.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize}, context ${model.contextLength} · loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  ui.status.textContent = `ready: ${model.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize}, context ${model.contextLength} · loaded in ${s(performance.now() - t0)} (shaders ${s(model.warmupMs)})`;
   ui.stats.textContent = `memory: weights ${mib(model.weightBytes)} (${model.dtype}) + KV cache ${mib(model.kvBytes)} (${model.kv}) = ${mib(model.weightBytes + model.kvBytes)}`;
-  setStatus('ready');
+  return model;
 }
 
 function readSettings(): { max_tokens: number; temperature: number } {
@@ -233,7 +249,7 @@ async function reply(): Promise<void> {
     }
   } catch (e) {
     if (ac.signal.aborted) finish = 'aborted';
-    else showError(e);
+    else await showError(e);
   } finally {
     abort = undefined;
     // A reply that never started is not part of the conversation; a stopped one keeps what came.

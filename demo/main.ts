@@ -1,13 +1,17 @@
 /**
- * The webq demo page: loads a BERT embedding model in the browser (WebGPU), embeds the sentences
- * typed in the textarea and shows their cosine similarities. Query parameters:
- *   ?model=  hub id (org/name[@rev]) or folder URL; default DEFAULT_EMBED_MODEL
+ * The webq demo page: loads a BERT embedding model in a Web Worker (WebGPU there), embeds the
+ * sentences typed in the textarea and shows their cosine similarities; the page's own thread only
+ * draws, so it stays responsive while the model downloads, compiles its shaders and runs.
+ * Query parameters:
+ *   ?model=  hub id (org/name[@rev]) or folder URL (served with CORS); default DEFAULT_EMBED_MODEL
  *   ?dtype=  f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q8)
  *   ?texts=  sentences separated by "|": fills the textarea and embeds at once
  *   ?hub=    hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
  * Every run also publishes window.__webqDemo, which the browser test reads.
  */
-import { BertModel, DEFAULT_EMBED_MODEL, GpuContext, cosineSimilarity, type BertLoadOptions } from '../src/index.ts';
+import { DEFAULT_EMBED_MODEL, cosineSimilarity, type BertLoadOptions } from '../src/index.ts';
+import { WebqWorker, WorkerBertModel } from '../src/worker/index.ts';
+import { networkAdvice } from './diagnose.ts';
 import { mib, progressReporter } from './progress.ts';
 
 type LinearDType = NonNullable<BertLoadOptions['dtype']>;
@@ -20,6 +24,13 @@ interface DemoState {
   adapter?: string;
   embeddings: number[][];
   error?: string;
+  /** Milliseconds: the load in the worker, its warm-up forward, the last embed. */
+  loadMs?: number;
+  warmupMs?: number;
+  embedMs?: number;
+  /** performance.now() when the warm-up ended and when the first embed started. */
+  warmupDoneAt?: number;
+  firstEmbedAt?: number;
 }
 
 declare global {
@@ -48,10 +59,12 @@ const params = new URLSearchParams(location.search);
 const modelId = params.get('model') || DEFAULT_EMBED_MODEL;
 const dtypeParam = params.get('dtype') || 'q8';
 let adapter: string | undefined;
-let bert: BertModel | undefined;
+let bert: WorkerBertModel | undefined;
+const times: Pick<DemoState, 'loadMs' | 'warmupMs' | 'warmupDoneAt' | 'firstEmbedAt'> = {};
 
-function showError(e: unknown): void {
-  const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+async function showError(e: unknown): Promise<void> {
+  const advice = await networkAdvice(e).catch(() => undefined);
+  const message = (e instanceof Error ? `${e.name}: ${e.message}` : String(e)) + (advice ? `\n\n${advice}` : '');
   // After a successful load only that embed failed: the "ready" line stays true.
   if (!bert) {
     ui.status.textContent = 'failed to load the model';
@@ -60,31 +73,50 @@ function showError(e: unknown): void {
   ui.progress.hidden = true;
   ui.error.hidden = false;
   ui.error.textContent = message;
-  window.__webqDemo = { status: 'error', model: modelId, dtype: dtypeParam, adapter, embeddings: [], error: message };
+  window.__webqDemo = { status: 'error', model: modelId, dtype: dtypeParam, adapter, embeddings: [], error: message, ...times };
 }
 
 
 async function load(): Promise<void> {
   if (!DTYPES.includes(dtypeParam as LinearDType)) throw new Error(`unknown dtype '${dtypeParam}' in the URL: use one of ${DTYPES.join(', ')}`);
-  ui.status.textContent = 'opening WebGPU…';
-  // The page makes the device itself so it can show the adapter before the weights arrive.
-  const context = await GpuContext.create();
-  adapter = context.caps.adapter;
-  ui.device.textContent = `adapter: ${adapter}${context.caps.software ? ' (software)' : ''} · shader-f16: ${context.caps.f16 ? 'yes' : 'no'} · weights: ${dtypeParam}`;
+  ui.status.textContent = 'opening WebGPU in a worker…';
+  // The worker makes its device first, so the page can show the adapter before the weights arrive.
+  // (Vite bundles a worker written this way; a plain page can let webq find webq.worker.js itself.)
+  const worker = await WebqWorker.start({ worker: new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'webq' }) });
+  const caps = worker.caps;
+  adapter = caps.adapter;
+  ui.device.textContent = `adapter: ${adapter}${caps.software ? ' (software)' : ''} · shader-f16: ${caps.f16 ? 'yes' : 'no'} · weights: ${dtypeParam}`;
   ui.status.textContent = `loading ${modelId}…`;
   const hubUrl = params.get('hub') ?? undefined;
   const t0 = performance.now();
-  bert = await BertModel.load(modelId, {
-    dtype: dtypeParam as LinearDType,
-    context,
-    onProgress: progressReporter(ui),
-    ...(hubUrl && { hubUrl }),
-    ...(params.get('cache') === '0' && { cache: false }),
-  });
+  try {
+    bert = await WorkerBertModel.load(modelId, {
+      worker,
+      dtype: dtypeParam as LinearDType,
+      onProgress: progressReporter(ui),
+      // Shaders compile during load (two short texts), so the first embed takes what it should.
+      onWarmup: () => {
+        ui.progress.hidden = false;
+        ui.progress.removeAttribute('value'); // indeterminate
+        ui.status.textContent = 'compiling shaders (warm-up forwards on two short texts)…';
+      },
+      ...(hubUrl && { hubUrl }),
+      ...(params.get('cache') === '0' && { cache: false }),
+    });
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  times.loadMs = bert.loadMs;
+  times.warmupMs = bert.warmupMs;
+  times.warmupDoneAt = performance.now();
   const c = bert.config;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   ui.progress.hidden = true;
   ui.status.className = 'ok';
-  ui.status.textContent = `ready: ${bert.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize} · ${bert.dtype} weights ${mib(bert.weightBytes)} · loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  ui.status.textContent =
+    `ready: ${bert.describe} · ${c.numLayers} layers, hidden ${c.hiddenSize} · ${bert.dtype} weights ${mib(bert.weightBytes)} · ` +
+    `loaded in ${s(performance.now() - t0)} (shaders ${s(bert.warmupMs)})`;
   ui.run.disabled = false;
 }
 
@@ -133,10 +165,12 @@ async function embed(): Promise<void> {
   ui.error.hidden = true;
   try {
     const t0 = performance.now();
+    times.firstEmbedAt ??= t0;
     const vectors = await bert.embed(texts);
-    ui.timing.textContent = `${texts.length} sentence${texts.length === 1 ? '' : 's'}, ${vectors[0].length} dims, ${(performance.now() - t0).toFixed(0)} ms`;
+    const embedMs = performance.now() - t0;
+    ui.timing.textContent = `${texts.length} sentence${texts.length === 1 ? '' : 's'}, ${vectors[0].length} dims, ${embedMs.toFixed(0)} ms`;
     renderMatrix(texts, vectors);
-    window.__webqDemo = { status: 'ready', model: modelId, dtype: bert.dtype, adapter, embeddings: vectors.map((v) => Array.from(v)) };
+    window.__webqDemo = { status: 'ready', model: modelId, dtype: bert.dtype, adapter, embeddings: vectors.map((v) => Array.from(v)), embedMs, ...times };
   } finally {
     ui.run.disabled = false;
   }

@@ -13,11 +13,19 @@ export function mib(n: number): string {
 
 /**
  * A callback for `onProgress`. Only download events move the bar: a file served from the cache
- * reports 'initiate' then 'done', and the model reports 'ready' when its weights are open.
+ * reports 'initiate' then 'done'. 'ready' (the weights are open) turns the bar indeterminate for
+ * the upload to the GPU.
  */
 export function progressReporter(ui: { progress: HTMLProgressElement; status: HTMLElement }): (e: ProgressEvent) => void {
   const files = new Map<string, { loaded: number; total?: number }>();
   return (e) => {
+    if (e.status === 'ready') {
+      // Every weight file is here (downloaded or cached): what follows is the upload to the GPU.
+      ui.progress.hidden = false;
+      ui.progress.removeAttribute('value'); // indeterminate
+      ui.status.textContent = `uploading ${mib(e.loaded)} of weights to the GPU…`;
+      return;
+    }
     if (e.status !== undefined && e.status !== 'download' && e.status !== 'progress') return;
     files.set(e.file, { loaded: e.loaded, total: e.total });
     let loaded = 0;

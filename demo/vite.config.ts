@@ -10,4 +10,6 @@ export default defineConfig({
   server: { fs: { allow: [repo] } },
   // webq's modules use top-level await; WebGPU browsers all run ES2022. Two pages: embeddings and chat.
   build: { target: 'es2022', outDir: 'dist', emptyOutDir: true, rolldownOptions: { input: { index: page('index.html'), chat: page('chat.html') } } },
+  // The pages run their models in a module worker (src/worker/worker.ts): bundle it as an ES module too.
+  worker: { format: 'es' },
 });

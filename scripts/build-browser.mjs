@@ -1,6 +1,8 @@
 // Writes dist/webq.browser.js: the whole public API (src/index.ts) as one self-contained ES module
 // for browsers, for a page's <script type="module"> with no build step or import map, and for
-// bundlers through the package's "browser" export condition. Its dependencies are inside
+// bundlers through the package's "browser" export condition. Beside it, dist/webq.worker.js: the
+// worker script (src/worker/worker.ts) that WorkerBertModel / WorkerLlmModel start, as
+// self-contained as the first; webq.browser.js finds it at new URL('./webq.worker.js', import.meta.url). Its dependencies are inside
 // (@huggingface/tokenizers, @huggingface/jinja, wgsl_reflect), and so is the WGSL
 // (src/gpu/shaders.generated.ts). Run after scripts/gen-shaders.mjs, as `npm run build` does.
 //
@@ -20,6 +22,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // `--out FILE` writes elsewhere (tests build their own copy and leave dist/ alone).
 const outAt = process.argv.indexOf('--out');
 const out = outAt > 0 ? resolve(process.argv[outAt + 1]) : join(root, 'dist', 'webq.browser.js');
+const WORKER_FILE = 'webq.worker.js';
+const workerOut = join(dirname(out), WORKER_FILE);
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 /** Rolldown comes with Vite (a devDependency); npm hoists it, other layouts keep it under vite. */
@@ -79,8 +83,23 @@ const nodeOnlyImports = {
   },
 };
 
+/**
+ * src/worker/script-url.ts finds the worker script beside itself in the sources; in the bundle the
+ * script is the worker bundle, written beside webq.browser.js.
+ */
+/** @type {import('rolldown').Plugin} */
+const workerScriptUrl = {
+  name: 'webq:worker-script-url',
+  load: {
+    filter: { id: /[\\/]src[\\/]worker[\\/]script-url\.ts$/ },
+    handler() {
+      return `export function defaultWorkerUrl() { return new URL(${JSON.stringify(`./${WORKER_FILE}`)}, import.meta.url); }\n`;
+    },
+  },
+};
+
 /** The bundle must stand alone: no import or export from another module, no Node module named. */
-function checkSelfContained(code) {
+function checkSelfContained(code, out) {
   const problems = [];
   for (const n of nodes(parseAst(code, { lang: 'js' }))) {
     if (n.type === 'ImportExpression' || n.type === 'ImportDeclaration' || ((n.type === 'ExportNamedDeclaration' || n.type === 'ExportAllDeclaration') && n.source)) {
@@ -94,37 +113,47 @@ function checkSelfContained(code) {
   if (problems.length) throw new Error(`${relative(root, out)} is not self-contained: ${problems.join(', ')}`);
 }
 
-await build({
-  input: join(root, 'src', 'index.ts'),
-  platform: 'browser',
-  tsconfig: join(root, 'tsconfig.build.json'),
-  plugins: [nodeOnlyImports],
-  write: true,
-  onLog(level, log, handler) {
-    // Any warning (an unresolved import, a broken source map) fails the build rather than scroll by.
-    if (level === 'warn') throw new Error(`rolldown: ${log.message}`);
-    handler(level, log);
-  },
-  output: {
-    file: out,
-    format: 'esm',
-    codeSplitting: false,
-    // errors.ts names each error class after itself (new.target.name): keep class names.
-    minify: { compress: { keepNames: { function: false, class: true } }, mangle: { keepNames: { function: false, class: true } } },
-    sourcemap: true,
-    banner: `/*! webq ${pkg.version} (${pkg.license}), browser build; bundles ${BUNDLED.map(about).join(', ')} */`,
-  },
-});
-const code = readFileSync(out, 'utf8');
-try {
-  checkSelfContained(code);
-} catch (e) {
-  rmSync(out, { force: true });
-  rmSync(`${out}.map`, { force: true });
-  throw e;
+/** Bundles `input` into `file`, then checks that it stands alone (or removes it). */
+async function bundle(input, file, plugins, what) {
+  await build({
+    input,
+    platform: 'browser',
+    tsconfig: join(root, 'tsconfig.build.json'),
+    plugins,
+    write: true,
+    onLog(level, log, handler) {
+      // Any warning (an unresolved import, a broken source map) fails the build rather than scroll by.
+      if (level === 'warn') throw new Error(`rolldown: ${log.message}`);
+      handler(level, log);
+    },
+    output: {
+      file,
+      format: 'esm',
+      codeSplitting: false,
+      // errors.ts names each error class after itself (new.target.name): keep class names.
+      minify: { compress: { keepNames: { function: false, class: true } }, mangle: { keepNames: { function: false, class: true } } },
+      sourcemap: true,
+      banner: `/*! webq ${pkg.version} (${pkg.license}), ${what}; bundles ${BUNDLED.map(about).join(', ')} */`,
+    },
+  });
+  const code = readFileSync(file, 'utf8');
+  try {
+    checkSelfContained(code, file);
+  } catch (e) {
+    rmSync(file, { force: true });
+    rmSync(`${file}.map`, { force: true });
+    throw e;
+  }
+  return code;
 }
 
-const raw = statSync(out).size;
-const gz = gzipSync(code, { level: 9 }).length;
+const outputs = [
+  [out, await bundle(join(root, 'src', 'index.ts'), out, [nodeOnlyImports, workerScriptUrl], 'browser build')],
+  [workerOut, await bundle(join(root, 'src', 'worker', 'worker.ts'), workerOut, [nodeOnlyImports], 'worker script (see webq.browser.js)')],
+];
+
 const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
-process.stdout.write(`${relative(root, out)}: ${kb(raw)}, ${kb(gz)} gzipped\n`);
+for (const [file, code] of outputs) {
+  const gz = gzipSync(code, { level: 9 }).length;
+  process.stdout.write(`${relative(root, file)}: ${kb(statSync(file).size)}, ${kb(gz)} gzipped\n`);
+}

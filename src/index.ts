@@ -44,3 +44,13 @@ export type { ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ChatUs
 export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
 export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';
 export type { SamplingParams } from './ops/sample.ts';
+export {
+  WebqWorker,
+  WorkerBertModel,
+  WorkerLlmModel,
+  WorkerChatCompletions,
+  type WorkerStartOptions,
+  type WorkerModelOptions,
+  type WorkerBertLoadOptions,
+  type WorkerLlmLoadOptions,
+} from './worker/index.ts';

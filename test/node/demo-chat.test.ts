@@ -1,5 +1,6 @@
 // The chat page (demo/chat.html) in headless Chromium on SwiftShader: a tiny chat Llama (llama2's
-// tokenizer, a ChatML template, f32 weights and KV cache) from a folder URL on a local fake hub.
+// tokenizer, a ChatML template, f32 weights and KV cache) from a folder URL on a local fake hub,
+// run in a worker and warmed up (shaders compiled) during load.
 // Greedy replies must equal what Node's LlmModel gives for the same messages through
 // chat.completions.create; Stop must end a long reply and leave the model answering the next one.
 import { join } from 'node:path';
@@ -86,6 +87,8 @@ interface ChatState {
   f16?: boolean;
   weightBytes?: number;
   kvBytes?: number;
+  loadMs?: number;
+  warmupMs?: number;
 }
 
 const chatState = (page: Page) => page.evaluate(() => (window as unknown as { __webqChat: ChatState }).__webqChat);
@@ -134,6 +137,8 @@ describe('chat page', () => {
     expect(state.lastUsage!.prefill_tokens_per_second).toBeGreaterThan(0);
     expect([state.weightBytes, state.kvBytes]).toEqual([node.weightBytes, node.kvBytes]);
     expect(state.f16).toBe(false); // SwiftShader: the f32 paths
+    expect(state.warmupMs).toBeGreaterThan(0); // the shaders compiled during load
+    console.log(`chat: load ${state.loadMs!.toFixed(0)} ms, warm-up ${state.warmupMs!.toFixed(0)} ms, first reply prefill ${state.lastUsage!.prefill_tokens_per_second.toFixed(1)} tok/s`);
 
     const bubbles = await page.$$eval('#messages .msg', (els) => els.map((e) => [e.className, e.querySelector('.text')!.textContent]));
     expect(bubbles).toEqual([

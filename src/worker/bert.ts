@@ -1,0 +1,84 @@
+/**
+ * WorkerBertModel: BertModel in a dedicated worker. Same load options, same embed / classify,
+ * same errors (WebqErrors with the same code and message); the page's thread only posts texts and
+ * receives the vectors (transferred, not copied).
+ */
+import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
+import { WebqError } from '../errors.ts';
+import type { BertConfig } from '../models/config.ts';
+import type { LinearDType } from '../ops/linear.ts';
+import { splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
+import type { BertInfo } from './protocol.ts';
+
+export type WorkerBertLoadOptions = Omit<BertLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
+
+export class WorkerBertModel {
+  readonly config: BertConfig;
+  readonly dtype: LinearDType;
+  readonly describe: string;
+  /** Weight bytes on the GPU. */
+  readonly weightBytes: number;
+  readonly pooling: Required<EmbedOptions>;
+  /** Milliseconds the load took in the worker (downloads, upload), and the warm-up forward after it. */
+  readonly loadMs: number;
+  readonly warmupMs: number;
+  /** The worker the model lives in. */
+  readonly worker: WebqWorker;
+  private readonly handle: number;
+  private readonly ownsWorker: boolean;
+  private disposed: Promise<void> | undefined;
+
+  private constructor(worker: WebqWorker, ownsWorker: boolean, handle: number, info: BertInfo) {
+    this.worker = worker;
+    this.ownsWorker = ownsWorker;
+    this.handle = handle;
+    this.config = info.config;
+    this.dtype = info.dtype;
+    this.describe = info.describe;
+    this.weightBytes = info.weightBytes;
+    this.pooling = info.pooling;
+    this.loadMs = info.loadMs;
+    this.warmupMs = info.warmupMs;
+  }
+
+  /** Loads `location` (a folder URL or a hub id) in a worker: see BertLoadOptions and WorkerModelOptions. */
+  static async load(location: string, opts: WorkerBertLoadOptions = {}): Promise<WorkerBertModel> {
+    const { local, remote } = splitOptions(opts);
+    const { worker, owned } = await workerFor(local);
+    try {
+      const { model, info } = await worker.request(
+        { op: 'load', kind: 'bert', location: String(location), options: remote, warmup: local.warmup ?? true },
+        { progress: local.onProgress, warmup: local.onWarmup, signal: local.signal },
+      );
+      if (info.kind !== 'bert') throw new WebqError('WORKER_PROTOCOL', `the worker loaded a ${info.kind} model for WorkerBertModel`);
+      return new WorkerBertModel(worker, owned, model, info);
+    } catch (e) {
+      if (owned) worker.terminate();
+      throw e;
+    }
+  }
+
+  private check(): void {
+    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
+  }
+
+  /** One vector per text, as BertModel.embed. */
+  async embed(texts: string[], opts: EmbedOptions & TextOptions = {}): Promise<Float32Array[]> {
+    this.check();
+    return this.worker.request({ op: 'embed', model: this.handle, texts, options: opts });
+  }
+
+  /** Labels and softmax scores, as BertModel.classify. */
+  async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
+    this.check();
+    return this.worker.request({ op: 'classify', model: this.handle, texts, options: opts });
+  }
+
+  /** Frees the model in the worker, and ends the worker if the model started it. */
+  dispose(): Promise<void> {
+    return (this.disposed ??= this.worker.request({ op: 'dispose', model: this.handle }).then(
+      () => (this.ownsWorker ? this.worker.terminate() : undefined),
+      () => (this.ownsWorker ? this.worker.terminate() : undefined),
+    ));
+  }
+}
