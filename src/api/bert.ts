@@ -1,8 +1,10 @@
 /**
  * BertModel: load a BERT-family encoder (MiniLM, bge, e5, sentence-transformers, classifiers)
  * from a folder, a folder URL or a hub id, then embed or classify texts. Each call tokenizes the
- * batch (padding to its longest text, truncating at max_position_embeddings), records one forward
- * pass into one command encoder, and reads back only the pooled vectors or the logits.
+ * batch (padding to its longest text, truncating at maxLength), records one forward pass into one
+ * command encoder, and reads back only the pooled vectors or the logits.
+ *
+ * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
@@ -12,6 +14,7 @@ import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, typ
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
+import { fields, toJson } from '../models/config-json.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
@@ -47,8 +50,9 @@ export interface EmbedOptions {
 
 export interface TextOptions {
   /**
-   * A text longer than max_position_embeddings tokens is cut to fit (default true, keeping the
-   * final [SEP]); false makes it a TokenizerError naming the text, its length and the limit.
+   * A text longer than the model's maxLength tokens is cut to fit (default true, keeping the final
+   * [SEP], as sentence-transformers does); false makes it a TokenizerError 'TOKENIZER_TOO_LONG'
+   * naming the text, its length and the limit.
    */
   truncate?: boolean;
 }
@@ -57,27 +61,74 @@ export interface Classification {
   label: string;
   score: number;
   scores: { label: string; score: number }[];
+  /** The text was longer than the model's maxLength tokens: only its beginning was classified. */
+  truncated: boolean;
+}
+
+export interface EmbedResult {
+  /** One vector per text, in order: what embed() returns. */
+  vectors: Float32Array[];
+  /** Per text: it was longer than the model's maxLength tokens, so only its beginning was embedded. */
+  truncated: boolean[];
+}
+
+/** What a sentence-transformers export says beside config.json; a plain checkpoint gets the defaults. */
+interface SentenceTransformersConfig {
+  /** 1_Pooling/config.json and a Normalize module in modules.json; else mean, unnormalized. */
+  pooling: Required<EmbedOptions>;
+  /** sentence_bert_config.json max_seq_length. */
+  maxSeqLength: number | undefined;
+  /** sentence_bert_config.json do_lower_case: lowercase texts before tokenizing. */
+  lowerCase: boolean;
 }
 
 /**
- * sentence-transformers exports say how they pool: 1_Pooling/config.json (pooling_mode_cls_token,
- * pooling_mode_mean_tokens) and a Normalize module in modules.json. Other pooling modes (max,
- * weighted mean) are not implemented: such a model gets a clear error rather than wrong vectors.
+ * Reads a sentence-transformers export as that library does: 1_Pooling/config.json
+ * (pooling_mode_cls_token, pooling_mode_mean_tokens), sentence_bert_config.json (max_seq_length,
+ * do_lower_case) and a Normalize module in modules.json. An export is known by its 1_Pooling
+ * folder, so a plain checkpoint costs one optional-file request. Other pooling modes (max, weighted
+ * mean) are not implemented: such a model gets a clear error rather than wrong vectors.
  */
-async function sentenceTransformersPooling(files: ModelFiles): Promise<Required<EmbedOptions>> {
-  const fallback: Required<EmbedOptions> = { pooling: 'mean', normalize: false };
-  if (!(await files.exists('1_Pooling/config.json'))) return fallback;
+async function sentenceTransformersConfig(files: ModelFiles): Promise<SentenceTransformersConfig> {
+  const out: SentenceTransformersConfig = { pooling: { pooling: 'mean', normalize: false }, maxSeqLength: undefined, lowerCase: false };
+  if (!(await files.exists('1_Pooling/config.json'))) return out;
   const cfg = (await files.readJson('1_Pooling/config.json')) as Record<string, unknown>;
   const modes = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true);
   if (modes.length !== 1 || !['pooling_mode_cls_token', 'pooling_mode_mean_tokens'].includes(modes[0])) {
     throw new WebqError('UNSUPPORTED_POOLING', `${files.describe}/1_Pooling/config.json enables ${modes.join(' + ') || 'no pooling mode'}; webq implements exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token`);
+  }
+  const sbert = 'sentence_bert_config.json';
+  if (await files.exists(sbert)) {
+    const where = `${files.describe}/${sbert}`;
+    const f = fields(toJson(await files.readJson(sbert), where), where);
+    out.maxSeqLength = f.has('max_seq_length') ? f.int('max_seq_length', 1) : undefined;
+    out.lowerCase = f.bool('do_lower_case', false);
   }
   let normalize = false;
   if (await files.exists('modules.json')) {
     const mods = await files.readJson('modules.json');
     normalize = Array.isArray(mods) && mods.some((m) => typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.endsWith('.Normalize'));
   }
-  return { pooling: modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean', normalize };
+  out.pooling = { pooling: modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean', normalize };
+  return out;
+}
+
+/** A value in a message: strings quoted and cut short, anything else by its kind. */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return `a string (${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)})`;
+  if (v === null || v === undefined) return String(v);
+  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** The texts argument of embed / classify: a non-empty array of strings, or a WebqError saying what came instead. */
+function checkTexts(texts: unknown, method: string): asserts texts is string[] {
+  if (!Array.isArray(texts)) {
+    const one = typeof texts === 'string' ? `; for one text pass [text]` : '';
+    throw new WebqError('BAD_TEXTS', `${method}() takes an array of strings, got ${shown(texts)}${one}`);
+  }
+  if (texts.length === 0) throw new WebqError('EMPTY_BATCH', `${method}(): no texts to encode: pass at least one string`);
+  const bad = texts.findIndex((t) => typeof t !== 'string');
+  if (bad >= 0) throw new WebqError('BAD_TEXTS', `${method}(): text ${bad + 1} of ${texts.length} is ${shown(texts[bad])}; every text must be a string`);
 }
 
 export class BertModel {
@@ -91,10 +142,17 @@ export class BertModel {
   private readonly ownsContext: boolean;
   /** From a sentence-transformers export (1_Pooling/config.json, modules.json), else mean / none. */
   readonly pooling: Required<EmbedOptions>;
+  /**
+   * Longest input in tokens, special tokens included, as sentence-transformers takes it:
+   * sentence_bert_config.json max_seq_length when the model has one (256 for all-MiniLM-L6-v2),
+   * else tokenizer_config.json model_max_length, never more than max_position_embeddings.
+   */
+  readonly maxLength: number;
+  /** sentence_bert_config.json do_lower_case: texts are lowercased before tokenizing. */
+  readonly lowerCase: boolean;
   private disposed = false;
 
-  private constructor(args: { config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; pooling: Required<EmbedOptions> }) {
-    this.pooling = args.pooling;
+  private constructor(args: { config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; st: SentenceTransformersConfig }) {
     this.config = args.config;
     this.dtype = args.dtype;
     this.describe = args.describe;
@@ -102,6 +160,9 @@ export class BertModel {
     this.tokenizer = args.tokenizer;
     this.weights = args.weights;
     this.ownsContext = args.ownsContext;
+    this.pooling = args.st.pooling;
+    this.maxLength = Math.min(args.config.maxPositions, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
+    this.lowerCase = args.st.lowerCase;
   }
 
   static async load(location: string, opts: BertLoadOptions = {}): Promise<BertModel> {
@@ -110,7 +171,7 @@ export class BertModel {
     const files = await openModelFiles(location, opts);
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
-    const pooling = await sentenceTransformersPooling(files);
+    const st = await sentenceTransformersConfig(files);
     const store = await files.checkpoint();
     // A webq pre-quantized checkpoint fixes the dtype (its weights are already packed).
     const prequant = readPrequantInfo(store);
@@ -123,7 +184,7 @@ export class BertModel {
     const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
     try {
       const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, prequant });
-      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, pooling });
+      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st });
     } catch (e) {
       if (!opts.context) ctx.dispose();
       throw e;
@@ -137,11 +198,21 @@ export class BertModel {
     return this.weights.bytes;
   }
 
-  /** Tokenizes and uploads a batch; ids are checked against the vocabulary here, not on the GPU. */
-  private batch(texts: string[], opts: TextOptions = {}): BertBatch {
+  /**
+   * Tokenizes and uploads a batch; ids are checked against the vocabulary here, not on the GPU. An
+   * empty or whitespace-only text is refused (EMPTY_TEXT): it has no word to embed, and a vector of
+   * [CLS] [SEP] alone would sit in a search index as if it meant something.
+   */
+  private batch(texts: string[], opts: TextOptions, method: string): BertBatch & { truncated: boolean[] } {
     if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
-    if (!Array.isArray(texts) || texts.length === 0) throw new WebqError('EMPTY_BATCH', 'no texts to encode: pass at least one string');
-    const enc = this.tokenizer.encodeBatch(texts, { maxLength: this.config.maxPositions, truncation: opts.truncate ?? true });
+    checkTexts(texts, method);
+    const input = this.lowerCase ? texts.map((t) => t.toLowerCase()) : texts;
+    const enc = this.tokenizer.encodeBatch(input, { maxLength: this.maxLength, truncation: opts.truncate ?? true });
+    const empty = enc.lengths.findIndex((n) => n <= this.tokenizer.specialTokenCount());
+    if (empty >= 0) {
+      const what = texts[empty].trim() === '' ? 'is empty or only whitespace' : 'has no tokens (only characters the tokenizer drops)';
+      throw new WebqError('EMPTY_TEXT', `text ${empty + 1} of ${texts.length} ${what}: there is nothing in it to ${method === 'classify' ? 'classify' : 'embed'}; leave it out`);
+    }
     const n = enc.batch * enc.seqLen;
     for (let i = 0; i < n; i++) {
       if (enc.ids[i] < 0 || enc.ids[i] >= this.config.vocabSize) {
@@ -155,6 +226,7 @@ export class BertModel {
       mask: this.ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
       B: enc.batch,
       T: enc.seqLen,
+      truncated: enc.truncated,
     };
   }
 
@@ -166,7 +238,7 @@ export class BertModel {
 
   /** The last hidden state [B, T, H] with the batch's shape (for tests and custom pooling). */
   async hidden(texts: string[], opts: TextOptions = {}): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
-    const b = this.batch(texts, opts);
+    const b = this.batch(texts, opts, 'hidden');
     try {
       const rec = this.ctx.record({ label: 'bert:hidden' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
@@ -182,11 +254,23 @@ export class BertModel {
   /**
    * One vector per text, in order: mean pooling over real tokens or [CLS], normalized or not; the
    * defaults are the model's own when it is a sentence-transformers export, else mean, unnormalized.
+   * A text longer than maxLength tokens is cut silently, as sentence-transformers does:
+   * embedWithInfo() says which were. `texts` is an array even for one text; an empty or
+   * whitespace-only text is a WebqError 'EMPTY_TEXT' naming it.
    */
   async embed(texts: string[], opts: EmbedOptions & TextOptions = {}): Promise<Float32Array[]> {
+    return (await this.run(texts, opts, 'embed')).vectors;
+  }
+
+  /** embed(), and which texts were longer than maxLength tokens and cut to fit (to warn about them). */
+  embedWithInfo(texts: string[], opts: EmbedOptions & TextOptions = {}): Promise<EmbedResult> {
+    return this.run(texts, opts, 'embedWithInfo');
+  }
+
+  private async run(texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
     const mode = opts.pooling ?? this.pooling.pooling;
     if (mode !== 'mean' && mode !== 'cls') throw new WebqError('BAD_OPTION', `pooling must be 'mean' or 'cls', got '${mode}'`);
-    const b = this.batch(texts, opts);
+    const b = this.batch(texts, opts, method);
     try {
       const rec = this.ctx.record({ label: 'bert:embed' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
@@ -196,18 +280,21 @@ export class BertModel {
       const flat = await this.ctx.readFloat(pooled);
       pooled.dispose();
       const H = this.config.hiddenSize;
-      return Array.from({ length: b.B }, (_, i) => flat.slice(i * H, (i + 1) * H));
+      return { vectors: Array.from({ length: b.B }, (_, i) => flat.slice(i * H, (i + 1) * H)), truncated: b.truncated };
     } finally {
       BertModel.free(b);
     }
   }
 
-  /** Labels and softmax scores; needs a BertForSequenceClassification checkpoint. */
+  /**
+   * Labels and softmax scores; needs a BertForSequenceClassification checkpoint. Texts are taken
+   * as by embed(); each result says whether its text was cut to maxLength tokens.
+   */
   async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
     if (!this.weights.pooler || !this.weights.classifier) {
       throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no pooler/classifier weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a BertForSequenceClassification checkpoint`);
     }
-    const b = this.batch(texts, opts);
+    const b = this.batch(texts, opts, 'classify');
     try {
       const rec = this.ctx.record({ label: 'bert:classify' });
       const h = bertForward(this.ctx, rec, this.weights, this.config, b);
@@ -226,7 +313,7 @@ export class BertModel {
         const exps = Array.from(row, (v) => Math.exp(v - max));
         const sum = exps.reduce((s, v) => s + v, 0);
         const scores = exps.map((v, i) => ({ label: name(i), score: v / sum })).sort((x, y) => y.score - x.score);
-        return { label: scores[0].label, score: scores[0].score, scores };
+        return { label: scores[0].label, score: scores[0].score, scores, truncated: b.truncated[r] };
       });
     } finally {
       BertModel.free(b);

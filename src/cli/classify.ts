@@ -4,7 +4,7 @@
  */
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
-import { expandStdin, loadModel, loadOptions, parseArgs, shortText, CACHE_FLAGS } from './model-args.ts';
+import { expandStdin, loadModel, loadOptions, parseArgs, shortText, warnTruncated, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq classify <model> [options] TEXT...
 
@@ -23,7 +23,8 @@ options:
   --no-cache          read remote files without the download cache
   --offline           never touch the network (also WEBQ_OFFLINE=1): cached files only
   --refresh           re-check a branch's files on the hub now (default: every 10 minutes)
-  --no-truncate       a text longer than the model's context is an error (default: cut it)
+  --no-truncate       a text longer than the model's limit is an error (default: cut it,
+                      with a warning on stderr)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help`;
 
@@ -49,6 +50,7 @@ export const classifyCommand: Command = {
     const bert = await loadModel(model, io, load);
     try {
       const results = await bert.classify(texts, { truncate: !parsed.flags.has('--no-truncate') });
+      warnTruncated(io, results.map((r) => r.truncated), bert.maxLength);
       if (parsed.flags.has('--json')) {
         const rows = results.map((r, i) => ({ text: texts[i], label: r.label, score: r.score, scores: r.scores }));
         io.stdout(`${JSON.stringify(rows, null, 2)}\n`);

@@ -8,7 +8,7 @@ import { cosineSimilarity } from '../api/similarity.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';
-import { expandStdin, loadModel, loadOptions, looksLikeModel, parseArgs, shortText, CACHE_FLAGS } from './model-args.ts';
+import { expandStdin, loadModel, loadOptions, looksLikeModel, parseArgs, shortText, warnTruncated, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq embed [<model>] [options] TEXT...
 
@@ -35,7 +35,9 @@ options:
   --no-cache          read remote files without the download cache
   --offline           never touch the network (also WEBQ_OFFLINE=1): cached files only
   --refresh           re-check a branch's files on the hub now (default: every 10 minutes)
-  --no-truncate       a text longer than the model's context is an error (default: cut it)
+  --no-truncate       a text longer than the model's limit is an error (default: cut it,
+                      with a warning on stderr; the limit is sentence_bert_config.json
+                      max_seq_length, else the tokenizer's, at most max_position_embeddings)
   --                  end of options: the rest are texts, even if they start with "-"
   -h, --help
 
@@ -100,7 +102,8 @@ export const embedCommand: Command = {
 
     const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, { ...load, ...(embeddings && { embeddings }) });
     try {
-      const vectors = await bert.embed(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, truncate: !parsed.flags.has('--no-truncate') });
+      const { vectors, truncated } = await bert.embedWithInfo(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, truncate: !parsed.flags.has('--no-truncate') });
+      warnTruncated(io, truncated, bert.maxLength);
       if (parsed.flags.has('--json')) {
         const dims = vectors[0]?.length ?? bert.config.hiddenSize;
         io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);

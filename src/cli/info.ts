@@ -1,20 +1,28 @@
 /**
- * `webq info <file|folder|url>`: lists a checkpoint's tensors, metadata and totals. Only headers
- * are read, so this is instant even for remote multi-gigabyte checkpoints.
+ * `webq info <file|folder|url|hub id>`: lists a checkpoint's tensors, metadata and totals. Only
+ * headers are read, so this is instant even for remote multi-gigabyte checkpoints.
  */
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.ts';
+import { stat } from 'node:fs/promises';
+import { envFlag } from '../env.ts';
+import { openCheckpoint } from '../io/checkpoint.ts';
 import { formatShape } from '../io/dtypes.ts';
+import { isHubId, openModelFiles } from '../io/hub.ts';
+import type { TensorStore } from '../io/safetensors.ts';
 import { ShardedCheckpoint } from '../io/sharded.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 
-const USAGE = `usage: webq info [--json] <file.safetensors | folder | model.safetensors.index.json | http(s) URL>
+const USAGE = `usage: webq info [options] <file.safetensors | folder | model.safetensors.index.json | http(s) URL | org/name[@revision]>
 
 Prints each tensor's name, dtype, shape and size, the file metadata, and totals.
 A folder (or a URL ending in "/") may hold model.safetensors or a sharded
-model.safetensors.index.json.
+model.safetensors.index.json. A hub id (org/name, from $WEBQ_HUB_URL or
+huggingface.co) is read the same way, by range requests: nothing is downloaded
+but the headers. Offline, a hub id or folder URL is read from the download cache.
 
 options:
-  --json    print one JSON object instead of a table
+  --json          print one JSON object instead of a table
+  --revision R    hub branch, tag or commit (default main)
+  --offline       never touch the network (also WEBQ_OFFLINE=1): read the cached copy
   -h, --help`;
 
 /** 1536 -> "1.5 KiB". */
@@ -42,20 +50,46 @@ function formatCount(n: number): string {
   return String(n);
 }
 
-function parseArgs(args: string[]): { json: boolean; location: string } {
-  let json = false;
+interface Args {
+  json: boolean;
+  offline: boolean;
+  revision: string | undefined;
+  location: string;
+}
+
+function parseArgs(args: string[]): Args {
+  const out: Omit<Args, 'location'> = { json: false, offline: false, revision: undefined };
   const positional: string[] = [];
   let literal = false;
-  for (const a of args) {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
     if (literal || !a.startsWith('-') || a === '-') positional.push(a);
     else if (a === '--') literal = true;
-    else if (a === '--json') json = true;
-    else throw new UsageError(`info: unknown option ${JSON.stringify(a)} (run "webq info --help")`);
+    else if (a === '--json') out.json = true;
+    else if (a === '--offline') out.offline = true;
+    else if (a === '--revision' || a.startsWith('--revision=')) {
+      out.revision = a === '--revision' ? args[++i] : a.slice('--revision='.length);
+      if (!out.revision) throw new UsageError('info: option --revision needs a value (run "webq info --help")');
+    } else throw new UsageError(`info: unknown option ${JSON.stringify(a)} (run "webq info --help")`);
   }
   if (positional.length !== 1) {
-    throw new UsageError(`info: expected one file, folder or URL, got ${positional.length} (run "webq info --help")`);
+    throw new UsageError(`info: expected one file, folder, URL or hub id, got ${positional.length} (run "webq info --help")`);
   }
-  return { json, location: positional[0] };
+  return { ...out, location: positional[0] };
+}
+
+/**
+ * A hub id goes through the hub (revision, headers, errors that name the model) by range requests;
+ * offline, a hub id or folder URL is read from the download cache and nothing else is allowed. An
+ * org/name that is a local path, or that names a file, is a path.
+ */
+async function open(a: Args): Promise<TensorStore> {
+  const url = /^https?:\/\//i.test(a.location);
+  const hub = !url && isHubId(a.location) && !/\.(safetensors|json)$/i.test(a.location) && !(await stat(a.location).then(() => true, () => false));
+  if (!url && !hub) return openCheckpoint(a.location);
+  if (a.offline || envFlag('WEBQ_OFFLINE')) return (await openModelFiles(a.location, { revision: a.revision, offline: true })).checkpoint();
+  if (url) return openCheckpoint(a.location); // a file, an index or a folder URL
+  return (await openModelFiles(a.location, { revision: a.revision, cache: false })).checkpoint();
 }
 
 interface Row {
@@ -67,7 +101,7 @@ interface Row {
   shard?: string;
 }
 
-function rows(ckpt: Checkpoint): Row[] {
+function rows(ckpt: TensorStore): Row[] {
   const sharded = ckpt instanceof ShardedCheckpoint ? ckpt : undefined;
   return ckpt.tensors.map((t) => ({
     name: t.name,
@@ -86,7 +120,7 @@ function displayValue(v: string): string {
   return flat.length > 200 ? `${flat.slice(0, 200)}... (${v.length} chars; use --json for all)` : flat;
 }
 
-function table(ckpt: Checkpoint, list: Row[]): string {
+function table(ckpt: TensorStore, list: Row[]): string {
   const sharded = ckpt instanceof ShardedCheckpoint;
   const head = ['NAME', 'DTYPE', 'SHAPE', 'SIZE', ...(sharded ? ['SHARD'] : [])];
   const cells = list.map((r) => [r.name, r.dtype, formatShape(r.shape), formatBytes(r.bytes), ...(r.shard !== undefined ? [r.shard] : [])]);
@@ -111,7 +145,7 @@ function table(ckpt: Checkpoint, list: Row[]): string {
   return `${out.join('\n')}\n`;
 }
 
-function json(ckpt: Checkpoint, list: Row[]): string {
+function json(ckpt: TensorStore, list: Row[]): string {
   const obj = {
     source: ckpt.name,
     sharded: ckpt instanceof ShardedCheckpoint,
@@ -135,7 +169,8 @@ export const infoCommand: Command = {
   usage: USAGE,
   async run(args: string[], io: CliIO): Promise<number> {
     const opts = parseArgs(args);
-    const ckpt = await openCheckpoint(opts.location);
+    if (opts.revision !== undefined && !isHubId(opts.location)) throw new UsageError(`info: --revision is for hub ids (org/name), not ${JSON.stringify(opts.location.slice(0, 200))}`);
+    const ckpt = await open(opts);
     try {
       const list = rows(ckpt);
       io.stdout(opts.json ? json(ckpt, list) : table(ckpt, list));

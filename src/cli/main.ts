@@ -1,12 +1,14 @@
 /**
  * `webq` command-line entry. Subcommands live in a table so new ones are one entry each. Errors
  * become one `webq: <message>` line and exit code 1: users get the message, not a stack trace
- * (set WEBQ_DEBUG=1 to see the stack).
+ * (set WEBQ_DEBUG=1 to see the stack, and Dawn's own notices: see dawn-notices.ts). `webq` with
+ * no command prints the usage on stderr and exits 2.
  */
 import { UsageError, type CliIO, type Command } from './command.ts';
 import { chatCommand } from './chat.ts';
 import { cacheCommand } from './cache.ts';
 import { classifyCommand } from './classify.ts';
+import { CHILD_ENV, runFiltered, wantsFilter } from './dawn-notices.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
 import { generateCommand } from './generate.ts';
@@ -27,6 +29,9 @@ const commands: Record<string, Command> = {
   quantize: quantizeCommand,
   cache: cacheCommand,
 };
+
+/** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
@@ -51,7 +56,8 @@ const processIO: CliIO = {
   stderr: (text) => void process.stderr.write(text),
   readStdin: readProcessStdin,
   get stderrIsTTY() {
-    return process.stderr.isTTY === true;
+    // In the child that dawn-notices.ts runs, stderr is a pipe to the parent, which says what it has.
+    return process.stderr.isTTY === true || process.env[CHILD_ENV] === 'tty';
   },
 };
 
@@ -64,7 +70,11 @@ function debugEnabled(): boolean {
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const [name, ...rest] = argv;
   try {
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    if (name === undefined) {
+      io.stderr(usage());
+      return 2;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
       io.stdout(usage());
       return 0;
     }
@@ -73,6 +83,10 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     if (rest.includes('--help') || rest.includes('-h')) {
       io.stdout(`${command.usage}\n`);
       return 0;
+    }
+    if (io === processIO && GPU_COMMANDS.has(name) && wantsFilter()) {
+      const code = await runFiltered(argv, io);
+      if (code !== undefined) return code;
     }
     return await command.run(rest, io);
   } catch (e) {

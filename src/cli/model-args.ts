@@ -99,6 +99,13 @@ export async function expandStdin(command: string, texts: string[], io: CliIO): 
   return [...texts.slice(0, dash), ...lines, ...texts.slice(dash + 1)];
 }
 
+/** One stderr line per text the model cut to fit, numbered as the output numbers texts ([1], [2], ...). */
+export function warnTruncated(io: CliIO, truncated: readonly boolean[], maxLength: number): void {
+  truncated.forEach((cut, i) => {
+    if (cut) io.stderr(`webq: warning: text ${i + 1} was cut to the model's limit of ${maxLength} tokens (--no-truncate makes this an error)\n`);
+  });
+}
+
 /** Runs a load with a download bar on stderr. */
 async function withDownloadBar<T>(io: CliIO, load: (onProgress: DownloadBar['onProgress']) => Promise<T>): Promise<T> {
   const bar = new DownloadBar(io);

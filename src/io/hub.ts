@@ -90,10 +90,21 @@ export async function parseModelLocation(location: string | URL, options: { revi
   throw new HubError('HUB_BAD_LOCATION', `${location}: expected a folder URL (https://...) or a hub id (org/name or org/name@revision)`);
 }
 
+function hubRoot(hubUrl: string | undefined): string {
+  return (hubUrl ?? getEnv('WEBQ_HUB_URL') ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
+}
+
 /** `<hub>/<org>/<name>/resolve/<revision>/` (revision percent-encoded, so refs/pr/1 works). */
 export function hubBaseUrl(id: string, revision: string, hubUrl?: string): URL {
-  const root = (hubUrl ?? getEnv('WEBQ_HUB_URL') ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
-  return new URL(`${root}/${id}/resolve/${encodeURIComponent(revision)}/`);
+  return new URL(`${hubRoot(hubUrl)}/${id}/resolve/${encodeURIComponent(revision)}/`);
+}
+
+/**
+ * `<hub>/api/models/<org>/<name>/revision/<revision>`: the revision's metadata, whose `siblings`
+ * list its files (`[{ rfilename }]`, what huggingface.js' listFiles reads).
+ */
+export function hubFileListUrl(id: string, revision: string, hubUrl?: string): URL {
+  return new URL(`${hubRoot(hubUrl)}/api/models/${id}/revision/${encodeURIComponent(revision)}`);
 }
 
 /**
@@ -174,6 +185,7 @@ export async function openModelFiles(location: string | URL, options: OpenModelO
       revision: loc.revision,
       keyPrefix: cacheKeyPrefix(loc),
       notFoundHint: `check the model id '${loc.id}' and revision '${loc.revision}'`,
+      fileList: hubFileListUrl(loc.id, loc.revision, options.hubUrl),
     };
   } else {
     target = {

@@ -14,6 +14,14 @@
  * revision's cached files and notes are dropped and downloaded again as they are read. A server
  * that names no commit cannot be compared: its cache is kept, and `refresh` downloads again.
  * Folder URLs have no commits: they are kept until `refresh`.
+ *
+ * Optional files. A load asks whether optional files exist (1_Pooling/config.json, modules.json,
+ * sentence_bert_config.json, generation_config.json, ...). For a hub id, exists() reads the
+ * revision's file list once per open (GET `<hub>/api/models/<id>/revision/<rev>`) instead of a
+ * HEAD per file, so a missing file costs no request and no 404, which a browser prints in its
+ * console as an error, expected or not. A hub without that API (or any failure to read the list
+ * but no network) falls back to the HEAD requests. A folder URL has no list: each optional file
+ * it lacks is asked for once with a HEAD (one 404 on a page's first load), then remembered.
  */
 import { readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
 import { openCheckpoint } from './checkpoint.ts';
@@ -48,6 +56,29 @@ export interface RemoteTarget {
   readonly keyPrefix: readonly string[];
   /** Extra words for a 404, e.g. "check the model id 'org/name' and revision 'main'". */
   readonly notFoundHint: string;
+  /** Hub ids: where the hub lists the revision's files (see hubFileListUrl in hub.ts). */
+  readonly fileList?: URL;
+}
+
+/**
+ * The file names a hub's revision metadata lists (`siblings[].rfilename`), or null when the hub
+ * answers without a usable list (no such API, an error status, another shape). No network at all
+ * is a SourceError as for any request, so the caller need not wait on a second timeout.
+ */
+export async function readHubFileList(fetchFn: typeof fetch, url: URL, headers: Record<string, string> | undefined, timeoutMs: number): Promise<Set<string> | null> {
+  const res = await request(fetchFn, url, { headers }, timeoutMs);
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    return null;
+  }
+  try {
+    const siblings = ((await res.json()) as { siblings?: unknown } | null)?.siblings;
+    if (!Array.isArray(siblings)) return null;
+    return new Set(siblings.map((s) => (s as { rfilename?: unknown } | null)?.rfilename).filter((f): f is string => typeof f === 'string'));
+  } catch (e) {
+    if (isUnreachable(e)) throw e; // the body stalled
+    return null;
+  }
 }
 
 function isNotFound(e: unknown): boolean {
@@ -83,6 +114,8 @@ export class RemoteFiles implements ModelFiles {
   private readonly inflight = new Map<string, Promise<CachedFile>>();
   /** The once-per-open freshness check (see the module comment). */
   private fresh: Promise<void> | undefined;
+  /** The hub's file list, read at most once per open (see the module comment). */
+  private listing: Promise<Set<string> | null> | undefined;
 
   constructor(
     private readonly target: RemoteTarget,
@@ -248,19 +281,27 @@ export class RemoteFiles implements ModelFiles {
 
   /**
    * Whether the model has `file` (an optional one, usually). Answered from the cache when it can
-   * be: a cached file exists, a remembered 404 does not. Otherwise the server is asked and a 404
-   * remembered. With no network, or offline, a file the cache knows nothing of counts as absent,
-   * as transformers does for optional files: the files a load needs fail loudly when read.
+   * be: a cached file exists, a remembered 404 does not. Otherwise the hub's file list (hub ids)
+   * or a HEAD request (folder URLs, hubs without the list) answers, and an absence is remembered.
+   * With no network, or offline, a file the cache knows nothing of counts as absent, as
+   * transformers does for optional files: the files a load needs fail loudly when read.
    */
   async exists(file: string): Promise<boolean> {
+    const url = this.url(file); // checks the name
     if (this.cache) {
       await this.ensureFresh(file);
-      if (await this.cache.get(this.key(file), this.url(file).href)) return true;
+      if (await this.cache.get(this.key(file), url.href)) return true;
       if ((await this.notes!.get()).absent.includes(file)) return false;
       if (this.options.offline) return false;
     }
     let res: Response;
     try {
+      const listed = this.target.fileList && (await (this.listing ??= readHubFileList(this.fetchFn, this.target.fileList, this.options.headers, this.timeoutMs)));
+      if (listed) {
+        if (listed.has(file)) return true;
+        await this.noteAbsent(file);
+        return false;
+      }
       res = await this.request(file, { method: 'HEAD' });
       if (res.status === 405 || res.status === 501) {
         // No HEAD: ask for one byte instead.
@@ -273,12 +314,16 @@ export class RemoteFiles implements ModelFiles {
     }
     if (res.ok) return true;
     if (res.status === 404 || res.status === 410) {
-      await this.notes?.update((n) => {
-        if (!n.absent.includes(file)) n.absent.push(file);
-      });
+      await this.noteAbsent(file);
       return false;
     }
     throw this.statusError(file, res);
+  }
+
+  private async noteAbsent(file: string): Promise<void> {
+    await this.notes?.update((n) => {
+      if (!n.absent.includes(file)) n.absent.push(file);
+    });
   }
 
   async checkpoint(): Promise<TensorStore> {

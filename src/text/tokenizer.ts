@@ -10,7 +10,8 @@
  *
  * Past the context: truncation is on by default (what sentence-transformers and pipelines do);
  * with `truncation: false` a text longer than maxLength is a TokenizerError 'TOKENIZER_TOO_LONG'
- * naming the text's index, its token count and the limit.
+ * naming the text, its token count and the limit. Messages number texts from 1 ("text 3" is the
+ * third), as `webq embed` numbers its output.
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import { WebqError } from '../errors.ts';
@@ -173,9 +174,17 @@ export class TextTokenizer {
     return { ids, types };
   }
 
-  /** One text (and optional pair) -> ids with special tokens, truncated to maxLength. */
+  /** Special tokens the post-processor adds to one text, or to a pair ([CLS] A [SEP] B [SEP]: 3). */
+  specialTokenCount(pair = false): number {
+    return pair ? this.specials.pair : this.specials.single;
+  }
+
+  /**
+   * One text (and optional pair) -> ids with special tokens, truncated to maxLength. `index` is the
+   * text's place in its batch (from 0), named in messages from 1.
+   */
   encode(text: string, options: EncodeOptions = {}, index = 0): Encoded {
-    if (typeof text !== 'string') throw new TokenizerError('TOKENIZER_BAD_OPTION', `text ${index} is ${typeof text}, expected a string`);
+    if (typeof text !== 'string') throw new TokenizerError('TOKENIZER_BAD_OPTION', `text ${index + 1} is ${text === null ? 'null' : typeof text}, expected a string`);
     const add = options.addSpecialTokens ?? true;
     const hasPair = options.pair !== undefined;
     let a = this.inner.encode(text, { add_special_tokens: false }).ids;
@@ -191,7 +200,7 @@ export class TextTokenizer {
       if (options.truncation === false) {
         throw new TokenizerError(
           'TOKENIZER_TOO_LONG',
-          `text ${index} is ${total} tokens (special tokens included), more than the limit of ${limit}; shorten it, or leave truncation on to cut it to ${limit}`,
+          `text ${index + 1} is ${total} tokens (special tokens included), more than the limit of ${limit}; shorten it, or leave truncation on to cut it to ${limit}`,
         );
       }
       truncated = true;

@@ -10,7 +10,7 @@ import { LlmModel } from '../api/llm.ts';
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import type { DownloadProgress } from '../io/progress.ts';
-import { abortableFetch, listingFetch } from './optional-files.ts';
+import { abortableFetch } from './abortable-fetch.ts';
 import type { BertInfo, LlmInfo, Op, Reply, Request, Results, SerializedError } from './protocol.ts';
 
 interface WorkerScope {
@@ -53,7 +53,7 @@ const data = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 async function load(req: Extract<Request, { op: 'load' }>, signal: AbortSignal): Promise<Results['load']> {
   const ctx = await (device ??= GpuContext.create());
-  const fetchFn = abortableFetch(listingFetch(req.location, req.options, (...a) => fetch(...a)), signal);
+  const fetchFn = abortableFetch((...a) => fetch(...a), signal);
   const common = { context: ctx, fetch: fetchFn, onProgress: (event: DownloadProgress) => post({ id: req.id, type: 'progress', event }) };
   const t0 = now();
   const m = req.kind === 'bert' ? await BertModel.load(req.location, { ...req.options, ...common }) : await LlmModel.load(req.location, { ...req.options, ...common });

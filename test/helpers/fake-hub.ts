@@ -4,9 +4,10 @@
  * range requests and 404s carrying the hub's X-Error-Code. `cors` adds the headers a page on
  * another origin needs (the demo test loads models from here in Chromium). `commits` gives repos a
  * commit for "main": answers then carry X-Repo-Commit, as the hub's do, and the commit works as a
- * revision too.
+ * revision too. `api` adds the hub's file list, `/api/models/<org>/<name>/revision/<rev>`
+ * (`{ id, sha, siblings: [{ rfilename }] }`); without it that path is a 404, as on a plain mirror.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ export interface FakeHubOptions {
   cors?: boolean;
   /** id "org/name" -> the commit "main" is at (read per request, so a test can move the branch). */
   commits?: ReadonlyMap<string, string>;
+  /** Serve the file-list API (GET /api/models/<org>/<name>/revision/<rev>). */
+  api?: boolean;
 }
 
 /** Serves `repos` (id "org/name" -> folder); the map is read per request, so later additions count. */
@@ -40,6 +43,19 @@ export async function serveFakeHub(repos: ReadonlyMap<string, string>, options: 
     log.push({ method: req.method!, path, range: req.headers.range });
     if (req.method === 'OPTIONS') return void res.writeHead(204, cors).end();
     const notFound = (code: string) => void res.writeHead(404, { ...cors, 'X-Error-Code': code }).end(code);
+    const api = options.api ? /^\/api\/models\/([^/]+)\/([^/]+)\/revision\/([^/]+)$/.exec(path) : null;
+    if (api) {
+      const apiId = `${api[1]}/${api[2]}`;
+      const apiDir = repos.get(apiId);
+      if (!apiDir) return notFound('RepoNotFound');
+      const sha = options.commits?.get(apiId);
+      const apiRev = decodeURIComponent(api[3]);
+      if (apiRev !== 'main' && !(sha !== undefined && apiRev === sha)) return notFound('RevisionNotFound');
+      const entries = await readdir(apiDir, { recursive: true, withFileTypes: true });
+      const siblings = entries.filter((e) => e.isFile()).map((e) => ({ rfilename: join(e.parentPath, e.name).slice(apiDir.length + 1).split('\\').join('/') }));
+      const body = JSON.stringify({ id: apiId, ...(sha !== undefined && { sha }), siblings });
+      return void res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end(body);
+    }
     const hub = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     const plain = /^\/plain\/([^/]+)\/(.+)$/.exec(path);
     const id = hub ? `${hub[1]}/${hub[2]}` : plain ? `webq/${plain[1]}` : undefined;

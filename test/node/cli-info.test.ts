@@ -101,13 +101,16 @@ describe('webq info (in-process)', () => {
     expect((await cli('frobnicate')).code).toBe(1);
   });
 
-  it('prints usage for --help and no arguments', async () => {
-    for (const argv of [[], ['--help'], ['-h']]) {
+  it('prints usage for --help; with no command, on stderr with exit code 2', async () => {
+    for (const argv of [['--help'], ['-h']]) {
       const r = await cli(...argv);
       expect(r.code).toBe(0);
       expect(r.out).toContain('usage: webq <command>');
       expect(r.out).toContain('info');
     }
+    const none = await cli();
+    expect(none).toMatchObject({ code: 2, out: '' });
+    expect(none.err).toContain('usage: webq <command>');
     const r = await cli('info', '--help');
     expect(r.code).toBe(0);
     expect(r.out).toContain('usage: webq info');
@@ -158,10 +161,11 @@ describe('bin/webq.js (spawned)', () => {
     expect([report.subgroupSize, report.kernels]).toEqual([8, 'cpu']);
   });
 
-  it('prints usage with no arguments', async () => {
+  it('prints usage on stderr and exits 2 with no arguments', async () => {
     const r = await bin();
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('usage: webq');
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('usage: webq');
   });
 
   it('hints at `npm run build` when dist is missing', async () => {

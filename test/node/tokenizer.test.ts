@@ -91,7 +91,7 @@ describe('tiny WordPiece tokenizer', () => {
     const e = thrown(() => tok.encodeBatch(['hi', LONG], { maxLength: 16, truncation: false }));
     expect(e.code).toBe('TOKENIZER_TOO_LONG');
     const n = tok.encode(LONG, { maxLength: 1000 }).ids.length;
-    expect(e.message).toContain(`text 1 is ${n} tokens`);
+    expect(e.message).toContain(`text 2 is ${n} tokens`); // numbered from 1, as the CLI prints texts
     expect(e.message).toContain('limit of 16');
     expect(tok.encodeBatch(['hi'], { maxLength: 16, truncation: false }).seqLen).toBe(3);
   });
