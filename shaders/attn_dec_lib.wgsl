@@ -4,15 +4,17 @@
 //   fn vload(row: u32, d: u32) -> f32            // V[row, d], dequantized
 // so the cache is dequantized in registers, never written back as floats.
 //
-// One workgroup per (split s, KV head and chunk of its query heads, query row t). The query heads
-// that share a KV head (grouped-query attention) share every key and value load: GQA without
-// materialising repeated K/V. The workgroup walks keys [s*splitLen, (s+1)*splitLen) clipped to what
-// query t may see (causal: positions <= pos0 + t; a sliding window keeps the last `window`), in
-// blocks of BK = WG keys:
-//   A. thread i scores key j0 + i against each query head (scores in workgroup memory);
-//   B. one thread per head updates its running max m and sum l (online softmax) and turns the
+// One workgroup per (split s, KV head and chunk of its query heads, tile of QT query rows). Its
+// rows are the (query row, head) pairs of the tile: the query heads that share a KV head
+// (grouped-query attention) and, in a prefill, several consecutive query rows share every key and
+// value load (GQA without materialising repeated K/V; a prefill reads the cache once per tile, not
+// once per token). The workgroup walks keys [s*splitLen, (s+1)*splitLen) clipped to what its rows
+// may see, in blocks of BK = WG keys; each row masks the keys it may not see (causal: positions
+// <= its own; a sliding window keeps the last `window`):
+//   A. thread i scores key j0 + i against each row (scores in workgroup memory);
+//   B. one thread per row updates its running max m and sum l (online softmax) and turns the
 //      block's scores into weights;
-//   C. each thread owns up to 16 output values (head, d) and adds the block's weighted values:
+//   C. each thread owns up to 16 output values (row, d) and adds the block's weighted values:
 //      neighbouring threads read neighbouring d, so V rows are read coalesced.
 // With nsplit == 1 the result goes straight to out; otherwise each split writes (m, l, acc) to
 // `part` and attn_combine.wgsl merges the splits, so a long context is spread over many workgroups
@@ -20,7 +22,7 @@
 // group; the split length follows the context (read from `pos`), so its uniforms and dispatch are
 // the same at every position, and splits past a short context simply find no keys.
 
-struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, nsplit: u32, window: u32, scale: f32 }
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, QT: u32, nsplit: u32, window: u32, scale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;          // [T, nh * D], roped
@@ -30,16 +32,27 @@ struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u
 
 const WG = 64u;
 const BK = 64u;        // keys per block: one per thread in phase A
-const MAX_GD = 1024u;  // query heads x head dim per workgroup (GC * D)
-const MAX_GC = 16u;
+const MAX_GD = 1024u;  // rows x head dim per workgroup (QT * GC * D)
+const MAX_GC = 16u;    // rows per workgroup (QT * GC)
 const PER = 16u;       // MAX_GD / WG outputs per thread
 const NEG = -3.402823e38;
 
-var<workgroup> qs: array<f32, MAX_GD>;          // [GC][D], pre-scaled by 1/sqrt(D)
-var<workgroup> sc: array<f32, 1024>;            // [GC][BK] scores, then weights
+var<workgroup> qs: array<f32, MAX_GD>;          // [rows][D], pre-scaled by 1/sqrt(D)
+var<workgroup> sc: array<f32, 1024>;            // [rows][BK] scores, then weights
 var<workgroup> mrow: array<f32, MAX_GC>;
 var<workgroup> lrow: array<f32, MAX_GC>;
 var<workgroup> corr: array<f32, MAX_GC>;
+
+// Row r of a workgroup: query row t0 + r / gn, head g0 + r % gn of its KV head's group.
+struct Row { t: u32, qoff: u32, lo: u32, hi: u32 }
+
+fn row_of(r: u32, t0: u32, gn: u32, h0: u32) -> Row {
+  let t = t0 + r / gn;
+  let P = pos[0] + t;
+  var lo = 0u;
+  if (p.window > 0u && P + 1u > p.window) { lo = P + 1u - p.window; }
+  return Row(t, (t * p.nh + h0 + r % gn) * p.D, lo, P + 1u);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -49,19 +62,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let g0 = (wg.y % p.hchunks) * p.GC;
   let gn = min(p.GC, G - g0);
   let h0 = kvh * G + g0;
-  let t = wg.z;
+  let t0 = wg.z * p.QT;
+  let nr = min(p.QT, p.T - t0) * gn; // rows in this workgroup
   let D = p.D;
   let D4 = D / 4u;
-  let P = pos[0] + t;
-  var lo = 0u;
-  if (p.window > 0u && P + 1u > p.window) { lo = P + 1u - p.window; }
   // Split length: the whole context in BK-key blocks, shared out evenly over the splits.
   let kvLen = pos[0] + p.T;
   let splitLen = ((kvLen + p.nsplit - 1u) / p.nsplit + BK - 1u) / BK * BK;
-  let s0 = max(lo, s * splitLen);
-  let s1 = min(P + 1u, (s + 1u) * splitLen);
-  let qbase = (t * p.nh + h0) * D; // this chunk's heads are contiguous in the q row
-  for (var e = lid; e < gn * D; e += WG) { qs[e] = f32(q[qbase + e]) * p.scale; }
+  // Keys any row sees: from the first row's window start to the last row's position.
+  let first = row_of(0u, t0, gn, h0);
+  let last = row_of(nr - 1u, t0, gn, h0);
+  let s0 = max(first.lo, s * splitLen);
+  let s1 = min(last.hi, (s + 1u) * splitLen);
+  for (var e = lid; e < nr * D; e += WG) { qs[e] = f32(q[row_of(e / D, t0, gn, h0).qoff + e % D]) * p.scale; }
   if (lid < MAX_GC) {
     mrow[lid] = NEG;
     lrow[lid] = 0.0;
@@ -71,23 +84,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   workgroupBarrier();
   let row0 = kvh * p.cap;
   for (var j0 = s0; j0 < s1; j0 += BK) {
-    // A: scores of key j0 + lid.
+    // A: scores of key j0 + lid, masked per row.
     let j = j0 + lid;
-    for (var g = 0u; g < gn; g++) {
+    for (var r = 0u; r < nr; r++) {
+      let row = row_of(r, t0, gn, h0);
       var v = NEG;
-      if (j < s1) {
+      if (j < s1 && j >= row.lo && j < row.hi) {
         var dv = vec4<f32>(0.0);
         for (var d4 = 0u; d4 < D4; d4++) {
-          let qv = vec4<f32>(qs[g * D + 4u * d4], qs[g * D + 4u * d4 + 1u], qs[g * D + 4u * d4 + 2u], qs[g * D + 4u * d4 + 3u]);
+          let qv = vec4<f32>(qs[r * D + 4u * d4], qs[r * D + 4u * d4 + 1u], qs[r * D + 4u * d4 + 2u], qs[r * D + 4u * d4 + 3u]);
           dv += qv * kload4(row0 + j, d4);
         }
         v = dv.x + dv.y + dv.z + dv.w;
       }
-      sc[g * BK + lid] = v;
+      sc[r * BK + lid] = v;
     }
     workgroupBarrier();
-    // B: online softmax, one thread per head.
-    if (lid < gn) {
+    // B: online softmax, one thread per row. A row with no visible key in this block keeps its state.
+    if (lid < nr) {
       var bm = NEG;
       for (var i = 0u; i < BK; i++) { bm = max(bm, sc[lid * BK + i]); }
       let mNew = max(mrow[lid], bm);
@@ -108,11 +122,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     let nb = min(BK, s1 - j0);
     for (var k = 0u; k < PER; k++) {
       let e = lid + k * WG;
-      if (e < gn * D) {
-        let g = e / D;
+      if (e < nr * D) {
+        let r = e / D;
         let d = e % D;
-        var a = acc[k] * corr[g];
-        for (var i = 0u; i < nb; i++) { a += sc[g * BK + i] * vload(row0 + j0 + i, d); }
+        var a = acc[k] * corr[r];
+        for (var i = 0u; i < nb; i++) { a += sc[r * BK + i] * vload(row0 + j0 + i, d); }
         acc[k] = a;
       }
     }
@@ -120,17 +134,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   }
   for (var k = 0u; k < PER; k++) {
     let e = lid + k * WG;
-    if (e < gn * D) {
-      let g = e / D;
+    if (e < nr * D) {
+      let r = e / D;
       let d = e % D;
+      let row = row_of(r, t0, gn, h0);
       if (p.nsplit == 1u) {
-        out[qbase + e] = T(acc[k] / lrow[g]);
+        out[row.qoff + d] = T(acc[k] / lrow[r]);
       } else {
-        let at = ((t * p.nh + h0 + g) * p.nsplit + s) * (D + 2u);
+        // part[t, h, s, 2 + D]: the row's qoff / D is its (t, h) index.
+        let at = ((row.qoff / D) * p.nsplit + s) * (D + 2u);
         part[at + 2u + d] = acc[k];
         if (d == 0u) {
-          part[at] = mrow[g];
-          part[at + 1u] = lrow[g];
+          part[at] = mrow[r];
+          part[at + 1u] = lrow[r];
         }
       }
     }

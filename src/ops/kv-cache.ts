@@ -30,11 +30,16 @@ const BK = 64;
 const MAX_GD = 1024;
 const MAX_GC = 16;
 
-/** How attention groups a KV head's query heads into workgroups. */
-export function headChunks(heads: number, kvHeads: number, headDim: number): { GC: number; hchunks: number } {
+/**
+ * How attention groups rows into workgroups: GC of a KV head's query heads (hchunks groups of them)
+ * times QT consecutive query rows, within the kernel's MAX_GC rows and MAX_GD row values.
+ */
+export function headChunks(heads: number, kvHeads: number, headDim: number, T = 1): { GC: number; hchunks: number; QT: number } {
   const G = heads / kvHeads;
-  const GC = Math.min(G, Math.floor(MAX_GD / headDim), MAX_GC);
-  return { GC, hchunks: Math.ceil(G / GC) };
+  const rows = Math.min(Math.floor(MAX_GD / headDim), MAX_GC);
+  const GC = Math.min(G, rows);
+  const QT = Math.max(1, Math.min(T, Math.floor(rows / GC)));
+  return { GC, hchunks: Math.ceil(G / GC), QT };
 }
 
 export interface KvLayer {
