@@ -17,6 +17,7 @@ import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { fields, toJson } from '../models/config-json.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
+import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 
@@ -175,7 +176,9 @@ export class BertModel {
     const store = await files.checkpoint();
     // A webq pre-quantized checkpoint fixes the dtype (its weights are already packed).
     const prequant = readPrequantInfo(store);
-    const dtype = (opts.dtype ?? prequant?.dtype ?? 'q8') as LinearDType;
+    // GPTQ / AWQ / compressed-tensors / bitsandbytes folders run in their own bits by default.
+    const imported = parseQuantizationConfig(config.quantizationConfig ?? undefined, `${files.describe}/config.json`);
+    const dtype = (opts.dtype ?? prequant?.dtype ?? imported?.dtype ?? 'q8') as LinearDType;
     if (prequant && dtype !== prequant.dtype) {
       await store.close?.();
       throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);

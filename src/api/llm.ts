@@ -16,6 +16,7 @@ import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
+import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/chat-template.ts';
 import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
@@ -28,7 +29,11 @@ export const DEFAULT_CONTEXT = 4096;
 export const DEFAULT_MAX_TOKENS = 256;
 
 export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
-  /** Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own by default. */
+  /**
+   * Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own
+   * by default. A GPTQ/AWQ/compressed-tensors/bitsandbytes checkpoint keeps its weights' bits; the
+   * dtype picks weight-only (q*) or int8-activation (w*) kernels, or f32/f16 dequantized weights.
+   */
   dtype?: LinearDType;
   /** KV cache: f16 (default where the device has shader-f16), f32, or int8 (one scale per token and KV head). */
   kv?: KvDType;
@@ -161,7 +166,9 @@ export class LlmModel {
     let weights: LlamaGpuWeights | null = null;
     try {
       const prequant = readPrequantInfo(store);
-      const dtype = (opts.dtype ?? prequant?.dtype ?? 'q4') as LinearDType;
+      // GPTQ / AWQ / compressed-tensors / bitsandbytes folders run in their own bits by default.
+      const imported = parseQuantizationConfig(config.quantizationConfig ?? undefined, `${files.describe}/config.json`);
+      const dtype = (opts.dtype ?? prequant?.dtype ?? imported?.dtype ?? 'q4') as LinearDType;
       if (prequant && dtype !== prequant.dtype) {
         throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
       }

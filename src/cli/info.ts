@@ -1,6 +1,8 @@
 /**
  * `webq info <file|folder|url|hub id>`: lists a checkpoint's tensors, metadata and totals. Only
- * headers are read, so this is instant even for remote multi-gigabyte checkpoints.
+ * headers are read, so this is instant even for remote multi-gigabyte checkpoints (a GPTQ, AWQ,
+ * compressed-tensors or bitsandbytes one also has its small g_idx tensors read, to say how each
+ * quantized Linear loads: src/quant/imports/report.ts).
  */
 import { stat } from 'node:fs/promises';
 import { envFlag } from '../env.ts';
@@ -9,6 +11,7 @@ import { formatShape } from '../io/dtypes.ts';
 import { isHubId, openModelFiles } from '../io/hub.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { ShardedCheckpoint } from '../io/sharded.ts';
+import { quantizationSection } from '../quant/imports/index.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 
 const USAGE = `usage: webq info [options] <file.safetensors | folder | model.safetensors.index.json | http(s) URL | org/name[@revision]>
@@ -145,7 +148,7 @@ function table(ckpt: TensorStore, list: Row[]): string {
   return `${out.join('\n')}\n`;
 }
 
-function json(ckpt: TensorStore, list: Row[]): string {
+function json(ckpt: TensorStore, list: Row[], quant: Awaited<ReturnType<typeof quantizationSection>>): string {
   const obj = {
     source: ckpt.name,
     sharded: ckpt instanceof ShardedCheckpoint,
@@ -157,6 +160,7 @@ function json(ckpt: TensorStore, list: Row[]): string {
       parameters: list.reduce((s, r) => s + r.elements, 0),
       bytes: list.reduce((s, r) => s + r.bytes, 0),
     },
+    ...(quant ? { quantization: quant.report ?? { error: quant.error } } : {}),
   };
   // Indented for reading, but number arrays (shapes) on one line. Only multi-line arrays match, and
   // JSON strings never contain a raw newline, so string contents can't be touched.
@@ -173,7 +177,8 @@ export const infoCommand: Command = {
     const ckpt = await open(opts);
     try {
       const list = rows(ckpt);
-      io.stdout(opts.json ? json(ckpt, list) : table(ckpt, list));
+      const quant = await quantizationSection(opts.location, ckpt, { revision: opts.revision, offline: opts.offline || envFlag('WEBQ_OFFLINE') });
+      io.stdout(opts.json ? json(ckpt, list, quant) : table(ckpt, list) + (quant ? `${quant.text.join('\n')}\n` : ''));
       return 0;
     } finally {
       await ckpt.close();

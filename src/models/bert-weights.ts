@@ -9,6 +9,7 @@ import { hasQuantized } from '../quant/prequantized.ts';
 import { WebqError } from '../errors.ts';
 import type { DType } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
+import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../quant/imports/index.ts';
 import type { BertConfig } from './config.ts';
 
 export type BertWeightsErrorCode =
@@ -33,8 +34,23 @@ export interface WeightRef {
   readonly name: string;
   readonly shape: readonly number[];
   readonly dtype: DType;
-  /** Stored pre-quantized by webq (`name.qvalues` / `.qscales` / `.qzeros`, src/quant/prequantized.ts). */
+  /**
+   * Stored pre-quantized: by webq (`name.qvalues` / `.qscales` / `.qzeros`, src/quant/prequantized.ts),
+   * or, with `imported`, by another tool.
+   */
   readonly quantized?: boolean;
+  /** Stored pre-quantized by another tool (GPTQ, AWQ, ...; src/quant/imports), its headers checked. */
+  readonly imported?: ImportedLinear;
+}
+
+/**
+ * The Linear weight `name` ("<base>.weight", [out, in]) as another tool's quantized tensors, or
+ * null when it is stored as a float (or there is no import format).
+ */
+export function importedRef(store: TensorStore, format: ImportFormat | null, key: string, name: string, shape: readonly number[]): WeightRef | null {
+  if (!format || !name.endsWith('.weight')) return null;
+  const imported = format.linear(store, name.slice(0, -'.weight'.length), shape[0], shape[1]);
+  return imported ? { key, name, shape, dtype: 'F32', quantized: true, imported } : null;
 }
 
 /** A PyTorch nn.Linear: weight [out, in] (y = x W^T + b), bias [out]. */
@@ -89,6 +105,8 @@ function shapeText(s: readonly number[]): string {
 export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWeights {
   const H = cfg.hiddenSize;
   const I = cfg.intermediateSize;
+  // GPTQ, AWQ, compressed-tensors or bitsandbytes, from config.json (an unsupported one throws here).
+  const format = parseQuantizationConfig(cfg.quantizationConfig ?? undefined, 'config.json');
   const present = (name: string) => store.has(name) || hasQuantized(store, name);
   const prefix = present('bert.embeddings.word_embeddings.weight') ? 'bert.' : '';
   const all: WeightRef[] = [];
@@ -119,6 +137,11 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
   };
   /** A Linear weight (or the word table) may also be stored pre-quantized; its packed tensors are checked on read. */
   const weight = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
+    const imported = importedRef(store, format, key, name, shape);
+    if (imported) {
+      all.push(imported);
+      return imported;
+    }
     if (!store.has(name) && hasQuantized(store, name)) {
       const ref = { key, name, shape, dtype: 'F32' as DType, quantized: true };
       all.push(ref);
@@ -173,10 +196,11 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     );
   }
 
-  const pooler = store.has(`${prefix}pooler.dense.weight`) || hasQuantized(store, `${prefix}pooler.dense.weight`) ? linear('pooler.dense', H, H, hh) : null;
+  const stored = (name: string, shape: readonly number[]) => present(name) || importedRef(store, format, name, name, shape) !== null;
+  const pooler = stored(`${prefix}pooler.dense.weight`, [H, H]) ? linear('pooler.dense', H, H, hh) : null;
   let classifier: LinearRefs | null = null;
   // The classification head sits outside the "bert." prefix.
-  if (store.has('classifier.weight') || hasQuantized(store, 'classifier.weight')) {
+  if (stored('classifier.weight', [cfg.numLabels, H])) {
     const why = 'config.json num_labels (or id2label size) x hidden_size';
     const w = weight('classifier.weight', 'classifier.weight', [cfg.numLabels, H], why);
     if (!store.has('classifier.bias')) {
@@ -193,6 +217,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
  */
 export async function readBertWeightsF32(store: TensorStore, weights: BertWeights): Promise<Record<string, Float32Array>> {
   const out: Record<string, Float32Array> = Object.create(null);
-  for (const ref of weights.all) out[ref.key] = await store.readAs(ref.name, 'f32');
+  // An imported weight reads as its exact dequantization (the formats' reference).
+  for (const ref of weights.all) out[ref.key] = ref.imported ? exactDequant(await readImported(ref.imported)) : await store.readAs(ref.name, 'f32');
   return out;
 }

@@ -33,6 +33,8 @@ export interface BertConfig {
   readonly id2label: Readonly<Record<number, string>> | null;
   /** Classifier width: id2label's size, else num_labels, else 2 (transformers' default). */
   readonly numLabels: number;
+  /** config.json's quantization_config as written (GPTQ, AWQ, ...: read by src/quant/imports), or null. */
+  readonly quantizationConfig: JsonValue | null;
 }
 
 export type ModelConfig = BertConfig | LlamaConfig;
@@ -119,6 +121,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     architectures: Object.freeze(architectures),
     id2label: id2label && Object.freeze(id2label),
     numLabels: labelCount ?? declared ?? 2,
+    quantizationConfig: json.quantization_config ?? null,
   } as const);
 }
 

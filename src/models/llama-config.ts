@@ -56,6 +56,8 @@ export interface LlamaConfig {
   readonly bosTokenId: number | null;
   /** config.json eos_token_id (one id or several); generation_config.json may add more. */
   readonly eosTokenIds: readonly number[];
+  /** config.json's quantization_config as written (GPTQ, AWQ, ...: read by src/quant/imports), or null. */
+  readonly quantizationConfig: JsonValue | null;
 }
 
 interface Defaults {
@@ -193,6 +195,7 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     slidingWindow: Object.freeze(slidingWindow),
     bosTokenId: bos[0] ?? null,
     eosTokenIds: Object.freeze(ids('eos_token_id')),
+    quantizationConfig: json.quantization_config ?? null,
   });
 }
 

@@ -18,8 +18,9 @@
 import { WebqError } from '../errors.ts';
 import type { DType } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
+import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { hasQuantized } from '../quant/prequantized.ts';
-import type { WeightRef } from './bert-weights.ts';
+import { importedRef, type WeightRef } from './bert-weights.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import type { LinearPart } from './upload.ts';
 
@@ -61,9 +62,13 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     if (!FLOAT_DTYPES.has(t.dtype)) throw new LlamaWeightsError('WEIGHTS_DTYPE', `${store.name}: tensor "${name}" is ${t.dtype}; expected a float dtype (F32, F16, BF16 or F64)`);
     return { key: name, name, shape, dtype: t.dtype };
   };
-  // A Linear weight (or the embedding table) may be stored pre-quantized by webq; its packed tensors are checked on read.
+  // GPTQ, AWQ, compressed-tensors or bitsandbytes, from config.json (an unsupported one throws here).
+  const format = parseQuantizationConfig(cfg.quantizationConfig ?? undefined, 'config.json');
+  // A Linear weight (or the embedding table) may be stored pre-quantized by webq, its packed
+  // tensors checked on read, or by another tool (GPTQ, AWQ, ...), its headers checked here.
   const weight = (name: string, shape: readonly number[], why: string): WeightRef =>
-    !store.has(name) && hasQuantized(store, name) ? { key: name, name, shape, dtype: 'F32', quantized: true } : check(name, shape, why);
+    importedRef(store, format, name, name, shape) ??
+    (!store.has(name) && hasQuantized(store, name) ? { key: name, name, shape, dtype: 'F32', quantized: true } : check(name, shape, why));
   const linear = (base: string, out: number, inp: number, why: string, bias: boolean): LinearPart => ({
     weight: weight(`${base}.weight`, [out, inp], why),
     bias: bias ? check(`${base}.bias`, [out], why) : null,

@@ -4,6 +4,11 @@
  * (rows, and biases, concatenated), pre-quantized tensors are read packed, and everything made is
  * tracked so that a failed load frees what it had uploaded.
  *
+ * Another tool's pre-quantized Linears (GPTQ, AWQ, compressed-tensors, bitsandbytes: WeightRef
+ * `imported`) keep their own bits and groups (src/quant/imports: copied into webq's layout where
+ * their groups allow, else re-quantized to int8); the dtype then only picks the kernels (q8/q4
+ * weight-only, w8a8/w4a8 int8 activations), or f32/f16 for their exact dequantization.
+ *
  * Under a quantized dtype the model is the same whether it comes from a float checkpoint or from
  * its `webq quantize` copy, on every device:
  *   embedding tables   int8, int4, f16 or f32 (EmbeddingDType; the default is the architecture's),
@@ -18,7 +23,9 @@ import type { Tensor } from '../gpu/tensor.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { prepareLinear, prepareQuantizedLinear, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
+import { commonSpec, exactDequant, readImported, relayout, toWebq, REQUANT_SPEC } from '../quant/imports/index.ts';
 import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
+import { quantizeWeight } from '../quant/rtn.ts';
 import type { WeightRef } from './bert-weights.ts';
 
 /**
@@ -80,6 +87,12 @@ export function roundToF16(a: Float32Array): Float32Array {
   return f16ArrayToF32(f32ArrayToF16(a));
 }
 
+/** The kernels for an imported weight of `bits` under the requested dtype: int8 activations or not. */
+function importedDType(as: LinearDType, bits: 4 | 8): LinearDType {
+  if (as === 'w8a8' || as === 'w4a8') return bits === 8 ? 'w8a8' : 'w4a8';
+  return bits === 8 ? 'q8' : 'q4';
+}
+
 /** How a pre-quantized file stores a table: packed (its spec's bits), F16, or anything else unrounded. */
 export function storedEmbeddingDType(r: WeightRef, prequant: PrequantInfo): EmbeddingDType {
   if (r.quantized) return specOf(prequant, r.name).bits === 8 ? 'int8' : 'int4';
@@ -105,7 +118,22 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     const label = parts.map((r) => r.weight.name).join('+');
     const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, ...over };
     let w: LinearWeight;
-    if (parts[0].weight.quantized) {
+    if (parts.some((r) => r.weight.imported)) {
+      // Each part in webq's layout, then all in one spec they fit without rounding (the most bits,
+      // the smallest group), so the rows stack. A float part among them (a tool's ignore list)
+      // is quantized to int8; f32/f16 take the exact dequantization instead.
+      const ints = await Promise.all(parts.map(async (r) => (r.weight.imported ? readImported(r.weight.imported) : null)));
+      parts.forEach((r) => r.weight.imported && opts.onTensor?.(r.weight.name));
+      const floats = await Promise.all(parts.map((r, i) => (ints[i] ? null : read(r.weight))));
+      if (as === 'f32' || as === 'f16') {
+        w = prepareLinear(ctx, concat(ints.map((iw, i) => (iw ? exactDequant(iw) : floats[i]!))), N, K, as, popts);
+      } else {
+        const qs = ints.map((iw, i) => (iw ? toWebq(iw) : quantizeWeight(floats[i]!, parts[i].weight.shape[0], K, REQUANT_SPEC)));
+        const spec = commonSpec(qs);
+        const q = stackQuantized(qs.map((p) => relayout(p, spec)));
+        w = prepareQuantizedLinear(ctx, q, importedDType(as, q.bits), popts);
+      }
+    } else if (parts[0].weight.quantized) {
       if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
       const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, specOf(opts.prequant!, r.weight.name))));
       parts.forEach((r) => opts.onTensor?.(r.weight.name));
@@ -122,6 +150,7 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   };
   const table = async (r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType) => {
     let as = opts.embeddings ?? (quantized ? byDefault : 'f32');
+    if (r.imported) return (await lin([{ weight: r }], quantized ? importedDType(dtype, r.imported.bits) : dtype, specs[r.imported.bits === 8 ? 'int8' : 'int4'])).w;
     if (opts.prequant) {
       const stored = storedEmbeddingDType(r, opts.prequant);
       if (opts.embeddings && opts.embeddings !== stored) {

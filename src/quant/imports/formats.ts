@@ -1,0 +1,59 @@
+/** quantization_config -> the format reader that will read each quantized Linear. */
+import type { JsonObject, JsonValue } from '../../io/json.ts';
+import { parseAwq } from './awq.ts';
+import { parseBitsandbytes } from './bitsandbytes.ts';
+import { ImportError, isJsonObject, type ImportedLinear, type ImportFormat } from './common.ts';
+import { parseCompressedTensors } from './compressed-tensors.ts';
+import { parseGptq } from './gptq.ts';
+import type { IntWeight } from './int-weight.ts';
+
+/** Reads an imported Linear whole: groups, then codes. */
+export async function readImported(lin: ImportedLinear): Promise<IntWeight> {
+  const groups = await lin.readGroups();
+  return { N: lin.N, K: lin.K, bits: lin.bits, ...groups, codes: await lin.readCodes() };
+}
+
+const READERS: Record<string, (qc: JsonObject, source: string) => ImportFormat> = {
+  gptq: parseGptq,
+  awq: parseAwq,
+  'compressed-tensors': parseCompressedTensors,
+  bitsandbytes: parseBitsandbytes,
+};
+
+const KNOWN_UNSUPPORTED: Record<string, string> = {
+  exl2: 'ExLlamaV2 (EXL2)',
+  exllamav2: 'ExLlamaV2 (EXL2)',
+  gguf: 'GGUF',
+  hqq: 'HQQ',
+  aqlm: 'AQLM',
+  quanto: 'optimum-quanto',
+  eetq: 'EETQ',
+  fp8: 'FP8',
+  fbgemm_fp8: 'FBGEMM FP8',
+  torchao: 'torchao',
+  bitnet: 'BitNet',
+  vptq: 'VPTQ',
+  higgs: 'HIGGS',
+  spqr: 'SpQR',
+  mxfp4: 'MXFP4',
+};
+
+/**
+ * The import format config.json's `quantization_config` declares, or null when there is none (or
+ * it stores float weights: compressed-tensors "dense"). Unsupported methods and variants are
+ * ImportErrors naming them.
+ */
+export function parseQuantizationConfig(qc: JsonValue | undefined, source = 'config.json'): ImportFormat | null {
+  if (qc === undefined || qc === null) return null;
+  if (!isJsonObject(qc)) throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config must be an object, got ${JSON.stringify(qc).slice(0, 80)}`);
+  const method = typeof qc.quant_method === 'string' ? qc.quant_method.toLowerCase() : undefined;
+  const supported = 'webq reads gptq, awq (gemm), compressed-tensors (pack-quantized, int-quantized) and bitsandbytes (int8) checkpoints';
+  if (method === undefined) throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config has no quant_method; ${supported}`);
+  if (method === 'compressed-tensors' && qc.format === 'dense' && !qc.config_groups) return null;
+  const read = READERS[method];
+  if (!read) {
+    const name = KNOWN_UNSUPPORTED[method] ? `${KNOWN_UNSUPPORTED[method]} (quant_method "${method}")` : `quant_method "${method}"`;
+    throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${source}: ${name} is not supported; ${supported}`);
+  }
+  return read(qc, source);
+}
