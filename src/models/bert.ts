@@ -90,7 +90,8 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
   };
   try {
     const e = refs.embeddings;
-    const word = wordTable(await up.table(e.word, BERT_TABLES, bertTableDefault(dtype)));
+    // Another tool's 4-bit checkpoint (GPTQ, AWQ, ...) left its table float: int8 adds little to it.
+    const word = wordTable(await up.table(e.word, BERT_TABLES, refs.all.some((r) => r.imported) ? 'int8' : bertTableDefault(dtype)));
     const [pos, type, embNorm] = [await up.vec(e.position), await up.vec(e.tokenType), await norm(e.norm)];
     const layers: BertLayerGpu[] = [];
     for (const l of refs.layers) {
