@@ -1,5 +1,6 @@
 // Dynamic int8 quantization of activations, one workgroup per row (token) of X [M, K]:
 //   per token (PER_BLOCK = false): s = max|x_row| / 127, one scale per row (W8A8 as SmoothQuant);
+//   static (STATIC = true): s = xs[0], fixed by calibration (w8a8-static), nothing reduced;
 //   per block (PER_BLOCK = true):  s = max|x_block| / 127 for each block of 32 along K (finer,
 //     as llama.cpp's q8_1), used where weight-only formats run on integer dot products.
 // q = clamp(round_half_away(x / s), -127, 127), four per u32 (byte b = element 4j + b), rows
@@ -20,7 +21,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let base = m * p.K;
   let blocks = p.Kp / 32u;
   var rowScale = 0.0;
-  if (!PER_BLOCK) {
+  if (STATIC) {
+    rowScale = xs[0];
+  } else if (!PER_BLOCK) {
     var amax = 0.0;
     for (var k = lid; k < p.K; k += WG) { amax = max(amax, abs(f32(x[base + k]))); }
     red[lid] = amax;

@@ -10,6 +10,9 @@ struct Params { M: u32, K: u32, Kp: u32 }
 @group(0) @binding(4) var<storage, read_write> xsum: array<i32>;
 
 override PER_BLOCK: bool = false;
+// Static (w8a8-static): one scale per tensor, fixed by calibration and stored in xs[0]; no
+// reduction over the row, and xs is only read.
+override STATIC: bool = false;
 
 fn xat(base: u32, k: u32) -> f32 {
   if (k < p.K) { return f32(x[base + k]); }

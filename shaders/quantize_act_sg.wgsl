@@ -30,7 +30,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let words = p.Kp / 4u;
   let blocks = p.Kp / 32u;
   var rowScale = 0.0;
-  if (!PER_BLOCK) {
+  if (STATIC) {
+    rowScale = xs[0];
+  } else if (!PER_BLOCK) {
     var amax = 0.0;
     for (var k = sl; k < p.K; k += SG) { amax = max(amax, abs(f32(x[base + k]))); }
     rowScale = subgroupMax(amax) / 127.0;

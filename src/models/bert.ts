@@ -10,12 +10,14 @@ import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { attention } from '../ops/attention.ts';
+import type { LinearTap } from '../ops/calib-stats.ts';
 import { embedSum } from '../ops/encoder-io.ts';
 import { linear, quantizedWeight, rowChunks, type LinearDType, type LinearWeight } from '../ops/linear.ts';
 import { layerNorm } from '../ops/norm.ts';
 import type { QWeight } from '../ops/qweight.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
+import { prequantLinears } from './linear-units.ts';
 import { makeUploader, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface BertLayerGpu {
@@ -82,10 +84,13 @@ export function bertTableDefault(dtype: LinearDType): 'int8' | 'int4' {
 /** Reads every tensor once (as f32, whatever the file's dtype) and uploads it in `dtype` (tables: upload.ts). */
 export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg: BertConfig, refs: BertWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<BertGpuWeights> {
   const up = makeUploader(ctx, store, dtype, opts);
+  // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
+  const pl = prequantLinears(ctx, up, opts.prequant);
+  const free = () => (pl.dispose(), up.dispose());
   const norm = async (n: LinearRefs): Promise<[Tensor, Tensor]> => [await up.vec(n.weight), await up.vec(n.bias)];
   // Several Linears with the same input become one: their weight rows (and biases) stacked.
   const lin = async (parts: LinearRefs[]) => {
-    const { w, b } = await up.lin(parts);
+    const { w, b } = await pl.lin(parts);
     return { w, b: b! }; // every BERT Linear has a bias
   };
   try {
@@ -105,42 +110,51 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     }
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), dispose: () => up.dispose() };
+    return { precision: up.precision, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), dispose: free };
   } catch (err) {
-    up.dispose(); // a failed load leaves nothing on the GPU
+    free(); // a failed load leaves nothing on the GPU
     throw err;
   }
 }
 
-/** The last hidden state [B*T, H]; every dispatch goes into `rec`. */
-export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, x: BertBatch): Tensor {
+/**
+ * The last hidden state [B*T, H]; every dispatch goes into `rec`. `tap` sees each Linear unit's
+ * input just before its matmul (calibration; linear-units.ts).
+ */
+export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, x: BertBatch, tap?: LinearTap): Tensor {
   const eps = cfg.layerNormEps;
   const e = embedSum(ctx, rec, x.ids, x.types, { word: w.word, pos: w.pos, type: w.type }, x.T); // [B*T, H]
   let h = layerNorm(ctx, rec, e, w.embNorm[0], w.embNorm[1], eps);
   e.dispose();
-  for (const l of w.layers) {
+  w.layers.forEach((l, i) => {
+    tap?.(rec, `layers.${i}.qkv`, h);
     const qkv = linear(ctx, rec, h, l.qkv, { bias: l.qkvBias }); // [B*T, 3H]
     const att = attention(ctx, rec, qkv, x.mask, { batch: x.B, seqLen: x.T, heads: cfg.numHeads }); // [B*T, H]
     qkv.dispose();
+    tap?.(rec, `layers.${i}.attnOut`, att);
     const a = linear(ctx, rec, att, l.attnOut, { bias: l.attnOutBias, residual: h }); // h + att W_o^T + b
     att.dispose();
     h.dispose();
     const h1 = layerNorm(ctx, rec, a, l.attnNorm[0], l.attnNorm[1], eps);
     a.dispose();
+    tap?.(rec, `layers.${i}.inter`, h1);
     const f = linear(ctx, rec, h1, l.inter, { bias: l.interBias, activation: 'gelu' }); // [B*T, I]
+    tap?.(rec, `layers.${i}.out`, f);
     const o = linear(ctx, rec, f, l.out, { bias: l.outBias, residual: h1 }); // [B*T, H]
     f.dispose();
     h1.dispose();
     h = layerNorm(ctx, rec, o, l.outNorm[0], l.outNorm[1], eps);
     o.dispose();
-  }
+  });
   return h;
 }
 
 /** Classification logits [B, labels]: tanh(W_p h_CLS + b_p), then the classifier. */
-export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cls: Tensor): Tensor {
+export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cls: Tensor, tap?: LinearTap): Tensor {
   if (!w.pooler || !w.classifier) throw new WebqError('NO_CLASSIFIER', 'bertClassifierHead: the checkpoint has no pooler/classifier weights');
+  tap?.(rec, 'pooler', cls);
   const p = linear(ctx, rec, cls, w.pooler.w, { bias: w.pooler.b, activation: 'tanh' });
+  tap?.(rec, 'classifier', p);
   const logits = linear(ctx, rec, p, w.classifier.w, { bias: w.classifier.b });
   p.dispose();
   return logits;

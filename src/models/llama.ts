@@ -14,9 +14,11 @@ import { decoderAttention } from '../ops/decoder-attention.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
 import { linear, quantizedWeight, rowChunks, type LinearDType, type LinearWeight } from '../ops/linear.ts';
+import type { LinearTap } from '../ops/calib-stats.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
 import type { LlamaConfig } from './llama-config.ts';
+import { prequantLinears } from './linear-units.ts';
 import type { LlamaWeights } from './llama-weights.ts';
 import { makeUploader, type EmbeddingDType, type TableSpecs, type UploadOptions } from './upload.ts';
 
@@ -86,25 +88,28 @@ export function llamaTableDefault(tied: boolean): EmbeddingDType {
 export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cfg: LlamaConfig, refs: LlamaWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<LlamaGpuWeights> {
   const d = llamaQuantDefaults(dtype);
   const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations: opts.activations ?? d.activations });
+  // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
+  const pl = prequantLinears(ctx, up, opts.prequant);
+  const free = () => (pl.dispose(), up.dispose());
   try {
     const embed = await up.table(refs.embed, LLAMA_TABLES, llamaTableDefault(!refs.lmHead));
     const layers: LlamaLayerGpu[] = [];
     for (const l of refs.layers) {
       const inputNorm = await up.vec(l.inputNorm);
-      const qkv = await up.lin([l.q, l.k, l.v]);
+      const qkv = await pl.lin([l.q, l.k, l.v]);
       const qNorm = l.qNorm && (await up.vec(l.qNorm));
       const kNorm = l.kNorm && (await up.vec(l.kNorm));
-      const o = await up.lin([l.o]);
+      const o = await pl.lin([l.o]);
       const postNorm = await up.vec(l.postNorm);
-      const gateUp = await up.lin([l.gate, l.up]);
-      const down = await up.lin([l.down]);
+      const gateUp = await pl.lin([l.gate, l.up]);
+      const down = await pl.lin([l.down]);
       layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, postNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
     }
     const norm = await up.vec(refs.norm);
-    const lmHead = refs.lmHead ? (await up.lin([{ weight: refs.lmHead }])).w : embed;
-    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), dispose: () => up.dispose() };
+    const lmHead = refs.lmHead ? (await pl.lin([{ weight: refs.lmHead }])).w : embed;
+    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), dispose: free };
   } catch (err) {
-    up.dispose(); // a failed load leaves nothing on the GPU
+    free(); // a failed load leaves nothing on the GPU
     throw err;
   }
 }
@@ -118,8 +123,11 @@ export interface ForwardStep {
   lastOnly: boolean;
 }
 
-/** Logits [T or 1, V] for the step's tokens; their keys and values are written into `cache`. */
-export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights, cfg: LlamaConfig, cache: KvCache, step: ForwardStep): Tensor {
+/**
+ * Logits [T or 1, V] for the step's tokens; their keys and values are written into `cache`.
+ * `tap` sees each Linear unit's input just before its matmul (calibration; linear-units.ts).
+ */
+export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights, cfg: LlamaConfig, cache: KvCache, step: ForwardStep, tap?: LinearTap): Tensor {
   const eps = cfg.rmsNormEps;
   const T = step.ids.size;
   const qtable = quantizedWeight(w.embed);
@@ -127,6 +135,7 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
   cfg.slidingWindow.forEach((window, i) => {
     const l = w.layers[i];
     const x = rmsNorm(ctx, rec, h, l.inputNorm, eps);
+    tap?.(rec, `layers.${i}.qkv`, x);
     const qkv = linear(ctx, rec, x, l.qkv, { bias: l.qkvBias ?? undefined }); // [T, (nh + 2 nkv) D]
     x.dispose();
     const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps } : undefined;
@@ -134,14 +143,17 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
     qkv.dispose();
     const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window }); // [T, nh D]
     q.dispose();
+    tap?.(rec, `layers.${i}.o`, att);
     const h1 = linear(ctx, rec, att, l.o, { bias: l.oBias ?? undefined, residual: h }); // h + attention
     att.dispose();
     h.dispose();
     const x1 = rmsNorm(ctx, rec, h1, l.postNorm, eps);
+    tap?.(rec, `layers.${i}.gateUp`, x1);
     const gu = linear(ctx, rec, x1, l.gateUp, { bias: l.gateUpBias ?? undefined }); // [T, 2I]
     x1.dispose();
     const a = swiglu(ctx, rec, gu); // [T, I] silu(gate) * up
     gu.dispose();
+    tap?.(rec, `layers.${i}.down`, a);
     h = linear(ctx, rec, a, l.down, { bias: l.downBias ?? undefined, residual: h1 }); // h1 + MLP
     a.dispose();
     h1.dispose();
@@ -157,6 +169,7 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
   }
   const n = rmsNorm(ctx, rec, last, w.norm, eps);
   last.dispose();
+  tap?.(rec, 'lmHead', n);
   const logits = linear(ctx, rec, n, w.lmHead); // [T or 1, V]
   n.dispose();
   return logits;

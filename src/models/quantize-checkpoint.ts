@@ -19,17 +19,26 @@
  * uses groups of 32, llamaQuantDefaults), so both give the same model. Config and tokenizer files
  * are copied beside the weights. Everything goes into a temporary folder renamed into place at the
  * end, so a failed run leaves no half-written model behind. planQuantized() says what each tensor
- * becomes, and its bytes, without reading any data.
+ * becomes, and its bytes, without reading any data. The file is written tensor by tensor
+ * (quantized-writer.ts): the header from the plan, then each tensor read, quantized, written and
+ * dropped, so a checkpoint larger than memory (or than one ArrayBuffer) still quantizes.
+ *
+ * Beyond round-to-nearest (methods, mixed precision, static activations, SmoothQuant) and for any
+ * measurement (--max-error, --report), quantize-calibrated.ts runs the model on the GPU first.
+ * Dtypes past the runtime's: w8a8-static is a w8a8 file with an activation scale per Linear
+ * (webq.spec.<W> act_scale); mixed is a q4 file whose Linears each carry their own bits.
  */
 import { WebqError } from '../errors.ts';
 import type { ModelFiles } from '../io/model-files.ts';
 import { loadFs, loadPath } from '../io/node-fs.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { f32ArrayToF16 } from '../io/half.ts';
-import { writeSafetensorsFile, type TensorToWrite } from '../io/writer.ts';
+import type { TensorToWrite } from '../io/writer.ts';
+import { DTYPE_SIZE } from '../io/dtypes.ts';
 import { quantSpecFor, type LinearDType } from '../ops/linear.ts';
+import { AccuracyGuardError, describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors } from '../quant/prequantized.ts';
-import { byteSizes, type QuantSpec } from '../quant/layout.ts';
+import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import { BERT_TABLES, bertTableDefault } from './bert.ts';
 import { resolveBertWeights, type WeightRef } from './bert-weights.ts';
@@ -37,7 +46,13 @@ import { parseModelConfig, type BertConfig, type ModelConfig } from './config.ts
 import type { LlamaConfig } from './llama-config.ts';
 import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from './llama.ts';
 import { resolveLlamaWeights } from './llama-weights.ts';
+import { CalibratedQuantization, type LayerReport } from './quantize-calibrated.ts';
+import type { QuantMethod } from './quantize-methods.ts';
+import { checkQuantizeOptions, fileDType, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './quantize-options.ts';
+import { writeOrder, writeStreaming, type TensorEntry } from './quantized-writer.ts';
 import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from './upload.ts';
+
+export * from './quantize-options.ts';
 
 /** Small files copied beside the weights when the source has them (LLM and BERT ones alike). */
 const SIDE_FILES = [
@@ -51,27 +66,6 @@ const SIDE_FILES = [
   'modules.json',
   '1_Pooling/config.json',
 ];
-
-export interface QuantizeOptions {
-  /** Group size (default: the dtype's, as loading with it would use). */
-  group?: number | 'channel';
-  symmetric?: boolean;
-  /** Embedding tables (a tied LM head too): int8, int4, f16 or f32; default int8 (an untied LLM table: f16). */
-  embeddings?: EmbeddingDType;
-}
-
-export interface QuantizeReport {
-  /** config.json model_type. */
-  architecture: string;
-  spec: QuantSpec;
-  embeddings: EmbeddingDType;
-  tensors: number;
-  /** Linear weights packed. */
-  quantized: number;
-  /** Tensor data bytes read and written (headers not counted). */
-  bytesIn: number;
-  bytesOut: number;
-}
 
 /** Which tensors a checkpoint keeps, which are Linear weights and tables, and the group size loading uses. */
 interface TensorRoles {
@@ -142,7 +136,7 @@ function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType)
 export function planQuantized(store: TensorStore, config: ModelConfig, dtype: LinearDType, opts: QuantizeOptions = {}): QuantizePlan {
   quantSpecFor(dtype); // an unknown or float dtype fails before any work
   const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
-  if (roles.all.some((r) => r.quantized)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
+  if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
   const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric });
   const embeddings = opts.embeddings ?? roles.tableDefault;
   const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], roles.tableSpecs[embeddings]) : null;
@@ -175,8 +169,12 @@ async function output(store: TensorStore, t: PlannedTensor): Promise<TensorToWri
   return [{ name: t.ref.name, dtype: 'F16', shape: info.shape, data: f32ArrayToF16((await store.readAs(t.ref.name, 'f32')) as Float32Array) }];
 }
 
-export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtype: LinearDType, opts: QuantizeOptions = {}): Promise<QuantizeReport> {
-  quantSpecFor(dtype); // an unknown or float dtype fails before any work
+/** Writes a webq pre-quantized copy of a checkpoint (see the top of this file); returns what it did. */
+export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtype: QuantizeDType, opts: QuantizeOptions = {}): Promise<QuantizeReport> {
+  const t0 = (globalThis.performance ?? Date).now();
+  checkQuantizeOptions(dtype, opts); // before any work
+  const fdt = fileDType(dtype);
+  const method = opts.method ?? 'rtn';
   const fs = await loadFs(outDir);
   const path = await loadPath(outDir);
   // An existing non-empty folder is never overwritten (checked before any work).
@@ -184,21 +182,70 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
   if (existing && existing.length) throw new WebqError('OUTPUT_EXISTS', `${outDir}: already exists and is not empty; choose a new output folder`);
   const config = parseModelConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
   const store = await files.checkpoint();
+  let session: CalibratedQuantization | null = null;
   try {
-    const plan = planQuantized(store, config, dtype, opts);
-    // The whole output is held in memory until written: fine for the models webq runs in a browser.
-    const out: TensorToWrite[] = [];
-    for (const t of plan.tensors) out.push(...(await output(store, t)));
-    const meta = { format: 'pt', ...prequantMetadata(dtype, plan.spec, plan.tableSpecs), 'webq.embeddings': plan.embeddings };
+    // mixed: a BERT table defaults to int8, as for q8 (the q4 file dtype would make it int4; the
+    // budget is over the Linears, and int4 rows would bound the error mixed can reach).
+    const plan = planQuantized(store, config, fdt, dtype === 'mixed' && config.modelType === 'bert' ? { ...opts, embeddings: opts.embeddings ?? 'int8' } : opts);
+    const calibrated = method !== 'rtn' || dtype !== fdt || opts.smooth !== undefined || opts.maxError !== undefined || !!opts.measure;
+    session = calibrated
+      ? await CalibratedQuantization.open(files, store, config, {
+          spec: plan.spec, fileDType: fdt, method, mixedBudget: opts.budget, group: opts.group, symmetric: opts.symmetric,
+          staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder,
+          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, context: opts.context, onProgress: opts.onProgress,
+        })
+      : null;
+    await session?.prepare();
+    const isLinear = (t: PlannedTensor) => t.as === 'packed' && !plan.tableSpecs.has(t.ref.name);
+    // Every output tensor's name, dtype and shape, known before any data: the header goes first.
+    const entries = new Map<string, PlannedTensor>();
+    const manifest: TensorEntry[] = [];
+    for (const t of plan.tensors) {
+      const layout = isLinear(t) && session ? session.layout(t.ref.name) : t.spec;
+      for (const e of outputEntries(store, t, layout)) {
+        entries.set(e.name, t);
+        manifest.push(e);
+      }
+    }
+    const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, session?.linearMeta()), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
+    if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
+    if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
     const tmpDir = `${outDir.replace(/[\\/]+$/, '')}.tmp-${Math.random().toString(36).slice(2)}`;
     await fs.mkdir(tmpDir, { recursive: true });
+    let model: ModelError | undefined;
+    let bytesOut = 0;
+    const order = writeOrder(manifest);
     try {
-      await writeSafetensorsFile(path.join(tmpDir, 'model.safetensors'), out, meta);
+      // Each planned tensor is made when its first output is due; its other outputs wait here.
+      const made = new Map<string, Map<string, ArrayBufferView>>();
+      bytesOut = await writeStreaming(path.join(tmpDir, 'model.safetensors'), order, meta, async (e, i) => {
+        opts.onProgress?.('write', i, order.length);
+        const t = entries.get(e.name)!;
+        let m = made.get(t.ref.name);
+        if (!m) {
+          const list = (await session?.tensors(t.ref.name)) ?? (await output(store, t));
+          made.set(t.ref.name, (m = new Map(list.map((x) => [x.name, x.data]))));
+        }
+        const data = m.get(e.name);
+        if (!data) throw new WebqError('INTERNAL', `quantize: no data made for ${e.name}`);
+        m.delete(e.name);
+        if (!m.size) made.delete(t.ref.name);
+        return data;
+      });
       for (const f of SIDE_FILES) {
         if (!(await files.exists(f))) continue;
         const target = path.join(tmpDir, ...f.split('/'));
         await fs.mkdir(path.dirname(target), { recursive: true });
         await fs.writeFile(target, await files.readText(f));
+      }
+      if (session) {
+        opts.onProgress?.('evaluate', 0, 1);
+        model = await session.evaluate(path.join(tmpDir, 'model.safetensors'));
+      }
+      if (opts.maxError !== undefined && model && !(model.error <= opts.maxError)) {
+        const worst = (await session!.costliest(path.join(tmpDir, 'model.safetensors'))).slice(0, 3);
+        const named = worst.map((w) => `${w.id} (${w.error.toExponential(2)} alone)`).join(', ');
+        throw new AccuracyGuardError(`quantized model error ${model.error.toExponential(3)} exceeds --max-error ${opts.maxError} (${describeError(model)}); nothing written. Costliest layers: ${named}. Try --dtype q8, a smaller --group, --method gptq or awq, or --dtype mixed --budget BITS`);
       }
       if (existing) await fs.rmdir(outDir);
       await fs.rename(tmpDir, outDir);
@@ -206,9 +253,48 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
       await fs.rm(tmpDir, { recursive: true, force: true });
       throw e;
     }
-    const bytesOut = out.reduce((s, t) => s + t.data.byteLength, 0);
-    return { architecture: plan.architecture, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears, bytesIn: plan.bytesIn, bytesOut };
+    const summary = session?.summary();
+    const linears = plan.tensors.filter(isLinear);
+    const linearParams = linears.reduce((s, t) => s + t.ref.shape[0] * t.ref.shape[1], 0);
+    const linearNames = new Set(linears.map((t) => t.ref.name));
+    const linearBytes = manifest.filter((e) => linearNames.has(entries.get(e.name)!.ref.name)).reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[e.dtype], 0);
+    const layers = summary?.layers ?? defaultLayers(plan, method);
+    return {
+      architecture: plan.architecture, dtype, fileDType: fdt, method, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears,
+      bytesIn: plan.bytesIn, bytesOut, linearParams, linearBytes, bitsPerWeight: (8 * linearBytes) / linearParams,
+      seconds: ((globalThis.performance ?? Date).now() - t0) / 1000, layers, model,
+      calibration: summary ? { texts: summary.texts, tokens: summary.tokens } : undefined,
+      smooth: opts.smooth, actCalibration: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, budget: opts.budget,
+    };
   } finally {
+    session?.dispose();
     await store.close();
   }
+}
+
+/** The output tensors of one planned tensor (a packed one with `layout`: its spec, or 16 for F16). */
+function outputEntries(store: TensorStore, t: PlannedTensor, layout: QuantSpec | 16 | undefined): TensorEntry[] {
+  const name = t.ref.name;
+  const [N, K] = t.ref.shape;
+  if (t.as === 'packed' && layout !== 16) {
+    const { Kp, groups } = layoutFor(K, layout!);
+    const out: TensorEntry[] = [
+      { name: `${name}.qvalues`, dtype: 'U32', shape: [N, (Kp * layout!.bits) / 32] },
+      { name: `${name}.qscales`, dtype: 'F16', shape: [N, groups] },
+    ];
+    if (!layout!.symmetric) out.push({ name: `${name}.qzeros`, dtype: 'F16', shape: [N, groups] });
+    return out;
+  }
+  if (t.as === 'stored') {
+    const info = store.get(name)!;
+    return [{ name, dtype: info.dtype, shape: info.shape }];
+  }
+  return [{ name, dtype: 'F16', shape: [...t.ref.shape] }];
+}
+
+/** The report's layers when nothing was calibrated: each packed Linear with the file's spec. */
+function defaultLayers(plan: QuantizePlan, method: QuantMethod): LayerReport[] {
+  return plan.tensors
+    .filter((t) => t.as === 'packed' && !plan.tableSpecs.has(t.ref.name))
+    .map((t) => ({ id: t.ref.name, tensors: [t.ref.name], params: t.ref.shape[0] * t.ref.shape[1], bits: t.spec!.bits, group: t.spec!.group, symmetric: t.spec!.symmetric, method }));
 }

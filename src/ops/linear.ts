@@ -12,6 +12,8 @@
  *             `activations: 'float'` for pure weight-only kernels (W4A16/W8A16).
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (asymmetric, group 32) x int8 activations quantized per token
+ *             (w8a8/w4a8 with a static scale, withStaticActivations: one activation scale per
+ *             Linear input, fixed by calibration, so the per-token reduction is skipped)
  *
  * Float weights larger than one storage binding are split into row chunks like quantized ones.
  */
@@ -52,6 +54,8 @@ interface QuantLinear extends LinearWeight {
   kind: 'quant';
   q: QWeight;
   act: 'float' | ActQuant;
+  /** act 'static': the activation scale, f32 [1]. */
+  actScale?: Tensor;
 }
 
 export interface PrepareOptions {
@@ -124,6 +128,20 @@ export function prepareQuantizedLinear(ctx: GpuContext, q: QuantizedWeight, dtyp
   return lin;
 }
 
+/**
+ * The same w8a8/w4a8 weight with static activation quantization: x is rounded to int8 with the
+ * fixed `scale` (max |x| / 127 as calibrated, or a clipped threshold / 127) instead of a scale per
+ * token. The result shares the packed weight; its dispose() frees the weight and the scale.
+ */
+export function withStaticActivations(ctx: GpuContext, w: LinearWeight, scale: number): LinearWeight {
+  const lw = w as FloatLinear | QuantLinear;
+  if (lw.kind !== 'quant' || lw.act !== 'token') throw new WebqError('STATIC_ACTIVATIONS', `a static activation scale needs a w8a8 or w4a8 weight, not ${lw.dtype}`);
+  if (!(Number.isFinite(scale) && scale > 0)) throw new WebqError('STATIC_ACTIVATIONS', `a static activation scale must be a positive number, got ${scale}`);
+  const actScale = ctx.upload(new Float32Array([scale]), [1], 'f32', 'webq:act-scale');
+  const lin: QuantLinear = { ...lw, act: 'static', actScale, bytes: lw.bytes + 4, dispose: () => (lw.dispose(), actScale.dispose()) };
+  return lin;
+}
+
 /** The row chunks of a float weight, for an embedding gather that shares it (tied LM head). */
 export function rowChunks(w: LinearWeight): RowChunks {
   const lw = w as FloatLinear | QuantLinear;
@@ -141,7 +159,7 @@ export function quantizedWeight(w: LinearWeight): QWeight | null {
 export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeight, opts: Epilogue & { out?: Tensor } = {}): Tensor {
   const lw = w as FloatLinear | QuantLinear;
   if (x.dtype !== lw.precision) throw new ShapeError(`linear: x is ${x.dtype} but this ${lw.dtype} weight runs with ${lw.precision} activations`);
-  if (lw.kind === 'quant') return qmatmul(ctx, rec, x, lw.q, { ...opts, act: lw.act });
+  if (lw.kind === 'quant') return qmatmul(ctx, rec, x, lw.q, { ...opts, act: lw.act, actScale: lw.actScale });
   const K = x.shape[x.shape.length - 1];
   const M = x.size / K;
   const x2 = x.view([M, K]);

@@ -2,7 +2,9 @@
  * Quantized matmul: out[M, N] = epilogue(x[M, K] W^T) for an int4/int8 weight (see qweight.ts).
  *   act 'float': weight-only (W4A16/W8A16), x stays f16/f32 and weights are unpacked in-kernel;
  *   act 'token' | 'block': x is first quantized to int8 on the GPU (one scale per token, or per
- *     block of 32) and the product runs on packed int8 dot products (W8A8/W4A8).
+ *     block of 32) and the product runs on packed int8 dot products (W8A8/W4A8);
+ *   act 'static': the same with one scale for the whole input, fixed by calibration (w8a8-static:
+ *     `actScale`, a [1] f32 tensor), so no per-token reduction runs.
  * Decode-sized M uses the GEMV kernels, larger M the tiled GEMM; chunks of a split weight each
  * write their own columns of the one output.
  */
@@ -14,12 +16,14 @@ import { floatPrecision, subgroupRowsGrid } from './common.ts';
 import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
 import type { QWeight } from './qweight.ts';
 
-export type ActQuant = 'token' | 'block';
+export type ActQuant = 'token' | 'block' | 'static';
 
 export interface QMatmulOptions extends Epilogue {
   out?: Tensor;
   /** How activations enter the product (default 'float'). */
   act?: 'float' | ActQuant;
+  /** act 'static': the activation scale, f32 [1]. */
+  actScale?: Tensor;
 }
 
 /** Largest M served by the GEMV kernels (one workgroup row per activation row). */
@@ -36,7 +40,7 @@ const SG_ROWS = 16;
 export interface QuantizedActs {
   /** [M, Kp/4] packed int8 */
   xq: Tensor;
-  /** [M] or [M, Kp/32] scales */
+  /** [M] or [M, Kp/32] scales ([1] for a static scale) */
   xs: Tensor;
   /** [M, Kp/32] sums of the int8 codes of each block */
   xsum: Tensor;
@@ -44,15 +48,20 @@ export interface QuantizedActs {
   dispose(): void;
 }
 
-/** Quantizes x [M, K] to int8 rows padded to Kp (a multiple of 32), per token or per block of 32. */
-export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: number, mode: ActQuant): QuantizedActs {
+/**
+ * Quantizes x [M, K] to int8 rows padded to Kp (a multiple of 32), per token, per block of 32, or
+ * with the fixed scale `staticScale` (f32 [1], mode 'static': read, never written or freed here).
+ */
+export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: number, mode: ActQuant, staticScale?: Tensor): QuantizedActs {
   const precision = floatPrecision('quantizeActs', { x });
   const K = x.shape[x.shape.length - 1];
   const M = x.size / K;
   if (Kp % 32 !== 0 || Kp < K) throw new ShapeError(`quantizeActs: Kp=${Kp} must be a multiple of 32 and >= K=${K}`);
   const perBlock = mode === 'block';
+  const isStatic = mode === 'static';
+  if (isStatic && (!staticScale || staticScale.dtype !== 'f32' || staticScale.size !== 1)) throw new ShapeError('quantizeActs: a static scale must be an f32 tensor of one value');
   const xq = ctx.empty([M, Kp / 4], 'u32', 'webq:xq');
-  const xs = ctx.empty(perBlock ? [M, Kp / 32] : [M], 'f32', 'webq:xs');
+  const xs = isStatic ? staticScale! : ctx.empty(perBlock ? [M, Kp / 32] : [M], 'f32', 'webq:xs');
   const xsum = ctx.empty([M, Kp / 32], 'i32', 'webq:xsum');
   // CPU-emulated adapters: one subgroup per row, no barriers (quantize_act_sg.wgsl says why), for
   // GEMM-sized M. A decode row (M <= GEMV_MAX_M) keeps the 64-thread kernel: one 8-lane subgroup
@@ -60,13 +69,13 @@ export function quantizeActs(ctx: GpuContext, rec: Recorder, x: Tensor, Kp: numb
   const sg = ctx.caps.kernels === 'cpu' && M > GEMV_MAX_M;
   rec.dispatch(
     sg
-      ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, SG: ctx.caps.subgroupSize, VEC4: K % 4 === 0 } }
-      : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock } },
+      ? { shader: 'quantize_act_sg', variant: { precision, subgroups: true }, constants: { PER_BLOCK: perBlock, STATIC: isStatic, SG: ctx.caps.subgroupSize, VEC4: K % 4 === 0 } }
+      : { shader: 'quantize_act', variant: { precision }, constants: { PER_BLOCK: perBlock, STATIC: isStatic } },
     { x, x4: x, xq, xs, xsum },
     sg ? subgroupRowsGrid(ctx.caps.subgroupSize, M) : grid(M),
     { M, K, Kp },
   );
-  return { xq, xs, xsum, perBlock, dispose: () => [xq, xs, xsum].forEach((t) => t.dispose()) };
+  return { xq, xs, xsum, perBlock, dispose: () => [xq, isStatic ? null : xs, xsum].forEach((t) => t?.dispose()) };
 }
 
 export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, opts: QMatmulOptions = {}): Tensor {
@@ -82,7 +91,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   if (opts.residual) operands.residual = opts.residual;
   const precision = floatPrecision('qmatmul', operands);
   const act = opts.act ?? 'float';
-  const acts = act === 'float' ? null : quantizeActs(ctx, rec, x, w.Kp, act);
+  const acts = act === 'float' ? null : quantizeActs(ctx, rec, x, w.Kp, act, opts.actScale);
   const gemv = M <= GEMV_MAX_M;
   const constants: Record<string, number | boolean> = {
     BITS: w.bits,
@@ -133,7 +142,7 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
         groups: w.groups,
         n0: c.n0,
         ldo: N,
-        xsRow: acts?.perBlock ? w.Kp / 32 : 1,
+        xsRow: acts?.perBlock ? w.Kp / 32 : act === 'static' ? 0 : 1, // static: xs[0] for every row
         xsBlk: acts?.perBlock ? 1 : 0,
       },
     );

@@ -17,7 +17,14 @@
  *   webq.bits, webq.group (32, 64, 128 or channel), webq.symmetric ("true" | "false"):
  *                    the spec of every packed tensor without its own
  *   webq.spec.<W>    a packed tensor's own spec, JSON {"bits":8,"group":"channel","symmetric":true}
- *                    (embedding tables: they are not Linears and are packed their own way)
+ *                    (embedding tables: they are not Linears and are packed their own way; Linears
+ *                    quantized another way than the file's spec: mixed precision, GPTQ, AWQ), with
+ *                    optional fields "method" ("rtn", "gptq", "awq": informational) and
+ *                    "act_scale" (w8a8-static: the fixed int8 scale of this Linear's input, which
+ *                    the loader uses instead of per-token scales). {"bits":16} marks a Linear kept
+ *                    as an F16 tensor `W` (mixed precision's most sensitive layers).
+ *   webq.method      how the Linears were quantized (informational): rtn, gptq, awq, mixed, ...
+ *   webq.smooth      SmoothQuant/AWQ scales were folded into the norms (informational)
  *   webq.embeddings  int8, int4, f16 or f32: how the tables were stored (informational)
  *
  * Other float tensors (norms, biases, position tables) are F16 in webq-quant-2 files, F32 or as
@@ -40,6 +47,21 @@ export interface PrequantInfo {
   spec: QuantSpec;
   /** Packed tensors with their own spec (embedding tables), by tensor name. */
   specs: ReadonlyMap<string, QuantSpec>;
+  /** Linear weights stored as float tensors on purpose (mixed precision's 16-bit choice). */
+  floats?: ReadonlySet<string>;
+  /** Static activation scales (w8a8-static), by Linear weight name. */
+  actScales?: ReadonlyMap<string, number>;
+}
+
+/** What a file records about one Linear (webq.spec.<W>): its layout and how it was made. */
+export interface LinearQuantMeta {
+  /** 16: kept as an F16 tensor. */
+  bits: 4 | 8 | 16;
+  group?: number | 'channel';
+  symmetric?: boolean;
+  method?: string;
+  /** The static activation scale of this Linear's input. */
+  actScale?: number;
 }
 
 export class PrequantError extends WebqError {
@@ -48,9 +70,16 @@ export class PrequantError extends WebqError {
   }
 }
 
-/** The metadata of a file whose Linears use `spec` and whose tensors in `specs` their own. */
-export function prequantMetadata(dtype: string, spec: QuantSpec, specs: ReadonlyMap<string, QuantSpec> = new Map()): Record<string, string> {
+/**
+ * The metadata of a file whose Linears use `spec`, whose tensors in `specs` their own (tables),
+ * and whose Linears in `linears` are described one by one (method, bits, static scales).
+ */
+export function prequantMetadata(dtype: string, spec: QuantSpec, specs: ReadonlyMap<string, QuantSpec> = new Map(), linears: ReadonlyMap<string, LinearQuantMeta> = new Map()): Record<string, string> {
   const own = [...specs].map(([name, s]) => [SPEC_PREFIX + name, JSON.stringify({ bits: s.bits, group: s.group, symmetric: s.symmetric })]);
+  for (const [name, m] of linears) {
+    const layout = m.bits === 16 ? { bits: 16 } : { bits: m.bits, group: m.group, symmetric: m.symmetric };
+    own.push([SPEC_PREFIX + name, JSON.stringify({ ...layout, ...(m.method && { method: m.method }), ...(m.actScale !== undefined && { act_scale: m.actScale }) })]);
+  }
   return {
     'webq.format': PREQUANT_FORMAT,
     'webq.dtype': dtype,
@@ -75,17 +104,26 @@ export function readPrequantInfo(store: TensorStore): PrequantInfo | null {
   const spec = checked(store, 'webq.bits/group/symmetric', { bits: Number(m['webq.bits']) as 4 | 8, group, symmetric: m['webq.symmetric'] === 'true' });
   if (!m['webq.dtype']) throw new PrequantError(`${store.name}: metadata has no webq.dtype`);
   const specs = new Map<string, QuantSpec>();
+  const floats = new Set<string>();
+  const actScales = new Map<string, number>();
   for (const [key, text] of Object.entries(m)) {
     if (!key.startsWith(SPEC_PREFIX)) continue;
-    let s: Partial<QuantSpec>;
+    let s: Partial<QuantSpec> & { act_scale?: unknown };
     try {
       s = JSON.parse(text);
     } catch {
       throw new PrequantError(`${store.name}: metadata ${key.slice(0, 200)} is not JSON`);
     }
-    specs.set(key.slice(SPEC_PREFIX.length), checked(store, key, { bits: s?.bits as 4 | 8, group: s?.group as number | 'channel', symmetric: s?.symmetric as boolean }));
+    const name = key.slice(SPEC_PREFIX.length);
+    if ((s?.bits as number) === 16) floats.add(name);
+    else specs.set(name, checked(store, key, { bits: s?.bits as 4 | 8, group: s?.group as number | 'channel', symmetric: s?.symmetric as boolean }));
+    if (s?.act_scale !== undefined) {
+      const a = s.act_scale;
+      if (typeof a !== 'number' || !(Number.isFinite(a) && a > 0)) throw new PrequantError(`${store.name}: metadata ${key.slice(0, 200)}: act_scale must be a positive number, got ${JSON.stringify(a).slice(0, 40)}`);
+      actScales.set(name, a);
+    }
   }
-  return { dtype: m['webq.dtype'], spec, specs };
+  return { dtype: m['webq.dtype'], spec, specs, floats, actScales };
 }
 
 function checked(store: TensorStore, what: string, spec: QuantSpec): QuantSpec {
@@ -150,5 +188,17 @@ export function stackQuantized(parts: QuantizedWeight[]): QuantizedWeight {
     values: cat((p) => p.values, (n) => new Uint32Array(n)),
     scales: cat((p) => p.scales, (n) => new Float32Array(n)),
     zeros: p0.zeros ? cat((p) => p.zeros!, (n) => new Float32Array(n)) : null,
+  };
+}
+
+/** Rows [n0, n0 + n) of a quantized weight (the inverse of stackQuantized). */
+export function sliceQuantized(q: QuantizedWeight, n0: number, n: number): QuantizedWeight {
+  const words = (q.Kp * q.bits) / 32;
+  return {
+    ...q,
+    N: n,
+    values: q.values.slice(n0 * words, (n0 + n) * words),
+    scales: q.scales.slice(n0 * q.groups, (n0 + n) * q.groups),
+    zeros: q.zeros ? q.zeros.slice(n0 * q.groups, (n0 + n) * q.groups) : null,
   };
 }

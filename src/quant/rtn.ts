@@ -203,3 +203,111 @@ export function dequantizeWeight(q: QuantizedWeight): Float32Array {
   }
   return out;
 }
+
+/*
+ * Building blocks for quantizers that choose codes or ranges themselves (GPTQ, AWQ's clipping
+ * search): the same group parameters and rounding as quantizeWeight, on "logical" codes
+ *
+ *   symmetric   q in -qmax..qmax          w ~ q * scale
+ *   asymmetric  u in 0..umax, zero z      w ~ (u - z) * scale
+ *
+ * and packQuantized, which stores them in the layout of layout.ts.
+ */
+
+/** Scale and zero point of a group whose values lie in [lo, hi], as quantizeWeight computes them (no clipping search). */
+export function groupParams(lo: number, hi: number, spec: Pick<QuantSpec, 'bits' | 'symmetric'>): { scale: number; zero: number } {
+  const qmax = spec.bits === 8 ? 127 : 7;
+  const umax = spec.bits === 8 ? 255 : 15;
+  lo = Math.min(lo, 0);
+  hi = Math.max(hi, 0);
+  if (spec.symmetric) return { scale: f16Scale(Math.max(hi, -lo) / qmax, true), zero: 0 };
+  const scale = f16Scale((hi - lo) / umax, true);
+  return { scale, zero: scale === 0 ? (umax + 1) / 2 : clamp(roundHalfAway(-lo / scale), 0, umax) };
+}
+
+/** The logical code of v under (scale, zero). */
+export function codeOf(v: number, scale: number, zero: number, spec: Pick<QuantSpec, 'bits' | 'symmetric'>): number {
+  if (spec.symmetric) {
+    const qmax = spec.bits === 8 ? 127 : 7;
+    return scale === 0 ? 0 : clamp(roundHalfAway(v / scale), -qmax, qmax);
+  }
+  return scale === 0 ? zero : clamp(roundHalfAway(v / scale) + zero, 0, spec.bits === 8 ? 255 : 15);
+}
+
+/** The value a logical code stands for (f32, as a kernel dequantizing in f32 sees it). */
+export function valueOf(code: number, scale: number, zero: number, symmetric: boolean): number {
+  return Math.fround((symmetric ? code : code - zero) * scale);
+}
+
+/**
+ * Packs logical codes [N, K] with their group scales [N, groups] (and, asymmetric, integer zero
+ * points [N, groups]) into the layout of layout.ts; padding gets the zero point, as in quantizeWeight.
+ */
+export function packQuantized(N: number, K: number, spec: QuantSpec, codes: Int32Array, scales: Float32Array, zeros: Float32Array | null): QuantizedWeight {
+  const { Kp, groupSize: G, groups, wordsPerRow } = layoutFor(K, spec);
+  if (codes.length !== N * K || scales.length !== N * groups || (!spec.symmetric && zeros?.length !== N * groups)) {
+    throw new ShapeError(`packQuantized: need ${N * K} codes and ${N * groups} scales${spec.symmetric ? '' : ' and zeros'} for [${N}, ${K}] at group ${spec.group}`);
+  }
+  const bits = spec.bits;
+  const values = new Uint32Array(N * wordsPerRow);
+  const row = new Int32Array(Kp);
+  const symOffset = bits === 8 ? 0 : 8;
+  const asymOffset = bits === 8 ? 128 : 0;
+  const storedZeros = spec.symmetric ? null : new Float32Array(N * groups);
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      const z = spec.symmetric ? 0 : zeros![n * groups + g];
+      if (storedZeros) storedZeros[n * groups + g] = z - asymOffset;
+      for (let k = g * G; k < g * G + G; k++) {
+        const c = k < K ? codes[n * K + k] : z; // padding dequantizes to exactly 0
+        row[k] = spec.symmetric ? c + symOffset : c - asymOffset;
+      }
+    }
+    packRow(row, bits, values, n * wordsPerRow, wordsPerRow);
+  }
+  return { N, K, Kp, groupSize: G, groups, bits, symmetric: spec.symmetric, values, scales: Float32Array.from(scales), zeros: storedZeros };
+}
+
+/**
+ * Round-to-nearest with each group's range given ([lo, hi] per row and group, [N, groups]): a
+ * range narrower than the group's values clips them (AWQ's clipping search chooses these).
+ */
+export function quantizeWeightRanges(w: Float32Array, N: number, K: number, spec: QuantSpec, lo: Float32Array, hi: Float32Array): QuantizedWeight {
+  const { groupSize: G, groups } = layoutFor(K, spec);
+  if (w.length !== N * K) throw new ShapeError(`quantizeWeightRanges: weight has ${w.length} elements, expected ${N}*${K}`);
+  const codes = new Int32Array(N * K);
+  const scales = new Float32Array(N * groups);
+  const zeros = spec.symmetric ? null : new Float32Array(N * groups);
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      const { scale, zero } = groupParams(lo[n * groups + g], hi[n * groups + g], spec);
+      scales[n * groups + g] = scale;
+      if (zeros) zeros[n * groups + g] = zero;
+      for (let k = g * G; k < Math.min(g * G + G, K); k++) {
+        if (!Number.isFinite(w[n * K + k])) throw new WebqError('QUANT_NONFINITE', `quantizeWeightRanges: weight[${n}][${k}] is ${w[n * K + k]}; all weights must be finite`);
+        codes[n * K + k] = codeOf(w[n * K + k], scale, zero, spec);
+      }
+    }
+  }
+  return packQuantized(N, K, spec, codes, scales, zeros);
+}
+
+/** Each group's [min, max] ([N, groups] each): the ranges quantizeWeight uses. */
+export function groupRanges(w: Float32Array, N: number, K: number, spec: QuantSpec): { lo: Float32Array; hi: Float32Array } {
+  const { groupSize: G, groups } = layoutFor(K, spec);
+  const lo = new Float32Array(N * groups);
+  const hi = new Float32Array(N * groups);
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      let a = 0;
+      let b = 0;
+      for (let k = g * G; k < Math.min(g * G + G, K); k++) {
+        a = Math.min(a, w[n * K + k]);
+        b = Math.max(b, w[n * K + k]);
+      }
+      lo[n * groups + g] = a;
+      hi[n * groups + g] = b;
+    }
+  }
+  return { lo, hi };
+}

@@ -11,7 +11,7 @@
 import { ShapeError } from '../errors.ts';
 import { quantizeActivations, readActivationCode } from '../quant/activations.ts';
 import { readCode, validateQuantizedWeight, zeroPoint, type QuantizedWeight } from '../quant/layout.ts';
-import { dequantizeWeight } from '../quant/rtn.ts';
+import { dequantizeWeight, roundHalfAway } from '../quant/rtn.ts';
 import { gelu, silu } from './math.ts';
 
 export interface Epilogue {
@@ -83,7 +83,8 @@ export function refQLinear(
  * Integer-activation quantized Linear (W8A8, and W4A8 for 4-bit weights), exactly as a
  * dot4I8Packed kernel computes it, block by block of 32 along K:
  *
- *   x is quantized per token (one scale s_x[t]) or per block of 32 (s_x[t, b]), K padded to Kp
+ *   x is quantized per token (one scale s_x[t]), per block of 32 (s_x[t, b]), or with one fixed
+ *   scale (a number: static activations, codes clamped to +-127), K padded to Kp
  *   per token t, output n, block b (inside weight group g):
  *     dot_b  = sum_{k in b} q_x[t,k] * code_w[n,k]                  exact integer
  *     sum_b  = sum_{k in b} q_x[t,k]                                 exact integer
@@ -99,7 +100,7 @@ export function refW8A8(
   q: QuantizedWeight,
   bias?: Float32Array,
   epilogue?: Epilogue,
-  actScales: 'token' | 'block' = 'token',
+  actScales: 'token' | 'block' | number = 'token',
 ): Float32Array {
   validateQuantizedWeight(q);
   if (q.K !== K) throw new ShapeError(`refW8A8: x has K=${K} but the weight has K=${q.K}`);
@@ -110,7 +111,11 @@ export function refW8A8(
   // Codes [M, Kp] and scales [M, blocks]; per block means each block of 32 is its own "token".
   const qx = new Int32Array(M * Kp);
   const sx = new Float32Array(M * blocks);
-  if (actScales === 'token') {
+  if (typeof actScales === 'number') {
+    // Static (w8a8-static): one fixed scale; values past 127 scales clamp.
+    sx.fill(actScales);
+    for (let t = 0; t < M; t++) for (let k = 0; k < K; k++) qx[t * Kp + k] = Math.max(-127, Math.min(127, roundHalfAway(x[t * K + k] / actScales)));
+  } else if (actScales === 'token') {
     const a = quantizeActivations(x, M, K, Kp);
     for (let t = 0; t < M; t++) {
       for (let k = 0; k < Kp; k++) qx[t * Kp + k] = readActivationCode(a, t, k);

@@ -1,0 +1,120 @@
+/**
+ * The Linears of each architecture as quantization sees them: a "unit" is the weights that read
+ * one input (stacked into one matmul by the loader: q|k|v, gate|up), so they share calibration
+ * statistics, a static activation scale, a smoothing scale, and mixed precision's choice of bits.
+ * The forwards call their tap with the unit's id just before its matmul.
+ *
+ * `fold` names the op that produces the unit's input, where a per-input-channel scale s can be
+ * divided out exactly (W x = (W diag s)(x / s)): a norm whose output feeds only this unit, or the
+ * rows of a Linear whose output reaches this input through per-channel-linear ops only.
+ *
+ *   llama-family   qkv <- input_layernorm            o    <- v_proj rows (only when nh == nkv:
+ *                  gate|up <- post_attention_layernorm      with GQA one v channel feeds several)
+ *                  down <- up_proj rows (silu(g) * u is linear in u)   lm_head <- model.norm
+ *   bert           attention output <- value rows (attention is linear in V). Nothing else: every
+ *                  LayerNorm output is also the residual, so scaling it would change the residual
+ *                  stream, and the output dense reads GELU's output.
+ */
+import type { GpuContext } from '../gpu/context.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { withStaticActivations, type LinearWeight } from '../ops/linear.ts';
+import type { PrequantInfo } from '../quant/prequantized.ts';
+import type { BertGpuWeights } from './bert.ts';
+import type { BertWeights, WeightRef } from './bert-weights.ts';
+import type { LlamaConfig } from './llama-config.ts';
+import type { LlamaGpuWeights } from './llama.ts';
+import type { LlamaWeights } from './llama-weights.ts';
+import type { LinearPart, Uploader } from './upload.ts';
+
+export interface LinearUnit {
+  /** The tap's name, e.g. "layers.0.qkv". */
+  id: string;
+  /** Stacked in this order (rows of the one matmul). */
+  parts: readonly LinearPart[];
+  /** Inputs (columns) shared by every part. */
+  K: number;
+  fold: { kind: 'norm'; weight: WeightRef; bias: WeightRef | null } | { kind: 'rows'; part: LinearPart } | null;
+  /** Parts whose rows AWQ's clipping search leaves alone (q, k: attention is not linear in them). */
+  noClip: readonly number[];
+}
+
+export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
+  const units: LinearUnit[] = [];
+  const H = cfg.hiddenSize;
+  refs.layers.forEach((l, i) => {
+    const p = `layers.${i}`;
+    units.push({ id: `${p}.qkv`, parts: [l.q, l.k, l.v], K: H, fold: { kind: 'norm', weight: l.inputNorm, bias: null }, noClip: [0, 1] });
+    units.push({ id: `${p}.o`, parts: [l.o], K: cfg.numHeads * cfg.headDim, fold: cfg.numHeads === cfg.numKvHeads ? { kind: 'rows', part: l.v } : null, noClip: [] });
+    units.push({ id: `${p}.gateUp`, parts: [l.gate, l.up], K: H, fold: { kind: 'norm', weight: l.postNorm, bias: null }, noClip: [] });
+    units.push({ id: `${p}.down`, parts: [l.down], K: cfg.intermediateSize, fold: { kind: 'rows', part: l.up }, noClip: [] });
+  });
+  if (refs.lmHead) units.push({ id: 'lmHead', parts: [{ weight: refs.lmHead }], K: H, fold: { kind: 'norm', weight: refs.norm, bias: null }, noClip: [] });
+  return units;
+}
+
+export function bertUnits(refs: BertWeights): LinearUnit[] {
+  const units: LinearUnit[] = [];
+  refs.layers.forEach((l, i) => {
+    const p = `layers.${i}`;
+    const H = l.query.weight.shape[1];
+    units.push({ id: `${p}.qkv`, parts: [l.query, l.key, l.value], K: H, fold: null, noClip: [0, 1] });
+    units.push({ id: `${p}.attnOut`, parts: [l.attnOut], K: H, fold: { kind: 'rows', part: l.value }, noClip: [] });
+    units.push({ id: `${p}.inter`, parts: [l.intermediate], K: H, fold: null, noClip: [] });
+    units.push({ id: `${p}.out`, parts: [l.output], K: l.output.weight.shape[1], fold: null, noClip: [] });
+  });
+  if (refs.pooler) units.push({ id: 'pooler', parts: [refs.pooler], K: refs.pooler.weight.shape[1], fold: null, noClip: [] });
+  if (refs.classifier) units.push({ id: 'classifier', parts: [refs.classifier], K: refs.classifier.weight.shape[1], fold: null, noClip: [] });
+  return units;
+}
+
+/** Holders of each unit's GPU weight, to swap one in for a measurement. */
+type Slot = { get(): LinearWeight; set(w: LinearWeight): void };
+
+function llamaSlot(w: LlamaGpuWeights, id: string): Slot | null {
+  if (id === 'lmHead') return { get: () => w.lmHead, set: (x) => void (w.lmHead = x) };
+  const m = /^layers\.(\d+)\.(qkv|o|gateUp|down)$/.exec(id);
+  const l = m && w.layers[Number(m[1])];
+  if (!l) return null;
+  const f = m![2] as 'qkv' | 'o' | 'gateUp' | 'down';
+  return { get: () => l[f], set: (x) => void (l[f] = x) };
+}
+
+function bertSlot(w: BertGpuWeights, id: string): Slot | null {
+  if (id === 'pooler' || id === 'classifier') {
+    const h = w[id];
+    return h && { get: () => h.w, set: (x) => void (h.w = x) };
+  }
+  const m = /^layers\.(\d+)\.(qkv|attnOut|inter|out)$/.exec(id);
+  const l = m && w.layers[Number(m[1])];
+  if (!l) return null;
+  const f = m![2] as 'qkv' | 'attnOut' | 'inter' | 'out';
+  return { get: () => l[f], set: (x) => void (l[f] = x) };
+}
+
+/** Puts `lin` in unit `id`'s place and returns what was there (the caller keeps both alive). */
+export function swapUnitWeight(w: LlamaGpuWeights | BertGpuWeights, id: string, lin: LinearWeight): LinearWeight {
+  const slot = 'lmHead' in w ? llamaSlot(w, id) : bertSlot(w, id);
+  if (!slot) throw new Error(`swapUnitWeight: no Linear unit "${id}"`);
+  const old = slot.get();
+  slot.set(lin);
+  return old;
+}
+
+/**
+ * Stacked Linears as the uploader makes them, plus what a pre-quantized file says per Linear: a
+ * float weight kept on purpose (mixed precision's 16 bits) stays float, and a static activation
+ * scale (w8a8-static) replaces per-token scales. dispose() frees what this added.
+ */
+export function prequantLinears(ctx: GpuContext, up: Uploader, prequant: PrequantInfo | null | undefined) {
+  const made: LinearWeight[] = [];
+  const lin = async (parts: readonly LinearPart[]): Promise<{ w: LinearWeight; b: Tensor | null }> => {
+    const name = parts[0].weight.name;
+    const r = await up.lin(parts, prequant?.floats?.has(name) ? up.precision : undefined);
+    const scale = prequant?.actScales?.get(name);
+    if (scale === undefined) return r;
+    const w = withStaticActivations(ctx, r.w, scale);
+    made.push(w);
+    return { w, b: r.b };
+  };
+  return { lin, dispose: () => made.forEach((w) => w.dispose()) };
+}
