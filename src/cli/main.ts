@@ -31,7 +31,7 @@ const commands: Record<string, Command> = {
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
