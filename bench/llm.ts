@@ -4,6 +4,8 @@
  *   1. per weight dtype and KV type: prefill tokens/s over a prompt, greedy decode tokens/s;
  *   2. decode ms/token with the cache filled to each of several contexts (one dtype);
  *   3. run-ahead decoding (a read-back every `--batch` tokens) against one read-back per token;
+ *   (a `gptq-q4` row runs the same model stored as a GPTQ int4 checkpoint, bench/lib/llm-gptq.ts,
+ *   loaded through webq's GPTQ importer with the q4 kernels, beside webq's own q4)
  *   4. with --ort, onnxruntime-node's WebGPU EP on the same weights, adapter and process
  *      (bench/lib/llm-onnx.ts builds its graph), with a correctness check of its fp32 graph
  *      against webq's f32 forward.
@@ -13,14 +15,16 @@ import type { Decoder } from '../src/generate/decoder.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../src/models/llama.ts';
 import type { LlamaConfig } from '../src/models/llama-config.ts';
-import { resolveLlamaWeights } from '../src/models/llama-weights.ts';
+import { resolveLlamaWeights, type LlamaWeights } from '../src/models/llama-weights.ts';
 import type { KvDType } from '../src/ops/kv-cache.ts';
-import type { LinearDType } from '../src/ops/linear.ts';
+import { contiguousGroups } from '../src/quant/imports/common.ts';
+import { parseQuantizationConfig, planLayout, specText } from '../src/quant/imports/index.ts';
 import { createBenchContext } from './lib/device.ts';
-import { LLM_USAGE, parseLlmOptions, type LlmOptions } from './lib/llm-options.ts';
+import { gptqGroupFor, gptqLlm, layerLinears, type GptqLlm } from './lib/llm-gptq.ts';
+import { LLM_USAGE, parseLlmOptions, type LlmDType, type LlmOptions } from './lib/llm-options.ts';
 import { loadOrt, ORT_INSTALL } from './lib/llm-ort.ts';
 import { runOrtSection } from './lib/llm-ort-section.ts';
-import { formatReport, targetsOf, type ContextRow, type LlmReport, type LlmRow, type RunAheadRow } from './lib/llm-report.ts';
+import { formatReport, targetsOf, type ContextRow, type GptqInfo, type LlmReport, type LlmRow, type RunAheadRow } from './lib/llm-report.ts';
 import { syntheticLlm, type SyntheticLlm } from './lib/llm-synthetic.ts';
 import { fillRandom, makeDecoder, promptIds, timeDecode, timePrefill, warmUp } from './lib/llm-webq.ts';
 import { fmt, median, type BenchIO } from './lib/measure.ts';
@@ -32,10 +36,11 @@ interface Bench {
   ctx: GpuContext;
   cfg: LlamaConfig;
   /** The rows' dtypes and KV types that this device runs. */
-  dtypes: LinearDType[];
+  dtypes: LlmDType[];
   kvs: KvDType[];
   prompt: number[];
-  weightsFor(dtype: LinearDType): Promise<LlamaGpuWeights>;
+  /** gptq-q4's weights: the model as a GPTQ checkpoint, q4 kernels (llm-gptq.ts). */
+  weightsFor(dtype: LlmDType): Promise<LlamaGpuWeights>;
   /** A decoder with its own cache of `cap` positions (freed at the end of the run). */
   decoder(w: LlamaGpuWeights, kv: KvDType, cap: number): Decoder;
 }
@@ -59,6 +64,19 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   }
   const m: SyntheticLlm = syntheticLlm(o.model, { layers: o.layers, seed: o.seed });
   const { cfg, store } = m;
+  // gptq-q4: the same model as a GPTQ checkpoint, its tensors resolved by webq's importer up front
+  // (a group_size that does not divide a Linear's inputs is refused there, as for a real file).
+  const usesGptq = o.dtypes.includes('gptq-q4') || o.decodeDtype === 'gptq-q4';
+  let gptq: { m: GptqLlm; refs: LlamaWeights } | null = null;
+  if (usesGptq) {
+    const g = gptqLlm(m, gptqGroupFor(cfg, o.gptqGroup));
+    try {
+      gptq = { m: g, refs: resolveLlamaWeights(g.store, g.cfg) };
+    } catch (e) {
+      io.stderr(`bench llm: gptq-q4 (${JSON.stringify(g.quantizationConfig)}): webq cannot load it: ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
   const need = Math.max(o.prompt + o.tokens, ...o.contexts.map((c) => c + o.steps));
   if (need > cfg.maxPositions) {
     io.stderr(`bench llm: prompt + tokens and contexts + steps must fit max_position_embeddings (${cfg.maxPositions}) of ${o.model}; asked for ${need}\n`);
@@ -66,7 +84,8 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   }
 
   const { ctx } = await createBenchContext({ kernels: o.kernels });
-  const weights = new Map<LinearDType, LlamaGpuWeights>();
+  const weights = new Map<LlmDType, LlamaGpuWeights>();
+  let gptqLoadS = 0;
   const decoders: Decoder[] = [];
   const refs = resolveLlamaWeights(store, cfg);
   try {
@@ -81,9 +100,11 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         let w = weights.get(dtype);
         if (!w) {
           const t0 = performance.now();
-          w = await uploadLlamaWeights(ctx, store, cfg, refs, dtype);
+          w = dtype === 'gptq-q4' ? await uploadLlamaWeights(ctx, gptq!.m.store, gptq!.m.cfg, gptq!.refs, 'q4') : await uploadLlamaWeights(ctx, store, cfg, refs, dtype);
           weights.set(dtype, w);
-          io.stderr(`  ${dtype}: ${fmt(w.bytes / 2 ** 20)} MiB uploaded in ${fmt((performance.now() - t0) / 1000)} s\n`);
+          const s = (performance.now() - t0) / 1000;
+          if (dtype === 'gptq-q4') gptqLoadS = s;
+          io.stderr(`  ${dtype}: ${fmt(w.bytes / 2 ** 20)} MiB uploaded in ${fmt(s)} s${dtype === 'gptq-q4' ? ' (GPTQ tensors generated, quantized and packed, then imported)' : ''}\n`);
         }
         return w;
       },
@@ -102,7 +123,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       : null;
     const report: LlmReport = {
       model: m.name, shape: o.model, layers: cfg.numLayers, params: m.params, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
-      rows, contexts, run_ahead: runAhead, ort: ortSection, targets: [],
+      rows, contexts, run_ahead: runAhead, ort: ortSection, gptq: gptq && weights.has('gptq-q4') ? gptqInfo(gptq.m, gptqLoadS) : null, targets: [],
     };
     report.targets = targetsOf(report);
     const text = formatReport(report);
@@ -124,7 +145,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
  */
 async function measureRows(b: Bench): Promise<LlmRow[]> {
   const { o, io, prompt } = b;
-  const rows: { dtype: LinearDType; kv: KvDType; dec: Decoder; prefill: number[]; decode: number[] }[] = [];
+  const rows: { dtype: LlmDType; kv: KvDType; dec: Decoder; prefill: number[]; decode: number[] }[] = [];
   for (const dtype of b.dtypes) {
     const w = await b.weightsFor(dtype);
     for (const kv of b.kvs) rows.push({ dtype, kv, dec: b.decoder(w, kv, o.prompt + o.tokens), prefill: [], decode: [] });
@@ -211,4 +232,16 @@ async function measureRunAhead(b: Bench): Promise<RunAheadRow[]> {
   const out = [...samples].map(([batch, ms]): RunAheadRow => ({ dtype: o.decodeDtype, kv, batch, tokens: o.tokens, ms_per_token: median(ms), tokens_per_s: 1000 / median(ms) }));
   b.io.stderr(`  read-back ${o.decodeDtype} kv ${kv}: ${out.map((r) => `batch ${r.batch} ${fmt(r.ms_per_token)} ms/token`).join(', ')}\n`);
   return out;
+}
+
+/** What the gptq-q4 rows ran: the config, the importer's description, where the Linears landed in webq's layout. */
+function gptqInfo(g: GptqLlm, loadS: number): GptqInfo {
+  const layouts = new Set(
+    layerLinears(g.cfg).map(([, , K]) => {
+      const plan = planLayout(K, 4, { gIdx: contiguousGroups(K, g.store.group) }, false);
+      return `${specText(plan.spec)}${plan.exact ? ' (exact)' : ' (re-quantized)'}`;
+    }),
+  );
+  const format = parseQuantizationConfig(g.quantizationConfig)!.description;
+  return { quantization_config: g.quantizationConfig, format, webq_layout: [...layouts].join('; '), load_s: loadS };
 }

@@ -6,14 +6,20 @@ import { parseKernels } from './device.ts';
 import { ORT_INSTALL } from './llm-ort.ts';
 import { LLM_SHAPE_NAMES, type LlmShape } from './llm-synthetic.ts';
 
+/** A row's weights: webq's Linear dtypes, or `gptq-q4`, the model as a GPTQ int4 checkpoint loaded as q4 (llm-gptq.ts). */
+export type LlmDType = LinearDType | 'gptq-q4';
+export const LLM_DTYPES: readonly LlmDType[] = [...LINEAR_DTYPES, 'gptq-q4'];
+
 export const LLM_USAGE = `usage: npm run bench -- llm [--json] [--model ${LLM_SHAPE_NAMES.join('|')}] [--layers N] [--seed N]
-    [--dtypes f32,f16,q8,q4,w8a8] [--kv f16,int8] [--prompt 128] [--tokens 16] [--reps 1]
+    [--dtypes f32,f16,q8,q4,gptq-q4,w8a8] [--gptq-group 128] [--kv f16,int8] [--prompt 128] [--tokens 16] [--reps 1]
     [--contexts 128,512,1024,2048|none] [--steps 8] [--fill random|prefill] [--fill-chunk 256]
     [--decode-dtype q4] [--batch 8] [--kernels gpu|cpu]
     [--ort] [--ort-ep webgpu|cpu] [--ort-chunk 16] [--ort-accuracy-level 0] [--ort-log 3]
   --model         model shape, random weights (default smollm2-135m; tiny is for tests)
   --layers        override num_hidden_layers
-  --dtypes, --kv  Linear weight dtypes x KV cache types: one row each
+  --dtypes, --kv  Linear weight dtypes x KV cache types: one row each; gptq-q4 is the same model
+                  as a GPTQ int4 checkpoint (AutoGPTQ packing), loaded through webq's importer as q4
+  --gptq-group    gptq-q4's group_size (default 128, or 64/32 where 128 does not divide every Linear's inputs)
   --prompt        prefill length; --tokens: greedy tokens timed per row
   --reps          rounds over the rows (each row once per round; medians reported)
   --contexts      cache lengths at which decode is timed ('none' skips); --steps: steps timed at each
@@ -31,7 +37,9 @@ export interface LlmOptions {
   model: LlmShape;
   layers: number | undefined;
   seed: number;
-  dtypes: LinearDType[];
+  dtypes: LlmDType[];
+  /** gptq-q4's group_size; undefined: chosen per model (llm-gptq.ts gptqGroupFor). */
+  gptqGroup: number | undefined;
   kv: KvDType[];
   prompt: number;
   tokens: number;
@@ -41,7 +49,7 @@ export interface LlmOptions {
   steps: number;
   fill: 'random' | 'prefill';
   fillChunk: number;
-  decodeDtype: LinearDType;
+  decodeDtype: LlmDType;
   batch: number;
   kernels: 'gpu' | 'cpu' | undefined;
   ort: boolean;
@@ -52,7 +60,7 @@ export interface LlmOptions {
 }
 
 const FLAGS = ['json', 'help', 'ort'];
-const VALUES = ['model', 'layers', 'seed', 'dtypes', 'kv', 'prompt', 'tokens', 'reps', 'contexts', 'steps', 'fill', 'fill-chunk', 'decode-dtype', 'batch', 'kernels', 'ort-ep', 'ort-chunk', 'ort-accuracy-level', 'ort-log'];
+const VALUES = ['model', 'layers', 'seed', 'dtypes', 'gptq-group', 'kv', 'prompt', 'tokens', 'reps', 'contexts', 'steps', 'fill', 'fill-chunk', 'decode-dtype', 'batch', 'kernels', 'ort-ep', 'ort-chunk', 'ort-accuracy-level', 'ort-log'];
 
 /** The options, or 'help'; throws an Error naming the bad option. */
 export function parseLlmOptions(args: string[]): LlmOptions | 'help' {
@@ -77,13 +85,14 @@ export function parseLlmOptions(args: string[]): LlmOptions | 'help' {
   };
   const contexts = v.contexts === 'none' ? [] : String(v.contexts ?? '128,512,1024,2048').split(',').map(Number);
   if (contexts.some((c) => !Number.isInteger(c) || c < 1)) throw new Error(`--contexts must be positive integers or none, got ${JSON.stringify(v.contexts)}`);
-  const dtypes = list('dtypes', 'f32,f16,q8,q4,w8a8', LINEAR_DTYPES);
+  const dtypes = list('dtypes', 'f32,f16,q8,q4,gptq-q4,w8a8', LLM_DTYPES);
   return {
     json: !!v.json,
     model: oneOf('model', 'smollm2-135m', LLM_SHAPE_NAMES),
     layers: v.layers === undefined ? undefined : int('layers', 1),
     seed: int('seed', 1234, 0),
     dtypes,
+    gptqGroup: v['gptq-group'] === undefined ? undefined : int('gptq-group', 128),
     kv: list('kv', 'f16,int8', KV_DTYPES),
     prompt: int('prompt', 128),
     tokens: int('tokens', 16),
@@ -92,7 +101,7 @@ export function parseLlmOptions(args: string[]): LlmOptions | 'help' {
     steps: int('steps', 8),
     fill: oneOf('fill', 'random', ['random', 'prefill'] as const),
     fillChunk: int('fill-chunk', 256),
-    decodeDtype: oneOf('decode-dtype', dtypes.includes('q4') ? 'q4' : dtypes[0], LINEAR_DTYPES),
+    decodeDtype: oneOf('decode-dtype', dtypes.includes('q4') ? 'q4' : dtypes[0], LLM_DTYPES),
     batch: int('batch', 8),
     kernels: parseKernels(v.kernels),
     ort: !!v.ort,

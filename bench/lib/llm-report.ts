@@ -4,12 +4,13 @@
  * what each field means.
  */
 import type { KvDType } from '../../src/ops/kv-cache.ts';
-import type { LinearDType } from '../../src/ops/linear.ts';
+import type { JsonObject } from '../../src/io/json.ts';
+import type { LlmDType } from './llm-options.ts';
 import type { OrtSection } from './llm-ort-section.ts';
 import { fmt, table } from './measure.ts';
 
 export interface LlmRow {
-  dtype: LinearDType;
+  dtype: LlmDType;
   kv: KvDType;
   act: 'f32' | 'f16';
   prompt: number;
@@ -28,7 +29,7 @@ export interface LlmRow {
 }
 
 export interface ContextRow {
-  dtype: LinearDType;
+  dtype: LlmDType;
   kv: KvDType;
   context: number;
   /** How the cache was filled to `context`: 'prefill' (forward passes) or 'random' (written). */
@@ -43,7 +44,7 @@ export interface ContextRow {
 }
 
 export interface RunAheadRow {
-  dtype: LinearDType;
+  dtype: LlmDType;
   kv: KvDType;
   /** Tokens per read-back. */
   batch: number;
@@ -60,6 +61,18 @@ export interface Target {
   met: boolean | null;
 }
 
+/** The gptq-q4 rows' checkpoint (llm-gptq.ts), as webq's importer read it. */
+export interface GptqInfo {
+  /** config.json's quantization_config. */
+  quantization_config: JsonObject;
+  /** The importer's one-line description of the format. */
+  format: string;
+  /** How its Linears landed in webq's layout, e.g. "int4 asymmetric, group 128 (exact)". */
+  webq_layout: string;
+  /** Seconds to generate, quantize and pack the checkpoint's Linears and upload the model. */
+  load_s: number;
+}
+
 export interface LlmReport {
   model: string;
   shape: string;
@@ -71,6 +84,8 @@ export interface LlmReport {
   contexts: ContextRow[];
   run_ahead: RunAheadRow[];
   ort: OrtSection | null;
+  /** null unless a gptq-q4 row ran. */
+  gptq: GptqInfo | null;
   targets: Target[];
 }
 
@@ -78,7 +93,7 @@ export interface LlmReport {
 export function targetsOf(r: LlmReport): Target[] {
   const t = (target: string, value: number | null | undefined, goal: number): Target => ({ target, value: value ?? null, goal, met: value == null ? null : value >= goal });
   const kv0 = r.rows[0]?.kv;
-  const row = (dtype: LinearDType) => r.rows.find((x) => x.dtype === dtype && x.kv === kv0);
+  const row = (dtype: LlmDType) => r.rows.find((x) => x.dtype === dtype && x.kv === kv0);
   const f32 = row('f32');
   const q4 = row('q4');
   const maxCtx = Math.max(0, ...r.contexts.map((c) => c.context));
@@ -117,6 +132,7 @@ export function formatReport(r: LlmReport): string {
       3,
     ),
   );
+  if (r.gptq) parts.push(`gptq-q4: ${r.gptq.format}, AutoGPTQ packing, read by webq's GPTQ importer into ${r.gptq.webq_layout}; q4 kernels\n`);
   if (r.contexts.length) {
     parts.push(`\ndecode at context (${r.contexts[0].dtype} weights; cache filled ${r.contexts[0].fill === 'random' ? 'with random keys and values (--fill random)' : 'by prefills (--fill prefill)'}, ${r.contexts[0].steps} steps timed)\n`);
     parts.push(table(['kv', 'context', 'ms/tok', 'tok/s', 'growth', 'linear'], r.contexts.map((c) => [c.kv, String(c.context), fmt(c.ms_per_token), fmt(c.tokens_per_s), x(c.growth), x(c.linear_growth)])));

@@ -55,6 +55,8 @@ export interface SyntheticLlm {
   store: SyntheticLlamaStore;
   /** Parameters in the checkpoint (the tied head counted once). */
   params: number;
+  /** config.json as the checkpoint would carry it (`layers` applied). */
+  json: Record<string, unknown>;
 }
 
 /** A synthetic model: `layers` overrides num_hidden_layers. */
@@ -63,7 +65,7 @@ export function syntheticLlm(shape: LlmShape, opts: { layers?: number; seed?: nu
   const cfg = parseLlamaConfig(json, `${shape} (synthetic)`);
   const store = new SyntheticLlamaStore(`${shape}-${cfg.numLayers}L (random weights)`, cfg, opts.seed ?? 1234);
   const params = store.tensors.reduce((s, t) => s + t.elements, 0);
-  return { name: store.name, cfg, store, params };
+  return { name: store.name, cfg, store, params, json };
 }
 
 type Init =
