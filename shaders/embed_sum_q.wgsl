@@ -20,9 +20,7 @@ struct Params { rows: u32, T: u32, H: u32, typeVocab: u32, Kp: u32, groups: u32,
 @group(0) @binding(8) var<storage, read_write> out: array<T>; // [rows, H]
 
 override WG: u32 = 256u;
-override BITS: u32 = 8u;
-override SYM: bool = true;
-override G: u32 = 32u; // group size along the row
+//! import qtable_lib
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -34,22 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let id = min(ids[r], p.vTotal - 1u);
   if (id < p.vOff || id - p.vOff >= p.vocab) { return; }
   let n = id - p.vOff;
-  var q: f32;
-  var zero: f32;
-  if (BITS == 8u) {
-    let word = w[n * (p.Kp / 4u) + d / 4u];
-    q = f32(i32(word << (24u - 8u * (d % 4u))) >> 24u); // sign-extended byte d % 4
-    zero = 0.0;
-  } else {
-    // int4: word j holds d = 8j..8j+7; byte b has element 8j+b low, 8j+4+b high.
-    let word = w[n * (p.Kp / 8u) + d / 8u];
-    let e = d % 8u;
-    q = f32((word >> (8u * (e % 4u) + 4u * (e / 4u))) & 0xfu);
-    zero = 8.0;
-  }
-  let g = n * p.groups + d / G;
-  if (!SYM) { zero = f32(zeros[g]); }
   let t = r % p.T;
   let ty = min(types[r], p.typeVocab - 1u);
-  out[i] = T((q - zero) * f32(scales[g]) + f32(pos[t * p.H + d]) + f32(typ[ty * p.H + d]));
+  out[i] = T(table_value(n, d) + f32(pos[t * p.H + d]) + f32(typ[ty * p.H + d]));
 }

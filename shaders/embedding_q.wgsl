@@ -13,9 +13,7 @@ struct Params { tokens: u32, dim: u32, Kp: u32, groups: u32, vocab: u32, vOff: u
 @group(0) @binding(5) var<storage, read_write> out: array<T>;
 
 override WG: u32 = 256u;
-override BITS: u32 = 8u;
-override SYM: bool = true;
-override G: u32 = 32u; // group size along k
+//! import qtable_lib
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -30,21 +28,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   }
   if (id < p.vOff || id - p.vOff >= p.vocab) { return; }
   let n = id - p.vOff;
-  var q: f32;
-  var zero: f32;
-  if (BITS == 8u) {
-    let word = w[n * (p.Kp / 4u) + k / 4u];
-    q = f32(i32(word << (24u - 8u * (k % 4u))) >> 24u); // sign-extended byte k % 4
-    zero = 0.0;
-  } else {
-    // int4: word j holds k = 8j..8j+7; byte b has element 8j+b low, 8j+4+b high.
-    let word = w[n * (p.Kp / 8u) + k / 8u];
-    let e = k % 8u;
-    let shift = 8u * (e % 4u) + 4u * (e / 4u);
-    q = f32((word >> shift) & 0xfu);
-    zero = 8.0;
-  }
-  let g = n * p.groups + k / G;
-  if (!SYM) { zero = f32(zeros[g]); }
-  out[i] = T((q - zero) * f32(scales[g]));
+  out[i] = T(table_value(n, k));
 }

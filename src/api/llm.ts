@@ -8,7 +8,7 @@ import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
 import type { OpenModelOptions } from '../io/model-files.ts';
-import { abortError, Decoder } from '../generate/decoder.ts';
+import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
@@ -347,4 +347,3 @@ export class LlmModel {
   }
 }
 
-export { abortError };

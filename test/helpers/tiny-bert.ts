@@ -57,7 +57,7 @@ import { rng } from '../kernels/check.ts';
 
 export { rng };
 
-function normal(rand: () => number, n: number, mean: number, std: number): Float32Array {
+export function normal(rand: () => number, n: number, mean: number, std: number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     // Box-Muller; 1 - u keeps log() away from 0.
@@ -68,7 +68,8 @@ function normal(rand: () => number, n: number, mean: number, std: number): Float
   return out;
 }
 
-function encode(values: Float32Array, dtype: DType): { data: ArrayBufferView; stored: Float32Array } {
+/** The bytes to write and the f32 values they read back as. */
+export function encode(values: Float32Array, dtype: DType): { data: ArrayBufferView; stored: Float32Array } {
   if (dtype === 'F16') {
     const bits = f32ArrayToF16(values);
     return { data: bits, stored: f16ArrayToF32(bits) };

@@ -22,10 +22,9 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { DType } from '../../src/io/dtypes.ts';
-import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/half.ts';
 import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
 import { rng } from '../kernels/check.ts';
+import { encode, normal } from './tiny-bert.ts';
 
 export interface TinyLlamaOptions {
   modelType?: 'llama' | 'mistral' | 'qwen2' | 'qwen3'; // default 'llama'
@@ -109,29 +108,6 @@ async function tokenizerVocabSize(name: keyof typeof TOKENIZERS): Promise<number
   const n = ids.reduce((a, b) => Math.max(a, b), 0) + 1;
   vocabSizes.set(name, n);
   return n;
-}
-
-function normal(rand: () => number, n: number, mean: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    // Box-Muller; 1 - u keeps log() away from 0.
-    const u = 1 - rand();
-    out[i] = mean + std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
-  }
-  return out;
-}
-
-/** The bytes to write and the f32 values they read back as. */
-function encode(values: Float32Array, dtype: DType): { data: ArrayBufferView; stored: Float32Array } {
-  if (dtype === 'F16') {
-    const bits = f32ArrayToF16(values);
-    return { data: bits, stored: f16ArrayToF32(bits) };
-  }
-  if (dtype === 'BF16') {
-    const bits = f32ArrayToBf16(values);
-    return { data: bits, stored: bf16ArrayToF32(bits) };
-  }
-  return { data: values, stored: values };
 }
 
 /** Multiplies columns `cols` of a row-major [rows, n] matrix by `s`, in place. */
