@@ -11,6 +11,7 @@ import { formatShape } from '../io/dtypes.ts';
 import { isHubId, openModelFiles } from '../io/hub.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { ShardedCheckpoint } from '../io/sharded.ts';
+import { describeStoredAs, readModelVersion, type ModelVersion } from '../delta/versions.ts';
 import { quantizationSection } from '../quant/imports/index.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 
@@ -123,6 +124,16 @@ function displayValue(v: string): string {
   return flat.length > 200 ? `${flat.slice(0, 200)}... (${v.length} chars; use --json for all)` : flat;
 }
 
+/** The model version (webq quantize): per unit, how it was stored and its hashes (first 12 digits). */
+function versionSection(v: ModelVersion): string[] {
+  const rows = Object.entries(v.tensors).map(([n, u]) => [n, describeStoredAs(u.as), u.source.slice(0, 12), u.quantized.slice(0, 12)]);
+  const head = ['UNIT', 'STORED AS', 'SOURCE', 'QUANTIZED'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (c: string[]) => c.map((x, i) => x.padEnd(w[i])).join('  ').trimEnd();
+  const files = Object.entries(v.files).map(([f, h]) => `  ${f}  ${h.slice(0, 12)}`);
+  return [`version: ${v.version} (${rows.length} units, hashes sha256, first 12 hex digits)`, line(head), ...rows.map(line), ...(files.length ? ['files:', ...files] : [])];
+}
+
 function table(ckpt: TensorStore, list: Row[]): string {
   const sharded = ckpt instanceof ShardedCheckpoint;
   const head = ['NAME', 'DTYPE', 'SHAPE', 'SIZE', ...(sharded ? ['SHARD'] : [])];
@@ -137,6 +148,8 @@ function table(ckpt: TensorStore, list: Row[]): string {
 
   const meta = Object.entries(ckpt.metadata);
   out.push('', meta.length ? 'metadata:' : 'metadata: (none)', ...meta.map(([k, v]) => `  ${k}: ${displayValue(v)}`));
+  const v = readModelVersion(ckpt.metadata, ckpt.name);
+  if (v) out.push('', ...versionSection(v));
   if (ckpt instanceof ShardedCheckpoint) out.push(`shards: ${ckpt.shards.length} (${ckpt.shards.map((s) => s.file).join(', ')})`);
 
   const params = list.reduce((s, r) => s + r.elements, 0);
@@ -154,6 +167,7 @@ function json(ckpt: TensorStore, list: Row[], quant: Awaited<ReturnType<typeof q
     sharded: ckpt instanceof ShardedCheckpoint,
     ...(ckpt instanceof ShardedCheckpoint ? { shards: ckpt.shards.map((s) => s.file) } : {}),
     metadata: { ...ckpt.metadata },
+    ...(readModelVersion(ckpt.metadata, ckpt.name) ? { version: readModelVersion(ckpt.metadata, ckpt.name) } : {}),
     tensors: list.map((r) => ({ name: r.name, dtype: r.dtype, shape: r.shape, bytes: r.bytes, ...(r.shard ? { shard: r.shard } : {}) })),
     totals: {
       tensors: list.length,

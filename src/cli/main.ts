@@ -9,11 +9,13 @@ import { chatCommand } from './chat.ts';
 import { cacheCommand } from './cache.ts';
 import { classifyCommand } from './classify.ts';
 import { CHILD_ENV, runFiltered, wantsFilter } from './dawn-notices.ts';
+import { diffCommand } from './diff.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
 import { logitsCommand } from './logits.ts';
+import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
@@ -27,6 +29,8 @@ const commands: Record<string, Command> = {
   logits: logitsCommand,
   doctor: doctorCommand,
   quantize: quantizeCommand,
+  diff: diffCommand,
+  patch: patchCommand,
   cache: cacheCommand,
 };
 

@@ -10,6 +10,7 @@
  * cached file is used, re-checked or refused (offline).
  */
 import { detectRuntime, envFlag, getEnv } from '../env.ts';
+import { finishInterruptedPatch } from './patch-journal.ts';
 import { openFileCache } from './cache.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { SourceError, q, showJson } from './errors.ts';
@@ -171,6 +172,8 @@ export async function openModelFiles(location: string | URL, options: OpenModelO
       throw fsError(loc.path, 'open model folder', e);
     });
     if (!st.isDirectory()) throw new HubError('HUB_BAD_LOCATION', `${loc.path}: is a file; pass the model's folder (the one holding config.json)`);
+    // A `webq patch` a crash interrupted is completed or discarded first: old model or new, never a mix.
+    await finishInterruptedPatch(loc.path);
     return new LocalFiles(loc.path, path, fs, options.onProgress);
   }
   let target: RemoteTarget;

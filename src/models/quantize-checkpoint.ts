@@ -35,9 +35,12 @@ import type { TensorStore } from '../io/safetensors.ts';
 import { f32ArrayToF16 } from '../io/half.ts';
 import type { TensorToWrite } from '../io/writer.ts';
 import { DTYPE_SIZE } from '../io/dtypes.ts';
+import { convert } from '../io/convert.ts';
+import { sha256Hex, tensorHash, unitHash } from '../delta/hash.ts';
+import { HASH_PLACEHOLDER, VERSION_PLACEHOLDER, versionMetadata, versionOf, type ModelVersion, type StoredAs, type UnitVersion } from '../delta/versions.ts';
 import { quantSpecFor, type LinearDType } from '../ops/linear.ts';
 import { AccuracyGuardError, describeError, type ModelError } from '../quant/guard.ts';
-import { prequantMetadata, quantizedTensors } from '../quant/prequantized.ts';
+import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import { BERT_TABLES, bertTableDefault } from './bert.ts';
@@ -55,7 +58,7 @@ import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpe
 export * from './quantize-options.ts';
 
 /** Small files copied beside the weights when the source has them (LLM and BERT ones alike). */
-const SIDE_FILES = [
+export const SIDE_FILES = [
   'config.json',
   'generation_config.json',
   'tokenizer.json',
@@ -161,12 +164,87 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   return { architecture: config.modelType, spec, embeddings, tensors, tableSpecs, linears: roles.linears.size, bytesIn: sum((t) => t.bytesIn), bytesOut: sum((t) => t.bytesOut) };
 }
 
-/** The tensors to write for one planned tensor. */
-async function output(store: TensorStore, t: PlannedTensor): Promise<TensorToWrite[]> {
+/** The tensors to write for one planned tensor, from its source bytes (`bytes`: read here when absent). */
+export async function unitTensors(store: TensorStore, t: PlannedTensor, bytes?: Uint8Array): Promise<TensorToWrite[]> {
   const info = store.get(t.ref.name)!;
-  if (t.as === 'packed') return quantizedTensors(t.ref.name, quantizeWeight((await store.readAs(t.ref.name, 'f32')) as Float32Array, t.ref.shape[0], t.ref.shape[1], t.spec!));
-  if (t.as === 'stored' || info.dtype === 'F16') return [{ name: t.ref.name, dtype: info.dtype, shape: info.shape, data: await store.readBytes(t.ref.name) }];
-  return [{ name: t.ref.name, dtype: 'F16', shape: info.shape, data: f32ArrayToF16((await store.readAs(t.ref.name, 'f32')) as Float32Array) }];
+  const raw = bytes ?? (await store.readBytes(t.ref.name));
+  const f32 = () => convert(raw, info.dtype, 'f32', `${store.name}: tensor "${t.ref.name}"`) as Float32Array;
+  if (t.as === 'packed') return quantizedTensors(t.ref.name, quantizeWeight(f32(), t.ref.shape[0], t.ref.shape[1], t.spec!));
+  if (t.as === 'stored' || info.dtype === 'F16') return [{ name: t.ref.name, dtype: info.dtype, shape: info.shape, data: raw }];
+  return [{ name: t.ref.name, dtype: 'F16', shape: info.shape, data: f32ArrayToF16(f32()) }];
+}
+
+/** How a planned tensor is stored, as its version records it (`layout`: a calibrated session's, 16 for F16). */
+export function storedAs(t: PlannedTensor, layout: QuantSpec | 16 | undefined): StoredAs {
+  if (t.as === 'packed' && layout !== 16) return { bits: layout!.bits, group: layout!.group, symmetric: layout!.symmetric };
+  return t.as === 'stored' ? 'stored' : 'F16';
+}
+
+/** The side files a model folder has (SIDE_FILES), as the bytes quantize writes. */
+export async function readSideFiles(files: ModelFiles): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for (const f of SIDE_FILES) if (await files.exists(f)) out.set(f, new TextEncoder().encode(await files.readText(f)));
+  return out;
+}
+
+/** The metadata quantize writes before the version entries (also what a delta's target gets). */
+export function quantizeMetadata(plan: QuantizePlan, dtype: QuantizeDType, method: QuantMethod, opts: QuantizeOptions, linearMeta?: ReadonlyMap<string, LinearQuantMeta>): Record<string, string> {
+  const fdt = fileDType(dtype);
+  const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, linearMeta), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
+  if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
+  if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
+  return meta;
+}
+
+/** Hashes of a model's units as they are written: sources when read, stored parts as produced. */
+export class UnitHasher {
+  private readonly sources = new Map<string, string>();
+  private readonly parts = new Map<string, { suffix: string; hash: string }[]>();
+
+  /** Hashes a unit's source tensor; returns the hash. */
+  async source(name: string, info: { dtype: string; shape: readonly number[] }, bytes: Uint8Array): Promise<string> {
+    const h = await tensorHash(info.dtype, info.shape, bytes);
+    this.sources.set(name, h);
+    return h;
+  }
+
+  async part(unit: string, e: TensorEntry, bytes: Uint8Array): Promise<void> {
+    const list = this.parts.get(unit) ?? [];
+    list.push({ suffix: e.name.slice(unit.length), hash: await tensorHash(e.dtype, e.shape, bytes) });
+    this.parts.set(unit, list);
+  }
+
+  /** The hash of a unit's stored tensors (all of them given to part()). */
+  async quantized(unit: string): Promise<string> {
+    const parts = this.parts.get(unit);
+    if (!parts) throw new WebqError('INTERNAL', `quantize: no stored tensors hashed for ${unit}`);
+    return unitHash(parts);
+  }
+
+  /** The version of the finished model: units in plan order. */
+  async version(units: readonly { name: string; as: StoredAs }[], files: Record<string, string>): Promise<ModelVersion> {
+    const tensors: Record<string, UnitVersion> = {};
+    for (const u of units) {
+      const source = this.sources.get(u.name);
+      const parts = this.parts.get(u.name);
+      if (!source || !parts) throw new WebqError('INTERNAL', `quantize: no hash made for ${u.name}`);
+      tensors[u.name] = { source, quantized: await unitHash(parts), as: u.as };
+    }
+    return { version: await versionOf(tensors, files), tensors, files };
+  }
+}
+
+/** The metadata with placeholder version entries of the final length. */
+export function placeholderVersion(units: readonly { name: string; as: StoredAs }[], files: Record<string, string>): Record<string, string> {
+  const tensors = Object.fromEntries(units.map((u) => [u.name, { source: HASH_PLACEHOLDER, quantized: HASH_PLACEHOLDER, as: u.as }]));
+  return versionMetadata({ version: VERSION_PLACEHOLDER, tensors, files });
+}
+
+/** Hashes of side files by path. */
+export async function fileHashes(side: ReadonlyMap<string, Uint8Array>): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [f, b] of side) out[f] = await sha256Hex(b);
+  return out;
 }
 
 /** Writes a webq pre-quantized copy of a checkpoint (see the top of this file); returns what it did. */
@@ -207,9 +285,13 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
         manifest.push(e);
       }
     }
-    const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, session?.linearMeta()), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
-    if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
-    if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
+    // The version (src/delta/versions.ts): hashes made as tensors are read and written.
+    const side = await readSideFiles(files);
+    const sideHashes = await fileHashes(side);
+    const units = plan.tensors.map((t) => ({ name: t.ref.name, as: storedAs(t, isLinear(t) && session ? session.layout(t.ref.name) : t.spec) }));
+    const base = quantizeMetadata(plan, dtype, method, opts, session?.linearMeta());
+    const meta = { ...base, ...placeholderVersion(units, sideHashes) };
+    const hasher = new UnitHasher();
     const tmpDir = `${outDir.replace(/[\\/]+$/, '')}.tmp-${Math.random().toString(36).slice(2)}`;
     await fs.mkdir(tmpDir, { recursive: true });
     let model: ModelError | undefined;
@@ -223,20 +305,22 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
         const t = entries.get(e.name)!;
         let m = made.get(t.ref.name);
         if (!m) {
-          const list = (await session?.tensors(t.ref.name)) ?? (await output(store, t));
+          const src = await store.readBytes(t.ref.name);
+          await hasher.source(t.ref.name, store.get(t.ref.name)!, src);
+          const list = (await session?.tensors(t.ref.name)) ?? (await unitTensors(store, t, src));
           made.set(t.ref.name, (m = new Map(list.map((x) => [x.name, x.data]))));
         }
         const data = m.get(e.name);
         if (!data) throw new WebqError('INTERNAL', `quantize: no data made for ${e.name}`);
+        await hasher.part(t.ref.name, e, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
         m.delete(e.name);
         if (!m.size) made.delete(t.ref.name);
         return data;
-      });
-      for (const f of SIDE_FILES) {
-        if (!(await files.exists(f))) continue;
+      }, async () => ({ ...base, ...versionMetadata(await hasher.version(units, sideHashes)) }));
+      for (const [f, bytes] of side) {
         const target = path.join(tmpDir, ...f.split('/'));
         await fs.mkdir(path.dirname(target), { recursive: true });
-        await fs.writeFile(target, await files.readText(f));
+        await fs.writeFile(target, bytes);
       }
       if (session) {
         opts.onProgress?.('evaluate', 0, 1);
@@ -273,7 +357,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
 }
 
 /** The output tensors of one planned tensor (a packed one with `layout`: its spec, or 16 for F16). */
-function outputEntries(store: TensorStore, t: PlannedTensor, layout: QuantSpec | 16 | undefined): TensorEntry[] {
+export function outputEntries(store: TensorStore, t: PlannedTensor, layout: QuantSpec | 16 | undefined): TensorEntry[] {
   const name = t.ref.name;
   const [N, K] = t.ref.shape;
   if (t.as === 'packed' && layout !== 16) {

@@ -50,9 +50,11 @@ export function safetensorsHeader(entries: readonly TensorEntry[], metadata: Rec
 
 /**
  * Writes `path`: the header for `entries` (already in write order), then each entry's data from
- * `produce`, checked against its expected size. Returns the data bytes written.
+ * `produce`, checked against its expected size. Returns the data bytes written. `finalMetadata`,
+ * when given, is asked for after the data (hashes of it, src/delta/versions.ts) and its header
+ * rewritten in place: it must have the same length as `metadata`'s (placeholders of equal size).
  */
-export async function writeStreaming(path: string, entries: readonly TensorEntry[], metadata: Record<string, string>, produce: (e: TensorEntry, index: number) => Promise<ArrayBufferView>): Promise<number> {
+export async function writeStreaming(path: string, entries: readonly TensorEntry[], metadata: Record<string, string>, produce: (e: TensorEntry, index: number) => Promise<ArrayBufferView>, finalMetadata?: () => Promise<Record<string, string>>): Promise<number> {
   const fs = await loadFs(path);
   const handle = await fs.open(path, 'wx');
   let total = 0;
@@ -60,13 +62,19 @@ export async function writeStreaming(path: string, entries: readonly TensorEntry
     const put = async (bytes: Uint8Array) => {
       for (let done = 0; done < bytes.byteLength; ) done += (await handle.write(bytes, done, bytes.byteLength - done)).bytesWritten;
     };
-    await put(safetensorsHeader(entries, metadata));
+    const head = safetensorsHeader(entries, metadata);
+    await put(head);
     for (const [i, e] of entries.entries()) {
       const data = await produce(e, i);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (bytes.byteLength !== byteLength(e)) throw new WebqError('WRITE_SIZE', `${path}: tensor "${e.name}" has ${bytes.byteLength} bytes, but ${e.dtype} [${e.shape.join(', ')}] needs ${byteLength(e)}`);
       await put(bytes);
       total += bytes.byteLength;
+    }
+    if (finalMetadata) {
+      const final = safetensorsHeader(entries, await finalMetadata());
+      if (final.byteLength !== head.byteLength) throw new WebqError('INTERNAL', `${path}: the final header (${final.byteLength} bytes) differs in size from the placeholder one (${head.byteLength})`);
+      for (let done = 0; done < final.byteLength; ) done += (await handle.write(final, done, final.byteLength - done, done)).bytesWritten;
     }
     await handle.sync();
   } finally {

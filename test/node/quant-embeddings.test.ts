@@ -183,7 +183,7 @@ describe('file sizes', () => {
       const store = await (await openModelFiles(m.dir)).checkpoint();
       expect(data).toBe(planQuantized(store, parseModelConfig(m.config), dtype, { embeddings: e }).bytesOut);
       await store.close();
-      expect(size - data).toBeLessThan(8192); // the JSON header
+      expect(size - data).toBeLessThan(16384); // the JSON header, with its version: ~250 bytes of hashes per unit
       expect(st.metadata['webq.format']).toBe('webq-quant-2');
       expect(st.metadata['webq.embeddings']).toBe(e);
       const word = 'embeddings.word_embeddings.weight';

@@ -1,0 +1,109 @@
+/**
+ * Applying a delta, wherever the files live (a folder, the browser's Cache API, memory): every
+ * check first, then the target model's bytes as a header and a list of tensor reads. Checks, in
+ * order, each a one-line DeltaError naming what failed:
+ *
+ *   the model's version is the delta's base (else: another model, another version, or already
+ *   patched), its recorded unit hashes are the base's, every stored tensor the target reuses hashes
+ *   to the base's unit hash, every unit in the delta hashes to the target's, every side file kept
+ *   or shipped hashes to its recorded hash.
+ *
+ * Nothing is written here: callers write the result beside the old model and swap.
+ */
+import type { TensorStore } from '../io/safetensors.ts';
+import { safetensorsHeader } from '../models/quantized-writer.ts';
+import { deltaFile, DeltaError, type Delta, type TargetEntry } from './format.ts';
+import { sha256Hex, tensorHash, unitHash } from './hash.ts';
+import { readModelVersion, type ModelVersion } from './versions.ts';
+
+export interface PatchBase {
+  /** The model's weights (model.safetensors). */
+  store: TensorStore;
+  /** For messages. */
+  describe: string;
+  /** A side file's bytes, or undefined when the model has none. */
+  readFile(path: string): Promise<Uint8Array | undefined>;
+}
+
+export interface PatchedTensor {
+  entry: TargetEntry;
+  read(): Promise<Uint8Array>;
+}
+
+export interface PatchedModel {
+  base: ModelVersion;
+  target: ModelVersion;
+  /** Header of the new model.safetensors, then its tensors in order. */
+  header: Uint8Array;
+  tensors: PatchedTensor[];
+  /** Bytes of the new model.safetensors. */
+  size: number;
+  /** Every side file of the target, with where its bytes come from. */
+  files: Map<string, () => Promise<Uint8Array>>;
+  /** Side files of the base that the target has not. */
+  removedFiles: string[];
+}
+
+/** The name of a target tensor where its bytes are: the delta's own, or the base unit's under its name. */
+function sourceName(delta: Delta, e: TargetEntry): string {
+  const src = delta.manifest.units[e.unit];
+  return src.from === 'delta' ? e.name : src.name + e.name.slice(e.unit.length);
+}
+
+/** The base's version, checked against the delta's base (see the top of this file). */
+export function checkBaseVersion(base: PatchBase, delta: Delta): ModelVersion {
+  const m = delta.manifest;
+  const bv = readModelVersion(base.store.metadata, base.describe);
+  if (!bv) throw new DeltaError('DELTA_BASE', `${base.describe}: has no model version (not written by \`webq quantize\`), so ${delta.describe} cannot be checked against it`);
+  if (bv.version === m.target.version) throw new DeltaError('DELTA_BASE', `${base.describe}: is already version ${bv.version}, the version ${delta.describe} makes`);
+  if (bv.version !== m.base.version) throw new DeltaError('DELTA_BASE', `${delta.describe}: applies to version ${m.base.version} (a ${m.architecture} model), but ${base.describe} is version ${bv.version}: a delta for another model or version`);
+  for (const [n, h] of Object.entries(m.base.tensors)) {
+    if (bv.tensors[n]?.quantized !== h) throw new DeltaError('DELTA_BASE', `${base.describe}: unit ${n} is recorded with another hash than ${delta.describe} expects of version ${m.base.version}`);
+  }
+  return bv;
+}
+
+/** Checks everything (see the top of this file) and returns the target model to write. */
+export async function preparePatch(base: PatchBase, delta: Delta): Promise<PatchedModel> {
+  const m = delta.manifest;
+  const bv = checkBaseVersion(base, delta);
+  const tv = delta.target;
+  // Every stored tensor of the target, hashed where it comes from, then each unit's hash compared.
+  const parts = new Map<string, { suffix: string; hash: string }[]>();
+  const tensors: PatchedTensor[] = [];
+  let offset = 0;
+  for (const e of m.target.entries) {
+    const name = sourceName(delta, e);
+    const store = m.units[e.unit].from === 'delta' ? delta.store : base.store;
+    const info = store.get(name);
+    const at = m.units[e.unit].from === 'delta' ? `${delta.describe}: tensor ${e.name}` : `${base.describe}: tensor ${name}`;
+    if (!info) throw new DeltaError('DELTA_BASE', `${at}: missing (the target needs it for ${e.name})`);
+    if (info.dtype !== e.dtype || info.shape.join() !== e.shape.join()) throw new DeltaError('DELTA_BASE', `${at}: is ${info.dtype} [${info.shape.join(', ')}], expected ${e.dtype} [${e.shape.join(', ')}]`);
+    const bytes = await store.readBytes(name);
+    const list = parts.get(e.unit) ?? [];
+    list.push({ suffix: e.name.slice(e.unit.length), hash: await tensorHash(e.dtype, e.shape, bytes) });
+    parts.set(e.unit, list);
+    tensors.push({ entry: e, read: () => store.readBytes(name) });
+    offset += info.byteLength;
+  }
+  for (const [unit, list] of parts) {
+    const src = m.units[unit];
+    const want = src.from === 'delta' ? tv.tensors[unit]?.quantized : m.base.tensors[src.name];
+    if ((await unitHash(list)) !== want) {
+      throw new DeltaError(src.from === 'delta' ? 'DELTA_CORRUPT' : 'DELTA_BASE', src.from === 'delta'
+        ? `${delta.describe}: the data of ${unit} does not match its hash in the manifest (damaged delta)`
+        : `${base.describe}: the stored tensors of ${src.name} do not match their recorded hash (the model file was changed or damaged)`);
+    }
+  }
+  const files = new Map<string, () => Promise<Uint8Array>>();
+  for (const [f, from] of Object.entries(m.files)) {
+    const bytes = from === 'delta' ? await deltaFile(delta, f) : await base.readFile(f);
+    if (!bytes) throw new DeltaError('DELTA_BASE', `${base.describe}: has no ${f}, which the delta keeps from the base`);
+    if ((await sha256Hex(bytes)) !== tv.files[f]) {
+      throw new DeltaError(from === 'delta' ? 'DELTA_CORRUPT' : 'DELTA_BASE', from === 'delta' ? `${delta.describe}: side file ${f} does not match its hash (damaged delta)` : `${base.describe}: ${f} differs from the base version's (edited after quantization?)`);
+    }
+    files.set(f, from === 'delta' ? () => deltaFile(delta, f) : async () => (await base.readFile(f))!);
+  }
+  const header = safetensorsHeader(m.target.entries, m.target.metadata);
+  return { base: bv, target: tv, header, tensors, size: header.byteLength + offset, files, removedFiles: m.filesRemoved ?? [] };
+}
