@@ -15,6 +15,8 @@ export * as ops from './ops/index.ts';
 export * as io from './io/index.ts';
 export * as quant from './quant/index.ts';
 export * as models from './models/index.ts';
+export * as delta from './delta/index.ts';
+export { openDelta, DeltaError, type Delta, type ModelVersion } from './delta/index.ts';
 export {
   TextTokenizer,
   loadTokenizer,

@@ -1,0 +1,7 @@
+/** Model versions and delta packages (`webq diff` / `webq patch`, applyDelta on loaded models). */
+export { sha256Hex } from './hash.ts';
+export { readModelVersion, requireModelVersion, type ModelVersion, type UnitVersion, type StoredAs } from './versions.ts';
+export { openDelta, DeltaError, DELTA_FORMAT, type Delta, type DeltaManifest } from './format.ts';
+export { diffModel, mergeDeltas, writeDeltaFile, type DeltaContents } from './diff.ts';
+export { preparePatch, checkBaseVersion, type PatchBase, type PatchedModel } from './apply.ts';
+export { patchModelFolder, type PatchOptions, type PatchReport } from './patch-disk.ts';
