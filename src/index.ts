@@ -17,6 +17,7 @@ export * as quant from './quant/index.ts';
 export * as models from './models/index.ts';
 export * as delta from './delta/index.ts';
 export { openDelta, DeltaError, type Delta, type ModelVersion } from './delta/index.ts';
+export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded.ts';
 export {
   TextTokenizer,
   loadTokenizer,

@@ -6,13 +6,16 @@
  *
  * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
+import { checkGuard, cosineError, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
+import { WeightVersions } from '../delta/loaded-weights.ts';
+import type { ModelVersion } from '../delta/versions.ts';
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
-import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
+import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { fields, toJson } from '../models/config-json.ts';
 import { pool } from '../ops/encoder-io.ts';
@@ -139,8 +142,15 @@ export class BertModel {
   readonly describe: string;
   readonly ctx: GpuContext;
   private readonly tokenizer: TextTokenizer;
-  private readonly weights: BertGpuWeights;
+  /** The current weights, and older versions that calls started before an update still run on. */
+  private readonly versions: WeightVersions<BertGpuWeights>;
   private readonly ownsContext: boolean;
+  /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
+  private readonly files: ModelFiles;
+  private readonly uploadOptions: UploadOptions;
+  private modelVersion: ModelVersion | null;
+  /** applyDelta calls, one after another. */
+  private updates: Promise<unknown> = Promise.resolve();
   /** From a sentence-transformers export (1_Pooling/config.json, modules.json), else mean / none. */
   readonly pooling: Required<EmbedOptions>;
   /**
@@ -153,14 +163,20 @@ export class BertModel {
   readonly lowerCase: boolean;
   private disposed = false;
 
-  private constructor(args: { config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; st: SentenceTransformersConfig }) {
+  private constructor(args: {
+    config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; st: SentenceTransformersConfig;
+    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null;
+  }) {
     this.config = args.config;
     this.dtype = args.dtype;
     this.describe = args.describe;
     this.ctx = args.ctx;
     this.tokenizer = args.tokenizer;
-    this.weights = args.weights;
+    this.versions = new WeightVersions(args.weights);
     this.ownsContext = args.ownsContext;
+    this.files = args.files;
+    this.uploadOptions = args.uploadOptions;
+    this.modelVersion = args.version;
     this.pooling = args.st.pooling;
     this.maxLength = Math.min(args.config.maxPositions, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
     this.lowerCase = args.st.lowerCase;
@@ -184,10 +200,12 @@ export class BertModel {
       throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
     }
     const refs = resolveBertWeights(store, config);
+    const version = loadedVersion(store.metadata, files.describe);
     const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
     try {
-      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, prequant });
-      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st });
+      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings };
+      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
+      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st, files, uploadOptions, version });
     } catch (e) {
       if (!opts.context) ctx.dispose();
       throw e;
@@ -198,7 +216,12 @@ export class BertModel {
 
   /** Weight bytes on the GPU (quantized codes, scales and zero points included). */
   get weightBytes(): number {
-    return this.weights.bytes;
+    return this.versions.current.bytes;
+  }
+
+  /** The model's version (`webq quantize` records it; applyDelta moves it), or null for a file without one. */
+  get version(): string | null {
+    return this.modelVersion?.version ?? null;
   }
 
   /**
@@ -242,15 +265,17 @@ export class BertModel {
   /** The last hidden state [B, T, H] with the batch's shape (for tests and custom pooling). */
   async hidden(texts: string[], opts: TextOptions = {}): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
     const b = this.batch(texts, opts, 'hidden');
+    const held = this.versions.use();
     try {
       const rec = this.ctx.record({ label: 'bert:hidden' });
-      const h = bertForward(this.ctx, rec, this.weights, this.config, b);
+      const h = bertForward(this.ctx, rec, held.weights, this.config, b);
       await rec.submit();
       const data = await this.ctx.readFloat(h);
       h.dispose();
       return { data, batch: b.B, seqLen: b.T, hidden: this.config.hiddenSize, mask: (await this.ctx.read(b.mask)) as Uint32Array };
     } finally {
       BertModel.free(b);
+      held.release();
     }
   }
 
@@ -270,13 +295,24 @@ export class BertModel {
     return this.run(texts, opts, 'embedWithInfo');
   }
 
+  // A call holds the weights it started with until it ends: an update between its start and its
+  // end does not touch them (src/delta/loaded-weights.ts).
   private async run(texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
+    const held = this.versions.use();
+    try {
+      return await this.pooled(held.weights, texts, opts, method);
+    } finally {
+      held.release();
+    }
+  }
+
+  private async pooled(weights: BertGpuWeights, texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
     const mode = opts.pooling ?? this.pooling.pooling;
     if (mode !== 'mean' && mode !== 'cls') throw new WebqError('BAD_OPTION', `pooling must be 'mean' or 'cls', got '${mode}'`);
     const b = this.batch(texts, opts, method);
     try {
       const rec = this.ctx.record({ label: 'bert:embed' });
-      const h = bertForward(this.ctx, rec, this.weights, this.config, b);
+      const h = bertForward(this.ctx, rec, weights, this.config, b);
       const pooled = pool(this.ctx, rec, h, b.mask, b.B, { mode, normalize: opts.normalize ?? this.pooling.normalize });
       h.dispose();
       await rec.submit();
@@ -294,16 +330,25 @@ export class BertModel {
    * as by embed(); each result says whether its text was cut to maxLength tokens.
    */
   async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
-    if (!this.weights.pooler || !this.weights.classifier) {
+    const held = this.versions.use();
+    try {
+      return await this.classifyWith(held.weights, texts, opts);
+    } finally {
+      held.release();
+    }
+  }
+
+  private async classifyWith(weights: BertGpuWeights, texts: string[], opts: TextOptions): Promise<Classification[]> {
+    if (!weights.pooler || !weights.classifier) {
       throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no pooler/classifier weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a BertForSequenceClassification checkpoint`);
     }
     const b = this.batch(texts, opts, 'classify');
     try {
       const rec = this.ctx.record({ label: 'bert:classify' });
-      const h = bertForward(this.ctx, rec, this.weights, this.config, b);
+      const h = bertForward(this.ctx, rec, weights, this.config, b);
       const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
       h.dispose();
-      const logits = bertClassifierHead(this.ctx, rec, this.weights, cls);
+      const logits = bertClassifierHead(this.ctx, rec, weights, cls);
       cls.dispose();
       await rec.submit();
       const flat = await this.ctx.readFloat(logits);
@@ -323,11 +368,62 @@ export class BertModel {
     }
   }
 
-  /** Frees the weights, and the device if the model made it. */
+  /**
+   * Moves the loaded model to the version `delta` makes (a `webq diff` output: a Delta, its path
+   * or URL, a Blob or its bytes) without reloading it. The delta is checked against the model's
+   * version and against every unit hash; only the weights of groups that touch a changed unit are
+   * read and uploaded; the new weights replace the old ones between two calls: a call started
+   * before returns the old version's result, one started after the new one's. With `check`, the
+   * old and new embeddings of check.texts are compared first, and past check.maxError (1 - cosine)
+   * the update is dropped (DeltaError 'DELTA_GUARD'). Any failure leaves the model as it was.
+   * Updates run one after another.
+   */
+  applyDelta(delta: DeltaInput, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
+    const run = this.updates.then(() => this.update(delta, opts));
+    this.updates = run.catch(() => undefined);
+    return run;
+  }
+
+  private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
+    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
+    checkGuard(opts);
+    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input);
+    try {
+      const old = this.versions.use();
+      try {
+        const refs = resolveBertWeights(u.store, this.config);
+        const next = await uploadBertWeights(this.ctx, u.store, this.config, refs, this.dtype, { ...this.uploadOptions, prequant: u.prequant, reuse: u.reuse(old.weights.objects) });
+        try {
+          await u.verifyRest();
+          let error: number | undefined;
+          if (opts.check) {
+            const o = { truncate: true };
+            const [a, b] = [await this.pooled(old.weights, opts.check.texts, o, 'applyDelta'), await this.pooled(next, opts.check.texts, o, 'applyDelta')];
+            error = cosineError(a.vectors, b.vectors);
+            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after is', error, opts.check.maxError);
+          }
+          if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);
+          this.versions.replace(next);
+          this.modelVersion = u.target;
+          return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
+        } catch (e) {
+          this.versions.discard(next);
+          throw e;
+        }
+      } finally {
+        old.release();
+      }
+    } finally {
+      await u.close();
+    }
+  }
+
+  /** Frees the weights (every version still held), and the device if the model made it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.weights.dispose();
+    this.versions.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }
 }
+

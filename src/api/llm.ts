@@ -4,15 +4,18 @@
  * runs on the GPU end to end (src/generate/decoder.ts); this layer turns prompts into ids and ids
  * into text, applies stops, measures, and queues calls so two generations never interleave.
  */
+import { checkGuard, guardError, klSum, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
+import { WeightVersions } from '../delta/loaded-weights.ts';
+import type { ModelVersion } from '../delta/versions.ts';
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
-import type { OpenModelOptions } from '../io/model-files.ts';
+import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
-import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
+import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
@@ -120,15 +123,23 @@ export class LlmModel {
   /** End-of-sequence ids from config.json, generation_config.json and the tokenizer. */
   readonly eosTokenIds: readonly number[];
   readonly chat: { completions: ChatCompletions };
-  private readonly weights: LlamaGpuWeights;
+  /** The current weights (the decoder runs on them); a replaced version is freed at the swap. */
+  private readonly versions: WeightVersions<LlamaGpuWeights>;
   private readonly decoder: Decoder;
   private readonly ownsContext: boolean;
+  /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
+  private readonly files: ModelFiles;
+  private readonly uploadOptions: UploadOptions;
+  private modelVersion: ModelVersion | null;
   private queue: Promise<void> = Promise.resolve();
+  /** applyDelta calls, one after another. */
+  private updates: Promise<unknown> = Promise.resolve();
   private disposed = false;
 
   private constructor(a: {
     config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
     generationDefaults: GenerationDefaults; weights: LlamaGpuWeights; decoder: Decoder; ownsContext: boolean;
+    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null;
   }) {
     this.config = a.config;
     this.dtype = a.dtype;
@@ -138,9 +149,12 @@ export class LlmModel {
     this.tokenizer = a.tokenizer;
     this.chatTemplate = a.chatTemplate;
     this.generationDefaults = a.generationDefaults;
-    this.weights = a.weights;
+    this.versions = new WeightVersions(a.weights);
     this.decoder = a.decoder;
     this.ownsContext = a.ownsContext;
+    this.files = a.files;
+    this.uploadOptions = a.uploadOptions;
+    this.modelVersion = a.version;
     const eos = new Set([...a.config.eosTokenIds, ...a.generationDefaults.eosTokenIds]);
     const tokEos = a.tokenizer.eosTokenId;
     if (tokEos !== undefined) eos.add(tokEos);
@@ -175,10 +189,12 @@ export class LlmModel {
       const refs = resolveLlamaWeights(store, config);
       ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
-      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, prequant });
+      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings };
+      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
       const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
       const decoder = new Decoder(ctx, config, weights, cache);
-      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context });
+      const version = loadedVersion(store.metadata, files.describe);
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context, files, uploadOptions, version });
     } catch (e) {
       weights?.dispose();
       if (ctx && !opts.context) ctx.dispose();
@@ -190,7 +206,12 @@ export class LlmModel {
 
   /** Weight bytes on the GPU. */
   get weightBytes(): number {
-    return this.weights.bytes;
+    return this.versions.current.bytes;
+  }
+
+  /** The model's version (`webq quantize` records it; applyDelta moves it), or null for a file without one. */
+  get version(): string | null {
+    return this.modelVersion?.version ?? null;
   }
 
   /** KV cache bytes on the GPU. */
@@ -337,12 +358,70 @@ export class LlmModel {
     return requireChatTemplate(this.chatTemplate, this.describe).render(messages, { addGenerationPrompt: true, extra });
   }
 
+  /**
+   * Moves the loaded model to the version `delta` makes (a `webq diff` output: a Delta, its path
+   * or URL, a Blob or its bytes) without reloading it. The delta is checked against the model's
+   * version and every unit hash, and only the weights of groups that touch a changed unit are read
+   * and uploaded (while calls run); the swap then waits its turn in the queue of calls, so a
+   * generation started before finishes on the old version and one started after runs on the new.
+   * The cached prompt prefix is dropped (its keys and values came from the old weights). With
+   * `check`, the next-token distributions over every position of check.texts are compared before
+   * the swap, and past check.maxError (mean KL(old || new) per token) the update is dropped
+   * (DeltaError 'DELTA_GUARD'). Any failure leaves the model as it was. Updates run one after another.
+   */
+  applyDelta(delta: DeltaInput, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
+    const run = this.updates.then(() => this.update(delta, opts));
+    this.updates = run.catch(() => undefined);
+    return run;
+  }
+
+  private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
+    this.check();
+    checkGuard(opts);
+    const ids = opts.check?.texts.map((t) => this.encode(t));
+    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input);
+    try {
+      const old = this.versions.current;
+      const refs = resolveLlamaWeights(u.store, this.config);
+      const next = await uploadLlamaWeights(this.ctx, u.store, this.config, refs, this.dtype, { ...this.uploadOptions, prequant: u.prequant, reuse: u.reuse(old.objects) });
+      try {
+        await u.verifyRest();
+        const release = await this.acquire();
+        try {
+          this.check();
+          let error: number | undefined;
+          if (ids) {
+            let kl = 0;
+            let n = 0;
+            for (const p of ids) {
+              kl += klSum(await this.decoder.logitsAt(p, old), await this.decoder.logitsAt(p, next), this.config.vocabSize);
+              n += p.length;
+            }
+            error = kl / n;
+            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts is', error, opts.check!.maxError);
+          }
+          this.decoder.setWeights(next);
+          this.versions.replace(next);
+          this.modelVersion = u.target;
+          return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
+        } finally {
+          release();
+        }
+      } catch (e) {
+        this.versions.discard(next);
+        throw e;
+      }
+    } finally {
+      await u.close();
+    }
+  }
+
   /** Frees the weights and the cache, and the device if the model made it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.decoder.dispose();
-    this.weights.dispose();
+    this.versions.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }
 }

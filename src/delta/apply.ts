@@ -45,20 +45,24 @@ export interface PatchedModel {
 }
 
 /** The name of a target tensor where its bytes are: the delta's own, or the base unit's under its name. */
-function sourceName(delta: Delta, e: TargetEntry): string {
+export function sourceName(delta: Delta, e: TargetEntry): string {
   const src = delta.manifest.units[e.unit];
   return src.from === 'delta' ? e.name : src.name + e.name.slice(e.unit.length);
 }
 
 /** The base's version, checked against the delta's base (see the top of this file). */
 export function checkBaseVersion(base: PatchBase, delta: Delta): ModelVersion {
+  return checkVersion(readModelVersion(base.store.metadata, base.describe), base.describe, delta);
+}
+
+/** A model's version (null: it has none), checked against the delta's base (see the top of this file). */
+export function checkVersion(bv: ModelVersion | null, describe: string, delta: Delta): ModelVersion {
   const m = delta.manifest;
-  const bv = readModelVersion(base.store.metadata, base.describe);
-  if (!bv) throw new DeltaError('DELTA_BASE', `${base.describe}: has no model version (not written by \`webq quantize\`), so ${delta.describe} cannot be checked against it`);
-  if (bv.version === m.target.version) throw new DeltaError('DELTA_BASE', `${base.describe}: is already version ${bv.version}, the version ${delta.describe} makes`);
-  if (bv.version !== m.base.version) throw new DeltaError('DELTA_BASE', `${delta.describe}: applies to version ${m.base.version} (a ${m.architecture} model), but ${base.describe} is version ${bv.version}: a delta for another model or version`);
+  if (!bv) throw new DeltaError('DELTA_BASE', `${describe}: has no model version (not written by \`webq quantize\`), so ${delta.describe} cannot be checked against it`);
+  if (bv.version === m.target.version) throw new DeltaError('DELTA_BASE', `${describe}: is already version ${bv.version}, the version ${delta.describe} makes`);
+  if (bv.version !== m.base.version) throw new DeltaError('DELTA_BASE', `${delta.describe}: applies to version ${m.base.version} (a ${m.architecture} model), but ${describe} is version ${bv.version}: a delta for another model or version`);
   for (const [n, h] of Object.entries(m.base.tensors)) {
-    if (bv.tensors[n]?.quantized !== h) throw new DeltaError('DELTA_BASE', `${base.describe}: unit ${n} is recorded with another hash than ${delta.describe} expects of version ${m.base.version}`);
+    if (bv.tensors[n]?.quantized !== h) throw new DeltaError('DELTA_BASE', `${describe}: unit ${n} is recorded with another hash than ${delta.describe} expects of version ${m.base.version}`);
   }
   return bv;
 }

@@ -43,7 +43,7 @@ export function abortError(signal: AbortSignal): Error {
 export class Decoder {
   readonly ctx: GpuContext;
   readonly cfg: LlamaConfig;
-  readonly weights: LlamaGpuWeights;
+  private w: LlamaGpuWeights;
   readonly cache: KvCache;
   private readonly seen: Tensor;
   private readonly step: Tensor;
@@ -58,11 +58,25 @@ export class Decoder {
   constructor(ctx: GpuContext, cfg: LlamaConfig, weights: LlamaGpuWeights, cache: KvCache) {
     this.ctx = ctx;
     this.cfg = cfg;
-    this.weights = weights;
+    this.w = weights;
     this.cache = cache;
     this.seen = ctx.upload(new Uint32Array(Math.ceil(cfg.vocabSize / 32)), [Math.ceil(cfg.vocabSize / 32)], 'u32', 'sampler.seen');
     this.step = ctx.upload(new Uint32Array(4), [4], 'u32', 'sampler.step');
     this.next = ctx.upload(new Uint32Array(1), [1], 'u32', 'sampler.next');
+  }
+
+  /** The weights every forward runs on. */
+  get weights(): LlamaGpuWeights {
+    return this.w;
+  }
+
+  /**
+   * Runs on `weights` from the next forward on (an update, between two calls). The cached keys and
+   * values were computed by the old weights, so no prefix of them is reused.
+   */
+  setWeights(weights: LlamaGpuWeights): void {
+    this.w = weights;
+    this.cache.truncate(0);
   }
 
   get contextLength(): number {
@@ -110,7 +124,28 @@ export class Decoder {
   /** Records the forward of `ids` at positions pos0.. and returns the last position's logits [1, V]. */
   private forward(rec: ReturnType<GpuContext['record']>, ids: Tensor, pos0: number): Tensor {
     this.cache.setPosition(this.ctx, pos0);
-    return llamaForward(this.ctx, rec, this.weights, this.cfg, this.cache, { ids, pos0, lastOnly: true });
+    return llamaForward(this.ctx, rec, this.w, this.cfg, this.cache, { ids, pos0, lastOnly: true });
+  }
+
+  /**
+   * Logits [T, V] at every position of `prompt` under `weights` (by default the decoder's), from
+   * an empty cache; the cache is left empty (an update's guard compares two versions with it).
+   */
+  async logitsAt(prompt: readonly number[], weights: LlamaGpuWeights = this.w): Promise<Float32Array> {
+    this.checkPrompt(prompt);
+    this.cache.truncate(0);
+    const ids = this.ctx.write(Uint32Array.from(prompt), [prompt.length], 'u32', 'input_ids');
+    try {
+      const rec = this.ctx.record({ label: 'llm:logits-all' });
+      this.cache.setPosition(this.ctx, 0);
+      const logits = llamaForward(this.ctx, rec, weights, this.cfg, this.cache, { ids, pos0: 0, lastOnly: false });
+      await rec.submit();
+      const out = await this.ctx.readFloat(logits);
+      logits.dispose();
+      return out;
+    } finally {
+      ids.dispose();
+    }
   }
 
   /** The last position's logits after running `prompt` (reusing the cached common prefix). */

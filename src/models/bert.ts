@@ -18,7 +18,7 @@ import type { QWeight } from '../ops/qweight.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
 import { prequantLinears } from './linear-units.ts';
-import { makeUploader, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface BertLayerGpu {
   qkv: LinearWeight; //      [3H, H]  query | key | value rows, fused into one matmul
@@ -43,6 +43,11 @@ export interface BertGpuWeights {
   pooler: { w: LinearWeight; b: Tensor } | null; //     [H, H] + tanh on [CLS]
   classifier: { w: LinearWeight; b: Tensor } | null; // [labels, H]
   bytes: number;
+  /** Every GPU object these weights hold, by what it was made from (UploadReuse.objects of an update). */
+  objects: ReadonlyMap<string, GpuObject>;
+  /** Bytes this upload made (less than `bytes` when it reused a previous version's objects). */
+  uploadedBytes: number;
+  /** Frees what this upload made (not what it reused). */
   dispose(): void;
 }
 
@@ -110,7 +115,7 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     }
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), dispose: free };
+    return { precision: up.precision, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;

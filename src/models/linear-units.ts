@@ -116,5 +116,5 @@ export function prequantLinears(ctx: GpuContext, up: Uploader, prequant: Prequan
     made.push(w);
     return { w, b: r.b };
   };
-  return { lin, dispose: () => made.forEach((w) => w.dispose()) };
+  return { lin, made: made as readonly LinearWeight[], dispose: () => made.forEach((w) => w.dispose()) };
 }

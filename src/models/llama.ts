@@ -20,7 +20,7 @@ import { ropeKv } from '../ops/rope-kv.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { prequantLinears } from './linear-units.ts';
 import type { LlamaWeights } from './llama-weights.ts';
-import { makeUploader, type EmbeddingDType, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
   inputNorm: Tensor; //          [H]
@@ -49,6 +49,11 @@ export interface LlamaGpuWeights {
   norm: Tensor; //               [H]
   lmHead: LinearWeight; //       [V, H]
   bytes: number;
+  /** Every GPU object these weights hold, by what it was made from (UploadReuse.objects of an update). */
+  objects: ReadonlyMap<string, GpuObject>;
+  /** Bytes this upload made (less than `bytes` when it reused a previous version's objects). */
+  uploadedBytes: number;
+  /** Frees what this upload made (not what it reused). */
   dispose(): void;
 }
 
@@ -107,7 +112,7 @@ export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cf
     }
     const norm = await up.vec(refs.norm);
     const lmHead = refs.lmHead ? (await pl.lin([{ weight: refs.lmHead }])).w : embed;
-    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), dispose: free };
+    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;

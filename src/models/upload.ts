@@ -9,6 +9,11 @@
  * their groups allow, else re-quantized to int8); the dtype then only picks the kernels (q8/q4
  * weight-only, w8a8/w4a8 int8 activations), or f32/f16 for their exact dequantization.
  *
+ * Every object made is kept under a key naming what it was made from (kind, tensor names, dtype,
+ * packing), so a later upload of a new version (applyDelta: src/delta/loaded.ts) can take the
+ * previous upload's object wherever every tensor it reads is unchanged (UploadOptions.reuse), and
+ * read and upload only the groups that touch a changed one.
+ *
  * Under a quantized dtype the model is the same whether it comes from a float checkpoint or from
  * its `webq quantize` copy, on every device:
  *   embedding tables   int8, int4, f16 or f32 (EmbeddingDType; the default is the architecture's),
@@ -41,11 +46,31 @@ export type TableSpecs = Record<'int8' | 'int4', Required<Pick<PrepareOptions, '
 /** The Linear dtype whose kernels a packed table uses. */
 export const TABLE_LINEAR_DTYPE = { int8: 'q8', int4: 'q4' } as const;
 
+/** Something uploaded: a Tensor or a LinearWeight. */
+export interface GpuObject {
+  dispose(): void;
+  bytes?: number;
+  byteLength?: number;
+}
+
+/**
+ * What a new version's upload may take from the previous one instead of reading it again (the
+ * previous upload ran on the same context, dtype and options: only tensors may differ).
+ */
+export interface UploadReuse {
+  /** The previous upload's objects by key (Uploader.objects). */
+  objects: ReadonlyMap<string, GpuObject>;
+  /** The previous model's name of a tensor whose stored bytes are unchanged; undefined when it changed or is new. */
+  previousName(name: string): string | undefined;
+}
+
 export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit' | 'activations'> {
   onTensor?: (name: string) => void;
   prequant?: PrequantInfo | null;
   /** Tables of a float checkpoint (default: the architecture's under quantized dtypes, else f32). A pre-quantized file's own must agree. */
   embeddings?: EmbeddingDType;
+  /** Objects of the previous version to keep where every tensor they were made from is unchanged. */
+  reuse?: UploadReuse;
 }
 
 /** A Linear to stack: its weight [out, in] and optional bias [out]. */
@@ -65,9 +90,13 @@ export interface Uploader {
   table(r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType): Promise<LinearWeight>;
   /** Stacked Linears as one weight in `dtype` (default: the model's), with the stacked bias if any. */
   lin(parts: readonly LinearPart[], dtype?: LinearDType, over?: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'>): Promise<{ w: LinearWeight; b: Tensor | null }>;
-  /** Everything uploaded so far, in bytes. */
+  /** Every object the weights hold so far by key, reused ones included (UploadReuse.objects of a later upload). */
+  readonly objects: ReadonlyMap<string, GpuObject>;
+  /** Bytes of every object the weights hold. */
   bytes(): number;
-  /** Frees everything uploaded (on failure). */
+  /** Bytes this uploader made (reused objects not counted). */
+  uploadedBytes(): number;
+  /** Frees what this uploader made, not what it reused (on failure). */
   dispose(): void;
 }
 
@@ -99,11 +128,28 @@ export function storedEmbeddingDType(r: WeightRef, prequant: PrequantInfo): Embe
   return r.dtype === 'F16' ? 'f16' : 'f32';
 }
 
+const sizeOf = (x: GpuObject) => x.bytes ?? x.byteLength ?? 0;
+
 export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearDType, opts: UploadOptions = {}): Uploader {
   const precision = precisionFor(ctx, dtype);
   const quantized = dtype !== 'f32' && dtype !== 'f16';
-  const made: { dispose(): void; bytes?: number; byteLength?: number }[] = [];
-  const keep = <T extends { dispose(): void }>(x: T): T => (made.push(x), x);
+  const made: GpuObject[] = [];
+  const objects = new Map<string, GpuObject>();
+  // A tensor in a key: its name (mapped to the previous model's for a lookup) and, packed, its spec.
+  const part = (r: WeightRef, name: string) => (r.quantized && opts.prequant ? `${name}@${JSON.stringify(specOf(opts.prequant, r.name))}` : name);
+  const keyOf = (kind: string, refs: readonly WeightRef[], names: readonly string[]) => `${kind}:${refs.map((r, i) => part(r, names[i])).join('+')}`;
+  /** The object made from `refs` as `kind` says: this upload's, the previous version's when they are unchanged, else make(). */
+  const once = async <T extends GpuObject>(kind: string, refs: readonly WeightRef[], make: () => Promise<T>): Promise<T> => {
+    const key = keyOf(kind, refs, refs.map((r) => r.name));
+    const have = objects.get(key);
+    if (have) return have as T;
+    const prev = opts.reuse && refs.map((r) => opts.reuse!.previousName(r.name));
+    const old = prev?.every((n) => n !== undefined) ? opts.reuse!.objects.get(keyOf(kind, refs, prev as string[])) : undefined;
+    const x = (old as T | undefined) ?? (await make());
+    if (!old) made.push(x);
+    objects.set(key, x);
+    return x;
+  };
   const read = async (r: WeightRef) => {
     const a = (await store.readAs(r.name, 'f32')) as Float32Array;
     opts.onTensor?.(r.name);
@@ -111,42 +157,39 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   };
   // Norms, biases, position tables: f16 values under a quantized dtype (see the top of this file).
   const readSide = async (r: WeightRef) => (quantized ? roundToF16(await read(r)) : read(r));
-  const vec = async (r: WeightRef) => keep(ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
+  const vec = (r: WeightRef) => once('vec', [r], async () => ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
   const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'> = {}) => {
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
     const label = parts.map((r) => r.weight.name).join('+');
     const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, ...over };
-    let w: LinearWeight;
-    if (parts.some((r) => r.weight.imported)) {
-      // Each part in webq's layout, then all in one spec they fit without rounding (the most bits,
-      // the smallest group), so the rows stack. A float part among them (a tool's ignore list)
-      // is quantized to int8; f32/f16 take the exact dequantization instead.
-      const ints = await Promise.all(parts.map(async (r) => (r.weight.imported ? readImported(r.weight.imported) : null)));
-      parts.forEach((r) => r.weight.imported && opts.onTensor?.(r.weight.name));
-      const floats = await Promise.all(parts.map((r, i) => (ints[i] ? null : read(r.weight))));
-      if (as === 'f32' || as === 'f16') {
-        w = prepareLinear(ctx, concat(ints.map((iw, i) => (iw ? exactDequant(iw) : floats[i]!))), N, K, as, popts);
-      } else {
+    const w = await once(`lin(${as},${JSON.stringify(over)})`, parts.map((r) => r.weight), async (): Promise<LinearWeight> => {
+      if (parts.some((r) => r.weight.imported)) {
+        // Each part in webq's layout, then all in one spec they fit without rounding (the most bits,
+        // the smallest group), so the rows stack. A float part among them (a tool's ignore list)
+        // is quantized to int8; f32/f16 take the exact dequantization instead.
+        const ints = await Promise.all(parts.map(async (r) => (r.weight.imported ? readImported(r.weight.imported) : null)));
+        parts.forEach((r) => r.weight.imported && opts.onTensor?.(r.weight.name));
+        const floats = await Promise.all(parts.map((r, i) => (ints[i] ? null : read(r.weight))));
+        if (as === 'f32' || as === 'f16') return prepareLinear(ctx, concat(ints.map((iw, i) => (iw ? exactDequant(iw) : floats[i]!))), N, K, as, popts);
         const qs = ints.map((iw, i) => (iw ? toWebq(iw) : quantizeWeight(floats[i]!, parts[i].weight.shape[0], K, REQUANT_SPEC)));
         const spec = commonSpec(qs);
         const q = stackQuantized(qs.map((p) => relayout(p, spec)));
-        w = prepareQuantizedLinear(ctx, q, importedDType(as, q.bits), popts);
+        return prepareQuantizedLinear(ctx, q, importedDType(as, q.bits), popts);
       }
-    } else if (parts[0].weight.quantized) {
-      if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
-      const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, specOf(opts.prequant!, r.weight.name))));
-      parts.forEach((r) => opts.onTensor?.(r.weight.name));
-      w = prepareQuantizedLinear(ctx, stackQuantized(q), as, popts);
-    } else {
-      w = prepareLinear(ctx, concat(await Promise.all(parts.map((r) => read(r.weight)))), N, K, as, popts);
-    }
-    keep(w);
+      if (parts[0].weight.quantized) {
+        if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
+        const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, specOf(opts.prequant!, r.weight.name))));
+        parts.forEach((r) => opts.onTensor?.(r.weight.name));
+        return prepareQuantizedLinear(ctx, stackQuantized(q), as, popts);
+      }
+      return prepareLinear(ctx, concat(await Promise.all(parts.map((r) => read(r.weight)))), N, K, as, popts);
+    });
     const biases = parts.map((r) => r.bias ?? null);
     if (biases.every((b) => b === null)) return { w, b: null };
     if (biases.some((b) => b === null)) throw new WebqError('WEIGHTS_MISSING', `${store.name}: ${label}: some of the stacked Linears have a bias and some do not`);
-    const b = concat(await Promise.all(biases.map((r) => readSide(r!))));
-    return { w, b: keep(ctx.uploadFloat(b, [N], precision, `${label}.bias`)) };
+    const b = await once('bias', biases as WeightRef[], async () => ctx.uploadFloat(concat(await Promise.all(biases.map((r) => readSide(r!)))), [N], precision, `${label}.bias`));
+    return { w, b };
   };
   const table = async (r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType) => {
     let as = opts.embeddings ?? (quantized ? byDefault : 'f32');
@@ -159,9 +202,21 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
       as = stored;
     }
     if (as === 'int8' || as === 'int4') return (await lin([{ weight: r }], TABLE_LINEAR_DTYPE[as], specs[as])).w;
-    const a = await read(r);
-    return keep(prepareLinear(ctx, as === 'f16' ? roundToF16(a) : a, r.shape[0], r.shape[1], precision, { label: r.name, bindingLimit: opts.bindingLimit }));
+    return once(`table(${as})`, [r], async () => {
+      const a = await read(r);
+      return prepareLinear(ctx, as === 'f16' ? roundToF16(a) : a, r.shape[0], r.shape[1], precision, { label: r.name, bindingLimit: opts.bindingLimit });
+    });
   };
-  const bytes = () => made.reduce((s, x) => s + (x.bytes ?? x.byteLength ?? 0), 0);
-  return { precision, vec, table, lin, bytes, dispose: () => made.forEach((x) => x.dispose()) };
+  const total = (xs: Iterable<GpuObject>) => [...new Set(xs)].reduce((s, x) => s + sizeOf(x), 0);
+  return {
+    precision, vec, table, lin, objects,
+    bytes: () => total(objects.values()),
+    uploadedBytes: () => total(made),
+    dispose: () => made.forEach((x) => x.dispose()),
+  };
+}
+
+/** The uploader's objects and the wrappers made over them (static activation scales: linear-units.ts), by key. */
+export function heldObjects(up: Uploader, wrappers: readonly GpuObject[]): ReadonlyMap<string, GpuObject> {
+  return new Map([...up.objects, ...wrappers.map((w, i): [string, GpuObject] => [`wrapper:${i}`, w])]);
 }

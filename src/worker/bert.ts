@@ -4,10 +4,11 @@
  * receives the vectors (transferred, not copied).
  */
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import { WebqError } from '../errors.ts';
 import type { BertConfig } from '../models/config.ts';
 import type { LinearDType } from '../ops/linear.ts';
-import { splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
+import { deltaForWorker, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
 import type { BertInfo } from './protocol.ts';
 
 export type WorkerBertLoadOptions = Omit<BertLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
@@ -17,7 +18,6 @@ export class WorkerBertModel {
   readonly dtype: LinearDType;
   readonly describe: string;
   /** Weight bytes on the GPU. */
-  readonly weightBytes: number;
   readonly pooling: Required<EmbedOptions>;
   /** Milliseconds the load took in the worker (downloads, upload), and the warm-up forward after it. */
   readonly loadMs: number;
@@ -25,6 +25,8 @@ export class WorkerBertModel {
   /** The worker the model lives in. */
   readonly worker: WebqWorker;
   private readonly handle: number;
+  private bytes: number;
+  private modelVersion: string | null;
   private readonly ownsWorker: boolean;
   private disposed: Promise<void> | undefined;
 
@@ -35,7 +37,8 @@ export class WorkerBertModel {
     this.config = info.config;
     this.dtype = info.dtype;
     this.describe = info.describe;
-    this.weightBytes = info.weightBytes;
+    this.bytes = info.weightBytes;
+    this.modelVersion = info.version;
     this.pooling = info.pooling;
     this.loadMs = info.loadMs;
     this.warmupMs = info.warmupMs;
@@ -56,6 +59,28 @@ export class WorkerBertModel {
       if (owned) worker.terminate();
       throw e;
     }
+  }
+
+  /** Weight bytes on the GPU. */
+  get weightBytes(): number {
+    return this.bytes;
+  }
+
+  /** The model's version, as BertModel.version (moved by applyDelta). */
+  get version(): string | null {
+    return this.modelVersion;
+  }
+
+  /**
+   * BertModel.applyDelta in the worker: the delta as a URL (a string is resolved against the page), a
+   * Blob or its bytes (copied to the worker).
+   */
+  async applyDelta(delta: string | URL | Blob | ArrayBuffer | Uint8Array, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
+    this.check();
+    const r = await this.worker.request({ op: 'applyDelta', model: this.handle, delta: deltaForWorker(delta), options: opts });
+    this.bytes = r.weightBytes;
+    this.modelVersion = r.version;
+    return r.applied;
   }
 
   private check(): void {

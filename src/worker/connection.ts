@@ -8,7 +8,7 @@
 import { WebqError } from '../errors.ts';
 import type { Capabilities } from '../gpu/device.ts';
 import type { DownloadProgress } from '../io/progress.ts';
-import type { Op, Reply, Request, RequestBody, Results, SerializedError } from './protocol.ts';
+import type { Op, Reply, Request, RequestBody, Results, SerializedError, WorkerDeltaInput } from './protocol.ts';
 import { defaultWorkerUrl } from './script-url.ts';
 
 export interface WorkerStartOptions {
@@ -262,4 +262,18 @@ export function splitOptions<T extends WorkerModelOptions>(opts: T): { local: Wo
 export async function workerFor(o: WorkerModelOptions): Promise<{ worker: WebqWorker; owned: boolean }> {
   if (o.worker instanceof WebqWorker) return { worker: o.worker, owned: false };
   return { worker: await WebqWorker.start({ worker: o.worker, workerUrl: o.workerUrl, f16: o.f16, kernels: o.kernels }), owned: true };
+}
+
+/**
+ * A delta for applyDelta in a worker: bytes and Blobs as they are, a URL (or a string, resolved
+ * against the page) as an absolute URL the worker fetches. An opened Delta cannot cross.
+ */
+export function deltaForWorker(d: unknown): WorkerDeltaInput {
+  if (d instanceof ArrayBuffer || d instanceof Uint8Array || (typeof Blob !== 'undefined' && d instanceof Blob)) return d;
+  if (d instanceof URL) return d.href;
+  if (typeof d === 'string') {
+    const base = (globalThis as { location?: { href?: string } }).location?.href;
+    return base ? new URL(d, base).href : d;
+  }
+  throw new WebqError('BAD_OPTION', 'applyDelta in a worker takes the delta as a URL, a Blob or its bytes (an opened Delta cannot cross to the worker)');
 }

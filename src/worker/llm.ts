@@ -6,12 +6,13 @@
  */
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions, StreamingGeneration } from '../api/llm.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import { WebqError } from '../errors.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import type { GenerationDefaults } from '../text/generation-config.ts';
-import { Channel, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
+import { Channel, deltaForWorker, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
 import type { LlmInfo, RequestBody, Results } from './protocol.ts';
 
 export type WorkerLlmLoadOptions = Omit<LlmLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
@@ -23,7 +24,6 @@ export class WorkerLlmModel {
   readonly dtype: LinearDType;
   readonly kv: KvDType;
   readonly describe: string;
-  readonly weightBytes: number;
   /** KV cache bytes on the GPU (allocated at load for the whole context). */
   readonly kvBytes: number;
   readonly contextLength: number;
@@ -36,6 +36,8 @@ export class WorkerLlmModel {
   readonly worker: WebqWorker;
   readonly chat: { completions: WorkerChatCompletions };
   private readonly handle: number;
+  private bytes: number;
+  private modelVersion: string | null;
   private readonly ownsWorker: boolean;
   private disposed: Promise<void> | undefined;
 
@@ -47,7 +49,8 @@ export class WorkerLlmModel {
     this.dtype = info.dtype;
     this.kv = info.kv;
     this.describe = info.describe;
-    this.weightBytes = info.weightBytes;
+    this.bytes = info.weightBytes;
+    this.modelVersion = info.version;
     this.kvBytes = info.kvBytes;
     this.contextLength = info.contextLength;
     this.generationDefaults = info.generationDefaults;
@@ -73,6 +76,28 @@ export class WorkerLlmModel {
       if (owned) worker.terminate();
       throw e;
     }
+  }
+
+  /** Weight bytes on the GPU. */
+  get weightBytes(): number {
+    return this.bytes;
+  }
+
+  /** The model's version, as LlmModel.version (moved by applyDelta). */
+  get version(): string | null {
+    return this.modelVersion;
+  }
+
+  /**
+   * LlmModel.applyDelta in the worker: the delta as a URL (a string is resolved against the page), a
+   * Blob or its bytes (copied to the worker).
+   */
+  async applyDelta(delta: string | URL | Blob | ArrayBuffer | Uint8Array, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
+    this.check();
+    const r = await this.worker.request({ op: 'applyDelta', model: this.handle, delta: deltaForWorker(delta), options: opts });
+    this.bytes = r.weightBytes;
+    this.modelVersion = r.version;
+    return r.applied;
   }
 
   private check(): void {

@@ -8,6 +8,7 @@
  *   init     { device }                         result Capabilities
  *   load     { kind, location, options, warmup} progress*, warmup?, result ModelInfo
  *   embed / classify / logits                   result
+ *   applyDelta { delta, options }               result { applied, version, weightBytes }
  *   generate { stream }  /  chat                chunk*, result
  *   dispose  { model }                          result null
  *   abort    { id }                             (the aborted request ends with an error)
@@ -15,6 +16,7 @@
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions } from '../api/llm.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import type { Capabilities } from '../gpu/device.ts';
 import type { DownloadProgress } from '../io/progress.ts';
 import type { LinearDType } from '../ops/linear.ts';
@@ -28,6 +30,8 @@ type Local = 'onProgress' | 'fetch' | 'context' | 'f16' | 'kernels';
 export type BertWorkerLoadOptions = Omit<BertLoadOptions, Local>;
 export type LlmWorkerLoadOptions = Omit<LlmLoadOptions, Local>;
 export type GenerateWorkerOptions = Omit<GenerateOptions, 'signal'>;
+/** A delta as it crosses: an absolute URL or a path, a Blob, or its bytes (copied). */
+export type WorkerDeltaInput = string | Blob | ArrayBuffer | Uint8Array;
 
 export interface BertInfo {
   kind: 'bert';
@@ -35,6 +39,7 @@ export interface BertInfo {
   dtype: LinearDType;
   describe: string;
   weightBytes: number;
+  version: string | null;
   pooling: Required<EmbedOptions>;
   /** Load (download, upload) and warm-up times in ms; warm-up 0 when it was off. */
   loadMs: number;
@@ -48,6 +53,7 @@ export interface LlmInfo {
   kv: KvDType;
   describe: string;
   weightBytes: number;
+  version: string | null;
   kvBytes: number;
   contextLength: number;
   generationDefaults: GenerationDefaults;
@@ -66,6 +72,7 @@ export type Request =
   | { id: number; op: 'logits'; model: number; prompt: string | number[]; options: { addSpecialTokens?: boolean } }
   | { id: number; op: 'generate'; model: number; prompt: string | number[]; options: GenerateWorkerOptions; stream: boolean }
   | { id: number; op: 'chat'; model: number; request: ChatCompletionRequest }
+  | { id: number; op: 'applyDelta'; model: number; delta: WorkerDeltaInput; options: ApplyDeltaOptions }
   | { id: number; op: 'dispose'; model: number }
   /** Stops request `id` (a load, generate or chat); it is not answered itself. */
   | { id: number; op: 'abort' };
@@ -84,6 +91,7 @@ export interface Results {
   logits: { ids: number[]; logits: Float32Array };
   generate: GenerationResult;
   chat: ChatCompletion | null;
+  applyDelta: { applied: DeltaApplied; version: string | null; weightBytes: number };
   dispose: null;
 }
 

@@ -84,9 +84,9 @@ async function load(req: Extract<Request, { op: 'load' }>, signal: AbortSignal):
     models.set(handle, m);
     const info: BertInfo | LlmInfo =
       m instanceof BertModel
-        ? { kind: 'bert', config: data(m.config), dtype: m.dtype, describe: m.describe, weightBytes: m.weightBytes, pooling: { ...m.pooling }, loadMs, warmupMs }
+        ? { kind: 'bert', config: data(m.config), dtype: m.dtype, describe: m.describe, weightBytes: m.weightBytes, version: m.version, pooling: { ...m.pooling }, loadMs, warmupMs }
         : {
-            kind: 'llm', config: data(m.config), dtype: m.dtype, kv: m.kv, describe: m.describe, weightBytes: m.weightBytes, kvBytes: m.kvBytes,
+            kind: 'llm', config: data(m.config), dtype: m.dtype, kv: m.kv, describe: m.describe, weightBytes: m.weightBytes, version: m.version, kvBytes: m.kvBytes,
             contextLength: m.contextLength, generationDefaults: data(m.generationDefaults), eosTokenIds: [...m.eosTokenIds], hasChatTemplate: m.chatTemplate !== null, loadMs, warmupMs,
           };
     return { model: handle, info };
@@ -127,6 +127,11 @@ async function handle(req: Request, signal: AbortSignal): Promise<{ value: Resul
       if (!req.request?.stream) return { value: await m.chat.completions.create({ ...req.request, stream: false }, { signal }) };
       for await (const chunk of m.chat.completions.create({ ...req.request, stream: true }, { signal })) post({ id: req.id, type: 'chunk', chunk });
       return { value: null };
+    }
+    case 'applyDelta': {
+      const m = model(req.model);
+      const applied = await m.applyDelta(req.delta, req.options);
+      return { value: { applied, version: m.version, weightBytes: m.weightBytes } };
     }
     case 'dispose':
       models.get(req.model)?.dispose();
