@@ -12,7 +12,9 @@
  * Both sides are timed wall clock, host to host: token ids in, last hidden state [B, T, H] out as
  * a Float32Array. Rounds interleave every (runtime, dtype) pair, so a slow stretch of the machine
  * hits all of them. The outputs are compared too (cosine, max |diff|): the fp32 pair is an
- * independent check of webq's forward.
+ * independent check of webq's forward. `--profile` adds both runtimes' kernel times of one
+ * forward, grouped into the same buckets (QKV, attention, attention output, FFN up, FFN down,
+ * other; bench/lib/profile.ts): webq's GPU timestamps against onnxruntime's own profiler.
  *
  * onnxruntime-node is not a dependency of webq (its install script fetches CUDA libraries from
  * NuGet on Linux); install it without scripts to run this suite:
@@ -27,15 +29,20 @@ import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
 import type { BertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
-import { createBenchContext } from './lib/device.ts';
+import { createBenchContext, parseKernels } from './lib/device.ts';
 import { fmt, median, parseModelArgs, report, table, type BenchIO } from './lib/measure.ts';
 import { randomIds, writeMiniLM } from './lib/minilm.ts';
-import { encodeModel, GraphBuilder, OnnxType } from './lib/onnx.ts';
+import { encodeModel, GraphBuilder, onnxNodeName, OnnxType } from './lib/onnx.ts';
+import { bucketTable, compareBuckets, detailLines, ortProfile, profileWebq, readOrtProfile, summarize, type Bucket, type BucketComparison, type BucketProfile } from './lib/profile.ts';
 
-const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu]
+const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu] [--kernels gpu|cpu] [--profile]
   Pairs webq's f32, q8, w8a8, q4 with onnxruntime's fp32, q8, q8, q4 graphs of the same weights.
-  --quick   batch 8, 1 timed round after 1 warm-up
-  --ep      onnxruntime execution provider (default webgpu)
+  --quick    batch 8, 1 timed round after 1 warm-up
+  --ep       onnxruntime execution provider (default webgpu)
+  --kernels  webq's GEMM/attention kernel family (default: the adapter's; see Capabilities.kernels)
+  --profile  after the timed rounds, per-kernel times of both runtimes (webq: its GPU timestamps;
+             onnxruntime: its profiler) in buckets: QKV, attention, attention output, FFN up,
+             FFN down, layernorm/other (a table, and 'profile' in the JSON)
   Needs onnxruntime-node: npm i --no-save --ignore-scripts onnxruntime-node@1.30.0
 `;
 
@@ -43,10 +50,16 @@ const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q
 interface OrtTensor {
   data: Float32Array;
 }
+interface OrtSession {
+  run(feeds: Record<string, unknown>): Promise<Record<string, OrtTensor>>;
+  /** Writes the profile file (`<profileFilePrefix>_<date>.json`) and stops profiling. */
+  endProfiling(): void;
+  release(): Promise<void>;
+}
 interface Ort {
   Tensor: new (type: 'int64', data: BigInt64Array, dims: number[]) => unknown;
   InferenceSession: {
-    create(model: Uint8Array, opts: { executionProviders: string[]; logSeverityLevel?: number }): Promise<{ run(feeds: Record<string, unknown>): Promise<Record<string, OrtTensor>>; release(): Promise<void> }>;
+    create(model: Uint8Array, opts: { executionProviders: string[]; logSeverityLevel?: number; enableProfiling?: boolean; profileFilePrefix?: string }): Promise<OrtSession>;
   };
 }
 
@@ -75,11 +88,30 @@ export interface OrtResult {
   reps: number;
   adapter: string;
   kernels: 'gpu' | 'cpu';
+  /** With --profile (else null): kernel ms of one forward per bucket on both sides. */
+  profile: OrtProfile | null;
 }
 
-/** ONNX graph of the checkpoint's BertModel, Linear layers as `mode` asks. */
-export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode: OrtDType): Uint8Array {
+export interface OrtProfile {
+  /** One row per bucket, then `total`: webq_ms, ort_ms and ratio = ort_ms / webq_ms. */
+  buckets: BucketComparison[];
+  webq: BucketProfile;
+  ort: BucketProfile;
+}
+
+/**
+ * ONNX graph of the checkpoint's BertModel, Linear layers as `mode` asks. `nodeBuckets`, if given,
+ * receives each node's name and its profile bucket (bench/lib/profile.ts).
+ */
+export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode: OrtDType, nodeBuckets?: Map<string, Bucket>): Uint8Array {
   const g = new GraphBuilder();
+  /** Runs `build`, then files the nodes it added under `bucket`. */
+  const mark = <T>(bucket: Bucket, build: () => T): T => {
+    const from = g.nodes.length;
+    const out = build();
+    for (let i = from; i < g.nodes.length; i++) nodeBuckets?.set(onnxNodeName(g.nodes[i], i), bucket);
+    return out;
+  };
   const H = cfg.hiddenSize;
   const D = cfg.headDim;
   const get = (name: string): Float32Array => {
@@ -126,33 +158,41 @@ export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode:
   const norm = (x: string, base: string) =>
     g.op1('LayerNormalization', [x, g.f32([H], get(`${base}.weight`)), g.f32([H], get(`${base}.bias`))], { axis: -1, epsilon: { float: cfg.layerNormEps } });
 
-  const words = g.op1('Gather', [g.f32([cfg.vocabSize, H], get('embeddings.word_embeddings.weight')), 'input_ids']);
-  const seq = g.op1('Squeeze', [g.op1('Shape', ['input_ids'], { start: 1, end: 2 }), g.i64([0])]);
-  const scalar = (x: bigint) => g.init(OnnxType.INT64, [], BigInt64Array.of(x), 'c');
-  const positions = g.op1('Unsqueeze', [g.op1('Range', [scalar(0n), seq, scalar(1n)]), g.i64([0])]); // [1, T]
-  const pos = g.op1('Gather', [g.f32([cfg.maxPositions, H], get('embeddings.position_embeddings.weight')), positions]);
-  const types = g.op1('Gather', [g.f32([cfg.typeVocabSize, H], get('embeddings.token_type_embeddings.weight')), 'token_type_ids']);
-  let h = norm(g.op1('Add', [g.op1('Add', [words, types]), pos]), 'embeddings.LayerNorm');
-  // Additive mask [B, 1, 1, T]: 0 for real tokens, the most negative float for padding.
-  const m = g.op1('Cast', [g.op1('Unsqueeze', ['attention_mask', g.i64([1, 2])])], { to: OnnxType.FLOAT });
-  const maskBias = g.op1('Mul', [g.op1('Sub', [g.f32([], [1]), m]), g.f32([], [-3.4028234663852886e38])]);
+  let h = '';
+  const { maskBias } = mark('other', () => {
+    const words = g.op1('Gather', [g.f32([cfg.vocabSize, H], get('embeddings.word_embeddings.weight')), 'input_ids']);
+    const seq = g.op1('Squeeze', [g.op1('Shape', ['input_ids'], { start: 1, end: 2 }), g.i64([0])]);
+    const scalar = (x: bigint) => g.init(OnnxType.INT64, [], BigInt64Array.of(x), 'c');
+    const positions = g.op1('Unsqueeze', [g.op1('Range', [scalar(0n), seq, scalar(1n)]), g.i64([0])]); // [1, T]
+    const pos = g.op1('Gather', [g.f32([cfg.maxPositions, H], get('embeddings.position_embeddings.weight')), positions]);
+    const types = g.op1('Gather', [g.f32([cfg.typeVocabSize, H], get('embeddings.token_type_embeddings.weight')), 'token_type_ids']);
+    h = norm(g.op1('Add', [g.op1('Add', [words, types]), pos]), 'embeddings.LayerNorm');
+    // Additive mask [B, 1, 1, T]: 0 for real tokens, the most negative float for padding.
+    const m = g.op1('Cast', [g.op1('Unsqueeze', ['attention_mask', g.i64([1, 2])])], { to: OnnxType.FLOAT });
+    return { maskBias: g.op1('Mul', [g.op1('Sub', [g.f32([], [1]), m]), g.f32([], [-3.4028234663852886e38])]) };
+  });
   const toHeads = g.i64([0, 0, cfg.numHeads, D]);
   const merge = g.i64([0, 0, H]);
   for (let l = 0; l < cfg.numLayers; l++) {
     const b = `encoder.layer.${l}`;
     const heads = (t: string) => g.op1('Transpose', [g.op1('Reshape', [t, toHeads])], { perm: [0, 2, 1, 3] });
-    const q = heads(linear(h, `${b}.attention.self.query`, H, H));
-    const k = heads(linear(h, `${b}.attention.self.key`, H, H));
-    const v = heads(linear(h, `${b}.attention.self.value`, H, H));
-    const scores = g.op1('Div', [g.op1('MatMul', [q, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), g.f32([], [Math.sqrt(D)])]);
-    const p = g.op1('Softmax', [g.op1('Add', [scores, maskBias])], { axis: -1 });
-    const ctxv = g.op1('Reshape', [g.op1('Transpose', [g.op1('MatMul', [p, v])], { perm: [0, 2, 1, 3] }), merge]);
-    h = norm(g.op1('Add', [linear(ctxv, `${b}.attention.output.dense`, H, H), h]), `${b}.attention.output.LayerNorm`);
-    const f = linear(h, `${b}.intermediate.dense`, cfg.intermediateSize, H);
-    const gelu = g.op1('Mul', [g.op1('Mul', [f, g.op1('Add', [g.op1('Erf', [g.op1('Div', [f, g.f32([], [Math.SQRT2])])]), g.f32([], [1])])]), g.f32([], [0.5])]);
-    h = norm(g.op1('Add', [linear(gelu, `${b}.output.dense`, H, cfg.intermediateSize), h]), `${b}.output.LayerNorm`);
+    const [ql, kl, vl] = mark('qkv', () => ['query', 'key', 'value'].map((n) => linear(h, `${b}.attention.self.${n}`, H, H)));
+    const ctxv = mark('attention', () => {
+      const [q, k, v] = [heads(ql), heads(kl), heads(vl)];
+      const scores = g.op1('Div', [g.op1('MatMul', [q, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), g.f32([], [Math.sqrt(D)])]);
+      const p = g.op1('Softmax', [g.op1('Add', [scores, maskBias])], { axis: -1 });
+      return g.op1('Reshape', [g.op1('Transpose', [g.op1('MatMul', [p, v])], { perm: [0, 2, 1, 3] }), merge]);
+    });
+    const a = mark('attn_out', () => g.op1('Add', [linear(ctxv, `${b}.attention.output.dense`, H, H), h]));
+    h = mark('other', () => norm(a, `${b}.attention.output.LayerNorm`));
+    const gelu = mark('ffn_up', () => {
+      const f = linear(h, `${b}.intermediate.dense`, cfg.intermediateSize, H);
+      return g.op1('Mul', [g.op1('Mul', [f, g.op1('Add', [g.op1('Erf', [g.op1('Div', [f, g.f32([], [Math.SQRT2])])]), g.f32([], [1])])]), g.f32([], [0.5])]);
+    });
+    const o = mark('ffn_down', () => g.op1('Add', [linear(gelu, `${b}.output.dense`, H, cfg.intermediateSize), h]));
+    h = mark('other', () => norm(o, `${b}.output.LayerNorm`));
   }
-  g.nodes.push({ op: 'Identity', inputs: [h], outputs: ['last_hidden_state'] });
+  mark('other', () => g.nodes.push({ op: 'Identity', inputs: [h], outputs: ['last_hidden_state'] }));
   const ids = (name: string) => ({ name, type: OnnxType.INT64, dims: ['batch', 'sequence'] });
   return encodeModel({
     name: `bert-${mode}`,
@@ -163,6 +203,28 @@ export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode:
   });
 }
 
+/**
+ * onnxruntime's kernel profile of one graph: a session of its own with `enableProfiling` (the timed
+ * one runs without), one warm-up run and `reps` profiled ones, then the profile file it writes,
+ * bucketed (bench/lib/profile.ts).
+ */
+async function profileOrt(ort: Ort, graph: { bytes: Uint8Array; buckets: Map<string, Bucket> }, ep: string, feeds: Record<string, unknown>, reps: number, prefix: string): Promise<BucketProfile> {
+  const session = await ort.InferenceSession.create(graph.bytes, { executionProviders: [ep], logSeverityLevel: 3, enableProfiling: true, profileFilePrefix: prefix });
+  try {
+    for (let i = 0; i < 1 + reps; i++) await session.run(feeds);
+    session.endProfiling();
+  } finally {
+    await session.release();
+  }
+  let events;
+  try {
+    events = await readOrtProfile(prefix);
+  } catch (e) {
+    return summarize([], `none: ${(e as Error).message}`); // the timed results stand without it
+  }
+  return ortProfile(events, (node) => graph.buckets.get(node), 1);
+}
+
 function compare(a: Float32Array, b: Float32Array): { cosine: number; maxAbs: number } {
   let maxAbs = 0;
   for (let i = 0; i < a.length; i++) maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
@@ -170,7 +232,7 @@ function compare(a: Float32Array, b: Float32Array): { cosine: number; maxAbs: nu
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
-  const parsed = parseModelArgs('ort', args, USAGE, io, { ep: { type: 'string' } });
+  const parsed = parseModelArgs('ort', args, USAGE, io, { ep: { type: 'string' }, kernels: { type: 'string' }, profile: { type: 'boolean' } }, (o) => parseKernels(o.kernels));
   if (typeof parsed === 'number') return parsed;
   const { v, B, T, layers, reps } = parsed;
   const dtypes = String(v.dtypes ?? 'f32,q8,q4').split(',') as LinearDType[];
@@ -190,7 +252,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const ep = String(v.ep ?? 'webgpu');
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-ort-'));
-  const { ctx } = await createBenchContext();
+  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels) });
   const results: OrtResult[] = [];
   const sessions: { release(): Promise<void> }[] = [];
   const uploads: { dispose(): void }[] = [];
@@ -205,14 +267,19 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     };
     const store = await SafetensorsFile.open(join(dir, 'model.safetensors'));
     const refs = resolveBertWeights(store, cfg);
-    const ortSessions = new Map<OrtDType, Awaited<ReturnType<Ort['InferenceSession']['create']>>>();
+    const ortSessions = new Map<OrtDType, OrtSession>();
+    // Each graph with its nodes' profile buckets, kept for the profiled session of --profile.
+    const graphs = new Map<OrtDType, { bytes: Uint8Array; buckets: Map<string, Bucket> }>();
     const pairs = [];
     for (const dtype of dtypes) {
       const od = PAIR[dtype]!;
       if (!ortSessions.has(od)) {
-        const session = await ort.InferenceSession.create(bertOnnx(cfg, tiny.weights, od), { executionProviders: [ep], logSeverityLevel: 3 });
+        const buckets = new Map<string, Bucket>();
+        const bytes = bertOnnx(cfg, tiny.weights, od, buckets);
+        const session = await ort.InferenceSession.create(bytes, { executionProviders: [ep], logSeverityLevel: 3 });
         sessions.push(session);
         ortSessions.set(od, session);
+        if (v.profile) graphs.set(od, { bytes, buckets });
       }
       const w = await uploadBertWeights(ctx, store, cfg, refs, dtype);
       uploads.push(w);
@@ -257,13 +324,52 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         model, dtype: p.dtype, ort_dtype: p.od, ort_ep: ep, batch: B, seq: T, webq_ms: wm, ort_ms: om,
         webq_sentences_per_s: (B * 1000) / wm, ort_sentences_per_s: (B * 1000) / om, speedup_vs_ort: om / wm,
         cosine: c.cosine, max_abs_diff: c.maxAbs,
-        webq_cosine_vs_fp32: fp32 ? compare(p.out.webq, fp32).cosine : null, ort_cosine_vs_fp32: fp32 ? compare(p.out.ort, fp32).cosine : null, reps: p.webq.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
+        webq_cosine_vs_fp32: fp32 ? compare(p.out.webq, fp32).cosine : null, ort_cosine_vs_fp32: fp32 ? compare(p.out.ort, fp32).cosine : null, reps: p.webq.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels, profile: null,
       });
       io.stderr(`${p.dtype} / ort ${p.od}: webq ${p.webq.map(fmt).join(' ')} ms, onnxruntime ${p.ort.map(fmt).join(' ')} ms\n`);
     }
+    let profileText = '';
+    if (v.profile) {
+      // After the timed rounds, so that neither runtime's timing carries the profilers' cost.
+      const ortProfiles = new Map<OrtDType, BucketProfile>();
+      const blocks = [];
+      for (const [i, p] of pairs.entries()) {
+        const batch = {
+          ids: ctx.write(ids, [B * T], 'u32', 'input_ids'),
+          types: ctx.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          mask: ctx.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
+          B,
+          T,
+        };
+        let webqProfile: BucketProfile;
+        try {
+          webqProfile = await profileWebq(ctx, (rec, tap) => {
+            const h = bertForward(ctx, rec, p.w, cfg, batch, tap);
+            return () => h.dispose();
+          }, reps);
+        } finally {
+          batch.ids.dispose();
+          batch.types.dispose();
+          batch.mask.dispose();
+        }
+        let ortProf = ortProfiles.get(p.od);
+        if (!ortProf) {
+          ortProf = await profileOrt(ort, graphs.get(p.od)!, ep, feeds, reps, join(dir, `ort-profile-${p.od}`));
+          ortProfiles.set(p.od, ortProf);
+        }
+        const profile: OrtProfile = { buckets: compareBuckets(webqProfile, ortProf), webq: webqProfile, ort: ortProf };
+        results[i].profile = profile;
+        const name = `${p.dtype} / ${p.od}`;
+        blocks.push({ name, rows: profile.buckets, webq: webqProfile, ort: ortProf, wall: { webq_ms: results[i].webq_ms, ort_ms: results[i].ort_ms } });
+        io.stderr(`${name}: webq kernels (${webqProfile.source}; ${webqProfile.kernels} per forward, median of ${webqProfile.runs}):\n${detailLines(webqProfile)}`);
+        io.stderr(`${name}: onnxruntime kernels (${ortProf.source}; ${ortProf.kernels} per forward, median of ${ortProf.runs}${ortProf.host_ms ? `; ${fmt(ortProf.host_ms)} ms on the host CPU` : ''}):\n${detailLines(ortProf)}`);
+        if (ortProf.unmapped.length) io.stderr(`  onnxruntime nodes filed under other by guess: ${ortProf.unmapped.join(', ')}\n`);
+      }
+      profileText = `\nkernel ms per forward by bucket (webq: GPU timestamps; onnxruntime: its profiler; ort/webq > 1: webq faster)\n${bucketTable(blocks)}`;
+    }
     const rows = results.map((r) => [r.dtype, r.ort_dtype, fmt(r.webq_ms), fmt(r.ort_ms), fmt(r.webq_sentences_per_s), fmt(r.ort_sentences_per_s), fmt(r.speedup_vs_ort), r.cosine.toFixed(5), fmt(r.max_abs_diff), r.webq_cosine_vs_fp32?.toFixed(5) ?? '-', r.ort_cosine_vs_fp32?.toFixed(5) ?? '-']);
     const text = table(['webq', 'ort', 'webq ms', 'ort ms', 'webq sent/s', 'ort sent/s', 'speedup_vs_ort', 'cosine', 'max|diff|', 'webq cos fp32', 'ort cos fp32'], rows, 2);
-    report(io, !!v.json, text, results);
+    report(io, !!v.json, text + profileText, results);
     return 0;
   } finally {
     for (const w of uploads) w.dispose();

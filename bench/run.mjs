@@ -16,13 +16,20 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const suites = readdirSync(here).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).sort();
+const suites = [...readdirSync(here).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)), 'gpu-check'].sort();
 const usage = `usage: npm run bench -- <suite> [options]   (suites: ${suites.join(', ')}; '<suite> --help' for options)\n`;
 
 const [suite, ...args] = process.argv.slice(2);
 if (!suite || suite === '--help' || suite === '-h') {
   process.stderr.write(usage);
   process.exit(suite ? 0 : 2);
+}
+// gpu-check is a shell script (it sets up node, Vulkan and node_modules on a GPU machine before any
+// suite runs): hand it the arguments and its exit code.
+if (suite === 'gpu-check') {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync('bash', [join(here, 'gpu-check.sh'), ...args], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
 }
 if (!/^[a-z][a-z0-9-]*$/.test(suite) || !existsSync(join(here, `${suite}.ts`))) {
   process.stderr.write(`bench: unknown suite ${JSON.stringify(suite)}\n${usage}`);

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import type { Recorder } from '../../src/gpu/recorder.ts';
+import type { KernelTiming, Recorder } from '../../src/gpu/recorder.ts';
 import { MINILM_MAX_POSITIONS } from './minilm.ts';
 
 /** Where suites write: stdout is reserved for the report (JSON in --json mode). */
@@ -26,6 +26,8 @@ export interface Measurement {
   kernels: string[];
   /** Milliseconds per kernel label, summed over the dispatches of the last run (timestamps only). */
   profile: Record<string, number>;
+  /** Every timed dispatch of each timed run, in dispatch order (timestamps only; empty lists otherwise). */
+  timings: KernelTiming[][];
 }
 
 export interface MeasureOptions {
@@ -49,6 +51,7 @@ export async function measure(ctx: GpuContext, record: (rec: Recorder) => (() =>
   const samples: number[] = [];
   let kernels: string[] = [];
   let profile: Record<string, number> = {};
+  const runs: KernelTiming[][] = [];
   let source: TimingSource = useTimestamps ? 'timestamp' : 'wall';
   let spent = 0;
   for (let i = 0; i < opts.warmup + opts.reps; i++) {
@@ -71,10 +74,11 @@ export async function measure(ctx: GpuContext, record: (rec: Recorder) => (() =>
     }
     if (i >= opts.warmup) {
       samples.push(ms);
+      runs.push(timings);
       spent += wall;
     }
   }
-  return { ms: median(samples), samples, timing: source, kernels, profile };
+  return { ms: median(samples), samples, timing: source, kernels, profile, timings: runs };
 }
 
 export function median(xs: readonly number[]): number {

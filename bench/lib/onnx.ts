@@ -118,6 +118,15 @@ function valueInfo(v: OnnxValueInfo): Writer {
   return new Writer().string(1, v.name).message(2, new Writer().message(1, tensorType));
 }
 
+/**
+ * The name encodeModel gives the node at `index` of the graph: its op type and index. onnxruntime
+ * keeps it through its graph optimizations (a node it fuses gets a new name) and its profiler reports
+ * it, so a profile can be traced back to the graph as built.
+ */
+export function onnxNodeName(node: Pick<OnnxNode, 'op'>, index: number): string {
+  return `${node.op}_${index}`;
+}
+
 /** A ModelProto (IR version 8) with the default and com.microsoft operator sets. */
 export function encodeModel(g: { name: string; nodes: OnnxNode[]; initializers: OnnxInitializer[]; inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[] }, opset = 17): Uint8Array {
   const graph = new Writer();
@@ -125,7 +134,7 @@ export function encodeModel(g: { name: string; nodes: OnnxNode[]; initializers: 
     const w = new Writer();
     for (const s of n.inputs) w.string(1, s);
     for (const s of n.outputs) w.string(2, s);
-    w.string(3, `${n.op}_${i}`).string(4, n.op);
+    w.string(3, onnxNodeName(n, i)).string(4, n.op);
     for (const [k, v] of Object.entries(n.attrs ?? {})) w.message(5, attribute(k, v));
     if (n.domain) w.string(7, n.domain);
     graph.message(1, w);
