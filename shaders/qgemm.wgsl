@@ -1,13 +1,16 @@
 // Quantized matrix-matrix products for prefill and batched encoders (M from 5 to thousands):
 //   out[m, n0 + n] = epilogue( sum_k X[m, k] W[n, k] )   for the rows n of one weight chunk.
-// Each 16x16 workgroup computes a 64x64 (wonly) or 64x128 (wint) tile of the output, walking K in
-// blocks of 32. A block never crosses a quantization group (groups are 32, 64, 128 or the whole
-// padded row), so each block has one weight scale per row.
+// Each workgroup computes a 64x64 tile of the output, walking K in blocks of 32. A block never
+// crosses a quantization group (groups are 32, 64, 128 or the whole padded row), so each block has
+// one weight scale per row.
 //
 // Two entry points (same layouts as qgemv.wgsl):
 //   wonly: float X; weights dequantized to f32 while staged in workgroup memory;
 //   wint:  int8 X (per token or per block scales); int8 lanes staged as u32 words, idot4 into
 //          int32 per block, then scaled once per block: s_w[n, g] * s_x[m, b] * (d - z * sum_x).
+//          8x8 threads, each 8 rows x 8 columns: per word of 4 k a thread reads two activation
+//          vec4s and two weight vec4s from workgroup memory for 64 idot4 (the earlier 16x16
+//          threads with 4 x 8 each read three for 32: 1.35x slower on lavapipe, bench/lab/gemm.ts).
 
 //! import qlinear
 
@@ -18,10 +21,9 @@ const BN = 64u;
 var<workgroup> Af: array<vec4<f32>, 512>; // [32 k][16 row quads]
 var<workgroup> Bf: array<vec4<f32>, 512>; // [32 k][16 col quads]
 var<workgroup> Ai: array<vec4<u32>, 128>; // [8 words][16 row quads]
-var<workgroup> Bi: array<vec4<u32>, 256>; // [8 words][32 col quads]
+var<workgroup> Bi: array<vec4<u32>, 128>; // [8 words][16 col quads]
 
 fn wword(i: u32) -> u32 { return w[i / 4u][i % 4u]; }
-fn xword(i: u32) -> u32 { return xq[i / 4u][i % 4u]; }
 
 fn xat(m: u32, k: u32) -> f32 {
   if (m < p.M && k < p.K) { return f32(x[m * p.K + k]); }
@@ -100,68 +102,61 @@ fn wonly(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: ve
   store(m0, n0, lid, acc);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(8, 8)
 fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
-  // 64 x 128 output tile: each thread owns rows lid.y*4.. and two column quads, lid.x*4.. and
-  // 64 + lid.x*4.. (4 x 8 values): one activation vec4 feeds 32 idot4 per word (measured 8-20%
-  // faster than 4 x 4 on lavapipe, same results).
-  let m0 = wg.y * BM;
-  let n0 = wg.x * 2u * BN;
+  let m0 = wg.y * 64u;
+  let n0 = wg.x * 64u;
   let blocks = p.Kp / 32u;
-  var acc: array<vec4<f32>, 8>;
-  for (var q = 0u; q < 8u; q++) { acc[q] = vec4<f32>(0.0); }
-  // Staging tasks per block: 128 activation vec4s (word j of rows 4q..4q+3), then the weights:
-  // int8, 256 vec4s (word j of rows 4q..4q+3); int4, 128 tasks each making two int8 words.
-  let tasks = 128u + select(256u, 128u, BITS == 4u);
+  var acc: array<vec4<f32>, 16>; // acc[2i + h][j] = out[row i, column quad h, j]
+  for (var q = 0u; q < 16u; q++) { acc[q] = vec4<f32>(0.0); }
+  let ms = m0 + li; // the row and the column this thread stages
+  let ns = n0 + li;
   for (var b = 0u; b < blocks; b++) {
-    for (var e = li; e < tasks; e += 256u) {
-      if (e < 128u) {
-        let q = e / 8u;
-        let j = e % 8u;
-        var v = vec4<u32>(0u);
-        for (var i = 0u; i < 4u; i++) {
-          let m = m0 + 4u * q + i;
-          if (m < p.M) { v[i] = xword(m * (p.Kp / 4u) + 8u * b + j); }
-        }
-        Ai[j * 16u + q] = v;
-      } else if (BITS == 8u) {
-        let q = (e - 128u) / 8u;
-        let j = (e - 128u) % 8u;
-        var v = vec4<u32>(0u);
-        for (var i = 0u; i < 4u; i++) {
-          let n = n0 + 4u * q + i;
-          if (n < p.N) { v[i] = wword(n * (p.Kp / 4u) + 8u * b + j); }
-        }
-        Bi[j * 32u + q] = v;
-      } else {
-        // int4 word j (of 4) of rows 4q..4q+3 becomes two int8 words: low nibbles pair with
-        // activation word 2j, high nibbles with 2j+1. Nibble u becomes the lane 16 (u - 8).
-        let q = (e - 128u) / 4u;
-        let j = (e - 128u) % 4u;
-        var lo = vec4<u32>(0u);
-        var hi = vec4<u32>(0u);
-        for (var i = 0u; i < 4u; i++) {
-          let n = n0 + 4u * q + i;
-          var word = 0x88888888u; // code 8 = weight 0 for rows past N
-          if (n < p.N) { word = wword(n * (p.Kp / 8u) + 4u * b + j); }
-          let t = word ^ 0x88888888u;
-          lo[i] = (t << 4u) & 0xf0f0f0f0u;
-          hi[i] = t & 0xf0f0f0f0u;
-        }
-        Bi[2u * j * 32u + q] = lo;
-        Bi[(2u * j + 1u) * 32u + q] = hi;
+    var x0 = vec4<u32>(0u);
+    var x1 = vec4<u32>(0u);
+    if (ms < p.M) {
+      x0 = xq[ms * (p.Kp / 16u) + 2u * b];
+      x1 = xq[ms * (p.Kp / 16u) + 2u * b + 1u];
+    }
+    for (var j = 0u; j < 4u; j++) {
+      Ai[j * 16u + li / 4u][li % 4u] = x0[j];
+      Ai[(j + 4u) * 16u + li / 4u][li % 4u] = x1[j];
+    }
+    if (BITS == 4u) {
+      var wv = vec4<u32>(0x88888888u); // code 8 = weight 0 for columns past N
+      if (ns < p.N) { wv = w[ns * (p.Kp / 32u) + b]; }
+      let t = wv ^ vec4<u32>(0x88888888u);
+      let lo = (t << vec4<u32>(4u)) & vec4<u32>(0xf0f0f0f0u);
+      let hi = t & vec4<u32>(0xf0f0f0f0u);
+      for (var j = 0u; j < 4u; j++) {
+        Bi[2u * j * 16u + li / 4u][li % 4u] = lo[j];
+        Bi[(2u * j + 1u) * 16u + li / 4u][li % 4u] = hi[j];
+      }
+    } else {
+      var w0 = vec4<u32>(0u);
+      var w1 = vec4<u32>(0u);
+      if (ns < p.N) {
+        w0 = w[ns * (p.Kp / 16u) + 2u * b];
+        w1 = w[ns * (p.Kp / 16u) + 2u * b + 1u];
+      }
+      for (var j = 0u; j < 4u; j++) {
+        Bi[j * 16u + li / 4u][li % 4u] = w0[j];
+        Bi[(j + 4u) * 16u + li / 4u][li % 4u] = w1[j];
       }
     }
     workgroupBarrier();
-    var d: array<vec4<i32>, 8>;
-    for (var q = 0u; q < 8u; q++) { d[q] = vec4<i32>(0); }
+    var d: array<vec4<i32>, 16>;
+    for (var q = 0u; q < 16u; q++) { d[q] = vec4<i32>(0); }
     for (var j = 0u; j < 8u; j++) {
-      let av = Ai[j * 16u + lid.y];
-      let b0 = Bi[j * 32u + lid.x];
-      let b1 = Bi[j * 32u + 16u + lid.x];
+      let a0 = Ai[j * 16u + lid.y];
+      let a1 = Ai[j * 16u + 8u + lid.y];
+      let b0 = Bi[j * 16u + lid.x];
+      let b1 = Bi[j * 16u + 8u + lid.x];
       for (var i = 0u; i < 4u; i++) {
-        d[i] += vec4<i32>(idot4(av[i], b0.x), idot4(av[i], b0.y), idot4(av[i], b0.z), idot4(av[i], b0.w));
-        d[i + 4u] += vec4<i32>(idot4(av[i], b1.x), idot4(av[i], b1.y), idot4(av[i], b1.z), idot4(av[i], b1.w));
+        d[2u * i] += vec4<i32>(idot4(a0[i], b0.x), idot4(a0[i], b0.y), idot4(a0[i], b0.z), idot4(a0[i], b0.w));
+        d[2u * i + 1u] += vec4<i32>(idot4(a0[i], b1.x), idot4(a0[i], b1.y), idot4(a0[i], b1.z), idot4(a0[i], b1.w));
+        d[2u * i + 8u] += vec4<i32>(idot4(a1[i], b0.x), idot4(a1[i], b0.y), idot4(a1[i], b0.z), idot4(a1[i], b0.w));
+        d[2u * i + 9u] += vec4<i32>(idot4(a1[i], b1.x), idot4(a1[i], b1.y), idot4(a1[i], b1.z), idot4(a1[i], b1.w));
       }
     }
     workgroupBarrier();
@@ -170,31 +165,28 @@ fn wint(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       var sw = vec4<f32>(0.0);
       var zw = vec4<f32>(0.0);
       for (var j = 0u; j < 4u; j++) {
-        let n = n0 + 64u * h + lid.x * 4u + j;
-        if (n < p.N) {
-          sw[j] = f32(scales[n * p.groups + g]);
-          if (!SYM) { zw[j] = f32(zeros[n * p.groups + g]); }
-        }
+        let n = min(n0 + 32u * h + lid.x * 4u + j, p.N - 1u);
+        sw[j] = f32(scales[n * p.groups + g]);
+        if (!SYM) { zw[j] = f32(zeros[n * p.groups + g]); }
       }
-      for (var i = 0u; i < 4u; i++) {
-        let m = m0 + lid.y * 4u + i;
-        if (m < p.M) {
-          var dv = vec4<f32>(d[i + 4u * h]);
-          if (BITS == 4u) { dv = vec4<f32>(d[i + 4u * h] >> vec4<u32>(4u)); }
-          if (!SYM) { dv -= (zw - select(0.0, 8.0, BITS == 4u)) * f32(xsum[m * blocks + b]); }
-          acc[i + 4u * h] += dv * sw * xs[m * p.xsRow + b * p.xsBlk];
-        }
+      zw -= select(0.0, 8.0, BITS == 4u);
+      for (var i = 0u; i < 8u; i++) {
+        let m = min(m0 + 32u * (i / 4u) + lid.y * 4u + i % 4u, p.M - 1u);
+        var dv = vec4<f32>(d[2u * i + h]);
+        if (BITS == 4u) { dv = vec4<f32>(d[2u * i + h] >> vec4<u32>(4u)); }
+        if (!SYM) { dv -= zw * f32(xsum[m * blocks + b]); }
+        acc[2u * i + h] += dv * sw * xs[m * p.xsRow + b * p.xsBlk];
       }
     }
   }
-  for (var h = 0u; h < 2u; h++) {
-    for (var i = 0u; i < 4u; i++) {
-      let m = m0 + lid.y * 4u + i;
-      if (m >= p.M) { break; }
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 32u * (i / 4u) + lid.y * 4u + i % 4u;
+    if (m >= p.M) { continue; }
+    for (var h = 0u; h < 2u; h++) {
       for (var j = 0u; j < 4u; j++) {
-        let n = n0 + 64u * h + lid.x * 4u + j;
-        if (n >= p.N) { break; }
-        finish(m, n, acc[i + 4u * h][j]);
+        let n = n0 + 32u * h + lid.x * 4u + j;
+        if (n >= p.N) { continue; }
+        finish(m, n, acc[2u * i + h][j]);
       }
     }
   }

@@ -74,13 +74,17 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
     );
     return out;
   }
+  // B [N, K] with K a multiple of 4: the tiles are staged with vec4 loads along K (main4).
+  const vec4 = transB && K % 4 === 0;
   rec.dispatch(
     {
       shader: 'matmul',
+      entry: vec4 ? 'main4' : 'main',
       variant: { precision },
       constants: { TRANS_B: transB, ...epilogue },
     },
-    { a, b, c: out, ...bindings },
+    // a4 and b4: a and b viewed as vec4s (bound by main4 only).
+    { a, b, a4: a, b4: b, c: out, ...bindings },
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
     params,
   );

@@ -107,10 +107,10 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   const sg = !gemv && ctx.caps.kernels === 'cpu';
   // Weight-only on the subgroup kernels with K % 4 == 0: rows of x read as vec4s (wonly4).
   const entry = acts ? 'wint' : sg && K % 4 === 0 ? 'wonly4' : 'wonly';
-  // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64 (weight-only) or
-  // 64 x 128 (integer: 4 x 8 outputs per thread). Subgroup GEMM: SG_COLS x SG_ROWS.
+  // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64. Subgroup GEMM:
+  // SG_COLS x SG_ROWS.
   const workgroups = (n: number): [number, number] =>
-    gemv ? [Math.ceil(n / ROWS), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / (acts ? 2 * TILE : TILE)), Math.ceil(M / TILE)];
+    gemv ? [Math.ceil(n / ROWS), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / TILE), Math.ceil(M / TILE)];
   for (const c of w.chunks) {
     rec.dispatch(
       {

@@ -1,0 +1,269 @@
+/**
+ * Kernel lab for the `gpu` family's Linear GEMMs (llm.c's dev/cuda style): numbered versions of a
+ * kernel side by side, each checked against the plain-TypeScript reference (src/reference/) on an
+ * odd shape before it is timed on the BERT shapes, all in one process so the ratios compare.
+ * Only the winner moves into shaders/; the versions stay here as the record of what was tried.
+ *
+ *   npm run bench -- gemm-lab --op f32 --versions v0,v1      # f32 x f32, C = A B^T + bias
+ *   npm run bench -- gemm-lab --op q4                        # int4 weights x int8 block activations
+ *
+ * A version is a WGSL file in bench/lab/gemm/ with the contract of the shader it would replace
+ * (matmul.wgsl's bindings via matmul_lib, or qgemm.wgsl's via qlinear), an entry point and the
+ * output tile one workgroup computes (which sets the dispatch). The files are registered into the
+ * bundled shader table at run time (lab only), so they go through webq's real pipeline cache,
+ * reflection, uniform packing and timestamp timing.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { GpuContext } from '../../src/gpu/context.ts';
+import type { Recorder } from '../../src/gpu/recorder.ts';
+import { WGSL } from '../../src/gpu/shaders.generated.ts';
+import type { Tensor } from '../../src/gpu/tensor.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { copy } from '../../src/ops/copy.ts';
+import { quantizeActs } from '../../src/ops/qmatmul.ts';
+import { uploadQuantized } from '../../src/ops/qweight.ts';
+import { quantizeWeight } from '../../src/quant/rtn.ts';
+import { refLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
+import { createBenchContext, withErrorScopes } from '../lib/device.ts';
+import { fmt, measure, seeded, table, type BenchIO } from '../lib/measure.ts';
+
+type Op = 'f32' | 'f16' | 'q4' | 'gemv';
+type Shape = [M: number, N: number, K: number];
+
+export interface Version {
+  name: string;
+  op: Op[];
+  /** WGSL file in bench/lab/gemm/ (without .wgsl), or a shader of shaders/ for the baseline. */
+  file: string;
+  entry: string;
+  /** Output rows (M) and columns (N) per workgroup. */
+  tile: [rows: number, cols: number];
+  constants?: Record<string, number | boolean>;
+  /** Needs K % 4 == 0 (vec4 rows). */
+  vec4?: boolean;
+  note: string;
+}
+
+// The versions, oldest first. mm0, q0 and g0 are what shaders/ shipped when the lab started.
+// Measured on lavapipe (2 busy cores, min of interleaved rounds, BERT shapes over 512 tokens):
+// mm1 1.6-1.9x mm0, mm2 1.4-2.2x, mm3 1.7-2.0x, mm6 1.4x, mm4 0.9x, mm5 1.5x; q1 1.35x q0
+// (q4 timings include the activation quantization); g1 0.7-0.9x g0 on 4096x4096 (noise-bound).
+export const VERSIONS: Version[] = [
+  { name: 'mm0', op: ['f32', 'f16'], file: 'mm0', entry: 'main', tile: [64, 64], note: 'shipped: 16x16 threads, 4x4 per thread, scalar staging, BK 16' },
+  { name: 'mm1', op: ['f32', 'f16'], file: 'mm1', entry: 'main', tile: [64, 64], note: '8x8 threads, 8x8 per thread (two vec4 per operand and k), BK 16 (shipped: matmul.wgsl main)' },
+  { name: 'mm2', op: ['f32', 'f16'], file: 'mm2', entry: 'main', tile: [64, 64], vec4: true, note: 'mm1 with vec4 global loads along K (shipped: matmul.wgsl main4)' },
+  { name: 'mm3', op: ['f32', 'f16'], file: 'mm3', entry: 'main', tile: [64, 64], note: 'mm1 with BK 32' },
+  { name: 'mm4', op: ['f32', 'f16'], file: 'mm4', entry: 'main', tile: [16, 256], vec4: true, note: '16 workgroup-uniform A rows (global), 4 columns per thread, B tile staged in workgroup memory' },
+  { name: 'mm5', op: ['f32', 'f16'], file: 'mm5', entry: 'main', tile: [16, 256], vec4: true, note: 'mm4 with B read from global per thread (no workgroup memory)' },
+  { name: 'mm6', op: ['f32', 'f16'], file: 'mm6', entry: 'main', tile: [64, 64], vec4: true, note: 'mm2 with BK 32' },
+  { name: 'g0', op: ['gemv'], file: 'g0', entry: 'main', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'shipped decode GEMV: 8 threads per row, scalar loads in runs of 4' },
+  { name: 'g1', op: ['gemv'], file: 'g1', entry: 'main4', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'g0 with one vec4 load of x and of W per run (not kept: no clear gain on lavapipe)' },
+  { name: 'q0', op: ['q4'], file: 'q0', entry: 'wint', tile: [64, 128], note: 'shipped: 16x16 threads, 4x8 per thread' },
+  { name: 'q1', op: ['q4'], file: 'q1', entry: 'wint', tile: [64, 64], note: '8x8 threads, 8x8 per thread, vec4 staging (shipped: qgemm.wgsl wint)' },
+];
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function register(v: Version): string {
+  const name = `lab_${v.file}`;
+  (WGSL as Record<string, string>)[name] = readFileSync(join(here, 'gemm', `${v.file}.wgsl`), 'utf8');
+  return name;
+}
+
+interface Case {
+  /** Records the version's dispatch; returns the output. */
+  run(rec: Recorder): Tensor;
+  check(got: Float32Array): { ok: boolean; maxErr: number };
+  dispose(): void;
+}
+
+/** Inputs of one shape for one op, uploaded once; `check` compares with the CPU reference. */
+function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean): Case {
+  const shader = register(v);
+  const x = seeded(M * K, 7 + M, 1);
+  const w = seeded(N * K, 1000 + N + K, 0.05);
+  const bias = seeded(N, 5 + N, 0.1);
+  const act = op === 'f32' || op === 'gemv' ? 'f32' : 'f16';
+  const tx = ctx.uploadFloat(x, [M, K], act);
+  const tb = ctx.uploadFloat(bias, [N], act);
+  const grid: [number, number] = [Math.ceil(N / v.tile[1]), Math.ceil(M / v.tile[0])];
+  if (op === 'gemv') {
+    const tw = ctx.uploadFloat(w, [N, K], 'f32');
+    const ref = withRef ? refLinear(x, M, K, w, N, bias) : null;
+    return {
+      run(rec) {
+        const out = ctx.empty([M, N], 'f32');
+        rec.dispatch(
+          { shader, entry: v.entry, variant: { precision: 'f32' }, constants: { HAS_BIAS: true, HAS_RES: false, ACT: 0, ...v.constants } },
+          { x: tx, w: tw, x4: tx, w4: tw, bias: tb, res: ctx.placeholder('f32'), out },
+          [...grid, 1],
+          { M, N, K, ldc: N, nOff: 0 },
+        );
+        return out;
+      },
+      check: (got) => errors(got, ref!, [3e-5, 1e-5], K),
+      dispose: () => [tx, tb, tw].forEach((t) => t.dispose()),
+    };
+  }
+  if (op !== 'q4') {
+    const tw = ctx.uploadFloat(w, [N, K], act);
+    const ref = withRef ? refLinear(op === 'f16' ? roundF16(x) : x, M, K, op === 'f16' ? roundF16(w) : w, N, op === 'f16' ? roundF16(bias) : bias) : null;
+    return {
+      run(rec) {
+        const out = ctx.empty([M, N], act);
+        rec.dispatch(
+          { shader, entry: v.entry, variant: { precision: act }, constants: { TRANS_B: true, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...v.constants } },
+          { a: tx, b: tw, a4: tx, b4: tw, bias: tb, res: ctx.placeholder(act), c: out },
+          [...grid, 1],
+          { M, N, K, strideA: M * K, strideB: 0, strideC: M * N, ldc: N, nOff: 0 },
+        );
+        return out;
+      },
+      check: (got) => errors(got, ref!, op === 'f32' ? [3e-5, 1e-5] : [2e-3, 2e-3], K),
+      dispose: () => [tx, tb, tw].forEach((t) => t.dispose()),
+    };
+  }
+  // q4: asymmetric int4 in groups of 32 (linear.ts's q4), activations int8 per block of 32.
+  const q = quantizeWeight(w, N, K, { bits: 4, group: 32, symmetric: false });
+  const qw = uploadQuantized(ctx, q, act);
+  const c = qw.chunks[0];
+  const ref = withRef ? refW8A8(roundF16(x), M, K, { ...q, scales: roundF16(q.scales), zeros: q.zeros ? roundF16(q.zeros) : q.zeros }, roundF16(bias), undefined, 'block') : null;
+  return {
+    run(rec) {
+      const acts = quantizeActs(ctx, rec, tx, qw.Kp, 'block');
+      const out = ctx.empty([M, N], act);
+      const ph = ctx.placeholder(act);
+      rec.dispatch(
+        { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...v.constants } },
+        { w: c.values, scales: c.scales, zeros: c.zeros ?? ph, x: tx, x4: tx, xq: acts.xq, xs: acts.xs, xsum: acts.xsum, bias: tb, res: ph, out },
+        [...grid, 1],
+        { M, N, K, Kp: qw.Kp, groups: qw.groups, n0: 0, ldo: N, xsRow: qw.Kp / 32, xsBlk: 1 },
+      );
+      acts.dispose();
+      return out;
+    },
+    check: (got) => errors(got, ref!, [2e-3, 2e-3], K),
+    dispose: () => [tx, tb].forEach((t) => t.dispose()),
+  };
+}
+
+const roundF16 = (a: Float32Array): Float32Array => f16ArrayToF32(f32ArrayToF16(a));
+
+/** Tests' tolerance: |d| <= atol * sqrt(K) + rtol * |ref|. */
+function errors(got: Float32Array, ref: Float32Array, [atol, rtol]: [number, number], K: number): { ok: boolean; maxErr: number } {
+  let ok = got.length === ref.length;
+  let maxErr = 0;
+  for (let i = 0; i < ref.length && ok; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    maxErr = Math.max(maxErr, Number.isNaN(d) ? Infinity : d);
+    if (!(d <= atol * Math.sqrt(K) + rtol * Math.abs(ref[i]))) ok = false;
+  }
+  return { ok, maxErr };
+}
+
+const USAGE = `usage: npm run bench -- gemm-lab [--op f32|f16|q4] [--versions a,b] [--shapes MxNxK,...] [--reps N]
+  versions: ${VERSIONS.map((v) => `${v.name} (${v.op.join('/')}): ${v.note}`).join('\n            ')}
+`;
+
+// BERT (MiniLM) Linears over 512 tokens: QKV, attention output, FFN up, FFN down.
+const SHAPES: Shape[] = [[512, 1152, 384], [512, 384, 384], [512, 1536, 384], [512, 384, 1536]];
+// Odd sizes for the correctness check: edges in M, N and a K that is not a multiple of the tile.
+const CHECK: Shape = [77, 133, 96];
+
+export async function run(args: string[], io: BenchIO): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({ args, options: { op: { type: 'string' }, versions: { type: 'string' }, shapes: { type: 'string' }, reps: { type: 'string' }, help: { type: 'boolean' } } }).values;
+  } catch (e) {
+    io.stderr(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const op = (values.op ?? 'f32') as Op;
+  const names = values.versions?.split(',');
+  const versions = VERSIONS.filter((v) => v.op.includes(op) && (!names || names.includes(v.name)));
+  const shapes: Shape[] = values.shapes ? values.shapes.split(',').map((s) => s.split('x').map(Number) as Shape) : op === 'gemv' ? [[1, 4096, 4096], [1, 1536, 384]] : SHAPES;
+  const reps = Number(values.reps ?? 3);
+  const { ctx } = await createBenchContext({ kernels: 'gpu' });
+  let failed = 0;
+  try {
+    io.stderr(`adapter: ${ctx.caps.adapter}; op ${op}; min of ${reps} interleaved rounds\n`);
+    const ms: Record<string, number[]> = {};
+    const checks: Record<string, string> = {};
+    for (const v of versions) {
+      const c = makeCase(ctx, v, op, op === 'gemv' ? [1, 133, 96] : CHECK, true);
+      try {
+        const got = await withErrorScopes(ctx, async () => {
+          const rec = ctx.record();
+          const out = c.run(rec);
+          await rec.submit();
+          const r = await ctx.readFloat(out);
+          out.dispose();
+          return r;
+        });
+        const e = c.check(got);
+        checks[v.name] = `${e.ok ? 'ok' : 'WRONG'} (max |d| ${e.maxErr.toExponential(1)})`;
+        if (!e.ok) failed++;
+      } catch (err) {
+        checks[v.name] = `FAILED: ${(err as Error).message.slice(0, 200)}`;
+        failed++;
+      } finally {
+        c.dispose();
+      }
+      io.stderr(`${v.name}: ${checks[v.name]}\n`);
+    }
+    // Time every passing version on each shape, versions interleaved round by round.
+    const good = versions.filter((v) => checks[v.name].startsWith('ok'));
+    for (const shape of shapes) {
+      const cases = good.map((v) => ({ v, c: makeCase(ctx, v, op, shape, false), t: [] as number[] }));
+      // Rounds of one run per version (after a warm-up round): a busy stretch of the machine
+      // hits every version alike; the minimum is the least disturbed run.
+      for (let r = 0; r <= reps; r++) {
+        for (const x of cases) {
+          const m = await measure(ctx, (rec) => {
+            const out = x.c.run(rec);
+            return () => out.dispose();
+          }, { warmup: 0, reps: 1, label: x.v.name });
+          if (r > 0) x.t.push(m.ms);
+        }
+      }
+      for (const { v, t } of cases) {
+        (ms[v.name] ??= []).push(Math.min(...t));
+        io.stderr(`${v.name} ${shape.join('x')}: min ${fmt(Math.min(...t))} ms (runs ${t.map(fmt).join(' ')})\n`);
+      }
+      cases.forEach(({ c }) => c.dispose());
+    }
+    // The decode GEMV is bandwidth-bound: its weight bytes per second against a plain copy's
+    // (bytes read + written) in the same process.
+    let copyGbps = 0;
+    if (op === 'gemv') {
+      const bytes = 64 * 2 ** 20;
+      const src = ctx.upload(new Uint32Array(bytes / 4).fill(1), [bytes / 4], 'u32');
+      const dst = ctx.empty([bytes / 4], 'u32');
+      const t: number[] = [];
+      for (let r = 0; r <= reps; r++) t.push((await measure(ctx, (rec) => void copy(ctx, rec, src, dst), { warmup: 0, reps: 1 })).ms);
+      copyGbps = (2 * bytes) / (Math.min(...t.slice(1)) * 1e6);
+      src.dispose();
+      dst.dispose();
+      io.stderr(`copy kernel: ${copyGbps.toFixed(2)} GB/s (read + written)\n`);
+    }
+    const base = good[0]?.name;
+    const rows = good.map((v) => {
+      const t = ms[v.name];
+      const total = t.reduce((a, b) => a + b, 0);
+      const gflops = shapes.map(([M, N, K], i) => (2 * M * N * K) / (t[i] * 1e6));
+      const rate = op === 'gemv' ? shapes.map(([, N, K], i) => fmt((N * K * 4) / (t[i] * 1e6) / copyGbps)).join('/') : gflops.map(fmt).join('/');
+      return [v.name, checks[v.name], ...t.map(fmt), fmt(total), fmt(ms[base].reduce((a, b) => a + b, 0) / total), rate];
+    });
+    io.stdout(table(['version', 'check', ...shapes.map((s) => s.join('x')), 'total ms', `vs ${base}`, op === 'gemv' ? 'weight GB/s / copy' : 'GFLOP/s'], rows, 2));
+  } finally {
+    ctx.dispose();
+  }
+  return failed ? 1 : 0;
+}
