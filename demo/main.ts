@@ -7,12 +7,14 @@
  *   ?dtype=  f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q8)
  *   ?texts=  sentences separated by "|": fills the textarea and embeds at once
  *   ?hub=    hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
+ *   ?delta=  a delta for the update panel (demo/update.ts); default `<model>/../delta.safetensors`
  * Every run also publishes window.__webqDemo, which the browser test reads.
  */
 import { DEFAULT_EMBED_MODEL, cosineSimilarity, type BertLoadOptions } from '../src/index.ts';
 import { WebqWorker, WorkerBertModel } from '../src/worker/index.ts';
 import { networkAdvice } from './diagnose.ts';
 import { mib, progressReporter } from './progress.ts';
+import { setupUpdatePanel } from './update.ts';
 
 type LinearDType = NonNullable<BertLoadOptions['dtype']>;
 const DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
@@ -58,7 +60,9 @@ const ui = {
 const params = new URLSearchParams(location.search);
 const modelId = params.get('model') || DEFAULT_EMBED_MODEL;
 const dtypeParam = params.get('dtype') || 'q8';
+const hubUrl = params.get('hub') ?? undefined;
 let adapter: string | undefined;
+let worker: WebqWorker | undefined;
 let bert: WorkerBertModel | undefined;
 const times: Pick<DemoState, 'loadMs' | 'warmupMs' | 'warmupDoneAt' | 'firstEmbedAt'> = {};
 
@@ -82,34 +86,39 @@ async function load(): Promise<void> {
   ui.status.textContent = 'opening WebGPU in a worker…';
   // The worker makes its device first, so the page can show the adapter before the weights arrive.
   // (Vite bundles a worker written this way; a plain page can let webq find webq.worker.js itself.)
-  const worker = await WebqWorker.start({ worker: new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'webq' }) });
+  worker = await WebqWorker.start({ worker: new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'webq' }) });
   const caps = worker.caps;
   adapter = caps.adapter;
   ui.device.textContent = `adapter: ${adapter}${caps.software ? ' (software)' : ''} · shader-f16: ${caps.f16 ? 'yes' : 'no'} · weights: ${dtypeParam}`;
-  ui.status.textContent = `loading ${modelId}…`;
-  const hubUrl = params.get('hub') ?? undefined;
-  const t0 = performance.now();
   try {
-    bert = await WorkerBertModel.load(modelId, {
-      worker,
-      dtype: dtypeParam as LinearDType,
-      onProgress: progressReporter(ui),
-      // Shaders compile during load (two short texts), so the first embed takes what it should.
-      onWarmup: () => {
-        ui.progress.hidden = false;
-        ui.progress.removeAttribute('value'); // indeterminate
-        ui.status.textContent = 'compiling shaders (warm-up forwards on two short texts)…';
-      },
-      ...(hubUrl && { hubUrl }),
-      ...(params.get('cache') === '0' && { cache: false }),
-    });
+    await loadModel();
   } catch (e) {
     worker.terminate();
     throw e;
   }
-  times.loadMs = bert.loadMs;
-  times.warmupMs = bert.warmupMs;
+  times.loadMs = bert!.loadMs;
+  times.warmupMs = bert!.warmupMs;
   times.warmupDoneAt = performance.now();
+}
+
+/** Loads the model in the worker (again, after an update) and says so. */
+async function loadModel(): Promise<void> {
+  ui.status.className = '';
+  ui.status.textContent = `loading ${modelId}…`;
+  const t0 = performance.now();
+  bert = await WorkerBertModel.load(modelId, {
+    worker,
+    dtype: dtypeParam as LinearDType,
+    onProgress: progressReporter(ui),
+    // Shaders compile during load (two short texts), so the first embed takes what it should.
+    onWarmup: () => {
+      ui.progress.hidden = false;
+      ui.progress.removeAttribute('value'); // indeterminate
+      ui.status.textContent = 'compiling shaders (warm-up forwards on two short texts)…';
+    },
+    ...(hubUrl && { hubUrl }),
+    ...(params.get('cache') === '0' && { cache: false }),
+  });
   const c = bert.config;
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   ui.progress.hidden = true;
@@ -157,8 +166,8 @@ function renderMatrix(texts: string[], vectors: Float32Array[]): void {
   ui.results.hidden = false;
 }
 
-async function embed(): Promise<void> {
-  if (!bert) return;
+async function embed(): Promise<{ texts: string[]; vectors: Float32Array[] }> {
+  if (!bert) throw new Error('the model is not loaded');
   const texts = ui.texts.value.split('\n').map((s) => s.trim()).filter((s) => s !== '');
   if (texts.length === 0) throw new Error('type at least one sentence (one per line)');
   ui.run.disabled = true;
@@ -171,6 +180,7 @@ async function embed(): Promise<void> {
     ui.timing.textContent = `${texts.length} sentence${texts.length === 1 ? '' : 's'}, ${vectors[0].length} dims, ${embedMs.toFixed(0)} ms`;
     renderMatrix(texts, vectors);
     window.__webqDemo = { status: 'ready', model: modelId, dtype: bert.dtype, adapter, embeddings: vectors.map((v) => Array.from(v)), embedMs, ...times };
+    return { texts, vectors };
   } finally {
     ui.run.disabled = false;
   }
@@ -191,6 +201,15 @@ ui.form.addEventListener('submit', (ev) => {
 });
 ui.run.addEventListener('click', () => void embed().catch(showError));
 
+/** The model in the worker, loaded again from the (updated) cache. */
+async function reload(): Promise<void> {
+  const old = bert!;
+  bert = undefined;
+  await old.dispose();
+  await loadModel();
+}
+
 load()
   .then(() => (preset !== null ? embed() : undefined))
+  .then(() => setupUpdatePanel({ model: modelId, hubUrl, bert: () => bert!, reload, embed }, params))
   .catch(showError);

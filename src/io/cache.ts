@@ -12,6 +12,10 @@
  * note of `hub/<org>/<name>/<rev>/` is `hub/<org>/<name>/@<rev>.json` ("@" never starts an
  * encoded key segment, so a note cannot collide with a model's file). When entries are
  * re-checked is src/io/remote-files.ts's business.
+ *
+ * Key segments that start with "@" are the cache's own (file names are percent-encoded, so none of
+ * theirs does): notes, and a model's update in progress under `<model>/@update/` (see
+ * src/io/remote-files.ts). Listings leave out all but the notes.
  */
 import { detectRuntime, getEnv } from '../env.ts';
 import { SourceError, clip, q } from './errors.ts';
@@ -50,6 +54,11 @@ export interface FileCache {
   list(prefix: readonly string[]): Promise<{ files: CacheEntry[]; notes: (readonly string[])[] }>;
   /** Deletes the entry or folder at `prefix` with everything under it; true when there was one. */
   remove(prefix: readonly string[]): Promise<boolean>;
+  /**
+   * Moves the entry at `from` over the one at `to` in one atomic step (a rename on disk, one put
+   * in the Cache API); false when there is no entry at `from`. Fails loudly (a full cache).
+   */
+  move(from: { key: readonly string[]; url: string }, to: { key: readonly string[]; url: string }): Promise<boolean>;
 }
 
 /** The key of the note for the entries under `prefix`: its last segment becomes "@<last>.json". */
@@ -59,6 +68,19 @@ export function noteKey(prefix: readonly string[]): string[] {
 
 export function isNoteSegment(s: string): boolean {
   return s.startsWith('@') && s.endsWith('.json');
+}
+
+/** A key the cache keeps for itself and leaves out of listings: an "@" segment other than a note's name. */
+function isInternalKey(key: readonly string[]): boolean {
+  return key.some((s, i) => s.startsWith('@') && !(i === key.length - 1 && isNoteSegment(s)));
+}
+
+/** Notes and staged entries have no URL of their own in the Cache API; they live under this never-fetched origin. */
+const INTERNAL_ORIGIN = 'https://webq-cache.invalid/';
+
+/** The URL of a key with no server URL (notes, staged entries): what the Cache API stores it under. */
+export function internalUrl(key: readonly string[]): string {
+  return new URL(key.map(encodeURIComponent).join('/'), INTERNAL_ORIGIN).href;
 }
 
 /** `${WEBQ_CACHE_DIR}` or `~/.cache/webq`; undefined where neither can be known (browsers). */
@@ -177,6 +199,7 @@ export async function diskCache(root: string): Promise<FileCache> {
     const names = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
     for (const d of names) {
       const k = [...key, d.name];
+      if (isInternalKey(k)) continue;
       if (d.isDirectory()) await walk(path.join(dir, d.name), k, out);
       else if (!d.isFile() || d.name.includes('.part-')) continue;
       else if (isNoteSegment(d.name)) out.notes.push(k);
@@ -216,11 +239,18 @@ export async function diskCache(root: string): Promise<FileCache> {
       });
       return true;
     },
+    async move(from, to) {
+      const [src, dst] = [fileOf(from.key), fileOf(to.key)];
+      if (!(await fs.stat(src).catch(() => undefined))?.isFile()) return false;
+      await fs.mkdir(path.dirname(dst), { recursive: true });
+      await fs.rename(src, dst).catch((e: unknown) => {
+        throw fsError(dst, 'move a staged file into place', e);
+      });
+      return true;
+    },
   };
 }
 
-/** Notes have no URL of their own in the Cache API; they live under this never-fetched origin. */
-const NOTE_ORIGIN = 'https://webq-cache.invalid/';
 /** Response header holding an entry's key ("hub/org/name/main/config.json"), so the cache can be listed. */
 const KEY_HEADER = 'x-webq-key';
 
@@ -233,7 +263,6 @@ const KEY_HEADER = 'x-webq-key';
 export async function browserCache(name = 'webq'): Promise<FileCache> {
   const cache = await caches.open(name);
   const entry = (blob: Blob): CachedFile => ({ input: blob, size: blob.size, text: () => blob.text() });
-  const noteUrl = (key: readonly string[]) => new URL(key.map(encodeURIComponent).join('/'), NOTE_ORIGIN).href;
   const keyOf = (res: Response | undefined) => res?.headers.get(KEY_HEADER)?.split('/');
   const under = (key: readonly string[] | undefined, prefix: readonly string[]) => key !== undefined && prefix.every((s, i) => key[i] === s);
   return {
@@ -256,19 +285,19 @@ export async function browserCache(name = 'webq'): Promise<FileCache> {
       return entry(blob);
     },
     async readNote(key) {
-      const hit = await cache.match(noteUrl(key));
+      const hit = await cache.match(internalUrl(key));
       return hit?.text();
     },
     async writeNote(key, text) {
       const headers = { 'content-type': 'application/json', [KEY_HEADER]: key.join('/') };
-      await cache.put(noteUrl(key), new Response(text, { headers })).catch(() => undefined);
+      await cache.put(internalUrl(key), new Response(text, { headers })).catch(() => undefined);
     },
     async list(prefix) {
       const out = { files: [] as CacheEntry[], notes: [] as string[][] };
       for (const req of await cache.keys()) {
         const res = await cache.match(req);
         const key = keyOf(res);
-        if (!key || !under(key, prefix)) continue;
+        if (!key || !under(key, prefix) || isInternalKey(key)) continue;
         if (isNoteSegment(key.at(-1)!)) out.notes.push(key);
         else out.files.push({ key, size: Number(res!.headers.get('content-length') ?? 0) });
       }
@@ -280,6 +309,15 @@ export async function browserCache(name = 'webq'): Promise<FileCache> {
         if (under(keyOf(await cache.match(req)), prefix)) any = (await cache.delete(req)) || any;
       }
       return any;
+    },
+    async move(from, to) {
+      const hit = await cache.match(from.url);
+      if (!hit) return false;
+      const headers = new Headers(hit.headers);
+      headers.set(KEY_HEADER, to.key.join('/'));
+      await cache.put(to.url, new Response(await hit.blob(), { headers }));
+      await cache.delete(from.url);
+      return true;
     },
   };
 }

@@ -1,17 +1,19 @@
 /**
- * Replacing a model folder's files atomically (`webq patch` in place). A folder holds several
- * files (weights, config, tokenizer) and no file system renames several at once, so the update is
- * a redo journal:
+ * Replacing a model's files atomically. A model is several files (weights, config, tokenizer) and
+ * no store replaces several at once, so an update is a redo journal:
  *
- *   1. every new file is written complete and fsynced into `<model>/.webq-patch/`
- *   2. `.webq-patch/COMMIT.json` (what to move in, what to delete) is written beside under a
- *      temporary name, fsynced and renamed into place: the commit point
- *   3. each staged file is renamed over its target (one atomic rename each), deleted files go
- *   4. `.webq-patch/` is removed
+ *   1. every new file is written complete into a staging area beside the model's files
+ *   2. the journal (what to move in, what to delete) is written in one atomic step: the commit point
+ *   3. each staged file is moved over the model's (one atomic step each), deleted files go
+ *   4. the staging area and the journal are dropped
  *
- * A crash before 2 leaves the old files plus a staging folder that the next open discards; a crash
- * after it leaves a journal that the next open (every local open of a model folder calls
- * finishInterruptedPatch) completes. So a reader sees the old model or the new one, never a mix.
+ * A crash before 2 leaves the old files plus a staging area that the next open discards; a crash
+ * after it leaves a journal that the next open completes (every open calls finishInterrupted). So
+ * a reader sees the old model or the new one, never a mix.
+ *
+ * Two stores hold models: a folder on disk (`webq patch` in place: staging in `<model>/.webq-patch/`,
+ * the journal `.webq-patch/COMMIT.json`, renames; below), and the download cache (a cached remote
+ * model updated by a delta: src/io/remote-files.ts, entries instead of files).
  */
 import { WebqError } from '../errors.ts';
 import { loadFs, loadPath } from './node-fs.ts';
@@ -20,16 +22,93 @@ export const STAGING = '.webq-patch';
 const COMMIT = 'COMMIT.json';
 
 export interface PatchJournal {
-  /** Model-relative paths staged under .webq-patch/ that replace (or add) the folder's. */
+  /** Model-relative paths staged that replace (or add) the model's. */
   moves: string[];
   /** Model-relative paths to delete. */
   removes: string[];
+}
+
+/** Where one model's update is staged and journaled. */
+export interface JournalStore {
+  /** For messages: the model, and where its journal is. */
+  readonly describe: string;
+  readonly journalName: string;
+  /** What a user can do when an interrupted update cannot be finished. */
+  readonly remedy: string;
+  /** True when an update was begun (something staged, or a journal). */
+  begun(): Promise<boolean>;
+  /** The journal's text, or undefined before the commit point. */
+  readJournal(): Promise<string | undefined>;
+  /** Writes the journal in one atomic step (the commit point). */
+  writeJournal(text: string): Promise<void>;
+  /** Moves a staged file over the model's; false when it is not staged (moved before a crash). */
+  moveIn(path: string): Promise<boolean>;
+  remove(path: string): Promise<void>;
+  /** Makes the moves durable, then drops the staging area and the journal. */
+  clear(): Promise<void>;
+}
+
+/** The points where a test can stop an update, as a crash or a closed tab would. */
+export type PatchStep = 'staged' | 'committed' | 'moved-one';
+
+export interface StepHook {
+  /** Called at each step; a promise that never settles freezes the update there (tests). */
+  onStep?: (step: PatchStep) => void | Promise<void>;
 }
 
 /** Test hook: WEBQ_CRASH_AT=<step> ends the process there, as a power cut would (no clean-up runs). */
 export function crashPoint(step: string): void {
   const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; exit(code: number): never } }).process;
   if (proc?.env?.WEBQ_CRASH_AT === step) proc.exit(86);
+}
+
+export async function reachStep(step: PatchStep, hook?: StepHook): Promise<void> {
+  crashPoint(step);
+  await hook?.onStep?.(step);
+}
+
+/** Commits a staged update (step 2) and applies it (steps 3-4). */
+export async function commitJournal(store: JournalStore, journal: PatchJournal, hook?: StepHook): Promise<void> {
+  const text = JSON.stringify(journal);
+  await store.writeJournal(text);
+  // A store that may drop a write quietly (a full browser cache) is read back: no journal, no commit.
+  if ((await store.readJournal()) !== text) throw new WebqError('PATCH_JOURNAL', `${store.journalName}: the journal could not be written, so the update was not made (storage full?)`);
+  await reachStep('committed', hook);
+  await applyJournal(store, journal, hook);
+}
+
+async function applyJournal(store: JournalStore, journal: PatchJournal, hook?: StepHook): Promise<void> {
+  for (const [i, p] of journal.moves.entries()) {
+    if ((await store.moveIn(p)) && i === 0) await reachStep('moved-one', hook);
+  }
+  for (const p of journal.removes) await store.remove(p);
+  await store.clear();
+}
+
+/**
+ * Completes or discards an update a crash interrupted (see the top of this file). Returns what it
+ * did; 'none' when there was nothing to do.
+ */
+export async function finishInterrupted(store: JournalStore): Promise<'none' | 'completed' | 'discarded'> {
+  if (!(await store.begun())) return 'none';
+  const text = await store.readJournal().catch(() => undefined);
+  try {
+    if (text === undefined) {
+      await store.clear();
+      return 'discarded';
+    }
+    let journal: PatchJournal;
+    try {
+      journal = JSON.parse(text);
+    } catch {
+      throw new WebqError('PATCH_JOURNAL', `${store.journalName}: is not JSON; the interrupted update cannot be completed (${store.remedy})`);
+    }
+    await applyJournal(store, journal);
+    return 'completed';
+  } catch (e) {
+    if (e instanceof WebqError) throw e;
+    throw new WebqError('PATCH_JOURNAL', `${store.describe}: an interrupted update could not be ${text === undefined ? 'discarded' : 'completed'} (${(e as Error).message}); ${store.remedy}`);
+  }
 }
 
 /** fsync of a folder (so renames in it are durable), where the platform allows it. */
@@ -66,64 +145,45 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-/** Commits a staged update (step 2) and applies it (steps 3-4). */
-export async function commitPatch(dir: string, journal: PatchJournal): Promise<void> {
-  const path = await loadPath(dir);
-  const staging = path.join(dir, STAGING);
-  await syncDir(staging);
-  await writeFileAtomic(path.join(staging, COMMIT), JSON.stringify(journal));
-  await syncDir(staging);
-  crashPoint('committed');
-  await applyJournal(dir, journal);
-}
-
-async function applyJournal(dir: string, journal: PatchJournal): Promise<void> {
+/** A model folder as a journal store: staged files in `<dir>/.webq-patch/`, fsyncs and renames. */
+async function folderJournal(dir: string): Promise<JournalStore> {
   const fs = await loadFs(dir);
   const path = await loadPath(dir);
   const staging = path.join(dir, STAGING);
-  for (const [i, p] of journal.moves.entries()) {
-    const from = path.join(staging, ...p.split('/'));
-    const to = path.join(dir, ...p.split('/'));
-    if (!(await fs.stat(from).catch(() => null))) continue; // moved before a crash
-    await fs.mkdir(path.dirname(to), { recursive: true });
-    await fs.rename(from, to);
-    if (i === 0) crashPoint('moved-one');
-  }
-  for (const p of journal.removes) await fs.rm(path.join(dir, ...p.split('/')), { force: true });
-  await syncDir(dir);
-  await fs.rm(staging, { recursive: true, force: true });
-}
-
-/**
- * Completes or discards an update a crash interrupted (see the top of this file). Returns what it
- * did; 'none' when there was nothing to do.
- */
-export async function finishInterruptedPatch(dir: string): Promise<'none' | 'completed' | 'discarded'> {
-  const fs = await loadFs(dir);
-  const path = await loadPath(dir);
-  const staging = path.join(dir, STAGING);
-  if (!(await fs.stat(staging).catch(() => null))) return 'none';
-  let text: string | null = null;
-  try {
-    text = await fs.readFile(path.join(staging, COMMIT), 'utf8');
-  } catch {
-    text = null;
-  }
-  try {
-    if (text === null) {
+  const commit = path.join(staging, COMMIT);
+  return {
+    describe: dir,
+    journalName: commit,
+    remedy: 'check that the folder is writable, or restore the model folder from its source',
+    begun: async () => (await fs.stat(staging).catch(() => null)) !== null,
+    readJournal: () => fs.readFile(commit, 'utf8').catch(() => undefined),
+    async writeJournal(text) {
+      await syncDir(staging);
+      await writeFileAtomic(commit, text);
+      await syncDir(staging);
+    },
+    async moveIn(p) {
+      const from = path.join(staging, ...p.split('/'));
+      const to = path.join(dir, ...p.split('/'));
+      if (!(await fs.stat(from).catch(() => null))) return false;
+      await fs.mkdir(path.dirname(to), { recursive: true });
+      await fs.rename(from, to);
+      return true;
+    },
+    remove: (p) => fs.rm(path.join(dir, ...p.split('/')), { force: true }),
+    async clear() {
+      await syncDir(dir);
       await fs.rm(staging, { recursive: true, force: true });
-      return 'discarded';
-    }
-    let journal: PatchJournal;
-    try {
-      journal = JSON.parse(text);
-    } catch {
-      throw new WebqError('PATCH_JOURNAL', `${path.join(staging, COMMIT)}: is not JSON; the interrupted update cannot be completed (restore the model folder from its source)`);
-    }
-    await applyJournal(dir, journal);
-    return 'completed';
-  } catch (e) {
-    if (e instanceof WebqError) throw e;
-    throw new WebqError('PATCH_JOURNAL', `${dir}: an interrupted update could not be ${text === null ? 'discarded' : 'completed'} (${(e as Error).message}); check that the folder is writable`);
-  }
+    },
+  };
+}
+
+/** Commits a staged update of the folder `dir` (files staged in `<dir>/.webq-patch/`) and applies it. */
+export async function commitPatch(dir: string, journal: PatchJournal): Promise<void> {
+  await commitJournal(await folderJournal(dir), journal);
+}
+
+/** finishInterrupted for a model folder (every local open of a model folder calls it). */
+export async function finishInterruptedPatch(dir: string): Promise<'none' | 'completed' | 'discarded'> {
+  return finishInterrupted(await folderJournal(dir));
 }
