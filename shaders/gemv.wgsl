@@ -2,6 +2,7 @@
 // W stored [N, K] (a Linear weight). The tiled matmul wastes 63 of 64 tile rows when M is 1;
 // here TPR threads share an output row and read it in interleaved runs of 4 (neighbouring threads,
 // neighbouring addresses), WG / TPR rows per workgroup, partials summed after one barrier.
+// The cpu family's (and any K % 4 != 0); the gpu family runs gemv4_lib.wgsl when K % 4 == 0.
 
 //! import epilogue
 

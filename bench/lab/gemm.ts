@@ -6,6 +6,7 @@
  *
  *   npm run bench -- gemm-lab --op f32 --versions v0,v1      # f32 x f32, C = A B^T + bias
  *   npm run bench -- gemm-lab --op q4                        # int4 weights x int8 block activations
+ *   npm run bench -- gemm-lab --op qgemv --bits 8            # decode GEMVs through qmatmul() (gemv: matmul())
  *
  * A version is a WGSL file in bench/lab/gemm/ with the contract of the shader it would replace
  * (matmul.wgsl's bindings via matmul_lib, or qgemm.wgsl's via qlinear), an entry point and the
@@ -23,14 +24,15 @@ import { WGSL } from '../../src/gpu/shaders.generated.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
 import { copy } from '../../src/ops/copy.ts';
-import { quantizeActs } from '../../src/ops/qmatmul.ts';
+import { GPU_GEMV, matmul } from '../../src/ops/matmul.ts';
+import { qmatmul, quantizeActs } from '../../src/ops/qmatmul.ts';
 import { uploadQuantized } from '../../src/ops/qweight.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
-import { refLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
+import { refLinear, refQLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
 import { createBenchContext, withErrorScopes } from '../lib/device.ts';
 import { fmt, measure, seeded, table, type BenchIO } from '../lib/measure.ts';
 
-type Op = 'f32' | 'f16' | 'q4' | 'gemv';
+type Op = 'f32' | 'f16' | 'q4' | 'gemv' | 'qgemv';
 type Shape = [M: number, N: number, K: number];
 
 export interface Version {
@@ -44,6 +46,15 @@ export interface Version {
   constants?: Record<string, number | boolean>;
   /** Needs K % 4 == 0 (vec4 rows). */
   vec4?: boolean;
+  /** q4: weight-only (float activations, no quantize_act pass; checked against refQLinear). */
+  wonly?: boolean;
+  /** q4: int8 block activations quantized inside the kernel (no quantize_act pass). */
+  fused?: boolean;
+  /**
+   * gemv / qgemv versions that run the shipped ops (matmul() / qmatmul(), gpu family) with
+   * GPU_GEMV.reduce set so; qgemv also with this activation mode ('block': quantize_act + wint).
+   */
+  shipped?: { reduce: 'auto' | 'workgroup' | 'off'; act?: 'float' | 'block'; wg?: number; nr?: number };
   note: string;
 }
 
@@ -51,6 +62,19 @@ export interface Version {
 // Measured on lavapipe (2 busy cores, min of interleaved rounds, BERT shapes over 512 tokens):
 // mm1 1.6-1.9x mm0, mm2 1.4-2.2x, mm3 1.7-2.0x, mm6 1.4x, mm4 0.9x, mm5 1.5x; q1 1.35x q0
 // (q4 timings include the activation quantization); g1 0.7-0.9x g0 on 4096x4096 (noise-bound).
+// Issue 16 round 2 (same machine, f16 activations unless said, vs q1 = shipped wint with its
+// quantize_act, one run each): weight-only GEMMs lose on lavapipe, none shipped: qw0 (the
+// shipped wonly) 0.32x; q2 0.55-0.61x (f32 act 0.55-0.61x); q3 0.53-0.58x; q8 0.68x; q4 0.33x,
+// q5 0.32x, q6 0.38-0.47x, q7 (onnxruntime's WideTile shape) 0.19-0.23x. q2 runs at the f32
+// matmul main4's GFLOP/s (same inner loop): on lavapipe every workgroup-memory read is a
+// per-lane load, and wint's packed int8 words carry 4 k per read against 1 for floats. q9 (wint
+// with the block quantization of x fused into the tile load) 0.79-1.02x: not kept either.
+// GEMVs (op gemv / qgemv, shipped ops with GPU_GEMV set, 1x4096x4096 / 1x1536x576 / 1x576x1536):
+// gv4-sg (vec4, subgroupAdd) 0.83-1.1x gv-old, 1.3-2.2x on the SmolLM2 shapes; 2 rows per thread
+// 2.5x, 4 rows 2.8-3.0x (shipped: NR 4, 128 threads); the TPR-32 workgroup tree 0.76-1.25x (it
+// is for devices without fixed-size subgroups). q4: qv4-sg (NR 1) 0.49-1.35x qv-wint, NR 2
+// 1.05-1.19x, NR 4 0.83-2.4x (4096 noisy; 1.5-2.4x on the SmolLM2 shapes), NR 4 with 128
+// threads 1.47x (shipped); qv-wonly (the shared weight-only GEMV) 0.3-0.4x.
 export const VERSIONS: Version[] = [
   { name: 'mm0', op: ['f32', 'f16'], file: 'mm0', entry: 'main', tile: [64, 64], note: 'shipped: 16x16 threads, 4x4 per thread, scalar staging, BK 16' },
   { name: 'mm1', op: ['f32', 'f16'], file: 'mm1', entry: 'main', tile: [64, 64], note: '8x8 threads, 8x8 per thread (two vec4 per operand and k), BK 16 (shipped: matmul.wgsl main)' },
@@ -61,14 +85,42 @@ export const VERSIONS: Version[] = [
   { name: 'mm6', op: ['f32', 'f16'], file: 'mm6', entry: 'main', tile: [64, 64], vec4: true, note: 'mm2 with BK 32' },
   { name: 'g0', op: ['gemv'], file: 'g0', entry: 'main', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'shipped decode GEMV: 8 threads per row, scalar loads in runs of 4' },
   { name: 'g1', op: ['gemv'], file: 'g1', entry: 'main4', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'g0 with one vec4 load of x and of W per run (not kept: no clear gain on lavapipe)' },
+  { name: 'gv-old', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'off' }, note: 'matmul(): gemv.wgsl (shared with the cpu family)' },
+  { name: 'gv4-sg', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto' }, note: 'matmul(): gemv4_sg.wgsl, vec4 loads, TPR = subgroup size, subgroupAdd' },
+  { name: 'gv4-sg64', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', wg: 64 }, note: 'gv4-sg with 64 threads per workgroup' },
+  { name: 'gv4-sg256', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', wg: 256 }, note: 'gv4-sg with 256 threads per workgroup' },
+  { name: 'gv4-sg-nr2', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', nr: 2 }, note: 'gv4-sg with 2 rows per thread (x loads shared)' },
+  { name: 'gv4-sg-nr4', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', nr: 4, wg: 64 }, note: 'gv4-sg with 4 rows per thread, 64 threads' },
+  { name: 'gv4-sg-nr4w128', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', nr: 4, wg: 128 }, note: 'gv4-sg with 4 rows per thread, 128 threads' },
+  { name: 'gv4-wg-nr4', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'workgroup', nr: 4, wg: 128 }, note: 'gv4-wg with 4 rows per thread' },
+  { name: 'gv4-wg', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'workgroup' }, note: 'matmul(): gemv4.wgsl, vec4 loads, TPR 32, workgroup tree' },
+  { name: 'qv-wint', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'off', act: 'block' }, note: 'q4 decode as the gpu family ran it: quantize_act + qgemv.wgsl wint' },
+  { name: 'qv-wonly', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'off', act: 'float' }, note: 'qgemv.wgsl wonly (weight-only, scalar x loads)' },
+  { name: 'qv4-sg', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float' }, note: 'qgemv4_sg.wgsl: weight-only, vec4<u32> codes + vec4 x, TPR = subgroup size, subgroupAdd' },
+  { name: 'qv4-sg64', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float', wg: 64 }, note: 'qv4-sg with 64 threads per workgroup' },
+  { name: 'qv4-sg256', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float', wg: 256 }, note: 'qv4-sg with 256 threads per workgroup' },
+  { name: 'qv4-sg-nr2', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float', nr: 2 }, note: 'qv4-sg with 2 rows per thread (x loads shared)' },
+  { name: 'qv4-sg-nr4', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float', nr: 4, wg: 64 }, note: 'qv4-sg with 4 rows per thread, 64 threads' },
+  { name: 'qv4-sg-nr4w128', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'auto', act: 'float', nr: 4, wg: 128 }, note: 'qv4-sg with 4 rows per thread, 128 threads' },
+  { name: 'qv4-wg-nr4', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'workgroup', act: 'float', nr: 4, wg: 128 }, note: 'qv4-wg with 4 rows per thread' },
+  { name: 'qv4-wg', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'workgroup', act: 'float' }, note: 'qgemv4.wgsl: as qv4-sg, TPR 32, workgroup tree' },
   { name: 'q0', op: ['q4'], file: 'q0', entry: 'wint', tile: [64, 128], note: 'shipped: 16x16 threads, 4x8 per thread' },
   { name: 'q1', op: ['q4'], file: 'q1', entry: 'wint', tile: [64, 64], note: '8x8 threads, 8x8 per thread, vec4 staging (shipped: qgemm.wgsl wint)' },
+  { name: 'qw0', op: ['q4'], file: '../../../shaders/qgemm', entry: 'wonly', tile: [64, 64], wonly: true, note: 'weight-only, as shipped before q2: 16x16 threads, 4x4 per thread, scalar staging, BK 32' },
+  { name: 'q2', op: ['q4'], file: 'q2', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'weight-only: int4 words dequantized once per tile load, 8x8 per thread, BK 32, no quantize_act' },
+  { name: 'q4', op: ['q4'], file: 'q4', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'weight-only, weights dequantized into registers (2 columns per thread, 16 rows), x block staged and read at thread-uniform addresses' },
+  { name: 'q5', op: ['q4'], file: 'q4', entry: 'wonly_wide', tile: [32, 128], wonly: true, constants: { TM: 32 }, note: 'q4 with 32 rows per tile' },
+  { name: 'q6', op: ['q4'], file: 'q6', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'q4 with const TM 16 and per-word dequantization, rows innermost (accumulators in registers)' },
+  { name: 'q7', op: ['q4'], file: 'q7', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'q6 with 128 threads of one column each (onnxruntime MatMulNBitsWideTile shape)' },
+  { name: 'q8', op: ['q4'], file: 'q8', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'q2 with workgroup tiles stored as T (f16: half the workgroup memory and bytes per read)' },
+  { name: 'q9', op: ['q4'], file: 'q9', entry: 'wintq', tile: [64, 64], fused: true, note: 'q1 with the per-block int8 quantization of x fused into the tile load (no quantize_act pass)' },
+  { name: 'q3', op: ['q4'], file: 'q3', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'q2 with BK 16 (main4 staging: one vec4 of x, 4 codes per row and thread)' },
 ];
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 function register(v: Version): string {
-  const name = `lab_${v.file}`;
+  const name = `lab_${v.name}`;
   (WGSL as Record<string, string>)[name] = readFileSync(join(here, 'gemm', `${v.file}.wgsl`), 'utf8');
   return name;
 }
@@ -81,12 +133,13 @@ interface Case {
 }
 
 /** Inputs of one shape for one op, uploaded once; `check` compares with the CPU reference. */
-function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean): Case {
+function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean, qAct: 'f32' | 'f16' = 'f16'): Case {
+  if (v.shipped) return shippedCase(ctx, v, op, [M, N, K], withRef, qAct);
   const shader = register(v);
   const x = seeded(M * K, 7 + M, 1);
   const w = seeded(N * K, 1000 + N + K, 0.05);
   const bias = seeded(N, 5 + N, 0.1);
-  const act = op === 'f32' || op === 'gemv' ? 'f32' : 'f16';
+  const act = op === 'f32' || op === 'gemv' ? 'f32' : op === 'q4' ? qAct : 'f16';
   const tx = ctx.uploadFloat(x, [M, K], act);
   const tb = ctx.uploadFloat(bias, [N], act);
   const grid: [number, number] = [Math.ceil(N / v.tile[1]), Math.ceil(M / v.tile[0])];
@@ -130,14 +183,36 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
   const q = quantizeWeight(w, N, K, { bits: 4, group: 32, symmetric: false });
   const qw = uploadQuantized(ctx, q, act);
   const c = qw.chunks[0];
-  const ref = withRef ? refW8A8(roundF16(x), M, K, { ...q, scales: roundF16(q.scales), zeros: q.zeros ? roundF16(q.zeros) : q.zeros }, roundF16(bias), undefined, 'block') : null;
+  const r16 = act === 'f16' ? roundF16 : (a: Float32Array) => a;
+  const qr = { ...q, scales: r16(q.scales), zeros: q.zeros ? r16(q.zeros) : q.zeros };
+  if (v.wonly) {
+    const ref = withRef ? refQLinear(r16(x), M, K, qr, r16(bias)) : null;
+    return {
+      run(rec) {
+        const out = ctx.empty([M, N], act);
+        const ph = ctx.placeholder(act);
+        rec.dispatch(
+          { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...(['q2', 'q3', 'q4', 'q6', 'q7', 'q8', 'q9'].includes(v.file) ? { VEC4: K % 4 === 0 } : {}), ...v.constants } },
+          { w: c.values, scales: c.scales, zeros: c.zeros ?? ph, x: tx, x4: tx, xq: ctx.placeholder('u32'), xs: ctx.placeholder('f32'), xsum: ctx.placeholder('i32'), bias: tb, res: ph, out },
+          [...grid, 1],
+          { M, N, K, Kp: qw.Kp, groups: qw.groups, n0: 0, ldo: N, xsRow: 0, xsBlk: 0 },
+        );
+        return out;
+      },
+      check: (got) => errors(got, ref!, [2e-3, 2e-3], K),
+      dispose: () => ([tx, tb].forEach((t) => t.dispose()), qw.dispose()),
+    };
+  }
+  const ref = withRef ? refW8A8(r16(x), M, K, qr, r16(bias), undefined, 'block') : null;
   return {
     run(rec) {
-      const acts = quantizeActs(ctx, rec, tx, qw.Kp, 'block');
+      const acts = v.fused
+        ? { xq: ctx.placeholder('u32'), xs: ctx.placeholder('f32'), xsum: ctx.placeholder('i32'), dispose() {} }
+        : quantizeActs(ctx, rec, tx, qw.Kp, 'block');
       const out = ctx.empty([M, N], act);
       const ph = ctx.placeholder(act);
       rec.dispatch(
-        { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...v.constants } },
+        { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...(v.fused ? { VEC4: K % 4 === 0 } : {}), ...v.constants } },
         { w: c.values, scales: c.scales, zeros: c.zeros ?? ph, x: tx, x4: tx, xq: acts.xq, xs: acts.xs, xsum: acts.xsum, bias: tb, res: ph, out },
         [...grid, 1],
         { M, N, K, Kp: qw.Kp, groups: qw.groups, n0: 0, ldo: N, xsRow: qw.Kp / 32, xsBlk: 1 },
@@ -146,8 +221,58 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
       return out;
     },
     check: (got) => errors(got, ref!, [2e-3, 2e-3], K),
-    dispose: () => [tx, tb].forEach((t) => t.dispose()),
+    dispose: () => ([tx, tb].forEach((t) => t.dispose()), qw.dispose()),
   };
+}
+
+/** gemv / qgemv through the shipped ops with GPU_GEMV.reduce = v.shipped.reduce while recording. */
+function shippedCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean, qAct: 'f32' | 'f16'): Case {
+  const s = v.shipped!;
+  const x = seeded(M * K, 7 + M, 1);
+  const w = seeded(N * K, 1000 + N + K, 0.05);
+  const bias = seeded(N, 5 + N, 0.1);
+  const act = op === 'gemv' ? 'f32' : qAct;
+  const r16 = act === 'f16' ? roundF16 : (a: Float32Array) => a;
+  const tx = ctx.uploadFloat(x, [M, K], act);
+  const tb = ctx.uploadFloat(bias, [N], act);
+  const withReduce = <R>(fn: () => R): R => {
+    const old = { ...GPU_GEMV };
+    Object.assign(GPU_GEMV, { reduce: s.reduce, wg: s.wg, nr: s.nr });
+    try {
+      return fn();
+    } finally {
+      Object.assign(GPU_GEMV, old);
+    }
+  };
+  if (op === 'gemv') {
+    const tw = ctx.uploadFloat(w, [N, K], 'f32');
+    const ref = withRef ? refLinear(x, M, K, w, N, bias) : null;
+    return {
+      run: (rec) => withReduce(() => matmul(ctx, rec, tx, tw, { bias: tb })),
+      check: (got) => errors(got, ref!, [3e-5, 1e-5], K),
+      dispose: () => [tx, tb, tw].forEach((t) => t.dispose()),
+    };
+  }
+  // --bits 8: linear.ts's q8 (symmetric, groups of 128); else its q4 (asymmetric, groups of 32)
+  const q = quantizeWeight(w, N, K, labBits === 8 ? { bits: 8, group: 128, symmetric: true } : { bits: 4, group: 32, symmetric: false });
+  const qw = uploadQuantized(ctx, q, act);
+  const qr = { ...q, scales: r16(q.scales), zeros: q.zeros ? r16(q.zeros) : q.zeros };
+  const ref = !withRef ? null : s.act === 'block' ? refW8A8(r16(x), M, K, qr, r16(bias), undefined, 'block') : refQLinear(r16(x), M, K, qr, r16(bias));
+  return {
+    run: (rec) => withReduce(() => qmatmul(ctx, rec, tx, qw, { act: s.act ?? 'float', bias: tb })),
+    check: (got) => errors(got, ref!, act === 'f32' ? [3e-5, 1e-5] : [2e-3, 2e-3], K),
+    dispose: () => ([tx, tb].forEach((t) => t.dispose()), qw.dispose()),
+  };
+}
+
+let labBits: 4 | 8 = 4; // qgemv: --bits
+let labGpu: GPU | undefined; // module scope: Dawn must outlive its devices
+async function labContext(toggles: string[]): Promise<GpuContext> {
+  const mod = (await import('webgpu')) as { create(flags: string[]): GPU; globals: object };
+  for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  labGpu ??= mod.create(['disable-dawn-features=timestamp_quantization', `enable-dawn-features=${toggles.join(',')}`]);
+  const { GpuContext: G } = await import('../../src/gpu/context.ts');
+  return G.create({ gpu: labGpu, kernels: 'gpu' });
 }
 
 const roundF16 = (a: Float32Array): Float32Array => f16ArrayToF32(f32ArrayToF16(a));
@@ -164,7 +289,7 @@ function errors(got: Float32Array, ref: Float32Array, [atol, rtol]: [number, num
   return { ok, maxErr };
 }
 
-const USAGE = `usage: npm run bench -- gemm-lab [--op f32|f16|q4] [--versions a,b] [--shapes MxNxK,...] [--reps N]
+const USAGE = `usage: npm run bench -- gemm-lab [--op f32|f16|q4] [--versions a,b] [--shapes MxNxK,...] [--act f16|f32 (q4, qgemv)] [--bits 4|8 (qgemv)] [--reps N]
   versions: ${VERSIONS.map((v) => `${v.name} (${v.op.join('/')}): ${v.note}`).join('\n            ')}
 `;
 
@@ -176,7 +301,7 @@ const CHECK: Shape = [77, 133, 96];
 export async function run(args: string[], io: BenchIO): Promise<number> {
   let values;
   try {
-    values = parseArgs({ args, options: { op: { type: 'string' }, versions: { type: 'string' }, shapes: { type: 'string' }, reps: { type: 'string' }, help: { type: 'boolean' } } }).values;
+    values = parseArgs({ args, options: { op: { type: 'string' }, versions: { type: 'string' }, shapes: { type: 'string' }, act: { type: 'string' }, bits: { type: 'string' }, dawn: { type: 'string' }, reps: { type: 'string' }, help: { type: 'boolean' } } }).values;
   } catch (e) {
     io.stderr(`${(e as Error).message}\n${USAGE}`);
     return 2;
@@ -188,16 +313,20 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const op = (values.op ?? 'f32') as Op;
   const names = values.versions?.split(',');
   const versions = VERSIONS.filter((v) => v.op.includes(op) && (!names || names.includes(v.name)));
-  const shapes: Shape[] = values.shapes ? values.shapes.split(',').map((s) => s.split('x').map(Number) as Shape) : op === 'gemv' ? [[1, 4096, 4096], [1, 1536, 384]] : SHAPES;
+  const shapes: Shape[] = values.shapes ? values.shapes.split(',').map((s) => s.split('x').map(Number) as Shape) : op === 'gemv' || op === 'qgemv' ? [[1, 4096, 4096], [1, 1536, 576], [1, 576, 1536]] : SHAPES;
   const reps = Number(values.reps ?? 3);
-  const { ctx } = await createBenchContext({ kernels: 'gpu' });
+  const qAct = (values.act ?? 'f16') as 'f32' | 'f16';
+  labBits = values.bits === '8' ? 8 : 4;
+  // --dawn X,Y: a Dawn instance of the lab's own with these toggles enabled (say disable_robustness,
+  // which onnxruntime's release builds enable), to see what the toggles cost a kernel.
+  const { ctx } = values.dawn ? { ctx: await labContext(values.dawn.split(',')) } : await createBenchContext({ kernels: 'gpu' });
   let failed = 0;
   try {
     io.stderr(`adapter: ${ctx.caps.adapter}; op ${op}; min of ${reps} interleaved rounds\n`);
     const ms: Record<string, number[]> = {};
     const checks: Record<string, string> = {};
     for (const v of versions) {
-      const c = makeCase(ctx, v, op, op === 'gemv' ? [1, 133, 96] : CHECK, true);
+      const c = makeCase(ctx, v, op, op === 'gemv' || op === 'qgemv' ? [1, 133, 96] : CHECK, true, qAct);
       try {
         const got = await withErrorScopes(ctx, async () => {
           const rec = ctx.record();
@@ -221,7 +350,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     // Time every passing version on each shape, versions interleaved round by round.
     const good = versions.filter((v) => checks[v.name].startsWith('ok'));
     for (const shape of shapes) {
-      const cases = good.map((v) => ({ v, c: makeCase(ctx, v, op, shape, false), t: [] as number[] }));
+      const cases = good.map((v) => ({ v, c: makeCase(ctx, v, op, shape, false, qAct), t: [] as number[] }));
       // Rounds of one run per version (after a warm-up round): a busy stretch of the machine
       // hits every version alike; the minimum is the least disturbed run.
       for (let r = 0; r <= reps; r++) {
@@ -242,7 +371,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     // The decode GEMV is bandwidth-bound: its weight bytes per second against a plain copy's
     // (bytes read + written) in the same process.
     let copyGbps = 0;
-    if (op === 'gemv') {
+    if (op === 'gemv' || op === 'qgemv') {
       const bytes = 64 * 2 ** 20;
       const src = ctx.upload(new Uint32Array(bytes / 4).fill(1), [bytes / 4], 'u32');
       const dst = ctx.empty([bytes / 4], 'u32');
@@ -258,10 +387,12 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       const t = ms[v.name];
       const total = t.reduce((a, b) => a + b, 0);
       const gflops = shapes.map(([M, N, K], i) => (2 * M * N * K) / (t[i] * 1e6));
-      const rate = op === 'gemv' ? shapes.map(([, N, K], i) => fmt((N * K * 4) / (t[i] * 1e6) / copyGbps)).join('/') : gflops.map(fmt).join('/');
+      // GEMV: (weight + x + y bytes) / time over the copy kernel's (read + written) bytes / time.
+      const traffic = ([M, N, K]: Shape) => (op === 'gemv' ? N * K * 4 : N * (K / 2 + (2 * K) / 32 * (qAct === 'f16' ? 2 : 4))) + (M * K + M * N) * (op === 'gemv' || qAct === 'f32' ? 4 : 2);
+      const rate = op === 'gemv' || op === 'qgemv' ? shapes.map((sh, i) => fmt(traffic(sh) / (t[i] * 1e6) / copyGbps)).join('/') : gflops.map(fmt).join('/');
       return [v.name, checks[v.name], ...t.map(fmt), fmt(total), fmt(ms[base].reduce((a, b) => a + b, 0) / total), rate];
     });
-    io.stdout(table(['version', 'check', ...shapes.map((s) => s.join('x')), 'total ms', `vs ${base}`, op === 'gemv' ? 'weight GB/s / copy' : 'GFLOP/s'], rows, 2));
+    io.stdout(table(['version', 'check', ...shapes.map((s) => s.join('x')), 'total ms', `vs ${base}`, op === 'gemv' || op === 'qgemv' ? 'traffic GB/s / copy' : 'GFLOP/s'], rows, 2));
   } finally {
     ctx.dispose();
   }

@@ -8,7 +8,8 @@
  *             Where the device has dot4I8Packed, activations are quantized on the fly to int8 in
  *             blocks of 32, each with its own scale (what llama.cpp does for its q4_0/q8_0 matvec):
  *             integer dot products are the fast road on GPUs and software adapters alike, and a
- *             per-block scale keeps the added error near int8 rounding of each block. Pass
+ *             per-block scale keeps the added error near int8 rounding of each block; except in
+ *             the gpu kernel family's decode (M <= 4, K % 4 == 0), which runs weight-only. Pass
  *             `activations: 'float'` for pure weight-only kernels (W4A16/W8A16).
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (asymmetric, group 32) x int8 activations quantized per token
@@ -27,8 +28,8 @@ import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { RowChunks } from './embedding.ts';
 import type { Epilogue } from './epilogue.ts';
-import { matmul } from './matmul.ts';
-import { qmatmul, type ActQuant } from './qmatmul.ts';
+import { gpuGemvConfig, matmul } from './matmul.ts';
+import { GEMV_MAX_M, qmatmul, type ActQuant } from './qmatmul.ts';
 import { rowsPerChunk, uploadQuantized, type QWeight } from './qweight.ts';
 
 export type LinearDType = 'f32' | 'f16' | 'q8' | 'q4' | 'w8a8' | 'w4a8';
@@ -159,9 +160,14 @@ export function quantizedWeight(w: LinearWeight): QWeight | null {
 export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeight, opts: Epilogue & { out?: Tensor } = {}): Tensor {
   const lw = w as FloatLinear | QuantLinear;
   if (x.dtype !== lw.precision) throw new ShapeError(`linear: x is ${x.dtype} but this ${lw.dtype} weight runs with ${lw.precision} activations`);
-  if (lw.kind === 'quant') return qmatmul(ctx, rec, x, lw.q, { ...opts, act: lw.act, actScale: lw.actScale });
   const K = x.shape[x.shape.length - 1];
   const M = x.size / K;
+  if (lw.kind === 'quant') {
+    // gpu family: q4/q8 decode runs weight-only (qgemv4_lib.wgsl, no activation quantization
+    // pass) where K % 4 == 0; their int8 block activations stay for prefill (qgemm.wgsl wint).
+    const act = lw.act === 'block' && ctx.caps.kernels === 'gpu' && M <= GEMV_MAX_M && K % 4 === 0 && gpuGemvConfig(ctx) ? 'float' : lw.act;
+    return qmatmul(ctx, rec, x, lw.q, { ...opts, act, actScale: lw.actScale });
+  }
   const x2 = x.view([M, K]);
   const out = opts.out ?? ctx.empty([...x.shape.slice(0, -1), lw.N], x.dtype);
   for (const c of lw.chunks) {

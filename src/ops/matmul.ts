@@ -28,6 +28,29 @@ export const FLOAT_GEMV_MAX_M = 4;
 const GEMV_TPR = 8;
 const GEMV_WG = 64;
 
+/**
+ * How the gpu family's decode GEMVs (gemv4*.wgsl, qgemv4*.wgsl) sum a row: 'auto' takes subgroupAdd
+ * (TPR = the subgroup size, one subgroup per row) where the device has subgroups of one fixed
+ * power-of-two size, else a workgroup-memory tree over TPR = 32 threads. Tests set 'workgroup'
+ * to run the tree on a device with subgroups; 'off' (kernel lab) runs the cpu family's GEMVs.
+ * `wg` and `nr` (kernel lab) override the threads per workgroup and the rows per thread.
+ */
+export const GPU_GEMV: { reduce: 'auto' | 'workgroup' | 'off'; wg?: number; nr?: number } = { reduce: 'auto' };
+
+// 128 threads, 4 rows per thread (each vec4 of x loaded once for 4 rows of W): on lavapipe
+// (TPR 8) 2.8-3x the shared gemv.wgsl and 1.5-2.4x the int8 qgemv wint (with its quantize_act)
+// for q4 at SmolLM2's 1x1536x576 / 1x576x1536 (bench/lab/gemm.ts, --op gemv / qgemv).
+const GPU_GEMV_WG = 128;
+const GPU_GEMV_NR = 4;
+
+/** The gpu family's GEMV: subgroup reduction or not, threads per row and per workgroup, rows per thread; null: 'off'. */
+export function gpuGemvConfig(ctx: GpuContext): { sg: boolean; TPR: number; WG: number; NR: number } | null {
+  if (GPU_GEMV.reduce === 'off') return null;
+  const s = ctx.caps.subgroupSize;
+  if (GPU_GEMV.reduce === 'auto' && ctx.caps.subgroups && s >= 4 && s <= 128 && (s & (s - 1)) === 0) return { sg: true, TPR: s, WG: Math.max(GPU_GEMV.wg ?? GPU_GEMV_WG, s), NR: GPU_GEMV.nr ?? GPU_GEMV_NR };
+  return { sg: false, TPR: 32, WG: Math.max(GPU_GEMV.wg ?? GPU_GEMV_WG, 32), NR: GPU_GEMV.nr ?? GPU_GEMV_NR };
+}
+
 export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? true;
   if (a.shape.length < 2 || b.shape.length < 2) throw new ShapeError(`matmul: A ${shapeStr(a.shape)} and B ${shapeStr(b.shape)} need rank >= 2`);
@@ -52,6 +75,17 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   const precision = floatPrecision('matmul', operands);
   const bindings = { bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision) };
   const epilogue = { HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] };
+  const g = transB && batch === 1 && M <= FLOAT_GEMV_MAX_M && ctx.caps.kernels === 'gpu' && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
+  if (g) {
+    // gpu family: vec4 loads along K split across TPR threads per row (gemv4_lib.wgsl).
+    rec.dispatch(
+      { shader: g.sg ? 'gemv4_sg' : 'gemv4', variant: { precision, subgroups: g.sg }, constants: { ...epilogue, TPR: g.TPR, WG: g.WG, NR: g.NR } },
+      { x: a, w: b, out, ...bindings },
+      [Math.ceil(N / ((g.WG / g.TPR) * g.NR)), M],
+      { M, N, K, ldc: fullN, nOff },
+    );
+    return out;
+  }
   if (transB && batch === 1 && M <= FLOAT_GEMV_MAX_M) {
     rec.dispatch(
       { shader: 'gemv', variant: { precision }, constants: { ...epilogue, TPR: GEMV_TPR, WG: GEMV_WG } },

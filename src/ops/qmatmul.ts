@@ -14,6 +14,7 @@ import { grid, type Recorder } from '../gpu/recorder.ts';
 import { shapeStr, type Tensor } from '../gpu/tensor.ts';
 import { floatPrecision, subgroupRowsGrid } from './common.ts';
 import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
+import { gpuGemvConfig } from './matmul.ts';
 import type { QWeight } from './qweight.ts';
 
 export type ActQuant = 'token' | 'block' | 'static';
@@ -101,7 +102,12 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
     HAS_RES: !!opts.residual,
     ACT: ACT_CODE[opts.activation ?? 'none'],
   };
-  if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
+  // gpu family, weight-only decode with K % 4 == 0: qgemv4_lib.wgsl (vec4 loads of x, TPR threads
+  // per row summed by subgroupAdd or a workgroup tree).
+  const g4 = gemv && !acts && ctx.caps.kernels === 'gpu' && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
+  if (g4) Object.assign(constants, { TPR: g4.TPR, WG: g4.WG, NR: g4.NR });
+  else if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
+  const rows = g4 ? (g4.WG / g4.TPR) * g4.NR : ROWS;
   const ph = ctx.placeholder(precision);
   // GEMMs on a CPU-emulated adapter: the subgroup kernels (qgemm_sg.wgsl, SG_COLS x SG_ROWS).
   const sg = !gemv && ctx.caps.kernels === 'cpu';
@@ -110,14 +116,14 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64. Subgroup GEMM:
   // SG_COLS x SG_ROWS.
   const workgroups = (n: number): [number, number] =>
-    gemv ? [Math.ceil(n / ROWS), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / TILE), Math.ceil(M / TILE)];
+    gemv ? [Math.ceil(n / rows), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / TILE), Math.ceil(M / TILE)];
   for (const c of w.chunks) {
     rec.dispatch(
       {
-        shader: gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
+        shader: g4 ? (g4.sg ? 'qgemv4_sg' : 'qgemv4') : gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
         entry,
         // Both entries share one module, which must compile whole: it always needs idot4.
-        variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: sg },
+        variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: sg || !!g4?.sg },
         constants,
       },
       {

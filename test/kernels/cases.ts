@@ -165,6 +165,10 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [1, 3, 70, 45, true, true, true], // M <= 4: the GEMV kernel
   [1, 1, 129, 130, true, false, true],
   [1, 40, 131, 44, true, true, true], // K % 4 == 0 (subgroup kernels: A and B rows read as vec4s) and K % 8 == 4
+  // M <= 4 with K % 4 == 0: the gpu family's vec4 GEMV (gemv4_lib.wgsl), N past one workgroup's
+  // rows (64 on an 8-wide subgroup, 16 with the workgroup tree) and not a multiple of them
+  [1, 3, 70, 48, true, true, true],
+  [1, 1, 200, 1028, true, false, true],
 ];
 for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
   cases.push({
@@ -187,7 +191,7 @@ for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
 
 // Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels; K=52
 // takes the subgroup kernels' vec4 entry (main4), K=50 their general one.
-for (const [M, K] of [[2, 50], [37, 50], [37, 52]]) {
+for (const [M, K] of [[2, 50], [2, 52], [37, 50], [37, 52]]) {
   for (const activation of ['gelu', 'silu'] as const) {
     cases.push({
       name: `matmul epilogue ${activation} bias+residual M=${M} K=${K}`,

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
+import { GPU_GEMV } from '../../src/ops/matmul.ts';
+import { KERNEL_CASES as CASES } from '../kernels/cases.ts';
 import { QUANT_CASES } from '../kernels/qcases.ts';
 
 let ctx: GpuContext;
@@ -46,6 +48,31 @@ describe('quantized matmul with the gpu kernel family', () => {
     for (const c of QUANT_CASES) {
       it(`${p} ${c.name}`, async () => {
         expect(g.caps.kernels).toBe('gpu');
+        const r = await c.run(g, p);
+        expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+      });
+    }
+  }
+});
+
+// The gpu family's decode GEMVs (gemv4*.wgsl, qgemv4*.wgsl) sum rows with subgroupAdd on this
+// adapter; these run the GEMV-sized cases again with their workgroup-memory tree (TPR 32), the
+// reduction devices without fixed-size subgroups get. Same references and tolerances.
+describe('gpu-family GEMVs with the workgroup-memory reduction', () => {
+  let g: GpuContext;
+  beforeAll(async () => {
+    g = await GpuContext.create({ kernels: 'gpu' });
+    GPU_GEMV.reduce = 'workgroup';
+  });
+  afterAll(() => {
+    GPU_GEMV.reduce = 'auto';
+    g?.dispose();
+  });
+  const gemvSized = (name: string) => /(^|\s)[1-4]x\d+x\d+|M=[1-4]\b/.test(name);
+  for (const p of ['f32', 'f16'] as const) {
+    for (const c of [...QUANT_CASES, ...CASES.filter((c) => c.name.startsWith('matmul'))].filter((c) => gemvSized(c.name))) {
+      it(`${p} ${c.name}`, async () => {
+        expect(GPU_GEMV.reduce).toBe('workgroup');
         const r = await c.run(g, p);
         expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
       });
