@@ -2,4 +2,4 @@
 // qgemv4_lib.wgsl).
 
 //! import qgemv4_lib
-//! import rowsum_sg
+//! import rowsum_sg_lib
