@@ -1,4 +1,4 @@
-// Float decode GEMV of the gpu family, rows summed by subgroupAdd (see gemv4_lib.wgsl).
+// Float decode GEMV (both kernel families), rows summed by subgroupAdd (see gemv4_lib.wgsl).
 
 //! import gemv4_lib
 //! import rowsum_sg_lib

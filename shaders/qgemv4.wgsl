@@ -1,4 +1,4 @@
-// Weight-only quantized decode GEMV of the gpu family, rows summed in workgroup memory (see
+// Weight-only quantized decode GEMV (both kernel families), rows summed in workgroup memory (see
 // qgemv4_lib.wgsl).
 
 //! import qgemv4_lib

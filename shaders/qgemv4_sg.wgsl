@@ -1,4 +1,4 @@
-// Weight-only quantized decode GEMV of the gpu family, rows summed by subgroupAdd (see
+// Weight-only quantized decode GEMV (both kernel families), rows summed by subgroupAdd (see
 // qgemv4_lib.wgsl).
 
 //! import qgemv4_lib

@@ -1,4 +1,4 @@
-// row_sum for the gpu-family GEMVs without subgroups (imported with `//! import rowsum_wg_lib`): the
+// row_sum for the decode GEMVs without subgroups (imported with `//! import rowsum_wg_lib`): the
 // TPR partials of each output row (threads lid - lid % TPR .. + TPR - 1) summed by a tree in
 // workgroup memory, log2(TPR) barriers. TPR must be a power of two dividing WG. Every thread of
 // the workgroup must call it (barriers); each gets its row's total.

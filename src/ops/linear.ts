@@ -9,7 +9,7 @@
  *             blocks of 32, each with its own scale (what llama.cpp does for its q4_0/q8_0 matvec):
  *             integer dot products are the fast road on GPUs and software adapters alike, and a
  *             per-block scale keeps the added error near int8 rounding of each block; except in
- *             the gpu kernel family's decode (M <= 4, K % 4 == 0), which runs weight-only. Pass
+ *             decode (M <= 4, K % 4 == 0), which runs weight-only. Pass
  *             `activations: 'float'` for pure weight-only kernels (W4A16/W8A16).
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (asymmetric, group 32) x int8 activations quantized per token
@@ -163,9 +163,10 @@ export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeigh
   const K = x.shape[x.shape.length - 1];
   const M = x.size / K;
   if (lw.kind === 'quant') {
-    // gpu family: q4/q8 decode runs weight-only (qgemv4_lib.wgsl, no activation quantization
-    // pass) where K % 4 == 0; their int8 block activations stay for prefill (qgemm.wgsl wint).
-    const act = lw.act === 'block' && ctx.caps.kernels === 'gpu' && M <= GEMV_MAX_M && K % 4 === 0 && gpuGemvConfig(ctx) ? 'float' : lw.act;
+    // Decode (both kernel families): q4/q8 run weight-only where K % 4 == 0 (qgemv4_lib.wgsl, no
+    // activation quantization pass: 1.5-2.4x the int8 path on lavapipe at SmolLM2's shapes, and
+    // one dispatch fewer per Linear and token); their int8 block activations stay for prefill.
+    const act = lw.act === 'block' && M <= GEMV_MAX_M && K % 4 === 0 && gpuGemvConfig(ctx) ? 'float' : lw.act;
     return qmatmul(ctx, rec, x, lw.q, { ...opts, act, actScale: lw.actScale });
   }
   const x2 = x.view([M, K]);

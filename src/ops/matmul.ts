@@ -29,10 +29,10 @@ const GEMV_TPR = 8;
 const GEMV_WG = 64;
 
 /**
- * How the gpu family's decode GEMVs (gemv4*.wgsl, qgemv4*.wgsl) sum a row: 'auto' takes subgroupAdd
+ * How the decode GEMVs (both kernel families) (gemv4*.wgsl, qgemv4*.wgsl) sum a row: 'auto' takes subgroupAdd
  * (TPR = the subgroup size, one subgroup per row) where the device has subgroups of one fixed
  * power-of-two size, else a workgroup-memory tree over TPR = 32 threads. Tests set 'workgroup'
- * to run the tree on a device with subgroups; 'off' (kernel lab) runs the cpu family's GEMVs.
+ * to run the tree on a device with subgroups; 'off' (kernel lab) runs the older gemv.wgsl / qgemv.wgsl.
  * `wg` and `nr` (kernel lab) override the threads per workgroup and the rows per thread.
  */
 export const GPU_GEMV: { reduce: 'auto' | 'workgroup' | 'off'; wg?: number; nr?: number } = { reduce: 'auto' };
@@ -43,7 +43,7 @@ export const GPU_GEMV: { reduce: 'auto' | 'workgroup' | 'off'; wg?: number; nr?:
 const GPU_GEMV_WG = 128;
 const GPU_GEMV_NR = 4;
 
-/** The gpu family's GEMV: subgroup reduction or not, threads per row and per workgroup, rows per thread; null: 'off'. */
+/** The decode GEMV: subgroup reduction or not, threads per row and per workgroup, rows per thread; null: 'off'. */
 export function gpuGemvConfig(ctx: GpuContext): { sg: boolean; TPR: number; WG: number; NR: number } | null {
   if (GPU_GEMV.reduce === 'off') return null;
   const s = ctx.caps.subgroupSize;
@@ -75,9 +75,9 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   const precision = floatPrecision('matmul', operands);
   const bindings = { bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision) };
   const epilogue = { HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] };
-  const g = transB && batch === 1 && M <= FLOAT_GEMV_MAX_M && ctx.caps.kernels === 'gpu' && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
+  const g = transB && batch === 1 && M <= FLOAT_GEMV_MAX_M && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
   if (g) {
-    // gpu family: vec4 loads along K split across TPR threads per row (gemv4_lib.wgsl).
+    // Decode, both families: vec4 loads along K split across TPR threads per row (gemv4_lib.wgsl).
     rec.dispatch(
       { shader: g.sg ? 'gemv4_sg' : 'gemv4', variant: { precision, subgroups: g.sg }, constants: { ...epilogue, TPR: g.TPR, WG: g.WG, NR: g.NR } },
       { x: a, w: b, out, ...bindings },

@@ -102,9 +102,9 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
     HAS_RES: !!opts.residual,
     ACT: ACT_CODE[opts.activation ?? 'none'],
   };
-  // gpu family, weight-only decode with K % 4 == 0: qgemv4_lib.wgsl (vec4 loads of x, TPR threads
+  // Weight-only decode with K % 4 == 0 (both families): qgemv4_lib.wgsl (vec4 loads of x, TPR threads
   // per row summed by subgroupAdd or a workgroup tree).
-  const g4 = gemv && !acts && ctx.caps.kernels === 'gpu' && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
+  const g4 = gemv && !acts && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
   if (g4) Object.assign(constants, { TPR: g4.TPR, WG: g4.WG, NR: g4.NR });
   else if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
   const rows = g4 ? (g4.WG / g4.TPR) * g4.NR : ROWS;

@@ -157,9 +157,9 @@ for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[])
         if (dtype === 'f32' || dtype === 'f16') return tol(p, K, got, refLinear(x, M, K, p === 'f16' ? roundF16(wf) : wf, N, bias));
         const spec: QuantSpec = { bits: dtype === 'q4' || dtype === 'w4a8' ? 4 : 8, group: dtype === 'q4' || dtype === 'w4a8' ? 32 : dtype === 'q8' ? 128 : 'channel', symmetric: !(dtype === 'q4' || dtype === 'w4a8') };
         const qr = withF16Scales(quantizeWeight(wf, N, K, spec), p);
-        // q4/q8 quantize activations per block of 32 where dot4I8Packed exists, except in the gpu
-        // family's decode, which runs weight-only (see linear.ts).
-        const blockActs = ctx.caps.dot4I8 && !(ctx.caps.kernels === 'gpu' && M <= 4 && K % 4 === 0);
+        // q4/q8 quantize activations per block of 32 where dot4I8Packed exists, except in decode,
+        // which runs weight-only (see linear.ts).
+        const blockActs = ctx.caps.dot4I8 && !(M <= 4 && K % 4 === 0);
         const ref =
           dtype === 'q4' || dtype === 'q8'
             ? blockActs ? refW8A8(x, M, K, qr, bias, undefined, 'block') : refQLinear(x, M, K, qr, bias)
