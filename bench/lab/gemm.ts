@@ -46,6 +46,11 @@ export interface Version {
   constants?: Record<string, number | boolean>;
   /** Needs K % 4 == 0 (vec4 rows). */
   vec4?: boolean;
+  /**
+   * Compiled with `enable subgroups;`; needs one fixed subgroup size from 8 to 64 (skipped
+   * otherwise). 'sg8' also sets the override SG8 where that size is 8.
+   */
+  subgroups?: 'generic' | 'sg8';
   /** q4: weight-only (float activations, no quantize_act pass; checked against refQLinear). */
   wonly?: boolean;
   /** q4: int8 block activations quantized inside the kernel (no quantize_act pass). */
@@ -75,6 +80,14 @@ export interface Version {
 // is for devices without fixed-size subgroups). q4: qv4-sg (NR 1) 0.49-1.35x qv-wint, NR 2
 // 1.05-1.19x, NR 4 0.83-2.4x (4096 noisy; 1.5-2.4x on the SmolLM2 shapes), NR 4 with 128
 // threads 1.47x (shipped); qv-wonly (the shared weight-only GEMV) 0.3-0.4x.
+// Issue 16, subgroup GEMMs for the gpu family (vs mm2 = shipped main4, BERT shapes, three runs:
+// f32 mm2,mm7,mm7g,mm8,mm8g; f16 mm2,mm7,mm8,mm8g; f32 mm2,mm8,mm8g): mm7 (A by subgroupShuffle,
+// B staged) 1.45x / 1.55x; mm7g (no SG8) 1.16x; mm8 (A by shuffle, B per lane from global, no
+// workgroup memory) 1.81x / 2.29x / 2.09x; mm8g 1.96x / 2.25x / 1.65x (one 512x384x1536 outlier;
+// 1.9-2.2x on the other shapes). The SG8 specialization (uniform shuffle lane) helps mm7 only.
+// Shipped: mm7 as shaders/matmul_gpu_sg.wgsl (gpu family, fixed subgroup size 8-64; SG8 when it
+// is 8): it keeps B's coalesced workgroup tile, which GPUs need; mm8/mm8g give that up for gains
+// only an emulated adapter shows (every load there is a per-lane scalar load).
 export const VERSIONS: Version[] = [
   { name: 'mm0', op: ['f32', 'f16'], file: 'mm0', entry: 'main', tile: [64, 64], note: 'shipped: 16x16 threads, 4x4 per thread, scalar staging, BK 16' },
   { name: 'mm1', op: ['f32', 'f16'], file: 'mm1', entry: 'main', tile: [64, 64], note: '8x8 threads, 8x8 per thread (two vec4 per operand and k), BK 16 (shipped: matmul.wgsl main)' },
@@ -83,6 +96,10 @@ export const VERSIONS: Version[] = [
   { name: 'mm4', op: ['f32', 'f16'], file: 'mm4', entry: 'main', tile: [16, 256], vec4: true, note: '16 workgroup-uniform A rows (global), 4 columns per thread, B tile staged in workgroup memory' },
   { name: 'mm5', op: ['f32', 'f16'], file: 'mm5', entry: 'main', tile: [16, 256], vec4: true, note: 'mm4 with B read from global per thread (no workgroup memory)' },
   { name: 'mm6', op: ['f32', 'f16'], file: 'mm6', entry: 'main', tile: [64, 64], vec4: true, note: 'mm2 with BK 32' },
+  { name: 'mm7', op: ['f32', 'f16'], file: 'mm7', entry: 'main', tile: [64, 64], vec4: true, subgroups: 'sg8', note: 'mm2 with A in registers, broadcast by subgroupShuffle in groups of 8 lanes (B staged, BK 32)' },
+  { name: 'mm7g', op: ['f32', 'f16'], file: 'mm7', entry: 'main', tile: [64, 64], vec4: true, subgroups: 'generic', note: 'mm7 without the SG8 specialization (shuffle lane varies per lane, as for subgroups of 16-64)' },
+  { name: 'mm8', op: ['f32', 'f16'], file: 'mm8', entry: 'main', tile: [64, 64], vec4: true, subgroups: 'sg8', note: 'mm7 with B read from global per lane (no workgroup tiles, no barriers)' },
+  { name: 'mm8g', op: ['f32', 'f16'], file: 'mm8', entry: 'main', tile: [64, 64], vec4: true, subgroups: 'generic', note: 'mm8 without the SG8 specialization' },
   { name: 'g0', op: ['gemv'], file: 'g0', entry: 'main', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'shipped decode GEMV: 8 threads per row, scalar loads in runs of 4' },
   { name: 'g1', op: ['gemv'], file: 'g1', entry: 'main4', tile: [1, 8], constants: { TPR: 8, WG: 64 }, note: 'g0 with one vec4 load of x and of W per run (not kept: no clear gain on lavapipe)' },
   { name: 'gv-old', op: ['gemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'off' }, note: 'matmul(): gemv.wgsl (shared with the cpu family)' },
@@ -168,7 +185,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
       run(rec) {
         const out = ctx.empty([M, N], act);
         rec.dispatch(
-          { shader, entry: v.entry, variant: { precision: act }, constants: { TRANS_B: true, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...v.constants } },
+          { shader, entry: v.entry, variant: { precision: act, subgroups: !!v.subgroups }, constants: { TRANS_B: true, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...(v.subgroups ? { SG8: v.subgroups === 'sg8' && ctx.caps.subgroupSize === 8 } : {}), ...v.constants } },
           { a: tx, b: tw, a4: tx, b4: tw, bias: tb, res: ctx.placeholder(act), c: out },
           [...grid, 1],
           { M, N, K, strideA: M * K, strideB: 0, strideC: M * N, ldc: N, nOff: 0 },
@@ -326,6 +343,12 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     const ms: Record<string, number[]> = {};
     const checks: Record<string, string> = {};
     for (const v of versions) {
+      const sg = ctx.caps.subgroupSize;
+      if (v.subgroups && !(ctx.caps.subgroups && sg >= 8 && sg <= 64 && (sg & (sg - 1)) === 0)) {
+        checks[v.name] = `skipped: needs one fixed subgroup size from 8 to 64 (${sg || 'none'})`;
+        io.stderr(`${v.name}: ${checks[v.name]}\n`);
+        continue;
+      }
       const c = makeCase(ctx, v, op, op === 'gemv' || op === 'qgemv' ? [1, 133, 96] : CHECK, true, qAct);
       try {
         const got = await withErrorScopes(ctx, async () => {

@@ -51,6 +51,19 @@ export function gpuGemvConfig(ctx: GpuContext): { sg: boolean; TPR: number; WG: 
   return { sg: false, TPR: 32, WG: Math.max(GPU_GEMV.wg ?? GPU_GEMV_WG, 32), NR: GPU_GEMV.nr ?? GPU_GEMV_NR };
 }
 
+/**
+ * The gpu family's tiled GEMM for B [N, K] with K % 4 == 0: 'auto' takes matmul_gpu_sg.wgsl (A
+ * broadcast by subgroupShuffle, B staged in workgroup memory) where the device has one fixed subgroup size
+ * from 8 to 64, else matmul.wgsl main4; 'off' (tests, kernel lab) always runs main4.
+ */
+export const GPU_GEMM: { subgroups: 'auto' | 'off' } = { subgroups: 'auto' };
+
+/** Whether the gpu family's vec4 GEMM takes matmul_gpu_sg.wgsl on this device. */
+export function gpuGemmSubgroups(ctx: GpuContext): boolean {
+  const s = ctx.caps.subgroupSize;
+  return GPU_GEMM.subgroups === 'auto' && ctx.caps.subgroups && s >= 8 && s <= 64 && (s & (s - 1)) === 0;
+}
+
 export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? true;
   if (a.shape.length < 2 || b.shape.length < 2) throw new ShapeError(`matmul: A ${shapeStr(a.shape)} and B ${shapeStr(b.shape)} need rank >= 2`);
@@ -108,8 +121,19 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
     );
     return out;
   }
-  // B [N, K] with K a multiple of 4: the tiles are staged with vec4 loads along K (main4).
+  // B [N, K] with K a multiple of 4: the tiles are staged with vec4 loads along K (main4), or,
+  // with subgroups, A is shared by subgroupShuffle and only B is staged (on lavapipe 1.45-1.55x
+  // main4 on the BERT shapes, bench/lab/gemm.ts mm7).
   const vec4 = transB && K % 4 === 0;
+  if (vec4 && gpuGemmSubgroups(ctx)) {
+    rec.dispatch(
+      { shader: 'matmul_gpu_sg', entry: 'main4', variant: { precision, subgroups: true }, constants: { TRANS_B: transB, ...epilogue, SG8: ctx.caps.subgroupSize === 8 } },
+      { a, b, a4: a, b4: b, c: out, ...bindings },
+      [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
+      params,
+    );
+    return out;
+  }
   rec.dispatch(
     {
       shader: 'matmul',

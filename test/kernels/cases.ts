@@ -11,7 +11,7 @@ import { gelu, silu } from '../../src/ops/activation.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
-import { matmul } from '../../src/ops/matmul.ts';
+import { GPU_GEMM, matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
 import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
@@ -169,17 +169,32 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   // rows (64 on an 8-wide subgroup, 16 with the workgroup tree) and not a multiple of them
   [1, 3, 70, 48, true, true, true],
   [1, 1, 200, 1028, true, false, true],
+  // the gpu family's subgroup GEMM (matmul_gpu_sg.wgsl, K % 4 == 0): several tiles with edges in
+  // M and N, K past its K step of 32 and not a multiple of it, a batched B
+  [1, 130, 150, 100, true, true, true],
+  [2, 70, 67, 36, true, false, false],
 ];
-for (const [batch, M, N, K, transB, hasBias, shared] of MM) {
+// With subgroups the gpu family's K % 4 == 0 GEMMs run matmul_gpu_sg.wgsl; 'main4' repeats these
+// shapes with GPU_GEMM.subgroups = 'off', so matmul.wgsl main4 stays tested on such devices too.
+const MAIN4 = new Set(['1x40x131x44', '1x130x150x100', '2x70x67x36']);
+for (const [batch, M, N, K, transB, hasBias, shared, main4] of [...MM.map((c) => [...c, false] as const), ...MM.filter(([b, M, N, K]) => MAIN4.has(`${b}x${M}x${N}x${K}`)).map((c) => [...c, true] as const)]) {
   cases.push({
-    name: `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}`,
+    name: `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}${main4 ? ' (GPU_GEMM.subgroups off)' : ''}`,
     async run(ctx, p) {
       const bb = shared ? 1 : batch;
       const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
       const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
       const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
       const tbias = ctx.uploadFloat(bias, [N], p);
-      const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined }));
+      const got = await runOp(ctx, (rec) => {
+        const old = GPU_GEMM.subgroups;
+        if (main4) GPU_GEMM.subgroups = 'off';
+        try {
+          return matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined });
+        } finally {
+          GPU_GEMM.subgroups = old;
+        }
+      });
       ta.dispose(); tb.dispose(); tbias.dispose();
       const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
       // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
