@@ -6,7 +6,7 @@
  */
 import { checkGuard, guardError, klSum, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
 import { WeightVersions } from '../delta/loaded-weights.ts';
-import type { ModelVersion } from '../delta/versions.ts';
+import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';

@@ -11,7 +11,7 @@ import { formatShape } from '../io/dtypes.ts';
 import { isHubId, openModelFiles } from '../io/hub.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { ShardedCheckpoint } from '../io/sharded.ts';
-import { describeStoredAs, readModelVersion, type ModelVersion } from '../delta/versions.ts';
+import { describeStoredAs, readModelVersion, type ModelVersion } from '../quant/versions.ts';
 import { quantizationSection } from '../quant/imports/index.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 

@@ -13,8 +13,8 @@
 import type { TensorStore } from '../io/safetensors.ts';
 import { safetensorsHeader } from '../models/quantized-writer.ts';
 import { deltaFile, DeltaError, type Delta, type TargetEntry } from './format.ts';
-import { sha256Hex, tensorHash, unitHash } from './hash.ts';
-import { readModelVersion, type ModelVersion } from './versions.ts';
+import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
+import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
 
 export interface PatchBase {
   /** The model's weights (model.safetensors). */

@@ -26,7 +26,7 @@ import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { deltaFile, DeltaError, DELTA_FORMAT, encodeDelta, fileTensor, type Delta, type DeltaManifest, type TargetEntry, type UnitSource } from './format.ts';
-import { requireModelVersion, sameStoredAs, versionMetadata, versionOf, type UnitVersion } from './versions.ts';
+import { requireModelVersion, sameStoredAs, versionMetadata, versionOf, type UnitVersion } from '../quant/versions.ts';
 
 const DELTA_DTYPES: readonly QuantizeDType[] = ['q8', 'q4', 'w8a8', 'w4a8'];
 

@@ -20,8 +20,8 @@ import { SafetensorsFile } from '../io/safetensors.ts';
 import type { SourceInput } from '../io/source.ts';
 import type { TensorToWrite } from '../io/writer.ts';
 import { safetensorsHeader, writeOrder, type TensorEntry } from '../models/quantized-writer.ts';
-import { sha256Hex } from './hash.ts';
-import { readModelVersion, type ModelVersion } from './versions.ts';
+import { sha256Hex } from '../quant/hash.ts';
+import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
 
 export const DELTA_FORMAT = 'webq-delta-1';
 const MANIFEST_KEY = 'webq.delta';

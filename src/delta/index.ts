@@ -1,6 +1,6 @@
 /** Model versions and delta packages (`webq diff` / `webq patch`, applyDelta on loaded models, updateCachedModel on cached ones). */
-export { sha256Hex } from './hash.ts';
-export { readModelVersion, requireModelVersion, type ModelVersion, type UnitVersion, type StoredAs } from './versions.ts';
+export { sha256Hex } from '../quant/hash.ts';
+export { readModelVersion, requireModelVersion, type ModelVersion, type UnitVersion, type StoredAs } from '../quant/versions.ts';
 export { openDelta, DeltaError, DELTA_FORMAT, type Delta, type DeltaManifest } from './format.ts';
 export { diffModel, mergeDeltas, writeDeltaFile, type DeltaContents } from './diff.ts';
 export { preparePatch, checkBaseVersion, type PatchBase, type PatchedModel } from './apply.ts';

@@ -23,8 +23,8 @@ import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';
 import { checkVersion, sourceName } from './apply.ts';
 import { DeltaError, openDelta, type Delta, type TargetEntry } from './format.ts';
-import { tensorHash, unitHash } from './hash.ts';
-import { readModelVersion, type ModelVersion } from './versions.ts';
+import { tensorHash, unitHash } from '../quant/hash.ts';
+import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
 
 /** A delta, or where its bytes are (a path or URL, a Blob, the bytes themselves). */
 export type DeltaInput = Delta | string | URL | Blob | ArrayBuffer | Uint8Array;

@@ -36,8 +36,8 @@ import { f32ArrayToF16 } from '../io/half.ts';
 import type { TensorToWrite } from '../io/writer.ts';
 import { DTYPE_SIZE } from '../io/dtypes.ts';
 import { convert } from '../io/convert.ts';
-import { sha256Hex, tensorHash, unitHash } from '../delta/hash.ts';
-import { HASH_PLACEHOLDER, VERSION_PLACEHOLDER, versionMetadata, versionOf, type ModelVersion, type StoredAs, type UnitVersion } from '../delta/versions.ts';
+import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
+import { HASH_PLACEHOLDER, VERSION_PLACEHOLDER, versionMetadata, versionOf, type ModelVersion, type StoredAs, type UnitVersion } from '../quant/versions.ts';
 import { quantSpecFor, type LinearDType } from '../ops/linear.ts';
 import { AccuracyGuardError, describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
@@ -285,7 +285,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
         manifest.push(e);
       }
     }
-    // The version (src/delta/versions.ts): hashes made as tensors are read and written.
+    // The version (src/quant/versions.ts): hashes made as tensors are read and written.
     const side = await readSideFiles(files);
     const sideHashes = await fileHashes(side);
     const units = plan.tensors.map((t) => ({ name: t.ref.name, as: storedAs(t, isLinear(t) && session ? session.layout(t.ref.name) : t.spec) }));

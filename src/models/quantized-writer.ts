@@ -51,7 +51,7 @@ export function safetensorsHeader(entries: readonly TensorEntry[], metadata: Rec
 /**
  * Writes `path`: the header for `entries` (already in write order), then each entry's data from
  * `produce`, checked against its expected size. Returns the data bytes written. `finalMetadata`,
- * when given, is asked for after the data (hashes of it, src/delta/versions.ts) and its header
+ * when given, is asked for after the data (hashes of it, src/quant/versions.ts) and its header
  * rewritten in place: it must have the same length as `metadata`'s (placeholders of equal size).
  */
 export async function writeStreaming(path: string, entries: readonly TensorEntry[], metadata: Record<string, string>, produce: (e: TensorEntry, index: number) => Promise<ArrayBufferView>, finalMetadata?: () => Promise<Record<string, string>>): Promise<number> {

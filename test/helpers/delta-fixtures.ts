@@ -8,7 +8,7 @@ import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { main } from '../../src/cli/main.ts';
 import { encodeDelta, openDelta } from '../../src/delta/format.ts';
-import { versionOf } from '../../src/delta/versions.ts';
+import { versionOf } from '../../src/quant/versions.ts';
 import { writeOutlierBert } from '../node/quantize-fixtures.ts';
 import { editCheckpoint } from './checkpoint-edit.ts';
 

@@ -8,8 +8,8 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { sha256Hex, sha256PlainHex } from '../../src/delta/hash.ts';
-import { readModelVersion } from '../../src/delta/versions.ts';
+import { sha256Hex, sha256PlainHex } from '../../src/quant/hash.ts';
+import { readModelVersion } from '../../src/quant/versions.ts';
 import { openModelFiles } from '../../src/io/hub.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
@@ -233,7 +233,7 @@ describe('bad deltas change nothing', () => {
     meta[unit].quantized = 'f'.repeat(64);
     m.target.metadata['webq.tensors'] = JSON.stringify(meta);
     // Keep the target's version self-consistent so only the data check can catch it.
-    const { versionOf } = await import('../../src/delta/versions.ts');
+    const { versionOf } = await import('../../src/quant/versions.ts');
     const files = JSON.parse(m.target.metadata['webq.files']);
     m.target.version = await versionOf(meta, files);
     m.target.metadata['webq.version'] = m.target.version;

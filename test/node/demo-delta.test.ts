@@ -11,7 +11,7 @@ import type { ViteDevServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaError } from '../../src/delta/format.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
-import { readModelVersion } from '../../src/delta/versions.ts';
+import { readModelVersion } from '../../src/quant/versions.ts';
 import { openModelFiles } from '../../src/io/hub.ts';
 import type { PatchStep } from '../../src/io/patch-journal.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
