@@ -35,10 +35,11 @@ describe('npm run bench', () => {
     }
     // The same run's f32 case is the baseline: its speedup is 1 by definition.
     expect(results.find((r) => r.dtype === 'f32')!.speedup_vs_f32).toBe(1);
-    // lavapipe gets the subgroup kernels by default; --kernels gpu switches to the tiled ones.
+    // lavapipe gets the subgroup kernels by default; --kernels gpu switches to the tiled ones (with
+    // subgroups, as lavapipe has them: matmul_gpu_sg, A shuffled, B in a workgroup tile).
     expect(results.find((r) => r.dtype === 'f32')!.kernels).toEqual([expect.stringMatching(/^matmul_sg\.main/)]);
     const gpu = JSON.parse((await bench('kernels', '--filter', '128x384x1536 f32', '--reps', '1', '--json', '--kernels', 'gpu')).stdout) as Record<string, unknown>[];
-    expect(gpu.map((r) => r.kernels)).toEqual([[expect.stringMatching(/^matmul\.main/)]]);
+    expect(gpu.map((r) => r.kernels)).toEqual([[expect.stringMatching(/^matmul_gpu_sg\.main4/)]]);
   });
 
   it('bert --json interleaves the dtypes and reports each with the documented fields', async () => {
