@@ -6,10 +6,11 @@
  *
  * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
-import { checkGuard, cosineError, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
+import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
 import { WeightVersions } from '../delta/loaded-weights.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
+import { encoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
@@ -399,7 +400,7 @@ export class BertModel {
           if (opts.check) {
             const o = { truncate: true };
             const [a, b] = [await this.pooled(old.weights, opts.check.texts, o, 'applyDelta'), await this.pooled(next, opts.check.texts, o, 'applyDelta')];
-            error = cosineError(a.vectors, b.vectors);
+            error = 1 - encoderError(a.vectors, b.vectors).cosine!.min;
             if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after is', error, opts.check.maxError);
           }
           if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);

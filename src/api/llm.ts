@@ -4,10 +4,11 @@
  * runs on the GPU end to end (src/generate/decoder.ts); this layer turns prompts into ids and ids
  * into text, applies stops, measures, and queues calls so two generations never interleave.
  */
-import { checkGuard, guardError, klSum, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
+import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
 import { WeightVersions } from '../delta/loaded-weights.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
+import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
@@ -391,13 +392,12 @@ export class LlmModel {
           this.check();
           let error: number | undefined;
           if (ids) {
-            let kl = 0;
-            let n = 0;
+            const [before, after] = [[], []] as Float32Array[][];
             for (const p of ids) {
-              kl += klSum(await this.decoder.logitsAt(p, old), await this.decoder.logitsAt(p, next), this.config.vocabSize);
-              n += p.length;
+              before.push(await this.decoder.logitsAt(p, old));
+              after.push(await this.decoder.logitsAt(p, next));
             }
-            error = kl / n;
+            error = decoderError(before, after, this.config.vocabSize).kl!;
             if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts is', error, opts.check!.maxError);
           }
           this.decoder.setWeights(next);

@@ -10,6 +10,7 @@
  *
  * Nothing is written here: callers write the result beside the old model and swap.
  */
+import { DTYPE_SIZE } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { safetensorsHeader } from '../models/quantized-writer.ts';
 import { deltaFile, DeltaError, type Delta, type TargetEntry } from './format.ts';
@@ -67,38 +68,65 @@ export function checkVersion(bv: ModelVersion | null, describe: string, delta: D
   return bv;
 }
 
+/** Where one target unit's stored tensors are, for readUnit. */
+export interface UnitPlace {
+  store: TensorStore;
+  /** The store, for messages. */
+  describe: string;
+  /** The unit's stored tensors are the delta's (a mismatch is a damaged delta), else a model file's. */
+  fromDelta: boolean;
+  /** A target tensor's name in `store`. */
+  nameOf(e: TargetEntry): string;
+  /** The hash the unit must have, and what to say when it has not. */
+  want: string | undefined;
+  mismatch: string;
+}
+
+/**
+ * Reads the stored tensors of one target unit (`entries`) from where they are, checks each one's
+ * dtype and shape and then the unit's hash; returns their bytes by target name.
+ */
+export async function readUnit(entries: readonly TargetEntry[], at: UnitPlace): Promise<Map<string, Uint8Array>> {
+  const parts: { suffix: string; hash: string }[] = [];
+  const out = new Map<string, Uint8Array>();
+  for (const e of entries) {
+    const name = at.nameOf(e);
+    const info = at.store.get(name);
+    const where = `${at.describe}: tensor ${name}`;
+    if (!info) throw new DeltaError(at.fromDelta ? 'DELTA_CORRUPT' : 'DELTA_BASE', `${where}: missing (the new version needs it for ${e.name})`);
+    if (info.dtype !== e.dtype || info.shape.join() !== e.shape.join()) throw new DeltaError('DELTA_BASE', `${where}: is ${info.dtype} [${info.shape.join(', ')}], expected ${e.dtype} [${e.shape.join(', ')}]`);
+    const bytes = await at.store.readBytes(name);
+    parts.push({ suffix: e.name.slice(e.unit.length), hash: await tensorHash(e.dtype, e.shape, bytes) });
+    out.set(e.name, bytes);
+  }
+  if ((await unitHash(parts)) !== at.want) throw new DeltaError(at.fromDelta ? 'DELTA_CORRUPT' : 'DELTA_BASE', at.mismatch);
+  return out;
+}
+
+/** The target's entries by unit, in the order they are stored. */
+export function entriesByUnit(delta: Delta): Map<string, TargetEntry[]> {
+  const out = new Map<string, TargetEntry[]>();
+  for (const e of delta.manifest.target.entries) out.set(e.unit, [...(out.get(e.unit) ?? []), e]);
+  return out;
+}
+
 /** Checks everything (see the top of this file) and returns the target model to write. */
 export async function preparePatch(base: PatchBase, delta: Delta): Promise<PatchedModel> {
   const m = delta.manifest;
   const bv = checkBaseVersion(base, delta);
   const tv = delta.target;
-  // Every stored tensor of the target, hashed where it comes from, then each unit's hash compared.
-  const parts = new Map<string, { suffix: string; hash: string }[]>();
-  const tensors: PatchedTensor[] = [];
-  let offset = 0;
-  for (const e of m.target.entries) {
-    const name = sourceName(delta, e);
-    const store = m.units[e.unit].from === 'delta' ? delta.store : base.store;
-    const info = store.get(name);
-    const at = m.units[e.unit].from === 'delta' ? `${delta.describe}: tensor ${e.name}` : `${base.describe}: tensor ${name}`;
-    if (!info) throw new DeltaError('DELTA_BASE', `${at}: missing (the target needs it for ${e.name})`);
-    if (info.dtype !== e.dtype || info.shape.join() !== e.shape.join()) throw new DeltaError('DELTA_BASE', `${at}: is ${info.dtype} [${info.shape.join(', ')}], expected ${e.dtype} [${e.shape.join(', ')}]`);
-    const bytes = await store.readBytes(name);
-    const list = parts.get(e.unit) ?? [];
-    list.push({ suffix: e.name.slice(e.unit.length), hash: await tensorHash(e.dtype, e.shape, bytes) });
-    parts.set(e.unit, list);
-    tensors.push({ entry: e, read: () => store.readBytes(name) });
-    offset += info.byteLength;
-  }
-  for (const [unit, list] of parts) {
+  // Every unit of the target, read where it is and checked against its hash (then dropped).
+  for (const [unit, entries] of entriesByUnit(delta)) {
     const src = m.units[unit];
-    const want = src.from === 'delta' ? tv.tensors[unit]?.quantized : m.base.tensors[src.name];
-    if ((await unitHash(list)) !== want) {
-      throw new DeltaError(src.from === 'delta' ? 'DELTA_CORRUPT' : 'DELTA_BASE', src.from === 'delta'
-        ? `${delta.describe}: the data of ${unit} does not match its hash in the manifest (damaged delta)`
-        : `${base.describe}: the stored tensors of ${src.name} do not match their recorded hash (the model file was changed or damaged)`);
-    }
+    await readUnit(entries, src.from === 'delta'
+      ? { store: delta.store, describe: delta.describe, fromDelta: true, nameOf: (e) => e.name, want: tv.tensors[unit]?.quantized, mismatch: `${delta.describe}: the data of ${unit} does not match its hash in the manifest (damaged delta)` }
+      : { store: base.store, describe: base.describe, fromDelta: false, nameOf: (e) => sourceName(delta, e), want: m.base.tensors[src.name], mismatch: `${base.describe}: the stored tensors of ${src.name} do not match their recorded hash (the model file was changed or damaged)` });
   }
+  const tensors: PatchedTensor[] = m.target.entries.map((e) => {
+    const store = m.units[e.unit].from === 'delta' ? delta.store : base.store;
+    return { entry: e, read: () => store.readBytes(sourceName(delta, e)) };
+  });
+  const offset = m.target.entries.reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[e.dtype], 0);
   const files = new Map<string, () => Promise<Uint8Array>>();
   for (const [f, from] of Object.entries(m.files)) {
     const bytes = from === 'delta' ? await deltaFile(delta, f) : await base.readFile(f);

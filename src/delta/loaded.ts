@@ -21,9 +21,8 @@ import type { TensorStore } from '../io/safetensors.ts';
 import type { GpuObject, UploadReuse } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';
-import { checkVersion, sourceName } from './apply.ts';
+import { checkVersion, entriesByUnit, readUnit, sourceName } from './apply.ts';
 import { DeltaError, openDelta, type Delta, type TargetEntry } from './format.ts';
-import { tensorHash, unitHash } from '../quant/hash.ts';
 import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
 
 /** A delta, or where its bytes are (a path or URL, a Blob, the bytes themselves). */
@@ -85,7 +84,7 @@ class TargetStore implements TensorStore {
   readonly metadata: Readonly<Record<string, string>>;
   private readonly entries: Map<string, TargetEntry>;
   private readonly infos: Map<string, TensorInfo>;
-  private readonly byUnit = new Map<string, TargetEntry[]>();
+  private readonly byUnit: Map<string, TargetEntry[]>;
   /** A unit's checked bytes by tensor, each taken by its read (a second read reads the unit again). */
   private readonly pending = new Map<string, Promise<Map<string, Uint8Array>>>();
   /** Units read and checked. */
@@ -112,7 +111,7 @@ class TargetStore implements TensorStore {
       return t;
     });
     this.infos = new Map(this.tensors.map((t) => [t.name, t]));
-    for (const e of m.target.entries) this.byUnit.set(e.unit, [...(this.byUnit.get(e.unit) ?? []), e]);
+    this.byUnit = entriesByUnit(delta);
   }
 
   get(name: string): TensorInfo | undefined {
@@ -154,26 +153,21 @@ class TargetStore implements TensorStore {
   private async readUnit(unit: string): Promise<Map<string, Uint8Array>> {
     const m = this.delta.manifest;
     const src = m.units[unit];
-    const fromDelta = src.from === 'delta';
-    const files = fromDelta ? null : await this.modelFiles();
-    const parts: { suffix: string; hash: string }[] = [];
-    const out = new Map<string, Uint8Array>();
-    for (const e of this.byUnit.get(unit)!) {
-      const store = files?.store ?? this.delta.store;
-      const at = files && !files.patched ? sourceName(this.delta, e) : e.name;
-      const info = store.get(at);
-      const where = `${fromDelta ? this.delta.describe : this.model.describe}: tensor ${at}`;
-      if (!info) throw new DeltaError(fromDelta ? 'DELTA_CORRUPT' : 'DELTA_BASE', `${where}: missing (the new version needs it for ${e.name})`);
-      if (info.dtype !== e.dtype || info.shape.join() !== e.shape.join()) throw new DeltaError('DELTA_BASE', `${where}: is ${info.dtype} [${info.shape.join(', ')}], expected ${e.dtype} [${e.shape.join(', ')}]`);
-      const bytes = await store.readBytes(at);
-      parts.push({ suffix: e.name.slice(unit.length), hash: await tensorHash(e.dtype, e.shape, bytes) });
-      out.set(e.name, bytes);
-    }
-    const want = fromDelta || files!.patched ? this.delta.target.tensors[unit]?.quantized : m.base.tensors[src.name];
-    if ((await unitHash(parts)) !== want) {
-      throw new DeltaError(fromDelta ? 'DELTA_CORRUPT' : 'DELTA_BASE', fromDelta
-        ? `${this.delta.describe}: the data of ${unit} does not match its hash in the manifest (damaged delta); the model stays on version ${this.base.version}`
-        : `${this.model.describe}: the stored tensors of ${unit} do not match their recorded hash (the model file was changed or damaged since it was loaded); reload the model`);
+    const entries = this.byUnit.get(unit)!;
+    let out: Map<string, Uint8Array>;
+    if (src.from === 'delta') {
+      out = await readUnit(entries, {
+        store: this.delta.store, describe: this.delta.describe, fromDelta: true, nameOf: (e) => e.name, want: this.delta.target.tensors[unit]?.quantized,
+        mismatch: `${this.delta.describe}: the data of ${unit} does not match its hash in the manifest (damaged delta); the model stays on version ${this.base.version}`,
+      });
+    } else {
+      const files = await this.modelFiles();
+      out = await readUnit(entries, {
+        store: files.store, describe: this.model.describe, fromDelta: false,
+        nameOf: (e) => (files.patched ? e.name : sourceName(this.delta, e)),
+        want: files.patched ? this.delta.target.tensors[unit]?.quantized : m.base.tensors[src.name],
+        mismatch: `${this.model.describe}: the stored tensors of ${unit} do not match their recorded hash (the model file was changed or damaged since it was loaded); reload the model`,
+      });
     }
     this.checked.add(unit);
     return out;
@@ -256,44 +250,6 @@ export async function prepareUpdate(model: LoadedModel, input: DeltaInput): Prom
     await close();
     throw e;
   }
-}
-
-/** The guard's error for embeddings: the largest 1 - cosine over the texts. */
-export function cosineError(before: readonly Float32Array[], after: readonly Float32Array[]): number {
-  let worst = 0;
-  before.forEach((a, i) => {
-    const b = after[i];
-    let ab = 0, aa = 0, bb = 0;
-    for (let j = 0; j < a.length; j++) {
-      ab += a[j] * b[j];
-      aa += a[j] * a[j];
-      bb += b[j] * b[j];
-    }
-    worst = Math.max(worst, 1 - ab / Math.sqrt(aa * bb || 1));
-  });
-  return worst;
-}
-
-/** Sum over rows of KL(softmax(p) || softmax(q)), logits [rows, V]. */
-export function klSum(p: Float32Array, q: Float32Array, V: number): number {
-  let sum = 0;
-  for (let r = 0; r < p.length / V; r++) {
-    const a = p.subarray(r * V, (r + 1) * V);
-    const b = q.subarray(r * V, (r + 1) * V);
-    const lse = (x: Float32Array) => {
-      let m = -Infinity;
-      for (const v of x) m = Math.max(m, v);
-      let s = 0;
-      for (const v of x) s += Math.exp(v - m);
-      return m + Math.log(s);
-    };
-    const la = lse(a), lb = lse(b);
-    for (let i = 0; i < V; i++) {
-      const lp = a[i] - la;
-      sum += Math.exp(lp) * (lp - (b[i] - lb));
-    }
-  }
-  return sum;
 }
 
 /** The guard's message: what was measured, the threshold, and that nothing changed. */

@@ -23,25 +23,25 @@
  * but no network) falls back to the HEAD requests. A folder URL has no list: each optional file
  * it lacks is asked for once with a HEAD (one 404 on a page's first load), then remembered.
  *
- * Updates. A delta can update a cached model in place (updateCachedModel, src/delta/patch-cache.ts):
- * the new files are staged under `<model key>/@update/` and swapped in through the redo journal of
- * src/io/patch-journal.ts, on cache entries. The first cache read of every open completes or
- * discards an update that a crash or a closed tab interrupted, holding the model's Web Lock (so it
- * waits for an update running in another tab or worker), and a load finds the old model or the new
- * one, whole. Nothing above compares cached files with the server's (no sizes, no ETags): a folder
- * URL's files are used until `refresh`, a branch's until the branch moves. So updated files are used
- * as they are, never downloaded again or refused, and the note needs nothing new: its commit stays
- * the one the base files came from. A branch that moves on the server drops them like any cached
- * file (what the new commit holds is the server's to say), and they are downloaded again.
+ * Updates. A delta can update a cached model in place (updateCachedModel, src/delta/patch-cache.ts;
+ * staging and journal on cache entries: src/io/cache-update.ts). The first cache read of every
+ * open completes or discards an update that a crash or a closed tab interrupted, holding the
+ * model's Web Lock (so it waits for an update running in another tab or worker), and a load finds
+ * the old model or the new one, whole. Nothing above compares cached files with the server's (no
+ * sizes, no ETags): a folder URL's files are used until `refresh`, a branch's until the branch
+ * moves. So updated files are used as they are, never downloaded again or refused, and the note
+ * needs nothing new: its commit stays the one the base files came from. A branch that moves on the
+ * server drops them like any cached file (what the new commit holds is the server's to say), and
+ * they are downloaded again.
  */
-import { internalUrl, readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
+import { readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
+import { cacheUpdater, finishCachedUpdate, type CacheUpdater, type CachedModel } from './cache-update.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { SafetensorsError, SourceError } from './errors.ts';
 import { isUnreachable, networkTimeoutMs, request } from './http.ts';
 import type { JsonValue } from './json.ts';
 import { fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 import { ProgressReporter } from './progress.ts';
-import { finishInterrupted, type JournalStore } from './patch-journal.ts';
 import { isCommitHash, NoteStore } from './revision-note.ts';
 import type { TensorStore } from './safetensors.ts';
 import { SafetensorsFile } from './safetensors.ts';
@@ -52,30 +52,6 @@ import { plainLength } from './url-source.ts';
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
 export const DEFAULT_RECHECK_MS = 10 * 60_000;
-/** Where an update of a cached model is staged (an "@" key: see src/io/cache.ts). */
-const UPDATE = '@update';
-
-/** A cached model's files, for updating them in place by a delta (src/delta/patch-cache.ts). */
-export interface CacheUpdater {
-  readonly describe: string;
-  /** The cached copy of `file`, or undefined; nothing is downloaded. */
-  get(file: string): Promise<CachedFile | undefined>;
-  /** Stores `body` (`size` bytes) as the staged new `file`, checked whole: a full browser cache drops puts quietly. */
-  stage(file: string, body: ReadableStream<Uint8Array> | Blob, size: number): Promise<void>;
-  /** The journal (src/io/patch-journal.ts) on the model's cache entries. */
-  readonly journal: JournalStore;
-  /** Runs `fn` holding the model's update lock (see the module comment). */
-  locked<T>(fn: () => Promise<T>): Promise<T>;
-}
-
-type LockManager = { request<T>(name: string, callback: () => Promise<T>): Promise<T> };
-
-/** `fn` under the Web Lock `name` where there are Web Locks (browsers: tabs and workers of an origin); else just `fn`. */
-function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
-  return locks ? locks.request(name, fn) : fn();
-}
-
 export interface RemoteTarget {
   readonly kind: 'url' | 'hub';
   /** Folder URL ending in "/"; file URLs are `new URL(encodedFile, base)`. */
@@ -212,66 +188,20 @@ export class RemoteFiles implements ModelFiles {
 
   /** An update that a crash or a closed tab interrupted is completed or discarded (see the module comment). */
   private async finishUpdate(): Promise<void> {
-    if (!this.cache) return;
-    const journal = this.journalStore();
-    if (await journal.begun()) await this.locked(() => finishInterrupted(journal));
+    if (this.cache) await finishCachedUpdate(this.cachedModel(this.cache));
   }
 
-  private locked<T>(fn: () => Promise<T>): Promise<T> {
-    return withLock(`webq-cache:${this.target.keyPrefix.join('/')}`, fn);
-  }
-
-  /** Keys of an update: a marker written before anything is staged, the journal, and staged files. */
-  private updateKeys() {
-    const area = [...this.target.keyPrefix, UPDATE];
-    const staged = (file: string) => {
-      const key = [...area, ...fileSegments(file).map(encodeURIComponent)];
-      return { key, url: internalUrl(key) };
-    };
-    return { area, marker: [...area, '@begun'], journal: [...area, '@journal'], staged };
-  }
-
-  /** The journal of src/io/patch-journal.ts on this model's cache entries. */
-  private journalStore(): JournalStore {
-    const cache = this.cache!;
-    const k = this.updateKeys();
+  /** This model as src/io/cache-update.ts sees it. */
+  private cachedModel(cache: FileCache): CachedModel {
     return {
-      describe: `${this.describe} (cached in ${cache.describe})`,
-      journalName: `${this.describe}: the update journal in ${cache.describe}`,
-      remedy: `remove the model from the cache (webq cache rm, or removeCachedModel) and load it again`,
-      begun: async () => (await cache.readNote(k.marker)) !== undefined || (await cache.readNote(k.journal)) !== undefined,
-      readJournal: () => cache.readNote(k.journal),
-      writeJournal: (text) => cache.writeNote(k.journal, text),
-      moveIn: (file) => cache.move(k.staged(file), { key: this.key(file), url: this.url(file).href }),
-      // A file the new version has not got: gone from the cache, and known absent, so that it is not
-      // downloaded from a server that may still have the old version's.
-      remove: async (file) => {
-        await cache.remove(this.key(file));
-        await this.noteAbsent(file);
-      },
-      clear: async () => void (await cache.remove(k.area)),
+      cache, describe: this.describe, keyPrefix: this.target.keyPrefix,
+      key: (file) => this.key(file), url: (file) => this.url(file).href, noteAbsent: (file) => this.noteAbsent(file),
     };
   }
 
   /** This model's cached files, to update them by a delta; undefined without a cache. */
   updater(): CacheUpdater | undefined {
-    const cache = this.cache;
-    if (!cache) return undefined;
-    const k = this.updateKeys();
-    let begun = false;
-    return {
-      describe: `${this.describe} (cached in ${cache.describe})`,
-      get: (file) => cache.get(this.key(file), this.url(file).href),
-      stage: async (file, body, size) => {
-        if (!begun) await cache.writeNote(k.marker, 'staging');
-        begun = true;
-        const { key, url } = k.staged(file);
-        await cache.put(key, url, new Response(body, { headers: { 'content-length': String(size) } }), () => undefined);
-        if ((await cache.get(key, url))?.size !== size) throw new SourceError('SOURCE_IO', `${cache.describe}: could not store the new ${file} of ${this.describe} (${size} bytes; storage full?)`);
-      },
-      journal: this.journalStore(),
-      locked: (fn) => this.locked(fn),
-    };
+    return this.cache && cacheUpdater(this.cachedModel(this.cache));
   }
 
   private async checkRevision(file: string): Promise<void> {

@@ -1,0 +1,106 @@
+/**
+ * Updating a cached remote model in place (updateCachedModel, src/delta/patch-cache.ts): the new
+ * files are staged under `<model key>/@update/` and swapped in through the redo journal of
+ * src/io/patch-journal.ts, on cache entries instead of files. RemoteFiles completes or discards an
+ * interrupted update before the first cache read of every open (see its module comment), holding
+ * the model's Web Lock, so a load waits for an update running in another tab or worker.
+ */
+import { internalUrl, type CachedFile, type FileCache } from './cache.ts';
+import { SourceError } from './errors.ts';
+import { fileSegments } from './model-files.ts';
+import { finishInterrupted, type JournalStore } from './patch-journal.ts';
+
+/** Where an update of a cached model is staged (an "@" key: see src/io/cache.ts). */
+const UPDATE = '@update';
+
+/** A cached model's files, for updating them in place by a delta (src/delta/patch-cache.ts). */
+export interface CacheUpdater {
+  readonly describe: string;
+  /** The cached copy of `file`, or undefined; nothing is downloaded. */
+  get(file: string): Promise<CachedFile | undefined>;
+  /** Stores `body` (`size` bytes) as the staged new `file`, checked whole: a full browser cache drops puts quietly. */
+  stage(file: string, body: ReadableStream<Uint8Array> | Blob, size: number): Promise<void>;
+  /** The journal (src/io/patch-journal.ts) on the model's cache entries. */
+  readonly journal: JournalStore;
+  /** Runs `fn` holding the model's update lock. */
+  locked<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+/** What an update needs to know of the cached model (RemoteFiles gives it). */
+export interface CachedModel {
+  readonly cache: FileCache;
+  readonly describe: string;
+  /** Cache key segments before a file's own. */
+  readonly keyPrefix: readonly string[];
+  key(file: string): string[];
+  url(file: string): string;
+  /** Remembers that the model has no `file` (so it is not downloaded again). */
+  noteAbsent(file: string): Promise<void>;
+}
+
+type LockManager = { request<T>(name: string, callback: () => Promise<T>): Promise<T> };
+
+/** `fn` under the model's Web Lock where there are Web Locks (browsers: tabs and workers of an origin); else just `fn`. */
+export function lockedModel<T>(m: Pick<CachedModel, 'keyPrefix'>, fn: () => Promise<T>): Promise<T> {
+  const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
+  const name = `webq-cache:${m.keyPrefix.join('/')}`;
+  return locks ? locks.request(name, fn) : fn();
+}
+
+/** Keys of an update: a marker written before anything is staged, the journal, and staged files. */
+function updateKeys(m: CachedModel) {
+  const area = [...m.keyPrefix, UPDATE];
+  const staged = (file: string) => {
+    const key = [...area, ...fileSegments(file).map(encodeURIComponent)];
+    return { key, url: internalUrl(key) };
+  };
+  return { area, marker: [...area, '@begun'], journal: [...area, '@journal'], staged };
+}
+
+/** The journal of src/io/patch-journal.ts on the model's cache entries. */
+function journalStore(m: CachedModel): JournalStore {
+  const { cache } = m;
+  const k = updateKeys(m);
+  return {
+    describe: `${m.describe} (cached in ${cache.describe})`,
+    journalName: `${m.describe}: the update journal in ${cache.describe}`,
+    remedy: `remove the model from the cache (webq cache rm, or removeCachedModel) and load it again`,
+    begun: async () => (await cache.readNote(k.marker)) !== undefined || (await cache.readNote(k.journal)) !== undefined,
+    readJournal: () => cache.readNote(k.journal),
+    writeJournal: (text) => cache.writeNote(k.journal, text),
+    moveIn: (file) => cache.move(k.staged(file), { key: m.key(file), url: m.url(file) }),
+    // A file the new version has not got: gone from the cache, and known absent, so that it is not
+    // downloaded from a server that may still have the old version's.
+    remove: async (file) => {
+      await cache.remove(m.key(file));
+      await m.noteAbsent(file);
+    },
+    clear: async () => void (await cache.remove(k.area)),
+  };
+}
+
+/** Completes or discards an update a crash or a closed tab interrupted (under the model's lock). */
+export async function finishCachedUpdate(m: CachedModel): Promise<void> {
+  const journal = journalStore(m);
+  if (await journal.begun()) await lockedModel(m, () => finishInterrupted(journal));
+}
+
+/** The model's cached files, to update them by a delta. */
+export function cacheUpdater(m: CachedModel): CacheUpdater {
+  const { cache } = m;
+  const k = updateKeys(m);
+  let begun = false;
+  return {
+    describe: `${m.describe} (cached in ${cache.describe})`,
+    get: (file) => cache.get(m.key(file), m.url(file)),
+    stage: async (file, body, size) => {
+      if (!begun) await cache.writeNote(k.marker, 'staging');
+      begun = true;
+      const { key, url } = k.staged(file);
+      await cache.put(key, url, new Response(body, { headers: { 'content-length': String(size) } }), () => undefined);
+      if ((await cache.get(key, url))?.size !== size) throw new SourceError('SOURCE_IO', `${cache.describe}: could not store the new ${file} of ${m.describe} (${size} bytes; storage full?)`);
+    },
+    journal: journalStore(m),
+    locked: (fn) => lockedModel(m, fn),
+  };
+}
