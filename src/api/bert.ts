@@ -388,7 +388,7 @@ export class BertModel {
   private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
     if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
     checkGuard(opts);
-    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input);
+    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
     try {
       const old = this.versions.use();
       try {
@@ -401,7 +401,7 @@ export class BertModel {
             const o = { truncate: true };
             const [a, b] = [await this.pooled(old.weights, opts.check.texts, o, 'applyDelta'), await this.pooled(next, opts.check.texts, o, 'applyDelta')];
             error = 1 - encoderError(a.vectors, b.vectors).cosine!.min;
-            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after is', error, opts.check.maxError);
+            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after', error, opts.check.maxError);
           }
           if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);
           this.versions.replace(next);

@@ -380,7 +380,7 @@ export class LlmModel {
     this.check();
     checkGuard(opts);
     const ids = opts.check?.texts.map((t) => this.encode(t));
-    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input);
+    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
     try {
       const old = this.versions.current;
       const refs = resolveLlamaWeights(u.store, this.config);
@@ -398,7 +398,7 @@ export class LlmModel {
               after.push(await this.decoder.logitsAt(p, next));
             }
             error = decoderError(before, after, this.config.vocabSize).kl!;
-            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts is', error, opts.check!.maxError);
+            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts', error, opts.check!.maxError);
           }
           this.decoder.setWeights(next);
           this.versions.replace(next);

@@ -14,6 +14,7 @@ import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
+import { keygenCommand } from './keygen.ts';
 import { logitsCommand } from './logits.ts';
 import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
@@ -31,6 +32,7 @@ const commands: Record<string, Command> = {
   quantize: quantizeCommand,
   diff: diffCommand,
   patch: patchCommand,
+  keygen: keygenCommand,
   cache: cacheCommand,
 };
 

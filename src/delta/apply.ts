@@ -12,10 +12,13 @@
  */
 import { DTYPE_SIZE } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
+import { parseModelConfig } from '../models/config.ts';
 import { safetensorsHeader } from '../models/quantized-writer.ts';
+import { readPrequantInfo } from '../quant/prequantized.ts';
 import { deltaFile, DeltaError, type Delta, type TargetEntry } from './format.ts';
 import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
 import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
+import { WebqError } from '../errors.ts';
 
 export interface PatchBase {
   /** The model's weights (model.safetensors). */
@@ -62,8 +65,14 @@ export function checkVersion(bv: ModelVersion | null, describe: string, delta: D
   if (!bv) throw new DeltaError('DELTA_BASE', `${describe}: has no model version (not written by \`webq quantize\`), so ${delta.describe} cannot be checked against it`);
   if (bv.version === m.target.version) throw new DeltaError('DELTA_BASE', `${describe}: is already version ${bv.version}, the version ${delta.describe} makes`);
   if (bv.version !== m.base.version) throw new DeltaError('DELTA_BASE', `${delta.describe}: applies to version ${m.base.version} (a ${m.architecture} model), but ${describe} is version ${bv.version}: a delta for another model or version`);
-  for (const [n, h] of Object.entries(m.base.tensors)) {
-    if (bv.tensors[n]?.quantized !== h) throw new DeltaError('DELTA_BASE', `${describe}: unit ${n} is recorded with another hash than ${delta.describe} expects of version ${m.base.version}`);
+  const units = Object.keys(bv.tensors);
+  if (units.length !== Object.keys(m.base.tensors).length) throw new DeltaError('DELTA_BASE', `${describe}: has ${units.length} units, but ${delta.describe} describes version ${m.base.version} with ${Object.keys(m.base.tensors).length}`);
+  for (const n of units) {
+    if (m.base.tensors[n] !== bv.tensors[n].quantized) throw new DeltaError('DELTA_BASE', `${describe}: unit ${n} is recorded with another hash than ${delta.describe} expects of version ${m.base.version}`);
+  }
+  const files = Object.keys(bv.files);
+  if (files.length !== Object.keys(m.base.files).length || files.some((f) => m.base.files[f] !== bv.files[f])) {
+    throw new DeltaError('DELTA_BASE', `${describe}: its side files are not the ones ${delta.describe} describes for version ${m.base.version}`);
   }
   return bv;
 }
@@ -106,8 +115,24 @@ export async function readUnit(entries: readonly TargetEntry[], at: UnitPlace): 
 /** The target's entries by unit, in the order they are stored. */
 export function entriesByUnit(delta: Delta): Map<string, TargetEntry[]> {
   const out = new Map<string, TargetEntry[]>();
-  for (const e of delta.manifest.target.entries) out.set(e.unit, [...(out.get(e.unit) ?? []), e]);
+  for (const e of delta.manifest.target.entries) {
+    const list = out.get(e.unit);
+    if (list) list.push(e);
+    else out.set(e.unit, [e]);
+  }
   return out;
+}
+
+/** The target's config.json parses as a model of the delta's architecture (so the patched model loads). */
+function checkConfig(bytes: Uint8Array, delta: Delta): void {
+  const where = `${delta.describe}: the new config.json`;
+  let config;
+  try {
+    config = parseModelConfig(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)), where);
+  } catch (e) {
+    throw new DeltaError('DELTA_CORRUPT', e instanceof WebqError ? e.message : `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  if (config.modelType !== delta.manifest.architecture) throw new DeltaError('DELTA_CORRUPT', `${where}: is a ${config.modelType} model, but the delta says ${delta.manifest.architecture}`);
 }
 
 /** Checks everything (see the top of this file) and returns the target model to write. */
@@ -134,8 +159,37 @@ export async function preparePatch(base: PatchBase, delta: Delta): Promise<Patch
     if ((await sha256Hex(bytes)) !== tv.files[f]) {
       throw new DeltaError(from === 'delta' ? 'DELTA_CORRUPT' : 'DELTA_BASE', from === 'delta' ? `${delta.describe}: side file ${f} does not match its hash (damaged delta)` : `${base.describe}: ${f} differs from the base version's (edited after quantization?)`);
     }
+    if (f === 'config.json') checkConfig(bytes, delta);
     files.set(f, from === 'delta' ? () => deltaFile(delta, f) : async () => (await base.readFile(f))!);
   }
   const header = safetensorsHeader(m.target.entries, m.target.metadata);
-  return { base: bv, target: tv, header, tensors, size: header.byteLength + offset, files, removedFiles: m.filesRemoved ?? [] };
+  return { base: bv, target: tv, header, tensors, size: header.byteLength + offset, files, removedFiles: [...m.filesRemoved] };
+}
+
+/**
+ * Checks a written (staged) target model before it is committed: webq's own reader opens it, its
+ * tensors are the target's, in order, its version is the target's, and every unit and side file
+ * hashes to what the target records. `readFile` gives a staged side file's bytes.
+ */
+export async function checkWritten(store: TensorStore, readFile: (f: string) => Promise<Uint8Array | undefined>, delta: Delta, files: Iterable<string>): Promise<void> {
+  const tv = delta.target;
+  const where = `${store.name} (the patched model, before it replaces the old one)`;
+  const fail = (what: string): never => {
+    throw new DeltaError('DELTA_CORRUPT', `${where}: ${what}; nothing was changed`);
+  };
+  try {
+    const entries = delta.manifest.target.entries;
+    if (store.tensors.length !== entries.length || store.tensors.some((t, i) => t.name !== entries[i].name || t.dtype !== entries[i].dtype || t.shape.join() !== entries[i].shape.join())) fail('its tensors are not the target\'s');
+    if (readModelVersion(store.metadata, where)?.version !== tv.version || !readPrequantInfo(store)) fail(`it does not read back as version ${tv.version}`);
+  } catch (e) {
+    if (e instanceof DeltaError) throw e;
+    fail(`webq's reader refuses it (${(e as Error).message})`);
+  }
+  for (const [unit, list] of entriesByUnit(delta)) {
+    await readUnit(list, { store, describe: where, fromDelta: true, nameOf: (e) => e.name, want: tv.tensors[unit]?.quantized, mismatch: `${where}: unit ${unit} does not hash to the target's; nothing was changed` });
+  }
+  for (const f of files) {
+    const bytes = await readFile(f);
+    if (!bytes || (await sha256Hex(bytes)) !== tv.files[f]) fail(`side file ${f} does not hash to the target's`);
+  }
 }

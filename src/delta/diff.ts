@@ -25,7 +25,8 @@ import { writeOrder } from '../models/quantized-writer.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
-import { deltaFile, DeltaError, DELTA_FORMAT, encodeDelta, fileTensor, type Delta, type DeltaManifest, type TargetEntry, type UnitSource } from './format.ts';
+import { deltaFile, DeltaError, DELTA_FORMAT, encodeDelta, fileTensor, type Delta, type DeltaManifest, type EncodeDeltaOptions, type TargetEntry, type UnitSource } from './format.ts';
+import { classify } from './manifest.ts';
 import { requireModelVersion, sameStoredAs, versionMetadata, versionOf, type UnitVersion } from '../quant/versions.ts';
 
 const DELTA_DTYPES: readonly QuantizeDType[] = ['q8', 'q4', 'w8a8', 'w4a8'];
@@ -33,23 +34,6 @@ const DELTA_DTYPES: readonly QuantizeDType[] = ['q8', 'q4', 'w8a8', 'w4a8'];
 export interface DeltaContents {
   manifest: DeltaManifest;
   tensors: TensorToWrite[];
-}
-
-/** added / changed / removed / renamed of a target against a base. */
-function classify(baseUnits: readonly string[], units: Record<string, UnitSource>): Pick<DeltaManifest, 'added' | 'changed' | 'removed' | 'renamed'> {
-  const base = new Set(baseUnits);
-  const added: string[] = [];
-  const changed: string[] = [];
-  const renamed: [string, string][] = [];
-  const used = new Set<string>();
-  for (const [u, src] of Object.entries(units)) {
-    if (src.from === 'base') {
-      used.add(src.name);
-      if (src.name !== u) renamed.push([src.name, u]);
-    } else (base.has(u) ? changed : added).push(u);
-  }
-  const removed = baseUnits.filter((b) => !used.has(b) && !(b in units));
-  return { added, changed, removed, renamed };
 }
 
 /** How the base was quantized, or an error when deltas cannot reproduce it. */
@@ -84,9 +68,9 @@ export async function diffModel(base: ModelFiles, next: ModelFiles, onProgress?:
     const gone = new Map<string, string>();
     for (const [name, u] of Object.entries(bv.tensors)) if (!targetNames.has(name)) gone.set(`${u.source}|${JSON.stringify(u.as)}`, name);
     const hasher = new UnitHasher();
-    const units: Record<string, UnitSource> = {};
+    const units = Object.create(null) as Record<string, UnitSource>;
     const tensors: TensorToWrite[] = [];
-    const version: Record<string, UnitVersion> = {};
+    const version = Object.create(null) as Record<string, UnitVersion>;
     const entries: TargetEntry[] = [];
     for (const [i, t] of plan.tensors.entries()) {
       onProgress?.(i, plan.tensors.length);
@@ -119,7 +103,7 @@ export async function diffModel(base: ModelFiles, next: ModelFiles, onProgress?:
     // Side files: the new checkpoint's, as quantize would copy them.
     const side = await readSideFiles(next);
     const files = await fileHashes(side);
-    const fileFrom: Record<string, 'delta' | 'base'> = {};
+    const fileFrom = Object.create(null) as Record<string, 'delta' | 'base'>;
     for (const [f, h] of Object.entries(files)) {
       fileFrom[f] = bv.files[f] === h ? 'base' : 'delta';
       if (fileFrom[f] === 'delta') tensors.push(fileTensor(f, side.get(f)!));
@@ -167,7 +151,7 @@ async function mergeTwo(first: DeltaContents, second: Delta): Promise<DeltaConte
   }
   const firstData = new Map(first.tensors.map((t) => [t.name, t]));
   const tensors: TensorToWrite[] = [];
-  const units: Record<string, UnitSource> = {};
+  const units = Object.create(null) as Record<string, UnitSource>;
   for (const [u, src] of Object.entries(b.units)) {
     if (src.from === 'delta') {
       for (const e of b.target.entries.filter((e) => e.unit === u)) tensors.push({ name: e.name, dtype: e.dtype, shape: e.shape, data: await second.store.readBytes(e.name) });
@@ -186,7 +170,7 @@ async function mergeTwo(first: DeltaContents, second: Delta): Promise<DeltaConte
     } else if (prev) units[u] = { from: 'base', name: prev.name };
     else throw new DeltaError('DELTA_CORRUPT', `merge: unit ${src.name} is not in the first delta's target`);
   }
-  const files: Record<string, 'delta' | 'base'> = {};
+  const files = Object.create(null) as Record<string, 'delta' | 'base'>;
   for (const [f, from] of Object.entries(b.files)) {
     if (from === 'delta') tensors.push(fileTensor(f, await deltaFile(second, f)));
     else if (a.files[f] === 'delta') tensors.push({ ...firstData.get(`file:${f}`)! });
@@ -205,15 +189,15 @@ async function mergeTwo(first: DeltaContents, second: Delta): Promise<DeltaConte
   return { manifest, tensors };
 }
 
-/** Writes a delta file: complete under a temporary name, then renamed; an existing `path` is an error. */
-export async function writeDeltaFile(path: string, d: DeltaContents): Promise<number> {
+/** Writes a delta file (signed with `opts.sign`): complete under a temporary name, then renamed; an existing `path` is an error. */
+export async function writeDeltaFile(path: string, d: DeltaContents, opts: EncodeDeltaOptions = {}): Promise<number> {
   const fs = await loadFs(path);
   if (await fs.stat(path).catch(() => null)) throw new DeltaError('OUTPUT_EXISTS', `${path}: already exists; choose a new name for the delta`);
   const tmp = `${path}.tmp-${Math.random().toString(36).slice(2)}`;
   const h = await fs.open(tmp, 'wx');
   let size = 0;
   try {
-    for (const chunk of await encodeDelta(d.manifest, d.tensors)) {
+    for (const chunk of await encodeDelta(d.manifest, d.tensors, opts)) {
       for (let done = 0; done < chunk.byteLength; ) done += (await h.write(chunk, done, chunk.byteLength - done)).bytesWritten;
       size += chunk.byteLength;
     }

@@ -9,53 +9,30 @@
  *                     from (the delta, or a base unit by name), and what was added, changed,
  *                     removed and renamed
  *   webq.delta.check  sha256 of the manifest text and of every tensor entry of the header (name,
- *                     dtype, shape, offsets): a flipped byte anywhere in the header is caught
+ *                     dtype, shape, offsets): a flipped byte anywhere in the header is caught. An
+ *                     integrity sum only: whoever edits a delta can recompute it
+ *   webq.delta.signature, webq.delta.key   optional: an Ed25519 signature of the checksum and the
+ *                     signer's public key (sign.ts); a patch given a public key requires them
  *
- * Data is checked against the manifest's hashes when the delta is applied (unit by unit), so a
+ * The manifest is untrusted input: manifest.ts checks its every field before anything is used. Data is checked against the manifest's hashes when the delta is applied (unit by unit), so a
  * flipped byte in a tensor is caught too; a truncated file fails the safetensors header check.
  */
-import { WebqError } from '../errors.ts';
 import type { DType } from '../io/dtypes.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import type { SourceInput } from '../io/source.ts';
 import type { TensorToWrite } from '../io/writer.ts';
-import { safetensorsHeader, writeOrder, type TensorEntry } from '../models/quantized-writer.ts';
+import { safetensorsHeader, writeOrder } from '../models/quantized-writer.ts';
 import { sha256Hex } from '../quant/hash.ts';
-import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
+import type { ModelVersion } from '../quant/versions.ts';
+import { DeltaError } from './errors.ts';
+import { DELTA_FORMAT, FILE_PREFIX, LIMITS, parseManifest, type DeltaManifest } from './manifest.ts';
+import { importPublicKey, signCheck, verifyCheck, type PublicKeyInput } from './sign.ts';
 
-export const DELTA_FORMAT = 'webq-delta-1';
+export { DeltaError } from './errors.ts';
+export { DELTA_FORMAT, FILE_PREFIX, type DeltaManifest, type TargetEntry, type UnitSource } from './manifest.ts';
+
 const MANIFEST_KEY = 'webq.delta';
 const CHECK_KEY = 'webq.delta.check';
-export const FILE_PREFIX = 'file:';
-
-export class DeltaError extends WebqError {
-  constructor(code: string, message: string) {
-    super(code, message);
-  }
-}
-
-/** A stored tensor of the target model and the unit it belongs to. */
-export interface TargetEntry extends TensorEntry {
-  unit: string;
-}
-
-export type UnitSource = { from: 'delta' } | { from: 'base'; name: string };
-
-export interface DeltaManifest {
-  format: typeof DELTA_FORMAT;
-  architecture: string;
-  base: { version: string; tensors: Record<string, string>; files: Record<string, string> };
-  target: { version: string; metadata: Record<string, string>; entries: TargetEntry[] };
-  /** Every target unit: its stored tensors are in the delta, or are a base unit's (same bytes). */
-  units: Record<string, UnitSource>;
-  /** Every target side file: in the delta (`file:<path>`), or the base's. */
-  files: Record<string, 'delta' | 'base'>;
-  added: string[];
-  changed: string[];
-  removed: string[];
-  renamed: [string, string][];
-  filesRemoved: string[];
-}
 
 export interface Delta {
   manifest: DeltaManifest;
@@ -65,7 +42,20 @@ export interface Delta {
   describe: string;
   /** Bytes of the delta file. */
   size: number;
+  /** Whether it was checked against a public key (openDelta's `publicKey`). */
+  verified: boolean;
   close(): Promise<void>;
+}
+
+export interface OpenDeltaOptions {
+  /** Refuse the delta unless it is signed by this key (see sign.ts). */
+  publicKey?: PublicKeyInput;
+}
+
+export interface EncodeDeltaOptions {
+  /** Sign the delta with this Ed25519 private key; `signer` (its public key) is recorded to name it. */
+  sign?: CryptoKey;
+  signer?: CryptoKey;
 }
 
 async function headerCheck(manifestText: string, tensors: readonly { name: string; dtype: string; shape: readonly number[]; dataOffsets?: readonly number[] }[]): Promise<string> {
@@ -73,7 +63,7 @@ async function headerCheck(manifestText: string, tensors: readonly { name: strin
 }
 
 /** The delta file's bytes: header, then the tensors. Units' tensors and side files in `tensors`. */
-export async function encodeDelta(manifest: DeltaManifest, tensors: readonly TensorToWrite[]): Promise<Uint8Array[]> {
+export async function encodeDelta(manifest: DeltaManifest, tensors: readonly TensorToWrite[], opts: EncodeDeltaOptions = {}): Promise<Uint8Array[]> {
   const order = writeOrder(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })));
   const byName = new Map(tensors.map((t) => [t.name, t]));
   let off = 0;
@@ -84,7 +74,9 @@ export async function encodeDelta(manifest: DeltaManifest, tensors: readonly Ten
     return r;
   });
   const text = JSON.stringify(manifest);
-  const head = safetensorsHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: await headerCheck(text, withOffsets) });
+  const check = await headerCheck(text, withOffsets);
+  const signature = opts.sign ? await signCheck(check, opts.sign, opts.signer) : {};
+  const head = safetensorsHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: check, ...signature });
   const bytes = (d: Uint8Array | ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   return [head, ...order.map((e) => bytes(byName.get(e.name)!.data))];
 }
@@ -93,9 +85,31 @@ function bad(where: string, what: string): never {
   throw new DeltaError('DELTA_CORRUPT', `${where}: ${what}`);
 }
 
-/** Opens a delta and checks its header (manifest shape and checksum); data is checked when applied. */
-export async function openDelta(input: SourceInput, name?: string): Promise<Delta> {
+/** Every tensor of the delta file is one the manifest ships, as the manifest describes it. */
+function checkStore(store: SafetensorsFile, m: DeltaManifest, where: string): void {
+  const shipped = new Map<string, { dtype: DType; shape: readonly number[] }>();
+  for (const e of m.target.entries) if (m.units[e.unit].from === 'delta') shipped.set(e.name, e);
+  for (const [f, from] of Object.entries(m.files)) if (from === 'delta') shipped.set(FILE_PREFIX + f, { dtype: 'U8', shape: [-1] });
+  for (const t of store.tensors) {
+    const want = shipped.get(t.name);
+    if (!want) bad(where, `holds tensor ${JSON.stringify(t.name.slice(0, 80))}, which the manifest does not ship`);
+    if (t.name.startsWith(FILE_PREFIX)) {
+      if (t.dtype !== 'U8' || t.shape.length !== 1 || t.byteLength > LIMITS.fileBytes) bad(where, `side file tensor ${t.name}: expected U8 [bytes] of at most ${LIMITS.fileBytes} bytes`);
+    } else if (t.dtype !== want.dtype || t.shape.join() !== want.shape.join()) bad(where, `tensor ${t.name}: expected ${want.dtype} [${want.shape.join(', ')}] in the delta, found ${t.dtype} [${t.shape.join(', ')}]`);
+    shipped.delete(t.name);
+  }
+  const missing = shipped.keys().next();
+  if (!missing.done) bad(where, `the manifest ships ${missing.value}, which the delta does not hold`);
+}
+
+/**
+ * Opens a delta and checks its header: the checksum, the signature when a public key is given, the
+ * manifest's schema (manifest.ts) and that the file holds exactly the tensors the manifest ships.
+ * Data is checked against its hashes when the delta is applied.
+ */
+export async function openDelta(input: SourceInput, name?: string, opts: OpenDeltaOptions = {}): Promise<Delta> {
   const where = name ?? (typeof input === 'string' ? input : input instanceof URL ? input.href : 'delta');
+  const key = opts.publicKey === undefined ? undefined : await importPublicKey(opts.publicKey);
   let store: SafetensorsFile;
   try {
     store = await SafetensorsFile.open(input);
@@ -106,32 +120,13 @@ export async function openDelta(input: SourceInput, name?: string): Promise<Delt
   }
   try {
     const text = store.metadata[MANIFEST_KEY];
-    if (text === undefined) bad(where, `has no ${MANIFEST_KEY} manifest: it is not a webq delta (make one with \`webq diff\`)`);
+    if (typeof text !== 'string') bad(where, `has no ${MANIFEST_KEY} manifest: it is not a webq delta (make one with \`webq diff\`)`);
     const check = await headerCheck(text, store.tensors);
     if (store.metadata[CHECK_KEY] !== check) bad(where, `header checksum mismatch (${CHECK_KEY}): the file was damaged or edited`);
-    let m: DeltaManifest;
-    try {
-      m = JSON.parse(text);
-    } catch {
-      bad(where, `${MANIFEST_KEY} is not JSON`);
-    }
-    if (m?.format !== DELTA_FORMAT) bad(where, `${MANIFEST_KEY}.format is ${JSON.stringify(m?.format)}; this webq reads "${DELTA_FORMAT}"`);
-    if (!m.target?.metadata || !Array.isArray(m.target.entries) || !m.units || !m.base?.tensors) bad(where, `${MANIFEST_KEY} lacks base/target/units`);
-    const target = readModelVersion(m.target.metadata, `${where}: target`);
-    if (!target || target.version !== m.target.version) bad(where, `target metadata does not carry version ${m.target.version}`);
-    for (const e of m.target.entries) {
-      const src = m.units[e.unit];
-      if (!src) bad(where, `target tensor ${e.name} belongs to unit ${e.unit}, which the manifest does not list`);
-      if (src.from === 'delta') {
-        const t = store.get(e.name);
-        if (!t || t.dtype !== e.dtype || t.shape.join() !== e.shape.join()) bad(where, `tensor ${e.name}: expected ${e.dtype} [${e.shape.join(', ')}] in the delta, found ${t ? `${t.dtype} [${t.shape.join(', ')}]` : 'none'}`);
-      } else if (!(src.name in m.base.tensors)) bad(where, `unit ${e.unit} comes from base unit ${src.name}, which the base does not list`);
-    }
-    for (const [f, from] of Object.entries(m.files ?? {})) {
-      if (from === 'delta' && !store.has(FILE_PREFIX + f)) bad(where, `side file ${f} is marked as in the delta, but there is no tensor ${FILE_PREFIX}${f}`);
-      if (!(f in target.files)) bad(where, `side file ${f} has no hash in the target`);
-    }
-    return { manifest: m, target, store, describe: where, size: (await store.source.size()), close: () => store.close() };
+    if (key) await verifyCheck(store.metadata, check, key, where);
+    const { manifest, target } = await parseManifest(text, where);
+    checkStore(store, manifest, where);
+    return { manifest, target, store, describe: where, size: await store.source.size(), verified: key !== undefined, close: () => store.close() };
   } catch (e) {
     await store.close();
     throw e;

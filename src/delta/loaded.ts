@@ -23,6 +23,7 @@ import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';
 import { checkVersion, entriesByUnit, readUnit, sourceName } from './apply.ts';
 import { DeltaError, openDelta, type Delta, type TargetEntry } from './format.ts';
+import { importPublicKey, type PublicKeyInput } from './sign.ts';
 import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
 
 /** A delta, or where its bytes are (a path or URL, a Blob, the bytes themselves). */
@@ -36,6 +37,8 @@ export interface ApplyDeltaOptions {
    * distributions over every position of the texts.
    */
   check?: { texts: string[]; maxError: number };
+  /** Refuse the delta unless it is signed by this Ed25519 key (src/delta/sign.ts). */
+  publicKey?: PublicKeyInput;
 }
 
 export interface DeltaApplied {
@@ -200,11 +203,18 @@ export function loadedVersion(metadata: Readonly<Record<string, string>>, where:
   }
 }
 
-/** Opens `input` as a delta; close() closes it only when it was opened here. */
-async function open(input: DeltaInput): Promise<{ delta: Delta; close(): Promise<void> }> {
+/** Opens `input` as a delta (checked against `publicKey` when given); close() closes it only when it was opened here. */
+async function open(input: DeltaInput, publicKey?: PublicKeyInput): Promise<{ delta: Delta; close(): Promise<void> }> {
   const given = typeof input === 'object' && input !== null && 'manifest' in input && 'store' in input;
-  if (given) return { delta: input as Delta, close: async () => undefined };
-  const delta = await openDelta(input as Exclude<DeltaInput, Delta>);
+  if (given) {
+    const delta = input as Delta;
+    if (publicKey !== undefined) {
+      await importPublicKey(publicKey);
+      if (!delta.verified) throw new DeltaError('DELTA_UNSIGNED', `${delta.describe}: was opened without a public key; open it with openDelta(input, name, { publicKey }) or pass its location`);
+    }
+    return { delta, close: async () => undefined };
+  }
+  const delta = await openDelta(input as Exclude<DeltaInput, Delta>, undefined, { publicKey });
   return { delta, close: () => delta.close() };
 }
 
@@ -214,11 +224,11 @@ function changedFiles(base: Record<string, string>, target: Record<string, strin
 }
 
 /** Opens and checks `input` against the loaded model (see the top of this file). */
-export async function prepareUpdate(model: LoadedModel, input: DeltaInput): Promise<PreparedUpdate> {
+export async function prepareUpdate(model: LoadedModel, input: DeltaInput, publicKey?: PublicKeyInput): Promise<PreparedUpdate> {
   if (model.version === null) {
     throw new DeltaError('DELTA_BASE', `${model.describe}: has no model version (a float checkpoint, or a file not written by \`webq quantize\`), so no delta applies to it; load a \`webq quantize\` output`);
   }
-  const { delta, close } = await open(input);
+  const { delta, close } = await open(input, publicKey);
   try {
     const m = delta.manifest;
     const base = checkVersion(model.version, model.describe, delta);
@@ -254,7 +264,7 @@ export async function prepareUpdate(model: LoadedModel, input: DeltaInput): Prom
 
 /** The guard's message: what was measured, the threshold, and that nothing changed. */
 export function guardError(u: PreparedUpdate, what: string, error: number, maxError: number): DeltaError {
-  return new DeltaError('DELTA_GUARD', `${u.delta.describe}: ${what} ${error.toExponential(3)} exceeds maxError ${maxError}; rolled back, the model stays on version ${u.base.version}`);
+  return new DeltaError('DELTA_GUARD', `${u.delta.describe}: ${what}, ${error.toExponential(3)}, exceeds maxError ${maxError}; rolled back, the model stays on version ${u.base.version}`);
 }
 
 /** The guard's texts and threshold, checked before anything is uploaded. */

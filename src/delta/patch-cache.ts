@@ -20,14 +20,17 @@ import { RemoteFiles } from '../io/remote-files.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { isHttpUrl, openSource, type SourceInput } from '../io/source.ts';
 import { plainLength } from '../io/url-source.ts';
-import { preparePatch, type PatchedModel } from './apply.ts';
+import { checkWritten, preparePatch, type PatchedModel } from './apply.ts';
 import { DeltaError, openDelta, type Delta } from './format.ts';
+import { importPublicKey, type PublicKeyInput } from './sign.ts';
 
 const SINGLE = 'model.safetensors';
 
 export interface CacheUpdateOptions extends Pick<OpenModelOptions, 'revision' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'timeoutMs'>, StepHook {
   /** Progress of the delta's download (events shaped as a load's; `file` is the delta's name). */
   onProgress?: ProgressCallback;
+  /** Refuse the delta unless it is signed by this Ed25519 key (src/delta/sign.ts). */
+  publicKey?: PublicKeyInput;
 }
 
 export interface CacheUpdateReport {
@@ -73,13 +76,20 @@ async function downloadDelta(url: URL, opts: CacheUpdateOptions): Promise<Delta>
     progress.emit('progress', file, loaded, total);
   }
   progress.emit('done', file, loaded, loaded);
-  return openDelta(new Blob(parts), url.href);
+  return openDelta(new Blob(parts), url.href, { publicKey: opts.publicKey });
 }
 
 function openDeltaInput(input: SourceInput, opts: CacheUpdateOptions): Promise<Delta> {
   if (input instanceof URL && (input.protocol === 'http:' || input.protocol === 'https:')) return downloadDelta(input, opts);
   if (typeof input === 'string' && isHttpUrl(input)) return downloadDelta(new URL(input), opts);
-  return openDelta(input);
+  return openDelta(input, undefined, { publicKey: opts.publicKey });
+}
+
+/** An already opened Delta given with a public key must have been opened with one. */
+async function checkOpened(d: Delta, key: PublicKeyInput | undefined): Promise<void> {
+  if (key === undefined) return;
+  await importPublicKey(key);
+  if (!d.verified) throw new DeltaError('DELTA_UNSIGNED', `${d.describe}: was opened without a public key; open it with openDelta(input, name, { publicKey }) or pass its location`);
 }
 
 async function readAll(f: CachedFile): Promise<Uint8Array> {
@@ -104,6 +114,21 @@ function modelBody(p: PatchedModel): ReadableStream<Uint8Array> {
   });
 }
 
+/** Opens the staged files with webq's reader and checks every hash before the commit (apply.ts). */
+async function checkStaged(u: CacheUpdater, p: PatchedModel, delta: Delta, files: readonly string[]): Promise<void> {
+  const model = await u.staged(SINGLE);
+  if (!model) throw new DeltaError('DELTA_IO', `${u.describe}: the staged ${SINGLE} is not in the cache (storage full?); nothing was changed`);
+  const store = await SafetensorsFile.open(model.input);
+  try {
+    await checkWritten(store, async (f) => {
+      const c = await u.staged(f);
+      return c ? readAll(c) : undefined;
+    }, delta, files);
+  } finally {
+    await store.close();
+  }
+}
+
 /** Checks `delta` against the cached files, stages the new ones and commits (under the model's lock). */
 async function update(u: CacheUpdater, delta: Delta, opts: CacheUpdateOptions): Promise<CacheUpdateReport> {
   await finishInterrupted(u.journal);
@@ -115,7 +140,7 @@ async function update(u: CacheUpdater, delta: Delta, opts: CacheUpdateOptions): 
   const moves = [SINGLE];
   try {
     // Side files kept from the base that are not cached stay so (see the top of this file).
-    const files: Record<string, 'delta' | 'base'> = {};
+    const files = Object.create(null) as Record<string, 'delta' | 'base'>;
     for (const [f, from] of Object.entries(m.files ?? {})) if (from === 'delta' || (await u.get(f))) files[f] = from;
     const readFile = async (f: string) => {
       const c = await u.get(f);
@@ -129,6 +154,7 @@ async function update(u: CacheUpdater, delta: Delta, opts: CacheUpdateOptions): 
       await u.stage(f, new Blob([bytes as Uint8Array<ArrayBuffer>]), bytes.byteLength);
       moves.push(f);
     }
+    await checkStaged(u, p, delta, moves.slice(1));
   } catch (e) {
     await u.journal.clear().catch(() => undefined); // nothing committed: drop what was staged
     throw e;
@@ -160,6 +186,7 @@ export async function updateCachedModel(location: string | URL, delta: SourceInp
   const u = files instanceof RemoteFiles ? files.updater() : undefined;
   if (!u) throw new DeltaError('DELTA_BASE', `${files.describe}: is a local folder; updateCachedModel updates a remote model's cached files (patch a folder with patchModelFolder or \`webq patch\`)`);
   const owned = !isDelta(delta);
+  if (isDelta(delta)) await checkOpened(delta, opts.publicKey);
   const d = isDelta(delta) ? delta : await openDeltaInput(delta, opts);
   try {
     return await u.locked(() => update(u, d, opts));

@@ -20,6 +20,8 @@ export interface CacheUpdater {
   get(file: string): Promise<CachedFile | undefined>;
   /** Stores `body` (`size` bytes) as the staged new `file`, checked whole: a full browser cache drops puts quietly. */
   stage(file: string, body: ReadableStream<Uint8Array> | Blob, size: number): Promise<void>;
+  /** A staged file as the cache holds it (to check it before the commit), or undefined. */
+  staged(file: string): Promise<CachedFile | undefined>;
   /** The journal (src/io/patch-journal.ts) on the model's cache entries. */
   readonly journal: JournalStore;
   /** Runs `fn` holding the model's update lock. */
@@ -99,6 +101,10 @@ export function cacheUpdater(m: CachedModel): CacheUpdater {
       const { key, url } = k.staged(file);
       await cache.put(key, url, new Response(body, { headers: { 'content-length': String(size) } }), () => undefined);
       if ((await cache.get(key, url))?.size !== size) throw new SourceError('SOURCE_IO', `${cache.describe}: could not store the new ${file} of ${m.describe} (${size} bytes; storage full?)`);
+    },
+    staged: (file) => {
+      const { key, url } = k.staged(file);
+      return cache.get(key, url);
     },
     journal: journalStore(m),
     locked: (fn) => lockedModel(m, fn),

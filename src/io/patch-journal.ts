@@ -74,7 +74,12 @@ export async function commitJournal(store: JournalStore, journal: PatchJournal, 
   // A store that may drop a write quietly (a full browser cache) is read back: no journal, no commit.
   if ((await store.readJournal()) !== text) throw new WebqError('PATCH_JOURNAL', `${store.journalName}: the journal could not be written, so the update was not made (storage full?)`);
   await reachStep('committed', hook);
-  await applyJournal(store, journal, hook);
+  try {
+    await applyJournal(store, journal, hook);
+  } catch (e) {
+    if (e instanceof WebqError) throw e;
+    throw new WebqError('PATCH_JOURNAL', `${store.describe}: the update is committed but could not be finished (${(e as Error).message}); the next open of the model completes it`, { cause: e });
+  }
 }
 
 async function applyJournal(store: JournalStore, journal: PatchJournal, hook?: StepHook): Promise<void> {
@@ -85,29 +90,57 @@ async function applyJournal(store: JournalStore, journal: PatchJournal, hook?: S
   await store.clear();
 }
 
+/** Journals are small: a model has a few side files. Anything larger was not written by webq. */
+const MAX_JOURNAL = 64 * 1024;
+const MAX_PATHS = 256;
+
+/** A path a journal may name: relative, inside the model, not the staging area. */
+function journalPath(p: unknown): p is string {
+  if (typeof p !== 'string' || p.length === 0 || p.length > 512 || /[\u0000-\u001f\u007f\\:]/.test(p) || p.startsWith('/')) return false;
+  const segs = p.split('/');
+  return segs[0] !== STAGING && !segs.some((s) => s === '' || s === '.' || s === '..');
+}
+
+/**
+ * The journal in `text`, or undefined when it is not one webq wrote (not JSON, wrong shape, a path
+ * outside the model, the weights among the files to delete): recovery never acts on such a journal.
+ */
+export function parseJournal(text: string): PatchJournal | undefined {
+  if (text.length > MAX_JOURNAL) return undefined;
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const o = j as Partial<PatchJournal> | null;
+  if (!o || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).length !== 2) return undefined;
+  const { moves, removes } = o;
+  if (!Array.isArray(moves) || !Array.isArray(removes) || moves.length + removes.length > MAX_PATHS) return undefined;
+  if (!moves.every(journalPath) || !removes.every(journalPath)) return undefined;
+  if (removes.some((p) => p === 'model.safetensors' || moves.includes(p))) return undefined;
+  return { moves, removes };
+}
+
 /**
  * Completes or discards an update a crash interrupted (see the top of this file). Returns what it
- * did; 'none' when there was nothing to do.
+ * did; 'none' when there was nothing to do. A journal webq did not write (parseJournal) is
+ * discarded with the staging area, and the model's files stay as they are.
  */
 export async function finishInterrupted(store: JournalStore): Promise<'none' | 'completed' | 'discarded'> {
   if (!(await store.begun())) return 'none';
   const text = await store.readJournal().catch(() => undefined);
+  const journal = text === undefined ? undefined : parseJournal(text);
   try {
-    if (text === undefined) {
+    if (journal === undefined) {
       await store.clear();
       return 'discarded';
-    }
-    let journal: PatchJournal;
-    try {
-      journal = JSON.parse(text);
-    } catch {
-      throw new WebqError('PATCH_JOURNAL', `${store.journalName}: is not JSON; the interrupted update cannot be completed (${store.remedy})`);
     }
     await applyJournal(store, journal);
     return 'completed';
   } catch (e) {
     if (e instanceof WebqError) throw e;
-    throw new WebqError('PATCH_JOURNAL', `${store.describe}: an interrupted update could not be ${text === undefined ? 'discarded' : 'completed'} (${(e as Error).message}); ${store.remedy}`);
+    throw new WebqError('PATCH_JOURNAL', `${store.describe}: an interrupted update could not be ${journal === undefined ? 'discarded' : 'completed'} (${(e as Error).message}); ${store.remedy}`);
   }
 }
 
@@ -156,7 +189,11 @@ async function folderJournal(dir: string): Promise<JournalStore> {
     journalName: commit,
     remedy: 'check that the folder is writable, or restore the model folder from its source',
     begun: async () => (await fs.stat(staging).catch(() => null)) !== null,
-    readJournal: () => fs.readFile(commit, 'utf8').catch(() => undefined),
+    readJournal: async () => {
+      const st = await fs.stat(commit).catch(() => null);
+      if (!st) return undefined;
+      return st.size > MAX_JOURNAL ? '' : fs.readFile(commit, 'utf8'); // '' is no journal webq wrote: discarded
+    },
     async writeJournal(text) {
       await syncDir(staging);
       await writeFileAtomic(commit, text);

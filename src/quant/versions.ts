@@ -76,6 +76,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 function parseJsonField(metadata: Readonly<Record<string, string>>, key: string, where: string): Record<string, unknown> {
   let v: unknown;
   try {
+    if (typeof metadata[key] !== 'string') throw new Error('not a string');
     v = JSON.parse(metadata[key]);
   } catch {
     throw new VersionError(`${where}: metadata ${key} is not JSON`);
@@ -100,9 +101,10 @@ function checkStoredAs(a: unknown, where: string): StoredAs {
 export function readModelVersion(metadata: Readonly<Record<string, string>>, where: string): ModelVersion | null {
   if (metadata[VERSION_KEY] === undefined) return null;
   const version = metadata[VERSION_KEY];
-  if (!/^[0-9a-f]{16}$/.test(version)) throw new VersionError(`${where}: metadata ${VERSION_KEY} must be 16 hex digits, got ${JSON.stringify(version.slice(0, 40))}`);
+  if (typeof version !== 'string' || !/^[0-9a-f]{16}$/.test(version)) throw new VersionError(`${where}: metadata ${VERSION_KEY} must be 16 hex digits, got ${JSON.stringify(String(version).slice(0, 40))}`);
   if (metadata[TENSORS_KEY] === undefined || metadata[FILES_KEY] === undefined) throw new VersionError(`${where}: metadata has ${VERSION_KEY} but no ${metadata[TENSORS_KEY] === undefined ? TENSORS_KEY : FILES_KEY}`);
-  const tensors: Record<string, UnitVersion> = {};
+  // No prototype: a unit or file named "__proto__" or "constructor" is just a key.
+  const tensors = Object.create(null) as Record<string, UnitVersion>;
   for (const [name, u] of Object.entries(parseJsonField(metadata, TENSORS_KEY, where))) {
     const at = `${where}: metadata ${TENSORS_KEY} "${name}"`;
     const o = u as { source?: unknown; quantized?: unknown; as?: unknown } | null;
@@ -111,7 +113,7 @@ export function readModelVersion(metadata: Readonly<Record<string, string>>, whe
     }
     tensors[name] = { source: o.source, quantized: o.quantized, as: checkStoredAs(o.as, at) };
   }
-  const files: Record<string, string> = {};
+  const files = Object.create(null) as Record<string, string>;
   for (const [path, h] of Object.entries(parseJsonField(metadata, FILES_KEY, where))) {
     if (typeof h !== 'string' || !HEX64.test(h)) throw new VersionError(`${where}: metadata ${FILES_KEY} "${path}" must be a sha256 hex digest`);
     files[path] = h;

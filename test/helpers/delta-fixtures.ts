@@ -4,7 +4,7 @@
  * another version (wrong base), and a manifest whose unit hash does not match its data.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { main } from '../../src/cli/main.ts';
 import { encodeDelta, openDelta } from '../../src/delta/format.ts';
@@ -27,14 +27,16 @@ async function cli(...argv: string[]): Promise<void> {
   if (code !== 0) throw new Error(`webq ${argv.join(' ')}: exit ${code}: ${err}`);
 }
 
-/** Every file under `dir` by relative path ("/" separated), with its sha256. */
+/** Every file under `dir` by relative path ("/" separated), with its sha256 (a link: where it points). */
 export async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const walk = async (d: string) => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out[relative(dir, p).split('\\').join('/')] = createHash('sha256').update(await readFile(p)).digest('hex');
+      const key = relative(dir, p).split('\\').join('/');
+      if (e.isSymbolicLink()) out[key] = `link:${await readlink(p)}`;
+      else if (e.isDirectory()) await walk(p);
+      else out[key] = createHash('sha256').update(await readFile(p)).digest('hex');
     }
   };
   await walk(dir);
