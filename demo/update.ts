@@ -5,6 +5,8 @@
  * its applyDelta where the model has one, else by loading it again from the updated cache. The
  * panel shows the version before and after, the bytes downloaded, and a similarity before and after.
  *
+ * ?publicKey=<base64 Ed25519 key> refuses any delta not signed by that key (`webq diff --sign`).
+ *
  * Test hook: ?stopAt=staged|committed|moved-one freezes the update at that step, as a closed tab
  * would leave it; a reload then finds the old model (staged) or the new one. The panel publishes
  * window.__webqUpdate, which the browser test reads.
@@ -93,6 +95,7 @@ export async function setupUpdatePanel(host: UpdateHost, params: URLSearchParams
   };
   if (params.get('cache') === '0') return; // the update works on the cached files
   const stopAt = params.get('stopAt');
+  const publicKey = params.get('publicKey') ?? undefined;
   const state: UpdateState = { status: 'idle' };
   const publish = () => void (window.__webqUpdate = structuredClone(state));
   const showVersion = async () => {
@@ -115,6 +118,7 @@ export async function setupUpdatePanel(host: UpdateHost, params: URLSearchParams
     const bytes = await download(url, (loaded, total) => (ui.status.textContent = `downloading the delta: ${mib(loaded)}${total ? ` of ${mib(total)}` : ''}`));
     const r = await delta.updateCachedModel(host.model, bytes, {
       ...(host.hubUrl && { hubUrl: host.hubUrl }),
+      publicKey,
       onStep: (step) => {
         ui.status.textContent = `updating the cached files: ${step}`;
         if (step !== stopAt) return;
@@ -126,11 +130,11 @@ export async function setupUpdatePanel(host: UpdateHost, params: URLSearchParams
     const what = `${r.changed.length} changed, ${r.added.length} added, ${r.removed.length} removed, ${r.renamed.length} renamed`;
     ui.status.textContent = `cached files updated: version ${r.from} → ${r.to} (${what}); downloaded ${mib(r.deltaBytes)} for a ${mib(r.modelBytes)} model`;
     // Then the model in the worker: in place where it can be, else again from the updated cache.
-    const loaded = host.bert() as unknown as { applyDelta?: (delta: Blob) => Promise<unknown> };
+    const loaded = host.bert() as unknown as { applyDelta?: (delta: Blob, opts: { publicKey?: string }) => Promise<unknown> };
     let applied: UpdateState['applied'] = 'reload';
     if (typeof loaded.applyDelta === 'function') {
       try {
-        await loaded.applyDelta(bytes);
+        await loaded.applyDelta(bytes, { publicKey });
         applied = 'model';
       } catch (e) {
         ui.status.textContent += ` · applyDelta failed (${(e as Error).message}); loading it again from the cache`;

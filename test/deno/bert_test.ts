@@ -37,7 +37,7 @@ Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
   }
 });
 
-Deno.test('applyDelta on Deno WebGPU: a loaded q4 model moves to the patched version, bit for bit', async () => {
+Deno.test('applyDelta on Deno WebGPU: a loaded q4 model moves to the patched version, bit for bit; signed deltas (WebCrypto Ed25519)', async () => {
   const { main } = await import('../../src/cli/main.ts');
   const { editCheckpoint } = await import('../helpers/checkpoint-edit.ts');
   const dir = await Deno.makeTempDir({ prefix: 'webq-deno-delta-' });
@@ -51,14 +51,18 @@ Deno.test('applyDelta on Deno WebGPU: a loaded q4 model moves to the patched ver
     await writeTinyBert(v1, { hidden: 64, heads: 2, intermediate: 128, layers: 2, maxPositions: 32, seed: 5 });
     const v2 = await editCheckpoint(v1, `${dir}/v2`, { nudge: /^encoder\.layer\.1\.attention\.self\.key\.weight$/ });
     await cli('quantize', v1, '--dtype', 'q4', '--out', `${dir}/q1`);
-    await cli('diff', `${dir}/q1`, v2, '--out', `${dir}/d.safetensors`);
-    await cli('patch', `${dir}/q1`, `${dir}/d.safetensors`, '--out', `${dir}/p`);
+    await cli('keygen', '--out', `${dir}/k`);
+    await cli('diff', `${dir}/q1`, v2, '--out', `${dir}/d.safetensors`, '--sign', `${dir}/k`);
+    await cli('diff', `${dir}/q1`, v2, '--out', `${dir}/unsigned.safetensors`);
+    await cli('patch', `${dir}/q1`, `${dir}/d.safetensors`, '--out', `${dir}/p`, '--public-key', `${dir}/k.pub`);
+    const publicKey = await Deno.readTextFile(`${dir}/k.pub`);
     const texts = ['the cat sat on the mat', 'hello world'];
     const model = await BertModel.load(`${dir}/q1`);
     const fresh = await BertModel.load(`${dir}/p`, { context: model.ctx });
     try {
       const old = await model.embed(texts);
-      const r = await model.applyDelta(`${dir}/d.safetensors`);
+      await assert.rejects(model.applyDelta(`${dir}/unsigned.safetensors`, { publicKey }), /is not signed, and a public key was given/);
+      const r = await model.applyDelta(`${dir}/d.safetensors`, { publicKey });
       assert.deepEqual(r.units, ['encoder.layer.1.attention.self.key.weight']);
       assert.equal(model.version, fresh.version);
       assert.ok(r.uploadedBytes < model.weightBytes / 5, `uploaded ${r.uploadedBytes} of ${model.weightBytes} bytes`);

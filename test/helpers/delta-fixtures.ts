@@ -1,6 +1,6 @@
 /**
  * A quantized tiny BERT (v1), a delta to its one-layer fine-tune (v2) with the patched model that
- * `webq patch --out` makes of it, and bad deltas: a flipped data byte, a truncated file, a delta for
+ * `webq patch --out` makes of it, the same delta signed, and bad deltas: a flipped data byte, a truncated file, a delta for
  * another version (wrong base), and a manifest whose unit hash does not match its data.
  */
 import { createHash } from 'node:crypto';
@@ -8,6 +8,7 @@ import { cp, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promi
 import { join, relative } from 'node:path';
 import { main } from '../../src/cli/main.ts';
 import { encodeDelta, openDelta } from '../../src/delta/format.ts';
+import { generateDeltaKeys } from '../../src/delta/sign.ts';
 import { versionOf } from '../../src/quant/versions.ts';
 import { writeOutlierBert } from '../node/quantize-fixtures.ts';
 import { editCheckpoint } from './checkpoint-edit.ts';
@@ -19,6 +20,9 @@ export interface DeltaFixtures {
   v1: string;
   v2: string;
   bad: { flipped: string; truncated: string; wrongBase: string; forged: string };
+  /** `signed.safetensors` in `served`: the same delta signed (webq diff --sign) by `publicKey` (base64). */
+  signed: string;
+  publicKey: string;
 }
 
 async function cli(...argv: string[]): Promise<void> {
@@ -81,5 +85,10 @@ export async function makeDeltaFixtures(dir: string): Promise<DeltaFixtures> {
   await d.close();
   const forged = join(served, 'bad-forged.safetensors');
   await writeFile(forged, Buffer.concat(await encodeDelta(m, tensors)));
-  return { served, v1, v2, bad: { flipped, truncated, wrongBase, forged } };
+  const keys = await generateDeltaKeys();
+  const key = join(dir, 'delta-key');
+  await writeFile(key, keys.privateKey);
+  const signed = join(served, 'signed.safetensors');
+  await cli('diff', v1, f2, '--out', signed, '--sign', key);
+  return { served, v1, v2, bad: { flipped, truncated, wrongBase, forged }, signed, publicKey: keys.publicKeyBase64 };
 }

@@ -204,6 +204,22 @@ describe('signed deltas', () => {
     expect(d.out).toMatch(/; signed$/m);
   }, 60_000);
 
+  it("a key made elsewhere (PKCS#8 / SPKI PEM, as openssl and node:crypto write them) signs and verifies", async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const k = generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    await writeFile(join(tmp.dir, 'keys', 'ext'), k.privateKey);
+    await writeFile(join(tmp.dir, 'keys', 'ext.pub'), k.publicKey);
+    const file = join(tmp.dir, 'signed-ext.safetensors');
+    expect((await cli('diff', fx.v1, join(tmp.dir, 'fx', 'f2'), '--out', file, '--sign', join(tmp.dir, 'keys', 'ext'))).code).toBe(0);
+    const out = join(tmp.dir, 'signed-ext-out');
+    const r = await cli('patch', model, file, '--public-key', join(tmp.dir, 'keys', 'ext.pub'), '--out', out);
+    expect(r.code, r.err).toBe(0);
+    expect(await snapshot(out)).toEqual(await snapshot(fx.v2));
+    const bad = await cli('diff', fx.v1, join(tmp.dir, 'fx', 'f2'), '--out', join(tmp.dir, 'never.safetensors'), '--sign', join(tmp.dir, 'keys', 'ext.pub'));
+    expect(bad.err).toMatch(/expected an Ed25519 private key in PKCS#8 PEM/);
+    expect(await stat(join(tmp.dir, 'never.safetensors')).catch(() => null)).toBeNull();
+  });
+
   it('keygen refuses to overwrite a key', async () => {
     const r = await cli('keygen', '--out', key);
     expect(r.code).toBe(1);

@@ -310,4 +310,19 @@ describe('demo page: updating the cached model by a delta (Chromium, Cache API)'
     expect(server.log.slice(requests)).toEqual([]);
     console.log(`demo update: ${s.from} -> ${s.to}, ${s.deltaBytes} bytes downloaded, applied by ${s.applied}; screenshot ${shot}`);
   }, 300_000);
+
+  it('with ?publicKey= (Ed25519 in the page\'s WebCrypto): an unsigned delta is refused, a signed one updates', async () => {
+    await page.goto(`${base}/demo/style.css`);
+    await page.evaluate(() => caches.delete('webq'));
+    await ready({ publicKey: fx.publicKey });
+    const before = await cacheHashes();
+    let s = await update(`${server.url}/delta.safetensors`);
+    expect(s.status).toBe('error');
+    expect(s.error).toMatch(/DeltaError: .* is not signed, and a public key was given/);
+    expect(await cacheHashes()).toEqual(before);
+    s = await update(`${server.url}/signed.safetensors`);
+    expect(s.error).toBeUndefined();
+    expect(s).toMatchObject({ status: 'done', from: v1, to: v2, version: v2 });
+    expect((await cachedModel()).files).toEqual(subset(fresh, (await cachedModel()).files));
+  }, 300_000);
 });
