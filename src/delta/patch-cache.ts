@@ -55,8 +55,17 @@ function isDelta(x: unknown): x is Delta {
   return typeof x === 'object' && x !== null && 'manifest' in x && 'store' in x && typeof (x as Delta).close === 'function';
 }
 
-/** A delta on a server, downloaded whole, then opened from memory. */
-async function downloadDelta(url: URL, opts: CacheUpdateOptions): Promise<Delta> {
+/**
+ * The most bytes a delta for a model of `modelBytes` may have: every tensor changed costs about
+ * the model's size (plus its manifest), so twice that and some is far beyond a real delta, and a
+ * server that sends more cannot fill the page's memory.
+ */
+export function maxDeltaBytes(modelBytes: number): number {
+  return 2 * modelBytes + 64 * 2 ** 20;
+}
+
+/** A delta on a server, downloaded whole (at most `limit` bytes), then opened from memory. */
+async function downloadDelta(url: URL, opts: CacheUpdateOptions, limit: number): Promise<Delta> {
   const fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => fetch(...a));
   const res = await request(fetchFn, url, { headers: opts.headers }, networkTimeoutMs(opts.timeoutMs));
   if (!res.ok) {
@@ -66,6 +75,11 @@ async function downloadDelta(url: URL, opts: CacheUpdateOptions): Promise<Delta>
   const file = url.pathname.split('/').pop() || url.href;
   const progress = new ProgressReporter(url.href, opts.onProgress);
   const total = plainLength(res);
+  const tooLarge = (n: number) => new DeltaError('DELTA_TOO_LARGE', `${url.href}: the delta is ${n > limit && n === total ? `${n}` : `over ${limit}`} bytes, more than a delta for this model can be (at most ${limit}: twice the model and 64 MiB); not downloaded`);
+  if (total !== undefined && total > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge(total);
+  }
   progress.emit('initiate', file, 0, total);
   progress.emit('download', file, 0, total);
   const parts: Uint8Array<ArrayBuffer>[] = [];
@@ -73,15 +87,16 @@ async function downloadDelta(url: URL, opts: CacheUpdateOptions): Promise<Delta>
   for await (const chunk of readBody(res, url.href)) {
     parts.push(chunk as Uint8Array<ArrayBuffer>);
     loaded += chunk.byteLength;
+    if (loaded > limit) throw tooLarge(loaded);
     progress.emit('progress', file, loaded, total);
   }
   progress.emit('done', file, loaded, loaded);
   return openDelta(new Blob(parts), url.href, { publicKey: opts.publicKey });
 }
 
-function openDeltaInput(input: SourceInput, opts: CacheUpdateOptions): Promise<Delta> {
-  if (input instanceof URL && (input.protocol === 'http:' || input.protocol === 'https:')) return downloadDelta(input, opts);
-  if (typeof input === 'string' && isHttpUrl(input)) return downloadDelta(new URL(input), opts);
+function openDeltaInput(input: SourceInput, opts: CacheUpdateOptions, limit: number): Promise<Delta> {
+  if (input instanceof URL && (input.protocol === 'http:' || input.protocol === 'https:')) return downloadDelta(input, opts, limit);
+  if (typeof input === 'string' && isHttpUrl(input)) return downloadDelta(new URL(input), opts, limit);
   return openDelta(input, undefined, { publicKey: opts.publicKey });
 }
 
@@ -114,6 +129,10 @@ function modelBody(p: PatchedModel): ReadableStream<Uint8Array> {
   });
 }
 
+function noCachedModel(u: CacheUpdater): DeltaError {
+  return new DeltaError('DELTA_BASE', `${u.describe}: has no cached ${SINGLE}; load the model once (which caches it), then update it`);
+}
+
 /** Opens the staged files with webq's reader and checks every hash before the commit (apply.ts). */
 async function checkStaged(u: CacheUpdater, p: PatchedModel, delta: Delta, files: readonly string[]): Promise<void> {
   const model = await u.staged(SINGLE);
@@ -133,7 +152,7 @@ async function checkStaged(u: CacheUpdater, p: PatchedModel, delta: Delta, files
 async function update(u: CacheUpdater, delta: Delta, opts: CacheUpdateOptions): Promise<CacheUpdateReport> {
   await finishInterrupted(u.journal);
   const cached = await u.get(SINGLE);
-  if (!cached) throw new DeltaError('DELTA_BASE', `${u.describe}: has no cached ${SINGLE}; load the model once (which caches it), then update it`);
+  if (!cached) throw noCachedModel(u);
   const m = delta.manifest;
   const store = await SafetensorsFile.open(cached.input);
   let p: PatchedModel;
@@ -187,7 +206,9 @@ export async function updateCachedModel(location: string | URL, delta: SourceInp
   if (!u) throw new DeltaError('DELTA_BASE', `${files.describe}: is a local folder; updateCachedModel updates a remote model's cached files (patch a folder with patchModelFolder or \`webq patch\`)`);
   const owned = !isDelta(delta);
   if (isDelta(delta)) await checkOpened(delta, opts.publicKey);
-  const d = isDelta(delta) ? delta : await openDeltaInput(delta, opts);
+  const cachedModel = await u.get(SINGLE);
+  if (!cachedModel) throw noCachedModel(u);
+  const d = isDelta(delta) ? delta : await openDeltaInput(delta, opts, maxDeltaBytes(cachedModel.size));
   try {
     return await u.locked(() => update(u, d, opts));
   } finally {

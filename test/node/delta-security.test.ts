@@ -180,6 +180,57 @@ describe('crafted deltas are refused before anything is written', () => {
   });
 });
 
+describe('a delta from a hostile server', () => {
+  it('updateCachedModel stops a download past twice the model (a declared length, or an endless body)', async () => {
+    const { createServer } = await import('node:http');
+    const { serveStatic } = await import('../helpers/static-server.ts');
+    const { updateCachedModel, maxDeltaBytes } = await import('../../src/delta/patch-cache.ts');
+    const files = await serveStatic({ '/': fx.served });
+    let sent = 0;
+    const hostile = createServer((req, res) => {
+      if (req.url === '/declared') {
+        res.writeHead(200, { 'content-length': String(1e12) });
+        res.write(new Uint8Array(1024));
+        return;
+      }
+      res.writeHead(200); // chunked, no length: zeros until the client hangs up
+      const chunk = new Uint8Array(1 << 20);
+      const pump = () => {
+        while (!res.destroyed && sent < 2 ** 31 && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      res.on('close', () => undefined);
+      pump();
+    });
+    await new Promise<void>((ok) => hostile.listen(0, '127.0.0.1', ok));
+    const at = `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
+    try {
+      const cacheDir = join(tmp.dir, 'hostile-cache');
+      const url = `${files.url}/model/`;
+      const m = await openModelFiles(url, { cacheDir });
+      await (await m.checkpoint()).close();
+      const size = (await stat(join(fx.v1, 'model.safetensors'))).size;
+      const cached = await snapshot(cacheDir);
+      for (const path of ['/declared', '/endless']) {
+        const e = await updateCachedModel(url, `${at}${path}`, { cacheDir }).then(() => undefined, (x: unknown) => x);
+        expect(e, path).toBeInstanceOf(DeltaError);
+        expect((e as DeltaError).code, path).toBe('DELTA_TOO_LARGE');
+        expect((e as Error).message).toMatch(new RegExp(`at most ${maxDeltaBytes(size)}: twice the model and 64 MiB`));
+        expect(await snapshot(cacheDir), path).toEqual(cached);
+      }
+      expect(sent).toBeLessThan(maxDeltaBytes(size) + 64 * 2 ** 20); // stopped soon after the bound
+      // A model never cached is refused before anything is downloaded.
+      const before = sent;
+      await expect(updateCachedModel(`${files.url}/nothing/`, `${at}/endless`, { cacheDir })).rejects.toThrow(/has no cached model\.safetensors/);
+      expect(sent).toBe(before);
+    } finally {
+      hostile.closeAllConnections();
+      await new Promise((ok) => hostile.close(ok));
+      await files.close();
+    }
+  }, 120_000);
+});
+
 async function baseVersion(): Promise<string> {
   const d = await openDelta(delta);
   await d.close();
