@@ -12,8 +12,8 @@
  *
  * So this interpreter counts as it goes (TemplateLimits, values in TEMPLATE_LIMITS):
  *
- *   steps   every node evaluated is one; work over n items is n more (a for loop's iterations, a
- *           filter's pass over a list, a list a call or `+` builds, an `in` scan)
+ *   steps   every node evaluated is one; work over n items is n more (4n for a for loop's
+ *           iterations; a filter's pass over a list, a list a call or `+` builds, an `in` scan)
  *   time    the clock is read every 64 steps; a single step is bounded by the size limits
  *   chars   every string made, and the text written in all ({{ }} and text, counted where it is
  *           written, so text a macro returns counts once inside it and again where it is printed)
@@ -81,6 +81,8 @@ type Node = Statement & Record<string, any>;
 const VALUE = 'WebqValue';
 const valueNode = (value: Value): Statement => ({ type: VALUE, value }) as unknown as Statement;
 
+/** Steps per for-loop iteration. */
+const ITERATION_STEPS = 4;
 /** Statements whose value evaluateBlock does not write itself (it writes their own output). */
 const BLOCKS = new Set(['If', 'For', 'Set', 'Macro', 'CallStatement', 'FilterStatement', 'Comment', 'Break', 'Continue']);
 /** Filters that do not pass over their list (no step per item). */
@@ -256,7 +258,9 @@ class ConfinedInterpreter extends Interpreter {
     const iterable = node.iterable as Node;
     const select = iterable.type === 'SelectExpression';
     const items = this.evaluate(select ? iterable.lhs : iterable, env);
-    this.step(itemCount(items)); // the iterations, paid up front: a loop with an empty body still costs
+    // Paid up front, so a loop with an empty body still costs: an iteration (a scope, the `loop`
+    // mapping) takes the interpreter about as long as a few nodes.
+    this.step(ITERATION_STEPS * itemCount(items));
     const given = valueNode(items);
     return super.evaluate({ ...node, iterable: select ? { ...iterable, lhs: given } : given } as Node, env);
   }
