@@ -81,6 +81,8 @@ type Node = Statement & Record<string, any>;
 const VALUE = 'WebqValue';
 const valueNode = (value: Value): Statement => ({ type: VALUE, value }) as unknown as Statement;
 
+/** Argument nodes kept as they are: cheap to evaluate again, and some filters look at their type. */
+const LITERALS = new Set(['StringLiteral', 'IntegerLiteral', 'FloatLiteral']);
 /** Steps per for-loop iteration. */
 const ITERATION_STEPS = 4;
 /** Statements whose value evaluateBlock does not write itself (it writes their own output). */
@@ -242,6 +244,7 @@ class ConfinedInterpreter extends Interpreter {
       } else out.chars += 24;
     }
     if (!namespace && out.chars <= maxChars && (isList(root) || isMapping(root))) this.sizes.set(root, out);
+    this.step(out.nodes);
     return out;
   }
 
@@ -301,7 +304,11 @@ class ConfinedInterpreter extends Interpreter {
     args.forEach((a, i) => {
       if (isKeyword(a)) return;
       if (a.type === 'SpreadExpression') nodes[i] = { ...a, argument: valueNode(this.evaluate(a.argument, env)) } as Node;
-      else positional.push(this.evaluate(a, env)), (nodes[i] = valueNode(positional[positional.length - 1]));
+      else {
+        const v = this.evaluate(a, env);
+        positional.push(v);
+        nodes[i] = LITERALS.has(a.type) ? a : valueNode(v); // selectattr insists on literal arguments
+      }
     });
     args.forEach((a, i) => {
       if (a.type === 'KeywordArgumentExpression') {
@@ -409,8 +416,10 @@ export function renderConfined(program: Program, variables: Record<string, unkno
   try {
     return new ConfinedInterpreter(env, limits).run(program).value as string;
   } catch (e) {
-    // Nesting that slipped past maxDepth (a very deep parse) or a string V8 cannot hold.
-    if (e instanceof RangeError) throw limitError(`went past a JavaScript limit (${e.message})`);
+    // Nesting that slipped past maxDepth, or a string or list V8 cannot hold.
+    if (e instanceof RangeError && /call stack|Invalid (string|array|typed array) length|allocation failed/i.test(e.message)) {
+      throw limitError(`went past a JavaScript limit (${e.message})`);
+    }
     throw e;
   }
 }

@@ -135,7 +135,8 @@ const TOOLS =
   "{% macro show(t) %}{{ t.name }}: {{ t|tojson(indent=2) }}{% endmacro %}{% set ns = namespace(n=0) %}" +
   "{% if tools %}{% for t in tools %}{{ show(t) }}\n{% set ns.n = ns.n + 1 %}{% endfor %}{% endif %}{{ ns.n }} tools\n" +
   "{% for m in messages[-3:] %}<{{ m.role|upper }}>{{ m.content.split('\\n')|join(' / ') }}{% if not loop.last %}\n{% endif %}{% endfor %}" +
-  "{{ messages|map(attribute='role')|unique|list|join(',') }}";
+  "{{ messages|map(attribute='role')|unique|list|join(',') }} {{ messages|selectattr('role', 'equalto', 'user')|list|length }}" +
+  "{% for m in messages|rejectattr('role', 'equalto', 'system') %}{{ loop.index }}{{ m.content|replace('\n', ' ')|indent(2) }}{% endfor %}";
 
 function conversation(n: number): ChatMessage[] {
   return Array.from({ length: n }, (_, i) => ({ role: i === 0 ? 'system' : i % 2 ? 'user' : 'assistant', content: `  turn ${i}\nline two ${'x'.repeat(i % 7)} ` }));
