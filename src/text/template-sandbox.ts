@@ -74,7 +74,6 @@ type Statement = NonNullable<Parameters<Interpreter['evaluate']>[0]>;
 type Value = ReturnType<Interpreter['evaluate']>;
 type Program = Parameters<Interpreter['run']>[0];
 /** @huggingface/jinja's AST classes are not exported: nodes are read by `type` and fields. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Node = Statement & Record<string, any>;
 
 /** A node standing for an already evaluated value. */
