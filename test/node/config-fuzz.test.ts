@@ -263,7 +263,8 @@ describe('loads from a folder with a hostile config.json refuse before the GPU a
   let bertConfig: Record<string, unknown>;
   beforeAll(async () => {
     ctx = await GpuContext.create();
-    const l = await writeTinyLlama(join(tmp.dir, 'load-llama'), { tokenizer: 'llama2', hidden: 32, heads: 2, kvHeads: 1, intermediate: 64, layers: 1, maxPositions: 64 });
+    // Wide heads (2 KV heads of 256) so the largest context config.json may name cannot fit any adapter.
+    const l = await writeTinyLlama(join(tmp.dir, 'load-llama'), { tokenizer: 'llama2', hidden: 32, heads: 2, kvHeads: 2, headDim: 256, intermediate: 64, layers: 1, maxPositions: 64 });
     llmDir = l.dir;
     llmConfig = l.config;
     const b = await writeTinyBert(join(tmp.dir, 'load-bert'));
@@ -302,8 +303,8 @@ describe('loads from a folder with a hostile config.json refuse before the GPU a
       await withConfig(llmDir, llmConfig, patch);
       await refusedLoad(() => LlmModel.load(llmDir, { context: ctx }), llmDir, code, contains);
     }
-    // 2^24 positions of f32 keys (1 KV head of 16): 1 GiB a layer, past this adapter's binding limit.
-    expect(2 ** 24 * 16 * 4).toBeGreaterThan(Math.min(ctx.caps.maxBufferSize, ctx.caps.maxStorageBufferBindingSize));
+    // 2^24 positions of f32 keys: 32 GiB a layer, past any adapter's buffer limit.
+    expect(2 ** 24 * 2 * 256 * 4).toBeGreaterThan(Math.min(ctx.caps.maxBufferSize, ctx.caps.maxStorageBufferBindingSize));
     await withConfig(llmDir, llmConfig, { max_position_embeddings: 2 ** 24 });
     await refusedLoad(() => LlmModel.load(llmDir, { context: ctx, contextLength: 2 ** 24, kv: 'f32', dtype: 'f32' }), llmDir, 'BUFFER_TOO_LARGE', 'contextLength');
     await withConfig(llmDir, llmConfig, {});
