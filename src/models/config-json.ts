@@ -106,14 +106,12 @@ export function fields(json: JsonObject, source: string) {
     if (typeof v !== 'string') throw bad(k, 'a string');
     return v;
   };
-  /** A string field for a message: quoted, cut short. */
-  const quoted = (k: string): string => shortJson(json[k]);
   const bool = (k: string, fallback: boolean): boolean => {
     if (!has(k)) return fallback;
     const v = json[k];
     if (typeof v !== 'boolean') throw bad(k, 'true or false');
     return v;
   };
-  return { has, bad, int, num, str, bool, quoted };
+  return { has, bad, int, num, str, bool };
 }
 
