@@ -18,7 +18,7 @@ import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, typ
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
-import { fields, toJson } from '../models/config-json.ts';
+import { CONFIG_BOUNDS, fields, isObject, toJson } from '../models/config-json.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
@@ -97,22 +97,22 @@ interface SentenceTransformersConfig {
 async function sentenceTransformersConfig(files: ModelFiles): Promise<SentenceTransformersConfig> {
   const out: SentenceTransformersConfig = { pooling: { pooling: 'mean', normalize: false }, maxSeqLength: undefined, lowerCase: false };
   if (!(await files.exists('1_Pooling/config.json'))) return out;
-  const cfg = (await files.readJson('1_Pooling/config.json')) as Record<string, unknown>;
+  const cfg = toJson(await files.readJson('1_Pooling/config.json'), `${files.describe}/1_Pooling/config.json`);
   const modes = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true);
   if (modes.length !== 1 || !['pooling_mode_cls_token', 'pooling_mode_mean_tokens'].includes(modes[0])) {
-    throw new WebqError('UNSUPPORTED_POOLING', `${files.describe}/1_Pooling/config.json enables ${modes.join(' + ') || 'no pooling mode'}; webq implements exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token`);
+    throw new WebqError('UNSUPPORTED_POOLING', `${files.describe}/1_Pooling/config.json enables ${modes.slice(0, 4).map((m) => m.slice(0, 60)).join(' + ') || 'no pooling mode'}${modes.length > 4 ? ` and ${modes.length - 4} more` : ''}; webq implements exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token`);
   }
   const sbert = 'sentence_bert_config.json';
   if (await files.exists(sbert)) {
     const where = `${files.describe}/${sbert}`;
     const f = fields(toJson(await files.readJson(sbert), where), where);
-    out.maxSeqLength = f.has('max_seq_length') ? f.int('max_seq_length', 1) : undefined;
+    out.maxSeqLength = f.has('max_seq_length') ? f.int('max_seq_length', 1, CONFIG_BOUNDS.positions) : undefined;
     out.lowerCase = f.bool('do_lower_case', false);
   }
   let normalize = false;
   if (await files.exists('modules.json')) {
     const mods = await files.readJson('modules.json');
-    normalize = Array.isArray(mods) && mods.some((m) => typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.endsWith('.Normalize'));
+    normalize = Array.isArray(mods) && mods.some((m) => isObject(m) && typeof m.type === 'string' && m.type.endsWith('.Normalize'));
   }
   out.pooling = { pooling: modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean', normalize };
   return out;

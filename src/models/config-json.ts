@@ -12,6 +12,33 @@ export type ModelConfigErrorCode =
   | 'CONFIG_BAD_FIELD' // a field has the wrong type or an impossible value
   | 'CONFIG_UNSUPPORTED_FEATURE'; // valid for transformers, but not implemented here (activation, ...)
 
+/**
+ * Upper bounds on the sizes config.json gives, checked before anything is sized from them (a
+ * per-layer list, a KV cache, a loop over layers). A model repo is untrusted input: a config with
+ * num_hidden_layers 2147483648 must be one typed error, not a heap exhausted in Array.from. Each
+ * bound is far above every released model (the largest, in brackets) and low enough that nothing
+ * sized by it alone can exhaust memory; the tensors in the checkpoint must then match these sizes
+ * exactly, and the adapter's buffer limits are checked where the GPU is known (api/llm.ts).
+ */
+export const CONFIG_BOUNDS = Object.freeze({
+  /** num_hidden_layers (126: Llama 3.1 405B). */
+  layers: 1024,
+  /** hidden_size (16,384: Llama 3.1 405B). */
+  hidden: 65_536,
+  /** intermediate_size (53,248: Llama 3.1 405B). */
+  intermediate: 1 << 20,
+  /** num_attention_heads, num_key_value_heads (128: Llama 3.1 405B). */
+  heads: 1024,
+  /** vocab_size (262,144: Gemma 3). */
+  vocab: 1 << 22,
+  /** max_position_embeddings and other position counts (10,485,760: Llama 4 Scout). */
+  positions: 1 << 24,
+  /** type_vocab_size (2 in BERT), num_labels / id2label. */
+  types: 1 << 16,
+  /** sliding_window: a position count the shaders take as a 32-bit integer. */
+  window: 2 ** 31 - 1,
+});
+
 /** config.json is malformed, or describes a model webq cannot run. */
 export class ModelConfigError extends WebqError {
   declare readonly code: ModelConfigErrorCode;
@@ -37,11 +64,18 @@ export function toJson(input: string | JsonValue | object, source: string): Json
   return v as JsonObject;
 }
 
+/** A value for a message: its kind, and a primitive's JSON cut to 80 characters (the file may be hostile). */
 export function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'an array';
   if (v === null) return 'null';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${shortJson(v)}`;
+}
+
+/** JSON of a value, cut to `max` characters. */
+export function shortJson(v: unknown, max = 80): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text;
 }
 
 /** Field readers bound to one file, so every message names the file and the field. */
@@ -49,13 +83,15 @@ export function fields(json: JsonObject, source: string) {
   const has = (k: string) => Object.hasOwn(json, k) && json[k] !== null;
   const bad = (k: string, want: string) =>
     new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "${k}" must be ${want}, got ${describe(json[k])}`);
-  const int = (k: string, min: number, fallback?: number): number => {
+  /** An integer from `min` to `max`; `fallback` when absent (required when there is none). */
+  const int = (k: string, min: number, max: number, fallback?: number): number => {
+    const want = `an integer from ${min} to ${max}`;
     if (!has(k)) {
       if (fallback !== undefined) return fallback;
-      throw new ModelConfigError('CONFIG_MISSING_FIELD', `${source}: required field "${k}" is missing; expected an integer >= ${min}`);
+      throw new ModelConfigError('CONFIG_MISSING_FIELD', `${source}: required field "${k}" is missing; expected ${want}`);
     }
     const v = json[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw bad(k, `an integer >= ${min}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw bad(k, want);
     return v;
   };
   const num = (k: string, fallback: number): number => {

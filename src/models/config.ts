@@ -3,10 +3,10 @@
  * is checked for type and range here, so a forward pass never sees a half-valid config.
  */
 import type { JsonObject, JsonValue } from '../io/json.ts';
-import { describe, fields, isObject, ModelConfigError, toJson } from './config-json.ts';
+import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 
-export { ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
+export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
 export const SUPPORTED_MODEL_TYPES = ['bert', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
@@ -46,12 +46,13 @@ function readLabels(json: JsonObject, source: string): Record<number, string> | 
   if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "id2label" must be an object of index -> label name, got ${describe(raw)}`);
   const out: Record<number, string> = {};
   const keys = Object.keys(raw);
+  if (keys.length > CONFIG_BOUNDS.types) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: id2label has ${keys.length} labels; expected at most ${CONFIG_BOUNDS.types}`);
   for (const k of keys) {
     const name = raw[k];
     if (!/^(0|[1-9]\d*)$/.test(k) || Number(k) >= keys.length || typeof name !== 'string') {
       throw new ModelConfigError(
         'CONFIG_BAD_FIELD',
-        `${source}: id2label[${JSON.stringify(k)}] = ${JSON.stringify(name)}: expected keys "0".."${keys.length - 1}" mapping to label strings`,
+        `${source}: id2label[${shortJson(k)}] = ${shortJson(name)}: expected keys "0".."${keys.length - 1}" mapping to label strings`,
       );
     }
     out[Number(k)] = name;
@@ -68,8 +69,8 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   const json = toJson(input, source);
   checkModelType(json, source);
   const f = fields(json, source);
-  const hiddenSize = f.int('hidden_size', 1);
-  const numHeads = f.int('num_attention_heads', 1);
+  const hiddenSize = f.int('hidden_size', 1, CONFIG_BOUNDS.hidden);
+  const numHeads = f.int('num_attention_heads', 1, CONFIG_BOUNDS.heads);
   if (hiddenSize % numHeads !== 0) {
     throw new ModelConfigError(
       'CONFIG_BAD_FIELD',
@@ -80,14 +81,14 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   if (act !== 'gelu') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_FEATURE',
-      `${source}: hidden_act ${JSON.stringify(act)} is not supported; webq implements "gelu" (exact erf form) for bert`,
+      `${source}: hidden_act ${shortJson(act)} is not supported; webq implements "gelu" (exact erf form) for bert`,
     );
   }
   const posType = f.str('position_embedding_type') ?? 'absolute';
   if (posType !== 'absolute') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_FEATURE',
-      `${source}: position_embedding_type ${JSON.stringify(posType)} is not supported; webq implements "absolute"`,
+      `${source}: position_embedding_type ${shortJson(posType)} is not supported; webq implements "absolute"`,
     );
   }
   let architectures: string[] = [];
@@ -97,24 +98,24 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     architectures = a as string[];
   }
   const id2label = readLabels(json, source);
-  const declared = f.has('num_labels') ? f.int('num_labels', 1) : undefined;
+  const declared = f.has('num_labels') ? f.int('num_labels', 1, CONFIG_BOUNDS.types) : undefined;
   const labelCount = id2label ? Object.keys(id2label).length : undefined;
   if (declared !== undefined && labelCount !== undefined && declared !== labelCount) {
     throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: num_labels is ${declared} but id2label has ${labelCount} entries`);
   }
-  const vocabSize = f.int('vocab_size', 1);
-  const padTokenId = f.int('pad_token_id', 0, 0);
+  const vocabSize = f.int('vocab_size', 1, CONFIG_BOUNDS.vocab);
+  const padTokenId = f.int('pad_token_id', 0, CONFIG_BOUNDS.vocab, 0);
   if (padTokenId >= vocabSize) throw f.bad('pad_token_id', `an integer below vocab_size (${vocabSize})`);
   return Object.freeze({
     modelType: 'bert',
     vocabSize,
     hiddenSize,
-    numLayers: f.int('num_hidden_layers', 1),
+    numLayers: f.int('num_hidden_layers', 1, CONFIG_BOUNDS.layers),
     numHeads,
     headDim: hiddenSize / numHeads,
-    intermediateSize: f.int('intermediate_size', 1),
-    maxPositions: f.int('max_position_embeddings', 1),
-    typeVocabSize: f.int('type_vocab_size', 1, 2),
+    intermediateSize: f.int('intermediate_size', 1, CONFIG_BOUNDS.intermediate),
+    maxPositions: f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions),
+    typeVocabSize: f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
     layerNormEps: f.num('layer_norm_eps', 1e-12),
     hiddenAct: 'gelu',
     padTokenId,
@@ -135,7 +136,7 @@ export function checkModelType(json: JsonObject, source: string): SupportedModel
     );
   }
   if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(t)) {
-    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: unsupported model_type '${t}': ${supported}`);
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: unsupported model_type '${t.length > 80 ? `${t.slice(0, 80)}...` : t}': ${supported}`);
   }
   return t as SupportedModelType;
 }

@@ -9,8 +9,9 @@
  *
  * Defaults are transformers' own for each model_type; the sizes that shape the weights are required.
  */
+import { WebqError } from '../errors.ts';
 import type { JsonObject, JsonValue } from '../io/json.ts';
-import { describe, fields, isObject, ModelConfigError, toJson } from './config-json.ts';
+import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 
 export type LlamaModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 
@@ -102,14 +103,14 @@ function readRopeScaling(json: JsonObject, source: string, maxPositions: number)
       factor: need('factor'),
       lowFreqFactor: need('low_freq_factor'),
       highFreqFactor: need('high_freq_factor'),
-      originalMaxPositions: f.has('original_max_position_embeddings') ? f.int('original_max_position_embeddings', 1) : maxPositions,
+      originalMaxPositions: f.has('original_max_position_embeddings') ? f.int('original_max_position_embeddings', 1, CONFIG_BOUNDS.positions) : maxPositions,
     } as const;
     if (r.highFreqFactor <= r.lowFreqFactor) throw f.bad('high_freq_factor', `above low_freq_factor (${r.lowFreqFactor})`);
     return r;
   }
   throw new ModelConfigError(
     'CONFIG_UNSUPPORTED_FEATURE',
-    `${where}: type ${JSON.stringify(type)} is not supported; webq implements rope_scaling types "default", "linear" and "llama3"`,
+    `${where}: type ${shortJson(type)} is not supported; webq implements rope_scaling types "default", "linear" and "llama3"`,
   );
 }
 
@@ -118,7 +119,7 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
   const json = toJson(input, source);
   const modelType = json.model_type as LlamaModelType;
   if (!Object.hasOwn(LLAMA_ARCHITECTURES, modelType as string)) {
-    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: model_type ${JSON.stringify(modelType)} is not a decoder webq runs (${Object.keys(LLAMA_ARCHITECTURES).join(', ')})`);
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: model_type ${shortJson(modelType)} is not a decoder webq runs (${Object.keys(LLAMA_ARCHITECTURES).join(', ')})`);
   }
   const f = fields(json, source);
   const expected = LLAMA_ARCHITECTURES[modelType];
@@ -128,17 +129,17 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     if (!a.includes(expected)) {
       throw new ModelConfigError(
         'CONFIG_UNSUPPORTED_FEATURE',
-        `${source}: architectures ${JSON.stringify(a)} is not supported for model_type "${modelType}"; webq runs ${expected} (text generation)`,
+        `${source}: architectures ${shortJson(a, 200)} is not supported for model_type "${modelType}"; webq runs ${expected} (text generation)`,
       );
     }
   }
   const d = DEFAULTS[modelType];
-  const hiddenSize = f.int('hidden_size', 1);
-  const numHeads = f.int('num_attention_heads', 1);
-  const numKvHeads = f.int('num_key_value_heads', 1, numHeads);
+  const hiddenSize = f.int('hidden_size', 1, CONFIG_BOUNDS.hidden);
+  const numHeads = f.int('num_attention_heads', 1, CONFIG_BOUNDS.heads);
+  const numKvHeads = f.int('num_key_value_heads', 1, CONFIG_BOUNDS.heads, numHeads);
   if (numHeads % numKvHeads !== 0) throw f.bad('num_key_value_heads', `a divisor of num_attention_heads (${numHeads})`);
   let headDim: number;
-  if (f.has('head_dim')) headDim = f.int('head_dim', 2);
+  if (f.has('head_dim')) headDim = f.int('head_dim', 2, CONFIG_BOUNDS.hidden);
   else {
     if (hiddenSize % numHeads !== 0) throw f.bad('hidden_size', `divisible by num_attention_heads (${numHeads}), or give head_dim`);
     headDim = hiddenSize / numHeads;
@@ -146,24 +147,24 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
   if (headDim % 4 !== 0 || headDim > 256) throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: head dimension ${headDim} is not supported; webq needs a multiple of 4 up to 256`);
   const act = f.str('hidden_act') ?? 'silu';
   if (act !== 'silu') {
-    throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: hidden_act ${JSON.stringify(act)} is not supported; webq implements "silu" (SwiGLU) for ${modelType}`);
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: hidden_act ${shortJson(act)} is not supported; webq implements "silu" (SwiGLU) for ${modelType}`);
   }
   if (f.has('partial_rotary_factor') && json.partial_rotary_factor !== 1) {
     throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: partial_rotary_factor ${describe(json.partial_rotary_factor)} is not supported; webq rotates the whole head (1.0)`);
   }
-  const numLayers = f.int('num_hidden_layers', 1);
-  const maxPositions = f.int('max_position_embeddings', 1, d.maxPositions);
-  const vocabSize = f.int('vocab_size', 1);
+  const numLayers = f.int('num_hidden_layers', 1, CONFIG_BOUNDS.layers);
+  const maxPositions = f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions, d.maxPositions);
+  const vocabSize = f.int('vocab_size', 1, CONFIG_BOUNDS.vocab);
   const attentionBias = f.bool('attention_bias', false);
 
   // Sliding windows: Mistral on every layer when set; Qwen2/3 only with use_sliding_window, from
   // layer max_window_layers on (transformers' layer_types rule); Llama never.
   let window = 0;
-  if (f.has('sliding_window') && modelType !== 'llama') window = f.int('sliding_window', 1);
+  if (f.has('sliding_window') && modelType !== 'llama') window = f.int('sliding_window', 1, CONFIG_BOUNDS.window);
   let windowFrom = 0;
   if (modelType === 'qwen2' || modelType === 'qwen3') {
     if (!f.bool('use_sliding_window', false)) window = 0;
-    windowFrom = f.int('max_window_layers', 0, numLayers);
+    windowFrom = f.int('max_window_layers', 0, CONFIG_BOUNDS.window, numLayers);
   }
   const slidingWindow = Array.from({ length: numLayers }, (_, i) => (i >= windowFrom ? window : 0));
 
@@ -182,7 +183,7 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     numHeads,
     numKvHeads,
     headDim,
-    intermediateSize: f.int('intermediate_size', 1),
+    intermediateSize: f.int('intermediate_size', 1, CONFIG_BOUNDS.intermediate),
     maxPositions,
     rmsNormEps: f.num('rms_norm_eps', d.rmsNormEps),
     ropeTheta: f.num('rope_theta', d.ropeTheta),
@@ -197,6 +198,29 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     eosTokenIds: Object.freeze(ids('eos_token_id')),
     quantizationConfig: json.quantization_config ?? null,
   });
+}
+
+/**
+ * Refuses a context whose KV cache cannot exist on this device: one layer's keys (or values),
+ * [num_key_value_heads, positions, head_dim], and the RoPE table [positions, head_dim] f32 are
+ * each one buffer bound whole. Checked before any weight is uploaded, so such a load fails in
+ * milliseconds, and says how large a context would fit.
+ */
+export function checkKvFits(
+  cfg: Pick<LlamaConfig, 'numKvHeads' | 'headDim'>,
+  positions: number,
+  kv: 'f16' | 'f32' | 'int8',
+  limits: { readonly maxBufferSize: number; readonly maxStorageBufferBindingSize: number },
+  source: string,
+): void {
+  const limit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  const perPosition = Math.max(cfg.numKvHeads * cfg.headDim * (kv === 'f32' ? 4 : kv === 'f16' ? 2 : 1), cfg.headDim * 4);
+  if (positions * perPosition <= limit) return;
+  throw new WebqError(
+    'BUFFER_TOO_LARGE',
+    `${source}: a KV cache of ${positions} positions needs ${positions * perPosition} bytes per layer buffer (num_key_value_heads ${cfg.numKvHeads} x head_dim ${cfg.headDim}, kv ${kv}), ` +
+      `more than this device's buffer limit of ${limit} bytes; load with contextLength ${Math.floor(limit / perPosition)} or less${kv === 'int8' ? '' : ", or kv 'int8'"}`,
+  );
 }
 
 /**

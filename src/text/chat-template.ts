@@ -12,20 +12,12 @@
  * of Llama-style templates.
  */
 import { Template } from '@huggingface/jinja';
-import { WebqError } from '../errors.ts';
 import { parseJsonText, type ModelFiles } from '../io/model-files.ts';
+import { ChatTemplateError } from './chat-template-error.ts';
+import { renderConfined, TEMPLATE_LIMITS, type TemplateLimits } from './template-sandbox.ts';
 
-export type ChatTemplateErrorCode =
-  | 'NO_CHAT_TEMPLATE' // the model ships no chat template
-  | 'CHAT_TEMPLATE' // the template does not parse, raises (raise_exception), or cannot be picked
-  | 'BAD_MESSAGES'; // messages are not an array of {role: string, content: string}
-
-export class ChatTemplateError extends WebqError {
-  declare readonly code: ChatTemplateErrorCode;
-  constructor(code: ChatTemplateErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export { ChatTemplateError, type ChatTemplateErrorCode } from './chat-template-error.ts';
+export { TEMPLATE_LIMITS, type TemplateLimits } from './template-sandbox.ts';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | string;
@@ -49,6 +41,11 @@ export interface RenderOptions {
   addGenerationPrompt?: boolean;
   /** More template variables: `tools`, `enable_thinking`, `date_string`, ... */
   extra?: Record<string, unknown>;
+  /**
+   * Bounds on rendering (template-sandbox.ts); unset ones are TEMPLATE_LIMITS, with maxChars and
+   * maxSteps raised to fit long conversations (see effectiveLimits).
+   */
+  limits?: Partial<TemplateLimits>;
 }
 
 const TOKEN_FIELDS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
@@ -86,8 +83,33 @@ function templatesOf(value: unknown, where: string): Map<string, string> | undef
   return named.size === 0 ? undefined : named;
 }
 
+/**
+ * TEMPLATE_LIMITS with the caller's overrides. Text and steps also grow with the input: a template
+ * writes each message about once and spends some tens of steps on it (Qwen3: 50), so 4x the characters and
+ * 1,000 steps per message keep a long conversation from being refused for its length.
+ */
+function effectiveLimits(messages: readonly ChatMessage[], extra: Record<string, unknown>, given: Partial<TemplateLimits> = {}): TemplateLimits {
+  const limits = { ...TEMPLATE_LIMITS, ...given };
+  for (const [k, v] of Object.entries(limits)) {
+    if (typeof v !== 'number' || !(v >= 0)) throw new ChatTemplateError('CHAT_TEMPLATE', `render limits: ${k} must be a number >= 0, got ${JSON.stringify(v)}`);
+  }
+  if (given.maxChars === undefined) {
+    let chars = messages.reduce((n, m) => n + m.content.length, 0);
+    try {
+      chars += JSON.stringify(extra)?.length ?? 0;
+    } catch {
+      // not JSON (a function, a cycle): the template sees it as the library converts it
+    }
+    limits.maxChars = Math.max(limits.maxChars, 4 * chars);
+  }
+  if (given.maxSteps === undefined) limits.maxSteps = Math.max(limits.maxSteps, 1_000 * messages.length);
+  return limits;
+}
+
+/** An error's message, cut short: a template can raise_exception() with any text it builds. */
 function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  const m = e instanceof Error ? e.message : String(e);
+  return m.length > 1000 ? `${m.slice(0, 1000)}... (${m.length} characters)` : m;
 }
 
 function checkMessages(messages: unknown, model: string): void {
@@ -158,9 +180,13 @@ export class ChatTemplate {
     checkMessages(messages, this.name);
     const extra = opts.extra ?? {};
     const template = this.compile(this.pick(extra.tools !== undefined && extra.tools !== null));
+    const limits = effectiveLimits(messages, extra, opts.limits);
     try {
-      return template.render({ ...this.specialTokens, ...extra, messages, add_generation_prompt: opts.addGenerationPrompt ?? false });
+      return renderConfined(template.parsed, { ...this.specialTokens, ...extra, messages, add_generation_prompt: opts.addGenerationPrompt ?? false }, limits);
     } catch (e) {
+      if (e instanceof ChatTemplateError && e.code === 'CHAT_TEMPLATE_LIMIT') {
+        throw new ChatTemplateError('CHAT_TEMPLATE_LIMIT', `${this.name}: the chat template ${e.message}; refused (a model's template runs with bounded work)`, { cause: e });
+      }
       throw new ChatTemplateError('CHAT_TEMPLATE', `${this.name}: the chat template failed: ${messageOf(e)}`, { cause: e });
     }
   }

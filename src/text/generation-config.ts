@@ -41,6 +41,12 @@ const FIELDS: [string, keyof GenerationDefaults, Check, string][] = [
   ['max_new_tokens', 'maxNewTokens', isPositiveCount, 'an integer > 0'],
 ];
 
+/** A value from the file for a message, cut to 80 characters (the file comes with the model). */
+function shown(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 80 ? `${text.slice(0, 80)}... (${text.length} characters)` : text;
+}
+
 /** Reads generation_config.json when the model has one; `{ eosTokenIds: [] }` when it does not. */
 export async function readGenerationConfig(files: Pick<ModelFiles, 'readText' | 'exists' | 'describe'>): Promise<GenerationDefaults> {
   if (!(await files.exists(FILE))) return { eosTokenIds: [] };
@@ -51,9 +57,9 @@ export async function readGenerationConfig(files: Pick<ModelFiles, 'readText' | 
 /** The parsed file -> defaults; `where` names the file in errors. */
 export function parseGenerationConfig(json: unknown, where = FILE): GenerationDefaults {
   const bad = (field: string, value: unknown, expected: string) =>
-    new WebqError('GENERATION_CONFIG', `${where}: ${field} is ${JSON.stringify(value)}, expected ${expected}; fix or remove the field`);
+    new WebqError('GENERATION_CONFIG', `${where}: ${field} is ${shown(value)}, expected ${expected}; fix or remove the field`);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new WebqError('GENERATION_CONFIG', `${where}: expected a JSON object, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}`);
+    throw new WebqError('GENERATION_CONFIG', `${where}: expected a JSON object, got ${Array.isArray(json) ? 'an array' : shown(json)}`);
   }
   const cfg = json as Record<string, unknown>;
 

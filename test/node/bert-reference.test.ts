@@ -56,7 +56,7 @@ describe('config.json', () => {
     expect(missing.message).toMatch(/"hidden_size" is missing; expected an integer/);
     const typed = configError({ ...t.config, num_attention_heads: '4' });
     expect(typed.code).toBe('CONFIG_BAD_FIELD');
-    expect(typed.message).toContain('"num_attention_heads" must be an integer >= 1, got string "4"');
+    expect(typed.message).toContain('"num_attention_heads" must be an integer from 1 to 1024, got string "4"');
     const heads = configError({ ...t.config, num_attention_heads: 5 });
     expect(heads.message).toContain('hidden_size 32 is not divisible by num_attention_heads 5');
     const act = configError({ ...t.config, hidden_act: 'relu' });

@@ -15,7 +15,7 @@
  */
 import type { JsonObject } from '../../io/json.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
-import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, readF32, readWords, type ImportFormat, type ImportedLinear } from './common.ts';
+import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, readF32, readWords, shown, type ImportFormat, type ImportedLinear } from './common.ts';
 
 /** Column (within a word's 8) held by nibble i. */
 export const AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7] as const;
@@ -28,7 +28,7 @@ export function parseAwq(qc: JsonObject, source: string): ImportFormat {
   if (group !== -1 && group < 1) throw f.bad('group_size', 'a positive integer or -1 (one group per row)');
   const version = (f.str('version') ?? 'gemm').toLowerCase();
   if (version !== 'gemm') {
-    throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: AWQ version "${version}" is not supported (its weights are packed for that kernel); webq reads AWQ "gemm" checkpoints`);
+    throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: AWQ version ${shown(version)} is not supported (its weights are packed for that kernel); webq reads AWQ "gemm" checkpoints`);
   }
   const zeroPoint = f.bool('zero_point', true);
 

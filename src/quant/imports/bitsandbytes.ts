@@ -15,13 +15,13 @@
  */
 import type { JsonObject } from '../../io/json.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
-import { configFields, expectTensor, ImportError, readF32, type ImportFormat, type ImportedLinear } from './common.ts';
+import { configFields, expectTensor, ImportError, named, readF32, type ImportFormat, type ImportedLinear } from './common.ts';
 
 export function parseBitsandbytes(qc: JsonObject, source: string): ImportFormat {
   const f = configFields(qc, source);
   if (f.bool('load_in_4bit', false)) {
     const type = f.str('bnb_4bit_quant_type') ?? 'fp4';
-    throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: bitsandbytes 4-bit (${type}, load_in_4bit) is not supported; webq reads bitsandbytes int8 (load_in_8bit) checkpoints`);
+    throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: bitsandbytes 4-bit (${named(type)}, load_in_4bit) is not supported; webq reads bitsandbytes int8 (load_in_8bit) checkpoints`);
   }
   if (!f.bool('load_in_8bit', false)) throw new ImportError('QUANT_IMPORT_CONFIG', `${f.where}: bitsandbytes config sets neither load_in_8bit nor load_in_4bit`);
 

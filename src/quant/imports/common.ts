@@ -64,11 +64,30 @@ export interface ImportedLinear {
 
 const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
 
+/** JSON of a config value for a message, cut to `max` characters (config.json may be hostile). */
+export function shown(v: unknown, max = 80): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text;
+}
+
+/** A name from config.json for a message: as it is when short, else quoted and cut. */
+export function named(name: string): string {
+  return name.length <= 80 ? name : shown(name);
+}
+
+/** A table lookup by a name config.json gives: own entries only, never Object.prototype's. */
+export function lookup<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
+/** Every integer in a quantization_config is a bit width or a group size: it fits 32 bits. */
+const MAX_CONFIG_INT = 2 ** 31 - 1;
+
 /** Typed readers over quantization_config, naming the field in every message. */
 export function configFields(qc: JsonObject, source: string) {
   const where = `${source}: quantization_config`;
   const has = (k: string) => Object.hasOwn(qc, k) && qc[k] !== null;
-  const bad = (k: string, want: string) => new ImportError('QUANT_IMPORT_CONFIG', `${where}.${k} must be ${want}, got ${JSON.stringify(qc[k])}`);
+  const bad = (k: string, want: string) => new ImportError('QUANT_IMPORT_CONFIG', `${where}.${k} must be ${want}, got ${shown(qc[k])}`);
   return {
     where,
     has,
@@ -79,7 +98,7 @@ export function configFields(qc: JsonObject, source: string) {
         throw new ImportError('QUANT_IMPORT_CONFIG', `${where} has no "${k}"`);
       }
       const v = qc[k];
-      if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw bad(k, 'an integer');
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || Math.abs(v) > MAX_CONFIG_INT) throw bad(k, `an integer from -${MAX_CONFIG_INT} to ${MAX_CONFIG_INT}`);
       return v;
     },
     bool(k: string, fallback: boolean): boolean {

@@ -24,14 +24,20 @@
 import type { DType } from '../../io/dtypes.ts';
 import type { JsonObject, JsonValue } from '../../io/json.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
-import { checkBits, configFields, contiguousGroups, expectTensor, ImportError, isJsonObject, readF32, readGroupIndex, readWords, type ImportDType, type ImportFormat, type ImportedLinear } from './common.ts';
+import { checkBits, configFields, contiguousGroups, expectTensor, ImportError, isJsonObject, lookup, named, readF32, readGroupIndex, readWords, shown, type ImportDType, type ImportFormat, type ImportedLinear } from './common.ts';
 
 type Strategy = 'channel' | 'group' | 'tensor';
 type Layout = 'pack-quantized' | 'int-quantized';
 
+/** A config group's target: a module name, a Python regex ("re:..."), or the class "Linear". */
+interface Target {
+  readonly text: string;
+  readonly re: RegExp | null;
+}
+
 interface Scheme {
   name: string;
-  targets: string[];
+  targets: Target[];
   layout: Layout;
   bits: 4 | 8;
   symmetric: boolean;
@@ -57,40 +63,92 @@ function unsupported(where: string, what: string): ImportError {
 
 function parseScheme(name: string, g: JsonObject, globalFormat: string | undefined, where: string): Scheme | null {
   const w = g.weights;
+  const at = `${where}.config_groups.${named(name)}`;
   if (w === null || w === undefined) return null; // activations only: no weight to read
-  if (!isJsonObject(w)) throw new ImportError('QUANT_IMPORT_CONFIG', `${where}.config_groups.${name}.weights must be an object`);
-  const at = `${where}.config_groups.${name}`;
+  if (!isJsonObject(w)) throw new ImportError('QUANT_IMPORT_CONFIG', `${at}.weights must be an object`);
   const format = typeof g.format === 'string' ? g.format : globalFormat;
-  if (format && UNSUPPORTED[format]) throw unsupported(at, UNSUPPORTED[format]);
+  const unsupportedFormat = format === undefined ? undefined : lookup(UNSUPPORTED, format);
+  if (unsupportedFormat) throw unsupported(at, unsupportedFormat);
   const type = (typeof w.type === 'string' ? w.type : 'int').toLowerCase();
-  if (type !== 'int') throw unsupported(at, `weights of type "${type}"${type === 'float' ? ' (FP8/FP4)' : ''}`);
-  const layout = format ? LAYOUTS[format] : undefined;
-  if (!layout) throw unsupported(at, `format ${JSON.stringify(format ?? null)}`);
+  if (type !== 'int') throw unsupported(at, `weights of type ${shown(type)}${type === 'float' ? ' (FP8/FP4)' : ''}`);
+  const layout = format === undefined ? undefined : lookup(LAYOUTS, format);
+  if (!layout) throw unsupported(at, `format ${shown(format ?? null)}`);
   const strategy = (typeof w.strategy === 'string' ? w.strategy : 'tensor').toLowerCase();
-  if (strategy !== 'channel' && strategy !== 'group' && strategy !== 'tensor') throw unsupported(at, `the "${strategy}" weight strategy`);
+  if (strategy !== 'channel' && strategy !== 'group' && strategy !== 'tensor') throw unsupported(at, `the ${shown(strategy)} weight strategy`);
   const bits = checkBits(typeof w.num_bits === 'number' ? w.num_bits : 8, at, 'compressed-tensors');
-  const group = strategy === 'group' ? (typeof w.group_size === 'number' && Number.isSafeInteger(w.group_size) && w.group_size > 0 ? w.group_size : NaN) : 0;
-  if (Number.isNaN(group)) throw new ImportError('QUANT_IMPORT_CONFIG', `${at}.weights.group_size must be a positive integer for the "group" strategy, got ${JSON.stringify(w.group_size ?? null)}`);
+  const group = strategy === 'group' ? (typeof w.group_size === 'number' && Number.isSafeInteger(w.group_size) && w.group_size > 0 && w.group_size < 2 ** 31 ? w.group_size : NaN) : 0;
+  if (Number.isNaN(group)) throw new ImportError('QUANT_IMPORT_CONFIG', `${at}.weights.group_size must be a positive integer for the "group" strategy, got ${shown(w.group_size ?? null)}`);
   const targets = Array.isArray(g.targets) ? (g.targets as JsonValue[]) : [];
   if (!targets.every((t): t is string => typeof t === 'string')) throw new ImportError('QUANT_IMPORT_CONFIG', `${at}.targets must be a list of strings`);
   const act = g.input_activations;
   const int8Activations = isJsonObject(act) && (act.type ?? 'int') === 'int' && act.num_bits === 8;
-  return { name, targets, layout, bits, symmetric: w.symmetric !== false, strategy, group, int8Activations };
+  return { name, targets: targets.map((t) => target(t, at)), layout, bits, symmetric: w.symmetric !== false, strategy, group, int8Activations };
+}
+
+/**
+ * Why matching a regex could take very long (V8 backtracks: "(.*)*x" against a 40-character name
+ * is 2^40 steps), or null. A "re:" target comes from config.json, so only patterns that match in
+ * polynomial time and few steps are run: at most 3 repeated items (*, +, {n,m}), none of them a
+ * group holding a repeat or an alternative, no back-references, at most 500 characters. Every
+ * target llm-compressor writes ("re:.*q_proj$", "re:model.layers.\d+.mlp.(gate|up)_proj") fits.
+ */
+export function slowRegexReason(src: string): string | null {
+  if (src.length > 500) return `it is ${src.length} characters long (at most 500)`;
+  if (/\\[1-9]|\\k</.test(src)) return 'it has a back-reference';
+  let repeats = 0;
+  // Per open group (the first is the whole pattern): does it hold a repeat or an alternative?
+  const risky: boolean[] = [false];
+  let closedRiskyGroup = false; // the item just before is a group that holds one
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    let afterGroup = false;
+    if (c === '\\') i++;
+    else if (c === '[') {
+      for (i++; i < src.length && src[i] !== ']'; i++) if (src[i] === '\\') i++;
+    } else if (c === '(') {
+      risky.push(false);
+      if (src[i + 1] === '?') i += 2; // (?: (?= (?! (?<
+    } else if (c === ')') {
+      const inner = risky.length > 1 ? risky.pop()! : false;
+      risky[risky.length - 1] ||= inner;
+      closedRiskyGroup = inner;
+      afterGroup = true;
+    } else if (c === '|') risky[risky.length - 1] = true;
+    else if (c === '*' || c === '+' || c === '{') {
+      let most = Infinity;
+      if (c === '{') {
+        const m = /^\{(\d+)(,(\d*))?\}/.exec(src.slice(i, i + 24));
+        most = !m ? 1 : m[2] === undefined ? Number(m[1]) : m[3] === '' ? Infinity : Number(m[3]); // no match: a literal brace
+        if (m && (Number(m[1]) > 1000 || (most !== Infinity && most > 1000))) return `it repeats something ${m[0]} times (at most 1000)`;
+        if (m) i += m[0].length - 1;
+      }
+      if (most > 1) {
+        if (++repeats > 3) return 'it repeats more than 3 items';
+        if (closedRiskyGroup) return 'it repeats a group that holds a repeat or an alternative';
+        risky[risky.length - 1] = true;
+      }
+    }
+    if (!afterGroup && c !== '?') closedRiskyGroup = false;
+  }
+  return null;
+}
+
+function target(text: string, where: string): Target {
+  if (!text.startsWith('re:')) return { text, re: null };
+  const slow = slowRegexReason(text.slice(3));
+  if (slow) throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${where}: target ${shown(text)} is not run: ${slow}, which could make matching slow`);
+  try {
+    return { text, re: new RegExp(`^(?:${text.slice(3)})`) };
+  } catch {
+    throw new ImportError('QUANT_IMPORT_CONFIG', `${where}: target ${shown(text)} is not a regular expression webq can read`);
+  }
 }
 
 /** Python re.match semantics: anchored at the start only. */
-function targetMatch(target: string, base: string, where: string): 'name' | 'regex' | 'class' | null {
-  if (target.startsWith('re:')) {
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(?:${target.slice(3)})`);
-    } catch {
-      throw new ImportError('QUANT_IMPORT_CONFIG', `${where}: target ${JSON.stringify(target)} is not a regular expression webq can read`);
-    }
-    return re.test(base) ? 'regex' : null;
-  }
-  if (target === base) return 'name';
-  return target === 'Linear' ? 'class' : null;
+function targetMatch(t: Target, base: string): 'name' | 'regex' | 'class' | null {
+  if (t.re) return t.re.test(base) ? 'regex' : null;
+  if (t.text === base) return 'name';
+  return t.text === 'Linear' ? 'class' : null;
 }
 
 export function parseCompressedTensors(qc: JsonObject, source: string): ImportFormat {
@@ -102,17 +160,17 @@ export function parseCompressedTensors(qc: JsonObject, source: string): ImportFo
   if (!isJsonObject(groups)) throw f.bad('config_groups', 'an object of quantization schemes');
   const schemes = Object.keys(groups).map((name) => {
     const g = groups[name];
-    if (!isJsonObject(g)) throw new ImportError('QUANT_IMPORT_CONFIG', `${f.where}.config_groups.${name} must be an object`);
+    if (!isJsonObject(g)) throw new ImportError('QUANT_IMPORT_CONFIG', `${f.where}.config_groups.${named(name)} must be an object`);
     return parseScheme(name, g, globalFormat, f.where);
   }).filter((s): s is Scheme => s !== null);
   if (schemes.length === 0) throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: no config group quantizes weights; nothing for webq to read`);
 
   const schemeFor = (store: TensorStore, base: string): Scheme => {
     for (const kind of ['name', 'regex', 'class'] as const) {
-      const s = schemes.find((sc) => sc.targets.some((t) => targetMatch(t, base, f.where) === kind));
+      const s = schemes.find((sc) => sc.targets.some((t) => targetMatch(t, base) === kind));
       if (s) return s;
     }
-    throw new ImportError('QUANT_IMPORT_TENSOR', `${store.name}: "${base}.weight_scale" is stored quantized, but no config_groups target matches "${base}" (targets: ${schemes.map((s) => JSON.stringify(s.targets)).join(', ')})`);
+    throw new ImportError('QUANT_IMPORT_TENSOR', `${store.name}: "${base}.weight_scale" is stored quantized, but no config_groups target matches "${base}" (targets: ${shown(schemes.flatMap((s) => s.targets.map((t) => t.text)), 300)})`);
   };
 
   const linear = (store: TensorStore, base: string, N: number, K: number): ImportedLinear | null => {

@@ -2,7 +2,7 @@
 import type { JsonObject, JsonValue } from '../../io/json.ts';
 import { parseAwq } from './awq.ts';
 import { parseBitsandbytes } from './bitsandbytes.ts';
-import { ImportError, isJsonObject, type ImportedLinear, type ImportFormat } from './common.ts';
+import { ImportError, isJsonObject, lookup, shown, type ImportedLinear, type ImportFormat } from './common.ts';
 import { parseCompressedTensors } from './compressed-tensors.ts';
 import { parseGptq } from './gptq.ts';
 import type { IntWeight } from './int-weight.ts';
@@ -45,14 +45,19 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
  */
 export function parseQuantizationConfig(qc: JsonValue | undefined, source = 'config.json'): ImportFormat | null {
   if (qc === undefined || qc === null) return null;
-  if (!isJsonObject(qc)) throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config must be an object, got ${JSON.stringify(qc).slice(0, 80)}`);
-  const method = typeof qc.quant_method === 'string' ? qc.quant_method.toLowerCase() : undefined;
+  if (!isJsonObject(qc)) throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config must be an object, got ${shown(qc)}`);
   const supported = 'webq reads gptq, awq (gemm), compressed-tensors (pack-quantized, int-quantized) and bitsandbytes (int8) checkpoints';
+  if (qc.quant_method !== undefined && typeof qc.quant_method !== 'string') {
+    throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config.quant_method must be a string, got ${shown(qc.quant_method)}; ${supported}`);
+  }
+  const method = qc.quant_method?.toLowerCase();
   if (method === undefined) throw new ImportError('QUANT_IMPORT_CONFIG', `${source}: quantization_config has no quant_method; ${supported}`);
   if (method === 'compressed-tensors' && qc.format === 'dense' && !qc.config_groups) return null;
-  const read = READERS[method];
+  // "__proto__", "constructor" and the like are names like any other here.
+  const read = lookup(READERS, method);
   if (!read) {
-    const name = KNOWN_UNSUPPORTED[method] ? `${KNOWN_UNSUPPORTED[method]} (quant_method "${method}")` : `quant_method "${method}"`;
+    const known = lookup(KNOWN_UNSUPPORTED, method);
+    const name = known ? `${known} (quant_method "${method}")` : `quant_method ${shown(qc.quant_method)}`;
     throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${source}: ${name} is not supported; ${supported}`);
   }
   return read(qc, source);

@@ -19,7 +19,7 @@
  */
 import type { JsonObject } from '../../io/json.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
-import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, readF32, readGroupIndex, readWords, type ImportFormat, type ImportedLinear } from './common.ts';
+import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, lookup, readF32, readGroupIndex, readWords, type ImportFormat, type ImportedLinear } from './common.ts';
 
 const UNSUPPORTED_FORMATS: Record<string, string> = {
   marlin: 'Marlin-repacked GPTQ (checkpoint_format "marlin")',
@@ -37,7 +37,8 @@ export function parseGptq(qc: JsonObject, source: string): ImportFormat {
   // transformers writes checkpoint_format, GPTQModel's quantize_config.json `format`; older AutoGPTQ is_marlin_format.
   const format = (f.str('checkpoint_format') ?? f.str('format') ?? 'gptq').toLowerCase();
   if (f.bool('is_marlin_format', false)) throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: ${UNSUPPORTED_FORMATS.marlin} is not supported; use a checkpoint in the plain "gptq" format`);
-  if (UNSUPPORTED_FORMATS[format]) throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: ${UNSUPPORTED_FORMATS[format]} is not supported; use a checkpoint in the plain "gptq" format`);
+  const repacked = lookup(UNSUPPORTED_FORMATS, format);
+  if (repacked) throw new ImportError('QUANT_IMPORT_UNSUPPORTED', `${f.where}: ${repacked} is not supported; use a checkpoint in the plain "gptq" format`);
   if (format !== 'gptq' && format !== 'gptq_v2') throw f.bad(f.has('checkpoint_format') ? 'checkpoint_format' : 'format', '"gptq" or "gptq_v2"');
   const v2 = format === 'gptq_v2';
   const perWord = 32 / bits;
