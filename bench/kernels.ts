@@ -10,7 +10,7 @@ import type { Recorder } from '../src/gpu/recorder.ts';
 import type { Tensor } from '../src/gpu/tensor.ts';
 import { copy } from '../src/ops/copy.ts';
 import { matmul } from '../src/ops/matmul.ts';
-import { createBenchContext, parseKernels, withErrorScopes } from './lib/device.ts';
+import { createBenchContext, parseAb, parseKernels, withErrorScopes } from './lib/device.ts';
 import { fmt, measure, seeded, table, type BenchIO, type Measurement } from './lib/measure.ts';
 
 type Shape = [M: number, N: number, K: number];
@@ -50,9 +50,15 @@ export interface KernelResult {
   reps: number;
   adapter: string;
   copy_gbps: number;
+  /** --ab robustness: which device ran this row, and its time over the other device's (same case, alternating runs). */
+  robustness?: boolean;
+  ab_ratio?: number;
 }
 
-const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...] [--kernels gpu|cpu]
+/** --ab: alternating rounds per device and case. */
+const AB_ROUNDS = 3;
+
+const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...] [--kernels gpu|cpu] [--ab robustness]
 
   --json        print only a JSON array of results on stdout (the table and progress go to stderr)
   --quick       3 timed runs per case instead of 10
@@ -62,6 +68,9 @@ const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--
   --kernels F   GEMM kernel family: gpu (workgroup-memory tiles) or cpu (subgroup shuffles; the
                 default on CPU-emulated adapters with fixed-size subgroups)
   --dtypes L    comma-separated weight dtypes from ${DTYPES.join(',')} (default ${DEFAULT_DTYPES.join(',')})
+  --ab robustness  run every case on two devices, Dawn's robustness off (webq's default in Node)
+                and on, alternating in ${AB_ROUNDS} rounds; each row says which, and ab_ratio is its
+                time over the other's
 `;
 
 class Skip extends Error {}
@@ -73,6 +82,7 @@ interface Options {
   shapes: Shape[];
   dtypes: BenchDType[];
   kernels?: 'gpu' | 'cpu';
+  ab?: 'robustness';
 }
 
 function parseOptions(args: string[]): Options | 'help' {
@@ -88,6 +98,7 @@ function parseOptions(args: string[]): Options | 'help' {
       shapes: { type: 'string' },
       dtypes: { type: 'string' },
       kernels: { type: 'string' },
+      ab: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -104,7 +115,7 @@ function parseOptions(args: string[]): Options | 'help' {
     return d.trim() as BenchDType;
   });
   const kernels = parseKernels(values.kernels);
-  return { json: !!values.json, reps, filters: (values.filter ?? []).map((f) => f.toLowerCase()), shapes, dtypes, kernels };
+  return { json: !!values.json, reps, filters: (values.filter ?? []).map((f) => f.toLowerCase()), shapes, dtypes, kernels, ab: parseAb(values.ab) };
 }
 
 async function loadLinear(): Promise<LinearModule | string> {
@@ -216,14 +227,17 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const { reps, filters } = opts;
   const selected = (name: string) => !filters.length || filters.some((f) => name.toLowerCase().includes(f));
   const log = io.stderr;
-  const { ctx, exactTimestamps } = await createBenchContext({ kernels: opts.kernels });
+  // One device, or (--ab robustness) two: robustness off (the default) and on, run alternately.
+  const devices = opts.ab ? [await createBenchContext({ kernels: opts.kernels, robustness: false }), await createBenchContext({ kernels: opts.kernels, robustness: true })] : [await createBenchContext({ kernels: opts.kernels })];
+  const { ctx, exactTimestamps } = devices[0];
+  const name = (c: GpuContext) => (opts.ab ? ` [robustness ${c.caps.robustness ? 'on' : 'off'}]` : '');
   let failed = 0;
   try {
     const caps = ctx.caps;
     const lin = await loadLinear();
-    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}; ${caps.kernels} kernels\n`);
+    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}; ${caps.kernels} kernels; robustness ${opts.ab ? 'off and on (A/B)' : caps.robustness === null ? "the runtime's" : caps.robustness ? 'on' : 'off'}\n`);
     const timing = caps.timestamps ? `GPU timestamps, kernels only${exactTimestamps ? '' : ' (may be quantized to 65.5 us)'}` : 'wall clock around submit + queue drain';
-    log(`timing: ${timing}; median of ${reps} after ${WARMUP} warm-up runs\n`);
+    log(`timing: ${timing}; median of ${reps} after ${WARMUP} warm-up runs${opts.ab ? `, in ${AB_ROUNDS} alternating rounds per device` : ''}\n`);
     if (typeof lin === 'string') log(`note: ${lin}; quantized dtypes are skipped and f32/f16 run through matmul\n`);
     const copyGbps = await copyBandwidth(ctx, reps);
     log(`copy kernel: ${copyGbps.toFixed(2)} GB/s (bytes read + written)\n`);
@@ -237,27 +251,31 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       const order = (['f32', ...wanted.filter((d) => d !== 'f32')] as BenchDType[]);
       const w = seeded(N * K, 1000 + N + K, 0.05);
       const x = seeded(M * K, 7 + M, 1);
-      let f32ms: number | null = null;
+      const f32ms = new Map<GpuContext, number>();
       for (const dtype of order) {
-        const name = caseName(kernel, shape, dtype);
+        const caseLabel = caseName(kernel, shape, dtype);
         try {
-          const r = await withErrorScopes(ctx, () => runCase(ctx, lin, { shape, dtype, w, x }, reps));
-          if (dtype === 'f32') f32ms = r.m.ms;
-          const runs = r.m.samples.map(fmt).join(' ');
-          log(`${name}: ${fmt(r.m.ms)} ms (runs: ${runs})${wanted.includes(dtype) ? '' : ' [baseline only]'}\n`);
-          if (!wanted.includes(dtype)) continue;
-          results.push(toResult(shape, dtype, r, f32ms, copyGbps, caps.adapter));
+          const byDevice = await timeOnDevices(devices.map((d) => d.ctx), (c, n) => withErrorScopes(c, () => runCase(c, lin, { shape, dtype, w, x }, n)), reps, opts.ab ? AB_ROUNDS : 1);
+          const rows: KernelResult[] = [];
+          for (const [c, r] of byDevice) {
+            if (dtype === 'f32') f32ms.set(c, r.m.ms);
+            log(`${caseLabel}${name(c)}: ${fmt(r.m.ms)} ms (runs: ${r.m.samples.map(fmt).join(' ')})${wanted.includes(dtype) ? '' : ' [baseline only]'}\n`);
+            rows.push({ ...toResult(shape, dtype, r, f32ms.get(c) ?? null, copyGbps, caps.adapter), ...(opts.ab && { robustness: c.caps.robustness === true }) });
+          }
+          if (opts.ab) for (const [i, row] of rows.entries()) row.ab_ratio = sig(row.ms / rows[1 - i].ms);
+          if (wanted.includes(dtype)) results.push(...rows);
         } catch (e) {
           if (!(e instanceof Skip)) failed++;
-          if (wanted.includes(dtype) || !(e instanceof Skip)) log(`${name}: ${e instanceof Skip ? 'skipped' : 'FAILED'}: ${(e as Error).message}\n`);
+          if (wanted.includes(dtype) || !(e instanceof Skip)) log(`${caseLabel}: ${e instanceof Skip ? 'skipped' : 'FAILED'}: ${(e as Error).message}\n`);
         }
       }
     }
     const rows = results.map((r) => [
       r.kernel, r.shape.join('x'), r.dtype, r.act, fmt(r.ms), fmt(r.gbps), fmt(r.ratio_to_copy),
       r.speedup_vs_f32 === null ? '-' : fmt(r.speedup_vs_f32), fmt(r.gflops),
+      ...(opts.ab ? [r.robustness ? 'on' : 'off', fmt(r.ab_ratio!)] : []),
     ]);
-    const text = table(['kernel', 'shape MxNxK', 'dtype', 'act', 'ms', 'GB/s', 'ratio_to_copy', 'speedup_vs_f32', 'GFLOP/s'], rows, 4);
+    const text = table(['kernel', 'shape MxNxK', 'dtype', 'act', 'ms', 'GB/s', 'ratio_to_copy', 'speedup_vs_f32', 'GFLOP/s', ...(opts.ab ? ['robustness', 'ab_ratio'] : [])], rows, 4);
     if (opts.json) {
       log(text);
       // One object per line: still one JSON array, but readable and diffable.
@@ -266,7 +284,30 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       io.stdout(`copy_gbps ${copyGbps.toFixed(2)} (${caps.adapter})\n${text}`);
     }
   } finally {
-    ctx.dispose();
+    for (const d of devices) d.ctx.dispose();
   }
   return failed ? 1 : 0;
+}
+
+/**
+ * Times one case on each device: `rounds` rounds, each running it on every device in turn with
+ * reps / rounds timed runs, so slow drift of a noisy machine hits both devices alike. Returns the
+ * pooled median per device.
+ */
+async function timeOnDevices(ctxs: GpuContext[], once: (ctx: GpuContext, reps: number) => Promise<CaseRun>, reps: number, rounds: number): Promise<Map<GpuContext, CaseRun>> {
+  const out = new Map<GpuContext, CaseRun>();
+  const per = Math.max(1, Math.ceil(reps / rounds));
+  for (let r = 0; r < rounds; r++) {
+    for (const c of ctxs) {
+      const run = await once(c, per);
+      const prev = out.get(c);
+      if (!prev) out.set(c, run);
+      else {
+        const samples = [...prev.m.samples, ...run.m.samples];
+        const sorted = [...samples].sort((a, b) => a - b);
+        out.set(c, { ...run, m: { ...run.m, samples, ms: sorted[Math.floor(sorted.length / 2)] } });
+      }
+    }
+  }
+  return out;
 }

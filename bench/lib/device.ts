@@ -1,33 +1,28 @@
 /**
- * The benchmark's GpuContext. In Node it brings its own Dawn instance, made with timestamp
- * quantization off: Dawn by default rounds timestamps down to multiples of 65.5 us (a browser
- * defence against timing attacks), which is coarser than a decode GEMV on a real GPU. webq's
- * device.ts keeps one default instance per process; the bench never asks it for one, so this is
- * still the only instance in the process.
+ * The benchmark's GpuContext: webq's own device, so a benchmark measures what users get. In Node,
+ * webq's Dawn device has timestamp quantization off (Dawn otherwise rounds timestamps down to
+ * multiples of 65.5 us, a browser defence against timing attacks, coarser than a decode GEMV on a
+ * real GPU) and robustness off unless asked for (`robustness`: the A/B mode runs both).
  */
 import { GpuContext } from '../../src/gpu/context.ts';
 
 export interface BenchContext {
   ctx: GpuContext;
-  /** False when the default instance had to be used and timestamps may be quantized. */
+  /** False where timestamps may be quantized (not webq's own Dawn device). */
   exactTimestamps: boolean;
 }
 
-// Module scope on purpose: Dawn aborts the process when its instance is collected while a device
-// made from it is still in use.
-let gpu: GPU | undefined;
-
 /** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. */
-export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu' } = {}): Promise<BenchContext> {
-  try {
-    const mod = (await import('webgpu')) as { create(flags: string[]): GPU; globals: object };
-    // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
-    for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-    gpu ??= mod.create(['disable-dawn-features=timestamp_quantization']);
-  } catch {
-    gpu = undefined; // not Dawn (or not installed): let webq find WebGPU and report what is missing
-  }
-  return { ctx: await GpuContext.create({ ...(gpu ? { gpu } : {}), kernels: opts.kernels }), exactTimestamps: !!gpu };
+export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; robustness?: boolean } = {}): Promise<BenchContext> {
+  const ctx = await GpuContext.create({ kernels: opts.kernels, robustness: opts.robustness });
+  return { ctx, exactTimestamps: ctx.caps.dawnToggles?.disabled.includes('timestamp_quantization') ?? false };
+}
+
+/** The --ab option of the suites: which device setting to compare (only robustness so far). */
+export function parseAb(v: unknown): 'robustness' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'robustness') throw new Error(`--ab must be robustness, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /**

@@ -21,7 +21,8 @@ function seeded(n: number, seed: number): Float32Array {
 
 export const doctorCommand: Command = {
   summary: 'show the WebGPU adapter, features and limits, and check a kernel against the CPU',
-  usage: 'usage: webq doctor [--json]\n\nPrints the runtime, adapter, features and limits webq uses, then runs a 67x45x129 matmul on each float path (f32, and f16 when the device has shader-f16) and compares it with the CPU.',
+  usage:
+    'usage: webq doctor [--json]\n\nPrints the runtime, adapter, features and limits webq uses, the Dawn toggles it set (Node: robustness off unless `webq --robustness` or WEBQ_ROBUSTNESS=1), then runs a 67x45x129 matmul on each float path (f32, and f16 when the device has shader-f16) and compares it with the CPU.',
   async run(args, io) {
     const json = args.includes('--json');
     const unknown = args.filter((a) => a !== '--json');
@@ -56,6 +57,8 @@ export const doctorCommand: Command = {
             `adapter      ${c.adapter}${c.software ? ' (software)' : ''}`,
             `features     shader-f16=${c.f16} subgroups=${c.subgroups}${c.subgroupSize ? ` (size ${c.subgroupSize})` : ''} timestamp-query=${c.timestamps} dot4I8Packed=${c.dot4I8}`,
             `kernels      ${c.kernels}${c.kernels === 'cpu' ? ' (subgroup kernels for CPU-emulated adapters)' : ''}`,
+            `robustness   ${c.robustness === null ? "the runtime's own (not settable here)" : c.robustness ? 'on (Dawn clamps every buffer access)' : 'off (kernels guard their own bounds)'}`,
+            ...(c.dawnToggles ? [`dawn toggles enabled: ${c.dawnToggles.enabled.join(', ') || 'none'}; disabled: ${c.dawnToggles.disabled.join(', ') || 'none'}`] : []),
             `limits       storage binding ${mib(c.maxStorageBufferBindingSize)}, buffer ${mib(c.maxBufferSize)}, workgroup storage ${c.maxComputeWorkgroupStorageSize} B, ${c.maxComputeInvocationsPerWorkgroup} invocations`,
             ...checks.map((k) => `matmul ${k.path.padEnd(5)} ${k.ok ? 'ok' : 'MISMATCH'} (max |error| ${k.maxAbsError.toExponential(2)})`),
           ].join('\n') + '\n',

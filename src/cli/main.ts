@@ -44,7 +44,7 @@ function usage(): string {
   const list = Object.entries(commands)
     .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
     .join('\n');
-  return `usage: webq <command> [options]\n\ncommands:\n${list}\n\nRun "webq <command> --help" for a command's options.\n`;
+  return `usage: webq <command> [options]\n\ncommands:\n${list}\n\nRun "webq <command> --help" for a command's options. --robustness (any command) turns Dawn's bounds clamping back on in Node (WEBQ_ROBUSTNESS=1; see \`webq doctor\`).\n`;
 }
 
 async function readProcessStdin(): Promise<string> {
@@ -73,7 +73,37 @@ function debugEnabled(): boolean {
 }
 
 /** Runs the CLI with `argv` (without the node and script paths) and resolves to the exit code. */
-export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+/**
+ * `--robustness` (before or after the command name, not after `--`): Dawn's bounds clamping back on
+ * for this run (DeviceOptions.robustness), as WEBQ_ROBUSTNESS=1 for the command and its child.
+ */
+function takeRobustness(argv: string[]): { argv: string[]; robustness: boolean } {
+  const end = argv.indexOf('--');
+  const head = end < 0 ? argv : argv.slice(0, end);
+  if (!head.includes('--robustness')) return { argv, robustness: false };
+  return { argv: [...head.filter((a) => a !== '--robustness'), ...(end < 0 ? [] : argv.slice(end))], robustness: true };
+}
+
+/** Runs `fn` with WEBQ_ROBUSTNESS=1 in the environment, as it was before afterwards. */
+async function withRobustness<T>(on: boolean, fn: () => Promise<T>): Promise<T> {
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+  if (!on || !env) return fn();
+  const before = env.WEBQ_ROBUSTNESS;
+  env.WEBQ_ROBUSTNESS = '1';
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete env.WEBQ_ROBUSTNESS;
+    else env.WEBQ_ROBUSTNESS = before;
+  }
+}
+
+export async function main(argv0: string[], io: CliIO = processIO): Promise<number> {
+  const { argv, robustness } = takeRobustness(argv0);
+  return withRobustness(robustness, () => run(argv, io));
+}
+
+async function run(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   try {
     if (name === undefined) {

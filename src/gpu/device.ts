@@ -7,7 +7,7 @@
  * errors into a rejected promise that every wait races against, so nothing hangs.
  */
 import { GPUDeviceError, WebGPUUnavailableError, WebqError } from '../errors.ts';
-import { detectRuntime, type Runtime } from '../env.ts';
+import { detectRuntime, getEnv, type Runtime } from '../env.ts';
 
 export interface Capabilities {
   runtime: Runtime;
@@ -35,6 +35,14 @@ export interface Capabilities {
   maxComputeWorkgroupsPerDimension: number;
   maxStorageBuffersPerShaderStage: number;
   minStorageBufferOffsetAlignment: number;
+  /**
+   * Dawn's bounds clamping of shader buffer accesses: false when webq turned it off (Node, where
+   * every kernel guards its own bounds: see DeviceOptions.robustness), true when on, null where
+   * the runtime decides and does not say (browsers, Deno: their own settings).
+   */
+  robustness: boolean | null;
+  /** The Dawn device toggles webq set (Node), or null where webq cannot set any. */
+  dawnToggles: { enabled: string[]; disabled: string[] } | null;
 }
 
 export interface DeviceOptions {
@@ -47,8 +55,41 @@ export interface DeviceOptions {
   /** Request timestamp-query when available (default true); false makes timing a no-op. */
   timestamps?: boolean;
   powerPreference?: GPUPowerPreference;
+  /**
+   * Node (Dawn): keep Dawn's robustness, the bounds clamping it injects into every buffer access
+   * of every shader. Default false, as onnxruntime sets up its Dawn device: webq's kernels guard
+   * their own bounds (the kernel cases with sizes that are not multiples of tiles, groups or
+   * vector widths pass both ways), so the clamps only cost time. Turn it on when running kernels
+   * you do not trust or hunting a bug (also WEBQ_ROBUSTNESS=1, `webq --robustness`). Browsers and
+   * Deno keep their own setting; a page cannot change it.
+   */
+  robustness?: boolean;
   /** A GPU object to use instead of navigator.gpu / Dawn (tests, embedding). */
   gpu?: GPU;
+}
+
+/**
+ * The Dawn toggles of webq's Node devices, as onnxruntime's WebGPU context sets them: robustness
+ * off (unless asked for), no lazy zero-clearing of new buffers (webq writes every buffer before
+ * a kernel reads it; the test suite passes with Dawn filling new buffers with non-zero bytes), and
+ * exact timestamps (quantizing them is a browser defence against timing attacks). WEBQ_DAWN_ENABLE
+ * and WEBQ_DAWN_DISABLE (comma-separated toggle names) add to them, for checks such as
+ * nonzero_clear_resources_on_creation_for_testing.
+ */
+export function dawnToggles(robustness: boolean): { enabled: string[]; disabled: string[] } {
+  const list = (v: string | undefined) => (v ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  return {
+    enabled: [...(robustness ? [] : ['disable_robustness']), ...list(getEnv('WEBQ_DAWN_ENABLE'))],
+    disabled: ['lazy_clear_resource_on_first_use', 'timestamp_quantization', ...list(getEnv('WEBQ_DAWN_DISABLE'))],
+  };
+}
+
+function robustnessOption(options: DeviceOptions): boolean {
+  if (options.robustness !== undefined) {
+    if (typeof options.robustness !== 'boolean') throw new WebqError('BAD_OPTION', `robustness must be true or false, got ${JSON.stringify(options.robustness)}`);
+    return options.robustness;
+  }
+  return /^(1|true|on|yes)$/i.test(getEnv('WEBQ_ROBUSTNESS') ?? '');
 }
 
 const LIMITS = [
@@ -64,15 +105,17 @@ const LIMITS = [
 ] as const;
 
 /**
- * One Dawn instance per process: creating and dropping an instance per device made Dawn crash
- * intermittently at teardown, and a kept instance does not hold the process open once its
- * devices are destroyed. (Its first requestAdapter() prints "Warning: maxDynamic...BuffersPer
- * PipelineLayout artificially reduced ..." to stderr on Vulkan drivers such as lavapipe, whatever
- * limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts.)
+ * One Dawn instance per set of toggles, kept for the process: creating and dropping an instance
+ * per device made Dawn crash intermittently at teardown, and a kept instance does not hold the
+ * process open once its devices are destroyed. Dawn applies an instance's toggles to the devices
+ * made from it, so devices with and without robustness need an instance each (the benches' A/B
+ * mode runs both in one process). (Its first requestAdapter() prints "Warning: maxDynamic...
+ * BuffersPerPipelineLayout artificially reduced ..." to stderr on Vulkan drivers such as
+ * lavapipe, whatever limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts.)
  */
-let dawn: Promise<GPU> | null = null;
+const dawn = new Map<string, Promise<GPU>>();
 
-async function loadDawn(): Promise<GPU> {
+async function loadDawn(toggles: { enabled: string[]; disabled: string[] }): Promise<GPU> {
   let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
   try {
     const name = 'webgpu'; // a variable specifier keeps bundlers from following it
@@ -82,16 +125,23 @@ async function loadDawn(): Promise<GPU> {
   }
   // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
   for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  return mod.create([]);
+  const flags: string[] = [];
+  if (toggles.enabled.length) flags.push(`enable-dawn-features=${toggles.enabled.join(',')}`);
+  if (toggles.disabled.length) flags.push(`disable-dawn-features=${toggles.disabled.join(',')}`);
+  return mod.create(flags);
 }
 
-async function findGPU(runtime: Runtime): Promise<GPU> {
+async function findGPU(runtime: Runtime, toggles: { enabled: string[]; disabled: string[] }): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   if (runtime === 'node') {
-    dawn ??= loadDawn();
-    dawn.catch(() => (dawn = null)); // a failed load may be retried after installing the package
-    return dawn;
+    const key = JSON.stringify(toggles);
+    let gpu = dawn.get(key);
+    if (!gpu) {
+      dawn.set(key, (gpu = loadDawn(toggles)));
+      gpu.catch(() => dawn.delete(key)); // a failed load may be retried after installing the package
+    }
+    return gpu;
   }
   const hint =
     runtime === 'deno'
@@ -171,7 +221,11 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     throw new WebqError('BAD_OPTION', `kernels must be 'gpu' or 'cpu', got ${JSON.stringify(options.kernels)}`);
   }
   const runtime = detectRuntime();
-  const gpu = options.gpu ?? (await findGPU(runtime));
+  const robustness = robustnessOption(options);
+  const toggles = dawnToggles(robustness);
+  // Toggles are webq's to set only on a Dawn it made itself (Node without navigator.gpu).
+  const own = options.gpu === undefined && runtime === 'node' && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const gpu = options.gpu ?? (await findGPU(runtime, toggles));
   const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : {});
   if (!adapter) {
     throw new WebGPUUnavailableError(
@@ -225,6 +279,8 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     maxComputeWorkgroupsPerDimension: lim.maxComputeWorkgroupsPerDimension,
     maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
     minStorageBufferOffsetAlignment: lim.minStorageBufferOffsetAlignment,
+    robustness: own ? robustness : null,
+    dawnToggles: own ? toggles : null,
   };
   return new WebqDevice(device, caps);
 }

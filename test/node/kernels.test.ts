@@ -6,13 +6,18 @@ let ctx: GpuContext;
 // The same adapter with the workgroup-memory ('gpu') GEMMs, so both kernel families are tested
 // here: lavapipe picks the subgroup ('cpu') family by default.
 let gpuKernels: GpuContext;
+// Dawn's robustness (bounds clamping of every buffer access) is off by default in Node, as
+// onnxruntime sets it up: the kernels guard their own bounds. Every case runs again with it on.
+let robust: GpuContext;
 beforeAll(async () => {
   ctx = await GpuContext.create();
   gpuKernels = await GpuContext.create({ kernels: 'gpu' });
+  robust = await GpuContext.create({ robustness: true });
 });
 afterAll(() => {
   ctx?.dispose();
   gpuKernels?.dispose();
+  robust?.dispose();
 });
 
 describe('device', () => {
@@ -26,7 +31,15 @@ describe('device', () => {
     expect(ctx.caps.kernels).toBe('cpu');
     expect(gpuKernels.caps.kernels).toBe('gpu');
   });
-  it('rejects an unknown kernel family before making a device', async () => {
+  it("sets Dawn up as onnxruntime does (robustness off, no lazy clears, exact timestamps); robustness: true keeps Dawn's clamps", () => {
+    expect(ctx.caps.robustness).toBe(false);
+    expect(ctx.caps.dawnToggles?.enabled).toContain('disable_robustness');
+    expect(ctx.caps.dawnToggles?.disabled).toEqual(expect.arrayContaining(['lazy_clear_resource_on_first_use', 'timestamp_quantization']));
+    expect(robust.caps.robustness).toBe(true);
+    expect(robust.caps.dawnToggles?.enabled).not.toContain('disable_robustness');
+  });
+  it('rejects an unknown kernel family or robustness value before making a device', async () => {
+    await expect(GpuContext.create({ robustness: 'yes' as never })).rejects.toThrow(/robustness must be true or false, got "yes"/);
     await expect(GpuContext.create({ kernels: 'fast' as never })).rejects.toThrow(/kernels must be 'gpu' or 'cpu', got "fast"/);
   });
 });
@@ -43,6 +56,13 @@ for (const p of ['f32', 'f16'] as const) {
     for (const c of KERNEL_CASES.filter((k) => k.name.startsWith('matmul'))) {
       it(`${c.name} (gpu kernels)`, async () => {
         const r = await c.run(gpuKernels, p);
+        expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+        expect(r.ok).toBe(true);
+      });
+    }
+    for (const c of KERNEL_CASES) {
+      it(`${c.name} (robustness on)`, async () => {
+        const r = await c.run(robust, p);
         expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
         expect(r.ok).toBe(true);
       });

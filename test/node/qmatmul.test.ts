@@ -36,6 +36,24 @@ describe('quantized matmul without dot4I8Packed (emulated int8 dot products)', (
   }
 });
 
+// Robustness off is the default (the kernels guard their own bounds); every case again with Dawn's clamps on.
+describe('quantized matmul with robustness on', () => {
+  let robust: GpuContext;
+  beforeAll(async () => {
+    robust = await GpuContext.create({ robustness: true });
+  });
+  afterAll(() => robust?.dispose());
+  for (const p of ['f32', 'f16'] as const) {
+    for (const c of QUANT_CASES) {
+      it(`${p} ${c.name}`, async () => {
+        expect(robust.caps.robustness).toBe(true);
+        const r = await c.run(robust, p);
+        expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
+      });
+    }
+  }
+});
+
 // lavapipe runs the subgroup GEMMs (qgemm_sg.wgsl) by default; these run every case again with
 // the workgroup-memory GEMMs (qgemm.wgsl) that GPUs get.
 describe('quantized matmul with the gpu kernel family', () => {
