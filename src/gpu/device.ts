@@ -8,6 +8,7 @@
  */
 import { GPUDeviceError, WebGPUUnavailableError, WebqError } from '../errors.ts';
 import { detectRuntime, type Runtime } from '../env.ts';
+import type { GPU, GPUDevice, GPUPowerPreference } from './webgpu-types.ts';
 
 export interface Capabilities {
   runtime: Runtime;

@@ -7,16 +7,20 @@
  */
 import { WebqError } from '../errors.ts';
 import type { Capabilities } from '../gpu/device.ts';
+import type { GlobalInstance } from '../gpu/webgpu-types.ts';
 import type { DownloadProgress } from '../io/progress.ts';
 import type { Op, Reply, Request, RequestBody, Results, SerializedError, WorkerDeltaInput } from './protocol.ts';
 import { defaultWorkerUrl } from './script-url.ts';
+
+/** A Web Worker (lib DOM's Worker; a stand-in where the consumer's compilation has none, as in Node). */
+export type DomWorker = GlobalInstance<'Worker', { postMessage(message: unknown): void; terminate(): void }>;
 
 export interface WorkerStartOptions {
   /**
    * A Worker already running webq's worker script (a module worker), e.g. one your bundler made:
    * `new Worker(new URL('./node_modules/webq/dist/webq.worker.js', import.meta.url), { type: 'module' })`.
    */
-  worker?: Worker;
+  worker?: DomWorker;
   /** The worker script's URL; default beside webq (dist/webq.worker.js next to dist/webq.browser.js). */
   workerUrl?: string | URL;
   /** Allow shader-f16 on the worker's device (default true). */
@@ -222,7 +226,7 @@ export interface WorkerModelOptions {
    * A started WebqWorker to share (its device too: dispose() then leaves it running), or a Worker
    * running webq's worker script (the model takes it over). Default: a new worker for this model.
    */
-  worker?: WebqWorker | Worker;
+  worker?: WebqWorker | DomWorker;
   /** For a new worker: the worker script's URL (default: webq.worker.js beside webq). */
   workerUrl?: string | URL;
   /** For a new worker's device: allow shader-f16 (default true), kernel family. */
