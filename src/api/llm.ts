@@ -311,22 +311,25 @@ export class LlmModel {
         let finish: FinishReason = 'length';
         const t0 = now();
         let tFirst = 0;
+        // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
+        // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
+        let cacheKeep = Infinity;
         for await (const batch of this.decoder.generate(ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
           if (!tFirst) tFirst = now();
-          let end = batch.findIndex((id) => eos.has(id));
+          const end = batch.findIndex((id) => eos.has(id));
           const accepted = end < 0 ? batch : batch.slice(0, end);
-          tokens.push(...accepted);
-          const { text, stopped } = streamer.push(accepted);
-          if (text) yield { text, tokens: accepted };
-          if (stopped) {
+          const { text, stopped, used } = streamer.push(accepted);
+          const kept = accepted.slice(0, used);
+          tokens.push(...kept);
+          if (text) yield { text, tokens: kept };
+          if (stopped || end >= 0) {
             finish = 'stop';
-            break;
-          }
-          if (end >= 0) {
-            finish = 'stop';
+            // An end-of-sequence id stays cached: a chat template's next turn starts with it.
+            cacheKeep = ids.length + tokens.length + (stopped ? 0 : 1);
             break;
           }
         }
+        this.decoder.keepCached(cacheKeep);
         const rest = streamer.flush();
         if (rest) yield { text: rest, tokens: [] };
         const t1 = now();

@@ -108,11 +108,19 @@ describe('webq generate', () => {
     expect((JSON.parse(b.out) as { tokens: number[] }).tokens).toEqual(ta);
     expect(ta).toEqual((await ref.generate('Hello', { maxTokens: 16, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 })).tokens);
 
-    const full = (await ref.generate(PROMPT, { maxTokens: 24, temperature: 0 })).text;
+    const greedy = await ref.generate(PROMPT, { maxTokens: 24, temperature: 0 });
+    const full = greedy.text;
     const stop = full.slice(full.length >> 1, (full.length >> 1) + 3);
     const r = await cli(['generate', llama, '--prompt', PROMPT, '--max-tokens', '24', '--stop', 'never-seen', '--stop', stop, ...F32]);
     expect(r.out).toBe(`${full.slice(0, full.indexOf(stop))}\n`);
     expect(STATS.exec(r.err)?.[2]).toBe('stop');
+    // The count and the ids end at the id completing the stop; none sampled after it counts.
+    let kept = 1;
+    while (!ref.tokenizer.decode(greedy.tokens.slice(0, kept), { skipSpecialTokens: true }).includes(stop)) kept++;
+    expect(kept).toBeLessThan(greedy.tokens.length);
+    expect(STATS.exec(r.err)?.[1]).toBe(String(kept));
+    const j = await cli(['generate', llama, '--prompt', PROMPT, '--max-tokens', '24', '--stop', stop, '--json', ...F32]);
+    expect((JSON.parse(j.out) as { tokens: number[] }).tokens).toEqual(greedy.tokens.slice(0, kept));
   });
 });
 
