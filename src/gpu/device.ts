@@ -69,7 +69,8 @@ const LIMITS = [
  * intermittently at teardown, and a kept instance does not hold the process open once its
  * devices are destroyed. (Its first requestAdapter() prints "Warning: maxDynamic...BuffersPer
  * PipelineLayout artificially reduced ..." to stderr on Vulkan drivers such as lavapipe, whatever
- * limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts.)
+ * limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts, and a script run
+ * with `node --import webq/quiet-dawn` too, see src/quiet-dawn.ts.)
  */
 let dawn: Promise<GPU> | null = null;
 
