@@ -94,6 +94,8 @@ export type FinishReason = 'stop' | 'length';
 export interface GenerationChunk {
   text: string;
   tokens: number[];
+  /** So far: a stream stopped early (an abort) ends with the usage of what it gave. */
+  usage: Usage;
 }
 
 export interface GenerationResult {
@@ -311,6 +313,17 @@ export class LlmModel {
         let finish: FinishReason = 'length';
         const t0 = now();
         let tFirst = 0;
+        const usageNow = (): Usage => {
+          const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
+          const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
+          return {
+            promptTokens: ids.length,
+            completionTokens: tokens.length,
+            cachedTokens: cachedBefore,
+            prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
+            decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
+          };
+        };
         // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
         // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
         let cacheKeep = Infinity;
@@ -321,7 +334,7 @@ export class LlmModel {
           const { text, stopped, used } = streamer.push(accepted);
           const kept = accepted.slice(0, used);
           tokens.push(...kept);
-          if (text) yield { text, tokens: kept };
+          if (text) yield { text, tokens: kept, usage: usageNow() };
           if (stopped || end >= 0) {
             finish = 'stop';
             // An end-of-sequence id stays cached: a chat template's next turn starts with it.
@@ -330,24 +343,10 @@ export class LlmModel {
           }
         }
         this.decoder.keepCached(cacheKeep);
+        const usage = usageNow();
         const rest = streamer.flush();
-        if (rest) yield { text: rest, tokens: [] };
-        const t1 = now();
-        const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
-        const decodeS = Math.max(t1 - tFirst, 1e-6) / 1000;
-        out.resolve?.({
-          text: streamer.text,
-          tokens,
-          promptIds: ids,
-          finishReason: finish,
-          usage: {
-            promptTokens: ids.length,
-            completionTokens: tokens.length,
-            cachedTokens: cachedBefore,
-            prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
-            decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
-          },
-        });
+        if (rest) yield { text: rest, tokens: [], usage };
+        out.resolve?.({ text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage });
       } finally {
         release();
       }

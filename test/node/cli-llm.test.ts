@@ -178,7 +178,7 @@ describe('webq chat', () => {
       },
       stderr: (t) => {
         r.err += t;
-        if (t.startsWith('prompt ')) session!.interrupt(); // Ctrl-C at the prompt after the second reply
+        if (t.startsWith('prompt ') && !t.includes('finish stopped')) session!.interrupt(); // Ctrl-C at the prompt after the second reply
       },
     };
     input.write('tell me a long story\nshort one\n'); // the input stays open: only the interrupt ends it
@@ -186,8 +186,19 @@ describe('webq chat', () => {
     r.code = await main(['chat', llama, '--verbose', '--max-tokens', '200', ...F32], io);
     clearTimeout(guard);
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/^\[reply stopped\]\nprompt \d+ tokens \(\d+ cached\), generated \d+ tokens/);
-    expect(stats(r.err)).toHaveLength(1);
+    // --verbose: the stopped reply's stats (as far as it went), then the second reply's.
+    const m = /^\[reply stopped\]\nprompt (\d+) tokens, generated (\d+) tokens, prefill [\d.]+ tokens\/s, decode [\d.]+ tokens\/s, finish stopped\nprompt \d+ tokens \(\d+ cached\), generated \d+ tokens/.exec(r.err);
+    expect(m, r.err).not.toBeNull();
+    const partial = r.out.split('\n')[0];
+    const n = Number(m![2]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(200);
+    // The count is of the tokens whose text was shown: the greedy reply's first n.
+    const prompt = ref.encode(ref.renderChat([{ role: 'user', content: 'tell me a long story' }]), { addSpecialTokens: false });
+    expect(Number(m![1])).toBe(prompt.length);
+    const full = await ref.generate(prompt, { maxTokens: 200, temperature: 0 });
+    expect(ref.tokenizer.decode(full.tokens.slice(0, n), { skipSpecialTokens: true }).startsWith(partial)).toBe(true);
+    expect(stats(r.err)).toHaveLength(2);
     expect(r.out.split('\n')).toHaveLength(3); // two replies, each ended by a newline
   });
 });
