@@ -401,7 +401,7 @@ export class BertModel {
             const o = { truncate: true };
             const [a, b] = [await this.pooled(old.weights, opts.check.texts, o, 'applyDelta'), await this.pooled(next, opts.check.texts, o, 'applyDelta')];
             error = 1 - encoderError(a.vectors, b.vectors).cosine!.min;
-            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after is', error, opts.check.maxError);
+            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after', error, opts.check.maxError);
           }
           if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);
           this.versions.replace(next);

@@ -400,7 +400,7 @@ export class LlmModel {
               after.push(await this.decoder.logitsAt(p, next));
             }
             error = decoderError(before, after, this.config.vocabSize).kl!;
-            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts is', error, opts.check!.maxError);
+            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts', error, opts.check!.maxError);
           }
           this.decoder.setWeights(next);
           this.versions.replace(next);

@@ -17,7 +17,8 @@ stop string).
 <model> is a local folder, a folder URL or a Hugging Face hub id (org/name or org/name@rev).
 
 options:
-  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped)
+  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped);
+                          "" starts from the tokenizer's BOS alone (an error where it adds none)
   --json                  print only {"ids": [prompt ids], "tokens": [generated ids], "text": "..."}
   --temperature T         0 = greedy (default 0, whatever generation_config.json says)
 ${SAMPLING_HELP}

@@ -124,6 +124,23 @@ describe('webq generate', () => {
   });
 });
 
+describe('--prompt ""', () => {
+  it('is an empty prompt: generation from BOS alone; a tokenizer that adds no BOS refuses it in one line', async () => {
+    const r = await cli(['generate', llama, '--prompt', '', '--max-tokens', '4', '--json', ...F32]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { ids: number[]; tokens: number[] };
+    expect(j.ids).toEqual([1]); // <s>
+    expect(j.tokens).toEqual((await ref.generate('', { maxTokens: 4, temperature: 0 })).tokens);
+    expect((await cli(['generate', llama, '--prompt=', '--max-tokens', '4', '--json', ...F32])).out).toBe(r.out);
+
+    const qwen = (await writeTinyLlama(join(tmp.dir, 'qwen3-empty'), { modelType: 'qwen3', tokenizer: 'qwen3', tied: true, dtype: 'F16', seed: 5 })).dir;
+    expectOneErrorLine(await cli(['generate', qwen, '--prompt', '', '--max-tokens', '4']), 'the prompt has no tokens');
+    // An option that is not the prompt still needs a value.
+    expectOneErrorLine(await cli(['generate', llama, '--prompt', 'hi', '--stop', '']), 'option --stop needs a value');
+  });
+});
+
 describe('webq logits', () => {
   it('--json: one logit per vocabulary entry, equal to LlmModel.logits; otherwise the top tokens', async () => {
     const r = await cli(['logits', llama, '--prompt', PROMPT, '--json', ...F32]);
