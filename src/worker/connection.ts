@@ -7,13 +7,18 @@
  */
 import { WebqError } from '../errors.ts';
 import type { Capabilities } from '../gpu/device.ts';
-import type { GlobalInstance } from '../gpu/webgpu-types.ts';
 import type { DownloadProgress } from '../io/progress.ts';
 import type { Op, Reply, Request, RequestBody, Results, SerializedError, WorkerDeltaInput } from './protocol.ts';
 import { defaultWorkerUrl } from './script-url.ts';
 
-/** A Web Worker (lib DOM's Worker; a stand-in where the consumer's compilation has none, as in Node). */
-export type DomWorker = GlobalInstance<'Worker', { postMessage(message: unknown): void; terminate(): void }>;
+// Empty, so that it merges with lib DOM's Worker (or Deno's) in a consumer's build and is an opaque
+// object where there is none (Node without lib DOM); see src/gpu/webgpu-types.ts.
+declare global {
+  interface Worker {}
+}
+
+/** A Web Worker. */
+export type DomWorker = globalThis.Worker;
 
 export interface WorkerStartOptions {
   /**

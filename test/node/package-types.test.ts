@@ -9,7 +9,7 @@
 // WebGPU declarations from 6.0 on, which collide with @webgpu/types: webq's declarations must
 // declare no WebGPU global of their own (src/gpu/webgpu-types.ts). A second file names WebGPU
 // types and calls the device webq hands out, with the WebGPU declarations such a user has: lib DOM
-// on TypeScript >= 6, @webgpu/types on 5.
+// on TypeScript >= 6, @webgpu/types on 5. And `deno check` of a Deno script importing 'webq'.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -49,7 +49,7 @@ for await (const chunk of llm.chat.completions.create({ messages, stream: true }
   const c: ChatCompletionChunk = chunk;
   void c.choices[0]?.delta.content;
 }
-void [similarity, result.tokens, reply, ctx.dev.gpu.label];
+void [similarity, result.tokens, reply, ctx.dev.gpu];
 bert.dispose();
 llm.dispose();
 ctx.dispose();
@@ -76,6 +76,17 @@ const t = ctx.empty([4], 'f32');
 const same: GPUBuffer = t.buffer;
 device.queue.writeBuffer(t.buffer, 0, new Float32Array(4));
 void [buffer, same];
+`;
+
+// Deno type-checks with its own lib, which has WebGPU: the device webq hands out is Deno's GPUDevice.
+const DENO_TS = `import { GpuContext, LlmModel, type GenerationResult } from 'webq';
+
+const ctx = await GpuContext.create();
+const device: GPUDevice = ctx.dev.gpu;
+const buffer: GPUBuffer = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+const llm = await LlmModel.load('HuggingFaceTB/SmolLM2-135M-Instruct', { dtype: 'q4', context: ctx });
+const r: GenerationResult = await llm.generate('Hi', { maxTokens: 4 });
+void [buffer, r.tokens];
 `;
 
 const RESOLUTIONS: Record<string, Record<string, unknown>> = {
@@ -143,7 +154,18 @@ beforeAll(async () => {
   await writeFile(join(app, 'api.ts'), API_TS);
   await writeFile(join(app, 'browser.ts'), BROWSER_TS);
   await writeFile(join(app, 'gpu.ts'), GPU_TS);
+  await writeFile(join(app, 'deno.ts'), DENO_TS);
 }, 300_000);
+
+it('deno check: a Deno script on the packed package (npm install layout) type-checks', async () => {
+  const deno = join(ROOT, 'node_modules', '.bin', 'deno');
+  const r = await run(deno, ['check', '--quiet', 'deno.ts'], { cwd: app, env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 16 << 20 }).then(
+    () => ({ code: 0, out: '' }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: `${e.stdout}${e.stderr}` }),
+  );
+  expect(r.out).toBe('');
+  expect(r.code).toBe(0);
+}, 120_000);
 
 describe("a consumer's tsc against the packed package", () => {
   for (const [alias, { major }] of Object.entries(TYPESCRIPTS)) {
