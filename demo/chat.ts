@@ -201,13 +201,14 @@ function readSettings(): { max_tokens: number; temperature: number } {
   return { max_tokens: max, temperature };
 }
 
-function describeReply(u: ChatUsage | undefined, finish: Finish, chunks: number): string {
+/** The reply's stats: its usage (the usage so far for a stopped or failed one, see reply()). */
+function describeReply(u: ChatUsage | undefined, finish: Finish): string {
   const tps = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} tok/s`;
   const end = { stop: 'done', length: 'hit max tokens', aborted: 'stopped', error: 'failed' }[finish];
-  if (!u) return `${end} after ${chunks} chunk${chunks === 1 ? '' : 's'}`;
+  if (!u) return `${end} before the first token`;
   const cached = u.prompt_tokens_details.cached_tokens;
   return (
-    `${u.completion_tokens} tokens · prompt ${u.prompt_tokens}${cached ? ` (${cached} cached)` : ''} · ` +
+    `${u.completion_tokens} token${u.completion_tokens === 1 ? '' : 's'} · prompt ${u.prompt_tokens}${cached ? ` (${cached} cached)` : ''} · ` +
     `prefill ${tps(u.prefill_tokens_per_second)} · decode ${tps(u.decode_tokens_per_second)} · ${end}`
   );
 }
@@ -234,7 +235,8 @@ async function reply(): Promise<void> {
   publish();
   let finish: Finish = 'error';
   try {
-    const stream = llm.chat.completions.create({ messages, stream: true, ...settings }, { signal: ac.signal });
+    // The usage so far on every chunk, so a stopped reply can say how many tokens it got.
+    const stream = llm.chat.completions.create({ messages, stream: true, stream_options: { continuous_usage_stats: true }, ...settings }, { signal: ac.signal });
     for await (const chunk of stream) {
       const choice = chunk.choices[0];
       if (choice.delta.content) {
@@ -258,7 +260,7 @@ async function reply(): Promise<void> {
     b.el.classList.remove('streaming');
     if (finish === 'error') b.el.classList.add('failed');
     b.meta.hidden = false;
-    b.meta.textContent = describeReply(state.lastUsage, finish, state.chunks);
+    b.meta.textContent = describeReply(state.lastUsage, finish);
     ui.replyStats.textContent = '';
     state.lastFinish = finish;
     state.kvBytes = llm.kvBytes;

@@ -2,9 +2,8 @@
  * webq: quantized Transformer inference on WebGPU in browsers, Node and Deno.
  * This is the package's public surface; deeper modules may change between versions.
  */
-// The declarations name GPUDevice, GPUBuffer, ...: this line (kept in dist/index.d.ts by
-// preserve="true") gives a consumer's tsc the WebGPU types, a dependency of this package.
-/// <reference types="@webgpu/types" preserve="true" />
+// The declarations name GPUDevice, GPUBuffer, ... through src/gpu/webgpu-types.ts and declare no
+// WebGPU global, so they compile beside TypeScript's own lib.dom WebGPU types (TypeScript >= 6).
 export { WebqError, WebGPUUnavailableError, GPUDeviceError, ShapeError } from './errors.ts';
 export { createDevice, WebqDevice, type Capabilities, type DeviceOptions } from './gpu/device.ts';
 export { GpuContext, type HostArray } from './gpu/context.ts';

@@ -31,6 +31,12 @@ export interface ChatCompletionRequest {
    * turns after any system message are dropped until it fits (as OpenAI's Responses API does).
    */
   truncation?: 'auto' | 'disabled';
+  /**
+   * The last chunk of a stream always has the usage (OpenAI's include_usage is implied).
+   * continuous_usage_stats (vLLM's name): every content chunk has the usage so far too, so a stream
+   * stopped early (an abort) still says how many tokens it gave.
+   */
+  stream_options?: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null;
   model?: string;
 }
 
@@ -59,7 +65,7 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
-  /** On the last chunk only. */
+  /** On the last chunk; on every one with stream_options.continuous_usage_stats (the usage so far). */
   usage?: ChatUsage;
 }
 
@@ -136,7 +142,8 @@ export class ChatCompletions {
             id, object: 'chat.completion.chunk', created, model: name, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
           });
           yield chunk({ role: 'assistant', content: '' }, null);
-          for await (const c of s) yield chunk({ content: c.text }, null);
+          const continuous = req.stream_options?.continuous_usage_stats === true;
+          for await (const c of s) yield { ...chunk({ content: c.text }, null), ...(continuous && { usage: usage(c.usage) }) };
           const r: GenerationResult = await s.result;
           yield { ...chunk({}, r.finishReason), usage: usage(r.usage) };
         },

@@ -94,6 +94,8 @@ export type FinishReason = 'stop' | 'length';
 export interface GenerationChunk {
   text: string;
   tokens: number[];
+  /** So far: a stream stopped early (an abort) ends with the usage of what it gave. */
+  usage: Usage;
 }
 
 export interface GenerationResult {
@@ -312,40 +314,40 @@ export class LlmModel {
         let finish: FinishReason = 'length';
         const t0 = now();
         let tFirst = 0;
-        for await (const batch of this.decoder.generate(ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
-          if (!tFirst) tFirst = now();
-          let end = batch.findIndex((id) => eos.has(id));
-          const accepted = end < 0 ? batch : batch.slice(0, end);
-          tokens.push(...accepted);
-          const { text, stopped } = streamer.push(accepted);
-          if (text) yield { text, tokens: accepted };
-          if (stopped) {
-            finish = 'stop';
-            break;
-          }
-          if (end >= 0) {
-            finish = 'stop';
-            break;
-          }
-        }
-        const rest = streamer.flush();
-        if (rest) yield { text: rest, tokens: [] };
-        const t1 = now();
-        const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
-        const decodeS = Math.max(t1 - tFirst, 1e-6) / 1000;
-        out.resolve?.({
-          text: streamer.text,
-          tokens,
-          promptIds: ids,
-          finishReason: finish,
-          usage: {
+        const usageNow = (): Usage => {
+          const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
+          const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
+          return {
             promptTokens: ids.length,
             completionTokens: tokens.length,
             cachedTokens: cachedBefore,
             prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
             decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
-          },
-        });
+          };
+        };
+        // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
+        // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
+        let cacheKeep = Infinity;
+        for await (const batch of this.decoder.generate(ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
+          if (!tFirst) tFirst = now();
+          const end = batch.findIndex((id) => eos.has(id));
+          const accepted = end < 0 ? batch : batch.slice(0, end);
+          const { text, stopped, used } = streamer.push(accepted);
+          const kept = accepted.slice(0, used);
+          tokens.push(...kept);
+          if (text) yield { text, tokens: kept, usage: usageNow() };
+          if (stopped || end >= 0) {
+            finish = 'stop';
+            // An end-of-sequence id stays cached: a chat template's next turn starts with it.
+            cacheKeep = ids.length + tokens.length + (stopped ? 0 : 1);
+            break;
+          }
+        }
+        this.decoder.keepCached(cacheKeep);
+        const usage = usageNow();
+        const rest = streamer.flush();
+        if (rest) yield { text: rest, tokens: [], usage };
+        out.resolve?.({ text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage });
       } finally {
         release();
       }

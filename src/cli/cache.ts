@@ -7,23 +7,36 @@ import { UsageError, type CliIO, type Command } from './command.ts';
 import { formatBytes } from './info.ts';
 
 const USAGE = `usage: webq cache list [--json] [--cache-dir DIR]
-       webq cache rm [--cache-dir DIR] <org/name[@revision] | folder URL>...
+       webq cache rm [--cache-dir DIR] [--hub-url URL] <org/name[@revision] | folder URL>...
 
-list   one line per cached model (hub revision or folder URL): its size, file
-       count and when the server was last asked about it
+list   one line per cached model (hub revision or folder URL): the hub it came
+       from, its size, file count and when the server was last asked about it.
+       Hub "?": cached by an older webq, which did not keep the hub; no load
+       reads it any more (webq cache rm removes it)
 rm     removes a model: org/name removes every revision, org/name@revision one,
-       a folder URL that folder
+       a folder URL that folder; a hub id goes from every hub it came from
 
 options:
   --json           (list) print a JSON array instead of a table
   --cache-dir DIR  the cache folder (default $WEBQ_CACHE_DIR or ~/.cache/webq)
+  --hub-url URL    (rm) remove hub ids from this hub only
   -h, --help`;
 
 interface Args {
   action: 'list' | 'rm';
   json: boolean;
   cacheDir: string | undefined;
+  hubUrl: string | undefined;
   models: string[];
+}
+
+/** A value option as "--name VALUE" or "--name=VALUE"; undefined when `a` is not that option. */
+function valueOf(name: string, a: string, rest: string[], i: number): { value: string; next: number } | undefined {
+  if (a.startsWith(`${name}=`)) return { value: a.slice(name.length + 1), next: i };
+  if (a !== name) return undefined;
+  const value = rest[i + 1];
+  if (value === undefined) throw new UsageError(`cache: ${name} needs a value`);
+  return { value, next: i + 1 };
 }
 
 function parseArgs(args: string[]): Args {
@@ -31,14 +44,14 @@ function parseArgs(args: string[]): Args {
   if (action !== 'list' && action !== 'rm') {
     throw new UsageError(`cache: expected "list" or "rm", got ${action === undefined ? 'nothing' : JSON.stringify(action.slice(0, 100))} (run "webq cache --help")`);
   }
-  const out: Args = { action, json: false, cacheDir: undefined, models: [] };
+  const out: Args = { action, json: false, cacheDir: undefined, hubUrl: undefined, models: [] };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
+    const dir = valueOf('--cache-dir', a, rest, i);
+    const hub = action === 'rm' ? valueOf('--hub-url', a, rest, i) : undefined;
     if (a === '--json' && action === 'list') out.json = true;
-    else if (a === '--cache-dir') {
-      out.cacheDir = rest[++i];
-      if (out.cacheDir === undefined) throw new UsageError('cache: --cache-dir needs a folder');
-    } else if (a.startsWith('--cache-dir=')) out.cacheDir = a.slice('--cache-dir='.length);
+    else if (dir) [out.cacheDir, i] = [dir.value, dir.next];
+    else if (hub) [out.hubUrl, i] = [hub.value, hub.next];
     else if (a.startsWith('-')) throw new UsageError(`cache ${action}: unknown option ${JSON.stringify(a.slice(0, 100))} (run "webq cache --help")`);
     else out.models.push(a);
   }
@@ -51,16 +64,23 @@ function table(models: CachedModel[]): string {
   if (!models.length) return 'the cache is empty\n';
   const rows = models.map((m) => [
     m.location,
+    m.kind === 'url' ? '-' : m.hub === null ? '?' : m.hub.replace(/^https:\/\//, ''),
     formatBytes(m.bytes),
     `${m.files.length} file${m.files.length === 1 ? '' : 's'}`,
     m.checkedAt ? m.checkedAt.toISOString().replace(/\.\d+Z$/, 'Z') : '-',
     m.commit?.slice(0, 10) ?? '-',
   ]);
-  const head = ['MODEL', 'SIZE', 'FILES', 'CHECKED', 'COMMIT'];
+  const head = ['MODEL', 'HUB', 'SIZE', 'FILES', 'CHECKED', 'COMMIT'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 1 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (r: string[]) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   const total = models.reduce((s, m) => s + m.bytes, 0);
   return `${[line(head), ...rows.map(line)].join('\n')}\ntotal: ${models.length} model${models.length === 1 ? '' : 's'}, ${formatBytes(total)}\n`;
+}
+
+/** " from huggingface.co" for a hub model, " (unknown hub)" for one cached before the hub was kept. */
+function fromHub(m: CachedModel): string {
+  if (m.kind === 'url') return '';
+  return m.hub === null ? ' (unknown hub)' : ` from ${m.hub.replace(/^https:\/\//, '')}`;
 }
 
 export const cacheCommand: Command = {
@@ -68,7 +88,7 @@ export const cacheCommand: Command = {
   usage: USAGE,
   async run(args: string[], io: CliIO): Promise<number> {
     const a = parseArgs(args);
-    const opts = a.cacheDir === undefined ? {} : { cacheDir: a.cacheDir };
+    const opts = { ...(a.cacheDir !== undefined && { cacheDir: a.cacheDir }), ...(a.hubUrl !== undefined && { hubUrl: a.hubUrl }) };
     if (a.action === 'list') {
       const models = await listCachedModels(opts);
       io.stdout(a.json ? `${JSON.stringify(models, null, 2)}\n` : table(models));
@@ -81,7 +101,7 @@ export const cacheCommand: Command = {
         io.stderr(`webq: ${model.slice(0, 200)} is not in the cache\n`);
         missing++;
       }
-      for (const m of removed) io.stdout(`removed ${m.location} (${formatBytes(m.bytes)})\n`);
+      for (const m of removed) io.stdout(`removed ${m.location}${fromHub(m)} (${formatBytes(m.bytes)})\n`);
     }
     return missing ? 1 : 0;
   },

@@ -23,8 +23,8 @@ When the conversation outgrows the context, its oldest turns are dropped.
 
 options:
   --system TEXT           a system message that starts the conversation
-  --verbose               after each reply, a stats line on stderr (with the prompt tokens
-                          reused from the cache)
+  --verbose               after each reply (a stopped one too), a stats line on stderr (with
+                          the prompt tokens reused from the cache)
   --temperature T         0 = greedy (default: what generation_config.json says, else 0)
 ${SAMPLING_HELP}
 ${LLM_HELP}
@@ -85,6 +85,8 @@ async function converse(model: LlmModel, io: ChatIO, o: Turn): Promise<void> {
       const request = {
         messages, stream: true, truncation: 'auto', max_tokens: s.maxTokens, temperature: s.temperature, top_p: s.topP, top_k: s.topK,
         min_p: s.minP, repetition_penalty: s.repetitionPenalty, seed: s.seed, stop: s.stop,
+        // The usage so far on every chunk: a stopped reply's stats are its last chunk's.
+        stream_options: { continuous_usage_stats: o.verbose },
       } as const;
       let content = '';
       let last: ChatCompletionChunk | undefined;
@@ -104,7 +106,7 @@ async function converse(model: LlmModel, io: ChatIO, o: Turn): Promise<void> {
       }
       io.stdout('\n');
       if (stopped) io.stderr('[reply stopped]\n');
-      else if (o.verbose && last?.usage) io.stderr(`${formatStats(usageOf(last.usage), last.choices[0].finish_reason ?? 'stop')}\n`);
+      if (o.verbose && last?.usage) io.stderr(`${formatStats(usageOf(last.usage), stopped ? 'stopped' : (last.choices[0].finish_reason ?? 'stop'))}\n`);
       // A stopped reply stays as far as it went, so the conversation is what the user saw.
       messages.push({ role: 'assistant', content });
     }

@@ -13,7 +13,8 @@
  * Dawn uses Vulkan, the CLI runs a command that opens a GPU in a child process and reads the
  * child's stderr: those two lines are dropped, everything else passes through as it comes (a
  * progress bar redrawn in place included). With WEBQ_DEBUG set the command runs in-process and
- * Dawn's lines show.
+ * Dawn's lines show. A library user's script gets the same with `node --import webq/quiet-dawn`
+ * (src/quiet-dawn.ts).
  */
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
@@ -76,18 +77,26 @@ export function wantsFilter(): boolean {
  * resolves to its exit code (128 + the signal's number when a signal ended it), or undefined when
  * no child could be started, so the caller runs the command itself.
  */
-export async function runFiltered(argv: string[], io: CliIO): Promise<number | undefined> {
-  // --inspect would make the child compete for the parent's debugger port.
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
-  const child = spawn(process.execPath, [...execArgv, process.argv[1], ...argv], {
-    stdio: ['inherit', 'inherit', 'pipe'],
-    env: { ...process.env, [CHILD_ENV]: io.stderrIsTTY ? 'tty' : '1' },
-  });
+export function runFiltered(argv: string[], io: CliIO): Promise<number | undefined> {
+  return runNodeFiltered([...nodeOptions(), process.argv[1], ...argv], { ...process.env, [CHILD_ENV]: io.stderrIsTTY ? 'tty' : '1' }, io.stderr);
+}
+
+/** This process's Node options, for a child; --inspect would make it compete for the debugger port. */
+export function nodeOptions(): string[] {
+  return process.execArgv.filter((a) => !a.startsWith('--inspect'));
+}
+
+/**
+ * Runs `node <args>` with `env`, stdin and stdout shared and stderr read through DawnNoticeFilter
+ * into `write`; resolves as runFiltered does. Signals: see below.
+ */
+export async function runNodeFiltered(args: string[], env: NodeJS.ProcessEnv, write: (text: string) => void): Promise<number | undefined> {
+  const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'pipe'], env });
   const filter = new DawnNoticeFilter();
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (text: string) => {
     const out = filter.push(text);
-    if (out) io.stderr(out);
+    if (out) write(out);
   });
   // Ctrl-C reaches the child from the terminal as well: it decides (chat stops a reply, the rest exit).
   const ignore = () => {};
@@ -103,7 +112,7 @@ export async function runFiltered(argv: string[], io: CliIO): Promise<number | u
       child.once('close', (code, signal) => resolve({ code, signal }));
     });
     const rest = filter.end();
-    if (rest) io.stderr(rest);
+    if (rest) write(rest);
     if (!ended) return undefined;
     return ended.code ?? 128 + (ended.signal ? constants.signals[ended.signal] : 0);
   } finally {

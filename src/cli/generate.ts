@@ -17,7 +17,8 @@ stop string).
 <model> is a local folder, a folder URL or a Hugging Face hub id (org/name or org/name@rev).
 
 options:
-  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped)
+  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped);
+                          "" starts from the tokenizer's BOS alone (an error where it adds none)
   --json                  print only {"ids": [prompt ids], "tokens": [generated ids], "text": "..."}
   --temperature T         0 = greedy (default 0, whatever generation_config.json says)
 ${SAMPLING_HELP}
@@ -27,7 +28,7 @@ ${LLM_HELP}
 const rate = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 /** One stats line: "prompt 7 tokens (5 cached), generated 16 tokens, prefill 120 tokens/s, decode 40.5 tokens/s, finish length". */
-export function formatStats(u: Usage, finish: FinishReason): string {
+export function formatStats(u: Usage, finish: FinishReason | 'stopped'): string {
   const cached = u.cachedTokens > 0 ? ` (${u.cachedTokens} cached)` : '';
   return `prompt ${u.promptTokens} tokens${cached}, generated ${u.completionTokens} tokens, prefill ${rate(u.prefillTokensPerSecond)} tokens/s, decode ${rate(u.decodeTokensPerSecond)} tokens/s, finish ${finish}`;
 }

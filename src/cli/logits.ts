@@ -13,7 +13,8 @@ only where its config adds one) and prints the logits at the last position: the 
 next tokens with their logits and probabilities, or with --json every logit.
 
 options:
-  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped)
+  --prompt TEXT           the prompt; "-" reads it from stdin (one final newline dropped);
+                          "" starts from the tokenizer's BOS alone (an error where it adds none)
   --json                  print only {"ids": [prompt ids], "logits": [one per vocabulary entry]}
   --top N                 how many tokens to list without --json (default 10)
 ${LLM_HELP}

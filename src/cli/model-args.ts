@@ -23,6 +23,12 @@ export interface ParsedArgs {
 }
 
 /**
+ * Options whose empty value means something: `--prompt ""` is an empty prompt (the model starts
+ * from the tokenizer's BOS alone; one that adds none refuses it: EMPTY_PROMPT).
+ */
+const EMPTY_VALUE_OK = new Set(['--prompt']);
+
+/**
  * `--flag`, `--opt value`, `--opt=value`; `--` ends the options (so a text may start with "-");
  * a lone `-` is positional (stdin). `aliases` maps short forms (`-m`) to long ones.
  */
@@ -51,7 +57,7 @@ export function parseArgs(
       out.flags.add(name);
     } else if (spec.values.includes(name)) {
       const value = eq >= 0 ? raw.slice(eq + 1) : args[++i];
-      if (value === undefined || value === '') throw bad(`option ${name} needs a value`);
+      if (value === undefined || (value === '' && !EMPTY_VALUE_OK.has(name))) throw bad(`option ${name} needs a value`);
       out.values.set(name, value);
       out.lists.set(name, [...(out.lists.get(name) ?? []), value]);
     } else {

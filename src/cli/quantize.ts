@@ -13,6 +13,8 @@ import { QUANT_METHODS, type QuantMethod } from '../models/quantize-methods.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { calibrationLines } from '../quant/calibrate.ts';
 import { describeError } from '../quant/guard.ts';
+import { CalibrationTextError, MOSTLY_UNKNOWN, unknownShare } from '../models/calibration-text.ts';
+import { QuantizeRefusedError } from '../models/quantize-options.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
 import type { CliIO, Command } from './command.ts';
 import { UsageError } from './command.ts';
@@ -50,8 +52,9 @@ Accuracy: with a calibrated method, --max-error or --report, the written model i
 compared with the float model on --eval FILE (default: the calibration text): embedding cosine
 for encoders (error = 1 - cosine), logit KL per token and top-1 agreement for decoders (error =
 KL). Past --max-error E nothing is written, the exit code is 1, and the costliest layers are
-named. --report FILE writes sizes, bits per weight, time and per-layer errors as JSON; a summary
-goes to stderr.
+named. --report FILE writes sizes, bits per weight, time and per-layer errors as JSON (a refused
+run too, with "written": false and the error); a summary goes to stderr. Text the tokenizer
+cannot read (mostly its unknown token) measures nothing: a warning, and --max-error is refused.
 
 --embeddings says how the embedding table (a tied LM head too) is stored: int8 (BERT: one scale
 per row; LLMs: groups of 32), int4, f16, or f32. Default int8, except an LLM table not tied to
@@ -146,6 +149,9 @@ export function summary(r: QuantizeReport): string {
     `quantized ${r.architecture} as ${r.dtype} by ${r.method}: ${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} (${(r.bytesIn / r.bytesOut).toFixed(2)}x smaller), Linears ${r.bitsPerWeight.toFixed(2)} bits per weight, ${r.seconds.toFixed(1)} s`,
   ];
   if (r.calibration) lines.push(`  calibration: ${r.calibration.texts} texts, ${r.calibration.tokens} tokens`);
+  if (r.calibration && r.calibration.unknownShare > MOSTLY_UNKNOWN) {
+    lines.push(`  warning: ${(100 * r.calibration.unknownShare).toFixed(0)}% of the calibration tokens are the tokenizer's unknown token: the errors here measure little; give text in the model's language with --calib (and --eval)`);
+  }
   if (r.model) lines.push(`  whole model: ${describeError(r.model)}`);
   if (r.dtype === 'mixed') {
     for (const l of r.layers) lines.push(`  ${l.id.padEnd(16)} ${String(l.bits).padStart(2)} bits${l.group !== undefined ? ` group ${l.group}` : ''}, model error alone ${(l.candidates?.find((c) => c.bits === l.bits && c.group === l.group)?.error ?? 0).toExponential(2)}`);
@@ -154,6 +160,15 @@ export function summary(r: QuantizeReport): string {
     if (measured.length) lines.push(`  largest layer errors (relative, on calibration inputs): ${measured.slice(0, 4).map((l) => `${l.id} ${l.error!.toExponential(2)}`).join(', ')}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** Writes the --report JSON; a failure is REPORT_WRITE, its message starting with `what`. */
+async function writeReport(file: string, content: object, what: string): Promise<void> {
+  try {
+    await (await loadFs(file)).writeFile(file, JSON.stringify(content, null, 2) + '\n');
+  } catch (e) {
+    throw new WebqError('REPORT_WRITE', `${what} ${file} could not be written: ${(e as Error).message}`);
+  }
 }
 
 export const quantizeCommand: Command = {
@@ -174,16 +189,17 @@ export const quantizeCommand: Command = {
     try {
       // Tests run many commands on one device (ModelCliIO.gpuContext); a real run makes its own.
       r = await quantizeCheckpoint(files, out, dtype, { ...opts, onProgress: bar.update, context: (io as ModelCliIO).gpuContext });
+    } catch (e) {
+      // A refused run still writes its report: that is where one looks for why.
+      if (report !== undefined && (e instanceof QuantizeRefusedError || e instanceof CalibrationTextError)) {
+        const measured = e instanceof QuantizeRefusedError ? e.report : { evaluation: { tokens: e.coverage.tokens, unknownShare: unknownShare(e.coverage) } };
+        await writeReport(report, { model, out, written: false, error: { code: e.code, message: e.message }, ...measured }, `${e.message}; the report`);
+      }
+      throw e;
     } finally {
       bar.clear();
     }
-    if (report !== undefined) {
-      try {
-        await (await loadFs(report)).writeFile(report, JSON.stringify({ model, out, ...r }, null, 2) + '\n');
-      } catch (e) {
-        throw new WebqError('REPORT_WRITE', `${out} was written, but the report ${report} could not be: ${(e as Error).message}`);
-      }
-    }
+    if (report !== undefined) await writeReport(report, { model, out, ...r }, `${out} was written, but the report`);
     const how = `group ${r.spec.group}, ${r.spec.symmetric ? 'symmetric' : 'asymmetric'}${r.method !== 'rtn' ? `, ${r.method}` : ''}`;
     const ratio = `${((100 * r.bytesOut) / r.bytesIn).toFixed(1)}%`;
     io.stdout(`${out}: ${r.architecture}, ${r.quantized} linear weights as ${dtype} (${how}), embeddings ${r.embeddings}, ${r.tensors} tensors, ${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} (${ratio})\n`);

@@ -115,6 +115,11 @@ export class Decoder {
     return n;
   }
 
+  /** Forgets cached tokens past the first `n`: those a caller discarded (sampled past a stop). */
+  keepCached(n: number): void {
+    if (n < this.cache.ids.length) this.cache.truncate(n);
+  }
+
   private reuse(prompt: readonly number[]): number {
     const n = this.cachedPrefix(prompt);
     this.cache.truncate(n);

@@ -10,6 +10,7 @@ import { PipelineCache, type Kernel } from './pipelines.ts';
 import { BufferPool, STORAGE_USAGE } from './pool.ts';
 import { Recorder } from './recorder.ts';
 import { align4, DTYPE_BYTES, numel, shapeStr, Tensor, type DType } from './tensor.ts';
+import type { GPUBindGroup, GPUBindGroupEntry, GPUBuffer, GPUQuerySet } from './webgpu-types.ts';
 
 const MAP_READ = 0x0001;
 const COPY_DST = 0x0008;

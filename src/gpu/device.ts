@@ -8,6 +8,7 @@
  */
 import { GPUDeviceError, WebGPUUnavailableError, WebqError } from '../errors.ts';
 import { detectRuntime, getEnv, type Runtime } from '../env.ts';
+import type { GPU, GPUDevice, GPUPowerPreference } from './webgpu-types.ts';
 
 export interface Capabilities {
   runtime: Runtime;
@@ -111,7 +112,8 @@ const LIMITS = [
  * made from it, so devices with and without robustness need an instance each (the benches' A/B
  * mode runs both in one process). (Its first requestAdapter() prints "Warning: maxDynamic...
  * BuffersPerPipelineLayout artificially reduced ..." to stderr on Vulkan drivers such as
- * lavapipe, whatever limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts.)
+ * lavapipe, whatever limits are requested later; the CLI filters it, see src/cli/dawn-notices.ts,
+ * and a script run with `node --import webq/quiet-dawn` too, see src/quiet-dawn.ts.)
  */
 const dawn = new Map<string, Promise<GPU>>();
 

@@ -9,6 +9,7 @@
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { GPUDeviceError, WebqError } from '../errors.ts';
 import { shaderSource, variantName, type Variant } from './shaders.ts';
+import type { GPUBindGroupLayout, GPUComputePipeline, GPUDevice } from './webgpu-types.ts';
 
 export interface KernelKey {
   shader: string;

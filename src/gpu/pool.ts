@@ -3,6 +3,8 @@
  * so repeated forwards allocate nothing. Sizes are bucketed (powers of two, then steps of 1/8)
  * to keep reuse high without wasting more than ~12% per buffer.
  */
+import type { GPUBuffer, GPUDevice } from './webgpu-types.ts';
+
 export const STORAGE_USAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST (constants are not global in Dawn before create())
 
 export function bucketSize(bytes: number): number {

@@ -8,6 +8,7 @@ import { WebqError } from '../errors.ts';
 import type { GpuContext } from './context.ts';
 import { packUniforms, type KernelKey } from './pipelines.ts';
 import type { Tensor } from './tensor.ts';
+import type { GPUBindGroupEntry, GPUBuffer, GPUBufferBinding, GPUCommandEncoder } from './webgpu-types.ts';
 
 export type Binding = Tensor | GPUBufferBinding;
 

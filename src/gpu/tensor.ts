@@ -3,6 +3,7 @@
  * Quantized weights use 'u32' tensors of packed codes (see src/quant/layout.ts).
  */
 import { ShapeError } from '../errors.ts';
+import type { GPUBuffer, GPUBufferBinding } from './webgpu-types.ts';
 
 export type DType = 'f32' | 'f16' | 'u32' | 'i32';
 

@@ -1,6 +1,7 @@
 /**
  * Download cache for remote model files. In Node and Deno files go to disk under
- * `${WEBQ_CACHE_DIR ?? ~/.cache/webq}/<key...>` (hub files: `hub/<org>/<name>/<revision>/<file>`);
+ * `${WEBQ_CACHE_DIR ?? ~/.cache/webq}/<key...>` (hub files: `hubs/<hub>/<org>/<name>/<revision>/<file>`,
+ * see cacheKeyPrefix in src/io/hub.ts);
  * in browsers into the Cache API (`caches.open('webq')`, keyed by URL).
  *
  * A file enters the cache only complete: on disk it is streamed to `<name>.part-<random>` and
@@ -9,7 +10,7 @@
  *
  * Beside the files, a small JSON note per revision (hub) or folder URL records what the server
  * said: optional files it has not got, when it was last asked and at which commit. On disk the
- * note of `hub/<org>/<name>/<rev>/` is `hub/<org>/<name>/@<rev>.json` ("@" never starts an
+ * note of `hubs/<hub>/<org>/<name>/<rev>/` is `hubs/<hub>/<org>/<name>/@<rev>.json` ("@" never starts an
  * encoded key segment, so a note cannot collide with a model's file). When entries are
  * re-checked is src/io/remote-files.ts's business.
  *
@@ -251,7 +252,7 @@ export async function diskCache(root: string): Promise<FileCache> {
   };
 }
 
-/** Response header holding an entry's key ("hub/org/name/main/config.json"), so the cache can be listed. */
+/** Response header holding an entry's key ("hubs/huggingface.co/org/name/main/config.json"), so the cache can be listed. */
 const KEY_HEADER = 'x-webq-key';
 
 /**

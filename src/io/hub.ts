@@ -109,11 +109,30 @@ export function hubFileListUrl(id: string, revision: string, hubUrl?: string): U
 }
 
 /**
- * Where a remote location's files live in the download cache: `hub/<org>/<name>/<rev>` or
- * `url/<host>/<path...>`, each segment percent-encoded (so "refs/pr/1" is one segment).
+ * The hub in cache keys: its URL without "https://" (`huggingface.co`, `hf-mirror.com`,
+ * `http://127.0.0.1:8080`, `example.com/hf`), percent-encoded into one segment.
  */
-export function cacheKeyPrefix(loc: Exclude<ModelLocation, { kind: 'folder' }>): string[] {
-  if (loc.kind === 'hub') return ['hub', loc.org, loc.name, encodeURIComponent(loc.revision)];
+export function hubKeySegment(hubUrl?: string): string {
+  const u = new URL(hubRoot(hubUrl));
+  const root = `${u.protocol === 'https:' ? '' : `${u.protocol}//`}${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  return encodeURIComponent(root);
+}
+
+/** The hub URL a key segment of hubKeySegment stands for. */
+export function hubFromKeySegment(segment: string): string {
+  const root = decodeURIComponent(segment);
+  return root.includes('://') ? root : `https://${root}`;
+}
+
+/**
+ * Where a remote location's files live in the download cache: `hubs/<hub>/<org>/<name>/<rev>`
+ * (the hub as hubKeySegment writes it, so one hub's files never answer for another's) or
+ * `url/<host>/<path...>`, each segment percent-encoded (so "refs/pr/1" is one segment). Caches
+ * from before the hub was part of the key hold `hub/<org>/<name>/<rev>`: which hub those came
+ * from is unknown, so no load reads them (src/io/cached-models.ts lists and removes them).
+ */
+export function cacheKeyPrefix(loc: Exclude<ModelLocation, { kind: 'folder' }>, hubUrl?: string): string[] {
+  if (loc.kind === 'hub') return ['hubs', hubKeySegment(hubUrl), loc.org, loc.name, encodeURIComponent(loc.revision)];
   const segs = loc.base.pathname.split('/').filter((s) => s !== '');
   return ['url', encodeURIComponent(loc.base.host), ...segs.map(encodeURIComponent)];
 }
@@ -186,7 +205,7 @@ export async function openModelFiles(location: string | URL, options: OpenModelO
       name: loc.id,
       location: `${loc.id}@${loc.revision}`,
       revision: loc.revision,
-      keyPrefix: cacheKeyPrefix(loc),
+      keyPrefix: cacheKeyPrefix(loc, options.hubUrl),
       notFoundHint: `check the model id '${loc.id}' and revision '${loc.revision}'`,
       fileList: hubFileListUrl(loc.id, loc.revision, options.hubUrl),
     };

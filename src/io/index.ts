@@ -44,6 +44,6 @@ export {
   type ProgressStatus,
 } from './hub.ts';
 export { openFileCache, defaultCacheDir, diskCache, browserCache, type FileCache, type CachedFile, type CacheEntry } from './cache.ts';
-export { listCachedModels, removeCachedModel, type CachedModel, type CacheLocationOptions } from './cached-models.ts';
+export { listCachedModels, removeCachedModel, type CachedModel, type CacheLocationOptions, type RemoveCachedOptions } from './cached-models.ts';
 export { DEFAULT_NETWORK_TIMEOUT_MS } from './http.ts';
 export { DEFAULT_RECHECK_MS } from './remote-files.ts';

@@ -32,6 +32,7 @@ import { prepareQuantizedLinear, quantSpecFor, withStaticActivations, type Linea
 import { awqSearchScales } from '../quant/awq.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../quant/calibrate.ts';
 import { modelError, type ModelError } from '../quant/guard.ts';
+import { checkCalibrationText, textCoverage, unknownShare } from './calibration-text.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { chooseBits, type MixedCandidate } from '../quant/mixed.ts';
 import { quantizedTensors, readPrequantInfo, readQuantized, sliceQuantized, specOf, stackQuantized, type LinearQuantMeta } from '../quant/prequantized.ts';
@@ -63,6 +64,8 @@ export interface CalibratedOptions {
   biasCorrection: boolean;
   calib?: readonly string[];
   eval?: readonly string[];
+  /** Set: refused (CalibrationTextError) when the evaluation text is mostly unknown tokens. */
+  maxError?: number;
   context?: GpuContext;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -94,6 +97,8 @@ export interface CalibratedSummary {
   layers: LayerReport[];
   texts: number;
   tokens: number;
+  /** The share of the calibration text's tokens that are the tokenizer's unknown token (calibration-text.ts). */
+  unknownShare: number;
 }
 
 export class CalibratedQuantization {
@@ -135,6 +140,7 @@ export class CalibratedQuantization {
       throw new WebqError('CALIBRATION', `${files.describe}: calibration runs the model on text and needs its tokenizer: ${(e as Error).message}`);
     }
     const calib = opts.calib ?? calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text');
+    checkCalibrationText(tokenizer, calib, opts.eval ?? calib, { maxError: opts.maxError, describe: files.describe, evalWhat: opts.eval ? 'evaluation text (--eval)' : opts.calib ? 'calibration text (--calib)' : 'built-in calibration text' });
     const ctx = opts.context ?? (await GpuContext.create());
     try {
       const float = await openRunner(ctx, store, config, tokenizer, 'f32');
@@ -279,7 +285,7 @@ export class CalibratedQuantization {
   /** The report's per-layer part, in the model's order. */
   summary(): CalibratedSummary {
     const layers = this.float.units.map((u) => this.layers.get(u.id)).filter((l): l is LayerReport => !!l);
-    return { layers, texts: this.calib.length, tokens: this.float.tokens(this.calib) };
+    return { layers, texts: this.calib.length, tokens: this.float.tokens(this.calib), unknownShare: unknownShare(textCoverage(this.tokenizer, this.calib)) };
   }
 
   /** The float model with the scales applied (for histograms and single-unit measurements). */

@@ -39,7 +39,7 @@ import { convert } from '../io/convert.ts';
 import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
 import { HASH_PLACEHOLDER, VERSION_PLACEHOLDER, versionMetadata, versionOf, type ModelVersion, type StoredAs, type UnitVersion } from '../quant/versions.ts';
 import { quantSpecFor, type LinearDType } from '../ops/linear.ts';
-import { AccuracyGuardError, describeError, type ModelError } from '../quant/guard.ts';
+import { describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
@@ -51,7 +51,7 @@ import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from './llama.ts'
 import { resolveLlamaWeights } from './llama-weights.ts';
 import { CalibratedQuantization, type LayerReport } from './quantize-calibrated.ts';
 import type { QuantMethod } from './quantize-methods.ts';
-import { checkQuantizeOptions, fileDType, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './quantize-options.ts';
+import { checkQuantizeOptions, fileDType, QuantizeRefusedError, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './quantize-options.ts';
 import { writeOrder, writeStreaming, type TensorEntry } from './quantized-writer.ts';
 import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from './upload.ts';
 
@@ -270,7 +270,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
       ? await CalibratedQuantization.open(files, store, config, {
           spec: plan.spec, fileDType: fdt, method, mixedBudget: opts.budget, group: opts.group, symmetric: opts.symmetric,
           staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder,
-          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, context: opts.context, onProgress: opts.onProgress,
+          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, maxError: opts.maxError, context: opts.context, onProgress: opts.onProgress,
         })
       : null;
     await session?.prepare();
@@ -297,6 +297,22 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
     let model: ModelError | undefined;
     let bytesOut = 0;
     const order = writeOrder(manifest);
+    // What was done (also for a run the guard refuses: the CLI's --report shows why).
+    const report = (): QuantizeReport => {
+      const summary = session?.summary();
+      const linears = plan.tensors.filter(isLinear);
+      const linearParams = linears.reduce((s, t) => s + t.ref.shape[0] * t.ref.shape[1], 0);
+      const linearNames = new Set(linears.map((t) => t.ref.name));
+      const linearBytes = manifest.filter((e) => linearNames.has(entries.get(e.name)!.ref.name)).reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[e.dtype], 0);
+      const layers = summary?.layers ?? defaultLayers(plan, method);
+      return {
+        architecture: plan.architecture, dtype, fileDType: fdt, method, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears,
+        bytesIn: plan.bytesIn, bytesOut, linearParams, linearBytes, bitsPerWeight: (8 * linearBytes) / linearParams,
+        seconds: ((globalThis.performance ?? Date).now() - t0) / 1000, layers, model,
+        calibration: summary ? { texts: summary.texts, tokens: summary.tokens, unknownShare: summary.unknownShare } : undefined,
+        smooth: opts.smooth, actCalibration: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, budget: opts.budget,
+      };
+    };
     try {
       // Each planned tensor is made when its first output is due; its other outputs wait here.
       const made = new Map<string, Map<string, ArrayBufferView>>();
@@ -329,7 +345,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
       if (opts.maxError !== undefined && model && !(model.error <= opts.maxError)) {
         const worst = (await session!.costliest(path.join(tmpDir, 'model.safetensors'))).slice(0, 3);
         const named = worst.map((w) => `${w.id} (${w.error.toExponential(2)} alone)`).join(', ');
-        throw new AccuracyGuardError(`quantized model error ${model.error.toExponential(3)} exceeds --max-error ${opts.maxError} (${describeError(model)}); nothing written. Costliest layers: ${named}. Try --dtype q8, a smaller --group, --method gptq or awq, or --dtype mixed --budget BITS`);
+        throw new QuantizeRefusedError(`quantized model error ${model.error.toExponential(3)} exceeds --max-error ${opts.maxError} (${describeError(model)}); nothing written. Costliest layers: ${named}. Try --dtype q8, a smaller --group, --method gptq or awq, or --dtype mixed --budget BITS`, report());
       }
       if (existing) await fs.rmdir(outDir);
       await fs.rename(tmpDir, outDir);
@@ -337,19 +353,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
       await fs.rm(tmpDir, { recursive: true, force: true });
       throw e;
     }
-    const summary = session?.summary();
-    const linears = plan.tensors.filter(isLinear);
-    const linearParams = linears.reduce((s, t) => s + t.ref.shape[0] * t.ref.shape[1], 0);
-    const linearNames = new Set(linears.map((t) => t.ref.name));
-    const linearBytes = manifest.filter((e) => linearNames.has(entries.get(e.name)!.ref.name)).reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[e.dtype], 0);
-    const layers = summary?.layers ?? defaultLayers(plan, method);
-    return {
-      architecture: plan.architecture, dtype, fileDType: fdt, method, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears,
-      bytesIn: plan.bytesIn, bytesOut, linearParams, linearBytes, bitsPerWeight: (8 * linearBytes) / linearParams,
-      seconds: ((globalThis.performance ?? Date).now() - t0) / 1000, layers, model,
-      calibration: summary ? { texts: summary.texts, tokens: summary.tokens } : undefined,
-      smooth: opts.smooth, actCalibration: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, budget: opts.budget,
-    };
+    return report();
   } finally {
     session?.dispose();
     await store.close();

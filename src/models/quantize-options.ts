@@ -6,7 +6,7 @@
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { LinearDType } from '../ops/linear.ts';
-import type { ModelError } from '../quant/guard.ts';
+import { AccuracyGuardError, type ModelError } from '../quant/guard.ts';
 import type { QuantSpec } from '../quant/layout.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
 import type { LayerReport } from './quantize-calibrated.ts';
@@ -85,10 +85,18 @@ export interface QuantizeReport {
   layers: LayerReport[];
   /** The written model against the float model, when measured. */
   model?: ModelError;
-  calibration?: { texts: number; tokens: number };
+  /** unknownShare: of the calibration text's tokens, the tokenizer's unknown token (most: the measurements mean little). */
+  calibration?: { texts: number; tokens: number; unknownShare: number };
   smooth?: number;
   actCalibration?: ActCalibration;
   budget?: number;
+}
+
+/** Past --max-error: nothing was written; `report` says what the run measured. */
+export class QuantizeRefusedError extends AccuracyGuardError {
+  constructor(message: string, readonly report: QuantizeReport) {
+    super(message);
+  }
 }
 
 /** Raised for options that do not go together; nothing is read or written. */

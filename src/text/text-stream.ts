@@ -28,6 +28,11 @@ export interface StreamChunk {
   text: string;
   /** A stop string was seen (now or before); generation should end. */
   stopped: boolean;
+  /**
+   * How many of the pushed ids count: all of them, or, when a stop string appeared, those up to
+   * and including the one that completed it (the ids after it were sampled past the stop).
+   */
+  used: number;
 }
 
 const REPLACEMENT = 0xfffd;
@@ -74,8 +79,20 @@ export class TextStreamer {
     if (!Array.isArray(ids) || ids.some((id) => !Number.isSafeInteger(id) || id < 0)) {
       throw new WebqError('STREAM_BAD_IDS', `TextStreamer.push: expected an array of token ids (non-negative integers), got ${String(ids).slice(0, 80)}`);
     }
-    if (this.isStopped) return { text: '', stopped: true };
-    if (ids.length === 0) return { text: '', stopped: false };
+    if (this.isStopped) return { text: '', stopped: true, used: 0 };
+    if (ids.length === 0) return { text: '', stopped: false, used: 0 };
+    if (this.stops.length === 0) return { ...this.pushIds(ids), used: ids.length };
+    // With stop strings, one id at a time, so that the id completing a stop is known.
+    let text = '';
+    for (let i = 0; i < ids.length; i++) {
+      const c = this.pushIds([ids[i]]);
+      text += c.text;
+      if (c.stopped) return { text, stopped: true, used: i + 1 };
+    }
+    return { text, stopped: false, used: ids.length };
+  }
+
+  private pushIds(ids: readonly number[]): { text: string; stopped: boolean } {
     this.window.push(...ids);
     const full = this.decode(this.window);
     // The window's text normally starts with the context's; if a decoder ever changed it, the
@@ -122,7 +139,7 @@ export class TextStreamer {
     this.fresh = '';
   }
 
-  private release(text: string, final: boolean): StreamChunk {
+  private release(text: string, final: boolean): { text: string; stopped: boolean } {
     this.pending += text;
     let cut = -1;
     for (const s of this.stops) {

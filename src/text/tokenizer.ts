@@ -111,11 +111,16 @@ export class TextTokenizer {
   /** tokenizer_config.json bos_token / eos_token as ids, when they name tokens of the vocabulary. */
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | undefined;
+  /** The id text the vocabulary cannot spell becomes ([UNK], <unk>); undefined when there is none (byte-level BPE). */
+  readonly unkTokenId: number | undefined;
   private readonly specials: { single: number; pair: number };
 
-  private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions) {
+  private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions, model: Config) {
     this.name = options.name ?? 'tokenizer.json';
     this.inner = inner;
+    // WordPiece and BPE name their unknown token; Unigram (SentencePiece) gives its id.
+    const unk = typeof model.unk_token === 'string' ? inner.token_to_id(model.unk_token) : model.unk_id;
+    this.unkTokenId = typeof unk === 'number' && Number.isSafeInteger(unk) && unk >= 0 ? unk : undefined;
     const pad = tokenContent(config.pad_token);
     this.padTokenId = options.padTokenId ?? (pad === undefined ? undefined : inner.token_to_id(pad));
     const id = (v: unknown) => {
@@ -140,7 +145,8 @@ export class TextTokenizer {
     } catch (e) {
       throw new TokenizerError('TOKENIZER_BAD_FILE', `${name}: cannot load tokenizer.json: ${e instanceof Error ? e.message : e}`, { cause: e });
     }
-    return new TextTokenizer(inner, tc, options);
+    const model = tj.model;
+    return new TextTokenizer(inner, tc, options, typeof model === 'object' && model !== null ? (model as Config) : {});
   }
 
   get vocabSize(): number {

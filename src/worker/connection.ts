@@ -11,12 +11,21 @@ import type { DownloadProgress } from '../io/progress.ts';
 import type { Op, Reply, Request, RequestBody, Results, SerializedError, WorkerDeltaInput } from './protocol.ts';
 import { defaultWorkerUrl } from './script-url.ts';
 
+// Empty, so that it merges with lib DOM's Worker (or Deno's) in a consumer's build and is an opaque
+// object where there is none (Node without lib DOM); see src/gpu/webgpu-types.ts.
+declare global {
+  interface Worker {}
+}
+
+/** A Web Worker. */
+export type DomWorker = globalThis.Worker;
+
 export interface WorkerStartOptions {
   /**
    * A Worker already running webq's worker script (a module worker), e.g. one your bundler made:
    * `new Worker(new URL('./node_modules/webq/dist/webq.worker.js', import.meta.url), { type: 'module' })`.
    */
-  worker?: Worker;
+  worker?: DomWorker;
   /** The worker script's URL; default beside webq (dist/webq.worker.js next to dist/webq.browser.js). */
   workerUrl?: string | URL;
   /** Allow shader-f16 on the worker's device (default true). */
@@ -222,7 +231,7 @@ export interface WorkerModelOptions {
    * A started WebqWorker to share (its device too: dispose() then leaves it running), or a Worker
    * running webq's worker script (the model takes it over). Default: a new worker for this model.
    */
-  worker?: WebqWorker | Worker;
+  worker?: WebqWorker | DomWorker;
   /** For a new worker: the worker script's URL (default: webq.worker.js beside webq). */
   workerUrl?: string | URL;
   /** For a new worker's device: allow shader-f16 (default true), kernel family. */

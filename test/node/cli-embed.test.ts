@@ -10,6 +10,7 @@ import { formatBytes } from '../../src/cli/info.ts';
 import { main, type CliIO } from '../../src/cli/main.ts';
 import { looksLikeModel } from '../../src/cli/model-args.ts';
 import { DownloadBar } from '../../src/cli/progress.ts';
+import { hubKeySegment } from '../../src/io/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';
@@ -242,7 +243,7 @@ describe('bin/webq.js embed (spawned)', () => {
     for (const row of parseEmbeddings(r.stdout, 2)) expect(norm(row)).toBeCloseTo(1, 5);
     const size = (await stat(join(plain, 'model.safetensors'))).size;
     expect(webqLines(r.stderr)).toContain(`downloaded model.safetensors (${formatBytes(size)})`);
-    const cached = (await readdir(join(cacheDir, 'hub', 'webq', 'tiny-bert', 'main'))).sort();
+    const cached = (await readdir(join(cacheDir, 'hubs', hubKeySegment(hub.url), 'webq', 'tiny-bert', 'main'))).sort();
     expect(cached).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   });
 

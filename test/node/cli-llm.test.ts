@@ -108,11 +108,36 @@ describe('webq generate', () => {
     expect((JSON.parse(b.out) as { tokens: number[] }).tokens).toEqual(ta);
     expect(ta).toEqual((await ref.generate('Hello', { maxTokens: 16, temperature: 1.5, topK: 50, topP: 0.95, seed: 7 })).tokens);
 
-    const full = (await ref.generate(PROMPT, { maxTokens: 24, temperature: 0 })).text;
+    const greedy = await ref.generate(PROMPT, { maxTokens: 24, temperature: 0 });
+    const full = greedy.text;
     const stop = full.slice(full.length >> 1, (full.length >> 1) + 3);
     const r = await cli(['generate', llama, '--prompt', PROMPT, '--max-tokens', '24', '--stop', 'never-seen', '--stop', stop, ...F32]);
     expect(r.out).toBe(`${full.slice(0, full.indexOf(stop))}\n`);
     expect(STATS.exec(r.err)?.[2]).toBe('stop');
+    // The count and the ids end at the id completing the stop; none sampled after it counts.
+    let kept = 1;
+    while (!ref.tokenizer.decode(greedy.tokens.slice(0, kept), { skipSpecialTokens: true }).includes(stop)) kept++;
+    expect(kept).toBeLessThan(greedy.tokens.length);
+    expect(STATS.exec(r.err)?.[1]).toBe(String(kept));
+    const j = await cli(['generate', llama, '--prompt', PROMPT, '--max-tokens', '24', '--stop', stop, '--json', ...F32]);
+    expect((JSON.parse(j.out) as { tokens: number[] }).tokens).toEqual(greedy.tokens.slice(0, kept));
+  });
+});
+
+describe('--prompt ""', () => {
+  it('is an empty prompt: generation from BOS alone; a tokenizer that adds no BOS refuses it in one line', async () => {
+    const r = await cli(['generate', llama, '--prompt', '', '--max-tokens', '4', '--json', ...F32]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { ids: number[]; tokens: number[] };
+    expect(j.ids).toEqual([1]); // <s>
+    expect(j.tokens).toEqual((await ref.generate('', { maxTokens: 4, temperature: 0 })).tokens);
+    expect((await cli(['generate', llama, '--prompt=', '--max-tokens', '4', '--json', ...F32])).out).toBe(r.out);
+
+    const qwen = (await writeTinyLlama(join(tmp.dir, 'qwen3-empty'), { modelType: 'qwen3', tokenizer: 'qwen3', tied: true, dtype: 'F16', seed: 5 })).dir;
+    expectOneErrorLine(await cli(['generate', qwen, '--prompt', '', '--max-tokens', '4']), 'the prompt has no tokens');
+    // An option that is not the prompt still needs a value.
+    expectOneErrorLine(await cli(['generate', llama, '--prompt', 'hi', '--stop', '']), 'option --stop needs a value');
   });
 });
 
@@ -170,7 +195,7 @@ describe('webq chat', () => {
       },
       stderr: (t) => {
         r.err += t;
-        if (t.startsWith('prompt ')) session!.interrupt(); // Ctrl-C at the prompt after the second reply
+        if (t.startsWith('prompt ') && !t.includes('finish stopped')) session!.interrupt(); // Ctrl-C at the prompt after the second reply
       },
     };
     input.write('tell me a long story\nshort one\n'); // the input stays open: only the interrupt ends it
@@ -178,8 +203,19 @@ describe('webq chat', () => {
     r.code = await main(['chat', llama, '--verbose', '--max-tokens', '200', ...F32], io);
     clearTimeout(guard);
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/^\[reply stopped\]\nprompt \d+ tokens \(\d+ cached\), generated \d+ tokens/);
-    expect(stats(r.err)).toHaveLength(1);
+    // --verbose: the stopped reply's stats (as far as it went), then the second reply's.
+    const m = /^\[reply stopped\]\nprompt (\d+) tokens, generated (\d+) tokens, prefill [\d.]+ tokens\/s, decode [\d.]+ tokens\/s, finish stopped\nprompt \d+ tokens \(\d+ cached\), generated \d+ tokens/.exec(r.err);
+    expect(m, r.err).not.toBeNull();
+    const partial = r.out.split('\n')[0];
+    const n = Number(m![2]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(200);
+    // The count is of the tokens whose text was shown: the greedy reply's first n.
+    const prompt = ref.encode(ref.renderChat([{ role: 'user', content: 'tell me a long story' }]), { addSpecialTokens: false });
+    expect(Number(m![1])).toBe(prompt.length);
+    const full = await ref.generate(prompt, { maxTokens: 200, temperature: 0 });
+    expect(ref.tokenizer.decode(full.tokens.slice(0, n), { skipSpecialTokens: true }).startsWith(partial)).toBe(true);
+    expect(stats(r.err)).toHaveLength(2);
     expect(r.out.split('\n')).toHaveLength(3); // two replies, each ended by a newline
   });
 });

@@ -1,7 +1,9 @@
 // A quiet, consistent CLI: no Dawn adapter notices on a normal run's stderr (kept under
 // WEBQ_DEBUG), `webq info` on hub ids like the other commands.
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DawnNoticeFilter } from '../../src/cli/dawn-notices.ts';
@@ -127,6 +129,39 @@ describe('bin/webq.js (spawned): quiet by default', () => {
     expect(debug.code).toBe(0);
     // lavapipe offers 1000000 dynamic buffers: Dawn says it cuts them to 16. Other adapters may say nothing.
     if (/llvmpipe/.test(report.adapter)) for (const n of NOTICES) expect(debug.stderr).toContain(n);
+  });
+
+  it('a library script prints the notices; run with --import webq/quiet-dawn it does not, unless WEBQ_DEBUG', async () => {
+    // A user's script on the built package (dist/, as npm installs it): a device, its adapter on
+    // stdout, a line of its own on stderr and an exit code of its own.
+    const app = join(tmp.dir, 'app.mjs');
+    await writeFile(app, [
+      `import { GpuContext } from ${JSON.stringify(pathToFileURL(join(repo, 'dist/index.js')).href)};`,
+      'const ctx = await GpuContext.create();',
+      'process.stdout.write(ctx.caps.adapter);',
+      "process.stderr.write('app: own line\\n');",
+      'ctx.dispose();',
+      'process.exitCode = 3;',
+    ].join('\n'));
+    // From the package folder, so that `webq/quiet-dawn` resolves as it does in a user's project.
+    const node = (args: string[], env: Record<string, string> = {}) =>
+      run(process.execPath, args, { cwd: repo, env: { ...process.env, WEBQ_DEBUG: '', ...env } }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+      );
+    const plainRun = await node([app]);
+    expect(plainRun.code).toBe(3);
+    const lavapipe = /llvmpipe/.test(plainRun.stdout);
+    if (lavapipe) for (const n of NOTICES) expect(plainRun.stderr).toContain(n);
+
+    const quiet = await node(['--import', 'webq/quiet-dawn', app]);
+    expect(quiet).toEqual({ code: 3, stdout: plainRun.stdout, stderr: 'app: own line\n' });
+
+    const debug = await node(['--import', 'webq/quiet-dawn', app], { WEBQ_DEBUG: '1' });
+    expect(debug.code).toBe(3);
+    expect(debug.stdout).toBe(plainRun.stdout);
+    expect(debug.stderr).toContain('app: own line\n');
+    if (lavapipe) for (const n of NOTICES) expect(debug.stderr).toContain(n);
   });
 
   it('keeps the exit code and the error line of a failing command', async () => {

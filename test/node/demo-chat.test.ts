@@ -176,7 +176,10 @@ describe('chat page', () => {
     expect(partial.content.length).toBeGreaterThan(0);
     expect(longReply.startsWith(partial.content), `${JSON.stringify(partial.content)} is not a prefix of ${JSON.stringify(longReply)}`).toBe(true);
     expect(partial.content.length).toBeLessThan(longReply.length);
-    expect(await page.$eval('#messages .msg.assistant .meta', (e) => e.textContent)).toMatch(/stopped/);
+    // The stopped reply says how many tokens it got (the usage so far), not how many chunks.
+    const meta = await page.$eval('#messages .msg.assistant .meta', (e) => e.textContent);
+    expect(meta).toMatch(/^\d+ tokens? · prompt \d+( \(\d+ cached\))? · prefill [\d.]+ tok\/s · decode [\d.]+ tok\/s · stopped$/);
+    expect(Number(/^(\d+) token/.exec(meta!)![1])).toBeGreaterThan(0);
     console.log(`chat: stopped after ${partial.content.length} of ${longReply.length} characters`);
 
     // The stopped reply stays in the conversation; Enter sends the next message.

@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles } from '../../src/io/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';
@@ -46,7 +46,7 @@ describe('hub ids: optional files from the file list', () => {
     expect(await files.exists('1_Pooling/config.json')).toBe(true);
     expect(await files.exists('config.json')).toBe(true);
     expect(since(hub, from)).toEqual(['GET /api/models/webq/st/revision/main']);
-    const note = JSON.parse(await readFile(join(cacheDir, 'hub', 'webq', 'st', '@main.json'), 'utf8'));
+    const note = JSON.parse(await readFile(join(cacheDir, 'hubs', hubKeySegment(hub.url), 'webq', 'st', '@main.json'), 'utf8'));
     expect(note.absent).toEqual(['2_Normalize/config.json', 'modules.json']);
 
     from = hub.log.length;

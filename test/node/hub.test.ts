@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DownloadProgress } from '../../src/io/cache.ts';
 import { ShardedCheckpoint } from '../../src/io/checkpoint.ts';
-import { hubBaseUrl, openModelFiles, parseModelLocation, type ModelFiles } from '../../src/io/hub.ts';
+import { hubBaseUrl, hubKeySegment, openModelFiles, parseModelLocation, type ModelFiles } from '../../src/io/hub.ts';
 import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
@@ -71,7 +71,7 @@ describe('hub ids', () => {
     expect(mine[0]).toMatchObject({ file: 'model.safetensors', loaded: 0, total: size });
     expect(mine.at(-1)).toMatchObject({ file: 'model.safetensors', loaded: size, total: size });
     expect(new Set(events.map((e) => e.file))).toEqual(new Set(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']));
-    const cached = join(cacheDir, 'hub', 'webq', 'tiny-bert', 'main');
+    const cached = join(cacheDir, 'hubs', hubKeySegment(own.url), 'webq', 'tiny-bert', 'main');
     expect((await listAll(cached)).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     // Whole-file downloads, one GET each, no range reads.
     expect(own.log.every((r) => r.method === 'GET' && r.range === undefined)).toBe(true);
@@ -95,7 +95,7 @@ describe('hub ids', () => {
     try {
       const files = await openModelFiles('webq/tiny-bert@main');
       expect(JSON.parse(await files.readText('config.json'))).toEqual(bert.config);
-      expect(await listAll(join(cacheDir, 'hub', 'webq', 'tiny-bert', 'main'))).toEqual(['config.json']);
+      expect(await listAll(join(cacheDir, 'hubs', hubKeySegment(server.url), 'webq', 'tiny-bert', 'main'))).toEqual(['config.json']);
     } finally {
       vi.unstubAllEnvs();
     }
@@ -138,7 +138,7 @@ describe('hub ids', () => {
     const e = await rejection(files.checkpoint());
     expect(e.code).toBe('SOURCE_SHORT_READ');
     expect(e.message).toContain(`${server.url}/webq/truncated/resolve/main/model.safetensors`);
-    expect(await listAll(join(cacheDir, 'hub', 'webq', 'truncated', 'main'))).toEqual(['config.json']);
+    expect(await listAll(join(cacheDir, 'hubs', hubKeySegment(server.url), 'webq', 'truncated', 'main'))).toEqual(['config.json']);
   });
 
   it('a missing tokenizer.json is an error naming the model', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cacheCommand } from '../../src/cli/cache.ts';
 import { listCachedModels, removeCachedModel } from '../../src/io/index.ts';
-import { openModelFiles, type ModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';
@@ -53,17 +53,18 @@ describe('on disk', () => {
     const models = await listCachedModels({ cacheDir });
     expect(models.map((m) => m.location)).toEqual([`${hub.url}/plain/two/`, 'webq/one@cccccccccccccccccccccccccccccccccccccccc', 'webq/one@main', 'webq/two@main']);
     const main = models.find((m) => m.location === 'webq/one@main')!;
-    expect(main).toMatchObject({ kind: 'hub', revision: 'main', commit: COMMIT, absent: ['modules.json'] });
+    expect(main).toMatchObject({ kind: 'hub', hub: hub.url, revision: 'main', commit: COMMIT, absent: ['modules.json'] });
     expect(main.files.map((f) => f.name)).toEqual(['config.json', 'model.safetensors']);
     expect(main.bytes).toBe(main.files.reduce((s, f) => s + f.bytes, 0));
     expect(main.checkedAt).toBeInstanceOf(Date);
-    expect(models.find((m) => m.kind === 'url')).toMatchObject({ revision: undefined, absent: ['modules.json'] });
+    expect(models.find((m) => m.kind === 'url')).toMatchObject({ hub: null, revision: undefined, absent: ['modules.json'] });
 
     const listed = await run('list', '--cache-dir', cacheDir);
     expect(listed.code).toBe(0);
     const lines = listed.out.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^MODEL\s+SIZE\s+FILES\s+CHECKED\s+COMMIT$/);
-    expect(lines.find((l) => l.startsWith('webq/one@main '))).toMatch(/2 files\s+\d{4}-\d\d-\d\dT\S+Z\s+cccccccccc$/);
+    expect(lines[0]).toMatch(/^MODEL\s+HUB\s+SIZE\s+FILES\s+CHECKED\s+COMMIT$/);
+    expect(lines.find((l) => l.startsWith('webq/one@main '))).toMatch(new RegExp(`^webq/one@main\\s+${hub.url.replace(/[.]/g, '\\.')}\\s.*2 files\\s+\\d{4}-\\d\\d-\\d\\dT\\S+Z\\s+cccccccccc$`));
+    expect(lines.find((l) => l.startsWith(`${hub.url}/plain/two/ `))).toMatch(/^\S+\s+-\s/);
     expect(lines.at(-1)).toMatch(/^total: 4 models, /);
     const json = JSON.parse((await run('list', '--json', `--cache-dir=${cacheDir}`)).out) as { location: string }[];
     expect(json.map((m) => m.location)).toEqual(models.map((m) => m.location));
@@ -72,9 +73,9 @@ describe('on disk', () => {
     expect((await removeCachedModel(`webq/one@${COMMIT}`, { cacheDir })).map((m) => m.location)).toEqual([`webq/one@${COMMIT}`]);
     const rm = await run('rm', '--cache-dir', cacheDir, `${hub.url}/plain/two`, 'webq/two');
     expect(rm).toMatchObject({ code: 0, err: '' });
-    expect(rm.out).toMatch(new RegExp(`^removed ${hub.url.replace(/[.]/g, '\\.')}/plain/two/ \\(.+\\)\nremoved webq/two@main \\(.+\\)\n$`));
+    expect(rm.out).toMatch(new RegExp(`^removed ${hub.url.replace(/[.]/g, '\\.')}/plain/two/ \\(.+\\)\nremoved webq/two@main from ${hub.url.replace(/[.]/g, '\\.')} \\(.+\\)\n$`));
     expect((await listCachedModels({ cacheDir })).map((m) => m.location)).toEqual(['webq/one@main']);
-    expect((await readdir(join(cacheDir, 'hub', 'webq'))).sort()).toEqual(['one']);
+    expect((await readdir(join(cacheDir, 'hubs', hubKeySegment(hub.url), 'webq'))).sort()).toEqual(['one']);
 
     const missing = await run('rm', '--cache-dir', cacheDir, 'webq/nope');
     expect(missing).toMatchObject({ code: 1, out: '', err: 'webq: webq/nope is not in the cache\n' });
@@ -124,7 +125,7 @@ describe('in a browser (Cache API)', () => {
     await load(await openModelFiles('webq/one', { hubUrl: hub.url }));
     await load(await openModelFiles('webq/two', { hubUrl: hub.url }));
     expect(fake.urls()).toContain(`${hub.url}/webq/one/resolve/main/model.safetensors`);
-    expect(fake.urls()).toContain('https://webq-cache.invalid/hub/webq/one/%40main.json');
+    expect(fake.urls()).toContain(`https://webq-cache.invalid/hubs/${encodeURIComponent(hubKeySegment(hub.url))}/webq/one/%40main.json`);
 
     const before = hub.log.length;
     await load(await openModelFiles('webq/one', { hubUrl: hub.url, offline: true }));
@@ -136,7 +137,7 @@ describe('in a browser (Cache API)', () => {
     expect(models[0].bytes).toBeGreaterThan(1000);
 
     expect((await removeCachedModel('webq/one')).map((m) => m.location)).toEqual(['webq/one@main']);
-    expect(fake.urls().some((u) => u.includes('/webq/one/') || u.includes('hub/webq/one'))).toBe(false);
+    expect(fake.urls().some((u) => u.includes('/webq/one/'))).toBe(false);
     expect((await listCachedModels()).map((m) => m.location)).toEqual(['webq/two@main']);
     await expect((await openModelFiles('webq/one', { hubUrl: hub.url, offline: true })).readText('config.json')).rejects.toMatchObject({ code: 'SOURCE_OFFLINE' });
   });

@@ -77,6 +77,46 @@ describe('generate', () => {
     expect(r.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
   });
 
+  it('counts no token sampled past a stop string: tokens, usage, stream, chat usage and the cache', async () => {
+    const full = await model.generate('Stop here', { maxTokens: 24, temperature: 0, ignoreEos: true });
+    const decode = (ids: number[]) => model.tokenizer.decode(ids, { skipSpecialTokens: true });
+    // A stop early in the text, so that most of a read-back batch (8) lies past it.
+    const cut = Math.floor(full.text.length / 4);
+    const stop = full.text.slice(cut, cut + 3);
+    // The shortest run of greedy ids whose text holds the stop: the id completing it counts, no later one.
+    let kept = 1;
+    while (!decode(full.tokens.slice(0, kept)).includes(stop)) kept++;
+    expect(kept).toBeLessThan(full.tokens.length - 4);
+    const want = full.tokens.slice(0, kept);
+
+    const r = await model.generate('Stop here', { maxTokens: 24, temperature: 0, ignoreEos: true, stop: [stop] });
+    expect(r.finishReason).toBe('stop');
+    expect(r.tokens).toEqual(want);
+    expect(r.usage.completionTokens).toBe(kept);
+
+    const s = model.generate('Stop here', { maxTokens: 24, temperature: 0, ignoreEos: true, stop: [stop], stream: true });
+    let streamed = 0;
+    for await (const c of s) streamed += c.tokens.length;
+    expect((await s.result).tokens).toEqual(want);
+    expect(streamed).toBe(kept);
+
+    // The cache keeps the prompt and the kept ids, none past the stop: a prompt continuing with
+    // every greedy id reuses exactly those.
+    const again = await model.generate([...r.promptIds, ...full.tokens], { maxTokens: 1, temperature: 0 });
+    expect(again.usage.cachedTokens).toBe(r.promptIds.length + kept);
+
+    const messages = [{ role: 'user' as const, content: 'Stop here' }];
+    const chatFull = await model.chat.completions.create({ messages, max_tokens: 24, temperature: 0 });
+    expect(chatFull.usage.completion_tokens).toBeGreaterThan(8);
+    const chatStop = chatFull.choices[0].message.content!.slice(2, 5);
+    const c = await model.chat.completions.create({ messages, max_tokens: 24, temperature: 0, stop: [chatStop] });
+    const g = await model.generate(model.encode(model.renderChat(messages), { addSpecialTokens: false }), { maxTokens: 24, temperature: 0, stop: [chatStop] });
+    expect(c.choices[0].finish_reason).toBe('stop');
+    expect(decode(g.tokens)).toContain(chatStop);
+    expect(decode(g.tokens.slice(0, -1))).not.toContain(chatStop);
+    expect(c.usage.completion_tokens).toBe(g.tokens.length);
+  });
+
   it('an abort rejects with AbortError and leaves the model usable', async () => {
     const want = await model.generate('Abort me', { maxTokens: 20, temperature: 0, ignoreEos: true });
     const ac = new AbortController();

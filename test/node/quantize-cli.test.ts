@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SPECIAL_TOKENS } from '../helpers/tiny-bert-vocab.ts';
+import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
 import { writeLines, writeOutlierBert } from './quantize-fixtures.ts';
 import { useTempDir } from './safetensors-helpers.ts';
 
@@ -69,11 +72,40 @@ describe('the accuracy guard', () => {
     // Three units named, each with its error alone.
     expect(r.err.match(/layers\.\d\.\w+ \(\d\.\d\de[-+]\d+ alone\)/g)).toHaveLength(3);
     await expectNothingWritten('refused');
-    await expectNothingWritten('refused.json');
+    // The report is written all the same: it is where one looks for why.
+    const j = JSON.parse(await readFile(join(tmp.dir, 'refused.json'), 'utf8'));
+    expect(j).toMatchObject({ written: false, error: { code: 'ACCURACY_GUARD' }, architecture: 'bert', dtype: 'q4', calibration: { texts: 6, unknownShare: 0 } });
+    expect(j.error.message).toContain('exceeds --max-error 0');
+    expect(j.model.error).toBeGreaterThan(0);
+    expect(j.layers).toHaveLength(9);
     // A decoder too (KL).
     const d = await cli(['quantize', llama, '--dtype', 'q4', '--out', join(tmp.dir, 'refused-llm'), '--calib', calib, '--max-error', '1e-9']);
     expectOneErrorLine(d, 'logit KL vs float', 'Costliest layers: layers.0.');
     await expectNothingWritten('refused-llm');
+  });
+
+  it('text the tokenizer cannot read: a warning, and --max-error refused before any work, with its report', async () => {
+    // A BERT whose vocabulary spells almost none of the built-in calibration text: nearly every
+    // token is [UNK], and a measurement on that would say "no error" about nothing.
+    const dir = (await writeTinyBert(join(tmp.dir, 'unreadable'), { seed: 5 })).dir;
+    const { tokenizerJson, tokenizerConfig } = tinyTokenizerFiles(64, [...SPECIAL_TOKENS, 'the', 'of', 'and', 'to', 'in']);
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+    await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
+
+    const report = join(tmp.dir, 'unreadable.json');
+    const r = await cli(['quantize', dir, '--dtype', 'q8', '--out', join(tmp.dir, 'unreadable-q8'), '--max-error', '0.5', '--report', report]);
+    expectOneErrorLine(r, "of the built-in calibration text are the tokenizer's unknown token ([UNK])", '--max-error would measure nothing real');
+    await expectNothingWritten('unreadable-q8');
+    const j = JSON.parse(await readFile(report, 'utf8'));
+    expect(j).toMatchObject({ written: false, error: { code: 'CALIBRATION_TEXT_UNKNOWN' } });
+    expect(j.evaluation.tokens).toBeGreaterThan(100);
+    expect(j.evaluation.unknownShare).toBeGreaterThan(0.5);
+
+    // Without --max-error it runs, and says what the measurement is worth.
+    const warned = await cli(['quantize', dir, '--dtype', 'q8', '--out', join(tmp.dir, 'unreadable-ok'), '--report', report]);
+    expect(warned.code, warned.err).toBe(0);
+    expect(warned.err).toMatch(/warning: \d+% of the calibration tokens are the tokenizer's unknown token/);
+    expect(JSON.parse(await readFile(report, 'utf8')).calibration.unknownShare).toBeGreaterThan(0.5);
   });
 
   it('passes a reachable --max-error; the report has sizes, bits, time and errors per layer and for the model', async () => {
@@ -87,7 +119,8 @@ describe('the accuracy guard', () => {
     expect(r.err).toContain('whole model: embedding cosine vs float 0.9');
     expect(r.err).toContain('largest layer errors');
     const j = JSON.parse(await readFile(report, 'utf8'));
-    expect(j).toMatchObject({ architecture: 'bert', dtype: 'q4', fileDType: 'q4', method: 'gptq', calibration: { texts: 6 } });
+    expect(j).toMatchObject({ architecture: 'bert', dtype: 'q4', fileDType: 'q4', method: 'gptq', calibration: { texts: 6, unknownShare: 0 } });
+    expect(r.err).not.toContain('warning');
     for (const k of ['bytesIn', 'bytesOut', 'linearParams', 'linearBytes', 'bitsPerWeight', 'seconds']) expect(j[k], k).toBeGreaterThan(0);
     expect(j.bytesOut).toBeLessThan(j.bytesIn / 4);
     expect(j.model.kind).toBe('encoder');

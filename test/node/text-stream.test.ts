@@ -102,7 +102,7 @@ describe.each(['llama2', 'qwen3'])('TextStreamer with the %s tokenizer', (name) 
     // It stops on the token that completes "\nUser:", and nothing comes after.
     expect(tok.decode(ids.slice(0, stoppedAt + 1))).toContain(stop);
     expect(tok.decode(ids.slice(0, stoppedAt))).not.toContain(stop);
-    expect(s.push(tok.encode(' more', { addSpecialTokens: false }).ids)).toEqual({ text: '', stopped: true });
+    expect(s.push(tok.encode(' more', { addSpecialTokens: false }).ids)).toEqual({ text: '', stopped: true, used: 0 });
     expect(s.flush()).toBe('');
     expect(s.text).toBe(expected);
   });
@@ -122,7 +122,11 @@ describe.each(['llama2', 'qwen3'])('TextStreamer with the %s tokenizer', (name) 
     const tok = toks[name];
     const ids = tok.encode('one two. three', { addSpecialTokens: false }).ids;
     const s = new TextStreamer(tok, { stop: ['three', 'e t'] });
-    expect(s.push(ids)).toEqual({ text: 'on', stopped: true });
+    // The ids after the one completing "e t" were past the stop: they are not used.
+    let used = 1;
+    while (!tok.decode(ids.slice(0, used)).includes('e t')) used++;
+    expect(used).toBeLessThan(ids.length);
+    expect(s.push(ids)).toEqual({ text: 'on', stopped: true, used });
   });
 });
 
@@ -148,6 +152,6 @@ describe('TextStreamer details', () => {
     const tok = toks.qwen3;
     expect(() => new TextStreamer(tok, { stop: [''] })).toThrow(WebqError);
     expect(() => new TextStreamer(tok).push([1.5])).toThrow(/token ids/);
-    expect(new TextStreamer(tok).push([])).toEqual({ text: '', stopped: false });
+    expect(new TextStreamer(tok).push([])).toEqual({ text: '', stopped: false, used: 0 });
   });
 });
