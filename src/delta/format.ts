@@ -24,6 +24,7 @@ import type { TensorToWrite } from '../io/writer.ts';
 import { safetensorsHeader, writeOrder } from '../models/quantized-writer.ts';
 import { sha256Hex } from '../quant/hash.ts';
 import type { ModelVersion } from '../quant/versions.ts';
+import type { CryptoKey } from './crypto-types.ts';
 import { DeltaError } from './errors.ts';
 import { DELTA_FORMAT, FILE_PREFIX, LIMITS, parseManifest, type DeltaManifest } from './manifest.ts';
 import { importPublicKey, signCheck, verifyCheck, type PublicKeyInput } from './sign.ts';

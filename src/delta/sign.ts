@@ -15,6 +15,7 @@
  * PKCS#8 PEM (`webq keygen`, or `openssl genpkey -algorithm ed25519`); a public key as SPKI PEM,
  * the base64 of its 32 raw bytes, those bytes, or a CryptoKey.
  */
+import type { CryptoKey } from './crypto-types.ts';
 import { DeltaError } from './errors.ts';
 
 export const SIGNATURE_KEY = 'webq.delta.signature';

@@ -14,10 +14,11 @@
 import { Template } from '@huggingface/jinja';
 import { parseJsonText, type ModelFiles } from '../io/model-files.ts';
 import { ChatTemplateError } from './chat-template-error.ts';
-import { renderConfined, TEMPLATE_LIMITS, type TemplateLimits } from './template-sandbox.ts';
+import { renderConfined } from './template-sandbox.ts';
+import { TEMPLATE_LIMITS, type TemplateLimits } from './template-limits.ts';
 
 export { ChatTemplateError, type ChatTemplateErrorCode } from './chat-template-error.ts';
-export { TEMPLATE_LIMITS, type TemplateLimits } from './template-sandbox.ts';
+export { TEMPLATE_LIMITS, type TemplateLimits } from './template-limits.ts';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | string;
