@@ -12,6 +12,7 @@ import { CHILD_ENV, runFiltered, wantsFilter } from './dawn-notices.ts';
 import { diffCommand } from './diff.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
+import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
 import { logitsCommand } from './logits.ts';
@@ -29,13 +30,14 @@ const commands: Record<string, Command> = {
   logits: logitsCommand,
   doctor: doctorCommand,
   quantize: quantizeCommand,
+  eval: evalCommand,
   diff: diffCommand,
   patch: patchCommand,
   cache: cacheCommand,
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

@@ -14,10 +14,11 @@ import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { calibrationLines } from '../quant/calibrate.ts';
 import { describeError } from '../quant/guard.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
-import type { CliIO, Command } from './command.ts';
+import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';
 import { parseArgs, type ModelCliIO } from './model-args.ts';
+import { progressLine } from './progress.ts';
 
 const USAGE = `usage: webq quantize <model> --dtype q8|q4|w8a8|w4a8|w8a8-static|mixed --out DIR
          [--method rtn|awq|gptq] [--group 32|64|128|channel] [--asymmetric|--symmetric]
@@ -68,6 +69,13 @@ function numberOpt(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** An integer option of at least `min`, or a usage error naming it. */
+function intOpt(v: string | undefined, name: string, min: number): number | undefined {
+  const n = numberOpt(v, name);
+  if (n !== undefined && !(Number.isSafeInteger(n) && n >= min)) throw new UsageError(`quantize: ${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 async function readLines(file: string | undefined, flag: string): Promise<string[] | undefined> {
   if (file === undefined) return undefined;
   let text: string;
@@ -112,32 +120,13 @@ async function options(p: ReturnType<typeof parseArgs>): Promise<{ dtype: Quanti
     actOrder: p.flags.has('--act-order') || undefined,
     biasCorrection: p.flags.has('--no-bias-correction') ? false : undefined,
     calib: await readLines(p.values.get('--calib'), '--calib'),
+    calibTokens: intOpt(p.values.get('--calib-tokens'), '--calib-tokens', 1),
+    calibSeed: intOpt(p.values.get('--calib-seed'), '--calib-seed', 0),
+    clipSearch: p.flags.has('--no-clip-search') ? false : undefined,
     eval: await readLines(p.values.get('--eval'), '--eval'),
     measure: p.values.has('--report') || p.values.has('--eval') || undefined,
   };
   return { dtype, out, opts, report: p.values.get('--report') };
-}
-
-/** A line redrawn in place on a terminal; nothing elsewhere (logs stay clean). */
-function progressLine(io: CliIO) {
-  let last = 0;
-  let drawn = false;
-  return {
-    update(stage: string, done: number, total: number) {
-      if (!io.stderrIsTTY) return;
-      const t = Date.now();
-      if (t - last < 100 && done < total) return;
-      last = t;
-      const w = 24;
-      const f = total ? Math.round((w * done) / total) : 0;
-      io.stderr(`\r\x1b[K${stage.padEnd(11)} [${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total}`);
-      drawn = true;
-    },
-    clear() {
-      if (drawn) io.stderr('\r\x1b[K');
-      drawn = false;
-    },
-  };
 }
 
 /** The human summary (stderr): sizes, time, whole-model error, the layers that lost most. */
@@ -145,7 +134,11 @@ export function summary(r: QuantizeReport): string {
   const lines = [
     `quantized ${r.architecture} as ${r.dtype} by ${r.method}: ${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} (${(r.bytesIn / r.bytesOut).toFixed(2)}x smaller), Linears ${r.bitsPerWeight.toFixed(2)} bits per weight, ${r.seconds.toFixed(1)} s`,
   ];
-  if (r.calibration) lines.push(`  calibration: ${r.calibration.texts} texts, ${r.calibration.tokens} tokens`);
+  if (r.calibration) {
+    const c = r.calibration;
+    const what = c.source === 'sampled' ? 'samples the model wrote itself' : c.source === 'built-in' ? 'lines of the built-in text' : 'texts of --calib';
+    lines.push(`  calibration: ${c.texts} ${what}, ${c.tokens} tokens${c.sensitivityTokens !== undefined ? ` (mixed's per-layer measurements: the first ${c.sensitivityTokens})` : ''}`);
+  }
   if (r.model) lines.push(`  whole model: ${describeError(r.model)}`);
   if (r.dtype === 'mixed') {
     for (const l of r.layers) lines.push(`  ${l.id.padEnd(16)} ${String(l.bits).padStart(2)} bits${l.group !== undefined ? ` group ${l.group}` : ''}, model error alone ${(l.candidates?.find((c) => c.bits === l.bits && c.group === l.group)?.error ?? 0).toExponential(2)}`);
@@ -161,8 +154,8 @@ export const quantizeCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const p = parseArgs('quantize', args, {
-      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction'],
-      values: ['--dtype', '--out', '--group', '--embeddings', '--revision', '--method', '--calib', '--eval', '--budget', '--max-error', '--report', '--smooth', '--act-calib'],
+      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction', '--no-clip-search'],
+      values: ['--dtype', '--out', '--group', '--embeddings', '--revision', '--method', '--calib', '--calib-tokens', '--calib-seed', '--eval', '--budget', '--max-error', '--report', '--smooth', '--act-calib'],
     });
     const [model, ...rest] = p.positional;
     if (!model || rest.length) throw new UsageError('quantize: expected exactly one model (run "webq quantize --help")');

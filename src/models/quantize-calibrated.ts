@@ -32,7 +32,7 @@ import { prepareQuantizedLinear, quantSpecFor, withStaticActivations, type Linea
 import { awqSearchScales } from '../quant/awq.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../quant/calibrate.ts';
 import { modelError, type ModelError } from '../quant/guard.ts';
-import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
+import { byteSizes, layoutFor, type QuantizedWeight, type QuantSpec } from '../quant/layout.ts';
 import { chooseBits, type MixedCandidate } from '../quant/mixed.ts';
 import { quantizedTensors, readPrequantInfo, readQuantized, sliceQuantized, specOf, stackQuantized, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { dequantizeWeight } from '../quant/rtn.ts';
@@ -40,10 +40,12 @@ import { columnAbsMax, smoothScales } from '../quant/smooth.ts';
 import { staticActivationScale, type ActCalibration } from '../quant/static-act.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { WebqError } from '../errors.ts';
-import { collectStats, openRunner, TransformedStore, type ModelRunner } from './calibration.ts';
+import { collectStats, openRunner, TransformedStore, type CalibSample, type ModelRunner } from './calibration.ts';
+import { quantizeSequentially } from './quantize-sequential.ts';
+import { sampleCalibration } from './calibration-samples.ts';
 import type { ModelConfig } from './config.ts';
-import { swapUnitWeight, type LinearUnit } from './linear-units.ts';
-import { biasCorrection, foldScales, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
+import { swapUnitWeight, tieChannels, type LinearUnit } from './linear-units.ts';
+import { biasCorrection, foldScales, noClipRowsOf, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
 
 /** Mixed precision measures each candidate on the first calibration texts, up to this many tokens. */
 const SENSITIVITY_TOKENS = 160;
@@ -63,6 +65,11 @@ export interface CalibratedOptions {
   biasCorrection: boolean;
   calib?: readonly string[];
   eval?: readonly string[];
+  /** GPTQ: each unit calibrated with the earlier ones quantized (default true; quantize-sequential.ts). */
+  sequential?: boolean;
+  /** Without `calib`: decoders sample this many tokens themselves (calibration-samples.ts), seeded. */
+  calibTokens?: number;
+  calibSeed?: number;
   context?: GpuContext;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -82,6 +89,8 @@ export interface LayerReport {
   alpha?: number;
   /** Per-channel scales were folded into the op before (SmoothQuant or AWQ). */
   scaled?: boolean;
+  /** Calibrated with the earlier units quantized (GPTQ's sequential order). */
+  sequential?: boolean;
   actScale?: number;
   biasCorrected?: boolean;
   /** Mixed: every candidate's size and measured model error (the unit alone quantized). */
@@ -92,9 +101,15 @@ export interface LayerReport {
 
 export interface CalibratedSummary {
   layers: LayerReport[];
+  /** Where the calibration text came from: --calib, the model's own samples, or the built-in paragraph. */
+  source: CalibSource;
   texts: number;
   tokens: number;
+  /** Mixed precision measures each candidate on the first samples only: their tokens. */
+  sensitivityTokens?: number;
 }
+
+export type CalibSource = 'file' | 'sampled' | 'built-in';
 
 export class CalibratedQuantization {
   private scales = new Map<string, Float32Array>();
@@ -119,8 +134,9 @@ export class CalibratedQuantization {
     private readonly config: ModelConfig,
     private readonly tokenizer: TextTokenizer,
     private readonly float: ModelRunner,
-    private readonly calib: readonly string[],
-    private readonly evalTexts: readonly string[],
+    private readonly calib: readonly CalibSample[],
+    private readonly calibSource: CalibSource,
+    private readonly evalTexts: readonly CalibSample[],
     private readonly opts: CalibratedOptions,
   ) {
     this.view = store;
@@ -134,12 +150,21 @@ export class CalibratedQuantization {
     } catch (e) {
       throw new WebqError('CALIBRATION', `${files.describe}: calibration runs the model on text and needs its tokenizer: ${(e as Error).message}`);
     }
-    const calib = opts.calib ?? calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text');
     const ctx = opts.context ?? (await GpuContext.create());
+    let float: ModelRunner | null = null;
     try {
-      const float = await openRunner(ctx, store, config, tokenizer, 'f32');
-      return new CalibratedQuantization(ctx, !opts.context, store, config, tokenizer, float, calib, opts.eval ?? calib, opts);
+      float = await openRunner(ctx, store, config, tokenizer, 'f32');
+      // No --calib: a decoder writes its own calibration text; an encoder reads the built-in one.
+      let calib: readonly CalibSample[];
+      let source: CalibSource;
+      if (opts.calib) [calib, source] = [opts.calib, 'file'];
+      else if (config.modelType !== 'bert') {
+        const onProgress = (d: number, t: number) => opts.onProgress?.('sample', d, t);
+        [calib, source] = [await sampleCalibration(ctx, float, config, tokenizer, { tokens: opts.calibTokens, seed: opts.calibSeed, onProgress }), 'sampled'];
+      } else [calib, source] = [calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text'), 'built-in'];
+      return new CalibratedQuantization(ctx, !opts.context, store, config, tokenizer, float, calib, source, opts.eval ?? calib, opts);
     } catch (e) {
+      float?.dispose();
       if (!opts.context) ctx.dispose();
       throw e;
     }
@@ -161,13 +186,14 @@ export class CalibratedQuantization {
     for (const u of units) {
       const st = this.stats.get(u.id);
       if (!u.fold || !st || !st.rows) continue;
+      // Channels that share a fold row (GQA) get one scale: their statistics are tied first.
       if (opts.smooth !== undefined) {
         const w = await readUnit(this.store, u);
-        this.scales.set(u.id, smoothScales(st.absMax, columnAbsMax(w.W, w.N, w.K), opts.smooth));
+        this.scales.set(u.id, smoothScales(tieChannels(u, st.absMax, 'max'), tieChannels(u, columnAbsMax(w.W, w.N, w.K), 'max'), opts.smooth));
       } else if (opts.method === 'awq') {
         const w = await readUnit(this.store, u);
-        const mean = st.sumAbs.map((v) => v / st.rows);
-        const found = awqSearchScales(w.W, w.N, w.K, opts.spec, mean, st.gram!);
+        const mean = tieChannels(u, st.sumAbs.map((v) => v / st.rows), 'mean');
+        const found = awqSearchScales(w.W, w.N, w.K, opts.spec, mean, st.gram!, { noClipRows: noClipRowsOf(u, w.rows) });
         this.scales.set(u.id, found.scales);
         this.alphas.set(u.id, found.alpha);
       }
@@ -198,6 +224,10 @@ export class CalibratedQuantization {
       }
     }
     if (opts.mixedBudget !== undefined) this.chosen = await this.chooseMixed(units);
+    // 5, for GPTQ: every unit now, in order, each calibrated on the earlier ones' quantized outputs.
+    if (opts.method === 'gptq' && opts.sequential !== false) {
+      await quantizeSequentially(this.ctx, await this.scaled(), this.calib, (u, stats) => this.quantizeUnit(u, { stats }), (d, t) => this.progress('sequential', d, t));
+    }
   }
 
   /** How Linear weight `name` is stored: its spec, or 16 (an F16 tensor). */
@@ -237,16 +267,21 @@ export class CalibratedQuantization {
     return null;
   }
 
-  /** Step 5 for one unit: its parts' tensors (and corrected biases) into `pending`. */
-  private async quantizeUnit(u: LinearUnit): Promise<void> {
+  /**
+   * Step 5 for one unit: its parts' tensors (and corrected biases) into `pending`; returns the
+   * quantized weight (null: kept 16-bit). `sequential` gives statistics collected on the scaled
+   * model with the earlier units quantized (quantize-sequential.ts), instead of the float pass's.
+   */
+  private async quantizeUnit(u: LinearUnit, sequential?: { stats: InputStats | undefined }): Promise<QuantizedWeight | null> {
     const { opts } = this;
     this.done.add(u.id);
     this.progress('quantize', this.done.size, this.float.units.length);
-    const st = this.stats.get(u.id);
-    const s = this.scales.get(u.id);
+    const st = sequential ? sequential.stats : this.stats.get(u.id);
+    // The float pass saw the unscaled inputs: its statistics are divided by the unit's scales.
+    const s = sequential ? undefined : this.scales.get(u.id);
     const w = await readUnit(this.view, u);
     const cand = this.chosen?.get(u.id);
-    const layer: LayerReport = { id: u.id, tensors: u.parts.map((p) => p.weight.name), params: w.N * w.K, bits: opts.spec.bits, method: opts.method, scaled: !!s, candidates: cand?.all };
+    const layer: LayerReport = { id: u.id, tensors: u.parts.map((p) => p.weight.name), params: w.N * w.K, bits: opts.spec.bits, method: opts.method, scaled: this.scales.has(u.id), sequential: !!sequential, candidates: cand?.all };
     this.layers.set(u.id, layer);
     const layout = this.layout(u.parts[0].weight.name);
     let n0 = 0;
@@ -256,7 +291,7 @@ export class CalibratedQuantization {
         n0 += w.rows[j];
       }
       Object.assign(layer, { bits: 16, error: 0 });
-      return;
+      return null;
     }
     const gram = st?.rows ? unitGram(st, s) : null;
     const q = quantizeUnit(w, u, layout, gram ? opts.method : 'rtn', gram, { actOrder: opts.actOrder });
@@ -274,12 +309,14 @@ export class CalibratedQuantization {
       }
       n0 += w.rows[j];
     }
+    return q;
   }
 
   /** The report's per-layer part, in the model's order. */
   summary(): CalibratedSummary {
     const layers = this.float.units.map((u) => this.layers.get(u.id)).filter((l): l is LayerReport => !!l);
-    return { layers, texts: this.calib.length, tokens: this.float.tokens(this.calib) };
+    const sensitivityTokens = this.chosen ? this.float.tokens(this.sensitivityTexts()) : undefined;
+    return { layers, source: this.calibSource, texts: this.calib.length, tokens: this.float.tokens(this.calib), sensitivityTokens };
   }
 
   /** The float model with the scales applied (for histograms and single-unit measurements). */
@@ -290,7 +327,7 @@ export class CalibratedQuantization {
   }
 
   /** The model's error on `texts` with `lin` in unit u's place (a float runner), against `ref`. */
-  private async alone(runner: ModelRunner, u: LinearUnit, lin: LinearWeight, texts: readonly string[], ref: Float32Array[]): Promise<number> {
+  private async alone(runner: ModelRunner, u: LinearUnit, lin: LinearWeight, texts: readonly CalibSample[], ref: Float32Array[]): Promise<number> {
     const old = swapUnitWeight(runner.weights, u.id, lin);
     try {
       return modelError(runner.kind, ref, await runner.run(texts, { outputs: true }), runner.vocab).error;
@@ -300,6 +337,16 @@ export class CalibratedQuantization {
     }
   }
 
+  /** Each sensitivity measurement is a forward over these: the first samples, up to SENSITIVITY_TOKENS. */
+  private sensitivityTexts(): CalibSample[] {
+    const texts: CalibSample[] = [];
+    for (let t = 0, i = 0; i < this.calib.length && (t < SENSITIVITY_TOKENS || !texts.length); i++) {
+      texts.push(this.calib[i]);
+      t += this.float.tokens([this.calib[i]]);
+    }
+    return texts;
+  }
+
   /** Step 4: candidates per unit, each measured alone, and the knapsack's choice. */
   private async chooseMixed(units: readonly LinearUnit[]) {
     const { opts, stats } = this;
@@ -307,12 +354,7 @@ export class CalibratedQuantization {
     // 4 bits at a few group sizes (finer groups cost more bits for scales), 8 bits per channel, 16.
     const groups4: (number | 'channel')[] = opts.group !== undefined ? [opts.group] : [32, 128, 'channel'];
     const layouts = [...groups4.map((group) => ({ bits: 4 as const, group, symmetric: sym4 })), { bits: 8 as const, group: opts.group ?? ('channel' as const), symmetric: true }];
-    // Each measurement is a forward over these texts: the first ones, up to SENSITIVITY_TOKENS.
-    const texts: string[] = [];
-    for (let t = 0, i = 0; i < this.calib.length && (t < SENSITIVITY_TOKENS || !texts.length); i++) {
-      texts.push(this.calib[i]);
-      t += this.float.tokens([this.calib[i]]);
-    }
+    const texts = this.sensitivityTexts();
     const ref = await this.float.run(texts, { outputs: true });
     const per = new Map<string, { all: MixedCandidate[]; specs: (QuantSpec | null)[] }>();
     let done = 0;

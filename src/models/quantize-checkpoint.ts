@@ -140,9 +140,10 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   quantSpecFor(dtype); // an unknown or float dtype fails before any work
   const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
-  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric });
+  const search = (s: QuantSpec): QuantSpec => (opts.clipSearch === false ? { ...s, clipSearch: false } : s);
+  const spec = search(quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric }));
   const embeddings = opts.embeddings ?? roles.tableDefault;
-  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], roles.tableSpecs[embeddings]) : null;
+  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? search(quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], roles.tableSpecs[embeddings])) : null;
   const tableSpecs = new Map<string, QuantSpec>();
   const tensors = roles.all.map((ref): PlannedTensor => {
     const info = store.get(ref.name)!;
@@ -193,6 +194,7 @@ export function quantizeMetadata(plan: QuantizePlan, dtype: QuantizeDType, metho
   const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, linearMeta), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
   if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
   if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
+  if (opts.clipSearch === false) meta['webq.clip_search'] = 'false';
   return meta;
 }
 
@@ -269,8 +271,8 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
     session = calibrated
       ? await CalibratedQuantization.open(files, store, config, {
           spec: plan.spec, fileDType: fdt, method, mixedBudget: opts.budget, group: opts.group, symmetric: opts.symmetric,
-          staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder,
-          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, context: opts.context, onProgress: opts.onProgress,
+          staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder, sequential: opts.sequential,
+          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, calibTokens: opts.calibTokens, calibSeed: opts.calibSeed, context: opts.context, onProgress: opts.onProgress,
         })
       : null;
     await session?.prepare();
@@ -347,7 +349,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
       architecture: plan.architecture, dtype, fileDType: fdt, method, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears,
       bytesIn: plan.bytesIn, bytesOut, linearParams, linearBytes, bitsPerWeight: (8 * linearBytes) / linearParams,
       seconds: ((globalThis.performance ?? Date).now() - t0) / 1000, layers, model,
-      calibration: summary ? { texts: summary.texts, tokens: summary.tokens } : undefined,
+      calibration: summary ? { source: summary.source, texts: summary.texts, tokens: summary.tokens, sensitivityTokens: summary.sensitivityTokens } : undefined,
       smooth: opts.smooth, actCalibration: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, budget: opts.budget,
     };
   } finally {

@@ -112,8 +112,8 @@ export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'gro
   const d = QUANT[dtype as keyof typeof QUANT];
   if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
   const symmetric = opts.symmetric ?? d.symmetric;
-  // 4-bit codes are coarse enough that the least-squares clipping search pays off (see rtn.ts).
-  return { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 && symmetric };
+  // 4-bit codes are coarse enough that the least-squares range search pays off (see rtn.ts).
+  return { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 };
 }
 
 /** A Linear from weights already quantized (on the CPU, or read from a pre-quantized file). */
