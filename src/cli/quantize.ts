@@ -22,9 +22,9 @@ import { progressLine } from './progress.ts';
 
 const USAGE = `usage: webq quantize <model> --dtype q8|q4|w8a8|w4a8|w8a8-static|mixed --out DIR
          [--method rtn|awq|gptq] [--group 32|64|128|channel] [--asymmetric|--symmetric]
-         [--calib FILE] [--eval FILE] [--budget BITS] [--max-error E] [--report FILE]
-         [--smooth ALPHA] [--act-calib minmax|percentile|kl] [--act-order] [--no-bias-correction]
-         [--embeddings int8|int4|f16|f32]
+         [--calib FILE | --calib-tokens N --calib-seed S] [--eval FILE] [--budget BITS]
+         [--max-error E] [--report FILE] [--smooth ALPHA] [--act-calib minmax|percentile|kl]
+         [--act-order] [--no-bias-correction] [--no-clip-search] [--embeddings int8|int4|f16|f32]
 
 Quantizes every Linear weight of a checkpoint (a folder, folder URL or hub id) and writes
 DIR/model.safetensors in webq's pre-quantized format, with config.json, generation_config.json
@@ -38,14 +38,18 @@ activation scale per Linear, fixed by calibration: --act-calib percentile (defau
 kl, TensorRT's 2048-bin entropy method), mixed (4, 8 or 16 bits per layer by measured
 sensitivity, within --budget average bits per weight, scales included; 4 to 16).
 
-methods: rtn (round to nearest, default; needs no GPU), gptq (second-order error compensation
-from calibration; q8, q4, w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware
-scales folded into the norm or Linear before, plus a clipping search; q4, w4a8).
+methods: rtn (round to nearest, default; needs no GPU; at 4 bits each group's range is searched
+for the least squared weight error, --no-clip-search keeps min-max), gptq (second-order error
+compensation from calibration, each Linear calibrated with the earlier ones quantized; q8, q4,
+w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware scales folded into the norm
+or Linear before, plus a per-group search of scale and zero point by output error; q4, w4a8).
 
-Calibration runs the float model on the GPU over --calib FILE (one sample per line; a built-in
-text when absent). --smooth ALPHA (0..1; w8a8, w4a8, w8a8-static) migrates activation outliers
-into the weights (SmoothQuant), folded into the preceding norm. Biases absorb the mean output
-error on the calibration text unless --no-bias-correction.
+Calibration runs the float model on the GPU over --calib FILE (one sample per line). Without it a
+decoder calibrates on text it writes itself: --calib-tokens tokens (default 4096) sampled at
+temperature 1 with seed --calib-seed (default 0), from BOS and a few generic openings; an encoder
+reads a built-in text. --smooth ALPHA (0..1; w8a8, w4a8, w8a8-static) migrates activation
+outliers into the weights (SmoothQuant), folded into the preceding norm. Biases absorb the mean
+output error on the calibration text unless --no-bias-correction.
 
 Accuracy: with a calibrated method, --max-error or --report, the written model is loaded and
 compared with the float model on --eval FILE (default: the calibration text): embedding cosine

@@ -1,6 +1,8 @@
 /**
  * `webq quantize` when it needs the GPU: anything past plain round-to-nearest, or a measurement.
  *
+ *   0. text        --calib, else (decoders) text the float model samples itself
+ *                  (calibration-samples.ts), else (encoders) the built-in paragraph
  *   1. calibrate   the float model runs on the calibration text; every Linear unit's input gets
  *                  its per-channel max, mean |x|, mean x and X^T X (src/ops/calib-stats.ts)
  *   2. scales      --smooth ALPHA (SmoothQuant) or --method awq give per-channel scales, folded
@@ -10,7 +12,9 @@
  *                  or KL gives the fixed activation scale
  *   4. choose      mixed: each candidate layout of each unit is put alone into the float model on
  *                  the GPU and the model's output error measured; a knapsack picks within --budget
- *   5. quantize    per unit: rtn, gptq or awq; bias correction; the layer's error on calibration
+ *   5. quantize    per unit: rtn, gptq or awq; bias correction; the layer's error on calibration.
+ *                  GPTQ quantizes every unit here, in order, each on statistics collected with the
+ *                  earlier units quantized (quantize-sequential.ts)
  *   6. evaluate    the written file, loaded as every webq loader loads it, against the float model
  *                  on the evaluation text; past --max-error, each unit alone is measured to name
  *                  the costliest

@@ -6,13 +6,20 @@
  *    src/models/linear-units.ts) rounds them more finely. AWQ takes s_k = mean|x_k|^alpha,
  *    normalized by sqrt(max s * min s), and searches alpha on a grid over [0, 1] (alpha = 0 is
  *    plain round-to-nearest) for the least output error of the layer on the calibration inputs.
- * 2. Clipping. Per row and group, the range [lo, hi] shrunk by r in 1, 0.95, .. 0.55 (AWQ's
- *    auto_clip: 20 steps, down to half), keeping the r with the least output error of that group.
- *    AWQ leaves q and k alone (the softmax is not linear in them); so does this (`noClipRows`).
+ *    The grid is scored with round-to-nearest; the four best alphas are then clipped (step 2)
+ *    and scored again, since the clipping changes which scales win (on trained weights the
+ *    alpha chosen by round-to-nearest alone was often not the best once clipped).
+ * 2. Clipping. Per row and group, the scale and zero point with the least output error of that
+ *    group (the Gram matrix's diagonal block), among round-to-nearest's own (searched for the
+ *    least weight error at 4 bits, src/quant/range-search.ts), AWQ's auto_clip ranges (shrunk by
+ *    r = 1, 0.95, .. 0.55) and the output-weighted least-squares refit of the best (refitParams).
+ *    Round-to-nearest's parameters are a candidate, so no group loses to them, which AWQ's plain
+ *    shrink search did not ensure once round-to-nearest searches its own ranges. AWQ leaves q and
+ *    k unclipped (the softmax is not linear in them); so does this (`noClipRows`).
  *
  * AWQ measures errors on a sample of calibration activations; here the Gram matrix G = X^T X of
  * all of them gives the same quantity exactly: ||X (Wq - W)^T||^2 = sum_n d_n^T G d_n (outputError).
- * src/reference/awq.ts computes it from the activations themselves, for the tests.
+ * src/reference/awq.ts computes both steps from the activations themselves, for the tests.
  */
 import { ShapeError } from '../errors.ts';
 import { outputError } from './gptq.ts';
