@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
+import type { LinearDType } from '../../src/ops/linear.ts';
 import { openModelFiles } from '../../src/io/hub.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { openRunner, type ModelRunner } from '../../src/models/calibration.ts';
@@ -60,7 +61,7 @@ async function quantize(name: string, ...args: string[]): Promise<QuantizeReport
   const r: QuantizeReport = JSON.parse(await readFile(report, 'utf8'));
   const st = await SafetensorsFile.open(join(out, 'model.safetensors'));
   const pre = readPrequantInfo(st)!;
-  const q = await openRunner(ctx, st, config, tokenizer, pre.dtype, pre, { activations: 'float' });
+  const q = await openRunner(ctx, st, config, tokenizer, pre.dtype as LinearDType, pre, { activations: 'float' });
   try {
     const e = decoderError(ref, await q.run(heldout, { outputs: true }), config.vocabSize);
     kl[name] = e.kl!;
