@@ -51,7 +51,10 @@ export async function sampleCalibration(ctx: GpuContext, runner: ModelRunner, co
     for (let i = 0; total < budget && i < budget; i++) {
       opts.onProgress?.(total, budget);
       const opening = i % 2 === 0 ? '' : SAMPLE_OPENINGS[(i >> 1) % SAMPLE_OPENINGS.length];
-      const prompt = opening ? tokenizer.encode(opening, { addSpecialTokens: true }).ids : bare;
+      let prompt = opening ? tokenizer.encode(opening, { addSpecialTokens: true }).ids : bare;
+      // The last sample fits the budget exactly: from BOS alone when an opening would not leave room.
+      if (prompt.length >= budget - total) prompt = bare;
+      if (bare.length >= budget - total) break;
       if (!prompt.length || prompt.length >= cap) {
         if (i > 2 * SAMPLE_OPENINGS.length && !samples.length) throw new WebqError('CALIBRATION', `${tokenizer.name}: cannot start a calibration sample (no BOS or end-of-text token); give --calib FILE`);
         continue;
@@ -59,7 +62,7 @@ export async function sampleCalibration(ctx: GpuContext, runner: ModelRunner, co
       const ids = [...prompt];
       const params = validateSamplingParams({ temperature: 1, seed: (seed + i) >>> 0 });
       decoder.cache.truncate(0);
-      gen: for await (const batch of decoder.generate(prompt, params, { maxTokens: Math.min(cap - prompt.length, budget - total), batch: 16 })) {
+      gen: for await (const batch of decoder.generate(prompt, params, { maxTokens: Math.min(cap - prompt.length, budget - total - prompt.length), batch: 16 })) {
         for (const id of batch) {
           if (eos.has(id)) break gen;
           ids.push(id);
