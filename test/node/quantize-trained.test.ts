@@ -106,11 +106,11 @@ describe('q4 group 32 on trained weights, held-out text', () => {
     expect(r.kl).toBeLessThanOrEqual(0.7 * kl.plain);
   }, 600_000);
 
-  it('the built-in paragraph instead of sampled text (measured, printed for the README)', async () => {
+  it('the model\'s own samples calibrate better than the built-in paragraph (everyday English, mostly outside this vocabulary)', async () => {
     for (const method of ['awq', 'gptq']) {
       const r = await quantize(`${method}-builtin`, '--dtype', 'q4', '--method', method, '--calib', builtin);
       expect(r.calibration!.source).toBe('file');
-      expect(r.kl).toBeLessThan(kl.plain);
+      expect(kl[method]).toBeLessThan(0.8 * r.kl);
     }
     console.log(`trained fixture, sampled vs built-in calibration: awq ${kl.awq.toExponential(3)} vs ${kl['awq-builtin'].toExponential(3)}, gptq ${kl.gptq.toExponential(3)} vs ${kl['gptq-builtin'].toExponential(3)}`);
   }, 900_000);
