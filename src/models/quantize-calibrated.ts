@@ -369,7 +369,7 @@ export class CalibratedQuantization {
       const all: MixedCandidate[] = [];
       const specs: (QuantSpec | null)[] = [];
       for (const l of layouts) {
-        const spec = quantSpecFor(l.bits === 4 ? 'q4' : 'q8', { group: l.group, symmetric: l.symmetric });
+        const spec = quantSpecFor(l.bits === 4 ? 'q4' : 'q8', { group: l.group, symmetric: l.symmetric, clipSearch: opts.spec.clipSearch });
         // Skip a layout that is mostly padding, or the same as one already measured (channel = 128 at K = 128).
         const lay = layoutFor(w.K, spec);
         if (l.group !== 'channel' && lay.Kp > 1.25 * w.K && layouts.some((o) => o.bits === l.bits && o.group === 'channel')) continue;

@@ -78,6 +78,8 @@ interface TensorRoles {
   tableSpecs: TableSpecs;
   tableDefault: EmbeddingDType;
   defaultGroup?: number | 'channel';
+  /** The loader's range search default for the Linears (llamaQuantDefaults). */
+  defaultClipSearch?: boolean;
 }
 
 /** What one tensor becomes: packed with `spec`, F16, or its bytes as stored. */
@@ -129,7 +131,7 @@ function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType)
   }
   all.push(refs.norm);
   if (refs.lmHead) linear({ weight: refs.lmHead });
-  return { all, linears, tables: new Set([refs.embed.name]), tableSpecs: LLAMA_TABLES, tableDefault: llamaTableDefault(!refs.lmHead), defaultGroup: llamaQuantDefaults(dtype).group };
+  return { all, linears, tables: new Set([refs.embed.name]), tableSpecs: LLAMA_TABLES, tableDefault: llamaTableDefault(!refs.lmHead), defaultGroup: llamaQuantDefaults(dtype).group, defaultClipSearch: llamaQuantDefaults(dtype).clipSearch };
 }
 
 /**
@@ -140,10 +142,11 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   quantSpecFor(dtype); // an unknown or float dtype fails before any work
   const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
-  const search = (s: QuantSpec): QuantSpec => (opts.clipSearch === false ? { ...s, clipSearch: false } : s);
-  const spec = search(quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric }));
+  // The Linears' range search as loading would run it (LLMs at 4 bits); tables keep min-max.
+  const clipSearch = opts.clipSearch === false ? false : roles.defaultClipSearch;
+  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric, clipSearch });
   const embeddings = opts.embeddings ?? roles.tableDefault;
-  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? search(quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], roles.tableSpecs[embeddings])) : null;
+  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], { ...roles.tableSpecs[embeddings], clipSearch: false }) : null;
   const tableSpecs = new Map<string, QuantSpec>();
   const tensors = roles.all.map((ref): PlannedTensor => {
     const info = store.get(ref.name)!;

@@ -39,30 +39,54 @@ export function searchedGroupParams(w: Float32Array, a: number, b: number, spec:
   return searchRange(w, a, b, lo, hi, p.scale, p.zero, spec.bits === 8 ? 255 : 15);
 }
 
-/** Sums over one group's codes u (or q) under a candidate: [sum u, sum u^2, sum u w]. */
-const sums = new Float64Array(3);
+/**
+ * Weighted sums over one group under a candidate, each weight w_i counting h_i = rms + |w_i| (as
+ * llama.cpp's k-quants weigh theirs): a large weight is usually a salient one, and a plain squared
+ * error would clip it to round the many small ones finer. [sum h, sum h u, sum h u^2, sum h u w].
+ */
+const sums = new Float64Array(4);
 
 /** Codes round((w - off) * inv) clamped to [lo, hi] (round half up: the search's fast rounding), summed into `sums`. */
-function codeSums(w: Float32Array, a: number, b: number, off: number, inv: number, lo: number, hi: number): void {
+function codeSums(w: Float32Array, a: number, b: number, rms: number, off: number, inv: number, lo: number, hi: number): void {
+  let sh = 0;
   let su = 0;
   let suu = 0;
   let suw = 0;
   for (let i = a; i < b; i++) {
-    let u = Math.floor((w[i] - off) * inv + 0.5);
+    const x = w[i];
+    const h = rms + (x < 0 ? -x : x);
+    let u = Math.floor((x - off) * inv + 0.5);
     u = u < lo ? lo : u > hi ? hi : u;
-    su += u;
-    suu += u * u;
-    suw += u * w[i];
+    sh += h;
+    su += h * u;
+    suu += h * u * u;
+    suw += h * u * x;
   }
-  sums[0] = su;
-  sums[1] = suu;
-  sums[2] = suw;
+  sums[0] = sh;
+  sums[1] = su;
+  sums[2] = suu;
+  sums[3] = suw;
 }
 
-/** sum (w - s (u - z))^2 over a group of n, from sums of w (sw, sww) and of the codes (`sums`). */
-function errorFromSums(n: number, sw: number, sww: number, s: number, z: number): number {
-  const [su, suu, suw] = sums;
-  return sww - 2 * s * (suw - z * sw) + s * s * (suu - 2 * z * su + z * z * n);
+/** sum h (w - s (u - z))^2 over a group, from the weighted sums of w (sw = sum h w, sww = sum h w^2) and of the codes. */
+function errorFromSums(sw: number, sww: number, s: number, z: number): number {
+  const [sh, su, suu, suw] = sums;
+  return sww - 2 * s * (suw - z * sw) + s * s * (suu - 2 * z * su + z * z * sh);
+}
+
+/** The group's weighted sums of w: [rms, sum h w, sum h w^2]. */
+function weightSums(w: Float32Array, a: number, b: number): [number, number, number] {
+  let sq = 0;
+  for (let i = a; i < b; i++) sq += w[i] * w[i];
+  const rms = Math.sqrt(sq / (b - a));
+  let sw = 0;
+  let sww = 0;
+  for (let i = a; i < b; i++) {
+    const h = rms + Math.abs(w[i]);
+    sw += h * w[i];
+    sww += h * w[i] * w[i];
+  }
+  return [rms, sw, sww];
 }
 
 /** Candidate clipping ratios of the symmetric search (1 = no clipping): 1 .. 0.64 in steps of 0.04. */
@@ -73,25 +97,23 @@ const CLIP_RATIOS = Array.from({ length: 10 }, (_, i) => 1 - 0.04 * i);
  * least-squares scale sum(w q) / sum(q q); the best is refitted twice more. `full` is max|w|/qmax.
  */
 export function searchScale(w: Float32Array, a: number, b: number, full: number, qmax: number): number {
-  let sww = 0;
-  for (let i = a; i < b; i++) sww += w[i] * w[i];
-  const n = b - a;
-  codeSums(w, a, b, 0, 1 / full, -qmax, qmax);
+  const [rms, , sww] = weightSums(w, a, b);
+  codeSums(w, a, b, rms, 0, 1 / full, -qmax, qmax);
   let best = full;
-  let bestErr = errorFromSums(n, 0, sww, full, 0);
-  const fit = (): number => (sums[1] > 0 && sums[2] > 0 ? f16Scale(sums[2] / sums[1]) : 0);
+  let bestErr = errorFromSums(0, sww, full, 0);
+  const fit = (): number => (sums[2] > 0 && sums[3] > 0 ? f16Scale(sums[3] / sums[2]) : 0);
   for (const r of CLIP_RATIOS) {
-    codeSums(w, a, b, 0, 1 / (full * r), -qmax, qmax);
+    codeSums(w, a, b, rms, 0, 1 / (full * r), -qmax, qmax);
     const s = fit();
     // These codes are not yet the nearest for s: the true error is at most this.
-    const err = s > 0 ? errorFromSums(n, 0, sww, s, 0) : Infinity;
+    const err = s > 0 ? errorFromSums(0, sww, s, 0) : Infinity;
     if (err < bestErr) [best, bestErr] = [s, err];
   }
   for (let it = 0; it < 2; it++) {
-    codeSums(w, a, b, 0, 1 / best, -qmax, qmax);
-    bestErr = Math.min(bestErr, errorFromSums(n, 0, sww, best, 0));
+    codeSums(w, a, b, rms, 0, 1 / best, -qmax, qmax);
+    bestErr = Math.min(bestErr, errorFromSums(0, sww, best, 0));
     const s = fit();
-    const err = s > 0 ? errorFromSums(n, 0, sww, s, 0) : Infinity;
+    const err = s > 0 ? errorFromSums(0, sww, s, 0) : Infinity;
     if (!(err < bestErr)) break;
     [best, bestErr] = [s, err];
   }
@@ -109,36 +131,30 @@ const RANGE_STEPS = [-1, -0.5, 0, 0.5, 1];
  * two more refits of the best. The search keeps min-max when nothing beats it.
  */
 export function searchRange(w: Float32Array, a: number, b: number, lo: number, hi: number, scale: number, zero: number, umax: number): { scale: number; zero: number } {
-  const n = b - a;
-  let sw = 0;
-  let sww = 0;
-  for (let i = a; i < b; i++) {
-    sw += w[i];
-    sww += w[i] * w[i];
-  }
-  // Least squares of w ~ A u + C for the codes in `sums`, as a stored (f16 scale, integer zero).
+  const [rms, sw, sww] = weightSums(w, a, b);
+  // Weighted least squares of w ~ A u + C for the codes in `sums`, as a stored (f16 scale, integer zero).
   const fit = (): { scale: number; zero: number } | null => {
-    const [su, suu, suw] = sums;
-    const den = n * suu - su * su;
-    const A = den > 0 ? (n * suw - su * sw) / den : 0;
+    const [sh, su, suu, suw] = sums;
+    const den = sh * suu - su * su;
+    const A = den > 0 ? (sh * suw - su * sw) / den : 0;
     if (!(A > 0)) return null;
     const s = f16Scale(A);
-    return { scale: s, zero: clamp(roundHalfAway(-(sw - A * su) / n / s), 0, umax) };
+    return { scale: s, zero: clamp(roundHalfAway(-(sw - A * su) / sh / s), 0, umax) };
   };
   let best = { scale, zero };
-  codeSums(w, a, b, -zero * scale, 1 / scale, 0, umax);
-  let bestErr = errorFromSums(n, sw, sww, scale, zero);
+  codeSums(w, a, b, rms, -zero * scale, 1 / scale, 0, umax);
+  let bestErr = errorFromSums(sw, sww, scale, zero);
   for (const step of RANGE_STEPS) {
-    codeSums(w, a, b, lo, (umax + step) / (hi - lo), 0, umax);
+    codeSums(w, a, b, rms, lo, (umax + step) / (hi - lo), 0, umax);
     const p = fit();
-    const err = p ? errorFromSums(n, sw, sww, p.scale, p.zero) : Infinity;
+    const err = p ? errorFromSums(sw, sww, p.scale, p.zero) : Infinity;
     if (err < bestErr) [best, bestErr] = [p!, err];
   }
   for (let it = 0; it < 2; it++) {
-    codeSums(w, a, b, -best.zero * best.scale, 1 / best.scale, 0, umax);
-    bestErr = Math.min(bestErr, errorFromSums(n, sw, sww, best.scale, best.zero));
+    codeSums(w, a, b, rms, -best.zero * best.scale, 1 / best.scale, 0, umax);
+    bestErr = Math.min(bestErr, errorFromSums(sw, sww, best.scale, best.zero));
     const p = fit();
-    const err = p ? errorFromSums(n, sw, sww, p.scale, p.zero) : Infinity;
+    const err = p ? errorFromSums(sw, sww, p.scale, p.zero) : Infinity;
     if (!(err < bestErr)) break;
     [best, bestErr] = [p!, err];
   }
