@@ -38,8 +38,8 @@ activation scale per Linear, fixed by calibration: --act-calib percentile (defau
 kl, TensorRT's 2048-bin entropy method), mixed (4, 8 or 16 bits per layer by measured
 sensitivity, within --budget average bits per weight, scales included; 4 to 16).
 
-methods: rtn (round to nearest, default; needs no GPU; at 4 bits each group's range is searched
-for the least squared weight error, --no-clip-search keeps min-max), gptq (second-order error
+methods: rtn (round to nearest, default; needs no GPU; an LLM's 4-bit Linears get each group's
+range from a search for the least weight error, --no-clip-search keeps min-max), gptq (second-order error
 compensation from calibration, each Linear calibrated with the earlier ones quantized; q8, q4,
 w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware scales folded into the norm
 or Linear before, plus a per-group search of scale and zero point by output error; q4, w4a8).

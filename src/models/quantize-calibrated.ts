@@ -52,7 +52,7 @@ import { swapUnitWeight, tieChannels, type LinearUnit } from './linear-units.ts'
 import { biasCorrection, foldScales, noClipRowsOf, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
 
 /** Mixed precision measures each candidate on the first calibration texts, up to this many tokens. */
-const SENSITIVITY_TOKENS = 160;
+const SENSITIVITY_TOKENS = 512;
 
 export interface CalibratedOptions {
   /** The Linears' spec (the file dtype's, with --group and symmetry applied). */
