@@ -68,7 +68,7 @@ describe('range search (clipSearch: the default for 4-bit round-to-nearest)', ()
     return Float32Array.from({ length: n }, () => Math.tan((r() - 0.5) * 2.6) * 0.05);
   };
   for (const symmetric of [false, true]) {
-    it(`${symmetric ? 'symmetric' : 'asymmetric'}: never more squared error than min-max, and most of the way to a dense grid's optimum`, () => {
+    it(`${symmetric ? 'symmetric' : 'asymmetric'}: never more (weighted) squared error than min-max, and most of the way to a dense grid's optimum`, () => {
       const [N, K] = [24, 128];
       const w = heavy(N * K, symmetric ? 3 : 4);
       const spec: QuantSpec = { bits: 4, group: 32, symmetric, clipSearch: true };
@@ -76,15 +76,18 @@ describe('range search (clipSearch: the default for 4-bit round-to-nearest)', ()
       const searched = dequantizeWeight(quantizeWeight(w, N, K, spec));
       let [ePlain, eSearch, eBest] = [0, 0, 0];
       for (let g = 0; g < (N * K) / 32; g++) {
-        let [a, b] = [0, 0];
-        for (let i = g * 32; i < g * 32 + 32; i++) [a, b] = [a + (plain[i] - w[i]) ** 2, b + (searched[i] - w[i]) ** 2];
+        // The search's objective: squared errors weighted by rms + |w| (a large weight counts more).
+        let [a, b, sq] = [0, 0, 0];
+        for (let i = g * 32; i < g * 32 + 32; i++) sq += w[i] * w[i];
+        const rms = Math.sqrt(sq / 32);
+        for (let i = g * 32; i < g * 32 + 32; i++) [a, b] = [a + (rms + Math.abs(w[i])) * (plain[i] - w[i]) ** 2, b + (rms + Math.abs(w[i])) * (searched[i] - w[i]) ** 2];
         expect(b).toBeLessThanOrEqual(a * (1 + 1e-9));
         // The grid is fine but discrete: the search's least-squares scales may fall between its points.
         const best = refBestGroupParams(w, g * 32, g * 32 + 32, spec, 200);
         [ePlain, eSearch, eBest] = [ePlain + a, eSearch + b, eBest + best.error];
       }
       const closed = (ePlain - eSearch) / (ePlain - eBest);
-      console.log(`range search, ${symmetric ? 'sym' : 'asym'} int4 g32: squared error ${(eSearch / ePlain).toFixed(3)}x min-max's; the dense grid's optimum ${(eBest / ePlain).toFixed(3)}x (the search closes ${(100 * closed).toFixed(0)}% of the gap)`);
+      console.log(`range search, ${symmetric ? 'sym' : 'asym'} int4 g32: weighted squared error ${(eSearch / ePlain).toFixed(3)}x min-max's; the dense grid's optimum ${(eBest / ePlain).toFixed(3)}x (the search closes ${(100 * closed).toFixed(0)}% of the gap)`);
       expect(eSearch).toBeLessThan(0.95 * ePlain);
       expect(closed).toBeGreaterThan(0.6);
     });
