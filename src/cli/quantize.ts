@@ -24,7 +24,8 @@ const USAGE = `usage: webq quantize <model> --dtype q8|q4|w8a8|w4a8|w8a8-static|
          [--method rtn|awq|gptq] [--group 32|64|128|channel] [--asymmetric|--symmetric]
          [--calib FILE | --calib-tokens N --calib-seed S] [--eval FILE] [--budget BITS]
          [--max-error E] [--report FILE] [--smooth ALPHA] [--act-calib minmax|percentile|kl]
-         [--act-order] [--no-bias-correction] [--no-clip-search] [--embeddings int8|int4|f16|f32]
+         [--act-order] [--no-bias-correction] [--clip-search|--no-clip-search]
+         [--embeddings int8|int4|f16|f32]
 
 Quantizes every Linear weight of a checkpoint (a folder, folder URL or hub id) and writes
 DIR/model.safetensors in webq's pre-quantized format, with config.json, generation_config.json
@@ -38,8 +39,8 @@ activation scale per Linear, fixed by calibration: --act-calib percentile (defau
 kl, TensorRT's 2048-bin entropy method), mixed (4, 8 or 16 bits per layer by measured
 sensitivity, within --budget average bits per weight, scales included; 4 to 16).
 
-methods: rtn (round to nearest, default; needs no GPU; an LLM's 4-bit Linears get each group's
-range from a search for the least weight error, --no-clip-search keeps min-max), gptq (second-order error
+methods: rtn (round to nearest, default; needs no GPU; --clip-search chooses each 4-bit group's
+range by a search for the least weighted weight error instead of min-max), gptq (second-order error
 compensation from calibration, each Linear calibrated with the earlier ones quantized; q8, q4,
 w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware scales folded into the norm
 or Linear before, plus a per-group search of scale and zero point by output error; q4, w4a8).
@@ -126,7 +127,7 @@ async function options(p: ReturnType<typeof parseArgs>): Promise<{ dtype: Quanti
     calib: await readLines(p.values.get('--calib'), '--calib'),
     calibTokens: intOpt(p.values.get('--calib-tokens'), '--calib-tokens', 1),
     calibSeed: intOpt(p.values.get('--calib-seed'), '--calib-seed', 0),
-    clipSearch: p.flags.has('--no-clip-search') ? false : undefined,
+    clipSearch: p.flags.has('--clip-search') ? true : p.flags.has('--no-clip-search') ? false : undefined,
     eval: await readLines(p.values.get('--eval'), '--eval'),
     measure: p.values.has('--report') || p.values.has('--eval') || undefined,
   };
@@ -158,7 +159,7 @@ export const quantizeCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const p = parseArgs('quantize', args, {
-      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction', '--no-clip-search'],
+      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction', '--clip-search', '--no-clip-search'],
       values: ['--dtype', '--out', '--group', '--embeddings', '--revision', '--method', '--calib', '--calib-tokens', '--calib-seed', '--eval', '--budget', '--max-error', '--report', '--smooth', '--act-calib'],
     });
     const [model, ...rest] = p.positional;

@@ -65,9 +65,7 @@ export interface LlamaGpuWeights {
  * 4-bit weights the weights dominate, so q4/w4a8 keep int8 activations and their integer kernels.
  */
 export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'group' | 'activations' | 'clipSearch'> {
-  // 4-bit Linears search each group's range (src/quant/range-search.ts): on trained LLMs that cut
-  // the KL per token of q4 by about 11% against min-max (test/node/quantize-trained.test.ts).
-  return dtype === 'q8' ? { group: 32, activations: 'float' } : dtype === 'q4' || dtype === 'w4a8' ? { clipSearch: true } : {};
+  return dtype === 'q8' ? { group: 32, activations: 'float' } : {};
 }
 
 /**

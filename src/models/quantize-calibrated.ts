@@ -302,7 +302,10 @@ export class CalibratedQuantization {
     const deq = dequantizeWeight(q);
     Object.assign(layer, { bits: layout.bits, group: layout.group, symmetric: layout.symmetric, error: gram ? relativeLayerError(w, deq, gram) : undefined, actScale: this.actScales.get(u.id), alpha: this.alphas.get(u.id) });
     // Bias correction: subtract the mean output error on the calibration rows.
-    const corr = opts.biasCorrection && st?.rows && u.parts.some((p) => p.bias) ? biasCorrection(w, deq, st.sum.map((v, k) => v / st.rows / (s ? s[k] : 1))) : null;
+    // (From the float pass's statistics: the sequential pass runs later layers on uncorrected biases.)
+    const fs = this.stats.get(u.id);
+    const fscale = this.scales.get(u.id);
+    const corr = opts.biasCorrection && fs?.rows && u.parts.some((p) => p.bias) ? biasCorrection(w, deq, fs.sum.map((v, k) => v / fs.rows / (fscale ? fscale[k] : 1))) : null;
     layer.biasCorrected = !!corr;
     for (const [j, p] of u.parts.entries()) {
       this.pending.set(p.weight.name, quantizedTensors(p.weight.name, sliceQuantized(q, n0, w.rows[j])));

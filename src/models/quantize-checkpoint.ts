@@ -143,7 +143,7 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
   // The Linears' range search as loading would run it (LLMs at 4 bits); tables keep min-max.
-  const clipSearch = opts.clipSearch === false ? false : roles.defaultClipSearch;
+  const clipSearch = opts.clipSearch ?? roles.defaultClipSearch;
   const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric, clipSearch });
   const embeddings = opts.embeddings ?? roles.tableDefault;
   const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], { ...roles.tableSpecs[embeddings], clipSearch: false }) : null;
@@ -197,7 +197,7 @@ export function quantizeMetadata(plan: QuantizePlan, dtype: QuantizeDType, metho
   const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, linearMeta), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
   if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
   if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
-  if (opts.clipSearch === false) meta['webq.clip_search'] = 'false';
+  if (opts.clipSearch !== undefined) meta['webq.clip_search'] = String(opts.clipSearch);
   return meta;
 }
 

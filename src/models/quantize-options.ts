@@ -41,8 +41,9 @@ export interface QuantizeOptions {
   /** Default rtn. */
   method?: QuantMethod;
   /**
-   * 4-bit: choose each group's range by a search for the least squared weight error (default
-   * true; QuantSpec.clipSearch); false keeps plain min-max round-to-nearest.
+   * 4-bit: choose each group's range by a search for the least weighted squared weight error
+   * (QuantSpec.clipSearch; default: the loader's, min-max for asymmetric groups); false forces
+   * plain min-max round-to-nearest.
    */
   clipSearch?: boolean;
   /**
