@@ -42,6 +42,7 @@ export {
   type FinishReason,
   type Usage,
 } from './api/llm.ts';
+export { evaluate, EVAL_CONTEXT, type EvaluateOptions, type EvaluateResult } from './api/evaluate.ts';
 export type { ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ChatUsage } from './api/chat.ts';
 export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
 export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';

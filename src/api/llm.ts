@@ -263,6 +263,21 @@ export class LlmModel {
     }
   }
 
+  /**
+   * Logits [n, V] at every position from `from` (default 0) of a token sequence: row i is the
+   * next-token distribution after ids[0..from+i]. Reuses the cached common prefix, so a long text
+   * can be scored in pieces (`webq eval`, src/api/evaluate.ts).
+   */
+  async logitsAll(ids: readonly number[], opts: { from?: number } = {}): Promise<Float32Array> {
+    this.check();
+    const release = await this.acquire();
+    try {
+      return await this.decoder.logitsFrom(ids, opts.from ?? 0);
+    } finally {
+      release();
+    }
+  }
+
   /** The sampling parameters for a call: the caller's, else generation_config.json's when it samples, else greedy. */
   samplingFor(o: GenerateOptions): SamplingParams {
     const d = this.generationDefaults;

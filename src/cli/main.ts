@@ -12,6 +12,7 @@ import { CHILD_ENV, runFiltered, wantsFilter } from './dawn-notices.ts';
 import { diffCommand } from './diff.ts';
 import { doctorCommand } from './doctor.ts';
 import { embedCommand } from './embed.ts';
+import { evalCommand } from './eval.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
 import { keygenCommand } from './keygen.ts';
@@ -30,6 +31,7 @@ const commands: Record<string, Command> = {
   logits: logitsCommand,
   doctor: doctorCommand,
   quantize: quantizeCommand,
+  eval: evalCommand,
   diff: diffCommand,
   patch: patchCommand,
   keygen: keygenCommand,
@@ -37,7 +39,7 @@ const commands: Record<string, Command> = {
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

@@ -80,3 +80,25 @@ function line(file: string, st: FileState): string {
   const bar = '#'.repeat(full) + '-'.repeat(BAR - full);
   return `${file}  [${bar}] ${String(Math.floor(frac * 100)).padStart(3)}%  ${formatBytes(st.loaded)} / ${formatBytes(st.total)}`;
 }
+
+/** A line redrawn in place on a terminal; nothing elsewhere (logs stay clean). */
+export function progressLine(io: CliIO) {
+  let last = 0;
+  let drawn = false;
+  return {
+    update(stage: string, done: number, total: number) {
+      if (!io.stderrIsTTY) return;
+      const t = Date.now();
+      if (t - last < 100 && done < total) return;
+      last = t;
+      const w = 24;
+      const f = total ? Math.round((w * done) / total) : 0;
+      io.stderr(`\r\x1b[K${stage.padEnd(11)} [${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total}`);
+      drawn = true;
+    },
+    clear() {
+      if (drawn) io.stderr('\r\x1b[K');
+      drawn = false;
+    },
+  };
+}

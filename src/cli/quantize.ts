@@ -16,15 +16,17 @@ import { describeError } from '../quant/guard.ts';
 import { CalibrationTextError, MOSTLY_UNKNOWN, unknownShare } from '../models/calibration-text.ts';
 import { QuantizeRefusedError } from '../models/quantize-options.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
-import type { CliIO, Command } from './command.ts';
+import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';
 import { parseArgs, type ModelCliIO } from './model-args.ts';
+import { progressLine } from './progress.ts';
 
 const USAGE = `usage: webq quantize <model> --dtype q8|q4|w8a8|w4a8|w8a8-static|mixed --out DIR
          [--method rtn|awq|gptq] [--group 32|64|128|channel] [--asymmetric|--symmetric]
-         [--calib FILE] [--eval FILE] [--budget BITS] [--max-error E] [--report FILE]
-         [--smooth ALPHA] [--act-calib minmax|percentile|kl] [--act-order] [--no-bias-correction]
+         [--calib FILE | --calib-tokens N --calib-seed S] [--eval FILE] [--budget BITS]
+         [--max-error E] [--report FILE] [--smooth ALPHA] [--act-calib minmax|percentile|kl]
+         [--act-order] [--no-bias-correction] [--clip-search|--no-clip-search]
          [--embeddings int8|int4|f16|f32]
 
 Quantizes every Linear weight of a checkpoint (a folder, folder URL or hub id) and writes
@@ -39,14 +41,18 @@ activation scale per Linear, fixed by calibration: --act-calib percentile (defau
 kl, TensorRT's 2048-bin entropy method), mixed (4, 8 or 16 bits per layer by measured
 sensitivity, within --budget average bits per weight, scales included; 4 to 16).
 
-methods: rtn (round to nearest, default; needs no GPU), gptq (second-order error compensation
-from calibration; q8, q4, w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware
-scales folded into the norm or Linear before, plus a clipping search; q4, w4a8).
+methods: rtn (round to nearest, default; needs no GPU; --clip-search chooses each 4-bit group's
+range by a search for the least weighted weight error instead of min-max), gptq (second-order error
+compensation from calibration, each Linear calibrated with the earlier ones quantized; q8, q4,
+w8a8, w4a8, w8a8-static, mixed; --act-order), awq (activation-aware scales folded into the norm
+or Linear before, plus a per-group search of scale and zero point by output error; q4, w4a8).
 
-Calibration runs the float model on the GPU over --calib FILE (one sample per line; a built-in
-text when absent). --smooth ALPHA (0..1; w8a8, w4a8, w8a8-static) migrates activation outliers
-into the weights (SmoothQuant), folded into the preceding norm. Biases absorb the mean output
-error on the calibration text unless --no-bias-correction.
+Calibration runs the float model on the GPU over --calib FILE (one sample per line). Without it a
+decoder calibrates on text it writes itself: --calib-tokens tokens (default 4096) sampled at
+temperature 1 with seed --calib-seed (default 0), from BOS and a few generic openings; an encoder
+reads a built-in text. --smooth ALPHA (0..1; w8a8, w4a8, w8a8-static) migrates activation
+outliers into the weights (SmoothQuant), folded into the preceding norm. Biases absorb the mean
+output error on the calibration text unless --no-bias-correction.
 
 Accuracy: with a calibrated method, --max-error or --report, the written model is loaded and
 compared with the float model on --eval FILE (default: the calibration text): embedding cosine
@@ -68,6 +74,13 @@ function numberOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n)) throw new UsageError(`quantize: ${name} must be a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** An integer option of at least `min`, or a usage error naming it. */
+function intOpt(v: string | undefined, name: string, min: number): number | undefined {
+  const n = numberOpt(v, name);
+  if (n !== undefined && !(Number.isSafeInteger(n) && n >= min)) throw new UsageError(`quantize: ${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -115,32 +128,13 @@ async function options(p: ReturnType<typeof parseArgs>): Promise<{ dtype: Quanti
     actOrder: p.flags.has('--act-order') || undefined,
     biasCorrection: p.flags.has('--no-bias-correction') ? false : undefined,
     calib: await readLines(p.values.get('--calib'), '--calib'),
+    calibTokens: intOpt(p.values.get('--calib-tokens'), '--calib-tokens', 1),
+    calibSeed: intOpt(p.values.get('--calib-seed'), '--calib-seed', 0),
+    clipSearch: p.flags.has('--clip-search') ? true : p.flags.has('--no-clip-search') ? false : undefined,
     eval: await readLines(p.values.get('--eval'), '--eval'),
     measure: p.values.has('--report') || p.values.has('--eval') || undefined,
   };
   return { dtype, out, opts, report: p.values.get('--report') };
-}
-
-/** A line redrawn in place on a terminal; nothing elsewhere (logs stay clean). */
-function progressLine(io: CliIO) {
-  let last = 0;
-  let drawn = false;
-  return {
-    update(stage: string, done: number, total: number) {
-      if (!io.stderrIsTTY) return;
-      const t = Date.now();
-      if (t - last < 100 && done < total) return;
-      last = t;
-      const w = 24;
-      const f = total ? Math.round((w * done) / total) : 0;
-      io.stderr(`\r\x1b[K${stage.padEnd(11)} [${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total}`);
-      drawn = true;
-    },
-    clear() {
-      if (drawn) io.stderr('\r\x1b[K');
-      drawn = false;
-    },
-  };
 }
 
 /** The human summary (stderr): sizes, time, whole-model error, the layers that lost most. */
@@ -148,9 +142,13 @@ export function summary(r: QuantizeReport): string {
   const lines = [
     `quantized ${r.architecture} as ${r.dtype} by ${r.method}: ${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} (${(r.bytesIn / r.bytesOut).toFixed(2)}x smaller), Linears ${r.bitsPerWeight.toFixed(2)} bits per weight, ${r.seconds.toFixed(1)} s`,
   ];
-  if (r.calibration) lines.push(`  calibration: ${r.calibration.texts} texts, ${r.calibration.tokens} tokens`);
-  if (r.calibration && r.calibration.unknownShare > MOSTLY_UNKNOWN) {
-    lines.push(`  warning: ${(100 * r.calibration.unknownShare).toFixed(0)}% of the calibration tokens are the tokenizer's unknown token: the errors here measure little; give text in the model's language with --calib (and --eval)`);
+  if (r.calibration) {
+    const c = r.calibration;
+    const what = c.source === 'sampled' ? 'samples the model wrote itself' : c.source === 'built-in' ? 'lines of the built-in text' : 'texts of --calib';
+    lines.push(`  calibration: ${c.texts} ${what}, ${c.tokens} tokens${c.sensitivityTokens !== undefined ? ` (mixed's per-layer measurements: the first ${c.sensitivityTokens})` : ''}`);
+    if (c.unknownShare > MOSTLY_UNKNOWN) {
+      lines.push(`  warning: ${(100 * c.unknownShare).toFixed(0)}% of the calibration tokens are the tokenizer's unknown token: the errors here measure little; give text in the model's language with --calib (and --eval)`);
+    }
   }
   if (r.model) lines.push(`  whole model: ${describeError(r.model)}`);
   if (r.dtype === 'mixed') {
@@ -176,8 +174,8 @@ export const quantizeCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const p = parseArgs('quantize', args, {
-      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction'],
-      values: ['--dtype', '--out', '--group', '--embeddings', '--revision', '--method', '--calib', '--eval', '--budget', '--max-error', '--report', '--smooth', '--act-calib'],
+      flags: ['--asymmetric', '--symmetric', '--act-order', '--no-bias-correction', '--clip-search', '--no-clip-search'],
+      values: ['--dtype', '--out', '--group', '--embeddings', '--revision', '--method', '--calib', '--calib-tokens', '--calib-seed', '--eval', '--budget', '--max-error', '--report', '--smooth', '--act-calib'],
     });
     const [model, ...rest] = p.positional;
     if (!model || rest.length) throw new UsageError('quantize: expected exactly one model (run "webq quantize --help")');

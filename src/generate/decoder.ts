@@ -153,6 +153,34 @@ export class Decoder {
     }
   }
 
+  /**
+   * Logits [n, V] at positions `from`..end of `prompt`, reusing the cached common prefix; the prompt
+   * stays cached. A long text goes piece by piece (growing prompts, `from` the previous length), so
+   * each call runs only the new positions and no logits buffer holds more than a piece.
+   */
+  async logitsFrom(prompt: readonly number[], from: number): Promise<Float32Array> {
+    this.checkPrompt(prompt);
+    if (!Number.isSafeInteger(from) || from < 0 || from >= prompt.length) throw new WebqError('BAD_OPTION', `logitsFrom: from must be a position of the prompt (0 to ${prompt.length - 1}), got ${from}`);
+    const keep = Math.min(this.reuse(prompt), from);
+    this.cache.truncate(keep);
+    const ids = this.ctx.write(Uint32Array.from(prompt.slice(keep)), [prompt.length - keep], 'u32', 'input_ids');
+    try {
+      const rec = this.ctx.record({ label: 'llm:logits-from' });
+      this.cache.setPosition(this.ctx, keep);
+      const logits = llamaForward(this.ctx, rec, this.w, this.cfg, this.cache, { ids, pos0: keep, lastOnly: false });
+      await rec.submit();
+      const out = await this.ctx.readFloat(logits);
+      logits.dispose();
+      this.cache.ids.push(...prompt.slice(keep));
+      return out.subarray((from - keep) * this.cfg.vocabSize);
+    } catch (e) {
+      this.cache.truncate(keep);
+      throw e;
+    } finally {
+      ids.dispose();
+    }
+  }
+
   /** The last position's logits after running `prompt` (reusing the cached common prefix). */
   async logits(prompt: readonly number[]): Promise<Float32Array> {
     this.checkPrompt(prompt);

@@ -26,12 +26,13 @@ export class CalibrationTextError extends WebqError {
   }
 }
 
-export function textCoverage(tokenizer: TextTokenizer, texts: readonly string[]): TextCoverage {
+/** Texts, or token ids (calibration the model sampled itself). */
+export function textCoverage(tokenizer: TextTokenizer, texts: readonly (string | readonly number[])[]): TextCoverage {
   const unk = tokenizer.unkTokenId;
   let tokens = 0;
   let unknown = 0;
   for (const t of texts) {
-    const ids = tokenizer.encode(t, { addSpecialTokens: false, truncation: false, maxLength: Number.MAX_SAFE_INTEGER }).ids;
+    const ids = typeof t === 'string' ? tokenizer.encode(t, { addSpecialTokens: false, truncation: false, maxLength: Number.MAX_SAFE_INTEGER }).ids : t;
     tokens += ids.length;
     if (unk !== undefined) for (const id of ids) if (id === unk) unknown++;
   }
@@ -46,7 +47,7 @@ export function unknownShare(c: TextCoverage): number {
  * Throws CalibrationTextError when `maxError` is set and most of `evalTexts` is unknown tokens
  * (`evalWhat` names them in the message); otherwise returns the calibration texts' coverage.
  */
-export function checkCalibrationText(tokenizer: TextTokenizer, calib: readonly string[], evalTexts: readonly string[], opts: { maxError?: number; describe: string; evalWhat: string }): TextCoverage {
+export function checkCalibrationText(tokenizer: TextTokenizer, calib: readonly (string | readonly number[])[], evalTexts: readonly (string | readonly number[])[], opts: { maxError?: number; describe: string; evalWhat: string }): TextCoverage {
   const coverage = textCoverage(tokenizer, calib);
   if (opts.maxError === undefined) return coverage;
   const measured = evalTexts === calib ? coverage : textCoverage(tokenizer, evalTexts);

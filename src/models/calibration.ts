@@ -44,26 +44,35 @@ function checkIds(ids: ArrayLike<number>, vocab: number, what: string): void {
   }
 }
 
+/** A calibration or evaluation sample: a text, or (decoders) token ids as the model reads them. */
+export type CalibSample = string | readonly number[];
+
 export interface ModelRunner {
   kind: 'encoder' | 'decoder';
   units: LinearUnit[];
   weights: BertGpuWeights | LlamaGpuWeights;
   /** Vocabulary size (decoders' logits rows). */
   vocab: number;
-  /** Runs every text; with `outputs`, returns one output per text (see the top of this file). */
-  run(texts: readonly string[], opts?: { tap?: UnitTap; outputs?: boolean }): Promise<Float32Array[]>;
-  /** Token count of the texts as this model reads them. */
-  tokens(texts: readonly string[]): number;
+  /** Runs every sample; with `outputs`, returns one output per sample (see the top of this file). */
+  run(texts: readonly CalibSample[], opts?: { tap?: UnitTap; outputs?: boolean }): Promise<Float32Array[]>;
+  /** Token count of the samples as this model reads them. */
+  tokens(texts: readonly CalibSample[]): number;
   dispose(): void;
 }
 
-/** Loads `store` (float, or pre-quantized with `prequant`) for calibration runs. */
-export async function openRunner(ctx: GpuContext, store: TensorStore, config: ModelConfig, tokenizer: TextTokenizer, dtype: LinearDType = 'f32', prequant: PrequantInfo | null = null): Promise<ModelRunner> {
+/**
+ * Loads `store` (float, or pre-quantized with `prequant`) for calibration runs; `activations`
+ * overrides the quantized Linears' default (weight-only 'float' measures the weights alone).
+ */
+export async function openRunner(ctx: GpuContext, store: TensorStore, config: ModelConfig, tokenizer: TextTokenizer, dtype: LinearDType = 'f32', prequant: PrequantInfo | null = null, opts: { activations?: 'float' | 'int8' } = {}): Promise<ModelRunner> {
   if (config.modelType === 'bert') {
     const refs = resolveBertWeights(store, config);
-    const w = await uploadBertWeights(ctx, store, config, refs, dtype, { prequant });
+    const w = await uploadBertWeights(ctx, store, config, refs, dtype, { prequant, activations: opts.activations });
     const maxLength = Math.min(config.maxPositions, CALIB_MAX_TOKENS);
-    const encode = (texts: readonly string[]) => tokenizer.encodeBatch([...texts], { maxLength, truncation: true });
+    const encode = (texts: readonly CalibSample[]) => {
+      if (texts.some((t) => typeof t !== 'string')) throw new WebqError('CALIBRATION', `${store.name}: an encoder calibrates on texts, not token ids`);
+      return tokenizer.encodeBatch(texts as string[], { maxLength, truncation: true });
+    };
     return {
       kind: 'encoder', units: bertUnits(refs), weights: w, vocab: config.vocabSize,
       tokens: (texts) => Array.from(encode(texts).lengths).reduce((s, n) => s + n, 0),
@@ -101,7 +110,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
     };
   }
   const refs = resolveLlamaWeights(store, config);
-  const w = await uploadLlamaWeights(ctx, store, config, refs, dtype, { prequant });
+  const w = await uploadLlamaWeights(ctx, store, config, refs, dtype, { prequant, activations: opts.activations });
   const cap = Math.min(config.maxPositions, CALIB_MAX_TOKENS);
   let cache: KvCache;
   try {
@@ -110,7 +119,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
     w.dispose();
     throw e;
   }
-  const encode = (text: string) => tokenizer.encode(text, { maxLength: cap, truncation: true }).ids;
+  const encode = (text: CalibSample) => (typeof text === 'string' ? tokenizer.encode(text, { maxLength: cap, truncation: true }).ids : text.slice(0, cap));
   return {
     kind: 'decoder', units: llamaUnits(refs, config), weights: w, vocab: config.vocabSize,
     tokens: (texts) => texts.reduce((s, t) => s + encode(t).length, 0),
@@ -139,7 +148,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
  * Collects every unit's input statistics over `texts`: pass 1 (no histogram ranges) gives absolute
  * maxima, means, sums and X^T X; a pass with `histRange` per unit gives the 2048-bin histograms.
  */
-export async function collectStats(ctx: GpuContext, runner: ModelRunner, texts: readonly string[], opts: { gram: boolean; histRange?: ReadonlyMap<string, number>; units?: ReadonlySet<string> }): Promise<Map<string, InputStats>> {
+export async function collectStats(ctx: GpuContext, runner: ModelRunner, texts: readonly CalibSample[], opts: { gram: boolean; histRange?: ReadonlyMap<string, number>; units?: ReadonlySet<string> }): Promise<Map<string, InputStats>> {
   const gpu = new Map<string, InputStatsGpu>();
   try {
     for (const u of runner.units) {

@@ -8,8 +8,8 @@
  * divided out exactly (W x = (W diag s)(x / s)): a norm whose output feeds only this unit, or the
  * rows of a Linear whose output reaches this input through per-channel-linear ops only.
  *
- *   llama-family   qkv <- input_layernorm            o    <- v_proj rows (only when nh == nkv:
- *                  gate|up <- post_attention_layernorm      with GQA one v channel feeds several)
+ *   llama-family   qkv <- input_layernorm            o    <- v_proj rows (with GQA one v row feeds
+ *                  gate|up <- post_attention_layernorm      several heads' channels: their scales are tied)
  *                  down <- up_proj rows (silu(g) * u is linear in u)   lm_head <- model.norm
  *   bert           attention output <- value rows (attention is linear in V). Nothing else: every
  *                  LayerNorm output is also the residual, so scaling it would change the residual
@@ -33,7 +33,12 @@ export interface LinearUnit {
   parts: readonly LinearPart[];
   /** Inputs (columns) shared by every part. */
   K: number;
-  fold: { kind: 'norm'; weight: WeightRef; bias: WeightRef | null } | { kind: 'rows'; part: LinearPart } | null;
+  /**
+   * Rows: input channel c comes from row c of `part`; with grouped-query attention (`gqa`), the
+   * channels of query heads h sharing a KV head read the same row (head h, dimension i <- row
+   * (h / rep) * dim + i), so their scales must be equal (tiedRows).
+   */
+  fold: { kind: 'norm'; weight: WeightRef; bias: WeightRef | null } | { kind: 'rows'; part: LinearPart; gqa?: { rep: number; dim: number } } | null;
   /** Parts whose rows AWQ's clipping search leaves alone (q, k: attention is not linear in them). */
   noClip: readonly number[];
 }
@@ -44,12 +49,31 @@ export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
   refs.layers.forEach((l, i) => {
     const p = `layers.${i}`;
     units.push({ id: `${p}.qkv`, parts: [l.q, l.k, l.v], K: H, fold: { kind: 'norm', weight: l.inputNorm, bias: null }, noClip: [0, 1] });
-    units.push({ id: `${p}.o`, parts: [l.o], K: cfg.numHeads * cfg.headDim, fold: cfg.numHeads === cfg.numKvHeads ? { kind: 'rows', part: l.v } : null, noClip: [] });
+    const rep = cfg.numHeads / cfg.numKvHeads;
+    units.push({ id: `${p}.o`, parts: [l.o], K: cfg.numHeads * cfg.headDim, fold: { kind: 'rows', part: l.v, ...(rep > 1 && { gqa: { rep, dim: cfg.headDim } }) }, noClip: [] });
     units.push({ id: `${p}.gateUp`, parts: [l.gate, l.up], K: H, fold: { kind: 'norm', weight: l.postNorm, bias: null }, noClip: [] });
     units.push({ id: `${p}.down`, parts: [l.down], K: cfg.intermediateSize, fold: { kind: 'rows', part: l.up }, noClip: [] });
   });
   if (refs.lmHead) units.push({ id: 'lmHead', parts: [{ weight: refs.lmHead }], K: H, fold: { kind: 'norm', weight: refs.norm, bias: null }, noClip: [] });
   return units;
+}
+
+/** For each input channel of u, the row of its fold target it comes from (identity unless GQA ties channels). */
+export function tiedRows(u: LinearUnit): Int32Array {
+  const g = u.fold?.kind === 'rows' ? u.fold.gqa : undefined;
+  return Int32Array.from({ length: u.K }, (_, c) => (g ? Math.floor(Math.floor(c / g.dim) / g.rep) * g.dim + (c % g.dim) : c));
+}
+
+/** Per input channel, the max or mean of `v` over the channels sharing its fold row (GQA), so scales made from it are equal across them. */
+export function tieChannels(u: LinearUnit, v: ArrayLike<number>, how: 'max' | 'mean'): Float32Array {
+  const rows = tiedRows(u);
+  const acc = new Map<number, { v: number; n: number }>();
+  rows.forEach((r, c) => {
+    const a = acc.get(r);
+    if (!a) acc.set(r, { v: v[c], n: 1 });
+    else [a.v, a.n] = [how === 'max' ? Math.max(a.v, v[c]) : a.v + v[c], a.n + 1];
+  });
+  return Float32Array.from(rows, (r) => (how === 'max' ? acc.get(r)!.v : acc.get(r)!.v / acc.get(r)!.n));
 }
 
 export function bertUnits(refs: BertWeights): LinearUnit[] {

@@ -64,7 +64,7 @@ export interface LlamaGpuWeights {
  * test models that error (KL ~1.5e-3 per token) outweighed the 8-bit weights' own (~4e-4). With
  * 4-bit weights the weights dominate, so q4/w4a8 keep int8 activations and their integer kernels.
  */
-export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'group' | 'activations'> {
+export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'group' | 'activations' | 'clipSearch'> {
   return dtype === 'q8' ? { group: 32, activations: 'float' } : {};
 }
 
@@ -92,7 +92,7 @@ export function llamaTableDefault(tied: boolean): EmbeddingDType {
 
 export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cfg: LlamaConfig, refs: LlamaWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<LlamaGpuWeights> {
   const d = llamaQuantDefaults(dtype);
-  const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations: opts.activations ?? d.activations });
+  const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations: opts.activations ?? d.activations, clipSearch: opts.clipSearch ?? d.clipSearch });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
   const free = () => (pl.dispose(), up.dispose());

@@ -1,6 +1,8 @@
 /**
  * `webq quantize` when it needs the GPU: anything past plain round-to-nearest, or a measurement.
  *
+ *   0. text        --calib, else (decoders) text the float model samples itself
+ *                  (calibration-samples.ts), else (encoders) the built-in paragraph
  *   1. calibrate   the float model runs on the calibration text; every Linear unit's input gets
  *                  its per-channel max, mean |x|, mean x and X^T X (src/ops/calib-stats.ts)
  *   2. scales      --smooth ALPHA (SmoothQuant) or --method awq give per-channel scales, folded
@@ -10,7 +12,9 @@
  *                  or KL gives the fixed activation scale
  *   4. choose      mixed: each candidate layout of each unit is put alone into the float model on
  *                  the GPU and the model's output error measured; a knapsack picks within --budget
- *   5. quantize    per unit: rtn, gptq or awq; bias correction; the layer's error on calibration
+ *   5. quantize    per unit: rtn, gptq or awq; bias correction; the layer's error on calibration.
+ *                  GPTQ quantizes every unit here, in order, each on statistics collected with the
+ *                  earlier units quantized (quantize-sequential.ts)
  *   6. evaluate    the written file, loaded as every webq loader loads it, against the float model
  *                  on the evaluation text; past --max-error, each unit alone is measured to name
  *                  the costliest
@@ -33,7 +37,7 @@ import { awqSearchScales } from '../quant/awq.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../quant/calibrate.ts';
 import { modelError, type ModelError } from '../quant/guard.ts';
 import { checkCalibrationText, textCoverage, unknownShare } from './calibration-text.ts';
-import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
+import { byteSizes, layoutFor, type QuantizedWeight, type QuantSpec } from '../quant/layout.ts';
 import { chooseBits, type MixedCandidate } from '../quant/mixed.ts';
 import { quantizedTensors, readPrequantInfo, readQuantized, sliceQuantized, specOf, stackQuantized, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { dequantizeWeight } from '../quant/rtn.ts';
@@ -41,13 +45,15 @@ import { columnAbsMax, smoothScales } from '../quant/smooth.ts';
 import { staticActivationScale, type ActCalibration } from '../quant/static-act.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { WebqError } from '../errors.ts';
-import { collectStats, openRunner, TransformedStore, type ModelRunner } from './calibration.ts';
+import { collectStats, openRunner, TransformedStore, type CalibSample, type ModelRunner } from './calibration.ts';
+import { quantizeSequentially } from './quantize-sequential.ts';
+import { sampleCalibration } from './calibration-samples.ts';
 import type { ModelConfig } from './config.ts';
-import { swapUnitWeight, type LinearUnit } from './linear-units.ts';
-import { biasCorrection, foldScales, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
+import { swapUnitWeight, tieChannels, type LinearUnit } from './linear-units.ts';
+import { biasCorrection, foldScales, noClipRowsOf, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
 
 /** Mixed precision measures each candidate on the first calibration texts, up to this many tokens. */
-const SENSITIVITY_TOKENS = 160;
+const SENSITIVITY_TOKENS = 512;
 
 export interface CalibratedOptions {
   /** The Linears' spec (the file dtype's, with --group and symmetry applied). */
@@ -66,6 +72,11 @@ export interface CalibratedOptions {
   eval?: readonly string[];
   /** Set: refused (CalibrationTextError) when the evaluation text is mostly unknown tokens. */
   maxError?: number;
+  /** GPTQ: each unit calibrated with the earlier ones quantized (default true; quantize-sequential.ts). */
+  sequential?: boolean;
+  /** Without `calib`: decoders sample this many tokens themselves (calibration-samples.ts), seeded. */
+  calibTokens?: number;
+  calibSeed?: number;
   context?: GpuContext;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -85,6 +96,8 @@ export interface LayerReport {
   alpha?: number;
   /** Per-channel scales were folded into the op before (SmoothQuant or AWQ). */
   scaled?: boolean;
+  /** Calibrated with the earlier units quantized (GPTQ's sequential order). */
+  sequential?: boolean;
   actScale?: number;
   biasCorrected?: boolean;
   /** Mixed: every candidate's size and measured model error (the unit alone quantized). */
@@ -95,11 +108,17 @@ export interface LayerReport {
 
 export interface CalibratedSummary {
   layers: LayerReport[];
+  /** Where the calibration text came from: --calib, the model's own samples, or the built-in paragraph. */
+  source: CalibSource;
   texts: number;
   tokens: number;
   /** The share of the calibration text's tokens that are the tokenizer's unknown token (calibration-text.ts). */
   unknownShare: number;
+  /** Mixed precision measures each candidate on the first samples only: their tokens. */
+  sensitivityTokens?: number;
 }
+
+export type CalibSource = 'file' | 'sampled' | 'built-in';
 
 export class CalibratedQuantization {
   private scales = new Map<string, Float32Array>();
@@ -124,8 +143,9 @@ export class CalibratedQuantization {
     private readonly config: ModelConfig,
     private readonly tokenizer: TextTokenizer,
     private readonly float: ModelRunner,
-    private readonly calib: readonly string[],
-    private readonly evalTexts: readonly string[],
+    private readonly calib: readonly CalibSample[],
+    private readonly calibSource: CalibSource,
+    private readonly evalTexts: readonly CalibSample[],
     private readonly opts: CalibratedOptions,
   ) {
     this.view = store;
@@ -139,13 +159,27 @@ export class CalibratedQuantization {
     } catch (e) {
       throw new WebqError('CALIBRATION', `${files.describe}: calibration runs the model on text and needs its tokenizer: ${(e as Error).message}`);
     }
-    const calib = opts.calib ?? calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text');
-    checkCalibrationText(tokenizer, calib, opts.eval ?? calib, { maxError: opts.maxError, describe: files.describe, evalWhat: opts.eval ? 'evaluation text (--eval)' : opts.calib ? 'calibration text (--calib)' : 'built-in calibration text' });
+    // No --calib: a decoder writes its own calibration text (which its tokenizer can always read);
+    // an encoder reads the built-in one. Text the tokenizer cannot read measures nothing, so
+    // --max-error on it is refused here, before any work.
+    const sampled = !opts.calib && config.modelType !== 'bert';
+    const given = opts.calib ?? (sampled ? undefined : calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text'));
+    const measured = opts.eval ?? given;
+    if (measured) checkCalibrationText(tokenizer, given ?? [], measured, { maxError: opts.maxError, describe: files.describe, evalWhat: opts.eval ? 'evaluation text (--eval)' : opts.calib ? 'calibration text (--calib)' : 'built-in calibration text' });
     const ctx = opts.context ?? (await GpuContext.create());
+    let float: ModelRunner | null = null;
     try {
-      const float = await openRunner(ctx, store, config, tokenizer, 'f32');
-      return new CalibratedQuantization(ctx, !opts.context, store, config, tokenizer, float, calib, opts.eval ?? calib, opts);
+      float = await openRunner(ctx, store, config, tokenizer, 'f32');
+      let calib: readonly CalibSample[];
+      let source: CalibSource;
+      if (opts.calib) [calib, source] = [opts.calib, 'file'];
+      else if (sampled) {
+        const onProgress = (d: number, t: number) => opts.onProgress?.('sample', d, t);
+        [calib, source] = [await sampleCalibration(ctx, float, config, tokenizer, { tokens: opts.calibTokens, seed: opts.calibSeed, onProgress }), 'sampled'];
+      } else [calib, source] = [given!, 'built-in'];
+      return new CalibratedQuantization(ctx, !opts.context, store, config, tokenizer, float, calib, source, opts.eval ?? calib, opts);
     } catch (e) {
+      float?.dispose();
       if (!opts.context) ctx.dispose();
       throw e;
     }
@@ -167,13 +201,14 @@ export class CalibratedQuantization {
     for (const u of units) {
       const st = this.stats.get(u.id);
       if (!u.fold || !st || !st.rows) continue;
+      // Channels that share a fold row (GQA) get one scale: their statistics are tied first.
       if (opts.smooth !== undefined) {
         const w = await readUnit(this.store, u);
-        this.scales.set(u.id, smoothScales(st.absMax, columnAbsMax(w.W, w.N, w.K), opts.smooth));
+        this.scales.set(u.id, smoothScales(tieChannels(u, st.absMax, 'max'), tieChannels(u, columnAbsMax(w.W, w.N, w.K), 'max'), opts.smooth));
       } else if (opts.method === 'awq') {
         const w = await readUnit(this.store, u);
-        const mean = st.sumAbs.map((v) => v / st.rows);
-        const found = awqSearchScales(w.W, w.N, w.K, opts.spec, mean, st.gram!);
+        const mean = tieChannels(u, st.sumAbs.map((v) => v / st.rows), 'mean');
+        const found = awqSearchScales(w.W, w.N, w.K, opts.spec, mean, st.gram!, { noClipRows: noClipRowsOf(u, w.rows) });
         this.scales.set(u.id, found.scales);
         this.alphas.set(u.id, found.alpha);
       }
@@ -204,6 +239,10 @@ export class CalibratedQuantization {
       }
     }
     if (opts.mixedBudget !== undefined) this.chosen = await this.chooseMixed(units);
+    // 5, for GPTQ: every unit now, in order, each calibrated on the earlier ones' quantized outputs.
+    if (opts.method === 'gptq' && opts.sequential !== false) {
+      await quantizeSequentially(this.ctx, await this.scaled(), this.calib, (u, stats) => this.quantizeUnit(u, { stats }), (d, t) => this.progress('sequential', d, t));
+    }
   }
 
   /** How Linear weight `name` is stored: its spec, or 16 (an F16 tensor). */
@@ -243,16 +282,21 @@ export class CalibratedQuantization {
     return null;
   }
 
-  /** Step 5 for one unit: its parts' tensors (and corrected biases) into `pending`. */
-  private async quantizeUnit(u: LinearUnit): Promise<void> {
+  /**
+   * Step 5 for one unit: its parts' tensors (and corrected biases) into `pending`; returns the
+   * quantized weight (null: kept 16-bit). `sequential` gives statistics collected on the scaled
+   * model with the earlier units quantized (quantize-sequential.ts), instead of the float pass's.
+   */
+  private async quantizeUnit(u: LinearUnit, sequential?: { stats: InputStats | undefined }): Promise<QuantizedWeight | null> {
     const { opts } = this;
     this.done.add(u.id);
     this.progress('quantize', this.done.size, this.float.units.length);
-    const st = this.stats.get(u.id);
-    const s = this.scales.get(u.id);
+    const st = sequential ? sequential.stats : this.stats.get(u.id);
+    // The float pass saw the unscaled inputs: its statistics are divided by the unit's scales.
+    const s = sequential ? undefined : this.scales.get(u.id);
     const w = await readUnit(this.view, u);
     const cand = this.chosen?.get(u.id);
-    const layer: LayerReport = { id: u.id, tensors: u.parts.map((p) => p.weight.name), params: w.N * w.K, bits: opts.spec.bits, method: opts.method, scaled: !!s, candidates: cand?.all };
+    const layer: LayerReport = { id: u.id, tensors: u.parts.map((p) => p.weight.name), params: w.N * w.K, bits: opts.spec.bits, method: opts.method, scaled: this.scales.has(u.id), sequential: !!sequential, candidates: cand?.all };
     this.layers.set(u.id, layer);
     const layout = this.layout(u.parts[0].weight.name);
     let n0 = 0;
@@ -262,14 +306,17 @@ export class CalibratedQuantization {
         n0 += w.rows[j];
       }
       Object.assign(layer, { bits: 16, error: 0 });
-      return;
+      return null;
     }
     const gram = st?.rows ? unitGram(st, s) : null;
     const q = quantizeUnit(w, u, layout, gram ? opts.method : 'rtn', gram, { actOrder: opts.actOrder });
     const deq = dequantizeWeight(q);
     Object.assign(layer, { bits: layout.bits, group: layout.group, symmetric: layout.symmetric, error: gram ? relativeLayerError(w, deq, gram) : undefined, actScale: this.actScales.get(u.id), alpha: this.alphas.get(u.id) });
     // Bias correction: subtract the mean output error on the calibration rows.
-    const corr = opts.biasCorrection && st?.rows && u.parts.some((p) => p.bias) ? biasCorrection(w, deq, st.sum.map((v, k) => v / st.rows / (s ? s[k] : 1))) : null;
+    // (From the float pass's statistics: the sequential pass runs later layers on uncorrected biases.)
+    const fs = this.stats.get(u.id);
+    const fscale = this.scales.get(u.id);
+    const corr = opts.biasCorrection && fs?.rows && u.parts.some((p) => p.bias) ? biasCorrection(w, deq, fs.sum.map((v, k) => v / fs.rows / (fscale ? fscale[k] : 1))) : null;
     layer.biasCorrected = !!corr;
     for (const [j, p] of u.parts.entries()) {
       this.pending.set(p.weight.name, quantizedTensors(p.weight.name, sliceQuantized(q, n0, w.rows[j])));
@@ -280,12 +327,14 @@ export class CalibratedQuantization {
       }
       n0 += w.rows[j];
     }
+    return q;
   }
 
   /** The report's per-layer part, in the model's order. */
   summary(): CalibratedSummary {
     const layers = this.float.units.map((u) => this.layers.get(u.id)).filter((l): l is LayerReport => !!l);
-    return { layers, texts: this.calib.length, tokens: this.float.tokens(this.calib), unknownShare: unknownShare(textCoverage(this.tokenizer, this.calib)) };
+    const sensitivityTokens = this.chosen ? this.float.tokens(this.sensitivityTexts()) : undefined;
+    return { layers, source: this.calibSource, texts: this.calib.length, tokens: this.float.tokens(this.calib), sensitivityTokens, unknownShare: unknownShare(textCoverage(this.tokenizer, this.calib)) };
   }
 
   /** The float model with the scales applied (for histograms and single-unit measurements). */
@@ -296,7 +345,7 @@ export class CalibratedQuantization {
   }
 
   /** The model's error on `texts` with `lin` in unit u's place (a float runner), against `ref`. */
-  private async alone(runner: ModelRunner, u: LinearUnit, lin: LinearWeight, texts: readonly string[], ref: Float32Array[]): Promise<number> {
+  private async alone(runner: ModelRunner, u: LinearUnit, lin: LinearWeight, texts: readonly CalibSample[], ref: Float32Array[]): Promise<number> {
     const old = swapUnitWeight(runner.weights, u.id, lin);
     try {
       return modelError(runner.kind, ref, await runner.run(texts, { outputs: true }), runner.vocab).error;
@@ -306,6 +355,16 @@ export class CalibratedQuantization {
     }
   }
 
+  /** Each sensitivity measurement is a forward over these: the first samples, up to SENSITIVITY_TOKENS. */
+  private sensitivityTexts(): CalibSample[] {
+    const texts: CalibSample[] = [];
+    for (let t = 0, i = 0; i < this.calib.length && (t < SENSITIVITY_TOKENS || !texts.length); i++) {
+      texts.push(this.calib[i]);
+      t += this.float.tokens([this.calib[i]]);
+    }
+    return texts;
+  }
+
   /** Step 4: candidates per unit, each measured alone, and the knapsack's choice. */
   private async chooseMixed(units: readonly LinearUnit[]) {
     const { opts, stats } = this;
@@ -313,12 +372,7 @@ export class CalibratedQuantization {
     // 4 bits at a few group sizes (finer groups cost more bits for scales), 8 bits per channel, 16.
     const groups4: (number | 'channel')[] = opts.group !== undefined ? [opts.group] : [32, 128, 'channel'];
     const layouts = [...groups4.map((group) => ({ bits: 4 as const, group, symmetric: sym4 })), { bits: 8 as const, group: opts.group ?? ('channel' as const), symmetric: true }];
-    // Each measurement is a forward over these texts: the first ones, up to SENSITIVITY_TOKENS.
-    const texts: string[] = [];
-    for (let t = 0, i = 0; i < this.calib.length && (t < SENSITIVITY_TOKENS || !texts.length); i++) {
-      texts.push(this.calib[i]);
-      t += this.float.tokens([this.calib[i]]);
-    }
+    const texts = this.sensitivityTexts();
     const ref = await this.float.run(texts, { outputs: true });
     const per = new Map<string, { all: MixedCandidate[]; specs: (QuantSpec | null)[] }>();
     let done = 0;
@@ -329,7 +383,7 @@ export class CalibratedQuantization {
       const all: MixedCandidate[] = [];
       const specs: (QuantSpec | null)[] = [];
       for (const l of layouts) {
-        const spec = quantSpecFor(l.bits === 4 ? 'q4' : 'q8', { group: l.group, symmetric: l.symmetric });
+        const spec = quantSpecFor(l.bits === 4 ? 'q4' : 'q8', { group: l.group, symmetric: l.symmetric, clipSearch: opts.spec.clipSearch });
         // Skip a layout that is mostly padding, or the same as one already measured (channel = 128 at K = 128).
         const lay = layoutFor(w.K, spec);
         if (l.group !== 'channel' && lay.Kp > 1.25 * w.K && layouts.some((o) => o.bits === l.bits && o.group === 'channel')) continue;

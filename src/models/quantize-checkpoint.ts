@@ -78,6 +78,8 @@ interface TensorRoles {
   tableSpecs: TableSpecs;
   tableDefault: EmbeddingDType;
   defaultGroup?: number | 'channel';
+  /** The loader's range search default for the Linears (llamaQuantDefaults). */
+  defaultClipSearch?: boolean;
 }
 
 /** What one tensor becomes: packed with `spec`, F16, or its bytes as stored. */
@@ -129,7 +131,7 @@ function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType)
   }
   all.push(refs.norm);
   if (refs.lmHead) linear({ weight: refs.lmHead });
-  return { all, linears, tables: new Set([refs.embed.name]), tableSpecs: LLAMA_TABLES, tableDefault: llamaTableDefault(!refs.lmHead), defaultGroup: llamaQuantDefaults(dtype).group };
+  return { all, linears, tables: new Set([refs.embed.name]), tableSpecs: LLAMA_TABLES, tableDefault: llamaTableDefault(!refs.lmHead), defaultGroup: llamaQuantDefaults(dtype).group, defaultClipSearch: llamaQuantDefaults(dtype).clipSearch };
 }
 
 /**
@@ -140,9 +142,11 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   quantSpecFor(dtype); // an unknown or float dtype fails before any work
   const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
-  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric });
+  // The Linears' range search as loading would run it (LLMs at 4 bits); tables keep min-max.
+  const clipSearch = opts.clipSearch ?? roles.defaultClipSearch;
+  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric, clipSearch });
   const embeddings = opts.embeddings ?? roles.tableDefault;
-  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], roles.tableSpecs[embeddings]) : null;
+  const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], { ...roles.tableSpecs[embeddings], clipSearch: false }) : null;
   const tableSpecs = new Map<string, QuantSpec>();
   const tensors = roles.all.map((ref): PlannedTensor => {
     const info = store.get(ref.name)!;
@@ -193,6 +197,7 @@ export function quantizeMetadata(plan: QuantizePlan, dtype: QuantizeDType, metho
   const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, linearMeta), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
   if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
   if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
+  if (opts.clipSearch !== undefined) meta['webq.clip_search'] = String(opts.clipSearch);
   return meta;
 }
 
@@ -269,8 +274,8 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
     session = calibrated
       ? await CalibratedQuantization.open(files, store, config, {
           spec: plan.spec, fileDType: fdt, method, mixedBudget: opts.budget, group: opts.group, symmetric: opts.symmetric,
-          staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder,
-          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, maxError: opts.maxError, context: opts.context, onProgress: opts.onProgress,
+          staticActs: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, smooth: opts.smooth, actOrder: opts.actOrder, sequential: opts.sequential,
+          biasCorrection: opts.biasCorrection ?? (method !== 'rtn' || dtype !== fdt), calib: opts.calib, eval: opts.eval, maxError: opts.maxError, calibTokens: opts.calibTokens, calibSeed: opts.calibSeed, context: opts.context, onProgress: opts.onProgress,
         })
       : null;
     await session?.prepare();
@@ -309,7 +314,7 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
         architecture: plan.architecture, dtype, fileDType: fdt, method, spec: plan.spec, embeddings: plan.embeddings, tensors: plan.tensors.length, quantized: plan.linears,
         bytesIn: plan.bytesIn, bytesOut, linearParams, linearBytes, bitsPerWeight: (8 * linearBytes) / linearParams,
         seconds: ((globalThis.performance ?? Date).now() - t0) / 1000, layers, model,
-        calibration: summary ? { texts: summary.texts, tokens: summary.tokens, unknownShare: summary.unknownShare } : undefined,
+        calibration: summary ? { source: summary.source, texts: summary.texts, tokens: summary.tokens, sensitivityTokens: summary.sensitivityTokens, unknownShare: summary.unknownShare } : undefined,
         smooth: opts.smooth, actCalibration: dtype === 'w8a8-static' ? (opts.actCalibration ?? 'percentile') : undefined, budget: opts.budget,
       };
     };

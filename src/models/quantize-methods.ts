@@ -16,7 +16,7 @@ import { awqQuantizeScaled, scaleGram } from '../quant/awq.ts';
 import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { ChannelScales } from './calibration.ts';
-import type { LinearUnit } from './linear-units.ts';
+import { tiedRows, type LinearUnit } from './linear-units.ts';
 
 export type QuantMethod = 'rtn' | 'awq' | 'gptq';
 export const QUANT_METHODS: readonly QuantMethod[] = ['rtn', 'awq', 'gptq'];
@@ -51,13 +51,16 @@ export function foldScales(units: readonly LinearUnit[], scales: ReadonlyMap<str
     if (!s || !u.fold) continue;
     for (const p of u.parts) entry(p.weight.name).col = s;
     const targets = u.fold.kind === 'norm' ? [u.fold.weight, u.fold.bias] : [u.fold.part.weight, u.fold.part.bias];
-    for (const t of targets) if (t) entry(t.name).row = s;
+    // The fold target's row r is divided by the scale of the channels it feeds (tied under GQA).
+    const rows = new Float32Array(u.fold.kind === 'rows' ? u.fold.part.weight.shape[0] : u.K);
+    tiedRows(u).forEach((r, c) => (rows[r] = s[c]));
+    for (const t of targets) if (t) entry(t.name).row = rows;
   }
   return out;
 }
 
 /** Which stacked rows belong to parts AWQ does not clip. */
-function noClipRows(u: LinearUnit, rows: number[]): (n: number) => boolean {
+export function noClipRowsOf(u: LinearUnit, rows: number[]): (n: number) => boolean {
   const ranges = u.noClip.map((i) => {
     const a = rows.slice(0, i).reduce((s, r) => s + r, 0);
     return [a, a + rows[i]];
@@ -72,7 +75,7 @@ function noClipRows(u: LinearUnit, rows: number[]): (n: number) => boolean {
 export function quantizeUnit(w: UnitWeights, u: LinearUnit, spec: QuantSpec, method: QuantMethod, gram: ArrayLike<number> | null, opts: { actOrder?: boolean } = {}): QuantizedWeight {
   if (method === 'rtn' || !gram) return quantizeWeight(w.W, w.N, w.K, spec);
   if (method === 'gptq') return gptqQuantize(w.W, w.N, w.K, spec, gram, { actOrder: opts.actOrder });
-  return awqQuantizeScaled(w.W, w.N, w.K, spec, gram, { noClipRows: noClipRows(u, w.rows) }).q;
+  return awqQuantizeScaled(w.W, w.N, w.K, spec, gram, { noClipRows: noClipRowsOf(u, w.rows) }).q;
 }
 
 /** X^T X of the unit's input divided by s (or as collected). */

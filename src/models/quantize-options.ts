@@ -9,7 +9,7 @@ import type { LinearDType } from '../ops/linear.ts';
 import { AccuracyGuardError, type ModelError } from '../quant/guard.ts';
 import type { QuantSpec } from '../quant/layout.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
-import type { LayerReport } from './quantize-calibrated.ts';
+import type { CalibSource, LayerReport } from './quantize-calibrated.ts';
 import { QUANT_METHODS, type QuantMethod } from './quantize-methods.ts';
 import type { EmbeddingDType } from './upload.ts';
 
@@ -40,9 +40,21 @@ export interface QuantizeOptions {
   embeddings?: EmbeddingDType;
   /** Default rtn. */
   method?: QuantMethod;
-  /** Calibration samples (default: a built-in text), and evaluation samples (default: the calibration ones). */
+  /**
+   * 4-bit: choose each group's range by a search for the least weighted squared weight error
+   * (QuantSpec.clipSearch; default: the loader's, min-max for asymmetric groups); false forces
+   * plain min-max round-to-nearest.
+   */
+  clipSearch?: boolean;
+  /**
+   * Calibration samples (default: decoders sample `calibTokens` tokens of their own text, seeded
+   * by `calibSeed`; encoders read a built-in text), and evaluation samples (default: the
+   * calibration ones).
+   */
   calib?: readonly string[];
   eval?: readonly string[];
+  calibTokens?: number;
+  calibSeed?: number;
   /** mixed: average bits per Linear weight, scales included, 4..16. */
   budget?: number;
   /** Refuse (write nothing) when the model's error against the float model exceeds this (guard.ts). */
@@ -53,6 +65,8 @@ export interface QuantizeOptions {
   actCalibration?: ActCalibration;
   /** gptq: columns in order of decreasing activity. */
   actOrder?: boolean;
+  /** gptq: calibrate each unit with the earlier ones already quantized (default true). */
+  sequential?: boolean;
   /** Subtract the calibrated mean output error from biases (default on for calibrated methods). */
   biasCorrection?: boolean;
   /** Measure the written model against the float one even when nothing else needs the GPU. */
@@ -85,8 +99,13 @@ export interface QuantizeReport {
   layers: LayerReport[];
   /** The written model against the float model, when measured. */
   model?: ModelError;
-  /** unknownShare: of the calibration text's tokens, the tokenizer's unknown token (most: the measurements mean little). */
-  calibration?: { texts: number; tokens: number; unknownShare: number };
+  /**
+   * What calibrated: the source (--calib file, the model's own samples, the built-in text), its
+   * samples and tokens (every method but mixed's measurements sees them all), and the tokens each
+   * of mixed precision's single-unit measurements runs on; unknownShare: of the calibration text's
+   * tokens, the tokenizer's unknown token (most: the measurements mean little).
+   */
+  calibration?: { source: CalibSource; texts: number; tokens: number; sensitivityTokens?: number; unknownShare: number };
   smooth?: number;
   actCalibration?: ActCalibration;
   budget?: number;
@@ -125,7 +144,11 @@ export function checkQuantizeOptions(dtype: QuantizeDType, opts: QuantizeOptions
   if (opts.actCalibration !== undefined && dtype !== 'w8a8-static') throw new QuantizeOptionError(`an activation calibration goes with dtype w8a8-static, not ${dtype}`);
   if (opts.actCalibration !== undefined && !ACT_CALIBRATIONS.includes(opts.actCalibration)) throw new QuantizeOptionError(`activation calibration must be ${ACT_CALIBRATIONS.join(', ')}, got ${JSON.stringify(opts.actCalibration)}`);
   if (opts.actOrder && method !== 'gptq') throw new QuantizeOptionError('act-order goes with method gptq');
+  if (opts.sequential !== undefined && method !== 'gptq') throw new QuantizeOptionError('sequential calibration goes with method gptq');
   if (opts.maxError !== undefined && !(Number.isFinite(opts.maxError) && opts.maxError >= 0)) throw new QuantizeOptionError(`max error must be a number >= 0, got ${opts.maxError}`);
+  if (opts.calibTokens !== undefined && !(Number.isSafeInteger(opts.calibTokens) && opts.calibTokens >= 1)) throw new QuantizeOptionError(`calibration tokens must be a positive integer, got ${opts.calibTokens}`);
+  if (opts.calibSeed !== undefined && !(Number.isSafeInteger(opts.calibSeed) && opts.calibSeed >= 0)) throw new QuantizeOptionError(`calibration seed must be an integer >= 0, got ${opts.calibSeed}`);
+  if (opts.calib !== undefined && (opts.calibTokens !== undefined || opts.calibSeed !== undefined)) throw new QuantizeOptionError('calibration tokens and seed are for sampled calibration; a calibration file is read as it is');
   for (const [what, lines] of [['calibration', opts.calib], ['evaluation', opts.eval]] as const) {
     if (lines !== undefined && !lines.some((l) => l.trim())) throw new QuantizeOptionError(`the ${what} text is empty`);
   }

@@ -64,7 +64,7 @@ export interface UploadReuse {
   previousName(name: string): string | undefined;
 }
 
-export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit' | 'activations'> {
+export interface UploadOptions extends Pick<PrepareOptions, 'group' | 'symmetric' | 'bindingLimit' | 'activations' | 'clipSearch'> {
   onTensor?: (name: string) => void;
   prequant?: PrequantInfo | null;
   /** Tables of a float checkpoint (default: the architecture's under quantized dtypes, else f32). A pre-quantized file's own must agree. */
@@ -89,7 +89,7 @@ export interface Uploader {
    */
   table(r: WeightRef, specs: TableSpecs, byDefault: EmbeddingDType): Promise<LinearWeight>;
   /** Stacked Linears as one weight in `dtype` (default: the model's), with the stacked bias if any. */
-  lin(parts: readonly LinearPart[], dtype?: LinearDType, over?: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'>): Promise<{ w: LinearWeight; b: Tensor | null }>;
+  lin(parts: readonly LinearPart[], dtype?: LinearDType, over?: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations' | 'clipSearch'>): Promise<{ w: LinearWeight; b: Tensor | null }>;
   /** Every object the weights hold so far by key, reused ones included (UploadReuse.objects of a later upload). */
   readonly objects: ReadonlyMap<string, GpuObject>;
   /** Bytes of every object the weights hold. */
@@ -158,11 +158,11 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   // Norms, biases, position tables: f16 values under a quantized dtype (see the top of this file).
   const readSide = async (r: WeightRef) => (quantized ? roundToF16(await read(r)) : read(r));
   const vec = (r: WeightRef) => once('vec', [r], async () => ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
-  const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations'> = {}) => {
+  const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations' | 'clipSearch'> = {}) => {
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
     const label = parts.map((r) => r.weight.name).join('+');
-    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, ...over };
+    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, clipSearch: opts.clipSearch, ...over };
     const w = await once(`lin(${as},${JSON.stringify(over)})`, parts.map((r) => r.weight), async (): Promise<LinearWeight> => {
       if (parts.some((r) => r.weight.imported)) {
         // Each part in webq's layout, then all in one spec they fit without rounding (the most bits,
@@ -201,7 +201,8 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
       }
       as = stored;
     }
-    if (as === 'int8' || as === 'int4') return (await lin([{ weight: r }], TABLE_LINEAR_DTYPE[as], specs[as])).w;
+    // Tables keep their min-max ranges (as webq quantize packs them: planQuantized).
+    if (as === 'int8' || as === 'int4') return (await lin([{ weight: r }], TABLE_LINEAR_DTYPE[as], { ...specs[as], clipSearch: false })).w;
     return once(`table(${as})`, [r], async () => {
       const a = await read(r);
       return prepareLinear(ctx, as === 'f16' ? roundToF16(a) : a, r.shape[0], r.shape[1], precision, { label: r.name, bindingLimit: opts.bindingLimit });

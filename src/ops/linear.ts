@@ -73,6 +73,12 @@ export interface PrepareOptions {
   label?: string;
   /** Split weights into bindings of at most this many bytes (default: the device limit). */
   bindingLimit?: number;
+  /**
+   * Quantized dtypes: search each group's range for the least weight error (QuantSpec.clipSearch,
+   * src/quant/range-search.ts). Default: symmetric 4-bit only; the LLM loader turns it on for its
+   * 4-bit Linears (llamaQuantDefaults).
+   */
+  clipSearch?: boolean;
 }
 
 // 4-bit defaults are asymmetric (16 levels and a zero point per group, as GPTQ/AWQ store them):
@@ -108,12 +114,12 @@ export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: nu
 }
 
 /** The quantization a quantized dtype uses, with the caller's overrides. */
-export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'group' | 'symmetric'> = {}): QuantSpec {
+export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'group' | 'symmetric' | 'clipSearch'> = {}): QuantSpec {
   const d = QUANT[dtype as keyof typeof QUANT];
   if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
   const symmetric = opts.symmetric ?? d.symmetric;
-  // 4-bit codes are coarse enough that the least-squares clipping search pays off (see rtn.ts).
-  return { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 && symmetric };
+  // 4-bit codes are coarse enough that the least-squares range search pays off (see rtn.ts).
+  return { bits: d.bits, group: opts.group ?? d.group, symmetric, clipSearch: d.bits === 4 && (opts.clipSearch ?? symmetric) };
 }
 
 /** A Linear from weights already quantized (on the CPU, or read from a pre-quantized file). */

@@ -24,7 +24,7 @@
  */
 import { ShapeError, WebqError } from '../errors.ts';
 import { layoutFor, type QuantizedWeight, type QuantSpec } from './layout.ts';
-import { codeOf, groupParams, packQuantized, valueOf } from './rtn.ts';
+import { codeOf, packQuantized, searchedGroupParams, valueOf } from './rtn.ts';
 
 export interface GptqOptions {
   /** Columns per lazy-update block (default 128). */
@@ -119,16 +119,16 @@ export function gptqQuantize(w: Float32Array, N: number, K: number, spec: QuantS
   const scales = new Float32Array(N * groups);
   const zeros = spec.symmetric ? null : new Float32Array(N * groups);
   const codes = new Int32Array(N * K);
+  const group = new Float32Array(G);
   const setGroup = (n: number, g: number, col: (k: number) => number) => {
-    let lo = 0;
-    let hi = 0;
-    for (let k = g * G; k < Math.min(g * G + G, K); k++) {
+    const k1 = Math.min(g * G + G, K);
+    for (let k = g * G; k < k1; k++) {
       const v = col(k);
       if (!Number.isFinite(v)) throw new WebqError('QUANT_NONFINITE', `gptqQuantize: weight[${n}][${k}] is ${v}; all weights must be finite`);
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
+      group[k - g * G] = v;
     }
-    const p = groupParams(lo, hi, spec);
+    // The group's range as round-to-nearest would choose it (searched when spec.clipSearch).
+    const p = searchedGroupParams(group, 0, k1 - g * G, spec);
     scales[n * groups + g] = p.scale;
     if (zeros) zeros[n * groups + g] = p.zero;
   };

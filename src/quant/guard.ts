@@ -45,29 +45,72 @@ function logSoftmax(x: ArrayLike<number>, off: number, V: number, out: Float64Ar
   for (let v = 0; v < V; v++) out[v] = x[off + v] - lse;
 }
 
-/** Logits [T, V] per text from each model. */
-export function decoderError(ref: readonly Float32Array[], got: readonly Float32Array[], V: number): ModelError {
+/** Two models' next-token distributions compared position by position (compareLogits). */
+export interface TokenComparison {
+  /** KL(p_ref || p_got) at each position, nats. */
+  kl: Float64Array;
+  /** Positions where both models' likeliest token is the same. */
+  agree: number;
+  /** Sums of -log p(target) over the positions given a target (>= 0), for each model, and how many. */
+  nllRef: number;
+  nllGot: number;
+  scored: number;
+}
+
+/**
+ * Logits [T, V] of two models on the same ids; `targets` (optional, [T]) are the ids that came
+ * next (a negative one: none), for each model's loss. Softmaxes in f64.
+ */
+export function compareLogits(ref: ArrayLike<number>, got: ArrayLike<number>, V: number, targets?: ArrayLike<number>): TokenComparison {
+  const T = Math.floor(ref.length / V);
   const lp = new Float64Array(V);
   const lq = new Float64Array(V);
+  const kl = new Float64Array(T);
+  let agree = 0;
+  let nllRef = 0;
+  let nllGot = 0;
+  let scored = 0;
+  for (let t = 0; t < T; t++) {
+    const off = t * V;
+    logSoftmax(ref, off, V, lp);
+    logSoftmax(got, off, V, lq);
+    let k = 0;
+    let ar = 0;
+    let ag = 0;
+    for (let v = 0; v < V; v++) {
+      k += Math.exp(lp[v]) * (lp[v] - lq[v]);
+      if (lp[v] > lp[ar]) ar = v;
+      if (lq[v] > lq[ag]) ag = v;
+    }
+    kl[t] = Math.max(0, k);
+    agree += ar === ag ? 1 : 0;
+    const y = targets ? targets[t] : -1;
+    if (y >= 0) {
+      nllRef -= lp[y];
+      nllGot -= lq[y];
+      scored++;
+    }
+  }
+  return { kl, agree, nllRef, nllGot, scored };
+}
+
+/** The q-th quantile (0..1) of `values` by nearest rank (0 for none). */
+export function quantile(values: ArrayLike<number>, q: number): number {
+  if (!values.length) return 0;
+  const sorted = Float64Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+/** Logits [T, V] per text from each model. */
+export function decoderError(ref: readonly Float32Array[], got: readonly Float32Array[], V: number): ModelError {
   let kl = 0;
   let agree = 0;
   let tokens = 0;
   ref.forEach((r, i) => {
-    for (let off = 0; off < r.length; off += V) {
-      logSoftmax(r, off, V, lp);
-      logSoftmax(got[i], off, V, lq);
-      let k = 0;
-      let ar = 0;
-      let ag = 0;
-      for (let v = 0; v < V; v++) {
-        k += Math.exp(lp[v]) * (lp[v] - lq[v]);
-        if (lp[v] > lp[ar]) ar = v;
-        if (lq[v] > lq[ag]) ag = v;
-      }
-      kl += Math.max(0, k);
-      agree += ar === ag ? 1 : 0;
-      tokens++;
-    }
+    const c = compareLogits(r, got[i], V);
+    for (const k of c.kl) kl += k;
+    agree += c.agree;
+    tokens += c.kl.length;
   });
   return { kind: 'decoder', error: kl / tokens, kl: kl / tokens, top1: agree / tokens, count: tokens };
 }

@@ -56,9 +56,11 @@ export interface QuantSpec {
   group: number | 'channel';
   symmetric: boolean;
   /**
-   * Symmetric only: per group, pick the scale (max|w|/qmax shrunk by up to 24%) with the least
-   * squared error instead of max|w|/qmax. Clipped weights then err by more than scale/2, the
-   * rest by less. Default off; q4 turns it on (see src/ops/linear.ts).
+   * Per group, choose the scale (and zero point) with the least squared weight error instead of
+   * the group's min-max range: symmetric, max|w|/qmax shrunk by up to 36% then refitted;
+   * asymmetric, a few grid scales refitted by least squares (src/quant/rtn.ts). Clipped weights
+   * then err by more than scale/2, the rest by less; codes stay round-to-nearest. No calibration.
+   * Default off; 4-bit dtypes turn it on (quantSpecFor in src/ops/linear.ts).
    */
   clipSearch?: boolean;
 }

@@ -11,37 +11,18 @@
  * and makes weight 0 (hence the K padding) dequantize to exactly 0. This is GPTQ's convention.
  */
 import { ShapeError, WebqError } from '../errors.ts';
-import { f16BitsToF32, f32ToF16Bits } from '../io/half.ts';
 import { layoutFor, validateQuantizedWeight, type QuantizedWeight, type QuantSpec } from './layout.ts';
+import { searchRange, searchScale } from './range-search.ts';
+import { clamp as clampImported, codeOf, f16Scale, groupParams, roundHalfAway as roundImported } from './rounding.ts';
 
-/** Smallest normal f16: scales stay at least this, so no group's scale flushes to a subnormal or 0. */
-const F16_MIN_NORMAL = 2 ** -14;
+// The building blocks live in rounding.ts and range-search.ts; quantizers import them from here too.
+export { clamp, codeOf, f16Scale, groupParams, roundHalfAway, valueOf } from './rounding.ts';
+export { searchedGroupParams } from './range-search.ts';
 
-/**
- * A group scale as stored: the f16 value nearest x (`up`: the nearest at or above x, so a scale
- * meant to cover the group's range still does and no code clamps), at least the smallest normal.
- */
-export function f16Scale(x: number, up = false): number {
-  if (x === 0) return 0;
-  let bits = f32ToF16Bits(x);
-  if (up && f16BitsToF32(bits) < x) bits++; // positive f16s are ordered like their bit patterns
-  const s = Math.max(F16_MIN_NORMAL, f16BitsToF32(bits));
-  if (!Number.isFinite(s)) throw new WebqError('QUANT_RANGE', `quantizeWeight: a group scale of ${x} does not fit f16 (weights up to about 8e6 in magnitude)`);
-  return s;
-}
-
-/** Rounds to the nearest integer, ties away from zero (2.5 -> 3, -2.5 -> -3). */
-export function roundHalfAway(v: number): number {
-  const a = Math.abs(v);
-  const f = Math.floor(a);
-  // `a - f` is exact, unlike `a + 0.5`, which rounds 0.49999999999999994 up to 1.
-  const r = a - f >= 0.5 ? f + 1 : f;
-  return v < 0 ? -r : r;
-}
-
-function clamp(v: number, lo: number, hi: number): number {
-  return v < lo ? lo : v > hi ? hi : v;
-}
+// Module-local bindings for the per-weight loops: a module runner (vitest's) turns each use of an
+// imported binding into a property read, which kept these calls from being inlined (2-3x slower).
+const roundHalfAway = roundImported;
+const clamp = clampImported;
 
 /**
  * Quantizes a row-major [N, K] f32 weight (y = x W^T) with round-to-nearest.
@@ -94,6 +75,7 @@ export function quantizeWeight(w: Float32Array, N: number, K: number, spec: Quan
         scale = f16Scale((hi - lo) / umax, true);
         // All-zero group: choose the middle code so the stored bytes read as 0 (int8) / 8 (int4).
         zero = scale === 0 ? (umax + 1) / 2 : clamp(roundHalfAway(-lo / scale), 0, umax);
+        if (spec.clipSearch && scale > 0) ({ scale, zero } = searchRange(w, row + k0, row + k1, lo, hi, scale, zero, umax));
         for (let k = k0; k < k1; k++) {
           codes[k] = scale === 0 ? zero : clamp(roundHalfAway(w[row + k] / scale) + zero, 0, umax);
         }
@@ -107,49 +89,6 @@ export function quantizeWeight(w: Float32Array, N: number, K: number, spec: Quan
     packRow(codes, bits, values, n * wordsPerRow, wordsPerRow);
   }
   return { N, K, Kp, groupSize: G, groups, bits, symmetric: sym, values, scales, zeros };
-}
-
-/** Candidate clipping ratios for the symmetric scale search (1 = no clipping): 1 .. 0.64. */
-const CLIP_RATIOS = Array.from({ length: 25 }, (_, i) => 1 - i * 0.01 - (i > 12 ? (i - 12) * 0.01 : 0));
-
-function sse(w: Float32Array, a: number, b: number, s: number, qmax: number): number {
-  let err = 0;
-  for (let i = a; i < b; i++) {
-    const d = w[i] - clamp(roundHalfAway(w[i] / s), -qmax, qmax) * s;
-    err += d * d;
-  }
-  return err;
-}
-
-/**
- * Symmetric scale with the least squared error over w[a..b): shrinking the scale clips the
- * largest weights but rounds all the others more finely, which wins for bell-shaped groups at
- * 4 bits (the same search llama.cpp and AWQ-style quantizers run). Still round-to-nearest codes.
- */
-function searchScale(w: Float32Array, a: number, b: number, full: number, qmax: number): number {
-  let best = full;
-  let bestErr = Infinity;
-  for (const r of CLIP_RATIOS) {
-    const s = f16Scale(full * r);
-    const err = sse(w, a, b, s, qmax);
-    if (err < bestErr) [best, bestErr] = [s, err];
-  }
-  // Then least squares for the chosen codes q: the best scale is sum(w q) / sum(q q); re-round.
-  for (let it = 0; it < 3; it++) {
-    let wq = 0;
-    let qq = 0;
-    for (let i = a; i < b; i++) {
-      const q = clamp(roundHalfAway(w[i] / best), -qmax, qmax);
-      wq += w[i] * q;
-      qq += q * q;
-    }
-    if (qq === 0) break;
-    const s = f16Scale(wq / qq);
-    const err = s > 0 ? sse(w, a, b, s, qmax) : Infinity;
-    if (!(err < bestErr)) break;
-    [best, bestErr] = [s, err];
-  }
-  return best;
 }
 
 /**
@@ -204,41 +143,6 @@ export function dequantizeWeight(q: QuantizedWeight): Float32Array {
   return out;
 }
 
-/*
- * Building blocks for quantizers that choose codes or ranges themselves (GPTQ, AWQ's clipping
- * search): the same group parameters and rounding as quantizeWeight, on "logical" codes
- *
- *   symmetric   q in -qmax..qmax          w ~ q * scale
- *   asymmetric  u in 0..umax, zero z      w ~ (u - z) * scale
- *
- * and packQuantized, which stores them in the layout of layout.ts.
- */
-
-/** Scale and zero point of a group whose values lie in [lo, hi], as quantizeWeight computes them (no clipping search). */
-export function groupParams(lo: number, hi: number, spec: Pick<QuantSpec, 'bits' | 'symmetric'>): { scale: number; zero: number } {
-  const qmax = spec.bits === 8 ? 127 : 7;
-  const umax = spec.bits === 8 ? 255 : 15;
-  lo = Math.min(lo, 0);
-  hi = Math.max(hi, 0);
-  if (spec.symmetric) return { scale: f16Scale(Math.max(hi, -lo) / qmax, true), zero: 0 };
-  const scale = f16Scale((hi - lo) / umax, true);
-  return { scale, zero: scale === 0 ? (umax + 1) / 2 : clamp(roundHalfAway(-lo / scale), 0, umax) };
-}
-
-/** The logical code of v under (scale, zero). */
-export function codeOf(v: number, scale: number, zero: number, spec: Pick<QuantSpec, 'bits' | 'symmetric'>): number {
-  if (spec.symmetric) {
-    const qmax = spec.bits === 8 ? 127 : 7;
-    return scale === 0 ? 0 : clamp(roundHalfAway(v / scale), -qmax, qmax);
-  }
-  return scale === 0 ? zero : clamp(roundHalfAway(v / scale) + zero, 0, spec.bits === 8 ? 255 : 15);
-}
-
-/** The value a logical code stands for (f32, as a kernel dequantizing in f32 sees it). */
-export function valueOf(code: number, scale: number, zero: number, symmetric: boolean): number {
-  return Math.fround((symmetric ? code : code - zero) * scale);
-}
-
 /**
  * Packs logical codes [N, K] with their group scales [N, groups] (and, asymmetric, integer zero
  * points [N, groups]) into the layout of layout.ts; padding gets the zero point, as in quantizeWeight.
@@ -285,6 +189,23 @@ export function quantizeWeightRanges(w: Float32Array, N: number, K: number, spec
       if (zeros) zeros[n * groups + g] = zero;
       for (let k = g * G; k < Math.min(g * G + G, K); k++) {
         if (!Number.isFinite(w[n * K + k])) throw new WebqError('QUANT_NONFINITE', `quantizeWeightRanges: weight[${n}][${k}] is ${w[n * K + k]}; all weights must be finite`);
+        codes[n * K + k] = codeOf(w[n * K + k], scale, zero, spec);
+      }
+    }
+  }
+  return packQuantized(N, K, spec, codes, scales, zeros);
+}
+
+/** Round-to-nearest with each group's scale and logical zero point given ([N, groups] each; zeros null when symmetric). */
+export function quantizeWithParams(w: Float32Array, N: number, K: number, spec: QuantSpec, scales: Float32Array, zeros: Float32Array | null): QuantizedWeight {
+  const { groupSize: G, groups } = layoutFor(K, spec);
+  if (w.length !== N * K) throw new ShapeError(`quantizeWithParams: weight has ${w.length} elements, expected ${N}*${K}`);
+  const codes = new Int32Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < groups; g++) {
+      const [scale, zero] = [scales[n * groups + g], zeros ? zeros[n * groups + g] : 0];
+      for (let k = g * G; k < Math.min(g * G + G, K); k++) {
+        if (!Number.isFinite(w[n * K + k])) throw new WebqError('QUANT_NONFINITE', `quantizeWithParams: weight[${n}][${k}] is ${w[n * K + k]}; all weights must be finite`);
         codes[n * K + k] = codeOf(w[n * K + k], scale, zero, spec);
       }
     }

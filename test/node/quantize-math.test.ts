@@ -4,14 +4,15 @@
 // activation thresholds (min-max, percentile, TensorRT KL); the mixed-precision knapsack against
 // brute force; SmoothQuant's formula. No GPU.
 import { describe, expect, it } from 'vitest';
-import { awqQuantize, awqSearchScales } from '../../src/quant/awq.ts';
+import { awqClipParams, awqQuantize, awqSearchScales, refitParams } from '../../src/quant/awq.ts';
 import { gptqQuantize, outputError } from '../../src/quant/gptq.ts';
 import type { QuantSpec } from '../../src/quant/layout.ts';
 import { chooseBits, type MixedUnit } from '../../src/quant/mixed.ts';
-import { dequantizeWeight, quantizeWeight, quantizeWeightRanges, groupRanges } from '../../src/quant/rtn.ts';
+import { dequantizeWeight, quantizeWeight, quantizeWeightRanges, quantizeWithParams, groupRanges } from '../../src/quant/rtn.ts';
 import { smoothScales } from '../../src/quant/smooth.ts';
 import { klThreshold, percentileThreshold, staticActivationScale } from '../../src/quant/static-act.ts';
-import { refAwqSearch } from '../../src/reference/awq.ts';
+import { refAwqClip, refAwqSearch } from '../../src/reference/awq.ts';
+import { refBestGroupParams } from '../../src/reference/range-search.ts';
 import { refInputStats } from '../../src/reference/calib-stats.ts';
 import { refGptq } from '../../src/reference/gptq.ts';
 import { randn, rng } from '../kernels/check.ts';
@@ -60,6 +61,39 @@ describe('round-to-nearest building blocks', () => {
   });
 });
 
+describe('range search (clipSearch: the default for 4-bit round-to-nearest)', () => {
+  /** Groups like trained weights: heavy-tailed, a few large values. */
+  const heavy = (n: number, seed: number) => {
+    const r = rng(seed);
+    return Float32Array.from({ length: n }, () => Math.tan((r() - 0.5) * 2.6) * 0.05);
+  };
+  for (const symmetric of [false, true]) {
+    it(`${symmetric ? 'symmetric' : 'asymmetric'}: never more (weighted) squared error than min-max, and most of the way to a dense grid's optimum`, () => {
+      const [N, K] = [24, 128];
+      const w = heavy(N * K, symmetric ? 3 : 4);
+      const spec: QuantSpec = { bits: 4, group: 32, symmetric, clipSearch: true };
+      const plain = dequantizeWeight(quantizeWeight(w, N, K, { ...spec, clipSearch: false }));
+      const searched = dequantizeWeight(quantizeWeight(w, N, K, spec));
+      let [ePlain, eSearch, eBest] = [0, 0, 0];
+      for (let g = 0; g < (N * K) / 32; g++) {
+        // The search's objective: squared errors weighted by rms + |w| (a large weight counts more).
+        let [a, b, sq] = [0, 0, 0];
+        for (let i = g * 32; i < g * 32 + 32; i++) sq += w[i] * w[i];
+        const rms = Math.sqrt(sq / 32);
+        for (let i = g * 32; i < g * 32 + 32; i++) [a, b] = [a + (rms + Math.abs(w[i])) * (plain[i] - w[i]) ** 2, b + (rms + Math.abs(w[i])) * (searched[i] - w[i]) ** 2];
+        expect(b).toBeLessThanOrEqual(a * (1 + 1e-9));
+        // The grid is fine but discrete: the search's least-squares scales may fall between its points.
+        const best = refBestGroupParams(w, g * 32, g * 32 + 32, spec, 200);
+        [ePlain, eSearch, eBest] = [ePlain + a, eSearch + b, eBest + best.error];
+      }
+      const closed = (ePlain - eSearch) / (ePlain - eBest);
+      console.log(`range search, ${symmetric ? 'sym' : 'asym'} int4 g32: weighted squared error ${(eSearch / ePlain).toFixed(3)}x min-max's; the dense grid's optimum ${(eBest / ePlain).toFixed(3)}x (the search closes ${(100 * closed).toFixed(0)}% of the gap)`);
+      expect(eSearch).toBeLessThan(0.95 * ePlain);
+      expect(closed).toBeGreaterThan(0.6);
+    });
+  }
+});
+
 describe('GPTQ', () => {
   const [N, K, M] = [24, 96, 400];
   const x = activations(M, K, 11);
@@ -106,12 +140,59 @@ describe('AWQ', () => {
   const w = randn(N * K, 22, 1 / Math.sqrt(K));
   const meanAbs = refInputStats(x, M, K).sumAbs.map((v) => v / M);
 
-  it('the search from X^T X finds the alpha (and errors) of the search on the activations', () => {
+  it('the search from X^T X finds the round-to-nearest errors of the search on the activations, then clips the best alphas', () => {
     const ref = refAwqSearch(w, N, K, Q4, x, M);
     const got = awqSearchScales(w, N, K, Q4, meanAbs, gram);
-    expect(got.alpha).toBe(ref.alpha);
-    expect(Math.abs(got.error - Math.min(...ref.errors)) / Math.min(...ref.errors)).toBeLessThan(1e-3);
+    got.rtnErrors.forEach((e, i) => expect(Math.abs(e - ref.errors[i]) / ref.errors[i]).toBeLessThan(1e-3));
+    // The finalists are the four alphas with the least round-to-nearest error (on the activations).
+    const best4 = ref.errors.map((e, i) => [e, i / 20]).sort((a, b) => a[0] - b[0]).slice(0, 4).map((p) => p[1]);
+    expect(got.finalists.map((f) => f.alpha).sort()).toEqual(best4.sort());
+    expect(got.finalists.some((f) => f.alpha === got.alpha && f.error === got.error)).toBe(true);
+    for (const f of got.finalists) expect(got.error).toBeLessThanOrEqual(f.error);
+    // Clipping only lowers an alpha's error: the result beats every alpha's round-to-nearest.
+    expect(got.error).toBeLessThanOrEqual(Math.min(...ref.errors) * (1 + 1e-6));
     expect(Math.abs(got.rtnError - ref.errors[0]) / ref.errors[0]).toBeLessThan(1e-3);
+  });
+
+  it('the clipping from X^T X chooses what the same search on the activations chooses, and never loses to round-to-nearest', () => {
+    const spec: QuantSpec = { ...Q4, clipSearch: true };
+    const noClipRows = (n: number) => n < 4;
+    const got = awqClipParams(w, N, K, spec, gram, { noClipRows });
+    const ref = refAwqClip(w, N, K, spec, x, M, { noClipRows });
+    let same = 0;
+    for (let i = 0; i < got.scales.length; i++) same += got.scales[i] === ref.scales[i] && got.zeros![i] === ref.zeros![i] ? 1 : 0;
+    expect(same / got.scales.length).toBeGreaterThan(0.98);
+    // Per row and group, the output error is at most round-to-nearest's (searched) own.
+    const rtn = dequantizeWeight(quantizeWeight(w, N, K, spec));
+    const awq = dequantizeWeight(quantizeWithParams(w, N, K, spec, got.scales, got.zeros));
+    let lower = 0;
+    for (let n = 0; n < N; n++) {
+      for (let g = 0; g < K / 32; g++) {
+        const part = (deq: Float32Array) => {
+          const d = new Float64Array(N * K);
+          for (let k = g * 32; k < g * 32 + 32; k++) d[n * K + k] = deq[n * K + k] - w[n * K + k];
+          return outputError(d, N, K, gram);
+        };
+        const [a, b] = [part(awq), part(rtn)];
+        expect(a).toBeLessThanOrEqual(b * (1 + 1e-9));
+        lower += a < b ? 1 : 0;
+        if (noClipRows(n)) expect(a).toBe(b);
+      }
+    }
+    console.log(`AWQ clipping: ${(100 * same / got.scales.length).toFixed(1)}% of groups as the reference on the activations; ${lower} of ${N * K / 32} groups below round-to-nearest's output error`);
+    expect(lower).toBeGreaterThan(N * K / 32 / 4);
+  });
+
+  it('the output-weighted refit recovers an exact affine grid under any positive definite Gram matrix', () => {
+    const [n, s0, z0] = [32, 0.0125, 6];
+    const u = Array.from({ length: n }, (_, i) => (i * 7) % 16);
+    const wg = u.map((c) => Math.fround((c - z0) * s0));
+    const g = gramOf(activations(200, n, 5, [3], 20), 200, n);
+    const p = refitParams(wg, u, n, g, 0, n, Q4)!;
+    expect(p.zero).toBe(z0);
+    expect(Math.abs(p.scale - s0) / s0).toBeLessThan(1e-3); // the nearest f16
+    const sym = refitParams(u.map((c) => (c - 8) * s0), u.map((c) => c - 8), n, g, 0, n, { bits: 4, symmetric: true })!;
+    expect(Math.abs(sym.scale - s0) / s0).toBeLessThan(1e-3);
   });
 
   it('has less output error than RTN at the same group on outlier activations (scales, then clipping)', () => {
