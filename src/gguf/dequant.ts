@@ -20,7 +20,7 @@ import type { GgmlType } from './ggml-types.ts';
 
 type Row = (b: Uint8Array, o: number, y: Float32Array, at: number) => void;
 
-const h16 = (b: Uint8Array, o: number) => f16BitsToF32(b[o] | (b[o + 1] << 8));
+export const h16 = (b: Uint8Array, o: number) => f16BitsToF32(b[o] | (b[o + 1] << 8));
 
 /** The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block (ggml's get_scale_min_k4). */
 export function scaleMinK4(j: number, s: Uint8Array, o: number): [number, number] {
@@ -94,7 +94,7 @@ const q2_K: Row = (b, o, y, at) => {
 };
 
 /** Q3_K's 16 scales, 6 bits each, unpacked from 12 bytes (ggml's kmask shuffle), minus 32. */
-function q3kScales(b: Uint8Array, o: number): Int8Array {
+export function q3kScales(b: Uint8Array, o: number): Int8Array {
   const s = new Int8Array(16);
   for (let j = 0; j < 16; j++) {
     const low = j < 8 ? b[o + j] & 0xf : b[o + j - 8] >> 4;

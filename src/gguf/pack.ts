@@ -1,86 +1,246 @@
 /**
- * GGUF weights -> webq's packed layout (src/quant/layout.ts), as the three arrays a pre-quantized
- * webq file stores: codes (u32 words), f16 scale bits, and no zero points (every exact mapping is
- * symmetric). One webq group of 32 is one ggml block:
+ * GGUF weights -> webq's packed layout (src/quant/layout.ts): codes (u32 words), scales and, when
+ * asymmetric, integer zero points, one webq group of 32 per ggml block or sub-block.
  *
- *   Q8_0  block: d, qs[32] int8         -> int8 symmetric, group 32: the 32 bytes ARE the four
- *                                          words (byte b of word j = element 4j+b), scale = d
- *   Q4_0  block: d, qs[16]              -> int4 symmetric, group 32: the same nibbles (w = (q-8)*d
- *         byte j: elem j low, j+16 high    is webq's symmetric int4), regrouped so word j holds
- *                                          elements 8j..8j+7 (byte b: 8j+b low, 8j+4+b high)
- *   Q5_0  block: d, qh, qs[16]          -> int8 symmetric, group 32: code = q - 16 in -16..15
+ * copy (exact: the file's codes and f16 scales, dequantization unchanged bit for bit)
+ *   Q8_0  d, qs[32] int8        -> int8 symmetric: the 32 bytes ARE four words (byte b of word j is
+ *                                  element 4j+b), scale d
+ *   Q4_0  d, qs[16]             -> int4 symmetric: the same nibbles (w = (q-8)*d is webq's int4),
+ *         byte j: elem j low,      regrouped so word j holds elements 8j..8j+7 (byte b: 8j+b low,
+ *         elem j+16 high           8j+4+b high)
+ *   Q5_0  d, qh, qs[16]         -> int8 symmetric, code q - 16
  *
- * No value changes: dequantizing the result gives ggml's dequantization bit for bit (the scales
- * are the blocks' own f16 d). Every other type is dequantized exactly and re-quantized by webq's
- * round-to-nearest to int8 symmetric, group 32 (REQUANT_SPEC): see ggml-types.ts for why.
+ * affine (Q4_1, Q5_1: w = d*q + m; Q4_K, Q5_K sub-blocks of 32: w = D*q - M, D = d*sc, M = dmin*m)
+ *   -> int8 asymmetric: scale D/k, code k*q - 128, zero round(k*M/D) - 128, with k (up to
+ *   255 / qmax: 17 for 4-bit, 8 for 5-bit codes) picked per group for the smallest zero-point
+ *   rounding. The grid is kept; only the group's offset moves, by at most D/(2k) (nothing when
+ *   k*M/D is an integer, as when M = 0). webq's zero points are integers (its int8-activation
+ *   kernels subtract zero * sum(x) in integer arithmetic), which is why M/D cannot be kept itself.
+ *
+ * scaled (Q6_K, Q3_K: sub-blocks of 16, w = D_j * q)
+ *   -> int8 symmetric: a group of 32 is two sub-blocks with their own scales, which one int8 scale
+ *   cannot both hold. Per group, the scale with the least squared error among D_max/k (k up to 4
+ *   for Q6_K's |q| <= 32, 32 for Q3_K's 4: the sub-block with the larger scale exact, the other
+ *   rounded to its steps) and round-to-nearest's max|w|/127.
+ *
+ * rtn (Q2_K: sub-blocks of 16 with their own mins)
+ *   -> webq's round-to-nearest int8 symmetric of the exact dequantization.
+ *
+ * Scales are kept as f32 here (a webq-quant file may hold F32 scales), so a device with f32
+ * activations multiplies by D/k exactly; an f16 device rounds them to f16 on upload, as it does all
+ * scales.
  */
-import { f32ArrayToF16 } from '../io/half.ts';
 import { REQUANT_SPEC } from '../quant/imports/index.ts';
 import type { QuantSpec } from '../quant/layout.ts';
-import { quantizeWeight } from '../quant/rtn.ts';
-import { dequantize } from './dequant.ts';
+import { f16Scale, quantizeWeight } from '../quant/rtn.ts';
+import { dequantize, h16, q3kScales, scaleMinK4 } from './dequant.ts';
 import type { GgmlType } from './ggml-types.ts';
 
-/** A weight in webq's layout, with scales as f16 bits (what a webq-quant-2 file stores). */
+export type PackMethod = 'copy' | 'affine' | 'scaled' | 'rtn';
+
+/** A weight in webq's layout ([N, K], groups of 32). */
 export interface PackedWeight {
   spec: QuantSpec;
+  method: PackMethod;
   /** [N, K * bits / 32] */
   values: Uint32Array;
-  /** [N, K / 32] f16 bits */
-  scales: Uint16Array;
-  /** The codes and scales are the file's own (false: re-quantized from the exact dequantization). */
-  exact: boolean;
+  /** [N, K / 32] */
+  scales: Float32Array;
+  /** [N, K / 32], asymmetric only */
+  zeros: Float32Array | null;
 }
 
 export const INT8_G32: QuantSpec = { bits: 8, group: 32, symmetric: true };
 export const INT4_G32: QuantSpec = { bits: 4, group: 32, symmetric: true };
+export const INT8_G32_ASYM: QuantSpec = { bits: 8, group: 32, symmetric: false };
 
-/** The webq spec a type lands in (exact or re-quantized); null for float types. */
+const METHOD: Record<string, PackMethod> = {
+  Q8_0: 'copy', Q4_0: 'copy', Q5_0: 'copy',
+  Q4_1: 'affine', Q5_1: 'affine', Q4_K: 'affine', Q5_K: 'affine',
+  Q6_K: 'scaled', Q3_K: 'scaled',
+  Q2_K: 'rtn',
+};
+
+/** How a type is packed, and into which spec; null for float types. */
+export function packPlan(t: GgmlType): { method: PackMethod; spec: QuantSpec } | null {
+  const method = METHOD[t.name];
+  if (!method) return null;
+  const spec = t.name === 'Q4_0' ? INT4_G32 : method === 'affine' ? INT8_G32_ASYM : method === 'rtn' ? REQUANT_SPEC : INT8_G32;
+  return { method, spec };
+}
+
+/** The webq spec a type lands in; null for float types. */
 export function packedSpec(t: GgmlType): QuantSpec | null {
-  if (t.mapping === 'float') return null;
-  return t.name === 'Q4_0' ? INT4_G32 : t.name === 'Q8_0' || t.name === 'Q5_0' ? INT8_G32 : REQUANT_SPEC;
+  return packPlan(t)?.spec ?? null;
+}
+
+function copyQ8(bytes: Uint8Array, blocks: number): PackedWeight {
+  const values = new Uint32Array(blocks * 8);
+  const v8 = new Uint8Array(values.buffer);
+  const scales = new Float32Array(blocks);
+  for (let i = 0, o = 0; i < blocks; i++, o += 34) {
+    scales[i] = h16(bytes, o);
+    v8.set(bytes.subarray(o + 2, o + 34), i * 32);
+  }
+  return { spec: INT8_G32, method: 'copy', values, scales, zeros: null };
+}
+
+function copyQ4(bytes: Uint8Array, blocks: number): PackedWeight {
+  const values = new Uint32Array(blocks * 4);
+  const scales = new Float32Array(blocks);
+  for (let i = 0, o = 0; i < blocks; i++, o += 18) {
+    scales[i] = h16(bytes, o);
+    const nib = (e: number) => (e < 16 ? bytes[o + 2 + e] & 0xf : bytes[o + 2 + e - 16] >> 4);
+    for (let j = 0; j < 4; j++) {
+      let word = 0;
+      for (let b = 0; b < 4; b++) word |= (nib(8 * j + b) | (nib(8 * j + 4 + b) << 4)) << (8 * b);
+      values[i * 4 + j] = word >>> 0;
+    }
+  }
+  return { spec: INT4_G32, method: 'copy', values, scales, zeros: null };
+}
+
+function copyQ5(bytes: Uint8Array, blocks: number): PackedWeight {
+  const values = new Uint32Array(blocks * 8);
+  const v8 = new Uint8Array(values.buffer);
+  const scales = new Float32Array(blocks);
+  for (let i = 0, o = 0; i < blocks; i++, o += 22) {
+    scales[i] = h16(bytes, o);
+    const qh = (bytes[o + 2] | (bytes[o + 3] << 8) | (bytes[o + 4] << 16) | (bytes[o + 5] << 24)) >>> 0;
+    for (let j = 0; j < 16; j++) {
+      const q = bytes[o + 6 + j];
+      v8[i * 32 + j] = (((q & 0xf) | (((qh >>> j) & 1) << 4)) - 16) & 0xff;
+      v8[i * 32 + j + 16] = (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16) & 0xff;
+    }
+  }
+  return { spec: INT8_G32, method: 'copy', values, scales, zeros: null };
+}
+
+/** Per group of 32: D and M of w = D*q - M (Q4_1/Q5_1 per block, Q4_K/Q5_K per sub-block). */
+function affineParams(t: GgmlType, bytes: Uint8Array, groups: number): { D: Float32Array; M: Float32Array } {
+  const D = new Float32Array(groups);
+  const M = new Float32Array(groups);
+  if (t.name === 'Q4_1' || t.name === 'Q5_1') {
+    for (let g = 0, o = 0; g < groups; g++, o += t.blockBytes) {
+      D[g] = h16(bytes, o);
+      M[g] = -h16(bytes, o + 2);
+    }
+    return { D, M };
+  }
+  for (let b = 0, o = 0; b < groups / 8; b++, o += t.blockBytes) {
+    const d = h16(bytes, o);
+    const dmin = h16(bytes, o + 2);
+    for (let j = 0; j < 8; j++) {
+      const [sc, m] = scaleMinK4(j, bytes, o + 4);
+      D[8 * b + j] = d * sc;
+      M[8 * b + j] = dmin * m;
+    }
+  }
+  return { D, M };
+}
+
+/** Per sub-block of 16: Q6_K's d*sc (int8 sc), Q3_K's d*(sc - 32). */
+function subScales(t: GgmlType, bytes: Uint8Array, blocks: number): Float32Array {
+  const out = new Float32Array(blocks * 16);
+  for (let b = 0, o = 0; b < blocks; b++, o += t.blockBytes) {
+    if (t.name === 'Q6_K') {
+      const d = h16(bytes, o + 208);
+      for (let j = 0; j < 16; j++) out[16 * b + j] = d * ((bytes[o + 192 + j] << 24) >> 24);
+    } else {
+      const d = h16(bytes, o + 108);
+      const s = q3kScales(bytes, o + 96);
+      for (let j = 0; j < 16; j++) out[16 * b + j] = d * s[j];
+    }
+  }
+  return out;
+}
+
+/** Largest zero point an f16 holds exactly (every integer up to 2^11). */
+const MAX_ZERO = 2048;
+
+function affine(t: GgmlType, bytes: Uint8Array, n: number): PackedWeight {
+  const groups = n / 32;
+  const w = dequantize(t, bytes, n);
+  const { D, M } = affineParams(t, bytes, groups);
+  const qmax = t.name === 'Q4_1' || t.name === 'Q4_K' ? 15 : 31;
+  const values = new Uint32Array(n / 4);
+  const v8 = new Int8Array(values.buffer);
+  const scales = new Float32Array(groups);
+  const zeros = new Float32Array(groups);
+  for (let g = 0; g < groups; g++) {
+    const d = D[g];
+    const m = M[g];
+    let best = { k: 0, z: 0, err: Infinity };
+    if (d !== 0) {
+      for (let k = Math.floor(255 / qmax); k >= 1; k--) {
+        const zr = (k * m) / d;
+        const z = Math.round(zr);
+        const err = (Math.abs(zr - z) * Math.abs(d)) / k;
+        if (Math.abs(z - 128) <= MAX_ZERO && err < best.err) best = { k, z, err };
+        if (err === 0) break;
+      }
+    }
+    if (best.k === 0) {
+      // D = 0 (every value -M) or a zero point past what a scale can hold: symmetric in the group.
+      let amax = 0;
+      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(w[32 * g + i]));
+      const s = amax / 127;
+      scales[g] = s;
+      zeros[g] = 0;
+      for (let i = 0; i < 32; i++) v8[32 * g + i] = s ? Math.round(w[32 * g + i] / s) : 0;
+      continue;
+    }
+    const { k, z } = best;
+    scales[g] = d / k;
+    zeros[g] = z - 128;
+    // q from the exact value: w = D*q - M rounds once, far less than half a step of q.
+    for (let i = 0; i < 32; i++) v8[32 * g + i] = k * Math.round((w[32 * g + i] + m) / d) - 128;
+  }
+  return { spec: INT8_G32_ASYM, method: 'affine', values, scales, zeros };
+}
+
+function scaled(t: GgmlType, bytes: Uint8Array, n: number): PackedWeight {
+  const w = dequantize(t, bytes, n);
+  const sub = subScales(t, bytes, n / 256);
+  const kmax = t.name === 'Q6_K' ? 4 : 32;
+  const values = new Uint32Array(n / 4);
+  const v8 = new Int8Array(values.buffer);
+  const scales = new Float32Array(n / 32);
+  const code = (v: number, s: number) => (s ? Math.max(-128, Math.min(127, Math.round(v / s))) : 0);
+  for (let g = 0; g < n / 32; g++) {
+    const x = w.subarray(32 * g, 32 * g + 32);
+    let amax = 0;
+    for (const v of x) amax = Math.max(amax, Math.abs(v));
+    // Either sub-block's step divided by k (its values exact), or round-to-nearest's step: the
+    // candidate with the least squared error in this group.
+    const candidates = [amax / 127, f16Scale(amax / 127, true)];
+    for (const d of [sub[2 * g], sub[2 * g + 1]]) for (let k = 1; k <= kmax && d !== 0; k++) candidates.push(Math.abs(d) / k);
+    let best = { s: 0, err: Infinity };
+    for (const s of candidates) {
+      let err = 0;
+      for (const v of x) err += (code(v, s) * s - v) ** 2;
+      if (err < best.err) best = { s, err };
+    }
+    scales[g] = best.s;
+    for (let i = 0; i < 32; i++) v8[32 * g + i] = code(x[i], best.s);
+  }
+  return { spec: INT8_G32, method: 'scaled', values, scales, zeros: null };
 }
 
 /** [N, K] in type `t` (whole rows of raw bytes) -> webq's packed layout. */
 export function packWeight(t: GgmlType, bytes: Uint8Array, N: number, K: number): PackedWeight {
-  const blocks = (N * K) / 32;
-  const scales = new Uint16Array(blocks);
-  if (t.name === 'Q8_0') {
-    const values = new Uint32Array(blocks * 8);
-    const v8 = new Uint8Array(values.buffer);
-    for (let i = 0, o = 0; i < blocks; i++, o += 34) {
-      scales[i] = bytes[o] | (bytes[o + 1] << 8);
-      v8.set(bytes.subarray(o + 2, o + 34), i * 32);
-    }
-    return { spec: INT8_G32, values, scales, exact: true };
+  const n = N * K;
+  switch (t.name) {
+    case 'Q8_0':
+      return copyQ8(bytes, n / 32);
+    case 'Q4_0':
+      return copyQ4(bytes, n / 32);
+    case 'Q5_0':
+      return copyQ5(bytes, n / 32);
   }
-  if (t.name === 'Q4_0') {
-    const values = new Uint32Array(blocks * 4);
-    for (let i = 0, o = 0; i < blocks; i++, o += 18) {
-      scales[i] = bytes[o] | (bytes[o + 1] << 8);
-      const nib = (e: number) => (e < 16 ? bytes[o + 2 + e] & 0xf : bytes[o + 2 + e - 16] >> 4);
-      for (let j = 0; j < 4; j++) {
-        let word = 0;
-        for (let b = 0; b < 4; b++) word |= (nib(8 * j + b) | (nib(8 * j + 4 + b) << 4)) << (8 * b);
-        values[i * 4 + j] = word >>> 0;
-      }
-    }
-    return { spec: INT4_G32, values, scales, exact: true };
-  }
-  if (t.name === 'Q5_0') {
-    const values = new Uint32Array(blocks * 8);
-    const v8 = new Uint8Array(values.buffer);
-    for (let i = 0, o = 0; i < blocks; i++, o += 22) {
-      scales[i] = bytes[o] | (bytes[o + 1] << 8);
-      const qh = (bytes[o + 2] | (bytes[o + 3] << 8) | (bytes[o + 4] << 16) | (bytes[o + 5] << 24)) >>> 0;
-      for (let j = 0; j < 16; j++) {
-        const q = bytes[o + 6 + j];
-        v8[i * 32 + j] = (((q & 0xf) | (((qh >>> j) & 1) << 4)) - 16) & 0xff;
-        v8[i * 32 + j + 16] = (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16) & 0xff;
-      }
-    }
-    return { spec: INT8_G32, values, scales, exact: true };
-  }
-  const q = quantizeWeight(dequantize(t, bytes, N * K), N, K, REQUANT_SPEC);
-  return { spec: REQUANT_SPEC, values: q.values, scales: f32ArrayToF16(q.scales), exact: false };
+  const method = packPlan(t)?.method;
+  if (method === 'affine') return affine(t, bytes, n);
+  if (method === 'scaled') return scaled(t, bytes, n);
+  const q = quantizeWeight(dequantize(t, bytes, n), N, K, REQUANT_SPEC);
+  return { spec: REQUANT_SPEC, method: 'rtn', values: q.values, scales: q.scales, zeros: null };
 }

@@ -5,15 +5,15 @@
  */
 import { specText } from '../quant/imports/index.ts';
 import { openGgufFiles } from './files.ts';
-import { packedSpec } from './pack.ts';
+import { packPlan, type PackMethod } from './pack.ts';
 import type { GgufHeader, MetadataValue } from './parse.ts';
 
 export interface GgufTypeReport {
   type: string;
   tensors: number;
   bytes: number;
-  /** 'float': read as stored; 'exact': copied into `layout`; 'requant': re-quantized into `layout`. */
-  mapping: 'float' | 'exact' | 'requant';
+  /** 'float': read as stored; 'copy': codes and scales copied into `layout`; else re-quantized into it (pack.ts). */
+  mapping: 'float' | PackMethod;
   layout: string | null;
   /** The GGUF names of the tensors (matrices only for packed types). */
   names: string[];
@@ -45,10 +45,10 @@ export async function ggufReport(location: string): Promise<GgufReport> {
   const hfOf = new Map([...files.model.tensors].map(([hf, t]) => [t.gguf.name, hf]));
   const byType = new Map<string, GgufTypeReport>();
   for (const t of h.tensors) {
-    const spec = t.shape.length === 2 ? packedSpec(t.type) : null;
-    const mapping = spec ? t.type.mapping : 'float';
+    const plan = t.shape.length === 2 ? packPlan(t.type) : null;
+    const mapping = plan?.method ?? 'float';
     const key = `${t.type.name}|${mapping}`;
-    const r = byType.get(key) ?? { type: t.type.name, tensors: 0, bytes: 0, mapping, layout: spec ? specText(spec) : null, names: [] };
+    const r = byType.get(key) ?? { type: t.type.name, tensors: 0, bytes: 0, mapping, layout: plan ? specText(plan.spec) : null, names: [] };
     r.tensors++;
     r.bytes += t.byteLength;
     r.names.push(t.name);
@@ -79,12 +79,14 @@ export function ggufLoadLines(r: GgufReport): string[] {
   const out = [`how webq loads it (as ${r.modelType}):`];
   for (const t of r.types) {
     const what = `${t.tensors} ${t.type} tensor${t.tensors === 1 ? '' : 's'} (${mib(t.bytes)})`;
+    const few = t.names.length <= 4 ? `: ${t.names.join(', ')}` : '';
     if (t.mapping === 'float') out.push(`  ${what}: read as floats`);
-    else if (t.mapping === 'exact') out.push(`  ${what}: loaded as webq ${t.layout}, codes and f16 scales as stored (no re-quantization)`);
-    else {
-      const few = t.names.length <= 4 ? `: ${t.names.join(', ')}` : '';
-      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout} from the exact dequantization (no webq layout holds ${t.type} exactly: its zero points are fractions or its groups are 16 wide)${few}`);
-    }
+    else if (t.mapping === 'copy') out.push(`  ${what}: loaded as webq ${t.layout}, codes and f16 scales as stored (no re-quantization)`);
+    else if (t.mapping === 'affine') {
+      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: each 4/5-bit code times k, scale D/k, zero point D*m/(D/k) rounded to an integer (webq's zero points are integers), so a group's values move by at most half of D/k together${few}`);
+    } else if (t.mapping === 'scaled') {
+      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: two 16-wide sub-blocks per group of 32, the one with the larger scale exact, the other rounded to steps of its scale / k${few}`);
+    } else out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout} by round-to-nearest from the exact dequantization (16-wide sub-blocks with their own mins)${few}`);
   }
   return out;
 }

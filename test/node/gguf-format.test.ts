@@ -13,8 +13,7 @@ import { GGML_TYPES } from '../../src/gguf/ggml-types.ts';
 import { packWeight } from '../../src/gguf/pack.ts';
 import { readGgufHeader } from '../../src/gguf/parse.ts';
 import { bytesSource } from '../../src/io/source.ts';
-import { f16ArrayToF32 } from '../../src/io/half.ts';
-import { dequantizeWeight } from '../../src/quant/rtn.ts';
+import { dequantizeWeight, quantizeWeight } from '../../src/quant/rtn.ts';
 import { quantizeGgml, GGML_TYPE_ID, type GgmlTypeName } from '../helpers/gguf-quant.ts';
 import { ggufBytes, str, u32, f32 } from '../helpers/gguf-writer.ts';
 import { rng } from '../kernels/check.ts';
@@ -40,6 +39,11 @@ function weights(seed: number): Float32Array {
   return w;
 }
 
+/** A packed weight as the QuantizedWeight webq's reference dequantizer reads. */
+function asWeight(p: ReturnType<typeof packWeight>) {
+  return { N, K, Kp: K, groupSize: 32, groups: K / 32, bits: p.spec.bits, symmetric: p.spec.symmetric, values: p.values, scales: p.scales, zeros: p.zeros };
+}
+
 function sameBits(a: Float32Array, b: Float32Array): number {
   let diff = 0;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) diff++;
@@ -63,25 +67,44 @@ describe('ggml block types', () => {
   it.each(['Q8_0', 'Q4_0', 'Q5_0'] as GgmlTypeName[])('%s is copied into webq int8/int4 group 32: same f16 scales, dequantization unchanged', (type) => {
     const q = quantizeGgml(type, weights(40 + GGML_TYPE_ID[type]));
     const p = packWeight(GGML_TYPES.get(GGML_TYPE_ID[type])!, q.bytes, N, K);
-    expect(p.exact).toBe(true);
+    expect(p.method).toBe('copy');
     expect(p.spec).toEqual({ bits: type === 'Q4_0' ? 4 : 8, group: 32, symmetric: true });
-    const qw = { N, K, Kp: K, groupSize: 32, groups: K / 32, bits: p.spec.bits, symmetric: true, values: p.values, scales: f16ArrayToF32(p.scales), zeros: null };
-    expect(sameBits(dequantizeWeight(qw), q.values)).toBe(0);
+    expect(sameBits(dequantizeWeight(asWeight(p)), q.values)).toBe(0);
   });
 
-  it.each(['Q4_1', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'] as GgmlTypeName[])('%s is re-quantized to int8 group 32 within half an int8 step of its exact dequantization', (type) => {
+  // Against webq's plain round-to-nearest int8 (group 32) of the same exact values: the relaid
+  // grids must do clearly better, and never err by more than half a step of their own scale.
+  it.each([
+    ['Q4_1', 'affine'], ['Q5_1', 'affine'], ['Q4_K', 'affine'], ['Q5_K', 'affine'], ['Q6_K', 'scaled'], ['Q3_K', 'scaled'], ['Q2_K', 'rtn'],
+  ] as [GgmlTypeName, string][])('%s is re-laid into int8 group 32 (%s) within half a step (or for scaled, below round-to-nearest) of its exact dequantization', (type, method) => {
     const q = quantizeGgml(type, weights(60 + GGML_TYPE_ID[type]));
     const p = packWeight(GGML_TYPES.get(GGML_TYPE_ID[type])!, q.bytes, N, K);
-    expect(p.exact).toBe(false);
-    expect(p.spec).toEqual({ bits: 8, group: 32, symmetric: true });
-    const scales = f16ArrayToF32(p.scales);
-    const back = dequantizeWeight({ N, K, Kp: K, groupSize: 32, groups: K / 32, bits: 8, symmetric: true, values: p.values, scales, zeros: null });
-    let worst = 0;
-    for (let i = 0; i < back.length; i++) {
-      const s = scales[Math.floor(i / 32)];
-      worst = Math.max(worst, s === 0 ? Math.abs(back[i] - q.values[i]) : Math.abs(back[i] - q.values[i]) / s);
+    expect(p.method).toBe(method);
+    expect(p.spec).toEqual({ bits: 8, group: 32, symmetric: method !== 'affine' });
+    const back = dequantizeWeight(asWeight(p));
+    const rtn = dequantizeWeight(quantizeWeight(q.values, N, K, { bits: 8, group: 32, symmetric: true }));
+    if (method === 'scaled') {
+      // A scale chosen per group for the least squared error, round-to-nearest's among the candidates.
+      for (let g = 0; g < (N * K) / 32; g++) {
+        let mine = 0, theirs = 0;
+        for (let i = 32 * g; i < 32 * g + 32; i++) (mine += (back[i] - q.values[i]) ** 2), (theirs += (rtn[i] - q.values[i]) ** 2);
+        expect(mine).toBeLessThanOrEqual(theirs * (1 + 1e-6) + 1e-30);
+      }
+    } else {
+      let worst = 0;
+      for (let i = 0; i < back.length; i++) {
+        const s = Math.abs(p.scales[Math.floor(i / 32)]);
+        worst = Math.max(worst, s === 0 ? Math.abs(back[i] - q.values[i]) : Math.abs(back[i] - q.values[i]) / s);
+      }
+      expect(worst).toBeLessThanOrEqual(0.5 + 1e-3);
     }
-    expect(worst).toBeLessThanOrEqual(0.5 + 1e-3);
+    const rms = (a: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - q.values[i]) ** 2, 0) / a.length);
+    const ratio = rms(back) / rms(rtn);
+    const exact = back.filter((v, i) => v === q.values[i]).length / back.length;
+    console.log(`${type} ${method}: RMS error ${rms(back).toExponential(2)} = ${ratio.toFixed(3)} x round-to-nearest int8's; ${(100 * exact).toFixed(1)}% of values exact`);
+    if (method === 'rtn') expect(ratio).toBe(1);
+    else expect(ratio).toBeLessThan(method === 'affine' ? 0.5 : 0.9);
+    if (type === 'Q3_K') expect(exact).toBe(1); // scale d, code (sc - 32) * q: exact unless (-32) * (-4) = 128 occurs
   });
 });
 
