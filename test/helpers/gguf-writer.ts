@@ -248,7 +248,7 @@ export function vocabMetadata(name: 'llama2' | 'qwen3', extra: { chatTemplate?: 
   const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
   const tc = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
   const added = new Map<number, { content: string; special: boolean }>(tj.added_tokens.map((t: { id: number; content: string; special: boolean }) => [t.id, t]));
-  const n = Math.max(...(Object.values(tj.model.vocab) as number[]), ...added.keys()) + 1;
+  const n = [...(Object.values(tj.model.vocab) as number[]), ...added.keys()].reduce((a, b) => Math.max(a, b), 0) + 1;
   const tokens: string[] = Array.from({ length: n }, (_, i) => `[PAD${i}]`);
   const types: number[] = Array.from({ length: n }, () => 5); // UNUSED until filled
   for (const [tok, id] of Object.entries(tj.model.vocab as Record<string, number>)) {
@@ -265,7 +265,14 @@ export function vocabMetadata(name: 'llama2' | 'qwen3', extra: { chatTemplate?: 
   if (name === 'llama2') {
     meta['tokenizer.ggml.model'] = str('llama');
     meta['tokenizer.ggml.tokens'] = strs(tokens);
-    meta['tokenizer.ggml.scores'] = f32s(tokens.map((_, i) => (types[i] === 1 ? -i : 0)));
+    // SentencePiece scores rank the merges: a piece's score is minus the rank of the first merge
+    // that makes it (transformers made this tokenizer.json's merges from the scores that way).
+    const scores = tokens.map((_, i) => (types[i] === 1 ? -1e6 - i : 0));
+    (tj.model.merges as (string | string[])[]).forEach((m, rank) => {
+      const id = tj.model.vocab[(Array.isArray(m) ? m : m.split(' ')).join('')];
+      if (id !== undefined && scores[id] <= -1e6) scores[id] = -rank;
+    });
+    meta['tokenizer.ggml.scores'] = f32s(scores);
     meta['tokenizer.ggml.token_type'] = i32s(types);
     meta['tokenizer.ggml.bos_token_id'] = u32(1);
     meta['tokenizer.ggml.eos_token_id'] = u32(extra.eos ?? 2);

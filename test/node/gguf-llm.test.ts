@@ -124,3 +124,42 @@ it('a GGUF with a real vocabulary generates the same tokens as its safetensors c
     b.dispose();
   }
 });
+
+it('loads a GGUF file of a hub model ({ file }) through the download cache, then offline; by URL with range requests; `dtype` picks the kernels', async () => {
+  const repo = join(dir, 'hub-repo');
+  const m = await writeTinyLlama(join(dir, 'hub-hf'), { modelType: 'qwen2', hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 256, layers: 1, maxPositions: 64, seed: 21 });
+  const g = hfToGguf(m.config, m.weights, { linear: 'Q4_0', embed: 'Q8_0', output: 'Q8_0', vocabMeta: vocabMetadata('llama2').meta });
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(repo, { recursive: true });
+  await writeFile(join(repo, 'model-Q4_0.gguf'), g.bytes);
+  const { serveFakeHub } = await import('../helpers/fake-hub.ts');
+  const hub = await serveFakeHub(new Map([['org/tiny-gguf', repo]]));
+  const cacheDir = join(dir, 'cache');
+  const cfg = parseLlamaConfig(m.config);
+  const ids = prompt(9, cfg.vocabSize);
+  const want = llamaReferenceForward(cfg, g.dequantized, ids).subarray((ids.length - 1) * cfg.vocabSize);
+  try {
+    const viaHub = await LlmModel.load('org/tiny-gguf', { file: 'model-Q4_0.gguf', hubUrl: hub.url, cacheDir, context: ctx });
+    const first = (await viaHub.logits(ids)).logits;
+    expect(cosine(first, want)).toBeGreaterThanOrEqual(0.9995);
+    expect(viaHub.dtype).toBe('q4');
+    viaHub.dispose();
+    const before = hub.log.length;
+    const offline = await LlmModel.load('org/tiny-gguf', { file: 'model-Q4_0.gguf', hubUrl: hub.url, cacheDir, context: ctx, offline: true });
+    expect(hub.log.length).toBe(before);
+    expect([...(await offline.logits(ids)).logits]).toEqual([...first]);
+    offline.dispose();
+    // A URL without the cache: the header and each tensor by range requests, never the whole file.
+    const url = `${hub.url}/org/tiny-gguf/resolve/main/model-Q4_0.gguf`;
+    const ranged = await LlmModel.load(url, { cache: false, context: ctx, dtype: 'w4a8' });
+    const ranges = hub.log.slice(before).filter((r) => r.path.endsWith('.gguf'));
+    expect(ranges.length).toBeGreaterThan(2);
+    expect(ranges.filter((r) => r.method === 'GET').every((r) => r.range !== undefined)).toBe(true);
+    expect(ranged.dtype).toBe('w4a8');
+    expect(cosine((await ranged.logits(ids)).logits, want)).toBeGreaterThanOrEqual(0.999);
+    ranged.dispose();
+    await expect(LlmModel.load('org/tiny-gguf', { file: 'model.safetensors', hubUrl: hub.url, cacheDir })).rejects.toMatchObject({ code: 'BAD_OPTION', message: expect.stringContaining('only a .gguf file') });
+  } finally {
+    await hub.close();
+  }
+});
