@@ -204,6 +204,7 @@ export function hfToGguf(config: Record<string, unknown>, weights: Record<string
     const cols = w.length / rows;
     const heads = /self_attn\.q_proj/.test(hf) ? nh : /self_attn\.k_proj/.test(hf) ? nkv : 0;
     const permute = arch === 'llama' && heads > 0;
+    if (cols % BLOCK[t!][0] !== 0) throw new Error(`hfToGguf: ${hf} has rows of ${cols}, not whole ${t!} blocks of ${BLOCK[t!][0]}`);
     const stored = permute ? permuteRows(w, rows, cols, heads) : w;
     const q = quantizeGgml(t!, stored);
     // Undo the permutation on the dequantized values: the reference runs in HF's row order.
