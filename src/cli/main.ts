@@ -18,6 +18,7 @@ import { keygenCommand } from './keygen.ts';
 import { logitsCommand } from './logits.ts';
 import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
+import { serveCommand } from './serve.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
 
@@ -34,10 +35,11 @@ const commands: Record<string, Command> = {
   patch: patchCommand,
   keygen: keygenCommand,
   cache: cacheCommand,
+  serve: serveCommand,
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'serve']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

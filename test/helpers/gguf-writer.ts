@@ -192,7 +192,8 @@ export function hfToGguf(config: Record<string, unknown>, weights: Record<string
     const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
     const isMatrix = /(proj|embed_tokens|lm_head)\.weight$/.test(hf);
     if (hf === 'model.embed_tokens.weight') (name = 'token_embd.weight'), (t = opts.embed ?? 'F32');
-    else if (hf === 'lm_head.weight') (name = 'output.weight'), (t = opts.output ?? (BLOCK[linear][0] > 1 ? 'Q6_K' : linear));
+    // llama.cpp keeps the head in Q6_K under quantized types, or Q8_0 where rows are not whole super-blocks.
+    else if (hf === 'lm_head.weight') (name = 'output.weight'), (t = opts.output ?? (BLOCK[linear][0] === 1 ? linear : H % 256 === 0 ? 'Q6_K' : 'Q8_0'));
     else if (hf === 'model.norm.weight') (name = 'output_norm.weight'), (t = opts.norms ?? 'F32');
     else if (m) {
       for (const [re, to] of LAYER) if (re.test(m[2])) name = `blk.${m[1]}.${m[2].replace(re, to)}`;
