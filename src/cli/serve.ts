@@ -64,6 +64,7 @@ export const serveCommand: Command = {
     const corsRaw = p.values.get('--cors');
     const cors = corsRaw === undefined ? undefined : corsRaw === '*' ? ('*' as const) : corsRaw.split(',').map((s) => s.trim()).filter(Boolean);
     const load = llmLoadOptions('serve', p);
+    if (load.file !== undefined && p.positional.length > 1) throw new UsageError('serve: --file names a file of every model given; with several models, give each GGUF file as a path or URL (or serve them separately)');
     const bar = new DownloadBar(io);
     let reg: ModelRegistry;
     try {

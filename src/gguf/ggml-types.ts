@@ -5,13 +5,9 @@
  *
  *   float     F32, F16, BF16                     read as floats
  *   exact     Q8_0, Q4_0, Q5_0                   codes and f16 scales copied into webq's layout
- *   requant   Q4_1, Q5_1, Q2_K .. Q6_K           dequantized exactly, re-quantized to int8 g32
+ *   requant   Q4_1, Q5_1, Q2_K .. Q6_K           re-laid into int8 group 32 (pack.ts says how,
+ *                                                and why no webq layout holds them exactly)
  *   (none)    IQ*, TQ*, MXFP4, ...               a GgufError naming the type
- *
- * Why the second group is not exact: webq's zero points are integers (the int8-activation kernels
- * subtract zero * sum(x) in integer arithmetic), while Q4_1/Q5_1 store w = d*q + m and the K-quants
- * w = d*sc*q - dmin*m, whose zero point m/d is a fraction; Q6_K and Q3_K/Q2_K group by 16. And the
- * scale d*sc (an f16 times a 6-bit integer) needs 17 significant bits, more than an f16 holds.
  */
 import { GgufError } from './errors.ts';
 
