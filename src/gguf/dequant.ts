@@ -158,14 +158,21 @@ const q6_K: Row = (b, o, y, at) => {
     const qh = o + 128 + 32 * n;
     const sc = o + 192 + 8 * n;
     const base = at + 128 * n;
-    for (let l = 0; l < 32; l++) {
-      const is = l >> 4;
-      const s = (k: number) => d * ((b[sc + is + k] << 24) >> 24);
-      const h = b[qh + l];
-      y[base + l] = Math.fround(s(0)) * (((b[ql + l] & 0xf) | ((h & 3) << 4)) - 32);
-      y[base + l + 32] = Math.fround(s(2)) * (((b[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32);
-      y[base + l + 64] = Math.fround(s(4)) * (((b[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32);
-      y[base + l + 96] = Math.fround(s(6)) * (((b[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32);
+    for (let half = 0; half < 2; half++) {
+      // d * sc is exact in f32 (11 + 8 significant bits); the product with q rounds once, as in ggml.
+      const s0 = d * ((b[sc + half] << 24) >> 24);
+      const s2 = d * ((b[sc + half + 2] << 24) >> 24);
+      const s4 = d * ((b[sc + half + 4] << 24) >> 24);
+      const s6 = d * ((b[sc + half + 6] << 24) >> 24);
+      for (let l = 16 * half; l < 16 * half + 16; l++) {
+        const h = b[qh + l];
+        const lo = b[ql + l];
+        const hi = b[ql + l + 32];
+        y[base + l] = s0 * (((lo & 0xf) | ((h & 3) << 4)) - 32);
+        y[base + l + 32] = s2 * (((hi & 0xf) | (((h >> 2) & 3) << 4)) - 32);
+        y[base + l + 64] = s4 * (((lo >> 4) | (((h >> 4) & 3) << 4)) - 32);
+        y[base + l + 96] = s6 * (((hi >> 4) | (((h >> 6) & 3) << 4)) - 32);
+      }
     }
   }
 };

@@ -88,14 +88,17 @@ function copyQ8(bytes: Uint8Array, blocks: number): PackedWeight {
 function copyQ4(bytes: Uint8Array, blocks: number): PackedWeight {
   const values = new Uint32Array(blocks * 4);
   const scales = new Float32Array(blocks);
+  const u32 = (o: number) => (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0;
+  const LO = 0x0f0f0f0f;
   for (let i = 0, o = 0; i < blocks; i++, o += 18) {
     scales[i] = h16(bytes, o);
-    const nib = (e: number) => (e < 16 ? bytes[o + 2 + e] & 0xf : bytes[o + 2 + e - 16] >> 4);
-    for (let j = 0; j < 4; j++) {
-      let word = 0;
-      for (let b = 0; b < 4; b++) word |= (nib(8 * j + b) | (nib(8 * j + 4 + b) << 4)) << (8 * b);
-      values[i * 4 + j] = word >>> 0;
-    }
+    // qs as four words a..d (bytes 0-3, 4-7, 8-11, 12-15): low nibbles hold elements 0-15, high
+    // nibbles 16-31. webq word j holds elements 8j..8j+7, 8j+b low and 8j+4+b high in byte b.
+    const [a, b, c, d] = [u32(o + 2), u32(o + 6), u32(o + 10), u32(o + 14)];
+    values[i * 4] = ((a & LO) | ((b & LO) << 4)) >>> 0;
+    values[i * 4 + 1] = ((c & LO) | ((d & LO) << 4)) >>> 0;
+    values[i * 4 + 2] = (((a >>> 4) & LO) | (b & ~LO)) >>> 0;
+    values[i * 4 + 3] = (((c >>> 4) & LO) | (d & ~LO)) >>> 0;
   }
   return { spec: INT4_G32, method: 'copy', values, scales, zeros: null };
 }
@@ -116,27 +119,34 @@ function copyQ5(bytes: Uint8Array, blocks: number): PackedWeight {
   return { spec: INT8_G32, method: 'copy', values, scales, zeros: null };
 }
 
-/** Per group of 32: D and M of w = D*q - M (Q4_1/Q5_1 per block, Q4_K/Q5_K per sub-block). */
-function affineParams(t: GgmlType, bytes: Uint8Array, groups: number): { D: Float32Array; M: Float32Array } {
-  const D = new Float32Array(groups);
-  const M = new Float32Array(groups);
+/**
+ * Group g of 32 of an affine type: w = D*q - M for its codes q (read into `q`), as ggml's
+ * dequantize_row_* computes D and M (Q4_1/Q5_1: D = d, M = -m; Q4_K/Q5_K: D = d*sc, M = dmin*m).
+ */
+function affineGroup(t: GgmlType, b: Uint8Array, g: number, q: Uint8Array): { D: number; M: number } {
   if (t.name === 'Q4_1' || t.name === 'Q5_1') {
-    for (let g = 0, o = 0; g < groups; g++, o += t.blockBytes) {
-      D[g] = h16(bytes, o);
-      M[g] = -h16(bytes, o + 2);
+    const o = g * t.blockBytes;
+    const five = t.name === 'Q5_1';
+    const qs = o + (five ? 8 : 4);
+    const qh = five ? (b[o + 4] | (b[o + 5] << 8) | (b[o + 6] << 16) | (b[o + 7] << 24)) >>> 0 : 0;
+    for (let j = 0; j < 16; j++) {
+      q[j] = (b[qs + j] & 0xf) | (((qh >>> j) & 1) << 4);
+      q[j + 16] = (b[qs + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
     }
-    return { D, M };
+    return { D: h16(b, o), M: -h16(b, o + 2) };
   }
-  for (let b = 0, o = 0; b < groups / 8; b++, o += t.blockBytes) {
-    const d = h16(bytes, o);
-    const dmin = h16(bytes, o + 2);
-    for (let j = 0; j < 8; j++) {
-      const [sc, m] = scaleMinK4(j, bytes, o + 4);
-      D[8 * b + j] = d * sc;
-      M[8 * b + j] = dmin * m;
-    }
+  const o = (g >> 3) * t.blockBytes;
+  const j = g & 7;
+  const [sc, m] = scaleMinK4(j, b, o + 4);
+  const c = j >> 1;
+  const shift = (j & 1) * 4;
+  if (t.name === 'Q4_K') {
+    for (let l = 0; l < 32; l++) q[l] = (b[o + 16 + 32 * c + l] >> shift) & 0xf;
+  } else {
+    const bit = 1 << (2 * c + (j & 1));
+    for (let l = 0; l < 32; l++) q[l] = ((b[o + 48 + 32 * c + l] >> shift) & 0xf) | (b[o + 16 + l] & bit ? 16 : 0);
   }
-  return { D, M };
+  return { D: h16(b, o) * sc, M: h16(b, o + 2) * m };
 }
 
 /** Per sub-block of 16: Q6_K's d*sc (int8 sc), Q3_K's d*(sc - 32). */
@@ -160,41 +170,38 @@ const MAX_ZERO = 2048;
 
 function affine(t: GgmlType, bytes: Uint8Array, n: number): PackedWeight {
   const groups = n / 32;
-  const w = dequantize(t, bytes, n);
-  const { D, M } = affineParams(t, bytes, groups);
   const qmax = t.name === 'Q4_1' || t.name === 'Q4_K' ? 15 : 31;
   const values = new Uint32Array(n / 4);
   const v8 = new Int8Array(values.buffer);
   const scales = new Float32Array(groups);
   const zeros = new Float32Array(groups);
+  const q = new Uint8Array(32);
   for (let g = 0; g < groups; g++) {
-    const d = D[g];
-    const m = M[g];
-    let best = { k: 0, z: 0, err: Infinity };
-    if (d !== 0) {
-      for (let k = Math.floor(255 / qmax); k >= 1; k--) {
-        const zr = (k * m) / d;
-        const z = Math.round(zr);
-        const err = (Math.abs(zr - z) * Math.abs(d)) / k;
-        if (Math.abs(z - 128) <= MAX_ZERO && err < best.err) best = { k, z, err };
-        if (err === 0) break;
-      }
+    const { D: d, M: m } = affineGroup(t, bytes, g, q);
+    let bestK = 0;
+    let bestZ = 0;
+    let bestErr = Infinity;
+    for (let k = d === 0 ? 0 : Math.floor(255 / qmax); k >= 1; k--) {
+      const zr = (k * m) / d;
+      const z = Math.round(zr);
+      const err = (Math.abs(zr - z) * Math.abs(d)) / k;
+      if (Math.abs(z - 128) <= MAX_ZERO && err < bestErr) (bestK = k), (bestZ = z), (bestErr = err);
+      if (err === 0) break;
     }
-    if (best.k === 0) {
-      // D = 0 (every value -M) or a zero point past what a scale can hold: symmetric in the group.
+    if (bestK === 0) {
+      // D = 0 (every value -M) or a zero point past what a scale can hold: symmetric in the group,
+      // from the values as ggml computes them.
       let amax = 0;
-      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(w[32 * g + i]));
+      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(Math.fround(d * q[i] - m)));
       const s = amax / 127;
       scales[g] = s;
       zeros[g] = 0;
-      for (let i = 0; i < 32; i++) v8[32 * g + i] = s ? Math.round(w[32 * g + i] / s) : 0;
+      for (let i = 0; i < 32; i++) v8[32 * g + i] = s ? Math.round(Math.fround(d * q[i] - m) / s) : 0;
       continue;
     }
-    const { k, z } = best;
-    scales[g] = d / k;
-    zeros[g] = z - 128;
-    // q from the exact value: w = D*q - M rounds once, far less than half a step of q.
-    for (let i = 0; i < 32; i++) v8[32 * g + i] = k * Math.round((w[32 * g + i] + m) / d) - 128;
+    scales[g] = d / bestK;
+    zeros[g] = bestZ - 128;
+    for (let i = 0; i < 32; i++) v8[32 * g + i] = bestK * q[i] - 128;
   }
   return { spec: INT8_G32_ASYM, method: 'affine', values, scales, zeros };
 }
@@ -207,22 +214,37 @@ function scaled(t: GgmlType, bytes: Uint8Array, n: number): PackedWeight {
   const v8 = new Int8Array(values.buffer);
   const scales = new Float32Array(n / 32);
   const code = (v: number, s: number) => (s ? Math.max(-128, Math.min(127, Math.round(v / s))) : 0);
+  const candidates = new Float64Array(2 + 2 * kmax);
   for (let g = 0; g < n / 32; g++) {
-    const x = w.subarray(32 * g, 32 * g + 32);
+    const at = 32 * g;
     let amax = 0;
-    for (const v of x) amax = Math.max(amax, Math.abs(v));
+    for (let i = at; i < at + 32; i++) amax = Math.max(amax, Math.abs(w[i]));
     // Either sub-block's step divided by k (its values exact), or round-to-nearest's step: the
     // candidate with the least squared error in this group.
-    const candidates = [amax / 127, f16Scale(amax / 127, true)];
-    for (const d of [sub[2 * g], sub[2 * g + 1]]) for (let k = 1; k <= kmax && d !== 0; k++) candidates.push(Math.abs(d) / k);
-    let best = { s: 0, err: Infinity };
-    for (const s of candidates) {
+    // The likeliest winners first (the larger sub-block's finest step, then round-to-nearest's),
+    // so the error loop below stops early on the rest; steps that would clip the group's largest
+    // value by more than half of itself are not tried.
+    const [d0, d1] = [Math.abs(sub[2 * g]), Math.abs(sub[2 * g + 1])];
+    const big = Math.max(d0, d1);
+    let count = 0;
+    if (big) candidates[count++] = big / kmax;
+    candidates[count++] = f16Scale(amax / 127, true);
+    for (const d of [d0, d1]) for (let k = 1; k <= kmax && d !== 0; k++) if (d / k >= amax / 192 && !(d === big && k === kmax)) candidates[count++] = d / k;
+    let best = 0;
+    let bestErr = Infinity;
+    for (let c = 0; c < count; c++) {
+      const s = candidates[c];
+      if (s === 0) continue;
+      const inv = 1 / s;
       let err = 0;
-      for (const v of x) err += (code(v, s) * s - v) ** 2;
-      if (err < best.err) best = { s, err };
+      for (let i = at; i < at + 32 && err < bestErr; i++) {
+        const q = Math.max(-128, Math.min(127, Math.round(w[i] * inv)));
+        err += (q * s - w[i]) ** 2;
+      }
+      if (err < bestErr) (bestErr = err), (best = s);
     }
-    scales[g] = best.s;
-    for (let i = 0; i < 32; i++) v8[32 * g + i] = code(x[i], best.s);
+    scales[g] = best;
+    for (let i = at; i < at + 32; i++) v8[i] = code(w[i], best);
   }
   return { spec: INT8_G32, method: 'scaled', values, scales, zeros: null };
 }
