@@ -59,7 +59,7 @@ export class GgufFiles implements ModelFiles {
     this.kind = kind;
     this.describe = describe;
     this.dtype = dtype ?? defaultGgufDType(model);
-    const tok = ggufTokenizer(header);
+    const tok = ggufTokenizer(header, Number(model.config.vocab_size));
     const json = (v: unknown) => JSON.stringify(v, null, 1);
     this.texts.set('config.json', json({ ...model.config, ...(tok.bosTokenId !== undefined && { bos_token_id: tok.bosTokenId }) }));
     this.texts.set('tokenizer.json', JSON.stringify(tok.tokenizerJson));

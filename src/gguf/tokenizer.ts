@@ -104,10 +104,10 @@ function templateProcessor(bos: string | undefined, eos: string | undefined, ids
 }
 
 /** The tokenizer files for a GGUF header; a GgufError names what is missing or unsupported. */
-export function ggufTokenizer(h: GgufHeader): GgufTokenizer {
+export function ggufTokenizer(h: GgufHeader, vocabSize = 0): GgufTokenizer {
   const m = new GgufMeta(h);
   const model = m.str('tokenizer.ggml.model');
-  if (model === undefined) throw new GgufError('GGUF_TOKENIZER', `${h.name}: has no tokenizer (metadata "tokenizer.ggml.model" is missing); webq needs the vocabulary in the file`);
+  if (model === undefined || model === 'no_vocab' || model === 'none') return idTokenizer(h, vocabSize);
   if (model !== 'llama' && model !== 'gpt2') throw new GgufError('GGUF_TOKENIZER', `${h.name}: tokenizer.ggml.model "${model}" is not supported; webq reads "llama" (SentencePiece BPE) and "gpt2" (byte-level BPE) vocabularies`);
   const tokens = m.array('tokenizer.ggml.tokens', isString, 'strings');
   if (!tokens || tokens.length === 0) throw new GgufError('GGUF_TOKENIZER', `${h.name}: metadata "tokenizer.ggml.tokens" is missing or empty`);
@@ -213,4 +213,21 @@ function splitMerges(m: GgufMeta, h: GgufHeader): [string, string][] {
     if (at < 0) throw new GgufError('GGUF_TOKENIZER', `${h.name}: tokenizer.ggml.merges[${i}] ${JSON.stringify(s.slice(0, 40))} is not two tokens separated by a space`);
     return [s.slice(0, at), s.slice(at + 1)];
   });
+}
+
+/**
+ * A file without a vocabulary (no tokenizer.ggml.model, or llama.cpp's "no_vocab"): token i is the
+ * text "<|i|>", so token-id prompts run and generated ids come back readable as "<|17|><|4|>";
+ * ordinary text has no tokens (a prompt of it is refused as outside the vocabulary).
+ */
+function idTokenizer(h: GgufHeader, vocabSize: number): GgufTokenizer {
+  if (vocabSize < 1) throw new GgufError('GGUF_TOKENIZER', `${h.name}: has no vocabulary (metadata "tokenizer.ggml.model" is missing) and no embedding table to size one`);
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < vocabSize; i++) vocab[`<|${i}|>`] = i;
+  return {
+    tokenizerJson: { version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Split', pattern: { Regex: '<\\|\\d+\\|>' }, behavior: 'Isolated', invert: false }, post_processor: null, decoder: null, model: { type: 'WordLevel', vocab, unk_token: null } },
+    tokenizerConfig: { add_bos_token: false, add_eos_token: false },
+    bosTokenId: undefined,
+    eosTokenIds: [],
+  };
 }
