@@ -114,6 +114,9 @@ export function ggufModel(h: GgufHeader, ropeFactors: Float32Array | null): Gguf
   const known = ARCHS[arch];
   if (!known) throw new GgufError('GGUF_UNSUPPORTED_ARCH', `${h.name}: general.architecture "${arch}" is not supported; webq runs GGUF files of ${Object.keys(ARCHS).join(', ')}`);
   const k = (key: string) => `${arch}.${key}`;
+  if (m.has('split.count') && m.int('split.count') > 1) {
+    throw new GgufError('GGUF_BAD_FILE', `${h.name}: is shard ${m.int('split.no', 0) + 1} of ${m.int('split.count')} of a split GGUF model; webq reads single-file GGUF models (merge the shards with llama.cpp's llama-gguf-split --merge)`);
+  }
   const byName = new Map(h.tensors.map((t) => [t.name, t]));
   const embd = byName.get('token_embd.weight');
   if (!embd || embd.shape.length !== 2) throw new GgufError('GGUF_TENSOR', `${h.name}: missing tensor "token_embd.weight" (the embedding table, [vocab, hidden])`);

@@ -151,6 +151,9 @@ describe('the header', () => {
     const path = join(dir, 'gemma.gguf');
     await writeFile(path, ggufBytes({ 'general.architecture': str('gemma') }, []));
     await expect(openGgufFiles(path)).rejects.toMatchObject({ code: 'GGUF_UNSUPPORTED_ARCH', message: expect.stringMatching(/"gemma" is not supported.*llama, mistral, qwen2, qwen3/) });
+    const split = join(dir, 'model-00001-of-00002.gguf');
+    await writeFile(split, ggufBytes({ ...llamaMeta(), 'split.no': u32(0), 'split.count': u32(2) }, []));
+    await expect(openGgufFiles(split)).rejects.toMatchObject({ code: 'GGUF_BAD_FILE', message: expect.stringContaining('shard 1 of 2 of a split GGUF') });
     const noTok = join(dir, 'no-tokenizer.gguf');
     const embd = quantizeGgml('F32', new Float32Array(8 * 32));
     await writeFile(noTok, ggufBytes(llamaMeta(), [{ name: 'token_embd.weight', type: 'F32', shape: [8, 32], data: embd.bytes }]));
