@@ -83,9 +83,9 @@ export function ggufLoadLines(r: GgufReport): string[] {
     if (t.mapping === 'float') out.push(`  ${what}: read as floats`);
     else if (t.mapping === 'copy') out.push(`  ${what}: loaded as webq ${t.layout}, codes and f16 scales as stored (no re-quantization)`);
     else if (t.mapping === 'affine') {
-      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: each 4/5-bit code times k, scale D/k, zero point D*m/(D/k) rounded to an integer (webq's zero points are integers), so a group's values move by at most half of D/k together${few}`);
+      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: each code times k, scale D/k, zero point k*M/D rounded to an integer (webq's zero points are integers), so a group's values move together by at most D/(2k)${few}`);
     } else if (t.mapping === 'scaled') {
-      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: two 16-wide sub-blocks per group of 32, the one with the larger scale exact, the other rounded to steps of its scale / k${few}`);
+      out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout}: two 16-wide sub-blocks per group of 32 share one scale, the least-squares one among each sub-block's step / k and round-to-nearest's${few}`);
     } else out.push(`  ${what}: RE-QUANTIZED at load to webq ${t.layout} by round-to-nearest from the exact dequantization (16-wide sub-blocks with their own mins)${few}`);
   }
   return out;
