@@ -40,7 +40,7 @@ const { build } = await loadRolldown();
 const { parseAst } = await loadRolldown('/parseAst');
 
 // The dependencies inside the bundle, named with their licenses in its first line.
-const BUNDLED = ['@huggingface/tokenizers', '@huggingface/jinja', 'wgsl_reflect'];
+const BUNDLED = ['@huggingface/tokenizers', '@huggingface/jinja', '@huggingface/gguf', 'wgsl_reflect'];
 function about(name) {
   // Not every package exports its package.json: walk up from its entry point.
   for (let dir = dirname(createRequire(join(root, 'package.json')).resolve(name)); dir !== dirname(dir); dir = dirname(dir)) {
@@ -120,6 +120,9 @@ async function bundle(input, file, plugins, what) {
     platform: 'browser',
     tsconfig: join(root, 'tsconfig.build.json'),
     plugins,
+    // @huggingface/gguf re-exports helpers of @huggingface/tasks (model snippets, ...) that webq never
+    // calls; that package declares no sideEffects, so without this they stay: +220 KiB for a few enums.
+    treeshake: { moduleSideEffects: (id) => !/@huggingface[\\/]tasks[\\/]/.test(id) },
     write: true,
     onLog(level, log, handler) {
       // Any warning (an unresolved import, a broken source map) fails the build rather than scroll by.

@@ -15,6 +15,8 @@ export * as io from './io/index.ts';
 export * as quant from './quant/index.ts';
 export * as models from './models/index.ts';
 export * as delta from './delta/index.ts';
+export * as gguf from './gguf/index.ts';
+export { GgufError, type GgufErrorCode } from './gguf/errors.ts';
 export { openDelta, DeltaError, type Delta, type ModelVersion } from './delta/index.ts';
 export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded.ts';
 export {

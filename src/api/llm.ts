@@ -10,7 +10,7 @@ import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { openLlmFiles } from '../gguf/files.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
@@ -54,6 +54,11 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
   context?: GpuContext;
   f16?: boolean;
   kernels?: 'gpu' | 'cpu';
+  /**
+   * A GGUF file inside `location` (a hub id, folder URL or folder), e.g. 'model-Q4_0.gguf'; a
+   * location ending in .gguf names one itself (src/gguf/files.ts).
+   */
+  file?: string;
 }
 
 export interface GenerateOptions {
@@ -169,7 +174,7 @@ export class LlmModel {
     if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
     if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
-    const files = await openModelFiles(location, opts);
+    const files = await openLlmFiles(location, opts);
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const cap = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CONTEXT);
     if (!Number.isSafeInteger(cap) || cap < 2 || cap > config.maxPositions) {

@@ -6,6 +6,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { envFlag } from '../env.ts';
+import { isGgufLocation } from '../gguf/files.ts';
+import { ggufReport, ggufReportText } from '../gguf/report.ts';
 import { openCheckpoint } from '../io/checkpoint.ts';
 import { formatShape } from '../io/dtypes.ts';
 import { isHubId, openModelFiles } from '../io/hub.ts';
@@ -15,9 +17,11 @@ import { describeStoredAs, readModelVersion, type ModelVersion } from '../quant/
 import { quantizationSection } from '../quant/imports/index.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 
-const USAGE = `usage: webq info [options] <file.safetensors | folder | model.safetensors.index.json | http(s) URL | org/name[@revision]>
+const USAGE = `usage: webq info [options] <file.safetensors | file.gguf | folder | model.safetensors.index.json | http(s) URL | org/name[@revision]>
 
 Prints each tensor's name, dtype, shape and size, the file metadata, and totals.
+For a GGUF file: its tensors, types and metadata, and how webq loads each type
+(copied as stored, or re-quantized: named, with counts and sizes).
 A folder (or a URL ending in "/") may hold model.safetensors or a sharded
 model.safetensors.index.json. A hub id (org/name, from $WEBQ_HUB_URL or
 huggingface.co) is read the same way, by range requests: nothing is downloaded
@@ -187,6 +191,12 @@ export const infoCommand: Command = {
   usage: USAGE,
   async run(args: string[], io: CliIO): Promise<number> {
     const opts = parseArgs(args);
+    if (isGgufLocation(opts.location)) {
+      // A GGUF file: its tensors and metadata, and how each of its types loads (src/gguf/report.ts).
+      const r = await ggufReport(opts.location);
+      io.stdout(opts.json ? `${JSON.stringify(r, null, 2)}\n` : ggufReportText(r, formatBytes));
+      return 0;
+    }
     if (opts.revision !== undefined && !isHubId(opts.location)) throw new UsageError(`info: --revision is for hub ids (org/name), not ${JSON.stringify(opts.location.slice(0, 200))}`);
     const ckpt = await open(opts);
     try {

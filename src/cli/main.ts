@@ -19,6 +19,7 @@ import { keygenCommand } from './keygen.ts';
 import { logitsCommand } from './logits.ts';
 import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
+import { serveCommand } from './serve.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
 
@@ -36,10 +37,11 @@ const commands: Record<string, Command> = {
   patch: patchCommand,
   keygen: keygenCommand,
   cache: cacheCommand,
+  serve: serveCommand,
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval', 'serve']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

@@ -188,9 +188,11 @@ export async function readPrompt(command: string, parsed: ParsedArgs, io: CliIO)
 }
 
 /** Options of the commands that load an LLM. */
-export const LLM_VALUES = ['--dtype', '--kv', '--context', '--revision'] as const;
+export const LLM_VALUES = ['--dtype', '--kv', '--context', '--revision', '--file'] as const;
 export const LLM_HELP = `  --dtype D               linear-layer weights: f32, f16, q8, q4, w8a8, w4a8 (default q4, or
-                          the checkpoint's own when it is pre-quantized)
+                          the checkpoint's own when it is pre-quantized or a GGUF file)
+  --file F                a GGUF file inside the model (a hub id, folder URL or folder), e.g.
+                          model-Q4_K_M.gguf; a path or URL ending in .gguf names one itself
   --kv K                  KV cache: f16 (default where the device has it, else f32), f32, int8
   --context N             positions the KV cache holds (default: the model's, at most 4096)
   --revision R            hub branch, tag or commit (default main)
@@ -201,7 +203,9 @@ export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoa
   const kv = parsed.values.get('--kv');
   if (kv !== undefined && !(KV_DTYPES as readonly string[]).includes(kv)) throw new UsageError(`${command}: --kv ${JSON.stringify(kv)}: expected one of ${KV_DTYPES.join(', ')}`);
   const contextLength = numberOption(command, parsed, '--context', (n) => Number.isSafeInteger(n) && n >= 2, 'an integer of at least 2');
+  const file = parsed.values.get('--file');
   return {
+    ...(file !== undefined && { file }),
     ...(dtype !== undefined && { dtype }),
     ...(kv !== undefined && { kv: kv as KvDType }),
     ...(contextLength !== undefined && { contextLength }),

@@ -46,8 +46,8 @@ import { isCommitHash, NoteStore } from './revision-note.ts';
 import type { TensorStore } from './safetensors.ts';
 import { SafetensorsFile } from './safetensors.ts';
 import { readIndex, ShardedCheckpoint } from './sharded.ts';
-import { openSource } from './source.ts';
-import { plainLength } from './url-source.ts';
+import { openSource, type ByteSource } from './source.ts';
+import { plainLength, urlSource } from './url-source.ts';
 
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
@@ -353,6 +353,15 @@ export class RemoteFiles implements ModelFiles {
     await this.notes?.update((n) => {
       if (!n.absent.includes(file)) n.absent.push(file);
     });
+  }
+
+  /**
+   * A byte source for one file (a GGUF file, read by range): the cached copy, downloaded whole
+   * first, or without a cache HTTP range requests to its URL.
+   */
+  async source(file: string): Promise<ByteSource> {
+    if (this.cache) return openSource((await this.cached(file)).input);
+    return urlSource(this.url(file), { fetch: this.options.fetch, headers: this.options.headers, timeoutMs: this.timeoutMs });
   }
 
   async checkpoint(): Promise<TensorStore> {
