@@ -37,7 +37,7 @@ export interface DeltaContents {
 }
 
 /** How the base was quantized, or an error when deltas cannot reproduce it. */
-function baseOptions(meta: Readonly<Record<string, string>>, where: string): { dtype: QuantizeDType; group: number | 'channel'; symmetric: boolean; embeddings: EmbeddingDType } {
+function baseOptions(meta: Readonly<Record<string, string>>, where: string): { dtype: QuantizeDType; group: number | 'channel'; symmetric: boolean; embeddings: EmbeddingDType; clipSearch: boolean } {
   const method = meta['webq.method'];
   if (method !== 'rtn' || meta['webq.static_activations'] !== undefined || meta['webq.smooth'] !== undefined) {
     const how = meta['webq.static_activations'] !== undefined ? 'static activation scales' : meta['webq.smooth'] !== undefined ? '--smooth' : `--method/--dtype ${method}`;
@@ -47,7 +47,8 @@ function baseOptions(meta: Readonly<Record<string, string>>, where: string): { d
   if (!DELTA_DTYPES.includes(dtype)) throw new DeltaError('DELTA_UNSUPPORTED', `${where}: webq.dtype is ${JSON.stringify(dtype)}; deltas are made for ${DELTA_DTYPES.join(', ')} models`);
   const embeddings = meta['webq.embeddings'] as EmbeddingDType;
   if (!EMBEDDING_DTYPES.includes(embeddings)) throw new DeltaError('DELTA_UNSUPPORTED', `${where}: webq.embeddings is ${JSON.stringify(embeddings)}; expected one of ${EMBEDDING_DTYPES.join(', ')}`);
-  return { dtype, group: meta['webq.group'] === 'channel' ? 'channel' : Number(meta['webq.group']), symmetric: meta['webq.symmetric'] === 'true', embeddings };
+  // Files written before webq.clip_search existed were min-max (false), as its absence says.
+  return { dtype, group: meta['webq.group'] === 'channel' ? 'channel' : Number(meta['webq.group']), symmetric: meta['webq.symmetric'] === 'true', embeddings, clipSearch: meta['webq.clip_search'] === 'true' };
 }
 
 /** The delta from the quantized model `base` to the float checkpoint `next`. */
@@ -62,7 +63,7 @@ export async function diffModel(base: ModelFiles, next: ModelFiles, onProgress?:
     const baseConfig = parseModelConfig(await base.readJson('config.json'), `${base.describe}/config.json`);
     const config = parseModelConfig(await next.readJson('config.json'), `${next.describe}/config.json`);
     if (config.modelType !== baseConfig.modelType) throw new DeltaError('DELTA_MISMATCH', `${next.describe}: is a ${config.modelType} checkpoint, but ${base.describe} is ${baseConfig.modelType}; a delta goes between versions of one model`);
-    const plan = planQuantized(nextStore, config, o.dtype as LinearDType, { group: o.group, symmetric: o.symmetric, embeddings: o.embeddings });
+    const plan = planQuantized(nextStore, config, o.dtype as LinearDType, { group: o.group, symmetric: o.symmetric, embeddings: o.embeddings, clipSearch: o.clipSearch });
     const targetNames = new Set(plan.tensors.map((t) => t.ref.name));
     // Base units that are gone: a new unit with one of their sources is a rename.
     const gone = new Map<string, string>();

@@ -65,7 +65,10 @@ export interface LlamaGpuWeights {
  * 4-bit weights the weights dominate, so q4/w4a8 keep int8 activations and their integer kernels.
  */
 export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'group' | 'activations' | 'clipSearch'> {
-  return dtype === 'q8' ? { group: 32, activations: 'float' } : {};
+  // q4 groups take the range search (src/quant/range-search.ts): on trained decoders it lowers the
+  // KL per token against the float model by 10-16% for no calibration (README, Quantizing well).
+  // w4a8 (not measured on trained weights with it) keeps min-max.
+  return dtype === 'q8' ? { group: 32, activations: 'float' } : dtype === 'q4' ? { clipSearch: true } : {};
 }
 
 /**

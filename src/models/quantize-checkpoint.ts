@@ -197,7 +197,8 @@ export function quantizeMetadata(plan: QuantizePlan, dtype: QuantizeDType, metho
   const meta: Record<string, string> = { format: 'pt', ...prequantMetadata(fdt, plan.spec, plan.tableSpecs, linearMeta), 'webq.embeddings': plan.embeddings, 'webq.method': dtype === 'mixed' ? `mixed+${method}` : method };
   if (dtype === 'w8a8-static') meta['webq.static_activations'] = opts.actCalibration ?? 'percentile';
   if (opts.smooth !== undefined) meta['webq.smooth'] = String(opts.smooth);
-  if (opts.clipSearch !== undefined) meta['webq.clip_search'] = String(opts.clipSearch);
+  // Recorded whenever the search ran, so that a delta quantizes changed units the same way.
+  if (plan.spec.clipSearch) meta['webq.clip_search'] = 'true';
   return meta;
 }
 
