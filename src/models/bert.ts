@@ -12,13 +12,13 @@ import type { TensorStore } from '../io/safetensors.ts';
 import { attention } from '../ops/attention.ts';
 import type { LinearTap } from '../ops/calib-stats.ts';
 import { embedSum } from '../ops/encoder-io.ts';
-import { linear, quantizedWeight, rowChunks, type LinearDType, type LinearWeight } from '../ops/linear.ts';
+import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
 import { layerNorm } from '../ops/norm.ts';
 import type { QWeight } from '../ops/qweight.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
 import { prequantLinears } from './linear-units.ts';
-import { heldObjects, makeUploader, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface BertLayerGpu {
   qkv: LinearWeight; //      [3H, H]  query | key | value rows, fused into one matmul
@@ -35,6 +35,8 @@ export interface BertLayerGpu {
 
 export interface BertGpuWeights {
   precision: Precision;
+  /** What every quantized Linear does with its input: see BertLoadOptions.activations. */
+  activations: Activations;
   word: Tensor | QWeight; // [V, H]  float, or int8 rows (under quantized dtypes, by default)
   pos: Tensor; //  [P, H]
   type: Tensor; // [TV, H]
@@ -86,9 +88,17 @@ export function bertTableDefault(dtype: LinearDType): 'int8' | 'int4' {
   return dtype === 'q4' || dtype === 'w4a8' ? 'int4' : 'int8';
 }
 
+/**
+ * The activations q8/q4 encoders run with when the caller does not choose (BertLoadOptions.activations).
+ * MEASURED: see README "Activations".
+ */
+export const BERT_ACTIVATIONS: Record<'q8' | 'q4', Activations> = { q8: 'float', q4: 'float' };
+
 /** Reads every tensor once (as f32, whatever the file's dtype) and uploads it in `dtype` (tables: upload.ts). */
 export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg: BertConfig, refs: BertWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<BertGpuWeights> {
-  const up = makeUploader(ctx, store, dtype, opts);
+  const imported = refs.all.some((r) => r.imported);
+  const activations = modelActivations(dtype, opts.activations, dtype === 'q4' || dtype === 'q8' ? BERT_ACTIVATIONS[dtype] : 'float', imported, store.name);
+  const up = makeUploader(ctx, store, dtype, { ...opts, activations });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
   const free = () => (pl.dispose(), up.dispose());
@@ -101,7 +111,7 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
   try {
     const e = refs.embeddings;
     // Another tool's 4-bit checkpoint (GPTQ, AWQ, ...) left its table float: int8 adds little to it.
-    const word = wordTable(await up.table(e.word, BERT_TABLES, refs.all.some((r) => r.imported) ? 'int8' : bertTableDefault(dtype)));
+    const word = wordTable(await up.table(e.word, BERT_TABLES, imported ? 'int8' : bertTableDefault(dtype)));
     const [pos, type, embNorm] = [await up.vec(e.position), await up.vec(e.tokenType), await norm(e.norm)];
     const layers: BertLayerGpu[] = [];
     for (const l of refs.layers) {
@@ -115,7 +125,7 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     }
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    return { precision: up.precision, activations, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;

@@ -89,7 +89,7 @@ describe('webq embed (in-process)', () => {
   it('prints a summary and the cosine matrix without --json', async () => {
     const r = await cli(['embed', plain, '--dtype', 'q4', 'hello world', 'hello there', 'the cat sat']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^model .*: 2 layers, hidden 32, q4 weights \(.+\), mean pooling\n/);
+    expect(r.out).toMatch(/^model .*: 2 layers, hidden 32, q4 weights \(.+\), float activations, mean pooling\n/);
     expect(r.out).toMatch(/\[1\]\s+norm \d+\.\d{4}\s+\[.*, \.\.\.\]\s+"hello world"/);
     expect(r.out).toContain('cosine similarity:');
     const matrix = r.out.split('cosine similarity:\n')[1].trim().split('\n');
