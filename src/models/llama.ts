@@ -111,7 +111,11 @@ export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cf
       layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, postNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
     }
     const norm = await up.vec(refs.norm);
-    const lmHead = refs.lmHead ? (await pl.lin([{ weight: refs.lmHead }])).w : embed;
+    // Another tool's checkpoint keeps an untied head float (GPTQ, AWQ, ... quantize the layers
+    // only): so does its load, as the format computes. 4-bit round-to-nearest on it alone took a
+    // GPTQ test model's last logits to cosine 0.9967 against the format's dequantization.
+    const floatHead = imported && refs.lmHead && !refs.lmHead.imported;
+    const lmHead = refs.lmHead ? (floatHead ? await up.lin([{ weight: refs.lmHead }], up.precision) : await pl.lin([{ weight: refs.lmHead }])).w : embed;
     return { precision: up.precision, activations, embed, layers, norm, lmHead, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
