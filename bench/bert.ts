@@ -18,6 +18,7 @@ import { randomIds, writeMiniLM } from './lib/minilm.ts';
 
 const USAGE = `usage: npm run bench -- bert [--json] [--quick] [--dtypes f32,f16,q8,w8a8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N]
   --dtypes  q8 and q4 may name their activations: q4:int8, q4:float (bare: the load's default)
+  --no-dot4 emulate dot4I8Packed (as on a device without the WGSL feature, e.g. Deno's wgpu)
   --quick   batch 8, 1 timed run after 1 warm-up (a smoke run; the default is the issue's 32 x 128)
   --profile print the time of each kernel (GPU timestamps, last run) to stderr
   --kernels gpu|cpu  GEMM/attention kernel family (default: the adapter's; see Capabilities.kernels)
@@ -44,13 +45,13 @@ export interface BertResult {
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
-  const parsed = parseModelArgs('bert', args, USAGE, io, { profile: { type: 'boolean' }, kernels: { type: 'string' } }, (o) => parseKernels(o.kernels));
+  const parsed = parseModelArgs('bert', args, USAGE, io, { profile: { type: 'boolean' }, kernels: { type: 'string' }, 'no-dot4': { type: 'boolean' } }, (o) => parseKernels(o.kernels));
   if (typeof parsed === 'number') return parsed;
   const { v, B, T, layers, reps } = parsed;
   const dtypes = String(v.dtypes ?? 'f32,f16,q8,w8a8,q4').split(',');
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-bert-'));
-  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels) });
+  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels), dot4I8: v['no-dot4'] ? false : undefined });
   const results: BertResult[] = [];
   try {
     const { tiny, cfg, model } = await writeMiniLM(dir, layers);

@@ -17,8 +17,8 @@ export interface BenchContext {
 // made from it is still in use.
 let gpu: GPU | undefined;
 
-/** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. */
-export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu' } = {}): Promise<BenchContext> {
+/** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. `dot4I8: false` emulates dot4I8Packed. */
+export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; dot4I8?: boolean } = {}): Promise<BenchContext> {
   try {
     const mod = (await import('webgpu')) as { create(flags: string[]): GPU; globals: object };
     // GPUBufferUsage, GPUMapMode, ... are globals in browsers; Dawn ships them separately.
@@ -27,7 +27,7 @@ export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu' } = {})
   } catch {
     gpu = undefined; // not Dawn (or not installed): let webq find WebGPU and report what is missing
   }
-  return { ctx: await GpuContext.create({ ...(gpu ? { gpu } : {}), kernels: opts.kernels }), exactTimestamps: !!gpu };
+  return { ctx: await GpuContext.create({ ...(gpu ? { gpu } : {}), kernels: opts.kernels, dot4I8: opts.dot4I8 }), exactTimestamps: !!gpu };
 }
 
 /**

@@ -89,21 +89,18 @@ export function bertTableDefault(dtype: LinearDType): 'int8' | 'int4' {
 }
 
 /**
- * The activations q8/q4 encoders run with when the caller does not choose: int8 blocks where the
- * device has dot4I8Packed, else float. An encoder runs only GEMMs (every token at once), where the
- * integer kernels are the fast road: on lavapipe a MiniLM-shaped batch ran 1.3x (q8) and 1.6x (q4)
- * faster than weight-only, while mean-pooled embeddings moved by at most 7e-4 of cosine against
- * fp32 on test BERTs with 20x and 50x LayerNorm outlier channels (README "Activations"). Emulated
- * integer dot products (no dot4I8Packed) are slower than float ones, so there the default is float.
+ * The activations q8/q4 encoders run with when the caller does not choose: int8 blocks. An encoder
+ * runs only GEMMs (every token at once), where the integer kernels are the fast road: on lavapipe a
+ * MiniLM-shaped batch ran 1.3x (q8) and 1.6x (q4) faster than weight-only (1.4x and 1.55x with
+ * dot4I8Packed emulated), while mean-pooled embeddings moved by at most 7e-4 of cosine against
+ * fp32 on test BERTs with 20x and 50x LayerNorm outlier channels (README "Activations").
  */
-export function bertActivationsDefault(ctx: GpuContext): Activations {
-  return ctx.caps.dot4I8 ? 'int8' : 'float';
-}
+export const BERT_ACTIVATIONS: Activations = 'int8';
 
 /** Reads every tensor once (as f32, whatever the file's dtype) and uploads it in `dtype` (tables: upload.ts). */
 export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg: BertConfig, refs: BertWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<BertGpuWeights> {
   const imported = refs.all.some((r) => r.imported);
-  const activations = modelActivations(dtype, opts.activations, bertActivationsDefault(ctx), imported, store.name);
+  const activations = modelActivations(dtype, opts.activations, BERT_ACTIVATIONS, imported, store.name);
   const up = makeUploader(ctx, store, dtype, { ...opts, activations });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
