@@ -32,7 +32,7 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
   dtype?: LinearDType;
   /**
    * What q8/q4 Linears do with their input: 'int8' (the default) quantizes it per block of 32 for
-   * dot4I8Packed kernels, 1.3-1.6x faster than weight-only for an encoder on lavapipe at a cosine
+   * dot4I8Packed kernels, 1.2-1.8x faster than weight-only for an encoder on lavapipe at a cosine
    * cost under 1e-3 (BERT_ACTIVATIONS, README "Activations"); 'float' keeps it f16/f32
    * (weight-only kernels, what GPTQ, AWQ and compressed-tensors compute: their default). w8a8/w4a8
    * are int8 and f32/f16 float ('BAD_OPTION' otherwise).

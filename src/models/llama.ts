@@ -66,9 +66,9 @@ export interface LlamaGpuWeights {
  * rest, and an int8 block holding one rounds its other 31 values coarsely: q8's KL per token
  * against fp32 was 2.1-2.6x int8's lower with float on test models with 20x and 50x channels and on
  * a trained TinyStories model (q4: within 2%, its weights dominating). And generation is mostly
- * decode, where the weight-only GEMV needs no quantization pass: on lavapipe float decoded 1.4x
- * (q4, q8) faster per token, while int8 prefilled 1.2-1.5x (subgroup kernels) to 2.2-2.7x (tiled
- * kernels) faster, which pays only for prompts many times longer than the reply.
+ * decode, where the weight-only GEMV needs no quantization pass: on lavapipe float decoded
+ * 1.2-1.8x faster per token, while int8 prefilled 1.1-1.5x (subgroup kernels) and 1.7-2.1x (tiled
+ * kernels) faster, which pays only once the prompt is 2-10x the reply's length.
  */
 export function llamaQuantDefaults(dtype: LinearDType): { group?: number; activations: Activations } {
   return dtype === 'q8' ? { group: 32, activations: 'float' } : { activations: 'float' };

@@ -91,9 +91,9 @@ const QUANT: Record<Exclude<LinearDType, 'f32' | 'f16'>, { bits: 4 | 8; group: n
 
 export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: number, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
   if (w.length !== N * K) throw new ShapeError(`prepareLinear(${opts.label ?? 'weight'}): expected ${N}x${K}=${N * K} values, got ${w.length}`);
+  checkActivations(dtype, opts.activations, opts.label);
   const limit = Math.min(opts.bindingLimit ?? Infinity, ctx.caps.maxStorageBufferBindingSize);
   if (dtype === 'f32' || dtype === 'f16') {
-    checkActivations(dtype, opts.activations, opts.label);
     if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `dtype f16 needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use f32 or a quantized dtype`);
     const rows = rowsPerChunk(K * (dtype === 'f16' ? 2 : 4), N, limit);
     const chunks: FloatLinear['chunks'] = [];
@@ -128,12 +128,6 @@ export function checkActivations(dtype: LinearDType, asked: unknown, label?: str
   }
 }
 
-/** The activations a prepared Linear runs with (float weights: 'float'). */
-export function linearActivations(w: LinearWeight): Activations {
-  const lw = w as FloatLinear | QuantLinear;
-  return lw.kind === 'quant' && lw.act !== 'float' ? 'int8' : 'float';
-}
-
 /** The quantization a quantized dtype uses, with the caller's overrides. */
 export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'group' | 'symmetric'> = {}): QuantSpec {
   const d = QUANT[dtype as keyof typeof QUANT];
@@ -147,10 +141,10 @@ export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'gro
 export function prepareQuantizedLinear(ctx: GpuContext, q: QuantizedWeight, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
   const d = QUANT[dtype as keyof typeof QUANT];
   if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
+  checkActivations(dtype, opts.activations, opts.label); // before anything is uploaded
   const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
   const { N, K } = q;
   const qw = uploadQuantized(ctx, q, precision, { label: opts.label, bindingLimit: opts.bindingLimit });
-  checkActivations(dtype, opts.activations, opts.label);
   const act = d.act === 'float' && opts.activations === 'int8' ? 'block' : d.act;
   const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: qw.bytes, q: qw, act, dispose: () => qw.dispose() };
   return lin;
