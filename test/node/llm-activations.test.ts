@@ -142,6 +142,23 @@ describe('what the choice does', () => {
   });
 });
 
+it('int8 decode settles: repeated generations create no buffers, uniforms, bind groups or pipelines', async () => {
+  const ctx = contexts['cpu f16'];
+  const model = await LlmModel.load(mt.dir, { context: ctx, dtype: 'q4', activations: 'int8' });
+  try {
+    // The first call compiles and allocates; the second may still pair pooled buffers with kernels
+    // in a new order (as in bert-gpu.test.ts); from then on nothing is created. A fixed seed: the
+    // sampler's uniform holds it.
+    const opts = { maxTokens: 12, ignoreEos: true, seed: 1 };
+    for (let i = 0; i < 2; i++) await model.generate('Steady state', opts);
+    const before = ctx.stats();
+    await model.generate('Steady state', opts);
+    expect(ctx.stats()).toEqual(before);
+  } finally {
+    model.dispose();
+  }
+});
+
 describe('defaults', () => {
   it('decoders: float for q8 and q4 (and f32/f16), int8 for w8a8/w4a8', async () => {
     const ctx = contexts['cpu f16'];
