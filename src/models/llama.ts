@@ -64,8 +64,8 @@ export interface LlamaGpuWeights {
  * only kernels) for q8 and q4 when the caller does not choose (LlmLoadOptions.activations). Why
  * float (README "Activations" has the runs): LLM residual streams carry a few channels 20-50x the
  * rest, and an int8 block holding one rounds its other 31 values coarsely: q8's KL per token
- * against fp32 was 2.1-2.6x int8's lower with float on test models with 20x and 50x channels and on
- * a trained TinyStories model (q4: within 2%, its weights dominating). And generation is mostly
+ * against fp32 was 2.1-3.1x lower with float than with int8 on test models with 20x and 50x
+ * channels and on a trained TinyStories model (q4: equal or lower, its weights dominating). And generation is mostly
  * decode, where the weight-only GEMV needs no quantization pass: on lavapipe float decoded
  * 1.2-1.8x faster per token, while int8 prefilled 1.1-1.5x (subgroup kernels) and 1.7-2.1x (tiled
  * kernels) faster, which pays only once the prompt is 2-10x the reply's length.
