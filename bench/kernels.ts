@@ -15,7 +15,7 @@ import { fmt, measure, seeded, table, type BenchIO, type Measurement } from './l
 
 type Shape = [M: number, N: number, K: number];
 
-const DTYPES: readonly BenchDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
+const DTYPES: readonly BenchDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8', 'q8:int8', 'q4:int8'];
 const DEFAULT_DTYPES: readonly BenchDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8'];
 // Decode and prefill through a 7B-class projection; the FFN down and up projections of a small BERT
 // (hidden 384, FFN 1536, as in MiniLM) over 128 tokens.
@@ -29,7 +29,8 @@ const COPY_BYTES = 64 * 2 ** 20;
 // a broken or half-edited linear.ts costs only its own cases: the float ones then run through
 // matmul, and the report says so.
 type LinearModule = typeof import('../src/ops/linear.ts');
-type BenchDType = import('../src/ops/linear.ts').LinearDType;
+/** A Linear dtype; `q8:int8` / `q4:int8` run it with int8 activation blocks (bare q8/q4: weight-only). */
+type BenchDType = import('../src/ops/linear.ts').LinearDType | 'q8:int8' | 'q4:int8';
 
 /** One JSON object per case; the field meanings are in bench/README.md. */
 export interface KernelResult {
@@ -67,7 +68,8 @@ const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--
   --shapes L    comma-separated MxNxK shapes instead of ${DEFAULT_SHAPES.map((s) => s.join('x')).join(',')}
   --kernels F   GEMM kernel family: gpu (workgroup-memory tiles) or cpu (subgroup shuffles; the
                 default on CPU-emulated adapters with fixed-size subgroups)
-  --dtypes L    comma-separated weight dtypes from ${DTYPES.join(',')} (default ${DEFAULT_DTYPES.join(',')})
+  --dtypes L    comma-separated weight dtypes from ${DTYPES.join(',')} (default ${DEFAULT_DTYPES.join(',')});
+                q8/q4 run weight-only, q8:int8/q4:int8 with int8 activation blocks
   --ab robustness  run every case on two devices, Dawn's robustness off (webq's default in Node)
                 and on, alternating in ${AB_ROUNDS} rounds; each row says which, and ab_ratio is its
                 time over the other's
@@ -173,7 +175,8 @@ async function runCase(ctx: GpuContext, lin: LinearModule | string, c: CaseInput
     let op: KernelResult['op'];
     if (typeof lin !== 'string') {
       // precision: the activation type the weight will meet (scales are stored to match).
-      const w = lin.prepareLinear(ctx, c.w, N, K, c.dtype, { precision: act });
+      const [dtype, activations] = c.dtype.split(':') as [import('../src/ops/linear.ts').LinearDType, 'int8' | undefined];
+      const w = lin.prepareLinear(ctx, c.w, N, K, dtype, { precision: act, activations });
       disposers.push(() => w.dispose());
       forward = (rec) => lin.linear(ctx, rec, x, w);
       [weightBytes, op] = [w.bytes, 'linear'];

@@ -21,7 +21,7 @@ import { contiguousGroups } from '../src/quant/imports/common.ts';
 import { parseQuantizationConfig, planLayout, specText } from '../src/quant/imports/index.ts';
 import { createBenchContext } from './lib/device.ts';
 import { gptqGroupFor, gptqLlm, layerLinears, type GptqLlm } from './lib/llm-gptq.ts';
-import { LLM_USAGE, parseLlmOptions, type LlmDType, type LlmOptions } from './lib/llm-options.ts';
+import { LLM_USAGE, parseLlmOptions, splitLlmDType, type LlmDType, type LlmOptions } from './lib/llm-options.ts';
 import { loadOrt, ORT_INSTALL } from './lib/llm-ort.ts';
 import { runOrtSection } from './lib/llm-ort-section.ts';
 import { formatReport, targetsOf, type ContextRow, type GptqInfo, type LlmReport, type LlmRow, type RunAheadRow } from './lib/llm-report.ts';
@@ -66,7 +66,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const { cfg, store } = m;
   // gptq-q4: the same model as a GPTQ checkpoint, its tensors resolved by webq's importer up front
   // (a group_size that does not divide a Linear's inputs is refused there, as for a real file).
-  const usesGptq = o.dtypes.includes('gptq-q4') || o.decodeDtype === 'gptq-q4';
+  const usesGptq = [...o.dtypes, o.decodeDtype].some((d) => splitLlmDType(d).dtype === 'gptq-q4');
   let gptq: { m: GptqLlm; refs: LlamaWeights } | null = null;
   if (usesGptq) {
     const g = gptqLlm(m, gptqGroupFor(cfg, o.gptqGroup));
@@ -100,11 +100,12 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         let w = weights.get(dtype);
         if (!w) {
           const t0 = performance.now();
-          w = dtype === 'gptq-q4' ? await uploadLlamaWeights(ctx, gptq!.m.store, gptq!.m.cfg, gptq!.refs, 'q4') : await uploadLlamaWeights(ctx, store, cfg, refs, dtype);
+          const { dtype: base, activations } = splitLlmDType(dtype);
+          w = base === 'gptq-q4' ? await uploadLlamaWeights(ctx, gptq!.m.store, gptq!.m.cfg, gptq!.refs, 'q4', { activations }) : await uploadLlamaWeights(ctx, store, cfg, refs, base, { activations });
           weights.set(dtype, w);
           const s = (performance.now() - t0) / 1000;
-          if (dtype === 'gptq-q4') gptqLoadS = s;
-          io.stderr(`  ${dtype}: ${fmt(w.bytes / 2 ** 20)} MiB uploaded in ${fmt(s)} s${dtype === 'gptq-q4' ? ' (GPTQ tensors generated, quantized and packed, then imported)' : ''}\n`);
+          if (base === 'gptq-q4') gptqLoadS = s;
+          io.stderr(`  ${dtype}: ${fmt(w.bytes / 2 ** 20)} MiB uploaded in ${fmt(s)} s, ${w.activations} activations${base === 'gptq-q4' ? ' (GPTQ tensors generated, quantized and packed, then imported)' : ''}\n`);
         }
         return w;
       },
@@ -123,7 +124,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       : null;
     const report: LlmReport = {
       model: m.name, shape: o.model, layers: cfg.numLayers, params: m.params, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels,
-      rows, contexts, run_ahead: runAhead, ort: ortSection, gptq: gptq && weights.has('gptq-q4') ? gptqInfo(gptq.m, gptqLoadS) : null, targets: [],
+      rows, contexts, run_ahead: runAhead, ort: ortSection, gptq: gptq && [...weights.keys()].some((d) => splitLlmDType(d).dtype === 'gptq-q4') ? gptqInfo(gptq.m, gptqLoadS) : null, targets: [],
     };
     report.targets = targetsOf(report);
     const text = formatReport(report);
@@ -164,7 +165,7 @@ async function measureRows(b: Bench): Promise<LlmRow[]> {
     const cache = r.dec.cache;
     r.dec.cache.truncate(0);
     return {
-      dtype: r.dtype, kv: r.kv, act: r.dec.weights.precision, prompt: o.prompt, tokens: o.tokens,
+      dtype: r.dtype, kv: r.kv, act: r.dec.weights.precision, activations: r.dec.weights.activations, prompt: o.prompt, tokens: o.tokens,
       prefill_ms: prefillMs, prefill_tokens_per_s: (1000 * o.prompt) / prefillMs, decode_ms_per_token: decodeMs, decode_tokens_per_s: 1000 / decodeMs, decode_speedup_vs_f32: null,
       weight_bytes: r.dec.weights.bytes, kv_bytes: cache.bytes, kv_bytes_per_token: cache.bytes / cache.shape.cap, reps: r.prefill.length,
     };

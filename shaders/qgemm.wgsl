@@ -5,7 +5,8 @@
 // one weight scale per row.
 //
 // Two entry points (same layouts as qgemv.wgsl):
-//   wonly: float X; weights dequantized to f32 while staged in workgroup memory;
+//   wonly: float X; weights dequantized to f32 while staged in workgroup memory, 8x8 threads of
+//          8 x 8 outputs (below);
 //   wint:  int8 X (per token or per block scales); int8 lanes staged as u32 words, idot4 into
 //          int32 per block, then scaled once per block: s_w[n, g] * s_x[m, b] * (d - z * sum_x).
 //          8x8 threads, each 8 rows x 8 columns: per word of 4 k a thread reads two activation
@@ -23,83 +24,102 @@ var<workgroup> Bf: array<vec4<f32>, 512>; // [32 k][16 col quads]
 var<workgroup> Ai: array<vec4<u32>, 128>; // [8 words][16 row quads]
 var<workgroup> Bi: array<vec4<u32>, 128>; // [8 words][16 col quads]
 
-fn wword(i: u32) -> u32 { return w[i / 4u][i % 4u]; }
+// x again, viewed as vec4s: read by wonly where K % 4 == 0 (VEC4).
+@group(0) @binding(11) var<storage, read> x4: array<vec4<T>>;
+override VEC4: bool = false;
 
-fn xat(m: u32, k: u32) -> f32 {
-  if (m < p.M && k < p.K) { return f32(x[m * p.K + k]); }
-  return 0.0;
-}
-
-// Weights n at elements k and k+1 (k even), dequantized.
-fn deq2(n: u32, k: u32, g: u32) -> vec2<f32> {
-  var q = vec2<f32>(0.0);
-  if (BITS == 4u) {
-    let word = wword(n * (p.Kp / 8u) + k / 8u);
-    let e = k % 8u; // element e is in byte e%4: low nibble for e < 4, high nibble otherwise
-    let sh = select(8u * e, 8u * (e - 4u) + 4u, e >= 4u);
-    q = vec2<f32>(f32((word >> sh) & 15u), f32((word >> (sh + 8u)) & 15u));
-  } else {
-    let word = wword(n * (p.Kp / 4u) + k / 4u);
-    let e = k % 4u;
-    q = vec2<f32>(f32(i32(word << (24u - 8u * e)) >> 24u), f32(i32(word << (16u - 8u * e)) >> 24u));
+// Elements k..k+3 of row m of x (zero past M or K); one vec4 load where K % 4 == 0 (VEC4).
+fn xload(m: u32, k: u32) -> vec4<f32> {
+  if (m >= p.M) { return vec4<f32>(0.0); }
+  if (VEC4) {
+    if (k >= p.K) { return vec4<f32>(0.0); }
+    return vec4<f32>(x4[(m * p.K + k) / 4u]);
   }
-  return (q - zero_of(n, g)) * f32(scales[n * p.groups + g]);
-}
-
-fn store(m0: u32, n0: u32, lid: vec3u, acc: array<vec4<f32>, 4>) {
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y * 4u + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + lid.x * 4u + j;
-      if (n >= p.N) { break; }
-      finish(m, n, acc[i][j]);
-    }
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (k + e < p.K) { v[e] = f32(x[m * p.K + k + e]); }
   }
+  return v;
 }
 
-@compute @workgroup_size(16, 16)
+// Weight-only: 8x8 threads, each 8 rows x 8 columns of the 64 x 64 tile (the register blocking of
+// matmul.wgsl main4), BK 32 = one quantization block per step, so each staged weight row needs one
+// scale (and zero point). Thread li stages row quad q = li / 4 at elements 8j..8j+7 (j = li % 4)
+// of the block: per row it loads one u32 of int4 codes (4 neighbouring threads: 16 consecutive
+// bytes of the row; int8: two) and two vec4s of x, dequantizes once into f32 and writes 8 k-major
+// vec4s per operand (the quad's 4 rows transposed in registers). 1.6-2.1x the earlier 16x16-thread
+// version on lavapipe (bench/lab/gemm.ts, q2 against qw0), still 0.61x wint there.
+@compute @workgroup_size(8, 8)
 fn wonly(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;
-  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  // Thread li stages elements k, k+1 (kp = li % 16) of rows 4q..4q+3 (q = li / 16): neighbouring
-  // threads read neighbouring elements of a row.
-  let kp = li % 16u;
-  let q = li / 16u;
-  for (var k0 = 0u; k0 < p.Kp; k0 += 32u) {
-    let k = k0 + 2u * kp;
-    let g = k0 / G;
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var b0 = vec4<f32>(0.0);
-    var b1 = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-      a0[i] = xat(m0 + 4u * q + i, k);
-      a1[i] = xat(m0 + 4u * q + i, k + 1u);
-      let n = n0 + 4u * q + i;
+  var acc: array<vec4<f32>, 16>; // acc[2i + h][j] = out[row i, column quad h, j]
+  for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+  let q = li / 4u;
+  let j = li % 4u;
+  let blocks = p.Kp / 32u;
+  for (var b = 0u; b < blocks; b++) {
+    let k = b * 32u + 8u * j;
+    let g = b * 32u / G;
+    var a0: array<vec4<f32>, 4>; // elements k..k+3 of the quad's 4 rows
+    var a1: array<vec4<f32>, 4>; // k+4..k+7
+    var w0: array<vec4<f32>, 4>;
+    var w1: array<vec4<f32>, 4>;
+    for (var r = 0u; r < 4u; r++) {
+      a0[r] = xload(m0 + 4u * q + r, k);
+      a1[r] = xload(m0 + 4u * q + r, k + 4u);
+      let n = n0 + 4u * q + r;
+      w0[r] = vec4<f32>(0.0);
+      w1[r] = vec4<f32>(0.0);
       if (n < p.N) {
-        let d = deq2(n, k, g);
-        b0[i] = d.x;
-        b1[i] = d.y;
+        let s = f32(scales[n * p.groups + g]);
+        let z = zero_of(n, g);
+        if (BITS == 4u) {
+          // word j of the block: low nibbles are elements 8j..8j+3, high nibbles 8j+4..8j+7
+          let wd = vec4<u32>(w[n * (p.Kp / 32u) + b][j]);
+          w0[r] = (vec4<f32>((wd >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)) - z) * s;
+          w1[r] = (vec4<f32>((wd >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)) - z) * s;
+        } else {
+          let v = w[n * (p.Kp / 16u) + 2u * b + j / 2u];
+          let c0 = bitcast<vec4<i32>>(vec4<u32>(v[2u * (j % 2u)]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+          let c1 = bitcast<vec4<i32>>(vec4<u32>(v[2u * (j % 2u) + 1u]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+          w0[r] = (vec4<f32>(c0) - z) * s;
+          w1[r] = (vec4<f32>(c1) - z) * s;
+        }
       }
     }
-    Af[2u * kp * 16u + q] = a0;
-    Af[(2u * kp + 1u) * 16u + q] = a1;
-    Bf[2u * kp * 16u + q] = b0;
-    Bf[(2u * kp + 1u) * 16u + q] = b1;
+    for (var e = 0u; e < 4u; e++) {
+      Af[(8u * j + e) * 16u + q] = vec4<f32>(a0[0][e], a0[1][e], a0[2][e], a0[3][e]);
+      Af[(8u * j + 4u + e) * 16u + q] = vec4<f32>(a1[0][e], a1[1][e], a1[2][e], a1[3][e]);
+      Bf[(8u * j + e) * 16u + q] = vec4<f32>(w0[0][e], w0[1][e], w0[2][e], w0[3][e]);
+      Bf[(8u * j + 4u + e) * 16u + q] = vec4<f32>(w1[0][e], w1[1][e], w1[2][e], w1[3][e]);
+    }
     workgroupBarrier();
     for (var kk = 0u; kk < 32u; kk++) {
-      let av = Af[kk * 16u + lid.y];
-      let bv = Bf[kk * 16u + lid.x];
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
+      let av0 = Af[kk * 16u + lid.y];
+      let av1 = Af[kk * 16u + 8u + lid.y];
+      let bv0 = Bf[kk * 16u + lid.x];
+      let bv1 = Bf[kk * 16u + 8u + lid.x];
+      for (var i = 0u; i < 4u; i++) {
+        acc[2u * i] += av0[i] * bv0;
+        acc[2u * i + 1u] += av0[i] * bv1;
+        acc[2u * i + 8u] += av1[i] * bv0;
+        acc[2u * i + 9u] += av1[i] * bv1;
+      }
     }
     workgroupBarrier();
   }
-  store(m0, n0, lid, acc);
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 32u * (i / 4u) + 4u * lid.y + i % 4u;
+    if (m >= p.M) { continue; }
+    for (var h = 0u; h < 2u; h++) {
+      for (var jj = 0u; jj < 4u; jj++) {
+        let n = n0 + 32u * h + 4u * lid.x + jj;
+        if (n >= p.N) { continue; }
+        finish(m, n, acc[2u * i + h][jj]);
+      }
+    }
+  }
 }
 
 @compute @workgroup_size(8, 8)

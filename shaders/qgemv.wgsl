@@ -10,7 +10,9 @@
 //   wonly: float activations x, weights unpacked to f32 (weight-only quantization, W4A16/W8A16);
 //   wint:  int8 activations (xq, scales xs, block sums xsum from quantize_act.wgsl) times int
 //          weights with idot4 (dot4I8Packed where available), int32 sums per block of 32.
-// The gpu family runs weight-only decode (q4/q8 included) through qgemv4_lib.wgsl when K % 4 == 0.
+// Weight-only decode with K % 4 == 0 runs qgemv4_lib.wgsl instead (both families); wint is the
+// decode GEMV of int8 activations (q8/q4 with activations 'int8', w8a8, w4a8), as wint of the GEMMs
+// is their prefill, so a token's product is the same in both.
 
 //! import qlinear
 

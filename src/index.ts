@@ -30,7 +30,7 @@ export {
   type TextTokenizerOptions,
 } from './text/tokenizer.ts';
 export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type EmbedResult, type TextOptions, type Classification } from './api/bert.ts';
-export { LINEAR_DTYPES, type LinearDType } from './ops/linear.ts';
+export { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from './ops/linear.ts';
 export { cosineSimilarity } from './api/similarity.ts';
 export {
   LlmModel,

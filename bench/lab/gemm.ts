@@ -74,6 +74,9 @@ export interface Version {
 // matmul main4's GFLOP/s (same inner loop): on lavapipe every workgroup-memory read is a
 // per-lane load, and wint's packed int8 words carry 4 k per read against 1 for floats. q9 (wint
 // with the block quantization of x fused into the tile load) 0.79-1.02x: not kept either.
+// Issue 20 (weight-only became the LLMs' default): q2 shipped as qgemm.wgsl wonly; qw0 is the
+// kernel it replaced. --op q4 --versions q1,qw0,q2 (SmolLM2 and BERT shapes, min of 5): q2
+// 1.6-2.1x qw0, 0.61x q1.
 // GEMVs (op gemv / qgemv, shipped ops with GPU_GEMV set, 1x4096x4096 / 1x1536x576 / 1x576x1536):
 // gv4-sg (vec4, subgroupAdd) 0.83-1.1x gv-old, 1.3-2.2x on the SmolLM2 shapes; 2 rows per thread
 // 2.5x, 4 rows 2.8-3.0x (shipped: NR 4, 128 threads); the TPR-32 workgroup tree 0.76-1.25x (it
@@ -123,7 +126,7 @@ export const VERSIONS: Version[] = [
   { name: 'qv4-wg', op: ['qgemv'], file: '', entry: '', tile: [1, 1], shipped: { reduce: 'workgroup', act: 'float' }, note: 'qgemv4.wgsl: as qv4-sg, TPR 32, workgroup tree' },
   { name: 'q0', op: ['q4'], file: 'q0', entry: 'wint', tile: [64, 128], note: 'shipped: 16x16 threads, 4x8 per thread' },
   { name: 'q1', op: ['q4'], file: 'q1', entry: 'wint', tile: [64, 64], note: '8x8 threads, 8x8 per thread, vec4 staging (shipped: qgemm.wgsl wint)' },
-  { name: 'qw0', op: ['q4'], file: '../../../shaders/qgemm', entry: 'wonly', tile: [64, 64], wonly: true, note: 'weight-only, as shipped before q2: 16x16 threads, 4x4 per thread, scalar staging, BK 32' },
+  { name: 'qw0', op: ['q4'], file: 'qw0', entry: 'wonly', tile: [64, 64], wonly: true, note: 'weight-only, shipped until issue 20: 16x16 threads, 4x4 per thread, scalar staging, BK 32' },
   { name: 'q2', op: ['q4'], file: 'q2', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'weight-only: int4 words dequantized once per tile load, 8x8 per thread, BK 32, no quantize_act' },
   { name: 'q4', op: ['q4'], file: 'q4', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'weight-only, weights dequantized into registers (2 columns per thread, 16 rows), x block staged and read at thread-uniform addresses' },
   { name: 'q5', op: ['q4'], file: 'q4', entry: 'wonly_wide', tile: [32, 128], wonly: true, constants: { TM: 32 }, note: 'q4 with 32 rows per tile' },

@@ -12,9 +12,9 @@ export interface BenchContext {
   exactTimestamps: boolean;
 }
 
-/** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. */
-export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; robustness?: boolean } = {}): Promise<BenchContext> {
-  const ctx = await GpuContext.create({ kernels: opts.kernels, robustness: opts.robustness });
+/** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. `dot4I8: false` emulates dot4I8Packed. */
+export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; robustness?: boolean; dot4I8?: boolean } = {}): Promise<BenchContext> {
+  const ctx = await GpuContext.create({ kernels: opts.kernels, robustness: opts.robustness, dot4I8: opts.dot4I8 });
   return { ctx, exactTimestamps: ctx.caps.dawnToggles?.disabled.includes('timestamp_quantization') ?? false };
 }
 

@@ -1,14 +1,24 @@
 /** The command line of `npm run bench -- llm` (bench/README.md, "llm", says what each option does). */
 import { parseArgs } from 'node:util';
 import { KV_DTYPES, type KvDType } from '../../src/ops/kv-cache.ts';
-import { LINEAR_DTYPES, type LinearDType } from '../../src/ops/linear.ts';
+import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../../src/ops/linear.ts';
 import { parseKernels } from './device.ts';
 import { ORT_INSTALL } from './llm-ort.ts';
 import { LLM_SHAPE_NAMES, type LlmShape } from './llm-synthetic.ts';
 
-/** A row's weights: webq's Linear dtypes, or `gptq-q4`, the model as a GPTQ int4 checkpoint loaded as q4 (llm-gptq.ts). */
-export type LlmDType = LinearDType | 'gptq-q4';
-export const LLM_DTYPES: readonly LlmDType[] = [...LINEAR_DTYPES, 'gptq-q4'];
+/**
+ * A row's weights: webq's Linear dtypes, or `gptq-q4`, the model as a GPTQ int4 checkpoint loaded as
+ * q4 (llm-gptq.ts); q8, q4 and gptq-q4 may name their activations (`q4:int8`, `q4:float`; bare: the
+ * load's default).
+ */
+export type LlmDType = LinearDType | 'gptq-q4' | `${'q8' | 'q4' | 'gptq-q4'}:${Activations}`;
+export const LLM_DTYPES: readonly LlmDType[] = [...LINEAR_DTYPES, 'gptq-q4', ...(['q8', 'q4', 'gptq-q4'] as const).flatMap((d) => ACTIVATIONS.map((a): LlmDType => `${d}:${a}`))];
+
+/** A row's weights and its activations (undefined: the default). */
+export function splitLlmDType(d: LlmDType): { dtype: LinearDType | 'gptq-q4'; activations?: Activations } {
+  const [dtype, activations] = d.split(':') as [LinearDType | 'gptq-q4', Activations | undefined];
+  return { dtype, activations };
+}
 
 export const LLM_USAGE = `usage: npm run bench -- llm [--json] [--model ${LLM_SHAPE_NAMES.join('|')}] [--layers N] [--seed N]
     [--dtypes f32,f16,q8,q4,gptq-q4,w8a8] [--gptq-group 128] [--kv f16,int8] [--prompt 128] [--tokens 16] [--reps 1]
@@ -18,7 +28,8 @@ export const LLM_USAGE = `usage: npm run bench -- llm [--json] [--model ${LLM_SH
   --model         model shape, random weights (default smollm2-135m; tiny is for tests)
   --layers        override num_hidden_layers
   --dtypes, --kv  Linear weight dtypes x KV cache types: one row each; gptq-q4 is the same model
-                  as a GPTQ int4 checkpoint (AutoGPTQ packing), loaded through webq's importer as q4
+                  as a GPTQ int4 checkpoint (AutoGPTQ packing), loaded through webq's importer as q4;
+                  q8, q4 and gptq-q4 may name their activations: q4:int8, q4:float (bare: the default)
   --gptq-group    gptq-q4's group_size (default 128, or 64/32 where 128 does not divide every Linear's inputs)
   --prompt        prefill length; --tokens: greedy tokens timed per row
   --reps          rounds over the rows (each row once per round; medians reported)

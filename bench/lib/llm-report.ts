@@ -13,6 +13,8 @@ export interface LlmRow {
   dtype: LlmDType;
   kv: KvDType;
   act: 'f32' | 'f16';
+  /** What the quantized Linears do with their input (LlmLoadOptions.activations as the load resolved it). */
+  activations: 'float' | 'int8';
   prompt: number;
   tokens: number;
   prefill_ms: number;
@@ -127,8 +129,8 @@ export function formatReport(r: LlmReport): string {
   parts.push(`\nprefill of ${first.prompt} tokens, then ${first.tokens} greedy tokens (read-back every ${r.run_ahead[0]?.batch ?? 8}); median of ${first.reps}\n`);
   parts.push(
     table(
-      ['dtype', 'kv', 'act', 'prefill tok/s', 'decode tok/s', 'decode ms/tok', 'decode vs f32', 'weights MiB', 'KV MiB', 'KV KiB/tok'],
-      r.rows.map((w) => [w.dtype, w.kv, w.act, fmt(w.prefill_tokens_per_s), fmt(w.decode_tokens_per_s), fmt(w.decode_ms_per_token), x(w.decode_speedup_vs_f32), mib(w.weight_bytes), mib(w.kv_bytes), fmt(w.kv_bytes_per_token / 1024)]),
+      ['dtype', 'kv', 'act', 'activations', 'prefill tok/s', 'decode tok/s', 'decode ms/tok', 'decode vs f32', 'weights MiB', 'KV MiB', 'KV KiB/tok'],
+      r.rows.map((w) => [w.dtype, w.kv, w.act, w.activations, fmt(w.prefill_tokens_per_s), fmt(w.decode_tokens_per_s), fmt(w.decode_ms_per_token), x(w.decode_speedup_vs_f32), mib(w.weight_bytes), mib(w.kv_bytes), fmt(w.kv_bytes_per_token / 1024)]),
       3,
     ),
   );

@@ -18,7 +18,7 @@ import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '..
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
-import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
+import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
@@ -36,9 +36,18 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
   /**
    * Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own
    * by default. A GPTQ/AWQ/compressed-tensors/bitsandbytes checkpoint keeps its weights' bits; the
-   * dtype picks weight-only (q*) or int8-activation (w*) kernels, or f32/f16 dequantized weights.
+   * dtype picks q* or w* kernels (see `activations`), or f32/f16 dequantized weights.
    */
   dtype?: LinearDType;
+  /**
+   * What q8/q4 Linears (and a packed LM head) do with their input, the same in prefill and decode:
+   * 'float' (the default) keeps it f16/f32, weight-only kernels (W8A16/W4A16, what GPTQ, AWQ and
+   * compressed-tensors compute); 'int8' quantizes it per block of 32 for dot4I8Packed kernels.
+   * float is the default for its accuracy (q8: 2-3x lower KL against fp32 on models with massive
+   * channels) and its faster decode (llamaQuantDefaults, README "Activations"). w8a8/w4a8 are int8
+   * and f32/f16 float ('BAD_OPTION' otherwise).
+   */
+  activations?: Activations;
   /** KV cache: f16 (default where the device has shader-f16), f32, or int8 (one scale per token and KV head). */
   kv?: KvDType;
   /** Positions the KV cache holds; default the smaller of max_position_embeddings and 4096. */
@@ -173,6 +182,7 @@ export class LlmModel {
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
     if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
     if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
+    if (opts.activations !== undefined && !ACTIVATIONS.includes(opts.activations)) throw new WebqError('BAD_OPTION', `unknown activations '${opts.activations}': use one of ${ACTIVATIONS.join(', ')}`);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const files = await openLlmFiles(location, opts);
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
@@ -198,7 +208,7 @@ export class LlmModel {
       ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
       checkKvFits(config, cap, kv, ctx.caps, `${files.describe}/config.json`);
-      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings };
+      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
       weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
       const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
       const decoder = new Decoder(ctx, config, weights, cache);
@@ -216,6 +226,11 @@ export class LlmModel {
   /** Weight bytes on the GPU. */
   get weightBytes(): number {
     return this.versions.current.bytes;
+  }
+
+  /** What the quantized Linears do with their input (LlmLoadOptions.activations, as resolved). */
+  get activations(): Activations {
+    return this.versions.current.activations;
   }
 
   /** The model's version (`webq quantize` records it; applyDelta moves it), or null for a file without one. */

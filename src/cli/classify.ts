@@ -18,6 +18,9 @@ hub id (org/name or org/name@revision); it is always the first argument unless
 options:
   -m, --model M       the model (instead of the first argument)
   --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
+  --activations A     q8/q4 Linears: int8 (activations quantized per block of 32,
+                      the default) or float (weight-only; the default for GPTQ,
+                      AWQ, compressed-tensors, bitsandbytes); w8a8/w4a8 are int8
   --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...]
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
@@ -34,7 +37,7 @@ export const classifyCommand: Command = {
   async run(args, io) {
     const parsed = parseArgs('classify', args, {
       flags: ['--json', ...CACHE_FLAGS, '--no-truncate'],
-      values: ['--model', '--dtype', '--revision'],
+      values: ['--model', '--dtype', '--activations', '--revision'],
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('classify', parsed);

@@ -24,6 +24,9 @@ arguments are texts). A "-" reads more texts from stdin, one per line.
 options:
   -m, --model M       the model (instead of the first argument)
   --dtype D           linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8
+  --activations A     q8/q4 Linears: int8 (activations quantized per block of 32,
+                      the default) or float (weight-only; the default for GPTQ,
+                      AWQ, compressed-tensors, bitsandbytes); w8a8/w4a8 are int8
   --embeddings E      the word-embedding table under a quantized dtype: int8 (default),
                       int4, f16 or f32 (a pre-quantized model's is as it was written)
   --pooling P         mean or cls (default: what the model's sentence-transformers
@@ -78,7 +81,7 @@ export const embedCommand: Command = {
   async run(args, io) {
     const parsed = parseArgs('embed', args, {
       flags: ['--json', '--normalize', ...CACHE_FLAGS, '--no-truncate'],
-      values: ['--model', '--dtype', '--embeddings', '--pooling', '--revision'],
+      values: ['--model', '--dtype', '--activations', '--embeddings', '--pooling', '--revision'],
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('embed', parsed);
@@ -109,7 +112,7 @@ export const embedCommand: Command = {
         io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);
       } else {
         const c = bert.config;
-        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${pooling ?? bert.pooling.pooling} pooling\n`);
+        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${bert.activations} activations, ${pooling ?? bert.pooling.pooling} pooling\n`);
         io.stdout(summary(texts, vectors));
       }
       return 0;

@@ -57,7 +57,7 @@ export const logitsCommand: Command = {
       for (const v of logits) max = Math.max(max, v);
       let sum = 0;
       for (const v of logits) sum += Math.exp(v - max);
-      io.stdout(`${model.describe}: ${ids.length} prompt tokens, ${logits.length} logits at the last position\n`);
+      io.stdout(`${model.describe}: ${model.dtype} weights, ${model.activations} activations; ${ids.length} prompt tokens, ${logits.length} logits at the last position\n`);
       io.stdout(`${'rank'.padStart(4)}  ${'id'.padStart(7)}  ${'logit'.padStart(9)}  ${'prob'.padStart(7)}  token\n`);
       topIndices(logits, Math.min(n, logits.length)).forEach((id, r) => {
         const prob = Math.exp(logits[id] - max) / sum;

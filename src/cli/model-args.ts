@@ -9,7 +9,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import { isHubId } from '../io/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { KV_DTYPES, type KvDType } from '../ops/kv-cache.ts';
-import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
+import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
 import { UsageError, type CliIO } from './command.ts';
 import { DownloadBar } from './progress.ts';
 
@@ -75,6 +75,17 @@ export function parseDtype(command: string, value: string | undefined): LinearDT
   return value as LinearDType;
 }
 
+/** --activations float|int8 (what q8/q4 Linears do with their input; see LlmLoadOptions.activations). */
+export function parseActivations(command: string, value: string | undefined): Activations | undefined {
+  if (value === undefined) return undefined;
+  if (!(ACTIVATIONS as readonly string[]).includes(value)) throw new UsageError(`${command}: --activations ${JSON.stringify(value)}: expected float (weight-only) or int8 (int8 activation blocks)`);
+  return value as Activations;
+}
+
+/** Help for --activations, as every model command words it. */
+export const ACTIVATIONS_HELP = `  --activations A         q8/q4 Linears: float (weight-only, the default) or int8 (activations
+                          quantized per block of 32, dot4I8Packed kernels); w8a8/w4a8 are int8`;
+
 async function isDirectory(path: string): Promise<boolean> {
   try {
     const fs = await loadFs(path);
@@ -136,12 +147,14 @@ export const CACHE_HELP = `  --no-cache              read remote files without t
   --offline               never touch the network (also WEBQ_OFFLINE=1): cached files only
   --refresh               re-check a branch's files on the hub now (default: every 10 minutes)`;
 
-/** The load options every model command shares: --dtype, --revision, --no-cache, --offline, --refresh. */
+/** The load options every model command shares: --dtype, --activations, --revision, --no-cache, --offline, --refresh. */
 export function loadOptions(command: string, parsed: ParsedArgs): Omit<BertLoadOptions, 'onProgress'> {
   const dtype = parseDtype(command, parsed.values.get('--dtype'));
+  const activations = parseActivations(command, parsed.values.get('--activations'));
   const revision = parsed.values.get('--revision');
   return {
     ...(dtype !== undefined && { dtype }),
+    ...(activations !== undefined && { activations }),
     ...(revision !== undefined && { revision }),
     ...(parsed.flags.has('--no-cache') && { cache: false }),
     ...(parsed.flags.has('--offline') && { offline: true }),
@@ -188,18 +201,19 @@ export async function readPrompt(command: string, parsed: ParsedArgs, io: CliIO)
 }
 
 /** Options of the commands that load an LLM. */
-export const LLM_VALUES = ['--dtype', '--kv', '--context', '--revision', '--file'] as const;
+export const LLM_VALUES = ['--dtype', '--activations', '--kv', '--context', '--revision', '--file'] as const;
 export const LLM_HELP = `  --dtype D               linear-layer weights: f32, f16, q8, q4, w8a8, w4a8 (default q4, or
                           the checkpoint's own when it is pre-quantized or a GGUF file)
   --file F                a GGUF file inside the model (a hub id, folder URL or folder), e.g.
                           model-Q4_K_M.gguf; a path or URL ending in .gguf names one itself
+${ACTIVATIONS_HELP}
   --kv K                  KV cache: f16 (default where the device has it, else f32), f32, int8
   --context N             positions the KV cache holds (default: the model's, at most 4096)
   --revision R            hub branch, tag or commit (default main)
 ${CACHE_HELP}`;
 
 export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoadOptions, 'onProgress'> {
-  const { dtype, revision, cache, offline, refresh } = loadOptions(command, parsed);
+  const { dtype, activations, revision, cache, offline, refresh } = loadOptions(command, parsed);
   const kv = parsed.values.get('--kv');
   if (kv !== undefined && !(KV_DTYPES as readonly string[]).includes(kv)) throw new UsageError(`${command}: --kv ${JSON.stringify(kv)}: expected one of ${KV_DTYPES.join(', ')}`);
   const contextLength = numberOption(command, parsed, '--context', (n) => Number.isSafeInteger(n) && n >= 2, 'an integer of at least 2');
@@ -207,6 +221,7 @@ export function llmLoadOptions(command: string, parsed: ParsedArgs): Omit<LlmLoa
   return {
     ...(file !== undefined && { file }),
     ...(dtype !== undefined && { dtype }),
+    ...(activations !== undefined && { activations }),
     ...(kv !== undefined && { kv: kv as KvDType }),
     ...(contextLength !== undefined && { contextLength }),
     ...(revision !== undefined && { revision }),

@@ -10,6 +10,8 @@ import { openModelFiles } from '../io/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { quantizeCheckpoint, QUANTIZE_DTYPES, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from '../models/quantize-checkpoint.ts';
 import { QUANT_METHODS, type QuantMethod } from '../models/quantize-methods.ts';
+import { BERT_ACTIVATIONS } from '../models/bert.ts';
+import { llamaQuantDefaults } from '../models/llama.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { calibrationLines } from '../quant/calibrate.ts';
 import { describeError } from '../quant/guard.ts';
@@ -150,7 +152,9 @@ export function summary(r: QuantizeReport): string {
       lines.push(`  warning: ${(100 * c.unknownShare).toFixed(0)}% of the calibration tokens are the tokenizer's unknown token: the errors here measure little; give text in the model's language with --calib (and --eval)`);
     }
   }
-  if (r.model) lines.push(`  whole model: ${describeError(r.model)}`);
+  // The guard loads the written file as a default load does: say with which activations.
+  const acts = /^w/.test(r.dtype) ? 'int8' : r.architecture === 'bert' ? BERT_ACTIVATIONS : llamaQuantDefaults('q4').activations;
+  if (r.model) lines.push(`  whole model: ${describeError(r.model)} (${acts} activations, as a default load runs it)`);
   if (r.dtype === 'mixed') {
     for (const l of r.layers) lines.push(`  ${l.id.padEnd(16)} ${String(l.bits).padStart(2)} bits${l.group !== undefined ? ` group ${l.group}` : ''}, model error alone ${(l.candidates?.find((c) => c.bits === l.bits && c.group === l.group)?.error ?? 0).toExponential(2)}`);
   } else {

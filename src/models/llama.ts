@@ -13,14 +13,14 @@ import { swiglu } from '../ops/activation.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
-import { linear, quantizedWeight, rowChunks, type LinearDType, type LinearWeight } from '../ops/linear.ts';
+import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
 import type { LinearTap } from '../ops/calib-stats.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { prequantLinears } from './linear-units.ts';
 import type { LlamaWeights } from './llama-weights.ts';
-import { heldObjects, makeUploader, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
   inputNorm: Tensor; //          [H]
@@ -39,6 +39,8 @@ export interface LlamaLayerGpu {
 
 export interface LlamaGpuWeights {
   precision: Precision;
+  /** What every quantized Linear (and a packed head) does with its input: see LlmLoadOptions.activations. */
+  activations: Activations;
   /**
    * [V, H]: float in the activation precision (row chunks past one binding), or packed
    * (LLAMA_TABLES; by default a tied table under a quantized dtype): one table for the gather and,
@@ -58,29 +60,31 @@ export interface LlamaGpuWeights {
 }
 
 /**
- * Decoder defaults where they differ from linear()'s: q8 keeps activations in f16/f32 (weight-only)
- * with groups of 32 (llama.cpp's q8_0 blocks). LLM residual streams carry a few channels 20-50x the
- * rest, and an int8 activation block holding one loses the precision of the other 31 values: on the
- * test models that error (KL ~1.5e-3 per token) outweighed the 8-bit weights' own (~4e-4). With
- * 4-bit weights the weights dominate, so q4/w4a8 keep int8 activations and their integer kernels.
+ * Decoder defaults: q8 in groups of 32 (llama.cpp's q8_0 blocks), and float activations (weight-
+ * only kernels) for q8 and q4 when the caller does not choose (LlmLoadOptions.activations). Why
+ * float (README "Activations" has the runs): LLM residual streams carry a few channels 20-50x the
+ * rest, and an int8 block holding one rounds its other 31 values coarsely: q8's KL per token
+ * against fp32 was 2.1-3.1x lower with float than with int8 on test models with 20x and 50x
+ * channels and on a trained TinyStories model (q4: equal or lower, its weights dominating). And generation is mostly
+ * decode, where the weight-only GEMV needs no quantization pass: on lavapipe float decoded
+ * 1.2-1.8x faster per token, while int8 prefilled 1.1-1.5x (subgroup kernels) and 1.7-2.1x (tiled
+ * kernels) faster, which pays only once the prompt is 2-10x the reply's length.
  */
-export function llamaQuantDefaults(dtype: LinearDType): Pick<UploadOptions, 'group' | 'activations' | 'clipSearch'> {
+export function llamaQuantDefaults(dtype: LinearDType): { group?: number; activations: Activations; clipSearch?: boolean } {
   // q4 groups take the range search (src/quant/range-search.ts): on trained decoders it lowers the
   // KL per token against the float model by 10-16% for no calibration (README, Quantizing well).
   // w4a8 (not measured on trained weights with it) keeps min-max.
-  return dtype === 'q8' ? { group: 32, activations: 'float' } : dtype === 'q4' ? { clipSearch: true } : {};
+  return dtype === 'q8' ? { group: 32, activations: 'float' } : dtype === 'q4' ? { activations: 'float', clipSearch: true } : { activations: 'float' };
 }
 
 /**
  * The embedding table packed: int8 in groups of 32, as llama.cpp keeps the output matrix above the
  * layers' precision. A tied table is both the largest matrix and the LM head of every decode step
- * (151936 x 896 for Qwen2.5-0.5B: 272 MB in f16, 141 MB here). As the head it takes int8 activation
- * blocks (the integer kernels): the final norm's output lost nothing measurable that way (tied test
- * model: KL 2.0e-4 per token either way), and the weight-only GEMV was a third of a SmolLM-shaped
- * q4 decode step on lavapipe (bench llm). int4 (opt-in) is the q4 layout.
+ * (151936 x 896 for Qwen2.5-0.5B: 272 MB in f16, 141 MB here); as the head it runs with the
+ * model's activations, like every other quantized Linear. int4 (opt-in) is the q4 layout.
  */
-export const TABLE_Q8 = { group: 32, symmetric: true, activations: 'int8' } as const;
-export const LLAMA_TABLES: TableSpecs = { int8: TABLE_Q8, int4: { group: 32, symmetric: false, activations: 'float' } };
+export const TABLE_Q8 = { group: 32, symmetric: true } as const;
+export const LLAMA_TABLES: TableSpecs = { int8: TABLE_Q8, int4: { group: 32, symmetric: false } };
 
 /**
  * The table's default under quantized dtypes: int8 when tied, f16 when only gathered. LLMs' tables
@@ -95,7 +99,9 @@ export function llamaTableDefault(tied: boolean): EmbeddingDType {
 
 export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cfg: LlamaConfig, refs: LlamaWeights, dtype: LinearDType, opts: UploadOptions = {}): Promise<LlamaGpuWeights> {
   const d = llamaQuantDefaults(dtype);
-  const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations: opts.activations ?? d.activations, clipSearch: opts.clipSearch ?? d.clipSearch });
+  const imported = refs.layers.some((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].some((p) => p.weight.imported));
+  const activations = modelActivations(dtype, opts.activations, d.activations, imported, store.name);
+  const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations, clipSearch: opts.clipSearch ?? d.clipSearch });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
   const free = () => (pl.dispose(), up.dispose());
@@ -114,8 +120,12 @@ export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cf
       layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, postNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
     }
     const norm = await up.vec(refs.norm);
-    const lmHead = refs.lmHead ? (await pl.lin([{ weight: refs.lmHead }])).w : embed;
-    return { precision: up.precision, embed, layers, norm, lmHead, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    // Another tool's checkpoint keeps an untied head float (GPTQ, AWQ, ... quantize the layers
+    // only): so does its load, as the format computes. 4-bit round-to-nearest on it alone took a
+    // GPTQ test model's last logits to cosine 0.9967 against the format's dequantization.
+    const floatHead = imported && refs.lmHead && !refs.lmHead.imported;
+    const lmHead = refs.lmHead ? (floatHead ? await up.lin([{ weight: refs.lmHead }], up.precision) : await pl.lin([{ weight: refs.lmHead }])).w : embed;
+    return { precision: up.precision, activations, embed, layers, norm, lmHead, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;

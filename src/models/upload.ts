@@ -7,7 +7,8 @@
  * Another tool's pre-quantized Linears (GPTQ, AWQ, compressed-tensors, bitsandbytes: WeightRef
  * `imported`) keep their own bits and groups (src/quant/imports: copied into webq's layout where
  * their groups allow, else re-quantized to int8); the dtype then only picks the kernels (q8/q4
- * weight-only, w8a8/w4a8 int8 activations), or f32/f16 for their exact dequantization.
+ * weight-only by default, as the formats compute; w8a8/w4a8 int8 activations), or f32/f16 for
+ * their exact dequantization.
  *
  * Every object made is kept under a key naming what it was made from (kind, tensor names, dtype,
  * packing), so a later upload of a new version (applyDelta: src/delta/loaded.ts) can take the
@@ -27,7 +28,7 @@ import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
 import type { TensorStore } from '../io/safetensors.ts';
-import { prepareLinear, prepareQuantizedLinear, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
+import { activationsOf, checkActivations, prepareLinear, prepareQuantizedLinear, type Activations, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
 import { commonSpec, exactDequant, readImported, relayout, toWebq, REQUANT_SPEC } from '../quant/imports/index.ts';
 import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
@@ -40,8 +41,8 @@ import type { WeightRef } from './bert-weights.ts';
 export type EmbeddingDType = 'int8' | 'int4' | 'f16' | 'f32';
 export const EMBEDDING_DTYPES: readonly EmbeddingDType[] = ['int8', 'int4', 'f16', 'f32'];
 
-/** An architecture's packing of its tables (a tied one is also the LM head: `activations` is its matmul's). */
-export type TableSpecs = Record<'int8' | 'int4', Required<Pick<PrepareOptions, 'group' | 'symmetric'>> & Pick<PrepareOptions, 'activations'>>;
+/** An architecture's packing of its tables (a tied one is also the LM head, run with the model's activations). */
+export type TableSpecs = Record<'int8' | 'int4', Required<Pick<PrepareOptions, 'group' | 'symmetric'>>>;
 
 /** The Linear dtype whose kernels a packed table uses. */
 export const TABLE_LINEAR_DTYPE = { int8: 'q8', int4: 'q4' } as const;
@@ -116,6 +117,17 @@ export function roundToF16(a: Float32Array): Float32Array {
   return f16ArrayToF32(f32ArrayToF16(a));
 }
 
+/**
+ * The activations a model runs its quantized Linears with (every one, a packed LM head included):
+ * the caller's choice, else float for another tool's checkpoint (GPTQ, AWQ, compressed-tensors and
+ * bitsandbytes define a weight-only product), else the architecture's default for the dtype.
+ * w8a8/w4a8 are int8 and f32/f16 float whatever the default (a contrary choice is an error).
+ */
+export function modelActivations(dtype: LinearDType, asked: Activations | undefined, byDefault: Activations, imported: boolean, where?: string): Activations {
+  checkActivations(dtype, asked, where);
+  return activationsOf(dtype, asked ?? (imported ? 'float' : byDefault));
+}
+
 /** The kernels for an imported weight of `bits` under the requested dtype: int8 activations or not. */
 function importedDType(as: LinearDType, bits: 4 | 8): LinearDType {
   if (as === 'w8a8' || as === 'w4a8') return bits === 8 ? 'w8a8' : 'w4a8';
@@ -162,7 +174,9 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];
     const label = parts.map((r) => r.weight.name).join('+');
-    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations: opts.activations, clipSearch: opts.clipSearch, ...over };
+    // A float Linear kept in a quantized model (mixed precision) has no activations to choose.
+    const activations = as === 'f32' || as === 'f16' ? undefined : opts.activations;
+    const popts = { precision, label, group: opts.group, symmetric: opts.symmetric, bindingLimit: opts.bindingLimit, activations, clipSearch: opts.clipSearch, ...over };
     const w = await once(`lin(${as},${JSON.stringify(over)})`, parts.map((r) => r.weight), async (): Promise<LinearWeight> => {
       if (parts.some((r) => r.weight.imported)) {
         // Each part in webq's layout, then all in one spec they fit without rounding (the most bits,

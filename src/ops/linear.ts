@@ -4,13 +4,13 @@
  *
  *   f32, f16  float weights (f16 halves the bytes; needs shader-f16)
  *   q8, q4    int8 / int4 weights with per-group scales (q8: symmetric, groups of 128; q4:
- *             asymmetric with zero points, groups of 32).
- *             Where the device has dot4I8Packed, activations are quantized on the fly to int8 in
- *             blocks of 32, each with its own scale (what llama.cpp does for its q4_0/q8_0 matvec):
- *             integer dot products are the fast road on GPUs and software adapters alike, and a
- *             per-block scale keeps the added error near int8 rounding of each block; except in
- *             decode (M <= 4, K % 4 == 0), which runs weight-only. Pass
- *             `activations: 'float'` for pure weight-only kernels (W4A16/W8A16).
+ *             asymmetric with zero points, groups of 32), with `activations`:
+ *               'float' (default) weight-only kernels (W4A16/W8A16): x stays f16/f32 and the
+ *                       weights are unpacked in-kernel, the result GPTQ/AWQ formats define;
+ *               'int8'  x quantized on the fly to int8 in blocks of 32, each with its own scale
+ *                       (llama.cpp's q8_1 blocks), times the codes with dot4I8Packed.
+ *             Either choice runs the same way in decode (GEMV, M <= 4) and prefill (GEMM), so a
+ *             token's output does not depend on how many others share its forward.
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (asymmetric, group 32) x int8 activations quantized per token
  *             (w8a8/w4a8 with a static scale, withStaticActivations: one activation scale per
@@ -28,12 +28,16 @@ import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { RowChunks } from './embedding.ts';
 import type { Epilogue } from './epilogue.ts';
-import { gpuGemvConfig, matmul } from './matmul.ts';
-import { GEMV_MAX_M, qmatmul, type ActQuant } from './qmatmul.ts';
+import { matmul } from './matmul.ts';
+import { qmatmul, type ActQuant } from './qmatmul.ts';
 import { rowsPerChunk, uploadQuantized, type QWeight } from './qweight.ts';
 
 export type LinearDType = 'f32' | 'f16' | 'q8' | 'q4' | 'w8a8' | 'w4a8';
 export const LINEAR_DTYPES: readonly LinearDType[] = ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'];
+
+/** How a quantized weight's input enters the product: kept float (weight-only), or int8 codes (see above). */
+export type Activations = 'float' | 'int8';
+export const ACTIVATIONS: readonly Activations[] = ['float', 'int8'];
 
 export interface LinearWeight {
   dtype: LinearDType;
@@ -64,10 +68,11 @@ export interface PrepareOptions {
   group?: number | 'channel';
   symmetric?: boolean;
   /**
-   * q4/q8 only: 'int8' quantizes activations per block of 32 and runs integer dot products;
-   * 'float' keeps them f16/f32 (weight-only). Default: 'int8' where dot4I8Packed exists.
+   * q4/q8: 'float' (default) keeps activations f16/f32 (weight-only); 'int8' quantizes them per
+   * block of 32 and runs integer dot products, in decode and prefill alike. w8a8/w4a8 are int8 by
+   * definition ('float' is refused); f32/f16 are float ('int8' is refused).
    */
-  activations?: 'float' | 'int8';
+  activations?: Activations;
   /** Activation precision for quantized dtypes (default: f16 when the device has it). */
   precision?: Precision;
   label?: string;
@@ -92,6 +97,7 @@ const QUANT: Record<Exclude<LinearDType, 'f32' | 'f16'>, { bits: 4 | 8; group: n
 
 export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: number, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
   if (w.length !== N * K) throw new ShapeError(`prepareLinear(${opts.label ?? 'weight'}): expected ${N}x${K}=${N * K} values, got ${w.length}`);
+  checkActivations(dtype, opts.activations, opts.label);
   const limit = Math.min(opts.bindingLimit ?? Infinity, ctx.caps.maxStorageBufferBindingSize);
   if (dtype === 'f32' || dtype === 'f16') {
     if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `dtype f16 needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use f32 or a quantized dtype`);
@@ -113,6 +119,21 @@ export function prepareLinear(ctx: GpuContext, w: Float32Array, N: number, K: nu
   return prepareQuantizedLinear(ctx, quantizeWeight(w, N, K, quantSpecFor(dtype, opts)), dtype, opts);
 }
 
+/** What a dtype runs with: q4/q8 'float' unless asked for 'int8'; w8a8/w4a8 'int8'; f32/f16 'float'. */
+export function activationsOf(dtype: LinearDType, asked?: Activations): Activations {
+  return dtype === 'w8a8' || dtype === 'w4a8' ? 'int8' : dtype === 'q8' || dtype === 'q4' ? asked ?? 'float' : 'float';
+}
+
+/** Throws unless `asked` is a choice `dtype` has (see activationsOf). */
+export function checkActivations(dtype: LinearDType, asked: unknown, label?: string): void {
+  if (asked === undefined) return;
+  const what = label ? ` (${label})` : '';
+  if (!ACTIVATIONS.includes(asked as Activations)) throw new WebqError('BAD_OPTION', `unknown activations ${JSON.stringify(asked)}${what}: use 'float' (weight-only) or 'int8' (int8 activation blocks)`);
+  if (asked !== activationsOf(dtype, asked as Activations)) {
+    throw new WebqError('BAD_OPTION', `dtype ${dtype}${what} runs ${activationsOf(dtype)} activations by definition, not '${asked}'; ${asked === 'float' ? "use q8 or q4 for weight-only kernels" : 'use q8 or q4 for int8 activation blocks'}`);
+  }
+}
+
 /** The quantization a quantized dtype uses, with the caller's overrides. */
 export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'group' | 'symmetric' | 'clipSearch'> = {}): QuantSpec {
   const d = QUANT[dtype as keyof typeof QUANT];
@@ -126,11 +147,11 @@ export function quantSpecFor(dtype: LinearDType, opts: Pick<PrepareOptions, 'gro
 export function prepareQuantizedLinear(ctx: GpuContext, q: QuantizedWeight, dtype: LinearDType, opts: PrepareOptions = {}): LinearWeight {
   const d = QUANT[dtype as keyof typeof QUANT];
   if (!d) throw new WebqError('UNKNOWN_DTYPE', `'${dtype}' is not a quantized dtype (one of ${Object.keys(QUANT).join(', ')})`);
+  checkActivations(dtype, opts.activations, opts.label); // before anything is uploaded
   const precision = opts.precision ?? (ctx.caps.f16 ? 'f16' : 'f32');
   const { N, K } = q;
   const qw = uploadQuantized(ctx, q, precision, { label: opts.label, bindingLimit: opts.bindingLimit });
-  let act = d.act;
-  if (act === 'float' && (opts.activations ?? (ctx.caps.dot4I8 ? 'int8' : 'float')) === 'int8') act = 'block';
+  const act = d.act === 'float' && opts.activations === 'int8' ? 'block' : d.act;
   const lin: QuantLinear = { kind: 'quant', dtype, N, K, precision, bytes: qw.bytes, q: qw, act, dispose: () => qw.dispose() };
   return lin;
 }
@@ -168,13 +189,8 @@ export function linear(ctx: GpuContext, rec: Recorder, x: Tensor, w: LinearWeigh
   if (x.dtype !== lw.precision) throw new ShapeError(`linear: x is ${x.dtype} but this ${lw.dtype} weight runs with ${lw.precision} activations`);
   const K = x.shape[x.shape.length - 1];
   const M = x.size / K;
-  if (lw.kind === 'quant') {
-    // Decode (both kernel families): q4/q8 run weight-only where K % 4 == 0 (qgemv4_lib.wgsl, no
-    // activation quantization pass: 1.5-2.4x the int8 path on lavapipe at SmolLM2's shapes, and
-    // one dispatch fewer per Linear and token); their int8 block activations stay for prefill.
-    const act = lw.act === 'block' && M <= GEMV_MAX_M && K % 4 === 0 && gpuGemvConfig(ctx) ? 'float' : lw.act;
-    return qmatmul(ctx, rec, x, lw.q, { ...opts, act, actScale: lw.actScale });
-  }
+  // Quantized: the weight's own activation handling at every M (decode GEMV and prefill GEMM alike).
+  if (lw.kind === 'quant') return qmatmul(ctx, rec, x, lw.q, { ...opts, act: lw.act, actScale: lw.actScale });
   const x2 = x.view([M, K]);
   const out = opts.out ?? ctx.empty([...x.shape.slice(0, -1), lw.N], x.dtype);
   for (const c of lw.chunks) {

@@ -113,6 +113,8 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   const sg = !gemv && ctx.caps.kernels === 'cpu';
   // Weight-only on the subgroup kernels with K % 4 == 0: rows of x read as vec4s (wonly4).
   const entry = acts ? 'wint' : sg && K % 4 === 0 ? 'wonly4' : 'wonly';
+  // The tiled weight-only GEMM (qgemm.wgsl) reads x as vec4s where K % 4 == 0.
+  if (!gemv && !sg && !acts) constants.VEC4 = K % 4 === 0;
   // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64. Subgroup GEMM:
   // SG_COLS x SG_ROWS.
   const workgroups = (n: number): [number, number] =>

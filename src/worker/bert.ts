@@ -7,7 +7,7 @@ import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from 
 import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import { WebqError } from '../errors.ts';
 import type { BertConfig } from '../models/config.ts';
-import type { LinearDType } from '../ops/linear.ts';
+import type { Activations, LinearDType } from '../ops/linear.ts';
 import { deltaForWorker, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
 import type { BertInfo } from './protocol.ts';
 
@@ -16,6 +16,8 @@ export type WorkerBertLoadOptions = Omit<BertLoadOptions, 'onProgress' | 'fetch'
 export class WorkerBertModel {
   readonly config: BertConfig;
   readonly dtype: LinearDType;
+  /** What the quantized Linears do with their input (BertModel.activations). */
+  readonly activations: Activations;
   readonly describe: string;
   /** Weight bytes on the GPU. */
   readonly pooling: Required<EmbedOptions>;
@@ -36,6 +38,7 @@ export class WorkerBertModel {
     this.handle = handle;
     this.config = info.config;
     this.dtype = info.dtype;
+    this.activations = info.activations;
     this.describe = info.describe;
     this.bytes = info.weightBytes;
     this.modelVersion = info.version;

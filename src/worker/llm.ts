@@ -10,7 +10,7 @@ import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import { WebqError } from '../errors.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
-import type { LinearDType } from '../ops/linear.ts';
+import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { GenerationDefaults } from '../text/generation-config.ts';
 import { Channel, deltaForWorker, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
 import type { LlmInfo, RequestBody, Results } from './protocol.ts';
@@ -22,6 +22,8 @@ type Prompt = string | readonly number[];
 export class WorkerLlmModel {
   readonly config: LlamaConfig;
   readonly dtype: LinearDType;
+  /** What the quantized Linears do with their input (LlmModel.activations). */
+  readonly activations: Activations;
   readonly kv: KvDType;
   readonly describe: string;
   /** KV cache bytes on the GPU (allocated at load for the whole context). */
@@ -47,6 +49,7 @@ export class WorkerLlmModel {
     this.handle = handle;
     this.config = info.config;
     this.dtype = info.dtype;
+    this.activations = info.activations;
     this.kv = info.kv;
     this.describe = info.describe;
     this.bytes = info.weightBytes;

@@ -19,7 +19,7 @@ import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions
 import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import type { Capabilities } from '../gpu/device.ts';
 import type { DownloadProgress } from '../io/progress.ts';
-import type { LinearDType } from '../ops/linear.ts';
+import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { BertConfig } from '../models/config.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
@@ -37,6 +37,7 @@ export interface BertInfo {
   kind: 'bert';
   config: BertConfig;
   dtype: LinearDType;
+  activations: Activations;
   describe: string;
   weightBytes: number;
   version: string | null;
@@ -50,6 +51,7 @@ export interface LlmInfo {
   kind: 'llm';
   config: LlamaConfig;
   dtype: LinearDType;
+  activations: Activations;
   kv: KvDType;
   describe: string;
   weightBytes: number;

@@ -84,9 +84,9 @@ async function load(req: Extract<Request, { op: 'load' }>, signal: AbortSignal):
     models.set(handle, m);
     const info: BertInfo | LlmInfo =
       m instanceof BertModel
-        ? { kind: 'bert', config: data(m.config), dtype: m.dtype, describe: m.describe, weightBytes: m.weightBytes, version: m.version, pooling: { ...m.pooling }, loadMs, warmupMs }
+        ? { kind: 'bert', config: data(m.config), dtype: m.dtype, activations: m.activations, describe: m.describe, weightBytes: m.weightBytes, version: m.version, pooling: { ...m.pooling }, loadMs, warmupMs }
         : {
-            kind: 'llm', config: data(m.config), dtype: m.dtype, kv: m.kv, describe: m.describe, weightBytes: m.weightBytes, version: m.version, kvBytes: m.kvBytes,
+            kind: 'llm', config: data(m.config), dtype: m.dtype, activations: m.activations, kv: m.kv, describe: m.describe, weightBytes: m.weightBytes, version: m.version, kvBytes: m.kvBytes,
             contextLength: m.contextLength, generationDefaults: data(m.generationDefaults), eosTokenIds: [...m.eosTokenIds], hasChatTemplate: m.chatTemplate !== null, loadMs, warmupMs,
           };
     return { model: handle, info };

@@ -38,6 +38,12 @@ export interface TinyBertOptions {
   tokenizer?: boolean;
   seed?: number;
   linearStd?: number; // 0.1
+  /**
+   * Outlier dimensions as trained BERTs have (a few hidden channels whose LayerNorm weight is many
+   * times the rest, so every layer's input carries them): this factor on two channels' LayerNorm
+   * weights; default none. Drawn after everything else, so the other values do not change.
+   */
+  normOutliers?: number;
   /** Canonical tensor names to leave out of the checkpoint (for missing-tensor tests). */
   omit?: readonly string[];
 }
@@ -135,6 +141,15 @@ export async function writeTinyBert(dir: string, opts: TinyBertOptions = {}): Pr
   }
   if (withPooler) linear('pooler.dense', H, H);
   if (labels) linear('classifier', labels.length, H, true);
+  if (opts.normOutliers !== undefined) {
+    for (const [k, w] of Object.entries(weights)) {
+      if (!/LayerNorm\.weight$/.test(k)) continue;
+      for (const c of [Math.floor(H / 3), H - 3]) w[c] *= opts.normOutliers;
+      const t = tensors.find((x) => x.key === k)!;
+      t.data = encode(w, dtype).data;
+      weights[k] = encode(w, dtype).stored;
+    }
+  }
 
   const architectures = labels ? ['BertForSequenceClassification'] : ['BertModel'];
   const config: Record<string, unknown> = {

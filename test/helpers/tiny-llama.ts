@@ -62,6 +62,8 @@ export interface TinyLlamaOptions {
   /** Two shards + model.safetensors.index.json instead of model.safetensors. */
   sharded?: boolean;
   outliers?: boolean; // true
+  /** How much larger the massive channels are in the embedding table (default 20; real LLMs: 20-50x). */
+  outlierScale?: number;
   seed?: number;
 }
 
@@ -178,7 +180,7 @@ export async function writeTinyLlama(dir: string, opts: TinyLlamaOptions = {}): 
 
   // Embedding [V, H], q/k/v [heads*D, H], o [H, heads*D], gate/up [I, H], down [H, I], norms [H] or [D].
   const embed = normal(rand, V * H, 0, 0.1);
-  scaleColumns(embed, H, outlierChannels, OUTLIER_SCALE);
+  scaleColumns(embed, H, outlierChannels, opts.outlierScale ?? OUTLIER_SCALE);
   add('model.embed_tokens.weight', [V, H], embed);
   for (let l = 0; l < L; l++) {
     const b = `model.layers.${l}`;

@@ -8,7 +8,7 @@
  */
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
-import { linear, prepareLinear, type LinearDType } from '../../src/ops/linear.ts';
+import { linear, prepareLinear, type Activations, type LinearDType } from '../../src/ops/linear.ts';
 import { qmatmul, type QMatmulOptions } from '../../src/ops/qmatmul.ts';
 import { uploadQuantized } from '../../src/ops/qweight.ts';
 import type { QuantSpec, QuantizedWeight } from '../../src/quant/layout.ts';
@@ -134,11 +134,13 @@ for (const [M, act] of [[2, 'float'], [2, 'token'], [66, 'float'], [66, 'block']
   }
 }
 
-// Weights split into several bindings (a tiny binding limit forces it), for every dtype.
-for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[]) {
+// Weights split into several bindings (a tiny binding limit forces it), for every dtype, and q8/q4
+// with each choice of activations (decode-sized M = 1 and prefill-sized M = 9 alike).
+const SPLIT: [LinearDType, Activations | undefined][] = [['f32', undefined], ['f16', undefined], ['q8', 'float'], ['q8', 'int8'], ['q4', 'float'], ['q4', 'int8'], ['w8a8', undefined], ['w4a8', undefined]];
+for (const [dtype, activations] of SPLIT) {
   for (const M of [1, 9]) {
     cases.push({
-      name: `split weight ${dtype} M=${M} (5 chunks)`,
+      name: `split weight ${dtype}${activations ? ` ${activations} activations` : ''} M=${M} (5 chunks)`,
       async run(ctx, p) {
         if ((dtype === 'f32' && p === 'f16') || (dtype === 'f16' && p === 'f32')) return compare([0], [0], 0, 0); // float dtypes fix their own precision
         const [N, K] = [77, 64];
@@ -146,7 +148,7 @@ for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[])
         if (p === 'f16') [x, bias] = [roundF16(x), roundF16(bias)];
         const wf = randn(N * K, 13, 0.5);
         const rowBytes = dtype === 'f32' ? 4 * K : dtype === 'f16' ? 2 * K : dtype.startsWith('q8') || dtype === 'w8a8' ? K : K / 2;
-        const lw = prepareLinear(ctx, wf, N, K, dtype, { precision: p, bindingLimit: rowBytes * 16 });
+        const lw = prepareLinear(ctx, wf, N, K, dtype, { precision: p, bindingLimit: rowBytes * 16, activations });
         const [tx, tb] = [ctx.uploadFloat(x, [M, K], p), ctx.uploadFloat(bias, [N], p)];
         const rec = ctx.record();
         const out = linear(ctx, rec, tx, lw, { bias: tb });
@@ -157,12 +159,10 @@ for (const dtype of ['f32', 'f16', 'q8', 'q4', 'w8a8', 'w4a8'] as LinearDType[])
         if (dtype === 'f32' || dtype === 'f16') return tol(p, K, got, refLinear(x, M, K, p === 'f16' ? roundF16(wf) : wf, N, bias));
         const spec: QuantSpec = { bits: dtype === 'q4' || dtype === 'w4a8' ? 4 : 8, group: dtype === 'q4' || dtype === 'w4a8' ? 32 : dtype === 'q8' ? 128 : 'channel', symmetric: !(dtype === 'q4' || dtype === 'w4a8') };
         const qr = withF16Scales(quantizeWeight(wf, N, K, spec), p);
-        // q4/q8 quantize activations per block of 32 where dot4I8Packed exists, except in decode,
-        // which runs weight-only (see linear.ts).
-        const blockActs = ctx.caps.dot4I8 && !(M <= 4 && K % 4 === 0);
+        // q4/q8: int8 blocks of 32 or weight-only, as asked, at every M (see linear.ts).
         const ref =
           dtype === 'q4' || dtype === 'q8'
-            ? blockActs ? refW8A8(x, M, K, qr, bias, undefined, 'block') : refQLinear(x, M, K, qr, bias)
+            ? activations === 'int8' ? refW8A8(x, M, K, qr, bias, undefined, 'block') : refQLinear(x, M, K, qr, bias)
             : refW8A8(x, M, K, qr, bias, undefined, 'token');
         return tol(p, K, got, ref);
       },

@@ -31,13 +31,15 @@ function positive(obj: Record<string, unknown>, keys: string[], where: string): 
 
 describe('npm run bench -- llm', () => {
   it('--json: one object with every (dtype, kv) row, the contexts, the read-back batches and the targets', async () => {
-    const { code, stdout, stderr } = await bench(...TINY, '--dtypes', 'f32,q4,gptq-q4,w8a8', '--kv', 'f16,int8');
+    const { code, stdout, stderr } = await bench(...TINY, '--dtypes', 'f32,q4,gptq-q4,w8a8,q4:int8', '--kv', 'f16,int8');
     expect(code, stderr).toBe(0);
     const r = JSON.parse(stdout);
     expect(stdout.trim().split('\n')).toHaveLength(1); // nothing but the JSON on stdout
     expect(stderr).toContain('targets'); // the table goes to stderr
     expect(r).toMatchObject({ shape: 'tiny', layers: 2, ort: null });
-    expect(r.rows.map((x: { dtype: string; kv: string }) => `${x.dtype}/${x.kv}`)).toEqual(['f32/f16', 'f32/int8', 'q4/f16', 'q4/int8', 'gptq-q4/f16', 'gptq-q4/int8', 'w8a8/f16', 'w8a8/int8']);
+    expect(r.rows.map((x: { dtype: string; kv: string }) => `${x.dtype}/${x.kv}`)).toEqual(['f32/f16', 'f32/int8', 'q4/f16', 'q4/int8', 'gptq-q4/f16', 'gptq-q4/int8', 'w8a8/f16', 'w8a8/int8', 'q4:int8/f16', 'q4:int8/int8']);
+    // What each row's quantized Linears did with their input: q4 and GPTQ weight-only by default.
+    expect(r.rows.map((x: { activations: string }) => x.activations)).toEqual(['float', 'float', 'float', 'float', 'float', 'float', 'int8', 'int8', 'int8', 'int8']);
     for (const row of r.rows) {
       expect(row).toMatchObject({ prompt: 12, tokens: 3, reps: 1 });
       positive(row, ['prefill_ms', 'prefill_tokens_per_s', 'decode_ms_per_token', 'decode_tokens_per_s', 'decode_speedup_vs_f32', 'weight_bytes', 'kv_bytes', 'kv_bytes_per_token'], `${row.dtype}/${row.kv}`);

@@ -43,9 +43,10 @@ describe('npm run bench', () => {
   });
 
   it('bert --json interleaves the dtypes and reports each with the documented fields', async () => {
-    const { stdout, stderr } = await bench('bert', '--batch', '2', '--seq', '16', '--layers', '1', '--dtypes', 'f32,q8', '--reps', '2', '--json');
+    const { stdout, stderr } = await bench('bert', '--batch', '2', '--seq', '16', '--layers', '1', '--dtypes', 'f32,q8,q8:float', '--reps', '2', '--json');
     const results = JSON.parse(stdout) as Record<string, unknown>[];
-    expect(results.map((r) => r.dtype)).toEqual(['f32', 'q8']);
+    expect(results.map((r) => r.dtype)).toEqual(['f32', 'q8', 'q8:float']);
+    expect(results.map((r) => r.activations)).toEqual(['float', 'int8', 'float']); // an encoder's q8 default: int8 blocks
     expect(stderr).toContain('dtypes interleaved');
     for (const r of results) {
       expect(r).toMatchObject({ batch: 2, seq: 16, reps: 2 });
@@ -107,7 +108,25 @@ describe('npm run bench', () => {
     expect(results[1].webq_cosine_vs_fp32 as number).toBeGreaterThan(0.98);
   });
 
+  it('activations --json: per family and choice, accuracy against fp32 and prefill against decode', async () => {
+    const { stdout } = await exec(process.execPath, ['bench/run.mjs', 'activations', '--outliers', '20', '--dtypes', 'q8', '--json'], { cwd: repo, timeout: 170_000, maxBuffer: 16 << 20 });
+    const rows = JSON.parse(stdout) as Record<string, number | string>[];
+    expect(rows.map((r) => `${r.family} ${r.dtype} ${r.activations}`)).toEqual(['llama q8 float', 'llama q8 int8', 'bert q8 float', 'bert q8 int8']);
+    for (const r of rows.slice(0, 2)) {
+      expect(r.kl as number).toBeGreaterThan(0);
+      expect(r.kl as number).toBeLessThan(0.05);
+      expect(r.cosine_last as number).toBeGreaterThan(0.99);
+      expect(r.prefill_vs_decode_rel as number).toBeLessThan(4e-3); // the bound of llm-activations.test.ts
+    }
+    expect(rows[0].kl as number).toBeLessThan(rows[1].kl as number); // q8: float is the closer to fp32 here
+    for (const r of rows.slice(2)) {
+      expect(r.cosine_min as number).toBeLessThanOrEqual(r.cosine_mean as number);
+      expect(r.cosine_min as number).toBeGreaterThan(0.999);
+    }
+  }, 180_000);
+
   it('rejects an unknown suite or option with exit code 2', async () => {
+    await expect(bench('activations', '--dtypes', 'w8a8')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage:') });
     await expect(bench('nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown suite') });
     await expect(bench('kernels', '--bogus')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage:') });
     await expect(bench('bert', '--seq', '600')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--seq must be an integer from 1 to 512, got "600"') });

@@ -90,7 +90,9 @@ describe('webq embed (in-process)', () => {
   it('prints a summary and the cosine matrix without --json', async () => {
     const r = await cli(['embed', plain, '--dtype', 'q4', 'hello world', 'hello there', 'the cat sat']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^model .*: 2 layers, hidden 32, q4 weights \(.+\), mean pooling\n/);
+    expect(r.out).toMatch(/^model .*: 2 layers, hidden 32, q4 weights \(.+\), int8 activations, mean pooling\n/);
+    const f = await cli(['embed', plain, '--dtype', 'q4', '--activations', 'float', 'hello world']);
+    expect(f.out).toMatch(/^model .*: 2 layers, hidden 32, q4 weights \(.+\), float activations, mean pooling\n/);
     expect(r.out).toMatch(/\[1\]\s+norm \d+\.\d{4}\s+\[.*, \.\.\.\]\s+"hello world"/);
     expect(r.out).toContain('cosine similarity:');
     const matrix = r.out.split('cosine similarity:\n')[1].trim().split('\n');
@@ -143,6 +145,9 @@ describe('webq embed (in-process)', () => {
     expect(m.out).toBe('');
     expectOneErrorLine(m.err, missing);
     expectOneErrorLine((await cli(['embed', plain, '--dtype', 'q3', 'hello'])).err, '"q3"', 'f32, f16, q8, q4, w8a8, w4a8');
+    expectOneErrorLine((await cli(['embed', plain, '--activations', 'f16', 'hello'])).err, '--activations "f16": expected float (weight-only) or int8');
+    expectOneErrorLine((await cli(['classify', plain, '--activations', 'x', 'hello'])).err, '--activations "x"');
+    expectOneErrorLine((await cli(['embed', plain, '--dtype', 'f32', '--activations', 'int8', 'hello'])).err, "dtype f32", "runs float activations by definition, not 'int8'");
     expectOneErrorLine((await cli(['embed', plain])).err, 'no texts', plain, '--model');
     expectOneErrorLine((await cli(['embed'])).err, 'no texts');
     expectOneErrorLine((await cli(['embed', plain, '--pooling', 'max', 'x'])).err, '--pooling "max"');

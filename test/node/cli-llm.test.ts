@@ -157,6 +157,22 @@ describe('webq logits', () => {
     expect(rows).toHaveLength(10);
     const best = j.logits.indexOf(Math.max(...j.logits));
     expect(rows[0]).toMatch(new RegExp(`^\\s+1\\s+${best}\\s+-?\\d+\\.\\d{4}\\s+\\d\\.\\d{4}\\s+".*"$`));
+    expect(t.out.split('\n')[0]).toMatch(/: f32 weights, float activations; \d+ prompt tokens, \d+ logits at the last position$/);
+  });
+
+  it('--activations int8 runs q4 with int8 activation blocks: what LlmModel gives with that option, and says so', async () => {
+    const q = await LlmModel.load(llama, { dtype: 'q4', activations: 'int8', context: ctx });
+    try {
+      const want = (await q.logits(PROMPT)).logits;
+      const j = JSON.parse((await cli(['logits', llama, '--prompt', PROMPT, '--json', '--dtype', 'q4', '--activations', 'int8'])).out) as { logits: number[] };
+      expect(Math.max(...j.logits.map((x, i) => Math.abs(x - want[i])))).toBe(0);
+      const t = await cli(['logits', llama, '--prompt', PROMPT, '--dtype', 'q4', '--activations=int8']);
+      expect(t.out.split('\n')[0]).toMatch(/: q4 weights, int8 activations; /);
+      const f = await cli(['logits', llama, '--prompt', PROMPT, '--dtype', 'q4']);
+      expect(f.out.split('\n')[0]).toMatch(/: q4 weights, float activations; /);
+    } finally {
+      q.dispose();
+    }
   });
 });
 
@@ -271,6 +287,9 @@ describe('bad input: one "webq:" line, exit 1', () => {
     expectOneErrorLine(await gen('--top-p', '1.5'), '--top-p must be in (0, 1]');
     expectOneErrorLine(await gen('--dtype', 'q3'), '--dtype "q3"', 'f32, f16, q8, q4, w8a8, w4a8');
     expectOneErrorLine(await gen('--kv', 'f8'), '--kv "f8"', 'f16, f32, int8');
+    expectOneErrorLine(await gen('--activations', 'int4'), '--activations "int4": expected float (weight-only) or int8');
+    expectOneErrorLine(await cli(['chat', llama, '--activations', 'fp16']), '--activations "fp16"');
+    expectOneErrorLine(await gen('--dtype', 'w8a8', '--activations', 'float'), "dtype w8a8", "runs int8 activations by definition, not 'float'");
     expectOneErrorLine(await cli(['generate', llama]), '--prompt TEXT is required');
     expectOneErrorLine(await cli(['generate', '--prompt', 'x']), 'expected a model');
     expectOneErrorLine(await cli(['logits', llama, '--prompt', 'x', '--bogus']), '"--bogus"');

@@ -235,6 +235,7 @@ it('importReport: what loading does to each Linear, from headers and small tenso
   expect(text.slice(1).sort()).toEqual([
     '  1 Linear, 1.6 KiB in the file: loaded as webq int4 asymmetric, group 64, codes and scales as stored (no re-quantization); 1.1 KiB on the GPU',
     '  1 Linear, 1.6 KiB in the file: re-quantized at load to webq int8 symmetric, group 32 (their groups are not contiguous runs of columns, as with act-order g_idx, which no webq layout holds exactly); 2.1 KiB on the GPU',
+    '  runs by default as q4 with float activations (weight-only, as the format computes; --activations int8 for int8 activation blocks)',
   ].sort());
 });
 
@@ -261,9 +262,11 @@ describe('webq info on an imported folder', () => {
       'quantization (config.json quantization_config): GPTQ 4-bit, group 128, asymmetric, gptq v1 (zero points stored minus 1)',
       '  13 Linears, 140.0 KiB in the file: loaded as webq int4 asymmetric, group 128, codes and scales as stored (no re-quantization); 136.0 KiB on the GPU',
       '  1 Linear, 17.6 KiB in the file: re-quantized at load to webq int8 symmetric, group 32 (their groups are not contiguous runs of columns, as with act-order g_idx, which no webq layout holds exactly); 34.0 KiB on the GPU',
+      '  runs by default as q4 with float activations (weight-only, as the format computes; --activations int8 for int8 activation blocks)',
     ]);
     const j = JSON.parse((await cli('info', '--json', join(out, 'model.safetensors'))).out);
     expect(j.quantization.description).toMatch(/^GPTQ 4-bit, group 128/);
+    expect(j.quantization.loads).toEqual({ dtype: 'q4', activations: 'float' });
     expect(j.quantization.layouts.map((l: { linears: number; converted: boolean }) => [l.linears, l.converted])).toEqual([[13, false], [1, true]]);
     // `webq quantize` is not for them: a clear refusal, nothing written.
     const q = await cli('quantize', out, '--dtype', 'q4', '--out', join(dir, 'info-requant'));

@@ -117,6 +117,7 @@ describe('the accuracy guard', () => {
     // The summary on stderr.
     expect(r.err).toMatch(/^quantized bert as q4 by gptq: .* -> .* \(\d+\.\d\dx smaller\), Linears 5\.00 bits per weight, \d+\.\d s\n/);
     expect(r.err).toContain('whole model: embedding cosine vs float 0.9');
+    expect(r.err).toMatch(/whole model: .*\(int8 activations, as a default load runs it\)/);
     expect(r.err).toContain('largest layer errors');
     const j = JSON.parse(await readFile(report, 'utf8'));
     expect(j).toMatchObject({ architecture: 'bert', dtype: 'q4', fileDType: 'q4', method: 'gptq', calibration: { texts: 6, unknownShare: 0 } });

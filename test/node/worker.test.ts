@@ -91,7 +91,7 @@ describe('models in a worker (dist/webq.browser.js + dist/webq.worker.js, Chromi
         const n: Float32Array[] = await m.embed(texts.slice(0, 1), { normalize: true, pooling: 'cls' });
         await m.dispose();
         const disposed = await m.embed(texts).then(() => 'no error', (e: { code: string }) => e.code);
-        return { v: v.map((x) => [...x]), n: n.map((x) => [...x]), f32: v.every((x) => x instanceof Float32Array), events, loadMs: m.loadMs, warmupMs: m.warmupMs, describe: m.describe, hidden: m.config.hiddenSize, disposed };
+        return { v: v.map((x) => [...x]), n: n.map((x) => [...x]), f32: v.every((x) => x instanceof Float32Array), events, loadMs: m.loadMs, warmupMs: m.warmupMs, describe: m.describe, activations: m.activations, hidden: m.config.hiddenSize, disposed };
       },
       bertUrl,
       TEXTS,
@@ -102,6 +102,7 @@ describe('models in a worker (dist/webq.browser.js + dist/webq.worker.js, Chromi
     expect(maxAbsDiff(got.n, wantNorm)).toBeLessThanOrEqual(1e-4);
     expect(got.f32).toBe(true);
     expect(got.describe).toBe(bertUrl);
+    expect(got.activations).toBe('float'); // f32 weights: nothing to quantize (BertModel.activations, through the worker)
     expect(got.hidden).toBe(want[0].length);
     expect(got.events).toContain('done config.json');
     expect(got.events.at(-1)).toBe('warmup'); // after the downloads and the checkpoint's 'ready'

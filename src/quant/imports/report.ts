@@ -8,13 +8,15 @@ import { parseStrictJson, type JsonValue } from '../../io/json.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
 import { isHttpUrl, openSource } from '../../io/source.ts';
 import { layoutFor } from '../layout.ts';
-import { isJsonObject, type ImportFormat } from './common.ts';
+import { isJsonObject, type ImportDType, type ImportFormat } from './common.ts';
 import { parseQuantizationConfig } from './formats.ts';
 import { planLayout, specText } from './int-weight.ts';
 
 export interface ImportReport {
   /** The format as configured. */
   description: string;
+  /** How a load runs it by default: the Linear dtype, and float activations unless int8 is the format's own (W8A8). */
+  loads: { dtype: ImportDType; activations: 'float' | 'int8' };
   /** How its Linears land in webq: one entry per layout. */
   layouts: { layout: string; converted: boolean; linears: number; fileBytes: number; gpuBytes: number }[];
 }
@@ -42,7 +44,7 @@ export async function importReport(store: TensorStore, format: ImportFormat): Pr
     entry.gpuBytes += N * wordsPerRow * 4 + N * groups * 2 * (plan.spec.symmetric ? 1 : 2);
     byLayout.set(key, entry);
   }
-  return { description: format.description, layouts: [...byLayout.values()] };
+  return { description: format.description, loads: { dtype: format.dtype, activations: format.dtype === 'w8a8' ? 'int8' : 'float' }, layouts: [...byLayout.values()] };
 }
 
 function mib(n: number): string {
@@ -59,6 +61,12 @@ export function importReportText(r: ImportReport): string[] {
     out.push(`  ${l.linears} Linear${l.linears === 1 ? '' : 's'}, ${mib(l.fileBytes)} in the file: ${how}; ${mib(l.gpuBytes)} on the GPU`);
   }
   if (r.layouts.length === 0) out.push('  no quantized Linears found in the checkpoint');
+  const { dtype, activations } = r.loads;
+  out.push(
+    activations === 'float'
+      ? `  runs by default as ${dtype} with float activations (weight-only, as the format computes; --activations int8 for int8 activation blocks)`
+      : `  runs by default as ${dtype}: int8 activations per token, as the format computes`,
+  );
   return out;
 }
 
