@@ -54,7 +54,7 @@ decoder calibrates on text it writes itself: --calib-tokens tokens (default 4096
 temperature 1 with seed --calib-seed (default 0), from BOS and a few generic openings; an encoder
 reads a built-in text. --smooth ALPHA (0..1; w8a8, w4a8, w8a8-static) migrates activation
 outliers into the weights (SmoothQuant), folded into the preceding norm. Biases absorb the mean
-output error on the calibration text unless --no-bias-correction.
+output error on the calibration text (awq, mixed; not sequential gptq) unless --no-bias-correction.
 
 Accuracy: with a calibrated method, --max-error or --report, the written model is loaded and
 compared with the float model on --eval FILE (default: the calibration text): embedding cosine

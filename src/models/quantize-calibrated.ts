@@ -312,10 +312,10 @@ export class CalibratedQuantization {
     const q = quantizeUnit(w, u, layout, gram ? opts.method : 'rtn', gram, { actOrder: opts.actOrder });
     const deq = dequantizeWeight(q);
     Object.assign(layer, { bits: layout.bits, group: layout.group, symmetric: layout.symmetric, error: gram ? relativeLayerError(w, deq, gram) : undefined, actScale: this.actScales.get(u.id), alpha: this.alphas.get(u.id) });
-    // Bias correction: subtract the mean output error on the calibration rows.
-    // (From the float pass's statistics: the sequential pass runs later layers on uncorrected biases.)
-    const fs = this.stats.get(u.id);
-    const fscale = this.scales.get(u.id);
+    // Bias correction: subtract the mean output error, (Wq - W) mean(x), on the inputs this unit
+    // will see: the sequential pass's (earlier units quantized) where it ran, else the float pass's.
+    const fs = sequential ? st : this.stats.get(u.id);
+    const fscale = sequential ? undefined : this.scales.get(u.id);
     const corr = opts.biasCorrection && fs?.rows && u.parts.some((p) => p.bias) ? biasCorrection(w, deq, fs.sum.map((v, k) => v / fs.rows / (fscale ? fscale[k] : 1))) : null;
     layer.biasCorrected = !!corr;
     for (const [j, p] of u.parts.entries()) {
