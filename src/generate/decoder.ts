@@ -36,6 +36,8 @@ export interface DecodeOptions {
 /** Ids read back together; with topLogprobs, their log probabilities as u32 words (LOGPROB_WORDS each). */
 export interface DecodedBatch extends Array<number> {
   logprobs?: Uint32Array;
+  /** Ids from this index on were forced by a constraint, not drawn (and have no logprobs record). */
+  forcedFrom?: number;
 }
 
 /** Why token sampling ended, as far as the decoder knows (stops are the caller's). */

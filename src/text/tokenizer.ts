@@ -109,6 +109,8 @@ export interface TokenSpelling {
   kind: 'byte_level' | 'byte_fallback' | 'raw';
   /** The normalizer or pre-tokenizer puts ▁ before the text (Llama 2 style SentencePiece). */
   prependSpace: boolean;
+  /** Ids of added tokens marked special (BOS, EOS, chat markers): they stand for no text. */
+  specialIds: number[];
 }
 
 function spellingOf(tj: Config): TokenSpelling {
@@ -123,7 +125,9 @@ function spellingOf(tj: Config): TokenSpelling {
   const prepend =
     parts(tj.normalizer).some((n) => n.type === 'Prepend' && n.prepend === '\u2581') ||
     parts(tj.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true));
-  return { kind, prependSpace: prepend };
+  const added = Array.isArray(tj.added_tokens) ? (tj.added_tokens as Config[]) : [];
+  const specialIds = added.filter((t) => t.special === true && typeof t.id === 'number').map((t) => t.id as number);
+  return { kind, prependSpace: prepend, specialIds };
 }
 
 export class TextTokenizer {
