@@ -18,7 +18,7 @@ import { mib, progressReporter } from './progress.ts';
 
 const DEFAULT_CHAT_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 
-type Finish = 'stop' | 'length' | 'aborted' | 'error';
+type Finish = 'stop' | 'length' | 'tool_calls' | 'aborted' | 'error';
 
 interface ChatState {
   status: 'loading' | 'ready' | 'generating' | 'error';
@@ -204,7 +204,7 @@ function readSettings(): { max_tokens: number; temperature: number } {
 /** The reply's stats: its usage (the usage so far for a stopped or failed one, see reply()). */
 function describeReply(u: ChatUsage | undefined, finish: Finish): string {
   const tps = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} tok/s`;
-  const end = { stop: 'done', length: 'hit max tokens', aborted: 'stopped', error: 'failed' }[finish];
+  const end = { stop: 'done', length: 'hit max tokens', tool_calls: 'called a tool', aborted: 'stopped', error: 'failed' }[finish];
   if (!u) return `${end} before the first token`;
   const cached = u.prompt_tokens_details.cached_tokens;
   return (

@@ -28,7 +28,7 @@ ${LLM_HELP}
 const rate = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 /** One stats line: "prompt 7 tokens (5 cached), generated 16 tokens, prefill 120 tokens/s, decode 40.5 tokens/s, finish length". */
-export function formatStats(u: Usage, finish: FinishReason | 'stopped'): string {
+export function formatStats(u: Usage, finish: FinishReason | 'tool_calls' | 'stopped'): string {
   const cached = u.cachedTokens > 0 ? ` (${u.cachedTokens} cached)` : '';
   return `prompt ${u.promptTokens} tokens${cached}, generated ${u.completionTokens} tokens, prefill ${rate(u.prefillTokensPerSecond)} tokens/s, decode ${rate(u.decodeTokensPerSecond)} tokens/s, finish ${finish}`;
 }
