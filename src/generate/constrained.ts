@@ -163,7 +163,8 @@ export async function* generateConstrained(d: Decoder, prompt: readonly number[]
       if (!timed(() => guide.matcher.accept(id))) {
         throw new WebqError('CONSTRAINT_BROKEN', `the sampler drew token ${id}, which the constraint's mask did not allow (a webq bug; please report it)`);
       }
-      if (!more) {
+      // The constraint is complete when it took an end-of-sequence id; the caller ends on that id.
+      if (!more || guide.matcher.terminated) {
         yield batch;
         return;
       }

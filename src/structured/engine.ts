@@ -5,7 +5,8 @@
  */
 import type { TextTokenizer } from '../text/tokenizer.ts';
 import { constraintKey, type Constraint } from './constraint.ts';
-import { engineCall, loadXgrammar, type XgCompiled, type XgCompiler, type XgMatcher, type XgTokenizerInfo } from './xgrammar.ts';
+import { controlFreeMask } from './forced-tokens.ts';
+import { engineCall, loadXgrammar, quietly, type XgCompiled, type XgCompiler, type XgMatcher, type XgTokenizerInfo } from './xgrammar.ts';
 
 /** JSON the way json.dumps writes it on one line ({"a": 1, "b": [2, 3]}): what models saw most. */
 const JSON_STYLE = { anyWhitespace: false, indent: -1, separators: [', ', ': '] as [string, string] };
@@ -13,8 +14,10 @@ const CACHE_SIZE = 32;
 
 export class ConstraintEngine {
   private readonly compiled = new Map<string, Promise<XgCompiled>>();
+  private readonly allowMasks = new Map<string, Uint32Array>();
 
   private constructor(
+    private readonly tokenizer: TextTokenizer,
     private readonly info: XgTokenizerInfo,
     private readonly compiler: XgCompiler,
     /** Ids that end a generation (the model's end-of-sequence tokens). */
@@ -34,7 +37,7 @@ export class ConstraintEngine {
     if (tokens.length > vocabSize) tokens.length = vocabSize;
     const info = await xg.TokenizerInfo.createTokenizerInfo(tokens, tokenizer.spelling.kind, tokenizer.spelling.prependSpace, vocabSize, [...stopIds]);
     const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, true);
-    return new ConstraintEngine(info, compiler, stopIds, vocabSize);
+    return new ConstraintEngine(tokenizer, info, compiler, stopIds, vocabSize);
   }
 
   /** Compiles (or finds compiled) `c`; a bad schema, regex or grammar throws ConstraintError with the engine's reason. */
@@ -77,7 +80,20 @@ export class ConstraintEngine {
   async matcher(c: Constraint): Promise<TokenMatcher> {
     const g = await this.compile(c);
     const xg = await loadXgrammar();
-    return new TokenMatcher(await xg.GrammarMatcher.createGrammarMatcher(g, [...this.stopIds], false), this.stopIds);
+    return new TokenMatcher(await xg.GrammarMatcher.createGrammarMatcher(g, [...this.stopIds], false), this.stopIds, this.allowFor(c));
+  }
+
+  /**
+   * Tokens a constraint's own mask may wrongly allow: raw control characters, which JSON never
+   * takes (tool calls keep \n, their tags are written with it). Null for regex and grammar, whose
+   * author says which characters are allowed.
+   */
+  private allowFor(c: Constraint): Uint32Array | null {
+    if (c.type === 'regex' || c.type === 'grammar') return null;
+    const keep = c.type === 'structural_tag' ? '\n' : '';
+    let m = this.allowMasks.get(keep);
+    if (!m) this.allowMasks.set(keep, (m = controlFreeMask(this.tokenizer, this.vocabSize, keep)));
+    return m;
   }
 
   dispose(): void {
@@ -91,7 +107,12 @@ export class ConstraintEngine {
 /** One generation's position in its constraint. */
 export class TokenMatcher {
   private readonly stop: Set<number>;
-  constructor(private readonly m: XgMatcher, stopIds: readonly number[]) {
+  constructor(
+    private readonly m: XgMatcher,
+    stopIds: readonly number[],
+    /** ANDed into every mask (see ConstraintEngine.allowFor). */
+    private readonly allow: Uint32Array | null = null,
+  ) {
     this.stop = new Set(stopIds);
   }
 
@@ -108,6 +129,7 @@ export class TokenMatcher {
   async fillMask(out: Uint32Array): Promise<'open' | 'end' | 'none'> {
     const mask = await this.m.getNextTokenBitmask();
     out.set(new Uint32Array(mask.buffer, mask.byteOffset, Math.min(mask.length, out.length)));
+    if (this.allow) for (let w = 0; w < out.length; w++) out[w] &= this.allow[w];
     let onlyStop = true;
     let any = false;
     for (let w = 0; w < out.length; w++) {
@@ -127,10 +149,18 @@ export class TokenMatcher {
     return !any ? 'none' : onlyStop ? 'end' : 'open';
   }
 
-  /** Text the constraint forces next (empty when the next step is a real choice). */
+  /**
+   * Text the constraint forces next (empty when the next step is a real choice). The engine's
+   * search for it has aborted on some grammars: then jump-forward is off for this matcher, and
+   * every token is drawn (the mask still holds).
+   */
   forcedText(): string {
-    return this.m.findJumpForwardString();
+    if (this.noJump) return '';
+    const s = quietly(() => this.m.findJumpForwardString(), null);
+    if (s === null) this.noJump = true;
+    return s ?? '';
   }
+  private noJump = false;
 
   get terminated(): boolean {
     return this.m.isTerminated();

@@ -52,6 +52,32 @@ function tokenText(token: string, spelling: TokenSpelling, bl: Map<string, numbe
   return token;
 }
 
+/**
+ * Bit i set when token i writes no control character (U+0000-U+001F) other than those in `keep`.
+ * JSON allows none of them raw in a string, yet the engine's string rule lets byte tokens such as
+ * <0x02> through: ANDed into the mask of a JSON constraint, this keeps every output parseable.
+ */
+export function controlFreeMask(tokenizer: TextTokenizer, vocabSize: number, keep = ''): Uint32Array {
+  const tokens = tokenizer.tokensById();
+  const spelling = tokenizer.spelling;
+  const bl = spelling.kind === 'byte_level' ? byteLevelDecoder() : null;
+  const out = new Uint32Array(Math.ceil(vocabSize / 32));
+  const bad = (code: number) => code < 0x20 && !keep.includes(String.fromCharCode(code));
+  for (let id = 0; id < vocabSize; id++) {
+    const t = tokens[id] ?? '';
+    let ok = true;
+    if (bl) {
+      for (const ch of t) if (bad(bl.get(ch) ?? 0x20)) ok = false;
+    } else {
+      const m = spelling.kind === 'byte_fallback' ? /^<0x([0-9A-Fa-f]{2})>$/.exec(t) : null;
+      if (m) ok = !bad(parseInt(m[1], 16));
+      else for (let i = 0; i < t.length; i++) if (bad(t.charCodeAt(i))) ok = false;
+    }
+    if (ok) out[id >>> 5] |= 1 << (id & 31);
+  }
+  return out;
+}
+
 export class ForcedTokenizer {
   private readonly byText = new Map<string, number>();
   private readonly longest: number;

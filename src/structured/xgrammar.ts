@@ -100,3 +100,19 @@ export async function engineCall<T>(what: string, code: 'BAD_SCHEMA' | 'BAD_REGE
     printed.length = Math.min(printed.length, before);
   }
 }
+
+/** The engine's last complaint from a call that `quietly` absorbed (for tests and bug reports). */
+export let lastEngineComplaint = '';
+
+/** Runs an engine call that may abort on an engine bug; on failure gives `fallback` and keeps the engine's line. */
+export function quietly<T>(fn: () => T, fallback: T): T {
+  const before = printed.length;
+  try {
+    return fn();
+  } catch (e) {
+    lastEngineComplaint = printed.slice(before).join(' ') || (e instanceof Error ? e.message : String(e));
+    return fallback;
+  } finally {
+    printed.length = Math.min(printed.length, before);
+  }
+}
