@@ -250,7 +250,7 @@ export class ChatCompletions {
   private message(r: GenerationResult, plan: ToolPlan | null): { message: ChatCompletionMessage; finish: ChatFinishReason } {
     if (!plan?.parse) return { message: { role: 'assistant', content: r.text, refusal: null }, finish: r.finishReason };
     const p = parseToolCalls(r.text, plan.format);
-    if (!p.calls.length) return { message: { role: 'assistant', content: r.text, refusal: null }, finish: r.finishReason };
+    if (!p.calls.length) return { message: { role: 'assistant', content: p.content ?? '', refusal: null }, finish: r.finishReason };
     return { message: { role: 'assistant', content: p.content, refusal: null, tool_calls: p.calls }, finish: r.finishReason === 'length' ? 'length' : 'tool_calls' };
   }
 

@@ -109,7 +109,8 @@ export async function* generateConstrained(d: Decoder, prompt: readonly number[]
 
   try {
     // Text forced before the first draw joins the prompt's forward.
-    const head = forcedIds(total);
+    // Forced ids are fed at once, so at most total - 1 of them (the last id is never fed).
+    const head = forcedIds(total - 1);
     out.push(...head);
     stats.forced += head.length;
     markSeen(head);
@@ -168,7 +169,7 @@ export async function* generateConstrained(d: Decoder, prompt: readonly number[]
         yield batch;
         return;
       }
-      const forced = forcedIds(total - out.length);
+      const forced = forcedIds(total - out.length - 1);
       if (forced.length) {
         // The forward just submitted (of the drawn id) is kept for its keys and values; the forced
         // tokens run through one more forward, whose last logits the next draw uses.

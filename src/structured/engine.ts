@@ -72,7 +72,7 @@ export class ConstraintEngine {
       case 'grammar':
         return engineCall('grammar', 'BAD_GRAMMAR', () => k.compileGrammar(c.grammar, 'root'));
       case 'structural_tag':
-        return engineCall('tool call format', 'BAD_TOOLS', () => k.compileStructuralTag({ type: 'structural_tag', format: c.format }));
+        return engineCall('tool call format', 'BAD_TOOLS', async () => k.compileStructuralTag({ type: 'structural_tag', format: await compactJson(c.format) }));
     }
   }
 
@@ -102,6 +102,29 @@ export class ConstraintEngine {
     this.compiler.dispose();
     this.info.dispose();
   }
+}
+
+/**
+ * A structural tag's JSON Schema parts as grammars in JSON_STYLE: the engine writes a tag's
+ * json_schema content with any whitespace, and a model (a random one surely) may then write
+ * whitespace until it runs out of tokens.
+ */
+async function compactJson(node: unknown): Promise<unknown> {
+  if (Array.isArray(node)) return Promise.all(node.map(compactJson));
+  if (typeof node !== 'object' || node === null) return node;
+  const o = node as Record<string, unknown>;
+  if (o.type === 'json_schema' && 'json_schema' in o) {
+    const xg = await loadXgrammar();
+    const g = await xg.Grammar.fromJSONSchema(JSON.stringify(o.json_schema), JSON_STYLE.anyWhitespace, JSON_STYLE.indent, JSON_STYLE.separators, true);
+    try {
+      return { type: 'grammar', grammar: g.toString() };
+    } finally {
+      g.dispose();
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[k] = await compactJson(v);
+  return out;
 }
 
 /** One generation's position in its constraint. */

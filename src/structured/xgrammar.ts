@@ -36,7 +36,12 @@ export interface XgMatcher {
   reset(): void;
   dispose(): void;
 }
+export interface XgGrammar {
+  toString(): string;
+  dispose(): void;
+}
 export interface Xgrammar {
+  Grammar: { fromJSONSchema(schema: string, anyWhitespace?: boolean, indent?: number, separators?: [string, string], strictMode?: boolean): Promise<XgGrammar> };
   TokenizerInfo: { createTokenizerInfo(vocab: string[], kind: string, prependSpace: boolean, vocabSize: number, stop: number[]): Promise<XgTokenizerInfo> };
   GrammarCompiler: { createGrammarCompiler(info: XgTokenizerInfo, cache?: boolean): Promise<XgCompiler> };
   GrammarMatcher: { createGrammarMatcher(g: XgCompiled, stop?: number[], terminateWithoutStop?: boolean): Promise<XgMatcher> };
