@@ -15,15 +15,16 @@ export interface EmbeddingRequest {
   user?: string;
 }
 
-export interface Embedding {
+/** `embedding` is number[] for encoding_format 'float', a base64 string for 'base64'. */
+export interface Embedding<E extends number[] | string = number[] | string> {
   object: 'embedding';
   index: number;
-  embedding: number[] | string;
+  embedding: E;
 }
 
-export interface EmbeddingResponse {
+export interface EmbeddingResponse<E extends number[] | string = number[] | string> {
   object: 'list';
-  data: Embedding[];
+  data: Embedding<E>[];
   model: string;
   usage: { prompt_tokens: number; total_tokens: number };
 }
@@ -52,6 +53,9 @@ export class Embeddings {
     private readonly tokens: (text: string) => number,
   ) {}
 
+  create(req: EmbeddingRequest & { encoding_format: 'base64' }): Promise<EmbeddingResponse<string>>;
+  create(req: EmbeddingRequest & { encoding_format?: 'float' }): Promise<EmbeddingResponse<number[]>>;
+  create(req: EmbeddingRequest): Promise<EmbeddingResponse>;
   async create(req: EmbeddingRequest): Promise<EmbeddingResponse> {
     if (typeof req !== 'object' || req === null) throw new WebqError('BAD_OPTION', 'embeddings.create needs a request object with input');
     const input = typeof req.input === 'string' ? [req.input] : req.input;
