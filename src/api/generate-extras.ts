@@ -4,9 +4,9 @@
  * vector over the vocabulary, and logprobs records turned into per-token entries.
  */
 import { WebqError } from '../errors.ts';
-import type { ConstrainedStats, Guide } from '../generate/constrained.ts';
-import type { DecodedBatch } from '../generate/decoder.ts';
-import { decodeLogprobs, LOGPROB_WORDS, TOP_LOGPROBS_MAX } from '../ops/sample.ts';
+import { generateConstrained, type ConstrainedStats, type Guide } from '../generate/constrained.ts';
+import type { DecodedBatch, DecodeOptions, Decoder } from '../generate/decoder.ts';
+import { decodeLogprobs, LOGPROB_WORDS, TOP_LOGPROBS_MAX, type SamplingParams } from '../ops/sample.ts';
 import { parseResponseFormat, type Constraint, type ResponseFormat } from '../structured/constraint.ts';
 import { ConstraintEngine } from '../structured/engine.ts';
 import { ForcedTokenizer } from '../structured/forced-tokens.ts';
@@ -62,6 +62,8 @@ export interface PreparedExtras {
   guide: Guide | null;
   bias?: Float32Array;
   topLogprobs?: number;
+  /** The decode loop for these extras: the constrained one under a constraint, else the run-ahead one. */
+  decode(d: Decoder, ids: readonly number[], params: SamplingParams, o: Omit<DecodeOptions, 'bias' | 'topLogprobs'>): AsyncGenerator<DecodedBatch, void, undefined>;
   dispose(): void;
 }
 
@@ -72,12 +74,13 @@ export async function prepareExtras(tools: ConstraintTools, vocab: number, eos: 
     throw new WebqError('BAD_OPTION', `logprobs (top alternatives per token) must be an integer from 0 to ${TOP_LOGPROBS_MAX}, got ${o.logprobs}`);
   }
   const bias = o.logitBias === undefined ? undefined : biasVector(o.logitBias, vocab);
-  if (!constraint) return { guide: null, bias, topLogprobs: o.logprobs, dispose() {} };
+  const topLogprobs = o.logprobs;
+  if (!constraint) return { guide: null, bias, topLogprobs, decode: (d, ids, p, opts) => d.generate(ids, p, { ...opts, bias, topLogprobs }), dispose() {} };
   if (eos.length === 0) throw new WebqError('BAD_OPTION', 'a constrained generation needs an end-of-sequence token, and this model names none (config.json eos_token_id)');
   const engine = await tools.get();
   const matcher = await engine.matcher(constraint);
   const guide: Guide = { matcher, forced: tools.forced(), eosId: eos[0], stats: o.constraintStats };
-  return { guide, bias, topLogprobs: o.logprobs, dispose: () => matcher.dispose() };
+  return { guide, bias, topLogprobs, decode: (d, ids, p, opts) => generateConstrained(d, ids, p, { ...opts, bias, topLogprobs }, guide), dispose: () => matcher.dispose() };
 }
 
 /** OpenAI's logit_bias ({ "123": -100 }) as a dense f32 vector over the vocabulary. */

@@ -27,7 +27,6 @@ import { readGenerationConfig, type GenerationDefaults } from '../text/generatio
 import { TextStreamer } from '../text/text-stream.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ChatCompletions } from './chat.ts';
-import { generateConstrained } from '../generate/constrained.ts';
 import { ConstraintTools, logprobEntries, prepareExtras, type ConstraintOptions, type TokenLogprob } from './generate-extras.ts';
 
 /** Default context cap: the model's own, but no more than this many positions. */
@@ -340,9 +339,7 @@ export class LlmModel {
         // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
         // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
         let cacheKeep = Infinity;
-        const dopts = { maxTokens, batch: o.readEvery, signal: o.signal, bias: extras.bias, topLogprobs: extras.topLogprobs };
-        const source = extras.guide ? generateConstrained(this.decoder, ids, params, dopts, extras.guide) : this.decoder.generate(ids, params, dopts);
-        for await (const batch of source) {
+        for await (const batch of extras.decode(this.decoder, ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
           if (!tFirst) tFirst = now();
           const end = batch.findIndex((id) => eos.has(id));
           const accepted = end < 0 ? batch : batch.slice(0, end);
