@@ -200,6 +200,14 @@ describe('logprobs, logit_bias, n', () => {
     expect(new Set(n.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
     const again = await plain.chat.completions.create({ messages, temperature: 1, seed: 10, max_tokens: 6 });
     expect(again.choices[0].message.content).toBe(n.choices[1].message.content); // choice i samples with seed + i
+    const streamed = ['', '', ''];
+    let usage = 0;
+    for await (const c of plain.chat.completions.create({ messages, temperature: 1, seed: 9, max_tokens: 6, n: 3, stream: true })) {
+      for (const ch of c.choices) streamed[ch.index] += ch.delta.content ?? '';
+      if (c.usage) usage = c.usage.completion_tokens;
+    }
+    expect(streamed).toEqual(n.choices.map((c) => c.message.content));
+    expect(usage).toBe(n.usage.completion_tokens);
     const bad = await plain.chat.completions.create({ messages, logit_bias: { 5: 300 } }).catch((x: unknown) => x);
     expect((bad as Error).message).toMatch(/\[-100, 100\]/);
   });
