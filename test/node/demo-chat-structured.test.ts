@@ -3,6 +3,7 @@
 // every reply under the schema must be JSON valid for it; with the tool required, the model's call
 // must be valid for the tool's schema, the page's answer goes back as a tool message, and the
 // model then answers in text.
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import type { Browser, Page } from 'puppeteer-core';
@@ -108,6 +109,9 @@ describe('chat page: structured output and tools', () => {
     expect(['stop', 'length']).toContain(state.lastFinish);
     const bubbles = await page.$$eval('#messages .msg', (els) => els.map((e) => e.className));
     expect(bubbles.slice(0, 3)).toEqual(['msg user', 'msg assistant', 'msg tool']);
+    const shot = join(tmpdir(), 'webq-chat-tools.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`chat page with a tool call: screenshot ${shot}`);
     expect(errors).toEqual([]);
     await page.close();
   }, 300_000);
