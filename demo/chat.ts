@@ -6,19 +6,20 @@
  *   ?dtype=        weights: f32 | f16 | q8 | q4 | w8a8 | w4a8 (default q4)
  *   ?kv=           KV cache: f16 | f32 | int8 (default int8, which every adapter runs)
  *   ?max_tokens=, ?temperature=, ?system=   the settings (temperature 0 = greedy)
+ *   ?schema=       a JSON Schema every reply must satisfy; ?tools=1 offers get_weather (?tool_choice=required)
  *   ?prompt=       a first message; ?messages= a JSON list of {role, content} to start from
  *   ?autorun=1     sends that first message (or answers the last user message) once loaded
  *   ?hub=          hub base URL (default https://huggingface.co); ?cache=0 skips the download cache
  * The page publishes window.__webqChat (status, messages, last usage, errors) for the browser test.
  */
-import { KV_DTYPES, LINEAR_DTYPES, type ChatMessage, type ChatUsage, type KvDType, type LinearDType } from '../src/index.ts';
+import { KV_DTYPES, LINEAR_DTYPES, type ChatMessage, type ChatTool, type ChatUsage, type KvDType, type LinearDType, type ToolCall } from '../src/index.ts';
 import { WebqWorker, WorkerLlmModel } from '../src/worker/index.ts';
 import { networkAdvice } from './diagnose.ts';
 import { mib, progressReporter } from './progress.ts';
 
 const DEFAULT_CHAT_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 
-type Finish = 'stop' | 'length' | 'aborted' | 'error';
+type Finish = 'stop' | 'length' | 'tool_calls' | 'aborted' | 'error';
 
 interface ChatState {
   status: 'loading' | 'ready' | 'generating' | 'error';
@@ -40,6 +41,8 @@ interface ChatState {
   chunks: number;
   lastFinish?: Finish;
   lastUsage?: ChatUsage;
+  /** get_weather calls the model made, with the answers this page gave. */
+  toolCalls: { name: string; arguments: string; result: string }[];
   errors: string[];
 }
 
@@ -70,14 +73,37 @@ const ui = {
   send: $<HTMLButtonElement>('send'),
   stop: $<HTMLButtonElement>('stop'),
   replyStats: $<HTMLSpanElement>('reply-stats'),
+  schema: $<HTMLTextAreaElement>('schema'),
+  tools: $<HTMLInputElement>('tools'),
+  toolChoice: $<HTMLSelectElement>('tool-choice'),
+  structured: $<HTMLDetailsElement>('structured'),
 };
+
+/** The tool the page offers; its answers are made up here (a demo has no weather service). */
+const WEATHER_TOOL: ChatTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The current weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] },
+  },
+};
+
+/** A reproducible made-up answer: the temperature follows from the city's name. */
+function weatherFor(args: string): string {
+  const { city = '', unit = 'celsius' } = JSON.parse(args) as { city?: string; unit?: string };
+  let h = 0;
+  for (const ch of String(city)) h = (h * 31 + ch.charCodeAt(0)) % 1000;
+  const c = 5 + (h % 25);
+  return JSON.stringify({ city, temperature: unit === 'fahrenheit' ? Math.round(c * 1.8 + 32) : c, unit, sky: ['sunny', 'cloudy', 'rainy'][h % 3] });
+}
 
 const params = new URLSearchParams(location.search);
 const modelId = params.get('model') || DEFAULT_CHAT_MODEL;
 const dtypeParam = params.get('dtype') || 'q4';
 const kvParam = params.get('kv') || 'int8';
 
-const state: ChatState = { status: 'loading', model: modelId, dtype: dtypeParam, kv: kvParam, messages: [], replies: 0, chunks: 0, errors: [] };
+const state: ChatState = { status: 'loading', model: modelId, dtype: dtypeParam, kv: kvParam, messages: [], replies: 0, chunks: 0, toolCalls: [], errors: [] };
 window.__webqChat = state;
 
 let llm: WorkerLlmModel | undefined;
@@ -193,6 +219,27 @@ async function loadInto(worker: WebqWorker): Promise<WorkerLlmModel> {
   return model;
 }
 
+/** The schema box and the tools switch as request fields; `followUp` answers a tool result (no new call). */
+function readStructured(followUp: boolean): { response_format?: { type: 'json_schema'; json_schema: { name: string; schema: Record<string, unknown> } }; tools?: ChatTool[]; tool_choice?: 'auto' | 'required' | 'none' } {
+  const out: ReturnType<typeof readStructured> = {};
+  const text = ui.schema.value.trim();
+  if (text) {
+    let schema: unknown;
+    try {
+      schema = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`the JSON schema box does not hold JSON: ${(e as Error).message}`);
+    }
+    if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new Error('the JSON schema box must hold a JSON object (a schema)');
+    out.response_format = { type: 'json_schema', json_schema: { name: 'page_schema', schema: schema as Record<string, unknown> } };
+  }
+  if (ui.tools.checked) {
+    out.tools = [WEATHER_TOOL];
+    out.tool_choice = followUp ? 'none' : (ui.toolChoice.value as 'auto' | 'required');
+  }
+  return out;
+}
+
 function readSettings(): { max_tokens: number; temperature: number } {
   const max = Number(ui.maxTokens.value);
   if (!Number.isSafeInteger(max) || max < 1) throw new Error(`max tokens must be a positive whole number, got '${ui.maxTokens.value}'`);
@@ -204,7 +251,7 @@ function readSettings(): { max_tokens: number; temperature: number } {
 /** The reply's stats: its usage (the usage so far for a stopped or failed one, see reply()). */
 function describeReply(u: ChatUsage | undefined, finish: Finish): string {
   const tps = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} tok/s`;
-  const end = { stop: 'done', length: 'hit max tokens', aborted: 'stopped', error: 'failed' }[finish];
+  const end = { stop: 'done', length: 'hit max tokens', tool_calls: 'called a tool', aborted: 'stopped', error: 'failed' }[finish];
   if (!u) return `${end} before the first token`;
   const cached = u.prompt_tokens_details.cached_tokens;
   return (
@@ -214,11 +261,11 @@ function describeReply(u: ChatUsage | undefined, finish: Finish): string {
 }
 
 /** Streams the model's answer to the conversation so far into a new reply bubble. */
-async function reply(): Promise<void> {
+async function reply(followUp = false): Promise<void> {
   if (!llm || state.status !== 'ready') return;
-  let settings: ReturnType<typeof readSettings>;
+  let settings: ReturnType<typeof readSettings> & ReturnType<typeof readStructured>;
   try {
-    settings = readSettings();
+    settings = { ...readSettings(), ...readStructured(followUp) };
   } catch (e) {
     return showError(e);
   }
@@ -234,6 +281,7 @@ async function reply(): Promise<void> {
   setStatus('generating');
   publish();
   let finish: Finish = 'error';
+  const calls: { id: string; name: string; arguments: string }[] = [];
   try {
     // The usage so far on every chunk, so a stopped reply can say how many tokens it got.
     const stream = llm.chat.completions.create({ messages, stream: true, stream_options: { continuous_usage_stats: true }, ...settings }, { signal: ac.signal });
@@ -246,6 +294,13 @@ async function reply(): Promise<void> {
         publish();
         b.el.scrollIntoView({ block: 'nearest' });
       }
+      for (const t of choice.delta.tool_calls ?? []) {
+        calls[t.index] ??= { id: '', name: '', arguments: '' };
+        calls[t.index].id += t.id ?? '';
+        calls[t.index].name += t.function?.name ?? '';
+        calls[t.index].arguments += t.function?.arguments ?? '';
+        b.text.textContent = calls.map((c) => `→ ${c.name}(${c.arguments})`).join('\n');
+      }
       if (choice.finish_reason) finish = choice.finish_reason;
       if (chunk.usage) state.lastUsage = chunk.usage;
     }
@@ -256,7 +311,7 @@ async function reply(): Promise<void> {
     abort = undefined;
     // A reply that never started is not part of the conversation; a stopped one keeps what came.
     const at = turns.indexOf(answer);
-    if (at >= 0 && answer.content === '' && finish !== 'stop' && finish !== 'length') turns.splice(at, 1);
+    if (at >= 0 && answer.content === '' && finish !== 'stop' && finish !== 'length' && finish !== 'tool_calls') turns.splice(at, 1);
     b.el.classList.remove('streaming');
     if (finish === 'error') b.el.classList.add('failed');
     b.meta.hidden = false;
@@ -268,6 +323,25 @@ async function reply(): Promise<void> {
     setStatus('ready');
     publish();
   }
+  if (finish === 'tool_calls' && calls.length) await answerTools(answer, calls);
+}
+
+/** The page plays the tool: each call's result goes back as a role 'tool' message, then the model answers. */
+async function answerTools(answer: ChatMessage, calls: { id: string; name: string; arguments: string }[]): Promise<void> {
+  answer.tool_calls = calls.map((c): ToolCall => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));
+  for (const c of calls) {
+    let result: string;
+    try {
+      result = c.name === WEATHER_TOOL.function.name ? weatherFor(c.arguments) : JSON.stringify({ error: `no tool named ${c.name}` });
+    } catch (e) {
+      result = JSON.stringify({ error: `bad arguments: ${(e as Error).message}` });
+    }
+    state.toolCalls.push({ name: c.name, arguments: c.arguments, result });
+    turns.push({ role: 'tool', content: result, tool_call_id: c.id });
+    bubble('tool', result);
+  }
+  publish();
+  await reply(true);
 }
 
 async function send(text: string): Promise<void> {
@@ -316,6 +390,11 @@ for (const [name, input] of [['max_tokens', ui.maxTokens], ['temperature', ui.te
   const v = params.get(name);
   if (v !== null) input.value = v;
 }
+
+ui.schema.value = params.get('schema') ?? '';
+ui.tools.checked = params.get('tools') === '1';
+ui.toolChoice.value = params.get('tool_choice') === 'required' ? 'required' : 'auto';
+ui.structured.open = ui.schema.value !== '' || ui.tools.checked;
 
 // A new model, dtype or KV type reloads the page: a fresh device, and a URL that can be shared.
 ui.form.addEventListener('submit', (ev) => {

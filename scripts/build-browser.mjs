@@ -13,7 +13,7 @@
 // rejection: a browser never takes those paths (src/io/node-fs.ts and src/gpu/device.ts check the
 // runtime first), and the bundle names no Node module at all.
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -98,10 +98,41 @@ const workerScriptUrl = {
   },
 };
 
-/** The bundle must stand alone: no import or export from another module, no Node module named. */
+/**
+ * The constraint engine (@mlc-ai/web-xgrammar: a UMD script with its WebAssembly inlined, about
+ * 1.1 MB) is not bundled: src/structured/xgrammar.ts imports it on first use of a constraint, and
+ * here that import becomes one of webq.xgrammar.js, written beside the bundle as an ES module that
+ * runs the package's script unchanged. A page that never constrains a reply never downloads it.
+ */
+const XGRAMMAR_FILE = 'webq.xgrammar.js';
+/** @type {import('rolldown').Plugin} */
+const xgrammarBeside = {
+  name: 'webq:xgrammar-beside',
+  transform: {
+    filter: { id: /[\\/]src[\\/]structured[\\/]xgrammar\.ts$/ },
+    handler(code, id) {
+      const from = "import('@mlc-ai/web-xgrammar')";
+      if (!code.includes(from)) throw new Error(`${id}: expected ${from}`);
+      return { code: code.replace(from, `import(new URL(${JSON.stringify(`./${XGRAMMAR_FILE}`)}, import.meta.url).href)`), map: null };
+    },
+  },
+};
+
+function writeXgrammar(dir) {
+  const src = readFileSync(createRequire(join(root, 'package.json')).resolve('@mlc-ai/web-xgrammar/lib/index.js'), 'utf8');
+  const version = JSON.parse(readFileSync(createRequire(join(root, 'package.json')).resolve('@mlc-ai/web-xgrammar/package.json'), 'utf8')).version;
+  const body =
+    `/*! @mlc-ai/web-xgrammar ${version} (Apache-2.0), its lib/index.js run as the CommonJS module it is, for webq's constraints */\n` +
+    `const module = { exports: {} };\n(function (exports, module) {\n${src}\n}).call(undefined, module.exports, module);\nexport default module.exports;\n`;
+  writeFileSync(join(dir, XGRAMMAR_FILE), body);
+  return body;
+}
+
+/** The bundle must stand alone: no import or export from another module (but the engine beside it), no Node module named. */
 function checkSelfContained(code, out) {
   const problems = [];
   for (const n of nodes(parseAst(code, { lang: 'js' }))) {
+    if (n.type === 'ImportExpression' && code.slice(n.start, n.end).includes(XGRAMMAR_FILE)) continue;
     if (n.type === 'ImportExpression' || n.type === 'ImportDeclaration' || ((n.type === 'ExportNamedDeclaration' || n.type === 'ExportAllDeclaration') && n.source)) {
       problems.push(`${n.type} at ${n.start}`);
     } else if (n.type === 'CallExpression' && n.callee.type === 'Identifier' && n.callee.name === 'require') {
@@ -154,8 +185,9 @@ async function bundle(input, file, plugins, what) {
 }
 
 const outputs = [
-  [out, await bundle(join(root, 'src', 'index.ts'), out, [nodeOnlyImports, workerScriptUrl], 'browser build')],
-  [workerOut, await bundle(join(root, 'src', 'worker', 'worker.ts'), workerOut, [nodeOnlyImports], 'worker script (see webq.browser.js)')],
+  [out, await bundle(join(root, 'src', 'index.ts'), out, [nodeOnlyImports, workerScriptUrl, xgrammarBeside], 'browser build')],
+  [workerOut, await bundle(join(root, 'src', 'worker', 'worker.ts'), workerOut, [nodeOnlyImports, xgrammarBeside], 'worker script (see webq.browser.js)')],
+  [join(dirname(out), XGRAMMAR_FILE), writeXgrammar(dirname(out))],
 ];
 
 const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;

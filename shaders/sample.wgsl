@@ -1,5 +1,5 @@
-// Token sampling for generation in one workgroup, in Hugging Face transformers' order: repetition
-// penalty, then argmax (entry `argmax`) or temperature, top-k, top-p, min-p and a seeded draw
+// Token sampling for generation in one workgroup, in Hugging Face transformers' order: logit bias
+// and the constraint mask (a disallowed token's score is -inf), repetition penalty, then argmax (entry `argmax`) or temperature, top-k, top-p, min-p and a seeded draw
 // (entry `sample`). Only the token id leaves: it goes to next[0] (the next decode step's input), to
 // ids[step % ring], and into the seen bitset.
 //
@@ -21,6 +21,10 @@ struct Params {
   min_p: f32,       // 0 = off
   penalty: f32,     // 1 = off
   inv_penalty: f32, // 1 / penalty
+  flags: u32,       // MASK | BIAS | LOGPROBS
+  top_n: u32,       // top logprobs written per step (LOGPROBS), at most TOP_MAX
+  lp_inv_temp: f32, // 1 / temperature for logprobs (1 when greedy)
+  neg_inf: f32,     // -inf, the score of a masked token (a constant -inf does not compile)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,12 +33,21 @@ struct Params {
 @group(0) @binding(3) var<storage, read> step: array<u32>;       // step[0]: this step's index
 @group(0) @binding(4) var<storage, read_write> next: array<u32>; // [1]
 @group(0) @binding(5) var<storage, read_write> ids: array<u32>;  // [ring]
+@group(0) @binding(6) var<storage, read> mask: array<u32>;       // [ceil(vocab / 32)] bit set = allowed (MASK)
+@group(0) @binding(7) var<storage, read> bias: array<f32>;       // [vocab] added to the logits (BIAS)
+// [ring * LPW] per step (LOGPROBS): chosen id, its logprob, then top_n (id, logprob) pairs; logprobs as f32 bits
+@group(0) @binding(8) var<storage, read_write> lp: array<u32>;
 
 override WG: u32 = 256u; // a power of two (tree reductions)
 const NONE = 0xffffffffu;
 const OP_SUM = 0u;
 const OP_MAX = 1u;
 const OP_MIN = 2u;
+const MASK = 1u;
+const BIAS = 2u;
+const LOGPROBS = 4u;
+const TOP_MAX = 20u;
+const LPW = 2u + 2u * TOP_MAX;
 var<workgroup> red_u: array<u32, WG>;
 var<workgroup> red_f: array<f32, WG>;
 
@@ -61,8 +74,14 @@ fn sampler_uniform(seed: u32, n: u32) -> f32 {
 // The logit after the repetition penalty: a seen token's score is divided by the penalty when
 // positive, multiplied when negative. Multiplying by the reciprocal keeps z bit-exact on every GPU:
 // WGSL division may be off by 2.5 ulp, multiplication is correctly rounded.
+// The bias is added first (a logits processor, like HF's SequenceBias), and a token the constraint
+// disallows scores -inf, which no filter keeps and the draw never picks.
 fn score(i: u32) -> f32 {
-  let s = f32(logits[i]);
+  if ((p.flags & MASK) != 0u && (mask[i >> 5u] & (1u << (i & 31u))) == 0u) {
+    return p.neg_inf;
+  }
+  var s = f32(logits[i]);
+  if ((p.flags & BIAS) != 0u) { s += bias[i]; }
   if (p.penalty != 1.0 && (seen[i >> 5u] & (1u << (i & 31u))) != 0u) {
     return select(s * p.inv_penalty, s * p.penalty, s < 0.0);
   }
@@ -132,9 +151,55 @@ fn prefix_sum(v: f32, lid: u32) -> f32 {
   return red_f[lid];
 }
 
+// --- logprobs: log softmax of score * lp_inv_temp (after bias, mask and penalty; before top-k/p) ---
+
+fn zlp(i: u32) -> f32 {
+  return score(i) * p.lp_inv_temp;
+}
+
+// Writes the chosen token's logprob and the top_n (id, logprob) in order (highest first, lowest id
+// on ties). Runs before emit() marks the chosen token seen, so its penalty is the one it was drawn with.
+fn write_logprobs(chosen: u32, lid: u32) {
+  var hi = 0u;
+  for (var i = lid; i < p.vocab; i += WG) { hi = max(hi, key(zlp(i))); }
+  let zmax = unkey(reduce_u(OP_MAX, hi, lid));
+  var m = 0.0;
+  for (var i = lid; i < p.vocab; i += WG) { m += exp(zlp(i) - zmax); }
+  let lse = zmax + log(sum_f(m, lid));
+  let base = (step[0] % p.ring) * LPW;
+  if (lid == 0u) {
+    lp[base] = chosen;
+    lp[base + 1u] = bitcast<u32>(zlp(chosen) - lse);
+  }
+  // Selection by rounds: each takes the best (key, lowest index) strictly after the previous one.
+  var prev_k = NONE;
+  var prev_i = NONE;
+  for (var n = 0u; n < min(p.top_n, TOP_MAX); n++) {
+    var best = 0u;
+    for (var i = lid; i < p.vocab; i += WG) {
+      let k = key(zlp(i));
+      if (k < prev_k || (k == prev_k && i > prev_i && prev_i != NONE)) { best = max(best, k); }
+    }
+    let bk = reduce_u(OP_MAX, best, lid);
+    var first = NONE;
+    for (var i = lid; i < p.vocab; i += WG) {
+      let k = key(zlp(i));
+      if (k == bk && (k < prev_k || (i > prev_i && prev_i != NONE))) { first = i; break; }
+    }
+    let bi = reduce_u(OP_MIN, first, lid);
+    if (lid == 0u) {
+      lp[base + 2u + 2u * n] = bi;
+      lp[base + 3u + 2u * n] = bitcast<u32>(unkey(bk) - lse);
+    }
+    prev_k = bk;
+    prev_i = bi;
+  }
+}
+
 // --- the sampled id goes out ---
 
 fn emit(id: u32, lid: u32) {
+  if ((p.flags & LOGPROBS) != 0u) { write_logprobs(id, lid); }
   // Every lane has finished reading seen: emit follows a reduction, whose barriers order it.
   if (lid == 0u) {
     next[0] = id;

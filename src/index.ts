@@ -45,7 +45,26 @@ export {
   type Usage,
 } from './api/llm.ts';
 export { evaluate, EVAL_CONTEXT, type EvaluateOptions, type EvaluateResult } from './api/evaluate.ts';
-export type { ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ChatUsage } from './api/chat.ts';
+export type {
+  ChatCompletionRequest,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatUsage,
+  ChatRequestMessage,
+  ChatCompletionMessage,
+  ChatFinishReason,
+  ChatLogprobs,
+  ChatTokenLogprob,
+  ToolCallDelta,
+  ChatTool,
+  ToolCall,
+  ToolChoice,
+} from './api/chat.ts';
+export type { TokenLogprob, ConstraintOptions } from './api/generate-extras.ts';
+export type { EmbeddingRequest, EmbeddingResponse, Embedding } from './api/embeddings.ts';
+export type { ResponseFormat, JsonSchemaFormat } from './structured/constraint.ts';
+export { ConstraintError, type ConstraintErrorCode } from './structured/errors.ts';
+export type { ConstrainedStats } from './generate/constrained.ts';
 export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
 export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';
 export type { SamplingParams } from './ops/sample.ts';

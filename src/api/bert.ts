@@ -6,6 +6,7 @@
  *
  * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
+import { Embeddings } from './embeddings.ts';
 import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
 import { WeightVersions } from '../delta/loaded-weights.ts';
 import type { ModelVersion } from '../quant/versions.ts';
@@ -170,6 +171,8 @@ export class BertModel {
   readonly maxLength: number;
   /** sentence_bert_config.json do_lower_case: texts are lowercased before tokenizing. */
   readonly lowerCase: boolean;
+  /** OpenAI's embeddings.create over embed(). */
+  readonly embeddings: Embeddings;
   private disposed = false;
 
   private constructor(args: {
@@ -189,6 +192,8 @@ export class BertModel {
     this.pooling = args.st.pooling;
     this.maxLength = Math.min(args.config.maxPositions, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
     this.lowerCase = args.st.lowerCase;
+    const count = (t: string) => this.tokenizer.encode(this.lowerCase ? t.toLowerCase() : t, { maxLength: this.maxLength, truncation: true }).ids.length;
+    this.embeddings = new Embeddings(this, count);
   }
 
   static async load(location: string, opts: BertLoadOptions = {}): Promise<BertModel> {

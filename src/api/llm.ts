@@ -27,6 +27,7 @@ import { readGenerationConfig, type GenerationDefaults } from '../text/generatio
 import { TextStreamer } from '../text/text-stream.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ChatCompletions } from './chat.ts';
+import { ConstraintTools, logprobEntries, prepareExtras, type ConstraintOptions, type TokenLogprob } from './generate-extras.ts';
 
 /** Default context cap: the model's own, but no more than this many positions. */
 export const DEFAULT_CONTEXT = 4096;
@@ -70,7 +71,8 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
   file?: string;
 }
 
-export interface GenerateOptions {
+/** Sampling, stops and limits; ConstraintOptions adds responseFormat, logitBias and logprobs. */
+export interface GenerateOptions extends ConstraintOptions {
   /** Most new tokens (default: generation_config.json max_new_tokens, else 256). */
   maxTokens?: number;
   /** 0 = greedy. Unset sampling options come from generation_config.json when it samples, else greedy. */
@@ -110,6 +112,8 @@ export interface GenerationChunk {
   tokens: number[];
   /** So far: a stream stopped early (an abort) ends with the usage of what it gave. */
   usage: Usage;
+  /** With the logprobs option: one entry per token of `tokens`. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationResult {
@@ -119,6 +123,8 @@ export interface GenerationResult {
   promptIds: number[];
   finishReason: FinishReason;
   usage: Usage;
+  /** With the logprobs option: one entry per generated token. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface StreamingGeneration extends AsyncIterable<GenerationChunk> {
@@ -140,6 +146,8 @@ export class LlmModel {
   /** End-of-sequence ids from config.json, generation_config.json and the tokenizer. */
   readonly eosTokenIds: readonly number[];
   readonly chat: { completions: ChatCompletions };
+  /** The constraint engine for responseFormat and tool calls, made on first use. */
+  readonly constraints: ConstraintTools;
   /** The current weights (the decoder runs on them); a replaced version is freed at the swap. */
   private readonly versions: WeightVersions<LlamaGpuWeights>;
   private readonly decoder: Decoder;
@@ -177,6 +185,7 @@ export class LlmModel {
     if (tokEos !== undefined) eos.add(tokEos);
     this.eosTokenIds = [...eos];
     this.chat = { completions: new ChatCompletions(this) };
+    this.constraints = new ConstraintTools(a.tokenizer, a.config.vocabSize, this.eosTokenIds);
   }
 
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
@@ -339,6 +348,7 @@ export class LlmModel {
       const params = this.samplingFor(o);
       const ids = this.promptIds(prompt, o.addSpecialTokens);
       o.signal?.throwIfAborted();
+      const extras = await prepareExtras(this.constraints, this.config.vocabSize, this.eosTokenIds, o);
       const release = await this.acquire();
       try {
         this.check();
@@ -346,6 +356,7 @@ export class LlmModel {
         const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop });
         const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
         const tokens: number[] = [];
+        const lps: TokenLogprob[] | undefined = extras.topLogprobs === undefined ? undefined : [];
         let finish: FinishReason = 'length';
         const t0 = now();
         let tFirst = 0;
@@ -363,14 +374,16 @@ export class LlmModel {
         // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
         // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
         let cacheKeep = Infinity;
-        for await (const batch of this.decoder.generate(ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
+        for await (const batch of extras.decode(this.decoder, ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
           if (!tFirst) tFirst = now();
           const end = batch.findIndex((id) => eos.has(id));
           const accepted = end < 0 ? batch : batch.slice(0, end);
           const { text, stopped, used } = streamer.push(accepted);
           const kept = accepted.slice(0, used);
           tokens.push(...kept);
-          if (text) yield { text, tokens: kept, usage: usageNow() };
+          const lp = lps && logprobEntries(batch, kept.length, extras.topLogprobs!, this.tokenizer);
+          lps?.push(...lp!);
+          if (text || lp?.length) yield { text, tokens: kept, usage: usageNow(), ...(lp && { logprobs: lp }) };
           if (stopped || end >= 0) {
             finish = 'stop';
             // An end-of-sequence id stays cached: a chat template's next turn starts with it.
@@ -382,9 +395,10 @@ export class LlmModel {
         const usage = usageNow();
         const rest = streamer.flush();
         if (rest) yield { text: rest, tokens: [], usage };
-        out.resolve?.({ text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage });
+        out.resolve?.({ text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage, ...(lps && { logprobs: lps }) });
       } finally {
         release();
+        extras.dispose();
       }
     } catch (e) {
       out.reject?.(e);
@@ -459,6 +473,7 @@ export class LlmModel {
     if (this.disposed) return;
     this.disposed = true;
     this.decoder.dispose();
+    this.constraints.dispose();
     this.versions.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }

@@ -11,6 +11,8 @@ import { WebqError } from '../errors.ts';
 import type { ChatMessage } from '../text/chat-template.ts';
 import type { Command } from './command.ts';
 import { formatStats } from './generate.ts';
+import { CONSTRAINT_HELP, CONSTRAINT_VALUES, constraintOption } from './constraint-args.ts';
+import type { ResponseFormat } from '../structured/constraint.ts';
 import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, type SamplingOptions, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq chat <model> [--system TEXT] [options]
@@ -27,6 +29,8 @@ options:
                           the prompt tokens reused from the cache)
   --temperature T         0 = greedy (default: what generation_config.json says, else 0)
 ${SAMPLING_HELP}
+${CONSTRAINT_HELP}
+                          (each reply: --json-schema, --regex or --grammar)
 ${LLM_HELP}
   -h, --help`;
 
@@ -57,6 +61,7 @@ interface Turn {
   system: string | undefined;
   verbose: boolean;
   sampling: SamplingOptions;
+  responseFormat: ResponseFormat | undefined;
 }
 
 /** Reads messages until an empty line, end of input or Ctrl-C at the prompt, streaming each reply. */
@@ -87,6 +92,7 @@ async function converse(model: LlmModel, io: ChatIO, o: Turn): Promise<void> {
         min_p: s.minP, repetition_penalty: s.repetitionPenalty, seed: s.seed, stop: s.stop,
         // The usage so far on every chunk: a stopped reply's stats are its last chunk's.
         stream_options: { continuous_usage_stats: o.verbose },
+        response_format: o.responseFormat,
       } as const;
       let content = '';
       let last: ChatCompletionChunk | undefined;
@@ -120,10 +126,10 @@ export const chatCommand: Command = {
   summary: 'chat with an LLM interactively (streamed replies, cached turns)',
   usage: USAGE,
   async run(args, io: ChatIO) {
-    const p = parseArgs('chat', args, { flags: ['--verbose', ...CACHE_FLAGS], values: ['--system', ...LLM_VALUES, ...SAMPLING_VALUES] });
+    const p = parseArgs('chat', args, { flags: ['--verbose', ...CACHE_FLAGS], values: ['--system', ...LLM_VALUES, ...SAMPLING_VALUES, ...CONSTRAINT_VALUES] });
     const location = oneModel('chat', p);
     const load = llmLoadOptions('chat', p);
-    const turn: Turn = { system: p.values.get('--system'), verbose: p.flags.has('--verbose'), sampling: samplingOptions('chat', p) };
+    const turn: Turn = { system: p.values.get('--system'), verbose: p.flags.has('--verbose'), sampling: samplingOptions('chat', p), responseFormat: await constraintOption('chat', p) };
     const model = await loadLlm(location, io, load);
     try {
       if (!model.chatTemplate) {

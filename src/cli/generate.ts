@@ -4,6 +4,7 @@
  */
 import type { FinishReason, Usage } from '../api/llm.ts';
 import type { Command } from './command.ts';
+import { CONSTRAINT_HELP, CONSTRAINT_VALUES, constraintOption } from './constraint-args.ts';
 import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, oneModel, parseArgs, readPrompt, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, CACHE_FLAGS } from './model-args.ts';
 
 const USAGE = `usage: webq generate <model> --prompt TEXT [options]
@@ -22,13 +23,14 @@ options:
   --json                  print only {"ids": [prompt ids], "tokens": [generated ids], "text": "..."}
   --temperature T         0 = greedy (default 0, whatever generation_config.json says)
 ${SAMPLING_HELP}
+${CONSTRAINT_HELP}
 ${LLM_HELP}
   -h, --help`;
 
 const rate = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 /** One stats line: "prompt 7 tokens (5 cached), generated 16 tokens, prefill 120 tokens/s, decode 40.5 tokens/s, finish length". */
-export function formatStats(u: Usage, finish: FinishReason | 'stopped'): string {
+export function formatStats(u: Usage, finish: FinishReason | 'tool_calls' | 'stopped'): string {
   const cached = u.cachedTokens > 0 ? ` (${u.cachedTokens} cached)` : '';
   return `prompt ${u.promptTokens} tokens${cached}, generated ${u.completionTokens} tokens, prefill ${rate(u.prefillTokensPerSecond)} tokens/s, decode ${rate(u.decodeTokensPerSecond)} tokens/s, finish ${finish}`;
 }
@@ -37,16 +39,17 @@ export const generateCommand: Command = {
   summary: 'generate text with an LLM (Llama, Mistral, Qwen), streamed',
   usage: USAGE,
   async run(args, io: ModelCliIO) {
-    const p = parseArgs('generate', args, { flags: ['--json', ...CACHE_FLAGS], values: ['--prompt', ...LLM_VALUES, ...SAMPLING_VALUES] });
+    const p = parseArgs('generate', args, { flags: ['--json', ...CACHE_FLAGS], values: ['--prompt', ...LLM_VALUES, ...SAMPLING_VALUES, ...CONSTRAINT_VALUES] });
     const location = oneModel('generate', p);
     const load = llmLoadOptions('generate', p);
     const sampling = samplingOptions('generate', p);
+    const responseFormat = await constraintOption('generate', p);
     const prompt = await readPrompt('generate', p, io);
     const json = p.flags.has('--json');
 
     const model = await loadLlm(location, io, load);
     try {
-      const stream = model.generate(prompt, { ...sampling, temperature: sampling.temperature ?? 0, stream: true });
+      const stream = model.generate(prompt, { ...sampling, temperature: sampling.temperature ?? 0, responseFormat, stream: true });
       for await (const chunk of stream) if (!json) io.stdout(chunk.text);
       const r = await stream.result;
       if (json) {

@@ -16,7 +16,7 @@ import type { Tensor } from '../gpu/tensor.ts';
 import { llamaForward, type LlamaGpuWeights } from '../models/llama.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
-import { sampleToken, type SamplingParams } from '../ops/sample.ts';
+import { LOGPROB_WORDS, sampleToken, type SampleExtras, type SamplingParams, type SamplerState } from '../ops/sample.ts';
 
 const MAP_READ = 0x0001;
 const COPY_DST = 0x0008;
@@ -27,6 +27,17 @@ export interface DecodeOptions {
   /** Token ids read back per batch (default 8): the run-ahead window is two batches. */
   batch?: number;
   signal?: AbortSignal;
+  /** f32 [V] added to the logits every step (OpenAI's logit_bias), uploaded once. */
+  bias?: Float32Array;
+  /** Read back logprobs with this many top alternatives per step (0..20); see DecodedBatch.logprobs. */
+  topLogprobs?: number;
+}
+
+/** Ids read back together; with topLogprobs, their log probabilities as u32 words (LOGPROB_WORDS each). */
+export interface DecodedBatch extends Array<number> {
+  logprobs?: Uint32Array;
+  /** Ids from this index on were forced by a constraint, not drawn (and have no logprobs record). */
+  forcedFrom?: number;
 }
 
 /** Why token sampling ended, as far as the decoder knows (stops are the caller's). */
@@ -45,11 +56,16 @@ export class Decoder {
   readonly cfg: LlamaConfig;
   private w: LlamaGpuWeights;
   readonly cache: KvCache;
-  private readonly seen: Tensor;
-  private readonly step: Tensor;
-  private readonly next: Tensor;
+  /** @internal sampler buffers, shared with the constrained loop (constrained.ts) */
+  readonly seen: Tensor;
+  /** @internal */ readonly step: Tensor;
+  /** @internal */ readonly next: Tensor;
+  /** @internal u32 [ceil(V/32)] a constraint's bitmask */ readonly mask: Tensor;
+  /** @internal f32 [V] the logit bias */ readonly bias: Tensor;
   private ring: Tensor | null = null;
+  private lp: Tensor | null = null;
   private staging: GPUBuffer[] = [];
+  private lpStaging: GPUBuffer[] = [];
   private batch = 0;
   private batches = 0;
   /** Set when the last decode ended: the end reason. */
@@ -63,6 +79,8 @@ export class Decoder {
     this.seen = ctx.upload(new Uint32Array(Math.ceil(cfg.vocabSize / 32)), [Math.ceil(cfg.vocabSize / 32)], 'u32', 'sampler.seen');
     this.step = ctx.upload(new Uint32Array(4), [4], 'u32', 'sampler.step');
     this.next = ctx.upload(new Uint32Array(1), [1], 'u32', 'sampler.next');
+    this.mask = ctx.upload(new Uint32Array(Math.ceil(cfg.vocabSize / 32)), [Math.ceil(cfg.vocabSize / 32)], 'u32', 'sampler.mask');
+    this.bias = ctx.upload(new Float32Array(cfg.vocabSize), [cfg.vocabSize], 'f32', 'sampler.bias');
   }
 
   /** The weights every forward runs on. */
@@ -83,19 +101,40 @@ export class Decoder {
     return this.cache.shape.cap;
   }
 
-  /** Ring and staging buffers for a read-back batch size, made once per size. */
-  private buffers(batch: number): { ring: Tensor; staging: GPUBuffer[] } {
-    if (this.batch !== batch || !this.ring) {
+  /** @internal Ring and staging buffers (ids, and logprobs records) for a read-back batch size, made once per size. */
+  buffers(batch: number): { ring: Tensor; lp: Tensor; staging: GPUBuffer[]; lpStaging: GPUBuffer[] } {
+    if (this.batch !== batch || !this.ring || !this.lp) {
       this.ring?.dispose();
-      this.staging.forEach((b) => b.destroy());
+      this.lp?.dispose();
+      [...this.staging, ...this.lpStaging].forEach((b) => b.destroy());
       this.ring = this.ctx.upload(new Uint32Array(2 * batch), [2 * batch], 'u32', 'sampler.ring');
+      this.lp = this.ctx.upload(new Uint32Array(2 * batch * LOGPROB_WORDS), [2 * batch * LOGPROB_WORDS], 'u32', 'sampler.logprobs');
       this.staging = [0, 1].map((i) => this.ctx.dev.gpu.createBuffer({ size: 4 * batch, usage: MAP_READ | COPY_DST, label: `sampler.staging${i}` }));
+      this.lpStaging = [0, 1].map((i) => this.ctx.dev.gpu.createBuffer({ size: 4 * batch * LOGPROB_WORDS, usage: MAP_READ | COPY_DST, label: `sampler.lp-staging${i}` }));
       this.batch = batch;
     }
-    return { ring: this.ring, staging: this.staging };
+    return { ring: this.ring, lp: this.lp, staging: this.staging, lpStaging: this.lpStaging };
   }
 
-  private checkPrompt(prompt: readonly number[]): void {
+  /** @internal The sampler's buffers with ring `ring` and logprobs ring `lp`. */
+  samplerState(ring: Tensor, lp: Tensor): SamplerState {
+    return { seen: this.seen, step: this.step, next: this.next, ids: ring, mask: this.mask, bias: this.bias, lp };
+  }
+
+  /** @internal Writes the seen bitset of `ids` and, when given, the logit bias (zeros otherwise are never read). */
+  writeSamplerInputs(ids: readonly number[], bias?: Float32Array): void {
+    const q = this.ctx.dev.gpu.queue;
+    const seen = new Uint32Array(this.seen.size);
+    for (const id of ids) seen[id >>> 5] |= 1 << (id & 31);
+    q.writeBuffer(this.seen.buffer, this.seen.offset, seen);
+    if (bias) {
+      if (bias.length !== this.cfg.vocabSize) throw new WebqError('BAD_OPTION', `logit bias must have ${this.cfg.vocabSize} values (the vocabulary), got ${bias.length}`);
+      q.writeBuffer(this.bias.buffer, this.bias.offset, bias as Float32Array<ArrayBuffer>);
+    }
+  }
+
+  /** @internal */
+  checkPrompt(prompt: readonly number[]): void {
     if (prompt.length === 0) throw new WebqError('EMPTY_PROMPT', 'the prompt has no tokens; give at least one');
     const V = this.cfg.vocabSize;
     for (let i = 0; i < prompt.length; i++) {
@@ -120,14 +159,15 @@ export class Decoder {
     if (n < this.cache.ids.length) this.cache.truncate(n);
   }
 
-  private reuse(prompt: readonly number[]): number {
+  /** @internal Keeps the cached common prefix of `prompt` (see cachedPrefix) and returns its length. */
+  reuse(prompt: readonly number[]): number {
     const n = this.cachedPrefix(prompt);
     this.cache.truncate(n);
     return n;
   }
 
-  /** Records the forward of `ids` at positions pos0.. and returns the last position's logits [1, V]. */
-  private forward(rec: ReturnType<GpuContext['record']>, ids: Tensor, pos0: number): Tensor {
+  /** @internal Records the forward of `ids` at positions pos0.. and returns the last position's logits [1, V]. */
+  forward(rec: ReturnType<GpuContext['record']>, ids: Tensor, pos0: number): Tensor {
     this.cache.setPosition(this.ctx, pos0);
     return llamaForward(this.ctx, rec, this.w, this.cfg, this.cache, { ids, pos0, lastOnly: true });
   }
@@ -207,13 +247,16 @@ export class Decoder {
    * Breaking out of the loop (a stop) or an abort waits for the steps in flight, then leaves the
    * cache holding exactly the tokens it has keys and values for.
    */
-  async *generate(prompt: readonly number[], params: SamplingParams, opts: DecodeOptions): AsyncGenerator<number[], void, undefined> {
+  async *generate(prompt: readonly number[], params: SamplingParams, opts: DecodeOptions): AsyncGenerator<DecodedBatch, void, undefined> {
     this.checkPrompt(prompt);
     const B = opts.batch ?? 8;
     if (!Number.isSafeInteger(B) || B < 1) throw new WebqError('BAD_OPTION', `batch must be a positive integer, got ${B}`);
     if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${opts.maxTokens}`);
     opts.signal?.throwIfAborted();
-    const { ring, staging } = this.buffers(B);
+    const { ring, lp, staging, lpStaging } = this.buffers(B);
+    const extras: SampleExtras = { bias: opts.bias !== undefined, topLogprobs: opts.topLogprobs };
+    const withLp = opts.topLogprobs !== undefined;
+    const state = this.samplerState(ring, lp);
     const P = prompt.length;
     // Token k is fed back at position P + k - 1, which must stay inside the cache.
     const room = this.contextLength - P + 1;
@@ -221,9 +264,7 @@ export class Decoder {
     this.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
     const keep = this.reuse(prompt);
     const q = this.ctx.dev.gpu.queue;
-    const seen = new Uint32Array(this.seen.size);
-    for (const id of prompt) seen[id >>> 5] |= 1 << (id & 31);
-    q.writeBuffer(this.seen.buffer, 0, seen);
+    this.writeSamplerInputs(prompt, opts.bias);
     const input = this.ctx.write(Uint32Array.from(prompt.slice(keep)), [P - keep], 'u32', 'input_ids');
     const stepWords = new Uint32Array(4);
     let issued = 0; // sampling steps submitted
@@ -239,7 +280,7 @@ export class Decoder {
         const logits = k === 0 ? this.forward(rec, input, keep) : this.forward(rec, this.next, P + k - 1);
         stepWords[0] = k;
         q.writeBuffer(this.step.buffer, 0, stepWords);
-        sampleToken(this.ctx, rec, logits.view([logits.size]), { seen: this.seen, step: this.step, next: this.next, ids: ring }, params);
+        sampleToken(this.ctx, rec, logits.view([logits.size]), state, params, extras);
         logits.dispose();
         if (i === count - 1) {
           // Ring slots first % R .. (first + count - 1) % R, in at most two pieces.
@@ -248,11 +289,18 @@ export class Decoder {
           const n1 = Math.min(count, R - a);
           rec.copy(ring.buffer, a * 4, staging[slot], 0, n1 * 4);
           if (n1 < count) rec.copy(ring.buffer, 0, staging[slot], n1 * 4, (count - n1) * 4);
+          if (withLp) {
+            const W = LOGPROB_WORDS * 4;
+            rec.copy(lp.buffer, a * W, lpStaging[slot], 0, n1 * W);
+            if (n1 < count) rec.copy(lp.buffer, 0, lpStaging[slot], n1 * W, (count - n1) * W);
+          }
         }
         void rec.submit();
         issued++;
       }
-      inFlight.push({ promise: this.ctx.dev.race(staging[slot].mapAsync(MAP_READ, 0, count * 4)), slot, count });
+      const maps = [staging[slot].mapAsync(MAP_READ, 0, count * 4)];
+      if (withLp) maps.push(lpStaging[slot].mapAsync(MAP_READ, 0, count * 4 * LOGPROB_WORDS));
+      inFlight.push({ promise: this.ctx.dev.race(Promise.all(maps).then(() => undefined)), slot, count });
     };
     const sampled: number[] = [];
     try {
@@ -261,8 +309,12 @@ export class Decoder {
         if (issued < total && inFlight.length < 2 && !opts.signal?.aborted) issueBatch();
         const b = inFlight.shift()!;
         await b.promise;
-        const ids = Array.from(new Uint32Array(staging[b.slot].getMappedRange(0, b.count * 4).slice(0)));
+        const ids: DecodedBatch = Array.from(new Uint32Array(staging[b.slot].getMappedRange(0, b.count * 4).slice(0)));
         staging[b.slot].unmap();
+        if (withLp) {
+          ids.logprobs = new Uint32Array(lpStaging[b.slot].getMappedRange(0, b.count * 4 * LOGPROB_WORDS).slice(0));
+          lpStaging[b.slot].unmap();
+        }
         if (opts.signal?.aborted) throw abortError(opts.signal);
         sampled.push(...ids);
         yield ids;
@@ -270,7 +322,10 @@ export class Decoder {
     } finally {
       // Stopped early, aborted or failed: let the steps in flight finish before the buffers are reused.
       for (const b of inFlight) {
-        await b.promise.then(() => staging[b.slot].unmap(), () => {});
+        await b.promise.then(() => {
+          staging[b.slot].unmap();
+          if (withLp) lpStaging[b.slot].unmap();
+        }, () => {});
       }
       input.dispose();
       // Keys and values exist for the prompt (once the prefill ran) and for every token read back
@@ -284,8 +339,11 @@ export class Decoder {
     this.seen.dispose();
     this.step.dispose();
     this.next.dispose();
+    this.mask.dispose();
+    this.bias.dispose();
     this.ring?.dispose();
-    this.staging.forEach((b) => b.destroy());
+    this.lp?.dispose();
+    [...this.staging, ...this.lpStaging].forEach((b) => b.destroy());
     this.cache.dispose();
   }
 }

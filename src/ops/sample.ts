@@ -1,9 +1,10 @@
 /**
- * Token sampling on the GPU for generation: repetition penalty, temperature (0 = argmax), top-k,
+ * Token sampling on the GPU for generation: logit bias and a constraint's token mask, repetition penalty, temperature (0 = argmax), top-k,
  * top-p, min-p and a seeded draw, in Hugging Face transformers' order, as one dispatch of one
  * workgroup (shaders/sample.wgsl). Only the token id crosses back: the kernel writes it to
  * `next` (the next decode step's input), to the `ids` ring and into the `seen` bitset, so a decode
- * loop never reads back per token. The CPU reference is src/reference/sample.ts.
+ * loop never reads back per token. With logprobs, the step's log-softmax (chosen token and the top
+ * alternatives) goes to the `lp` ring beside it. The CPU reference is src/reference/sample.ts.
  */
 import { ShapeError, WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
@@ -28,12 +29,52 @@ export interface SamplerState {
   next: Tensor;
   /** u32 [R]: the sampled id also lands at ids[step[0] % R]. */
   ids: Tensor;
+  /** u32 [ceil(V/32)]: bit i set when token i is allowed (read when SampleExtras.mask). */
+  mask: Tensor;
+  /** f32 [V]: added to the logits (read when SampleExtras.bias). */
+  bias: Tensor;
+  /** u32 [R * LOGPROB_WORDS]: per step, written when SampleExtras.topLogprobs is set (see decodeLogprobs). */
+  lp: Tensor;
+}
+
+/** What a step reads and writes beyond the plain sampler; all off by default. */
+export interface SampleExtras {
+  /** Only tokens whose bit is set in state.mask can be drawn (a constraint's bitmask). */
+  mask?: boolean;
+  /** state.bias is added to the logits first (OpenAI's logit_bias). */
+  bias?: boolean;
+  /** Write logprobs with this many top alternatives (0..TOP_LOGPROBS_MAX) to state.lp. */
+  topLogprobs?: number;
+}
+
+/** Most top_logprobs per step (OpenAI's limit). */
+export const TOP_LOGPROBS_MAX = 20;
+/** u32 words per step in state.lp: chosen id, its logprob, then TOP_LOGPROBS_MAX (id, logprob). */
+export const LOGPROB_WORDS = 2 + 2 * TOP_LOGPROBS_MAX;
+
+export interface StepLogprobs {
+  token: number;
+  logprob: number;
+  /** Highest first; tokens with probability 0 (masked) are left out. */
+  top: { token: number; logprob: number }[];
+}
+
+/** Reads one step's record from state.lp words (`at` = slot * LOGPROB_WORDS). */
+export function decodeLogprobs(words: Uint32Array, at: number, topN: number): StepLogprobs {
+  const f = new Float32Array(words.buffer, words.byteOffset, words.length);
+  const top: { token: number; logprob: number }[] = [];
+  for (let n = 0; n < topN; n++) {
+    const token = words[at + 2 + 2 * n], logprob = f[at + 3 + 2 * n];
+    if (token !== 0xffffffff && Number.isFinite(logprob)) top.push({ token, logprob });
+  }
+  return { token: words[at], logprob: f[at + 1], top };
 }
 
 /** Everything off: greedy decoding. */
 const DEFAULTS: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 };
 
 const WG = 256;
+const MASK = 1, BIAS = 2, LOGPROBS = 4; // Params.flags in sample.wgsl
 const TINY = 1e-30;
 
 /** Fills in defaults and rejects values the sampler cannot use, naming the field and the value. */
@@ -90,7 +131,7 @@ export function writeSamplerStep(ctx: GpuContext, state: SamplerState, step: num
   ctx.dev.gpu.queue.writeBuffer(state.step.buffer, state.step.offset, stepScratch);
 }
 
-function checkState(vocab: number, s: SamplerState): void {
+function checkState(vocab: number, s: SamplerState, x: SampleExtras): void {
   const words = Math.ceil(vocab / 32);
   expectTensor('sampleToken', 'seen', s.seen, { dtype: 'u32' });
   if (s.seen.size !== words) throw new ShapeError(`sampleToken: seen must have ceil(${vocab} / 32) = ${words} elements (one bit per token), got ${s.seen.size}`);
@@ -100,6 +141,15 @@ function checkState(vocab: number, s: SamplerState): void {
   }
   expectTensor('sampleToken', 'ids', s.ids, { dtype: 'u32' });
   if (s.ids.size < 1) throw new ShapeError('sampleToken: ids (the ring of sampled ids) must have at least 1 element');
+  expectTensor('sampleToken', 'mask', s.mask, { dtype: 'u32' });
+  expectTensor('sampleToken', 'bias', s.bias, { dtype: 'f32' });
+  expectTensor('sampleToken', 'lp', s.lp, { dtype: 'u32' });
+  if (x.mask && s.mask.size !== words) throw new ShapeError(`sampleToken: mask must have ceil(${vocab} / 32) = ${words} elements, got ${s.mask.size}`);
+  if (x.bias && s.bias.size !== vocab) throw new ShapeError(`sampleToken: bias must have ${vocab} elements, got ${s.bias.size}`);
+  if (x.topLogprobs !== undefined) {
+    if (!Number.isInteger(x.topLogprobs) || x.topLogprobs < 0 || x.topLogprobs > TOP_LOGPROBS_MAX) throw new WebqError('BAD_OPTION', `sampling: topLogprobs must be an integer from 0 to ${TOP_LOGPROBS_MAX}, got ${x.topLogprobs}`);
+    if (s.lp.size < s.ids.size * LOGPROB_WORDS) throw new ShapeError(`sampleToken: lp must have ${s.ids.size} * ${LOGPROB_WORDS} elements (one record per ring slot), got ${s.lp.size}`);
+  }
 }
 
 /**
@@ -107,16 +157,17 @@ function checkState(vocab: number, s: SamplerState): void {
  * one finite) into `state`: next[0], ids[step[0] % R] and the seen bit. Records one dispatch of one
  * workgroup; nothing is read back.
  */
-export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, state: SamplerState, params: SamplingParams): void {
+export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, state: SamplerState, params: SamplingParams, extras: SampleExtras = {}): void {
   const p = validateSamplingParams(params);
   expectTensor('sampleToken', 'logits', logits, { rank: 1, dtype: ['f32', 'f16'] });
   const vocab = logits.size;
   if (vocab < 1) throw new ShapeError('sampleToken: logits is empty');
-  checkState(vocab, state);
+  checkState(vocab, state, extras);
   const greedy = p.temperature === 0;
+  const logprobs = extras.topLogprobs !== undefined;
   rec.dispatch(
     { shader: 'sample', entry: greedy ? 'argmax' : 'sample', variant: { precision: logits.dtype as 'f32' | 'f16' }, constants: { WG } },
-    { logits, seen: state.seen, step: state.step, next: state.next, ids: state.ids },
+    { logits, seen: state.seen, step: state.step, next: state.next, ids: state.ids, mask: state.mask, bias: state.bias, lp: state.lp },
     [1],
     {
       vocab,
@@ -128,6 +179,10 @@ export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, stat
       min_p: p.minP,
       penalty: p.repetitionPenalty,
       inv_penalty: 1 / p.repetitionPenalty,
+      flags: (extras.mask ? MASK : 0) | (extras.bias ? BIAS : 0) | (logprobs ? LOGPROBS : 0),
+      top_n: extras.topLogprobs ?? 0,
+      lp_inv_temp: greedy ? 1 : 1 / p.temperature,
+      neg_inf: -Infinity,
     },
   );
 }

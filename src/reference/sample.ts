@@ -1,6 +1,6 @@
 /**
  * Plain-loop CPU reference for the GPU token sampler (src/ops/sample.ts), in Hugging Face
- * transformers' order: repetition penalty, then temperature (or argmax), top-k, top-p, min-p, draw.
+ * transformers' order: logit bias and constraint mask, repetition penalty, then temperature (or argmax), top-k, top-p, min-p, draw.
  * Tests compare the GPU's token with this one; nothing in the runtime calls it.
  *
  * The values the kernel computes in f32 (penalized scores, z = score * (1/temperature), z - max)
@@ -23,21 +23,57 @@ export interface SampleTrace {
   margin: number;
 }
 
-/** logits [V] (the last position), seen = ids already in the sequence, u in [0, 1) -> token id. */
-export function referenceSample(logits: Float32Array, seen: Set<number>, p: SamplingParams, u: number): number {
-  return referenceSampleTrace(logits, seen, p, u).token;
+/** What the step reads beyond the logits: a constraint's bitmask (bit set = allowed) and a logit bias. */
+export interface ReferenceExtras {
+  mask?: Uint32Array; // [ceil(V/32)]
+  bias?: Float32Array; // [V]
 }
 
-export function referenceSampleTrace(logits: Float32Array, seen: Set<number>, p: SamplingParams, u: number): SampleTrace {
-  const V = logits.length;
+/** logits [V] (the last position), seen = ids already in the sequence, u in [0, 1) -> token id. */
+export function referenceSample(logits: Float32Array, seen: Set<number>, p: SamplingParams, u: number, x: ReferenceExtras = {}): number {
+  return referenceSampleTrace(logits, seen, p, u, x).token;
+}
 
-  // 1. Repetition penalty: a seen token's score moves toward "less likely" on either sign.
+/**
+ * The scores every filter starts from: 0. the bias is added and a token the mask disallows is
+ * -inf, 1. the repetition penalty moves a seen token's score toward "less likely" on either sign.
+ */
+function scores(logits: Float32Array, seen: Set<number>, p: SamplingParams, x: ReferenceExtras): Float32Array {
+  const V = logits.length;
   const pen = f32(p.repetitionPenalty), invPen = f32(1 / p.repetitionPenalty);
   const score = new Float32Array(V); // [V]
   for (let i = 0; i < V; i++) {
-    const s = logits[i];
+    if (x.mask && ((x.mask[i >>> 5] >>> (i & 31)) & 1) === 0) {
+      score[i] = -Infinity;
+      continue;
+    }
+    const s = x.bias ? f32(logits[i] + x.bias[i]) : logits[i];
     score[i] = p.repetitionPenalty !== 1 && seen.has(i) ? (s < 0 ? f32(s * pen) : f32(s * invPen)) : s;
   }
+  return score;
+}
+
+/**
+ * OpenAI's logprobs for a step: log softmax of the scores (bias, mask, penalty) over temperature
+ * (1 when greedy), before top-k/top-p/min-p; the chosen token's and the topN highest (lowest id on
+ * ties, tokens of probability 0 left out). Summed in f64.
+ */
+export function referenceLogprobs(logits: Float32Array, seen: Set<number>, p: SamplingParams, chosen: number, topN: number, x: ReferenceExtras = {}) {
+  const score = scores(logits, seen, p, x);
+  const invT = p.temperature === 0 ? 1 : f32(1 / p.temperature);
+  const z = score.map((s) => f32(s * invT)); // [V]
+  let zmax = -Infinity;
+  for (const v of z) zmax = Math.max(zmax, v);
+  let total = 0;
+  for (const v of z) total += Math.exp(v - zmax);
+  const lse = zmax + Math.log(total);
+  const order = Array.from(z.keys()).filter((i) => z[i] > -Infinity).sort((a, b) => z[b] - z[a] || a - b);
+  return { logprob: z[chosen] - lse, top: order.slice(0, topN).map((i) => ({ token: i, logprob: z[i] - lse })) };
+}
+
+export function referenceSampleTrace(logits: Float32Array, seen: Set<number>, p: SamplingParams, u: number, x: ReferenceExtras = {}): SampleTrace {
+  const V = logits.length;
+  const score = scores(logits, seen, p, x); // [V]
 
   // 2. Temperature 0: argmax, lowest index on ties.
   if (p.temperature === 0) {

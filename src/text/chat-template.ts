@@ -23,6 +23,11 @@ export { TEMPLATE_LIMITS, type TemplateLimits } from './template-limits.ts';
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | string;
   content: string;
+  /** An assistant's calls (OpenAI's shape); the template sees their arguments as objects. */
+  tool_calls?: readonly { id?: string; type?: 'function'; function: { name: string; arguments: string | Record<string, unknown> } }[];
+  /** A tool message: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
 }
 
 /** Token strings the template may use (tokenizer_config.json's special tokens map). */
@@ -95,7 +100,7 @@ function effectiveLimits(messages: readonly ChatMessage[], extra: Record<string,
     if (typeof v !== 'number' || !(v >= 0)) throw new ChatTemplateError('CHAT_TEMPLATE', `render limits: ${k} must be a number >= 0, got ${JSON.stringify(v)}`);
   }
   if (given.maxChars === undefined) {
-    let chars = messages.reduce((n, m) => n + m.content.length, 0);
+    let chars = messages.reduce((n, m) => n + m.content.length + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0), 0);
     try {
       chars += JSON.stringify(extra)?.length ?? 0;
     } catch {
@@ -123,9 +128,12 @@ function checkMessages(messages: unknown, model: string): void {
     if (typeof m !== 'object' || m === null || Array.isArray(m)) {
       throw new ChatTemplateError('BAD_MESSAGES', `${where}: message ${i} is ${m === null ? 'null' : Array.isArray(m) ? 'an array' : typeof m}, expected {role, content}`);
     }
-    const { role, content } = m as { role?: unknown; content?: unknown };
+    const { role, content, tool_calls: calls } = m as { role?: unknown; content?: unknown; tool_calls?: unknown };
     if (typeof role !== 'string' || role === '') {
       throw new ChatTemplateError('BAD_MESSAGES', `${where}: message ${i} has role ${JSON.stringify(role) ?? 'undefined'}, expected a non-empty string like 'user'`);
+    }
+    if (calls !== undefined && (role !== 'assistant' || !Array.isArray(calls))) {
+      throw new ChatTemplateError('BAD_MESSAGES', `${where}: message ${i} (${role}) has tool_calls, which only an assistant message may have, as an array`);
     }
     if (typeof content !== 'string') {
       throw new ChatTemplateError('BAD_MESSAGES', `${where}: message ${i} (${role}) has content of type ${content === null ? 'null' : typeof content}, expected a string`);

@@ -101,6 +101,35 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * byte_level: GPT-2 style bytes-as-characters (Ġ is a space); byte_fallback: SentencePiece pieces
+ * (▁ is a space) with <0xNN> byte tokens; raw: tokens are their text.
+ */
+export interface TokenSpelling {
+  kind: 'byte_level' | 'byte_fallback' | 'raw';
+  /** The normalizer or pre-tokenizer puts ▁ before the text (Llama 2 style SentencePiece). */
+  prependSpace: boolean;
+  /** Ids of added tokens marked special (BOS, EOS, chat markers): they stand for no text. */
+  specialIds: number[];
+}
+
+function spellingOf(tj: Config): TokenSpelling {
+  const parts = (c: unknown): Config[] => {
+    if (typeof c !== 'object' || c === null) return [];
+    const o = c as Config;
+    const inner = (o.decoders ?? o.normalizers ?? o.pretokenizers) as unknown;
+    return Array.isArray(inner) ? inner.flatMap(parts) : [o];
+  };
+  const dec = parts(tj.decoder).map((d) => d.type);
+  const kind = dec.includes('ByteLevel') ? 'byte_level' : dec.includes('ByteFallback') ? 'byte_fallback' : 'raw';
+  const prepend =
+    parts(tj.normalizer).some((n) => n.type === 'Prepend' && n.prepend === '\u2581') ||
+    parts(tj.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true));
+  const added = Array.isArray(tj.added_tokens) ? (tj.added_tokens as Config[]) : [];
+  const specialIds = added.filter((t) => t.special === true && typeof t.id === 'number').map((t) => t.id as number);
+  return { kind, prependSpace: prepend, specialIds };
+}
+
 export class TextTokenizer {
   readonly name: string;
   private readonly inner: Tokenizer;
@@ -114,10 +143,13 @@ export class TextTokenizer {
   /** The id text the vocabulary cannot spell becomes ([UNK], <unk>); undefined when there is none (byte-level BPE). */
   readonly unkTokenId: number | undefined;
   private readonly specials: { single: number; pair: number };
+  /** How tokens spell text (tokenizer.json's decoder and normalizer), for a constraint engine. */
+  readonly spelling: TokenSpelling;
 
-  private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions, model: Config) {
+  private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions, model: Config, spelling: TokenSpelling) {
     this.name = options.name ?? 'tokenizer.json';
     this.inner = inner;
+    this.spelling = spelling;
     // WordPiece and BPE name their unknown token; Unigram (SentencePiece) gives its id.
     const unk = typeof model.unk_token === 'string' ? inner.token_to_id(model.unk_token) : model.unk_id;
     this.unkTokenId = typeof unk === 'number' && Number.isSafeInteger(unk) && unk >= 0 ? unk : undefined;
@@ -146,7 +178,15 @@ export class TextTokenizer {
       throw new TokenizerError('TOKENIZER_BAD_FILE', `${name}: cannot load tokenizer.json: ${e instanceof Error ? e.message : e}`, { cause: e });
     }
     const model = tj.model;
-    return new TextTokenizer(inner, tc, options, typeof model === 'object' && model !== null ? (model as Config) : {});
+    return new TextTokenizer(inner, tc, options, typeof model === 'object' && model !== null ? (model as Config) : {}, spellingOf(tj));
+  }
+
+  /** Every token's stored form (Ġ / ▁ / <0x0A> spellings kept), indexed by id; '' where an id is unused. */
+  tokensById(): string[] {
+    const out: string[] = [];
+    for (const [t, id] of this.inner.get_vocab(true)) out[id] = t;
+    for (let i = 0; i < out.length; i++) out[i] ??= '';
+    return out;
   }
 
   get vocabSize(): number {

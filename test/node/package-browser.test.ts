@@ -53,6 +53,20 @@ function llmPage(model: string): string {
 `;
 }
 
+/** A constrained generation: webq.xgrammar.js comes from beside the bundle only now. */
+function structuredPage(model: string): string {
+  return `<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+  import { LlmModel } from './webq.browser.js';
+  const model = await LlmModel.load(${JSON.stringify(model)}, { dtype: 'f32', kv: 'f32' });
+  const before = performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname);
+  const r = await model.generate('code:', { maxTokens: 16, temperature: 1, seed: 3, responseFormat: { type: 'regex', pattern: '[0-9]{3}-[a-z]{2}' } });
+  window.__result = { text: r.text, finish: r.finishReason, before };
+</script>
+`;
+}
+
 const tmp = useTempDir('webq-package-browser-');
 let site: StaticServer;
 let models: StaticServer;
@@ -72,6 +86,7 @@ beforeAll(async () => {
   models = await serveStatic({ '/': modelDir }, { cors: true });
   await writeFile(join(siteDir, 'index.html'), plainPage(`${models.url}/bert/`, ", { dtype: 'f32' }", '\n  window.__result = { a: [...a], b: [...b] };'));
   await writeFile(join(siteDir, 'llm.html'), llmPage(`${models.url}/llama/`));
+  await writeFile(join(siteDir, 'structured.html'), structuredPage(`${models.url}/llama/`));
   browser = await launchChromium();
 }, 120_000);
 
@@ -96,8 +111,8 @@ async function runPage<T>(path: string): Promise<T> {
 }
 
 describe('dist/webq.browser.js in a plain page', () => {
-  it('is one self-contained module: no imports, no Node module, WGSL inside', () => {
-    expect(bundle).not.toMatch(/\bimport\(/);
+  it('is one self-contained module: no imports (but the constraint engine beside it, on first use), no Node module, WGSL inside', () => {
+    expect(bundle.match(/\bimport\([^)]*/g)).toEqual([expect.stringContaining('webq.xgrammar.js')]);
     expect(bundle).not.toMatch(/^\s*import[\s{*'"]/m);
     expect(bundle).not.toMatch(/["'`]node:/);
     expect(bundle).toContain('@compute'); // the shaders
@@ -140,5 +155,13 @@ describe('dist/webq.browser.js in a plain page', () => {
     } finally {
       node.dispose();
     }
+  }, 180_000);
+
+  it('constrains a generation with the engine loaded from beside the bundle', async () => {
+    const got = await runPage<{ text: string; finish: string; before: string[] }>('/structured.html');
+    expect(got.finish).toBe('stop');
+    expect(got.text).toMatch(/^[0-9]{3}-[a-z]{2}$/);
+    expect(got.before).not.toContain('/webq.xgrammar.js'); // not loaded with the bundle
+    expect(site.log).toContain('/webq.xgrammar.js');
   }, 180_000);
 });

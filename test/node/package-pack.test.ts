@@ -65,12 +65,13 @@ describe('npm pack', () => {
     // No test data, caches, logs or tarballs anywhere in it.
     const stray = paths.filter((p) => /(^|\/)(test|tests|__tests__|bench|node_modules|\.[^/]+)\/|\.(tgz|log|safetensors|gguf|onnx)$|(^|\/)tokenizer(_config)?\.json$/.test(p));
     expect(stray).toEqual([]);
-    expect(report.unpackedSize).toBeLessThan(8 << 20);
+    // 8.4 MiB before the constraint engine (dist/webq.xgrammar.js, 1.1 MiB, loaded on first use) came.
+    expect(report.unpackedSize).toBeLessThan(12 << 20);
   });
 
   it('has no build output without a source (a stale dist/ file)', () => {
     const sources = new Set(paths.filter((p) => p.startsWith('src/') && p.endsWith('.ts')).map((p) => p.slice(4, -3)));
-    const outputs = paths.filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !['dist/webq.browser.js', 'dist/webq.worker.js'].includes(p));
+    const outputs = paths.filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !['dist/webq.browser.js', 'dist/webq.worker.js', 'dist/webq.xgrammar.js'].includes(p));
     expect(outputs.filter((p) => !sources.has(p.slice(5, -3)))).toEqual([]);
   });
 

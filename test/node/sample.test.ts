@@ -16,6 +16,7 @@ import {
   seenBitset,
   validateSamplingParams,
   writeSamplerStep,
+  LOGPROB_WORDS,
   type SamplerState,
   type SamplingParams,
 } from '../../src/ops/sample.ts';
@@ -44,11 +45,14 @@ function makeState(vocab: number, seen: Iterable<number>, ring = 8): SamplerStat
     step: ctx.upload(new Uint32Array(4), [4], 'u32', 'test:step'),
     next: ctx.upload(new Uint32Array(1), [1], 'u32', 'test:next'),
     ids: ctx.upload(new Uint32Array(ring).fill(0xdeadbeef), [ring], 'u32', 'test:ids'),
+    mask: ctx.upload(new Uint32Array(words).fill(0xffffffff), [words], 'u32', 'test:mask'),
+    bias: ctx.upload(new Float32Array(vocab), [vocab], 'f32', 'test:bias'),
+    lp: ctx.upload(new Uint32Array(ring * LOGPROB_WORDS), [ring * LOGPROB_WORDS], 'u32', 'test:lp'),
   };
 }
 
 function disposeState(s: SamplerState): void {
-  for (const t of [s.seen, s.step, s.next, s.ids]) t.dispose();
+  for (const t of [s.seen, s.step, s.next, s.ids, s.mask, s.bias, s.lp]) t.dispose();
 }
 
 /** One step on the GPU (one submit), reading back only next[0]. */
