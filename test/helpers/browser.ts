@@ -34,6 +34,9 @@ export async function launchChromium(): Promise<Browser> {
   return puppeteer.launch({
     executablePath: chromiumPath(),
     headless: true,
+    // Software WebGPU can keep a page's main thread busy for minutes on a loaded CI machine; a
+    // protocol call that waits on it should fail by the test's own timeout, not puppeteer's 180 s.
+    protocolTimeout: 600_000,
     args: [
       '--no-sandbox',
       '--enable-unsafe-webgpu',

@@ -61,7 +61,7 @@ async function waitReplies(page: Page, n: number): Promise<PageState> {
       const s = (window as unknown as { __webqChat?: PageState }).__webqChat;
       return s !== undefined && ((s.replies >= k && s.status === 'ready') || s.status === 'error');
     },
-    { timeout: 240_000 },
+    { timeout: 240_000, polling: 500 },
     n,
   );
   return page.evaluate(() => (window as unknown as { __webqChat: PageState }).__webqChat);
