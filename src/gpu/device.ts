@@ -155,15 +155,19 @@ async function findGPU(runtime: Runtime, toggles: { enabled: string[]; disabled:
 export class WebqDevice {
   readonly gpu: GPUDevice;
   readonly caps: Capabilities;
+  /** What the device was made with: GpuContext.recover() asks for a new one the same way. */
+  readonly options: DeviceOptions;
   private failure: Error | null = null;
+  private lostListeners: Array<(e: Error) => void> = [];
   private failed: Promise<never>;
   private rejectFailed!: (e: Error) => void;
   private disposers: Array<() => void> = [];
   private disposed = false;
 
-  constructor(device: GPUDevice, caps: Capabilities) {
+  constructor(device: GPUDevice, caps: Capabilities, options: DeviceOptions = {}) {
     this.gpu = device;
     this.caps = caps;
+    this.options = options;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {}); // observed by race(); avoid unhandled-rejection noise
     device.lost.then((info) => {
@@ -180,6 +184,19 @@ export class WebqDevice {
     if (this.failure) return;
     this.failure = e;
     this.rejectFailed(e);
+    for (const fn of this.lostListeners) fn(e);
+    this.lostListeners = [];
+  }
+
+  /** The error that broke the device (lost, or an uncaptured error), or null while it works. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /** Calls `fn` once when the device is lost or fails (not when webq disposes it). */
+  onFailure(fn: (e: Error) => void): void {
+    if (this.failure) queueMicrotask(() => fn(this.failure!));
+    else this.lostListeners.push(fn);
   }
 
   /** Throws the error that broke the device, if any. Ops call this before recording work. */
@@ -208,6 +225,7 @@ export class WebqDevice {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.lostListeners = [];
     for (const fn of this.disposers.reverse()) fn();
     this.disposers = [];
     this.gpu.destroy();
@@ -284,5 +302,5 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     robustness: own ? robustness : null,
     dawnToggles: own ? toggles : null,
   };
-  return new WebqDevice(device, caps);
+  return new WebqDevice(device, caps, options);
 }

@@ -1,0 +1,34 @@
+/** What LlmModel.generate gives: the result, its stream chunks, and the usage each carries. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens whose keys and values were already in the cache (a common prefix). */
+  cachedTokens: number;
+  /** Prompt tokens run per second, to the first sampled token. */
+  prefillTokensPerSecond: number;
+  /** Tokens generated per second after the first. */
+  decodeTokensPerSecond: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerationChunk {
+  text: string;
+  tokens: number[];
+  /** So far: a stream stopped early (an abort) ends with the usage of what it gave. */
+  usage: Usage;
+}
+
+export interface GenerationResult {
+  text: string;
+  /** Generated ids (an end-of-sequence id that stopped generation not included). */
+  tokens: number[];
+  promptIds: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+}
+
+export interface StreamingGeneration extends AsyncIterable<GenerationChunk> {
+  /** Settles when the stream has been read to its end. */
+  readonly result: Promise<GenerationResult>;
+}
