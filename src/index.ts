@@ -42,6 +42,9 @@ export {
   type FinishReason,
   type Usage,
 } from './api/llm.ts';
+export { LimitError, type CallLimits, type LimitErrorCode } from './api/limits.ts';
+export type { ContextStats } from './gpu/context.ts';
+export type { CacheCounters } from './gpu/binding-cache.ts';
 export type { ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, ChatUsage } from './api/chat.ts';
 export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
 export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';

@@ -205,10 +205,18 @@ export class WebqDevice {
     if (this.disposed) throw new GPUDeviceError('DISPOSED', 'this webq device was disposed');
   }
 
-  /** Awaits `p`, but rejects as soon as the device is lost or reports an error. */
+  /**
+   * Awaits `p`, but rejects as soon as the device is lost or reports an error. A `p` that rejects
+   * because the device went (a mapAsync aborted by destroy()) may do so just before device.lost
+   * resolves: its error then gives way to the device's, so the caller sees one GPUDeviceError.
+   */
   race<T>(p: Promise<T>): Promise<T> {
     this.check();
-    return Promise.race([p, this.failed]);
+    const settled = p.catch(async (e: unknown) => {
+      await new Promise((r) => setTimeout(r, 0));
+      throw this.failure ?? e;
+    });
+    return Promise.race([settled, this.failed]);
   }
 
   /** Waits until the queue has finished all submitted work. */
