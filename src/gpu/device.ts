@@ -152,6 +152,9 @@ async function findGPU(runtime: Runtime, toggles: { enabled: string[]; disabled:
   throw new WebGPUUnavailableError('NO_WEBGPU', `WebGPU is not available (navigator.gpu is missing): ${hint}`);
 }
 
+/** How long a failed GPU wait waits for device.lost to say whether the device went (see race()). */
+const LOST_WAIT_MS = 2000;
+
 export class WebqDevice {
   readonly gpu: GPUDevice;
   readonly caps: Capabilities;
@@ -207,16 +210,27 @@ export class WebqDevice {
 
   /**
    * Awaits `p`, but rejects as soon as the device is lost or reports an error. A `p` that rejects
-   * because the device went (a mapAsync aborted by destroy()) may do so just before device.lost
-   * resolves: its error then gives way to the device's, so the caller sees one GPUDeviceError.
+   * because the device went (a mapAsync aborted by destroy()) does so before device.lost resolves
+   * (in Chromium the loss is reported by the GPU process, a while later): its error then waits up
+   * to LOST_WAIT_MS for the device's and gives way to it, so the caller sees one GPUDeviceError
+   * and recover() knows the device is gone.
    */
   race<T>(p: Promise<T>): Promise<T> {
     this.check();
     const settled = p.catch(async (e: unknown) => {
-      await new Promise((r) => setTimeout(r, 0));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.failed.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, LOST_WAIT_MS)))]);
+      clearTimeout(timer);
       throw this.failure ?? e;
     });
     return Promise.race([settled, this.failed]);
+  }
+
+  /** Resolves once the device is known lost or failed, or after `ms`: for whoever destroyed it on purpose. */
+  async settled(ms = LOST_WAIT_MS): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.failed.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
   }
 
   /** Waits until the queue has finished all submitted work. */

@@ -139,7 +139,11 @@ async function handle(req: Request, signal: AbortSignal): Promise<{ value: Resul
     }
     case 'loseDevice':
       // As WEBGL_lose_context.loseContext(): the device goes as a driver reset takes it.
-      (await device)?.dev.gpu.destroy();
+      if (device) {
+        const ctx = await device;
+        ctx.dev.gpu.destroy();
+        await ctx.dev.settled(); // the loss is known when the caller hears back
+      }
       return { value: null };
     case 'dispose':
       models.get(req.model)?.dispose();
