@@ -83,9 +83,13 @@ export class Decoder {
     return this.cache.shape.cap;
   }
 
-  /** Ring and staging buffers for a read-back batch size, made once per size. */
+  /**
+   * Ring and staging buffers for a read-back batch size, made for the largest size asked so far
+   * (a smaller batch uses part of them: calls alternating sizes would otherwise re-create them,
+   * and the sampler's bind groups with them, every call).
+   */
   private buffers(batch: number): { ring: Tensor; staging: GPUBuffer[] } {
-    if (this.batch !== batch || !this.ring) {
+    if (this.batch < batch || !this.ring) {
       this.ring?.dispose();
       this.staging.forEach((b) => b.destroy());
       this.ring = this.ctx.upload(new Uint32Array(2 * batch), [2 * batch], 'u32', 'sampler.ring');
@@ -185,11 +189,12 @@ export class Decoder {
     if (!Number.isSafeInteger(B) || B < 1) throw new WebqError('BAD_OPTION', `batch must be a positive integer, got ${B}`);
     if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${opts.maxTokens}`);
     opts.signal?.throwIfAborted();
-    const { ring, staging } = this.buffers(B);
     const P = prompt.length;
     // Token k is fed back at position P + k - 1, which must stay inside the cache.
     const room = this.contextLength - P + 1;
     const total = Math.min(opts.maxTokens, room);
+    // No batch reads back more than `total` ids: a huge readEvery allocates no more than that.
+    const { ring, staging } = this.buffers(Math.min(B, total));
     this.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
     const keep = this.reuse(prompt);
     const q = this.ctx.dev.gpu.queue;
@@ -210,6 +215,7 @@ export class Decoder {
         const rec = this.ctx.record({ label: k === 0 ? 'llm:prefill' : 'llm:decode' });
         const logits = k === 0 ? this.forward(rec, input, keep) : this.forward(rec, this.next, P + k - 1);
         stepWords[0] = k;
+        stepWords[1] = params.seed; // the sampler's seed (see writeSamplerStep)
         q.writeBuffer(this.step.buffer, 0, stepWords);
         sampleToken(this.ctx, rec, logits.view([logits.size]), { seen: this.seen, step: this.step, next: this.next, ids: ring }, params);
         logits.dispose();
