@@ -16,6 +16,7 @@ import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
+import { checkBertBatch } from '../models/memory-estimate.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { pool } from '../ops/encoder-io.ts';
@@ -208,9 +209,8 @@ export class BertModel {
       throw new WebqError('EMPTY_TEXT', `text ${empty + 1} of ${texts.length} ${what}: there is nothing in it to ${method === 'classify' ? 'classify' : 'embed'}; leave it out`);
     }
     const n = enc.batch * enc.seqLen;
-    if (n > this.limits.maxInputTokens) {
-      throw new LimitError('INPUT_TOO_LONG', `${method}(): ${enc.batch} texts padded to ${enc.seqLen} tokens are ${n} tokens, more than limits.maxInputTokens (${this.limits.maxInputTokens}); send fewer or shorter texts`);
-    }
+    checkBertBatch(this.config, this.dtype, this.ctx.caps.f16, n, this.ctx.caps, `${method}()`);
+    if (n > this.limits.maxInputTokens) throw new LimitError('INPUT_TOO_LONG', `${method}(): ${enc.batch} texts padded to ${enc.seqLen} tokens are ${n} tokens, more than limits.maxInputTokens (${this.limits.maxInputTokens}); send fewer or shorter texts`);
     for (let i = 0; i < n; i++) {
       if (enc.ids[i] < 0 || enc.ids[i] >= this.config.vocabSize) {
         throw new WebqError('TOKEN_OUT_OF_RANGE', `${this.describe}: token id ${enc.ids[i]} is outside the model's vocabulary of ${this.config.vocabSize}: tokenizer.json and config.json disagree`);

@@ -16,6 +16,7 @@ import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
+import { checkEstimate, estimateLlm } from '../models/memory-estimate.ts';
 import { EMBEDDING_DTYPES, type UploadOptions } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
@@ -134,6 +135,7 @@ export class LlmModel {
       ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
       checkKvFits(config, cap, kv, ctx.caps, `${files.describe}/config.json`);
+      checkEstimate(estimateLlm(config, { dtype, context: cap, kv, f16: ctx.caps.f16 }), ctx.caps, `${files.describe}/config.json`, (n) => `load with contextLength ${n} or less`);
       const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings };
       weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
       const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
