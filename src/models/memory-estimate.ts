@@ -38,21 +38,30 @@ export interface MemoryEstimate {
 
 const ACT_BYTES = { f16: 2, f32: 4 } as const;
 
-/** Bytes per weight at a dtype: codes, plus a scale (and a zero point for q4 / w4a8) per group. */
-function perParam(dtype: LinearDType, act: number): number {
+/** Columns per quantization group by dtype (src/ops/linear.ts defaults); rows are padded to a whole group. */
+const GROUP: Partial<Record<LinearDType, number>> = { q8: 128, q4: 32, w4a8: 32 };
+
+/** Bytes of an [N, K] Linear at a dtype: codes (rows padded to whole groups), scales and q4's zero points. */
+function linBytes(N: number, K: number, dtype: LinearDType, act: number): number {
+  const G = GROUP[dtype];
   switch (dtype) {
     case 'f32':
-      return 4;
+      return N * K * 4;
     case 'f16':
-      return 2;
-    case 'q8':
-      return 1 + act / 128;
+      return N * K * 2;
     case 'w8a8':
-      return 1;
+      return N * K + N * 4;
+    case 'q8':
+      return N * Math.ceil(K / G!) * (G! + act);
     case 'q4':
     case 'w4a8':
-      return 0.5 + (2 * act) / 32;
+      return N * Math.ceil(K / G!) * (G! / 2 + 2 * act);
   }
+}
+
+/** Bytes per value of a table (f32 / f16 as the dtype says, else the int8 table's per-row or per-32 scales). */
+function perParam(dtype: LinearDType, act: number): number {
+  return dtype === 'f32' ? 4 : dtype === 'f16' ? 2 : act;
 }
 
 function activationsDtype(dtype: LinearDType, f16: boolean): 'f16' | 'f32' {
@@ -64,11 +73,13 @@ export function estimateLlm(cfg: LlamaConfig, o: { dtype: LinearDType; context: 
   const actDtype = activationsDtype(o.dtype, o.f16);
   const act = ACT_BYTES[actDtype];
   const { hiddenSize: H, numHeads: nh, numKvHeads: nkv, headDim: D, intermediateSize: I, vocabSize: V, numLayers: L } = cfg;
-  const linear = H * (nh + 2 * nkv) * D + nh * D * H + 3 * H * I;
+  const lin = (n: number, k: number) => linBytes(n, k, o.dtype, act);
+  const layer = lin((nh + 2 * nkv) * D, H) + lin(H, nh * D) + lin(2 * I, H) + lin(H, I) + 2 * H * act;
   const quantized = o.dtype !== 'f32' && o.dtype !== 'f16';
+  // A tied table is also the LM head: int8 in groups of 32 under quantized dtypes; an untied one is only gathered (f16).
   const table = V * H * (!quantized ? perParam(o.dtype, act) : cfg.tieWordEmbeddings ? 1 + 4 / 32 : act);
-  const head = cfg.tieWordEmbeddings ? 0 : V * H * perParam(o.dtype, act);
-  const weights = Math.ceil(L * (linear * perParam(o.dtype, act) + 2 * H * act) + table + head + H * act);
+  const head = cfg.tieWordEmbeddings ? 0 : lin(V, H);
+  const weights = Math.ceil(L * layer + table + head + H * act);
   const kvPer = 2 * nkv * D * (o.kv === 'f32' ? 4 : o.kv === 'f16' ? 2 : 1) + (o.kv === 'int8' ? 2 * nkv * 4 : 0);
   const kvCache = L * o.context * kvPer + o.context * D * 4;
   const T = o.context;
@@ -90,9 +101,13 @@ export function estimateBert(cfg: BertConfig, o: { dtype: LinearDType; tokens: n
   const act = ACT_BYTES[actDtype];
   const { hiddenSize: H, intermediateSize: I, vocabSize: V, numLayers: L } = cfg;
   const quantized = o.dtype !== 'f32' && o.dtype !== 'f16';
-  const linear = 4 * H * H + 2 * H * I;
-  const tables = V * H * (quantized ? 1 + 4 / H : perParam(o.dtype, act)) + (cfg.maxPositions + cfg.typeVocabSize) * H * act;
-  const weights = Math.ceil(L * (linear * perParam(o.dtype, act) + (9 * H + I) * act) + tables + 2 * H * act + (H * H + H * cfg.numLabels) * 4);
+  const lin = (n: number, k: number) => linBytes(n, k, o.dtype, act);
+  const layer = lin(3 * H, H) + lin(H, H) + lin(I, H) + lin(H, I) + (9 * H + I) * act;
+  // The word table: int8 with a scale per row under q8 / w8a8, int4 in groups of 32 under q4 / w4a8.
+  const word = !quantized ? V * H * perParam(o.dtype, act) : GROUP[o.dtype] === 32 ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
+  const tables = word + (cfg.maxPositions + cfg.typeVocabSize) * H * act;
+  // The pooler is a Linear at the dtype (a classifier's head beside it is a few hundred values).
+  const weights = Math.ceil(L * layer + tables + 2 * H * act + lin(H, H) + H * act);
   const widest = Math.max(I, 3 * H);
   const activations = o.tokens * act * Math.max(5 * H, 2 * H + I);
   return {
