@@ -162,8 +162,12 @@ export class WebqDevice {
   readonly options: DeviceOptions;
   private failure: Error | null = null;
   private lostListeners: Array<(e: Error) => void> = [];
-  private failed: Promise<never>;
-  private rejectFailed!: (e: Error) => void;
+  /**
+   * The waits in progress (race, settled), told when the device fails. A set rather than racing
+   * each wait against one long-lived pending promise: every Promise.race with it would add a
+   * reaction to that promise that is never removed (a few hundred bytes per GPU wait, forever).
+   */
+  private waiters = new Set<(e: Error) => void>();
   private disposers: Array<() => void> = [];
   private disposed = false;
 
@@ -171,8 +175,6 @@ export class WebqDevice {
     this.gpu = device;
     this.caps = caps;
     this.options = options;
-    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
-    this.failed.catch(() => {}); // observed by race(); avoid unhandled-rejection noise
     device.lost.then((info) => {
       if (this.disposed && info.reason === 'destroyed') return;
       this.fail(new GPUDeviceError('DEVICE_LOST', `WebGPU device lost (${info.reason}): ${info.message || 'no message'}`));
@@ -186,7 +188,8 @@ export class WebqDevice {
   private fail(e: Error): void {
     if (this.failure) return;
     this.failure = e;
-    this.rejectFailed(e);
+    for (const w of [...this.waiters]) w(e);
+    this.waiters.clear();
     for (const fn of this.lostListeners) fn(e);
     this.lostListeners = [];
   }
@@ -217,20 +220,39 @@ export class WebqDevice {
    */
   race<T>(p: Promise<T>): Promise<T> {
     this.check();
-    const settled = p.catch(async (e: unknown) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([this.failed.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, LOST_WAIT_MS)))]);
-      clearTimeout(timer);
-      throw this.failure ?? e;
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const onFail = (e: Error) => {
+        done = true;
+        reject(e);
+      };
+      this.waiters.add(onFail);
+      p.then(
+        (v) => {
+          this.waiters.delete(onFail);
+          if (!done) resolve(v);
+        },
+        async (e: unknown) => {
+          await this.settled(); // a failure meanwhile rejects through onFail first
+          this.waiters.delete(onFail);
+          if (!done) reject(this.failure ?? e);
+        },
+      );
     });
-    return Promise.race([settled, this.failed]);
   }
 
   /** Resolves once the device is known lost or failed, or after `ms`: for whoever destroyed it on purpose. */
-  async settled(ms = LOST_WAIT_MS): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.failed.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-    clearTimeout(timer);
+  settled(ms = LOST_WAIT_MS): Promise<void> {
+    if (this.failure) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.waiters.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.waiters.add(end);
+    });
   }
 
   /** Waits until the queue has finished all submitted work. */
