@@ -11,10 +11,11 @@
 // follows from the range of keys cost no pass. The sampler runs once per generated token, so one
 // workgroup is enough; lanes stride the vocabulary so loads coalesce.
 
+// The seed is not here but in step[1], written with the step: a call's own (often random) seed in
+// the uniform would make a new uniform buffer and bind group for every call.
 struct Params {
   vocab: u32,
   ring: u32,        // length of ids
-  seed: u32,
   top_k: u32,       // 0 = off (also when >= vocab)
   inv_temp: f32,    // 1 / temperature (sample only)
   top_p: f32,       // 1 = off
@@ -30,7 +31,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<T>;       // [vocab]
 @group(0) @binding(2) var<storage, read_write> seen: array<u32>; // [ceil(vocab / 32)] bitset
-@group(0) @binding(3) var<storage, read> step: array<u32>;       // step[0]: this step's index
+@group(0) @binding(3) var<storage, read> step: array<u32>;       // step[0]: this step's index, step[1]: the seed
 @group(0) @binding(4) var<storage, read_write> next: array<u32>; // [1]
 @group(0) @binding(5) var<storage, read_write> ids: array<u32>;  // [ring]
 @group(0) @binding(6) var<storage, read> mask: array<u32>;       // [ceil(vocab / 32)] bit set = allowed (MASK)
@@ -295,7 +296,7 @@ fn draw(lo: u32, zmax: f32, lid: u32) -> u32 {
   var excl = 0.0;
   if (lid > 0u) { excl = red_f[lid - 1u]; } // exactly the previous lane's incl: chunks tile [0, total)
   let total = workgroupUniformLoad(&red_f[WG - 1u]);
-  let aim = sampler_uniform(p.seed, step[0]) * total;
+  let aim = sampler_uniform(step[1], step[0]) * total;
   var pick = NONE;
   if (excl <= aim && aim < incl) {
     let r = aim - excl;

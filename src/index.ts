@@ -65,6 +65,9 @@ export type { EmbeddingRequest, EmbeddingResponse, Embedding } from './api/embed
 export type { ResponseFormat, JsonSchemaFormat } from './structured/constraint.ts';
 export { ConstraintError, type ConstraintErrorCode } from './structured/errors.ts';
 export type { ConstrainedStats } from './generate/constrained.ts';
+export { LimitError, type CallLimits, type LimitErrorCode } from './api/limits.ts';
+export type { ContextStats } from './gpu/context.ts';
+export type { CacheCounters } from './gpu/binding-cache.ts';
 export { ChatTemplate, type ChatMessage } from './text/chat-template.ts';
 export { KV_DTYPES, type KvDType } from './ops/kv-cache.ts';
 export type { SamplingParams } from './ops/sample.ts';

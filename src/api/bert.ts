@@ -17,14 +17,18 @@ import { openModelFiles } from '../io/hub.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
+import { checkBertBatch } from '../models/memory-estimate.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
-import { CONFIG_BOUNDS, fields, isObject, toJson } from '../models/config-json.ts';
 import { pool } from '../ops/encoder-io.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
+import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type CallLimits, type Limits } from './limits.ts';
+import { isStale, reloadWeights, staleError, type AppliedDelta } from './recovery.ts';
+import { checkTexts } from './bert-inputs.ts';
+import { sentenceTransformersConfig, type SentenceTransformersConfig } from './sentence-transformers.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
 
@@ -55,6 +59,13 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
   f16?: boolean;
   /** Kernel family when the model makes its own device (see Capabilities.kernels); default by adapter. */
   kernels?: 'gpu' | 'cpu';
+  /**
+   * After a device loss, call recover() by itself: the calls running then reject with a
+   * GPUDeviceError, the next ones wait for the model to be on a new device (default false).
+   */
+  autoRecover?: boolean;
+  /** maxBatch (texts per call), maxInputTokens (texts x longest row), maxQueue, a default timeoutMs: see src/api/limits.ts. */
+  limits?: CallLimits;
 }
 
 export interface EmbedOptions {
@@ -69,6 +80,8 @@ export interface TextOptions {
    * naming the text, its length and the limit.
    */
   truncate?: boolean;
+  /** Reject with a LimitError 'TIMEOUT' after this many ms (default limits.timeoutMs); the GPU work already submitted still ends. */
+  timeoutMs?: number;
 }
 
 export interface Classification {
@@ -86,65 +99,6 @@ export interface EmbedResult {
   truncated: boolean[];
 }
 
-/** What a sentence-transformers export says beside config.json; a plain checkpoint gets the defaults. */
-interface SentenceTransformersConfig {
-  /** 1_Pooling/config.json and a Normalize module in modules.json; else mean, unnormalized. */
-  pooling: Required<EmbedOptions>;
-  /** sentence_bert_config.json max_seq_length. */
-  maxSeqLength: number | undefined;
-  /** sentence_bert_config.json do_lower_case: lowercase texts before tokenizing. */
-  lowerCase: boolean;
-}
-
-/**
- * Reads a sentence-transformers export as that library does: 1_Pooling/config.json
- * (pooling_mode_cls_token, pooling_mode_mean_tokens), sentence_bert_config.json (max_seq_length,
- * do_lower_case) and a Normalize module in modules.json. An export is known by its 1_Pooling
- * folder, so a plain checkpoint costs one optional-file request. Other pooling modes (max, weighted
- * mean) are not implemented: such a model gets a clear error rather than wrong vectors.
- */
-async function sentenceTransformersConfig(files: ModelFiles): Promise<SentenceTransformersConfig> {
-  const out: SentenceTransformersConfig = { pooling: { pooling: 'mean', normalize: false }, maxSeqLength: undefined, lowerCase: false };
-  if (!(await files.exists('1_Pooling/config.json'))) return out;
-  const cfg = toJson(await files.readJson('1_Pooling/config.json'), `${files.describe}/1_Pooling/config.json`);
-  const modes = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true);
-  if (modes.length !== 1 || !['pooling_mode_cls_token', 'pooling_mode_mean_tokens'].includes(modes[0])) {
-    throw new WebqError('UNSUPPORTED_POOLING', `${files.describe}/1_Pooling/config.json enables ${modes.slice(0, 4).map((m) => m.slice(0, 60)).join(' + ') || 'no pooling mode'}${modes.length > 4 ? ` and ${modes.length - 4} more` : ''}; webq implements exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token`);
-  }
-  const sbert = 'sentence_bert_config.json';
-  if (await files.exists(sbert)) {
-    const where = `${files.describe}/${sbert}`;
-    const f = fields(toJson(await files.readJson(sbert), where), where);
-    out.maxSeqLength = f.has('max_seq_length') ? f.int('max_seq_length', 1, CONFIG_BOUNDS.positions) : undefined;
-    out.lowerCase = f.bool('do_lower_case', false);
-  }
-  let normalize = false;
-  if (await files.exists('modules.json')) {
-    const mods = await files.readJson('modules.json');
-    normalize = Array.isArray(mods) && mods.some((m) => isObject(m) && typeof m.type === 'string' && m.type.endsWith('.Normalize'));
-  }
-  out.pooling = { pooling: modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean', normalize };
-  return out;
-}
-
-/** A value in a message: strings quoted and cut short, anything else by its kind. */
-function shown(v: unknown): string {
-  if (typeof v === 'string') return `a string (${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)})`;
-  if (v === null || v === undefined) return String(v);
-  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
-}
-
-/** The texts argument of embed / classify: a non-empty array of strings, or a WebqError saying what came instead. */
-function checkTexts(texts: unknown, method: string): asserts texts is string[] {
-  if (!Array.isArray(texts)) {
-    const one = typeof texts === 'string' ? `; for one text pass [text]` : '';
-    throw new WebqError('BAD_TEXTS', `${method}() takes an array of strings, got ${shown(texts)}${one}`);
-  }
-  if (texts.length === 0) throw new WebqError('EMPTY_BATCH', `${method}(): no texts to encode: pass at least one string`);
-  const bad = texts.findIndex((t) => typeof t !== 'string');
-  if (bad >= 0) throw new WebqError('BAD_TEXTS', `${method}(): text ${bad + 1} of ${texts.length} is ${shown(texts[bad])}; every text must be a string`);
-}
-
 export class BertModel {
   readonly config: BertConfig;
   readonly dtype: LinearDType;
@@ -153,7 +107,15 @@ export class BertModel {
   readonly ctx: GpuContext;
   private readonly tokenizer: TextTokenizer;
   /** The current weights, and older versions that calls started before an update still run on. */
-  private readonly versions: WeightVersions<BertGpuWeights>;
+  private versions: WeightVersions<BertGpuWeights>;
+  /** The context's device generation the weights live on, the version at load and the deltas since (see recover()). */
+  private generation: number;
+  private readonly loadedAt: ModelVersion | null;
+  private readonly deltas: AppliedDelta[] = [];
+  private recovering: Promise<boolean> | null = null;
+  private readonly limits: Limits;
+  private readonly calls: CallCounter;
+  private readonly stopWatching: () => void;
   private readonly ownsContext: boolean;
   /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
   private readonly files: ModelFiles;
@@ -177,7 +139,7 @@ export class BertModel {
 
   private constructor(args: {
     config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; st: SentenceTransformersConfig;
-    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null;
+    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null; autoRecover: boolean; limits: Limits;
   }) {
     this.config = args.config;
     this.dtype = args.dtype;
@@ -189,6 +151,11 @@ export class BertModel {
     this.files = args.files;
     this.uploadOptions = args.uploadOptions;
     this.modelVersion = args.version;
+    this.loadedAt = args.version;
+    this.generation = args.ctx.generation;
+    this.limits = args.limits;
+    this.calls = new CallCounter(args.describe);
+    this.stopWatching = args.autoRecover ? args.ctx.onFailure(() => void this.recover().catch(() => undefined)) : () => undefined;
     this.pooling = args.st.pooling;
     this.maxLength = Math.min(args.config.maxPositions, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
     this.lowerCase = args.st.lowerCase;
@@ -200,6 +167,7 @@ export class BertModel {
     if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
     if (opts.activations !== undefined && !ACTIVATIONS.includes(opts.activations)) throw new WebqError('BAD_OPTION', `unknown activations '${opts.activations}': use one of ${ACTIVATIONS.join(', ')}`);
     if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
+    const limits = resolveLimits(opts.limits);
     const files = await openModelFiles(location, opts);
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
@@ -220,7 +188,7 @@ export class BertModel {
     try {
       const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
       const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
-      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st, files, uploadOptions, version });
+      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st, files, uploadOptions, version, autoRecover: opts.autoRecover === true, limits });
     } catch (e) {
       if (!opts.context) ctx.dispose();
       throw e;
@@ -250,8 +218,8 @@ export class BertModel {
    * [CLS] [SEP] alone would sit in a search index as if it meant something.
    */
   private batch(texts: string[], opts: TextOptions, method: string): BertBatch & { truncated: boolean[] } {
-    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
     checkTexts(texts, method);
+    if (texts.length > this.limits.maxBatch) throw new LimitError('BATCH_TOO_LARGE', `${method}(): ${texts.length} texts, more than limits.maxBatch (${this.limits.maxBatch}); split them into smaller calls`);
     const input = this.lowerCase ? texts.map((t) => t.toLowerCase()) : texts;
     const enc = this.tokenizer.encodeBatch(input, { maxLength: this.maxLength, truncation: opts.truncate ?? true });
     const empty = enc.lengths.findIndex((n) => n <= this.tokenizer.specialTokenCount());
@@ -260,6 +228,8 @@ export class BertModel {
       throw new WebqError('EMPTY_TEXT', `text ${empty + 1} of ${texts.length} ${what}: there is nothing in it to ${method === 'classify' ? 'classify' : 'embed'}; leave it out`);
     }
     const n = enc.batch * enc.seqLen;
+    checkBertBatch(this.config, this.dtype, this.ctx.caps.f16, n, this.ctx.caps, `${method}()`);
+    if (n > this.limits.maxInputTokens) throw new LimitError('INPUT_TOO_LONG', `${method}(): ${enc.batch} texts padded to ${enc.seqLen} tokens are ${n} tokens, more than limits.maxInputTokens (${this.limits.maxInputTokens}); send fewer or shorter texts`);
     for (let i = 0; i < n; i++) {
       if (enc.ids[i] < 0 || enc.ids[i] >= this.config.vocabSize) {
         throw new WebqError('TOKEN_OUT_OF_RANGE', `${this.describe}: token id ${enc.ids[i]} is outside the model's vocabulary of ${this.config.vocabSize}: tokenizer.json and config.json disagree`);
@@ -283,20 +253,52 @@ export class BertModel {
   }
 
   /** The last hidden state [B, T, H] with the batch's shape (for tests and custom pooling). */
-  async hidden(texts: string[], opts: TextOptions = {}): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
-    const b = this.batch(texts, opts, 'hidden');
-    const held = this.versions.use();
+  hidden(texts: string[], opts: TextOptions = {}): Promise<{ data: Float32Array; batch: number; seqLen: number; hidden: number; mask: Uint32Array }> {
+    return this.call(opts, 'hidden', async (weights) => {
+      const b = this.batch(texts, opts, 'hidden');
+      try {
+        const rec = this.ctx.record({ label: 'bert:hidden' });
+        const h = bertForward(this.ctx, rec, weights, this.config, b);
+        await rec.submit();
+        const data = await this.ctx.readFloat(h);
+        h.dispose();
+        return { data, batch: b.B, seqLen: b.T, hidden: this.config.hiddenSize, mask: (await this.ctx.read(b.mask)) as Uint32Array };
+      } finally {
+        BertModel.free(b);
+      }
+    });
+  }
+
+  /**
+   * Runs one call on the current weights (held until it ends: an update between its start and its
+   * end does not touch them, src/delta/loaded-weights.ts), within the caller's limits, after a
+   * recovery in progress.
+   */
+  private call<T>(opts: TextOptions, method: string, fn: (weights: BertGpuWeights) => Promise<T>): Promise<T> {
     try {
-      const rec = this.ctx.record({ label: 'bert:hidden' });
-      const h = bertForward(this.ctx, rec, held.weights, this.config, b);
-      await rec.submit();
-      const data = await this.ctx.readFloat(h);
-      h.dispose();
-      return { data, batch: b.B, seqLen: b.T, hidden: this.config.hiddenSize, mask: (await this.ctx.read(b.mask)) as Uint32Array };
-    } finally {
-      BertModel.free(b);
-      held.release();
+      this.check();
+      const ms = callTimeout(opts.timeoutMs, this.limits);
+      const out = this.calls.enter(this.limits);
+      const work = (async () => {
+        await this.recovering?.catch(() => undefined);
+        this.check();
+        if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
+        const held = this.versions.use();
+        try {
+          return await fn(held.weights);
+        } finally {
+          held.release();
+        }
+      })().finally(out);
+      const limit = deadline(ms, `${this.describe}: ${method}`);
+      return abortable(work, limit.signal).finally(limit.done);
+    } catch (e) {
+      return Promise.reject(e);
     }
+  }
+
+  private check(): void {
+    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
   }
 
   /**
@@ -315,15 +317,8 @@ export class BertModel {
     return this.run(texts, opts, 'embedWithInfo');
   }
 
-  // A call holds the weights it started with until it ends: an update between its start and its
-  // end does not touch them (src/delta/loaded-weights.ts).
-  private async run(texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
-    const held = this.versions.use();
-    try {
-      return await this.pooled(held.weights, texts, opts, method);
-    } finally {
-      held.release();
-    }
+  private run(texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
+    return this.call(opts, method, (weights) => this.pooled(weights, texts, opts, method));
   }
 
   private async pooled(weights: BertGpuWeights, texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
@@ -349,13 +344,8 @@ export class BertModel {
    * Labels and softmax scores; needs a BertForSequenceClassification checkpoint. Texts are taken
    * as by embed(); each result says whether its text was cut to maxLength tokens.
    */
-  async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
-    const held = this.versions.use();
-    try {
-      return await this.classifyWith(held.weights, texts, opts);
-    } finally {
-      held.release();
-    }
+  classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
+    return this.call(opts, 'classify', (weights) => this.classifyWith(weights, texts, opts));
   }
 
   private async classifyWith(weights: BertGpuWeights, texts: string[], opts: TextOptions): Promise<Classification[]> {
@@ -405,7 +395,8 @@ export class BertModel {
   }
 
   private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
-    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
+    this.check();
+    if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
     checkGuard(opts);
     const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
     try {
@@ -425,6 +416,7 @@ export class BertModel {
           if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);
           this.versions.replace(next);
           this.modelVersion = u.target;
+          this.deltas.push({ input, publicKey: opts.publicKey });
           return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
         } catch (e) {
           this.versions.discard(next);
@@ -438,10 +430,37 @@ export class BertModel {
     }
   }
 
+  /**
+   * Brings the model back after its GPU device was lost (the calls running then rejected with a
+   * GPUDeviceError): a new device for the context (shared with other models or not), then the
+   * weights uploaded again from where they came from, at the version the model is at (see
+   * src/api/recovery.ts). Calls made meanwhile wait for it. Resolves to false when there was
+   * nothing to do. A failed recovery can be tried again.
+   */
+  recover(): Promise<boolean> {
+    if (this.disposed) return Promise.reject(new WebqError('DISPOSED', `${this.describe}: this model was disposed`));
+    return (this.recovering ??= (async () => {
+      try {
+        const replaced = await this.ctx.recover();
+        if (!isStale(this.ctx, this.generation)) return replaced;
+        const { versions } = await reloadWeights({
+          describe: this.describe, files: this.files, dtype: this.dtype, loadedAt: this.loadedAt, current: this.modelVersion, deltas: this.deltas,
+          upload: (store, prequant, reuse) => uploadBertWeights(this.ctx, store, this.config, resolveBertWeights(store, this.config), this.dtype, { ...this.uploadOptions, prequant, reuse }),
+        });
+        this.versions.dispose(); // on the dead device
+        [this.versions, this.generation] = [versions, this.ctx.generation];
+        return true;
+      } finally {
+        this.recovering = null;
+      }
+    })());
+  }
+
   /** Frees the weights (every version still held), and the device if the model made it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.stopWatching();
     this.versions.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }

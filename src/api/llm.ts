@@ -11,12 +11,13 @@ import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openLlmFiles } from '../gguf/files.ts';
-import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
-import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
+import { checkEstimate, estimateLlm } from '../models/memory-estimate.ts';
+import { EMBEDDING_DTYPES, type UploadOptions } from '../models/upload.ts';
 import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
@@ -27,110 +28,18 @@ import { readGenerationConfig, type GenerationDefaults } from '../text/generatio
 import { TextStreamer } from '../text/text-stream.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ChatCompletions } from './chat.ts';
-import { ConstraintTools, logprobEntries, prepareExtras, type ConstraintOptions, type TokenLogprob } from './generate-extras.ts';
+import { ConstraintTools, logprobEntries, prepareExtras, type PreparedExtras, type TokenLogprob } from './generate-extras.ts';
+import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type Limits } from './limits.ts';
+import { isStale, reloadWeights, staleError, type AppliedDelta } from './recovery.ts';
 
 /** Default context cap: the model's own, but no more than this many positions. */
 export const DEFAULT_CONTEXT = 4096;
 export const DEFAULT_MAX_TOKENS = 256;
 
-export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
-  /**
-   * Linear-layer weights: f32, f16, q8, q4 (default), w8a8, w4a8; a pre-quantized checkpoint's own
-   * by default. A GPTQ/AWQ/compressed-tensors/bitsandbytes checkpoint keeps its weights' bits; the
-   * dtype picks q* or w* kernels (see `activations`), or f32/f16 dequantized weights.
-   */
-  dtype?: LinearDType;
-  /**
-   * What q8/q4 Linears (and a packed LM head) do with their input, the same in prefill and decode:
-   * 'float' (the default) keeps it f16/f32, weight-only kernels (W8A16/W4A16, what GPTQ, AWQ and
-   * compressed-tensors compute); 'int8' quantizes it per block of 32 for dot4I8Packed kernels.
-   * float is the default for its accuracy (q8: 2-3x lower KL against fp32 on models with massive
-   * channels) and its faster decode (llamaQuantDefaults, README "Activations"). w8a8/w4a8 are int8
-   * and f32/f16 float ('BAD_OPTION' otherwise).
-   */
-  activations?: Activations;
-  /** KV cache: f16 (default where the device has shader-f16), f32, or int8 (one scale per token and KV head). */
-  kv?: KvDType;
-  /** Positions the KV cache holds; default the smaller of max_position_embeddings and 4096. */
-  contextLength?: number;
-  group?: number | 'channel';
-  symmetric?: boolean;
-  /**
-   * The embedding table (and a tied LM head) of a float checkpoint: int8 (default under quantized
-   * dtypes, groups of 32), int4, f16 or f32. A pre-quantized checkpoint's is as stored.
-   */
-  embeddings?: EmbeddingDType;
-  /** Share a device; otherwise the model makes its own and dispose() destroys it. */
-  context?: GpuContext;
-  f16?: boolean;
-  kernels?: 'gpu' | 'cpu';
-  /**
-   * A GGUF file inside `location` (a hub id, folder URL or folder), e.g. 'model-Q4_0.gguf'; a
-   * location ending in .gguf names one itself (src/gguf/files.ts).
-   */
-  file?: string;
-}
-
-/** Sampling, stops and limits; ConstraintOptions adds responseFormat, logitBias and logprobs. */
-export interface GenerateOptions extends ConstraintOptions {
-  /** Most new tokens (default: generation_config.json max_new_tokens, else 256). */
-  maxTokens?: number;
-  /** 0 = greedy. Unset sampling options come from generation_config.json when it samples, else greedy. */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  /** Same seed, same tokens (default: a random seed). */
-  seed?: number;
-  /** Text that ends the generation (not included in the result). */
-  stop?: string | readonly string[];
-  /** Keep going past the model's end-of-sequence tokens. */
-  ignoreEos?: boolean;
-  signal?: AbortSignal;
-  /** String prompts: add the tokenizer's special tokens (BOS where its config adds one); default true. */
-  addSpecialTokens?: boolean;
-  /** Token ids read back per batch while decoding (default 8): larger runs further ahead of the CPU. */
-  readEvery?: number;
-}
-
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  /** Prompt tokens whose keys and values were already in the cache (a common prefix). */
-  cachedTokens: number;
-  /** Prompt tokens run per second, to the first sampled token. */
-  prefillTokensPerSecond: number;
-  /** Tokens generated per second after the first. */
-  decodeTokensPerSecond: number;
-}
-
-export type FinishReason = 'stop' | 'length';
-
-export interface GenerationChunk {
-  text: string;
-  tokens: number[];
-  /** So far: a stream stopped early (an abort) ends with the usage of what it gave. */
-  usage: Usage;
-  /** With the logprobs option: one entry per token of `tokens`. */
-  logprobs?: TokenLogprob[];
-}
-
-export interface GenerationResult {
-  text: string;
-  /** Generated ids (an end-of-sequence id that stopped generation not included). */
-  tokens: number[];
-  promptIds: number[];
-  finishReason: FinishReason;
-  usage: Usage;
-  /** With the logprobs option: one entry per generated token. */
-  logprobs?: TokenLogprob[];
-}
-
-export interface StreamingGeneration extends AsyncIterable<GenerationChunk> {
-  /** Settles when the stream has been read to its end. */
-  readonly result: Promise<GenerationResult>;
-}
+export type { GenerateOptions, LlmLoadOptions } from './llm-options.ts';
+import type { GenerateOptions, LlmLoadOptions } from './llm-options.ts';
+export type { FinishReason, GenerationChunk, GenerationResult, StreamingGeneration, Usage } from './llm-results.ts';
+import type { FinishReason, GenerationChunk, GenerationResult, StreamingGeneration, Usage } from './llm-results.ts';
 
 const now = () => (globalThis.performance ?? Date).now();
 
@@ -149,9 +58,17 @@ export class LlmModel {
   /** The constraint engine for responseFormat and tool calls, made on first use. */
   readonly constraints: ConstraintTools;
   /** The current weights (the decoder runs on them); a replaced version is freed at the swap. */
-  private readonly versions: WeightVersions<LlamaGpuWeights>;
-  private readonly decoder: Decoder;
+  private versions: WeightVersions<LlamaGpuWeights>;
+  private decoder: Decoder;
   private readonly ownsContext: boolean;
+  /** The context's device generation the weights and cache live on (recover() moves it). */
+  private generation: number;
+  /** The version at load, and the deltas applied since (recover() applies them again). */
+  private readonly loadedAt: ModelVersion | null;
+  private readonly deltas: AppliedDelta[] = [];
+  private readonly limits: Limits;
+  private readonly calls: CallCounter;
+  private readonly stopWatching: () => void;
   /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
   private readonly files: ModelFiles;
   private readonly uploadOptions: UploadOptions;
@@ -164,7 +81,7 @@ export class LlmModel {
   private constructor(a: {
     config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
     generationDefaults: GenerationDefaults; weights: LlamaGpuWeights; decoder: Decoder; ownsContext: boolean;
-    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null;
+    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null; autoRecover: boolean; limits: Limits;
   }) {
     this.config = a.config;
     this.dtype = a.dtype;
@@ -180,6 +97,11 @@ export class LlmModel {
     this.files = a.files;
     this.uploadOptions = a.uploadOptions;
     this.modelVersion = a.version;
+    this.loadedAt = a.version;
+    this.generation = a.ctx.generation;
+    this.limits = a.limits;
+    this.calls = new CallCounter(a.describe);
+    this.stopWatching = a.autoRecover ? a.ctx.onFailure(() => void this.recover().catch(() => undefined)) : () => undefined;
     const eos = new Set([...a.config.eosTokenIds, ...a.generationDefaults.eosTokenIds]);
     const tokEos = a.tokenizer.eosTokenId;
     if (tokEos !== undefined) eos.add(tokEos);
@@ -193,6 +115,7 @@ export class LlmModel {
     if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
     if (opts.activations !== undefined && !ACTIVATIONS.includes(opts.activations)) throw new WebqError('BAD_OPTION', `unknown activations '${opts.activations}': use one of ${ACTIVATIONS.join(', ')}`);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
+    const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const cap = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CONTEXT);
@@ -217,12 +140,13 @@ export class LlmModel {
       ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
       checkKvFits(config, cap, kv, ctx.caps, `${files.describe}/config.json`);
+      checkEstimate(estimateLlm(config, { dtype, context: cap, kv, f16: ctx.caps.f16 }), ctx.caps, `${files.describe}/config.json`, (n) => `load with contextLength ${n} or less`);
       const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
       weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
       const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
       const decoder = new Decoder(ctx, config, weights, cache);
       const version = loadedVersion(store.metadata, files.describe);
-      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context, files, uploadOptions, version });
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context, files, uploadOptions, version, autoRecover: opts.autoRecover === true, limits });
     } catch (e) {
       weights?.dispose();
       if (ctx && !opts.context) ctx.dispose();
@@ -260,6 +184,12 @@ export class LlmModel {
     if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
   }
 
+  /** check(), and that the weights live on the context's current device (see recover()). */
+  private checkLive(): void {
+    this.check();
+    if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
+  }
+
   /** Prompt ids as the model's tokenizer makes them (special tokens where its config adds them). */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
     if (typeof text !== 'string') throw new WebqError('BAD_PROMPT', `the prompt must be a string or an array of token ids, got ${text === null ? 'null' : typeof text}`);
@@ -270,13 +200,18 @@ export class LlmModel {
     return Array.isArray(prompt) ? [...(prompt as number[])] : this.encode(prompt as string, { addSpecialTokens });
   }
 
-  /** Waits for the calls before this one, so generations run one after another. */
-  private async acquire(): Promise<() => void> {
+  /** Waits for the calls before this one, so generations run one after another (or until `signal` aborts). */
+  private async acquire(signal?: AbortSignal): Promise<() => void> {
     let release!: () => void;
     const mine = new Promise<void>((r) => (release = r));
     const prev = this.queue;
     this.queue = prev.then(() => mine);
-    await prev;
+    try {
+      await abortable(prev, signal);
+    } catch (e) {
+      void prev.then(release); // our turn still passes, to the call after us
+      throw e;
+    }
     return release;
   }
 
@@ -284,11 +219,24 @@ export class LlmModel {
   async logits(prompt: string | readonly number[], opts: { addSpecialTokens?: boolean } = {}): Promise<{ ids: number[]; logits: Float32Array }> {
     this.check();
     const ids = this.promptIds(prompt, opts.addSpecialTokens);
-    const release = await this.acquire();
+    this.checkInput(ids);
+    const out = this.calls.enter(this.limits);
     try {
-      return { ids, logits: await this.decoder.logits(ids) };
+      const release = await this.acquire();
+      try {
+        this.checkLive();
+        return { ids, logits: await this.decoder.logits(ids) };
+      } finally {
+        release();
+      }
     } finally {
-      release();
+      out();
+    }
+  }
+
+  private checkInput(ids: readonly number[]): void {
+    if (ids.length > this.limits.maxInputTokens) {
+      throw new LimitError('INPUT_TOO_LONG', `${this.describe}: the prompt is ${ids.length} tokens, more than limits.maxInputTokens (${this.limits.maxInputTokens}); shorten it`);
     }
   }
 
@@ -338,7 +286,7 @@ export class LlmModel {
     })();
   }
 
-  private async *session(prompt: string | readonly number[], o: GenerateOptions, out: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void }): AsyncGenerator<GenerationChunk> {
+  private async *session(prompt: string | readonly number[], o: GenerateOptions, result: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void }): AsyncGenerator<GenerationChunk> {
     try {
       this.check();
       const maxTokens = o.maxTokens ?? this.generationDefaults.maxNewTokens ?? DEFAULT_MAX_TOKENS;
@@ -347,63 +295,80 @@ export class LlmModel {
       if (stop.some((s) => typeof s !== 'string' || s.length === 0)) throw new WebqError('BAD_OPTION', `stop must be a non-empty string or a list of them, got ${JSON.stringify(o.stop)}`);
       const params = this.samplingFor(o);
       const ids = this.promptIds(prompt, o.addSpecialTokens);
-      o.signal?.throwIfAborted();
+      this.checkInput(ids);
       const extras = await prepareExtras(this.constraints, this.config.vocabSize, this.eosTokenIds, o);
-      const release = await this.acquire();
       try {
-        this.check();
-        const cachedBefore = this.decoder.cachedPrefix(ids);
-        const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop });
-        const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
-        const tokens: number[] = [];
-        const lps: TokenLogprob[] | undefined = extras.topLogprobs === undefined ? undefined : [];
-        let finish: FinishReason = 'length';
-        const t0 = now();
-        let tFirst = 0;
-        const usageNow = (): Usage => {
-          const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
-          const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
-          return {
-            promptTokens: ids.length,
-            completionTokens: tokens.length,
-            cachedTokens: cachedBefore,
-            prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
-            decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
-          };
-        };
-        // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
-        // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
-        let cacheKeep = Infinity;
-        for await (const batch of extras.decode(this.decoder, ids, params, { maxTokens, batch: o.readEvery, signal: o.signal })) {
-          if (!tFirst) tFirst = now();
-          const end = batch.findIndex((id) => eos.has(id));
-          const accepted = end < 0 ? batch : batch.slice(0, end);
-          const { text, stopped, used } = streamer.push(accepted);
-          const kept = accepted.slice(0, used);
-          tokens.push(...kept);
-          const lp = lps && logprobEntries(batch, kept.length, extras.topLogprobs!, this.tokenizer);
-          lps?.push(...lp!);
-          if (text || lp?.length) yield { text, tokens: kept, usage: usageNow(), ...(lp && { logprobs: lp }) };
-          if (stopped || end >= 0) {
-            finish = 'stop';
-            // An end-of-sequence id stays cached: a chat template's next turn starts with it.
-            cacheKeep = ids.length + tokens.length + (stopped ? 0 : 1);
-            break;
+        const ms = callTimeout(o.timeoutMs, this.limits);
+        const out = this.calls.enter(this.limits);
+        const limit = deadline(ms, `${this.describe}: generate`, o.signal);
+        try {
+          limit.signal?.throwIfAborted();
+          const release = await this.acquire(limit.signal);
+          try {
+            this.checkLive();
+            result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal }));
+          } finally {
+            release();
           }
+        } finally {
+          out();
+          limit.done();
         }
-        this.decoder.keepCached(cacheKeep);
-        const usage = usageNow();
-        const rest = streamer.flush();
-        if (rest) yield { text: rest, tokens: [], usage };
-        out.resolve?.({ text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage, ...(lps && { logprobs: lps }) });
       } finally {
-        release();
         extras.dispose();
       }
     } catch (e) {
-      out.reject?.(e);
+      result.reject?.(e);
       throw e;
     }
+  }
+
+  /** One generation, holding the queue: decodes, streams text, applies stops and keeps the cache to what counts. */
+  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal }): AsyncGenerator<GenerationChunk, GenerationResult> {
+    const cachedBefore = this.decoder.cachedPrefix(ids);
+    const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop: o.stop });
+    const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
+    const tokens: number[] = [];
+    const lps: TokenLogprob[] | undefined = extras.topLogprobs === undefined ? undefined : [];
+    let finish: FinishReason = 'length';
+    const t0 = now();
+    let tFirst = 0;
+    const usageNow = (): Usage => {
+      const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
+      const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
+      return {
+        promptTokens: ids.length,
+        completionTokens: tokens.length,
+        cachedTokens: cachedBefore,
+        prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
+        decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
+      };
+    };
+    // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
+    // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
+    let cacheKeep = Infinity;
+    for await (const batch of extras.decode(this.decoder, ids, params, { maxTokens: o.maxTokens, batch: o.readEvery, signal: o.signal })) {
+      if (!tFirst) tFirst = now();
+      const end = batch.findIndex((id) => eos.has(id));
+      const accepted = end < 0 ? batch : batch.slice(0, end);
+      const { text, stopped, used } = streamer.push(accepted);
+      const kept = accepted.slice(0, used);
+      tokens.push(...kept);
+      const lp = lps && logprobEntries(batch, kept.length, extras.topLogprobs!, this.tokenizer);
+      lps?.push(...lp!);
+      if (text || lp?.length) yield { text, tokens: kept, usage: usageNow(), ...(lp && { logprobs: lp }) };
+      if (stopped || end >= 0) {
+        finish = 'stop';
+        // An end-of-sequence id stays cached: a chat template's next turn starts with it.
+        cacheKeep = ids.length + tokens.length + (stopped ? 0 : 1);
+        break;
+      }
+    }
+    this.decoder.keepCached(cacheKeep);
+    const usage = usageNow();
+    const rest = streamer.flush();
+    if (rest) yield { text: rest, tokens: [], usage };
+    return { text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage, ...(lps && { logprobs: lps }) };
   }
 
   /** Renders a conversation with the model's chat template (with the assistant's turn opened). */
@@ -429,7 +394,7 @@ export class LlmModel {
   }
 
   private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
-    this.check();
+    this.checkLive();
     checkGuard(opts);
     const ids = opts.check?.texts.map((t) => this.encode(t));
     const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
@@ -441,7 +406,7 @@ export class LlmModel {
         await u.verifyRest();
         const release = await this.acquire();
         try {
-          this.check();
+          this.checkLive();
           let error: number | undefined;
           if (ids) {
             const [before, after] = [[], []] as Float32Array[][];
@@ -455,6 +420,7 @@ export class LlmModel {
           this.decoder.setWeights(next);
           this.versions.replace(next);
           this.modelVersion = u.target;
+          this.deltas.push({ input, publicKey: opts.publicKey });
           return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
         } finally {
           release();
@@ -468,10 +434,42 @@ export class LlmModel {
     }
   }
 
+  /**
+   * Brings the model back after its GPU device was lost (the calls running then rejected with a
+   * GPUDeviceError): a new device for the context (shared with other models or not), then the
+   * weights uploaded again from where they came from, at the version the model is at (see
+   * src/api/recovery.ts), and an empty KV cache; the next call prefills its whole prompt again,
+   * so a chat goes on from its messages. Waits for the calls before it; calls after it wait for
+   * it. Resolves to false when there was nothing to do (the device works and the model is on it).
+   * A failed recovery can be tried again.
+   */
+  async recover(): Promise<boolean> {
+    this.check();
+    const release = await this.acquire();
+    try {
+      this.check();
+      const replaced = await this.ctx.recover();
+      if (!isStale(this.ctx, this.generation)) return replaced;
+      const { versions, built } = await reloadWeights({
+        describe: this.describe, files: this.files, dtype: this.dtype, loadedAt: this.loadedAt, current: this.modelVersion, deltas: this.deltas,
+        upload: (store, prequant, reuse) => uploadLlamaWeights(this.ctx, store, this.config, resolveLlamaWeights(store, this.config), this.dtype, { ...this.uploadOptions, prequant, reuse }),
+        build: (w) => new Decoder(this.ctx, this.config, w, KvCache.create(this.ctx, { ...this.decoder.cache.shape }, ropeInvFreq(this.config))),
+      });
+      // What the old ones hold is on the dead device; destroying it frees the host side.
+      this.decoder.dispose();
+      this.versions.dispose();
+      [this.decoder, this.versions, this.generation] = [built, versions, this.ctx.generation];
+      return true;
+    } finally {
+      release();
+    }
+  }
+
   /** Frees the weights and the cache, and the device if the model made it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.stopWatching();
     this.decoder.dispose();
     this.constraints.dispose();
     this.versions.dispose();

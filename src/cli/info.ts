@@ -15,7 +15,9 @@ import type { TensorStore } from '../io/safetensors.ts';
 import { ShardedCheckpoint } from '../io/sharded.ts';
 import { describeStoredAs, readModelVersion, type ModelVersion } from '../quant/versions.ts';
 import { quantizationSection } from '../quant/imports/index.ts';
+import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
+import { memorySection, type MemorySection } from './info-memory.ts';
 
 const USAGE = `usage: webq info [options] <file.safetensors | file.gguf | folder | model.safetensors.index.json | http(s) URL | org/name[@revision]>
 
@@ -27,8 +29,15 @@ model.safetensors.index.json. A hub id (org/name, from $WEBQ_HUB_URL or
 huggingface.co) is read the same way, by range requests: nothing is downloaded
 but the headers. Offline, a hub id or folder URL is read from the download cache.
 
+With a config.json beside the checkpoint, also webq's estimate of the GPU memory
+the model needs (weights at the dtype a load uses, KV cache at the context,
+activations of one forward) and whether its largest buffers fit this adapter.
+
 options:
   --json          print one JSON object instead of a table
+  --dtype D       estimate for this load dtype (default: the checkpoint's, else q4 / q8)
+  --context N     estimate an LLM's KV cache and prefill at N positions (default min(max_position_embeddings, 4096))
+  --no-gpu        do not ask for a WebGPU adapter to check the estimate against
   --revision R    hub branch, tag or commit (default main)
   --offline       never touch the network (also WEBQ_OFFLINE=1): read the cached copy
   -h, --help`;
@@ -60,13 +69,16 @@ function formatCount(n: number): string {
 
 interface Args {
   json: boolean;
+  dtype: LinearDType | undefined;
+  context: number | undefined;
+  gpu: boolean;
   offline: boolean;
   revision: string | undefined;
   location: string;
 }
 
 function parseArgs(args: string[]): Args {
-  const out: Omit<Args, 'location'> = { json: false, offline: false, revision: undefined };
+  const out: Omit<Args, 'location'> = { json: false, offline: false, revision: undefined, dtype: undefined, context: undefined, gpu: true };
   const positional: string[] = [];
   let literal = false;
   for (let i = 0; i < args.length; i++) {
@@ -75,6 +87,16 @@ function parseArgs(args: string[]): Args {
     else if (a === '--') literal = true;
     else if (a === '--json') out.json = true;
     else if (a === '--offline') out.offline = true;
+    else if (a === '--no-gpu') out.gpu = false;
+    else if (a === '--dtype') {
+      const d = args[++i];
+      if (!LINEAR_DTYPES.includes(d as LinearDType)) throw new UsageError(`info: --dtype must be one of ${LINEAR_DTYPES.join(', ')}`);
+      out.dtype = d as LinearDType;
+    } else if (a === '--context') {
+      const n = Number(args[++i]);
+      if (!Number.isSafeInteger(n) || n < 2) throw new UsageError('info: --context must be an integer of at least 2');
+      out.context = n;
+    }
     else if (a === '--revision' || a.startsWith('--revision=')) {
       out.revision = a === '--revision' ? args[++i] : a.slice('--revision='.length);
       if (!out.revision) throw new UsageError('info: option --revision needs a value (run "webq info --help")');
@@ -165,7 +187,7 @@ function table(ckpt: TensorStore, list: Row[]): string {
   return `${out.join('\n')}\n`;
 }
 
-function json(ckpt: TensorStore, list: Row[], quant: Awaited<ReturnType<typeof quantizationSection>>): string {
+function json(ckpt: TensorStore, list: Row[], quant: Awaited<ReturnType<typeof quantizationSection>>, memory: MemorySection | null): string {
   const obj = {
     source: ckpt.name,
     sharded: ckpt instanceof ShardedCheckpoint,
@@ -179,6 +201,7 @@ function json(ckpt: TensorStore, list: Row[], quant: Awaited<ReturnType<typeof q
       bytes: list.reduce((s, r) => s + r.bytes, 0),
     },
     ...(quant ? { quantization: quant.report ?? { error: quant.error } } : {}),
+    ...(memory ? { memory: memory.json } : {}),
   };
   // Indented for reading, but number arrays (shapes) on one line. Only multi-line arrays match, and
   // JSON strings never contain a raw newline, so string contents can't be touched.
@@ -201,8 +224,10 @@ export const infoCommand: Command = {
     const ckpt = await open(opts);
     try {
       const list = rows(ckpt);
-      const quant = await quantizationSection(opts.location, ckpt, { revision: opts.revision, offline: opts.offline || envFlag('WEBQ_OFFLINE') });
-      io.stdout(opts.json ? json(ckpt, list, quant) : table(ckpt, list) + (quant ? `${quant.text.join('\n')}\n` : ''));
+      const offline = opts.offline || envFlag('WEBQ_OFFLINE');
+      const quant = await quantizationSection(opts.location, ckpt, { revision: opts.revision, offline });
+      const memory = await memorySection(opts.location, ckpt, { revision: opts.revision, offline, dtype: opts.dtype, context: opts.context, gpu: opts.gpu });
+      io.stdout(opts.json ? json(ckpt, list, quant, memory) : table(ckpt, list) + (quant ? `${quant.text.join('\n')}\n` : '') + (memory ? `${memory.text.join('\n')}\n` : ''));
       return 0;
     } finally {
       await ckpt.close();

@@ -127,6 +127,7 @@ export async function* generateConstrained(d: Decoder, prompt: readonly number[]
       // Draw from the last forward's logits under the mask, then read the id back.
       q.writeBuffer(d.mask.buffer, d.mask.offset, maskHost);
       stepWords[0] = drawn;
+      stepWords[1] = params.seed; // the sampler's seed (see writeSamplerStep)
       q.writeBuffer(d.step.buffer, d.step.offset, stepWords);
       const rec = ctx.record({ label: 'llm:draw' });
       sampleToken(ctx, rec, pending!.view([pending!.size]), state, params, extras);

@@ -101,9 +101,13 @@ export class Decoder {
     return this.cache.shape.cap;
   }
 
-  /** @internal Ring and staging buffers (ids, and logprobs records) for a read-back batch size, made once per size. */
+  /**
+   * @internal Ring and staging buffers (ids, and logprobs records) for a read-back batch size, made
+   * for the largest size asked so far (a smaller batch uses part of them: calls alternating sizes
+   * would otherwise re-create them, and the sampler's bind groups with them, every call).
+   */
   buffers(batch: number): { ring: Tensor; lp: Tensor; staging: GPUBuffer[]; lpStaging: GPUBuffer[] } {
-    if (this.batch !== batch || !this.ring || !this.lp) {
+    if (this.batch < batch || !this.ring || !this.lp) {
       this.ring?.dispose();
       this.lp?.dispose();
       [...this.staging, ...this.lpStaging].forEach((b) => b.destroy());
@@ -253,14 +257,15 @@ export class Decoder {
     if (!Number.isSafeInteger(B) || B < 1) throw new WebqError('BAD_OPTION', `batch must be a positive integer, got ${B}`);
     if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${opts.maxTokens}`);
     opts.signal?.throwIfAborted();
-    const { ring, lp, staging, lpStaging } = this.buffers(B);
-    const extras: SampleExtras = { bias: opts.bias !== undefined, topLogprobs: opts.topLogprobs };
-    const withLp = opts.topLogprobs !== undefined;
-    const state = this.samplerState(ring, lp);
     const P = prompt.length;
     // Token k is fed back at position P + k - 1, which must stay inside the cache.
     const room = this.contextLength - P + 1;
     const total = Math.min(opts.maxTokens, room);
+    // No batch reads back more than `total` ids: a huge readEvery allocates no more than that.
+    const { ring, lp, staging, lpStaging } = this.buffers(Math.min(B, total));
+    const extras: SampleExtras = { bias: opts.bias !== undefined, topLogprobs: opts.topLogprobs };
+    const withLp = opts.topLogprobs !== undefined;
+    const state = this.samplerState(ring, lp);
     this.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
     const keep = this.reuse(prompt);
     const q = this.ctx.dev.gpu.queue;
@@ -279,6 +284,7 @@ export class Decoder {
         const rec = this.ctx.record({ label: k === 0 ? 'llm:prefill' : 'llm:decode' });
         const logits = k === 0 ? this.forward(rec, input, keep) : this.forward(rec, this.next, P + k - 1);
         stepWords[0] = k;
+        stepWords[1] = params.seed; // the sampler's seed (see writeSamplerStep)
         q.writeBuffer(this.step.buffer, 0, stepWords);
         sampleToken(this.ctx, rec, logits.view([logits.size]), state, params, extras);
         logits.dispose();

@@ -2,9 +2,15 @@
  * GpuContext: the device plus everything made once per device and reused: pipelines, the buffer
  * pool, uniform buffers (immutable, keyed by content, so repeated forwards reuse them), bind
  * groups and timing resources. dispose() frees all of it.
+ *
+ * A lost device (driver reset, a backgrounded mobile tab, device.destroy()) is survivable:
+ * recover() asks for a new device as the first one was asked for and starts these caches afresh
+ * on it, keeping the context object, so models that share it rebuild their own buffers on it
+ * (LlmModel.recover, BertModel.recover). `generation` counts the devices the context has had.
  */
-import { WebqError } from '../errors.ts';
+import { GPUDeviceError, WebqError } from '../errors.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
+import { BindingCache, type CacheCounters } from './binding-cache.ts';
 import { createDevice, type DeviceOptions, WebqDevice } from './device.ts';
 import { PipelineCache, type Kernel } from './pipelines.ts';
 import { BufferPool, STORAGE_USAGE } from './pool.ts';
@@ -14,29 +20,72 @@ import type { GPUBindGroup, GPUBindGroupEntry, GPUBuffer, GPUQuerySet } from './
 
 const MAP_READ = 0x0001;
 const COPY_DST = 0x0008;
-const UNIFORM = 0x0040;
-const CACHE_LIMIT = 8192;
+/** Cached uniform buffers and bind groups (least recently used go first, see binding-cache.ts). */
+const UNIFORM_CACHE = 8192;
+const BIND_GROUP_CACHE = 16384;
 
 export type HostArray = Float32Array | Uint16Array | Uint32Array | Int32Array;
 
+/** What a context holds on its device; every count and byte total must stay flat over repeated calls. */
+export interface ContextStats {
+  pipelines: number;
+  uniformBuffers: number;
+  bindGroups: number;
+  /** Pooled intermediate buffers, in use or free. */
+  pooledBytes: number;
+  /** Buffers owned by tensors (weights, KV caches, sampler state) and their bytes. */
+  ownedBuffers: number;
+  ownedBytes: number;
+  uniformBytes: number;
+}
+
 export class GpuContext {
-  readonly dev: WebqDevice;
-  readonly pipelines: PipelineCache;
-  readonly pool: BufferPool;
-  private uniforms = new Map<string, GPUBuffer>();
-  private bindGroups = new Map<string, GPUBindGroup>();
-  private bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextId = 1;
-  private owned = new Set<GPUBuffer>();
+  private device!: WebqDevice;
+  private pipelineCache!: PipelineCache;
+  private bufferPool!: BufferPool;
+  private bindings!: BindingCache;
+  private owned = new Map<GPUBuffer, number>();
+  private ownedTotal = 0;
   private placeholders = new Map<DType, Tensor>();
   private qs: GPUQuerySet | null = null;
   private qsResolve: GPUBuffer | null = null;
+  private gen = 0;
+  private recovering: Promise<boolean> | null = null;
+  private failureListeners = new Set<(e: Error) => void>();
+  /** Counters of devices before this one (recover() starts new caches). */
+  private pastCounters: CacheCounters = { uniformsCreated: 0, uniformsEvicted: 0, bindGroupsCreated: 0, bindGroupsEvicted: 0, bindGroupsForgotten: 0 };
 
   constructor(dev: WebqDevice) {
-    this.dev = dev;
-    this.pipelines = new PipelineCache(dev.gpu);
-    this.pool = new BufferPool(dev.gpu);
+    this.attach(dev);
+  }
+
+  private attach(dev: WebqDevice): void {
+    this.device = dev;
+    this.pipelineCache = new PipelineCache(dev.gpu);
+    this.bufferPool = new BufferPool(dev.gpu);
+    this.bindings = new BindingCache(dev.gpu, { uniforms: UNIFORM_CACHE, bindGroups: BIND_GROUP_CACHE });
     dev.onDispose(() => this.destroyResources());
+    dev.onFailure((e) => {
+      for (const fn of [...this.failureListeners]) fn(e);
+    });
+  }
+
+  /** The current device (a new one after recover()). */
+  get dev(): WebqDevice {
+    return this.device;
+  }
+
+  get pipelines(): PipelineCache {
+    return this.pipelineCache;
+  }
+
+  get pool(): BufferPool {
+    return this.bufferPool;
+  }
+
+  /** How many times the device was replaced by recover(): buffers made before belong to a dead device. */
+  get generation(): number {
+    return this.gen;
   }
 
   static async create(options?: DeviceOptions): Promise<GpuContext> {
@@ -60,11 +109,19 @@ export class GpuContext {
     const buffer = this.dev.gpu.createBuffer({ size: bytes, usage: STORAGE_USAGE, label, mappedAtCreation: true });
     new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buffer.unmap();
-    this.owned.add(buffer);
-    return new Tensor(buffer, shape, dtype, 0, (b) => {
+    this.owned.set(buffer, bytes);
+    this.ownedTotal += bytes;
+    return new Tensor(buffer, shape, dtype, 0, (b) => this.destroyOwned(b));
+  }
+
+  private destroyOwned(b: GPUBuffer): void {
+    const bytes = this.owned.get(b);
+    if (bytes !== undefined) {
       this.owned.delete(b);
-      b.destroy();
-    });
+      this.ownedTotal -= bytes;
+    }
+    this.bindings.forget(b);
+    b.destroy();
   }
 
   /** Uploads f32 data as `dtype` ('f16' converts on the CPU). */
@@ -92,8 +149,27 @@ export class GpuContext {
   }
 
   /** Counts of what this context holds; a repeated forward must not grow any of them. */
-  stats(): { pipelines: number; uniformBuffers: number; bindGroups: number; pooledBytes: number; ownedBuffers: number } {
-    return { pipelines: this.pipelines.size, uniformBuffers: this.uniforms.size, bindGroups: this.bindGroups.size, pooledBytes: this.pool.bytes, ownedBuffers: this.owned.size };
+  stats(): ContextStats {
+    return {
+      pipelines: this.pipelines.size, uniformBuffers: this.bindings.uniformCount, bindGroups: this.bindings.bindGroupCount, pooledBytes: this.pool.bytes,
+      ownedBuffers: this.owned.size, ownedBytes: this.ownedTotal, uniformBytes: this.bindings.bytes,
+    };
+  }
+
+  /** GPU bytes this context holds: pooled, owned by tensors, and uniforms. */
+  get bytes(): number {
+    return this.pool.bytes + this.ownedTotal + this.bindings.bytes;
+  }
+
+  /** What the uniform and bind-group caches created and dropped, over every device the context had. */
+  cacheCounters(): CacheCounters {
+    const c = this.bindings.counters;
+    const p = this.pastCounters;
+    return {
+      uniformsCreated: p.uniformsCreated + c.uniformsCreated, uniformsEvicted: p.uniformsEvicted + c.uniformsEvicted,
+      bindGroupsCreated: p.bindGroupsCreated + c.bindGroupsCreated, bindGroupsEvicted: p.bindGroupsEvicted + c.bindGroupsEvicted,
+      bindGroupsForgotten: p.bindGroupsForgotten + c.bindGroupsForgotten,
+    };
   }
 
   /**
@@ -146,42 +222,12 @@ export class GpuContext {
 
   /** Immutable uniform buffer for these bytes, shared by every dispatch that passes the same values. */
   uniformBuffer(bytes: Uint8Array): GPUBuffer {
-    const key = String.fromCharCode(...new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
-    let buf = this.uniforms.get(key);
-    if (!buf) {
-      if (this.uniforms.size >= CACHE_LIMIT) this.flushCaches();
-      buf = this.dev.gpu.createBuffer({ size: bytes.byteLength, usage: UNIFORM | COPY_DST, label: 'webq:uniform', mappedAtCreation: true });
-      new Uint8Array(buf.getMappedRange()).set(bytes);
-      buf.unmap();
-      this.uniforms.set(key, buf);
-    }
-    return buf;
+    return this.bindings.uniform(bytes);
   }
 
   /** Bind groups are cached by kernel and buffer identity, so a decode loop creates none. */
   bindGroup(k: Kernel, entries: GPUBindGroupEntry[]): GPUBindGroup {
-    let key = k.label;
-    for (const e of entries) {
-      const r = e.resource as GPUBufferBinding;
-      let id = this.bufferIds.get(r.buffer);
-      if (id === undefined) this.bufferIds.set(r.buffer, (id = this.nextId++));
-      key += `|${e.binding}:${id}:${r.offset ?? 0}:${r.size ?? -1}`;
-    }
-    let bg = this.bindGroups.get(key);
-    if (!bg) {
-      if (this.bindGroups.size >= CACHE_LIMIT) this.bindGroups.clear();
-      bg = this.dev.gpu.createBindGroup({ label: k.label, layout: k.layout, entries });
-      this.bindGroups.set(key, bg);
-    }
-    return bg;
-  }
-
-  /** Drops cached uniforms and bind groups (only between forwards: in-flight work keeps its own refs). */
-  private flushCaches(): void {
-    // Destroying a uniform buffer still used by an unsubmitted encoder would invalidate it, so
-    // old buffers are simply dropped and left to garbage collection instead of destroyed.
-    this.uniforms.clear();
-    this.bindGroups.clear();
+    return this.bindings.bindGroup(k.label, k.layout, entries);
   }
 
   querySet(count: number): GPUQuerySet {
@@ -194,18 +240,54 @@ export class GpuContext {
 
   private destroyResources(): void {
     this.pool.destroy();
-    for (const b of this.owned) b.destroy();
-    for (const b of this.uniforms.values()) b.destroy();
+    for (const b of this.owned.keys()) b.destroy();
     this.owned.clear();
+    this.ownedTotal = 0;
     this.placeholders.clear();
-    this.uniforms.clear();
-    this.bindGroups.clear();
+    this.bindings.destroy();
     this.qs?.destroy();
     this.qsResolve?.destroy();
+    this.qs = this.qsResolve = null;
+  }
+
+  /**
+   * Calls `fn` when the device is lost or fails, this one or any recover() makes later; returns
+   * the function that stops it (a model's dispose()).
+   */
+  onFailure(fn: (e: Error) => void): () => void {
+    this.failureListeners.add(fn);
+    return () => this.failureListeners.delete(fn);
+  }
+
+  /**
+   * After a device loss (or an uncaptured error, which leaves a device unusable): asks for a new
+   * device as the lost one was asked for, and starts pipelines, pool and caches afresh on it.
+   * Every tensor made before belongs to the dead device: whoever holds them uploads them again
+   * (the models' recover() does). Resolves to true when it replaced the device, false when the
+   * device works (nothing to do). Concurrent calls share one replacement.
+   */
+  recover(): Promise<boolean> {
+    return (this.recovering ??= (async () => {
+      try {
+        const old = this.device;
+        if (old.isDisposed) throw new GPUDeviceError('DISPOSED', 'this webq device was disposed; recover() replaces a lost device, not a disposed one');
+        if (!old.error) return false;
+        const next = await createDevice(old.options);
+        const c = this.bindings.counters;
+        for (const k of Object.keys(c) as (keyof CacheCounters)[]) this.pastCounters[k] += c[k];
+        old.dispose(); // webq's objects on the dead device, then the device itself
+        this.attach(next);
+        this.gen++;
+        return true;
+      } finally {
+        this.recovering = null;
+      }
+    })());
   }
 
   /** Frees every buffer and destroys the device. */
   dispose(): void {
+    this.failureListeners.clear();
     this.dev.dispose();
   }
 }

@@ -152,20 +152,29 @@ async function findGPU(runtime: Runtime, toggles: { enabled: string[]; disabled:
   throw new WebGPUUnavailableError('NO_WEBGPU', `WebGPU is not available (navigator.gpu is missing): ${hint}`);
 }
 
+/** How long a failed GPU wait waits for device.lost to say whether the device went (see race()). */
+const LOST_WAIT_MS = 2000;
+
 export class WebqDevice {
   readonly gpu: GPUDevice;
   readonly caps: Capabilities;
+  /** What the device was made with: GpuContext.recover() asks for a new one the same way. */
+  readonly options: DeviceOptions;
   private failure: Error | null = null;
-  private failed: Promise<never>;
-  private rejectFailed!: (e: Error) => void;
+  private lostListeners: Array<(e: Error) => void> = [];
+  /**
+   * The waits in progress (race, settled), told when the device fails. A set rather than racing
+   * each wait against one long-lived pending promise: every Promise.race with it would add a
+   * reaction to that promise that is never removed (a few hundred bytes per GPU wait, forever).
+   */
+  private waiters = new Set<(e: Error) => void>();
   private disposers: Array<() => void> = [];
   private disposed = false;
 
-  constructor(device: GPUDevice, caps: Capabilities) {
+  constructor(device: GPUDevice, caps: Capabilities, options: DeviceOptions = {}) {
     this.gpu = device;
     this.caps = caps;
-    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
-    this.failed.catch(() => {}); // observed by race(); avoid unhandled-rejection noise
+    this.options = options;
     device.lost.then((info) => {
       if (this.disposed && info.reason === 'destroyed') return;
       this.fail(new GPUDeviceError('DEVICE_LOST', `WebGPU device lost (${info.reason}): ${info.message || 'no message'}`));
@@ -179,7 +188,21 @@ export class WebqDevice {
   private fail(e: Error): void {
     if (this.failure) return;
     this.failure = e;
-    this.rejectFailed(e);
+    for (const w of [...this.waiters]) w(e);
+    this.waiters.clear();
+    for (const fn of this.lostListeners) fn(e);
+    this.lostListeners = [];
+  }
+
+  /** The error that broke the device (lost, or an uncaptured error), or null while it works. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /** Calls `fn` once when the device is lost or fails (not when webq disposes it). */
+  onFailure(fn: (e: Error) => void): void {
+    if (this.failure) queueMicrotask(() => fn(this.failure!));
+    else this.lostListeners.push(fn);
   }
 
   /** Throws the error that broke the device, if any. Ops call this before recording work. */
@@ -188,10 +211,48 @@ export class WebqDevice {
     if (this.disposed) throw new GPUDeviceError('DISPOSED', 'this webq device was disposed');
   }
 
-  /** Awaits `p`, but rejects as soon as the device is lost or reports an error. */
+  /**
+   * Awaits `p`, but rejects as soon as the device is lost or reports an error. A `p` that rejects
+   * because the device went (a mapAsync aborted by destroy()) does so before device.lost resolves
+   * (in Chromium the loss is reported by the GPU process, a while later): its error then waits up
+   * to LOST_WAIT_MS for the device's and gives way to it, so the caller sees one GPUDeviceError
+   * and recover() knows the device is gone.
+   */
   race<T>(p: Promise<T>): Promise<T> {
     this.check();
-    return Promise.race([p, this.failed]);
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const onFail = (e: Error) => {
+        done = true;
+        reject(e);
+      };
+      this.waiters.add(onFail);
+      p.then(
+        (v) => {
+          this.waiters.delete(onFail);
+          if (!done) resolve(v);
+        },
+        async (e: unknown) => {
+          await this.settled(); // a failure meanwhile rejects through onFail first
+          this.waiters.delete(onFail);
+          if (!done) reject(this.failure ?? e);
+        },
+      );
+    });
+  }
+
+  /** Resolves once the device is known lost or failed, or after `ms`: for whoever destroyed it on purpose. */
+  settled(ms = LOST_WAIT_MS): Promise<void> {
+    if (this.failure) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.waiters.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.waiters.add(end);
+    });
   }
 
   /** Waits until the queue has finished all submitted work. */
@@ -208,6 +269,7 @@ export class WebqDevice {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.lostListeners = [];
     for (const fn of this.disposers.reverse()) fn();
     this.disposers = [];
     this.gpu.destroy();
@@ -284,5 +346,5 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     robustness: own ? robustness : null,
     dawnToggles: own ? toggles : null,
   };
-  return new WebqDevice(device, caps);
+  return new WebqDevice(device, caps, options);
 }

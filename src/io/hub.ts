@@ -15,7 +15,7 @@ import { openFileCache } from './cache.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { SourceError, q, showJson } from './errors.ts';
 import type { JsonValue } from './json.ts';
-import { fileSegments, HubError, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
+import { checkTextSize, fileSegments, HubError, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 import { fileUrlToPath, fsError, loadFs, loadPath } from './node-fs.ts';
 import { ProgressReporter, type ProgressCallback } from './progress.ts';
 import { RemoteFiles, type RemoteTarget } from './remote-files.ts';
@@ -156,6 +156,7 @@ class LocalFiles implements ModelFiles {
 
   async readText(file: string): Promise<string> {
     const p = this.full(file);
+    checkTextSize(file, (await this.fs.stat(p).catch(() => undefined))?.size, p);
     return this.fs.readFile(p, 'utf8').catch((e: unknown) => {
       throw fsError(p, 'read', e);
     });

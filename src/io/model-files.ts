@@ -81,6 +81,25 @@ export function fileSegments(file: string): string[] {
   return segs;
 }
 
+/**
+ * The most bytes webq reads of a model's text file, checked before reading it: a hostile
+ * "config.json" of gigabytes would otherwise be read whole, then parsed. tokenizer.json files run
+ * to ~35 MB (Gemma 3's); configs, tokenizer_config.json and templates to a few MB at most.
+ */
+export const MAX_TEXT_BYTES: Readonly<Record<string, number>> = { 'tokenizer.json': 64 << 20, '*': 16 << 20 };
+
+export function textFileLimit(file: string): number {
+  return MAX_TEXT_BYTES[file.split('/').at(-1)!] ?? MAX_TEXT_BYTES['*'];
+}
+
+/** Refuses a text file of `size` bytes over its limit (MODEL_FILE_TOO_LARGE), naming it. */
+export function checkTextSize(file: string, size: number | undefined, where: string): void {
+  const limit = textFileLimit(file);
+  if (size !== undefined && size > limit) {
+    throw new WebqError('MODEL_FILE_TOO_LARGE', `${where}: is ${size} bytes; webq reads a model's ${file.split('/').at(-1)} only up to ${limit} bytes (real ones are far smaller), so it is not read`);
+  }
+}
+
 export function parseJsonText(text: string, where: string): JsonValue {
   try {
     return JSON.parse(text) as JsonValue;

@@ -40,7 +40,7 @@ import { openCheckpoint } from './checkpoint.ts';
 import { SafetensorsError, SourceError } from './errors.ts';
 import { isUnreachable, networkTimeoutMs, request } from './http.ts';
 import type { JsonValue } from './json.ts';
-import { fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
+import { checkTextSize, fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 import { ProgressReporter } from './progress.ts';
 import { isCommitHash, NoteStore } from './revision-note.ts';
 import type { TensorStore } from './safetensors.ts';
@@ -254,7 +254,7 @@ export class RemoteFiles implements ModelFiles {
   }
 
   /** The cached copy of `file`, downloading it first when it is not there yet. */
-  private cached(file: string): Promise<CachedFile> {
+  private cached(file: string, text = false): Promise<CachedFile> {
     const cache = this.cache!;
     const key = this.key(file);
     const id = key.join('/');
@@ -270,6 +270,7 @@ export class RemoteFiles implements ModelFiles {
         }
         if (this.options.offline) throw this.offlineError(file);
         const res = await this.get(file);
+        if (text) await this.checkText(file, res);
         await this.noteDownload(res);
         const total = plainLength(res);
         this.progress.emit('initiate', file, 0, total);
@@ -287,9 +288,24 @@ export class RemoteFiles implements ModelFiles {
     return p;
   }
 
+  /** A text file's answer over its size limit is refused before its body is read. */
+  private async checkText(file: string, res: Response): Promise<void> {
+    try {
+      checkTextSize(file, plainLength(res), this.url(file).href);
+    } catch (e) {
+      await res.body?.cancel().catch(() => undefined);
+      throw e;
+    }
+  }
+
   async readText(file: string): Promise<string> {
-    if (this.cache) return (await this.cached(file)).text();
+    if (this.cache) {
+      const f = await this.cached(file, true);
+      checkTextSize(file, f.size, this.url(file).href);
+      return f.text();
+    }
     const res = await this.get(file);
+    await this.checkText(file, res);
     const parts: Uint8Array[] = [];
     let loaded = 0;
     const total = plainLength(res);
@@ -298,6 +314,7 @@ export class RemoteFiles implements ModelFiles {
     for await (const chunk of readBody(res, this.url(file).href)) {
       parts.push(chunk);
       loaded += chunk.byteLength;
+      checkTextSize(file, loaded, this.url(file).href); // no Content-Length: counted as it comes
       this.progress.emit('progress', file, loaded, total);
     }
     this.progress.emit('done', file, loaded, loaded);

@@ -23,7 +23,7 @@ export interface SamplingParams {
 export interface SamplerState {
   /** u32 [ceil(V/32)]: bit i set when token i is in the sequence (prompt bits from the CPU, see seenBitset). */
   seen: Tensor;
-  /** u32 [4]: step[0] is this sampling step's index, written before each submit (writeSamplerStep). */
+  /** u32 [4]: step[0] is this sampling step's index, step[1] the seed, written before each submit (writeSamplerStep). */
   step: Tensor;
   /** u32 [1]: the sampled id, the next decode step's input. */
   next: Tensor;
@@ -123,11 +123,16 @@ export function seenBitset(vocab: number, ids: Iterable<number>): Uint32Array {
 }
 
 // writeBuffer copies at once, so one scratch serves every call.
-const stepScratch = new Uint32Array(1);
+const stepScratch = new Uint32Array(2);
 
-/** Writes step[0] before a submit (the RNG counter and the ring slot). */
-export function writeSamplerStep(ctx: GpuContext, state: SamplerState, step: number): void {
+/**
+ * Writes step[0] (the RNG counter and the ring slot) and step[1] (SamplingParams.seed) before a
+ * submit. The seed travels here rather than in the kernel's uniform, so calls with their own seeds
+ * share one uniform buffer and one bind group.
+ */
+export function writeSamplerStep(ctx: GpuContext, state: SamplerState, step: number, seed: number): void {
   stepScratch[0] = step >>> 0;
+  stepScratch[1] = seed >>> 0;
   ctx.dev.gpu.queue.writeBuffer(state.step.buffer, state.step.offset, stepScratch);
 }
 
@@ -155,7 +160,7 @@ function checkState(vocab: number, s: SamplerState, x: SampleExtras): void {
 /**
  * Samples the next token from `logits` ([V] f32 or f16, the last position; finite or -inf, at least
  * one finite) into `state`: next[0], ids[step[0] % R] and the seen bit. Records one dispatch of one
- * workgroup; nothing is read back.
+ * workgroup; nothing is read back. `params.seed` is the one written to step[1] (writeSamplerStep).
  */
 export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, state: SamplerState, params: SamplingParams, extras: SampleExtras = {}): void {
   const p = validateSamplingParams(params);
@@ -172,7 +177,6 @@ export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, stat
     {
       vocab,
       ring: state.ids.size,
-      seed: p.seed,
       top_k: p.topK < vocab ? p.topK : 0, // k >= V keeps everything
       inv_temp: greedy ? 0 : 1 / p.temperature,
       top_p: p.topP,

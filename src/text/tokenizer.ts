@@ -15,6 +15,7 @@
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import { WebqError } from '../errors.ts';
+import { checkTokenizerJson } from './tokenizer-guard.ts';
 
 export type TokenizerErrorCode =
   | 'TOKENIZER_MISSING' // no tokenizer.json where the model lives
@@ -171,6 +172,7 @@ export class TextTokenizer {
     const name = options.name ?? 'tokenizer.json';
     const tj = parse(tokenizerJson, `${name}: tokenizer.json`);
     const tc = parse(tokenizerConfig, `${name}: tokenizer_config.json`);
+    checkTokenizerJson(tj, `${name}: tokenizer.json`);
     let inner: Tokenizer;
     try {
       inner = new Tokenizer(tj, tc);
@@ -178,7 +180,7 @@ export class TextTokenizer {
       throw new TokenizerError('TOKENIZER_BAD_FILE', `${name}: cannot load tokenizer.json: ${e instanceof Error ? e.message : e}`, { cause: e });
     }
     const model = tj.model;
-    return new TextTokenizer(inner, tc, options, typeof model === 'object' && model !== null ? (model as Config) : {}, spellingOf(tj));
+    return libraryCall(name, 'load', () => new TextTokenizer(inner, tc, options, typeof model === 'object' && model !== null ? (model as Config) : {}, spellingOf(tj)));
   }
 
   /** Every token's stored form (Ġ / ▁ / <0x0A> spellings kept), indexed by id; '' where an id is unused. */
@@ -233,8 +235,8 @@ export class TextTokenizer {
     if (typeof text !== 'string') throw new TokenizerError('TOKENIZER_BAD_OPTION', `text ${index + 1} is ${text === null ? 'null' : typeof text}, expected a string`);
     const add = options.addSpecialTokens ?? true;
     const hasPair = options.pair !== undefined;
-    let a = this.inner.encode(text, { add_special_tokens: false }).ids;
-    let b = hasPair ? this.inner.encode(options.pair!, { add_special_tokens: false }).ids : null;
+    let a = libraryCall(this.name, `encode text ${index + 1}`, () => this.inner.encode(text, { add_special_tokens: false }).ids);
+    let b = hasPair ? libraryCall(this.name, `encode text ${index + 1}'s pair`, () => this.inner.encode(options.pair!, { add_special_tokens: false }).ids) : null;
     const nSpecial = add ? (hasPair ? this.specials.pair : this.specials.single) : 0;
     const limit = options.maxLength ?? this.modelMaxLength ?? Infinity;
     if (!(limit === Infinity || (Number.isSafeInteger(limit) && limit > nSpecial))) {
@@ -301,7 +303,21 @@ export class TextTokenizer {
     const list = Array.from(ids);
     // The library rejects an empty list; decoding nothing is simply "".
     if (list.length === 0) return '';
-    return this.inner.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false });
+    return libraryCall(this.name, 'decode', () => this.inner.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false }));
+  }
+}
+
+/**
+ * A call into @huggingface/tokenizers, whose errors on a malformed tokenizer.json are plain
+ * TypeErrors from deep inside (tokenizer-guard.ts refuses what it can up front): they become a
+ * TokenizerError naming the file and what was being done.
+ */
+function libraryCall<T>(name: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof WebqError) throw e;
+    throw new TokenizerError('TOKENIZER_BAD_FILE', `${name}: tokenizer.json failed to ${what}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`, { cause: e });
   }
 }
 

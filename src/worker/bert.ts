@@ -102,6 +102,17 @@ export class WorkerBertModel {
     return this.worker.request({ op: 'classify', model: this.handle, texts, options: opts });
   }
 
+  /**
+   * As recover() of the model in the worker: after a device loss, a new device for the worker and
+   * the weights uploaded again; calls wait for it. False when there was nothing to do.
+   */
+  async recover(): Promise<boolean> {
+    this.check();
+    const r = await this.worker.request({ op: 'recover', model: this.handle });
+    this.bytes = r.weightBytes;
+    return r.recovered;
+  }
+
   /** Frees the model in the worker, and ends the worker if the model started it. */
   dispose(): Promise<void> {
     return (this.disposed ??= this.worker.request({ op: 'dispose', model: this.handle }).then(

@@ -161,6 +161,15 @@ export class WebqWorker {
     });
   }
 
+  /**
+   * Destroys the worker's WebGPU device as a driver reset would (WEBGL_lose_context's loseContext
+   * for WebGPU): for testing a page's recovery. Calls running reject with a GPUDeviceError;
+   * models recover() (or recover by themselves with autoRecover).
+   */
+  loseDevice(): Promise<void> {
+    return this.request({ op: 'loseDevice' }).then(() => undefined);
+  }
+
   /** Stops the worker at once: its models and device go with it; calls still running reject. */
   terminate(): void {
     this.worker.terminate();

@@ -10,6 +10,8 @@
  *   embed / classify / logits                   result
  *   applyDelta { delta, options }               result { applied, version, weightBytes }
  *   generate { stream }  /  chat                chunk*, result
+ *   recover  { model }                          result { recovered, weightBytes }
+ *   loseDevice                                  result null (destroys the worker's device: tests)
  *   dispose  { model }                          result null
  *   abort    { id }                             (the aborted request ends with an error)
  */
@@ -75,6 +77,8 @@ export type Request =
   | { id: number; op: 'generate'; model: number; prompt: string | number[]; options: GenerateWorkerOptions; stream: boolean }
   | { id: number; op: 'chat'; model: number; request: ChatCompletionRequest }
   | { id: number; op: 'applyDelta'; model: number; delta: WorkerDeltaInput; options: ApplyDeltaOptions }
+  | { id: number; op: 'recover'; model: number }
+  | { id: number; op: 'loseDevice' }
   | { id: number; op: 'dispose'; model: number }
   /** Stops request `id` (a load, generate or chat); it is not answered itself. */
   | { id: number; op: 'abort' };
@@ -94,6 +98,8 @@ export interface Results {
   generate: GenerationResult;
   chat: ChatCompletion | null;
   applyDelta: { applied: DeltaApplied; version: string | null; weightBytes: number };
+  recover: { recovered: boolean; weightBytes: number };
+  loseDevice: null;
   dispose: null;
 }
 

@@ -133,6 +133,18 @@ async function handle(req: Request, signal: AbortSignal): Promise<{ value: Resul
       const applied = await m.applyDelta(req.delta, req.options);
       return { value: { applied, version: m.version, weightBytes: m.weightBytes } };
     }
+    case 'recover': {
+      const m = model(req.model);
+      return { value: { recovered: await m.recover(), weightBytes: m.weightBytes } };
+    }
+    case 'loseDevice':
+      // As WEBGL_lose_context.loseContext(): the device goes as a driver reset takes it.
+      if (device) {
+        const ctx = await device;
+        ctx.dev.gpu.destroy();
+        await ctx.dev.settled(); // the loss is known when the caller hears back
+      }
+      return { value: null };
     case 'dispose':
       models.get(req.model)?.dispose();
       models.delete(req.model);

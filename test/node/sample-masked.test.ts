@@ -90,7 +90,7 @@ for (const prec of ['f32', 'f16'] as const) {
         for (let s = 0; s < 3; s++) {
           const t = referenceSampleTrace(x, refSeen, p, samplerUniform(p.seed, s), refExtras);
           const lpRef = referenceLogprobs(x, refSeen, p, t.token, topN, refExtras);
-          writeSamplerStep(ctx, state, s);
+          writeSamplerStep(ctx, state, s, p.seed);
           const rec = ctx.record();
           sampleToken(ctx, rec, logits, state, p, extras);
           await rec.submit();

@@ -57,7 +57,7 @@ function disposeState(s: SamplerState): void {
 
 /** One step on the GPU (one submit), reading back only next[0]. */
 async function gpuSample(logits: Tensor, state: SamplerState, p: SamplingParams, step: number): Promise<number> {
-  writeSamplerStep(ctx, state, step);
+  writeSamplerStep(ctx, state, step, p.seed);
   const rec = ctx.record();
   sampleToken(ctx, rec, logits, state, p);
   await rec.submit();
@@ -136,7 +136,7 @@ for (const prec of ['f32', 'f16'] as const) {
         const logits = ctx.uploadFloat(x, [V], prec);
         const state = makeState(V, seen, STEPS);
         for (let s = 0; s < STEPS; s++) {
-          writeSamplerStep(ctx, state, s);
+          writeSamplerStep(ctx, state, s, p.seed);
           const rec = ctx.record();
           sampleToken(ctx, rec, logits, state, p);
           void rec.submit();
@@ -236,7 +236,7 @@ describe('sampler RNG', () => {
     const state = makeState(8, [], steps);
     const p = params({ temperature: 1, seed: 7 });
     for (let s = 0; s < steps; s++) {
-      writeSamplerStep(ctx, state, s);
+      writeSamplerStep(ctx, state, s, p.seed);
       const rec = ctx.record();
       sampleToken(ctx, rec, logits, state, p);
       void rec.submit(); // no readback per step: the ring holds every draw
@@ -318,7 +318,7 @@ describe('sampler timing', () => {
       await gpuSample(logits, state, p, 0); // compile and warm
       const t0 = performance.now();
       for (let s = 1; s <= 20; s++) {
-        writeSamplerStep(ctx, state, s);
+        writeSamplerStep(ctx, state, s, p.seed);
         const rec = ctx.record();
         sampleToken(ctx, rec, logits, state, p);
         void rec.submit();

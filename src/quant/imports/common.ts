@@ -12,7 +12,8 @@ import type { IntGroups } from './int-weight.ts';
 export type ImportErrorCode =
   | 'QUANT_IMPORT_CONFIG' // quantization_config is malformed
   | 'QUANT_IMPORT_UNSUPPORTED' // a real format or variant webq does not run (named in the message)
-  | 'QUANT_IMPORT_TENSOR'; // a tensor contradicts quantization_config or is missing
+  | 'QUANT_IMPORT_TENSOR' // a tensor contradicts quantization_config or is missing
+  | 'QUANT_IMPORT_VALUES'; // a scale that is not finite or too large for its codes' products to be
 
 /** A pre-quantized checkpoint of another tool that webq cannot read as it is. */
 export class ImportError extends WebqError {

@@ -10,7 +10,22 @@ import type { IntWeight } from './int-weight.ts';
 /** Reads an imported Linear whole: groups, then codes. */
 export async function readImported(lin: ImportedLinear): Promise<IntWeight> {
   const groups = await lin.readGroups();
+  checkScales(lin, groups.scales);
   return { N: lin.N, K: lin.K, bits: lin.bits, ...groups, codes: await lin.readCodes() };
+}
+
+/**
+ * Scales come from the file: NaN, an infinity, or one so large that a code times it overflows f32
+ * would make the layer's outputs NaN or infinite, for every text. Refused, naming the Linear.
+ */
+function checkScales(lin: ImportedLinear, scales: Float32Array): void {
+  const max = 3.4e38 / 2 ** (lin.bits + 1);
+  for (let i = 0; i < scales.length; i++) {
+    const s = scales[i];
+    if (!(Math.abs(s) <= max)) {
+      throw new ImportError('QUANT_IMPORT_VALUES', `${lin.base}: scale ${i} (row ${Math.floor(i / (scales.length / lin.N))}) is ${s}; a ${lin.bits}-bit weight's scales must be finite and at most ${max.toExponential(2)} in size`);
+    }
+  }
 }
 
 const READERS: Record<string, (qc: JsonObject, source: string) => ImportFormat> = {

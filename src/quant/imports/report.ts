@@ -5,6 +5,7 @@
  */
 import { isHubId, openModelFiles } from '../../io/hub.ts';
 import { parseStrictJson, type JsonValue } from '../../io/json.ts';
+import { checkTextSize } from '../../io/model-files.ts';
 import type { TensorStore } from '../../io/safetensors.ts';
 import { isHttpUrl, openSource } from '../../io/source.ts';
 import { layoutFor } from '../layout.ts';
@@ -75,7 +76,9 @@ async function configNear(location: string, opts: { revision?: string; offline?:
   const read = async (where: string | URL) => {
     const src = openSource(where);
     try {
-      return new TextDecoder().decode(await src.read(0, await src.size()));
+      const size = await src.size();
+      checkTextSize('config.json', size, String(where)); // a hostile giant is not read
+      return new TextDecoder().decode(await src.read(0, size));
     } finally {
       await src.close?.();
     }
