@@ -132,6 +132,8 @@ export const VERSIONS: Version[] = [
   { name: 'q5', op: ['q4'], file: 'q4', entry: 'wonly_wide', tile: [32, 128], wonly: true, constants: { TM: 32 }, note: 'q4 with 32 rows per tile' },
   { name: 'q6', op: ['q4'], file: 'q6', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'q4 with const TM 16 and per-word dequantization, rows innermost (accumulators in registers)' },
   { name: 'q7', op: ['q4'], file: 'q7', entry: 'wonly_wide', tile: [16, 128], wonly: true, note: 'q6 with 128 threads of one column each (onnxruntime MatMulNBitsWideTile shape)' },
+  { name: 'q10', op: ['q4'], file: 'q10', entry: 'wonly_wide', tile: [16, 128], wonly: true, subgroups: 'sg8', note: 'q7 with the x rows broadcast by subgroupShuffle in groups of 8 lanes (what onnxruntime WideTile compiles to with subgroups)' },
+  { name: 'q10g', op: ['q4'], file: 'q10', entry: 'wonly_wide', tile: [16, 128], wonly: true, subgroups: 'generic', note: 'q10 without the SG8 specialization' },
   { name: 'q8', op: ['q4'], file: 'q8', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'q2 with workgroup tiles stored as T (f16: half the workgroup memory and bytes per read)' },
   { name: 'q9', op: ['q4'], file: 'q9', entry: 'wintq', tile: [64, 64], fused: true, note: 'q1 with the per-block int8 quantization of x fused into the tile load (no quantize_act pass)' },
   { name: 'q3', op: ['q4'], file: 'q3', entry: 'wonly8', tile: [64, 64], wonly: true, note: 'q2 with BK 16 (main4 staging: one vec4 of x, 4 codes per row and thread)' },
@@ -212,7 +214,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
         const out = ctx.empty([M, N], act);
         const ph = ctx.placeholder(act);
         rec.dispatch(
-          { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated' }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...(['q2', 'q3', 'q4', 'q6', 'q7', 'q8', 'q9'].includes(v.file) ? { VEC4: K % 4 === 0 } : {}), ...v.constants } },
+          { shader, entry: v.entry, variant: { precision: act, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: !!v.subgroups }, constants: { BITS: 4, SYM: false, G: 32, HAS_BIAS: true, HAS_RES: false, ACT: 0, ...(['q2', 'q3', 'q4', 'q6', 'q7', 'q8', 'q9', 'q10'].includes(v.file) ? { VEC4: K % 4 === 0 } : {}), ...(v.subgroups ? { SG8: v.subgroups === 'sg8' && ctx.caps.subgroupSize === 8 } : {}), ...v.constants } },
           { w: c.values, scales: c.scales, zeros: c.zeros ?? ph, x: tx, x4: tx, xq: ctx.placeholder('u32'), xs: ctx.placeholder('f32'), xsum: ctx.placeholder('i32'), bias: tb, res: ph, out },
           [...grid, 1],
           { M, N, K, Kp: qw.Kp, groups: qw.groups, n0: 0, ldo: N, xsRow: 0, xsBlk: 0 },
