@@ -11,12 +11,12 @@ import { gelu, silu } from '../../src/ops/activation.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
-import { GPU_GEMM, matmul } from '../../src/ops/matmul.ts';
+import { matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
 import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
-import { compare, randn, rng, roundF16, type Compare } from './check.ts';
+import { compare, randn, rng, roundF16, withDevice, type Compare } from './check.ts';
 
 export interface KernelCase {
   name: string;
@@ -175,33 +175,38 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [2, 70, 67, 36, true, false, false],
 ];
 // With subgroups the gpu family's K % 4 == 0 GEMMs run matmul_gpu_sg.wgsl; 'main4' repeats these
-// shapes with GPU_GEMM.subgroups = 'off', so matmul.wgsl main4 stays tested on such devices too.
+// shapes on a device made with gemm.subgroups 'off', so matmul.wgsl main4 stays tested on such
+// devices too.
 const MAIN4 = new Set(['1x40x131x44', '1x130x150x100', '2x70x67x36']);
-for (const [batch, M, N, K, transB, hasBias, shared, main4] of [...MM.map((c) => [...c, false] as const), ...MM.filter(([b, M, N, K]) => MAIN4.has(`${b}x${M}x${N}x${K}`)).map((c) => [...c, true] as const)]) {
-  cases.push({
-    name: `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}${main4 ? ' (GPU_GEMM.subgroups off)' : ''}`,
-    async run(ctx, p) {
-      const bb = shared ? 1 : batch;
-      const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
-      const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
-      const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
-      const tbias = ctx.uploadFloat(bias, [N], p);
-      const got = await runOp(ctx, (rec) => {
-        const old = GPU_GEMM.subgroups;
-        if (main4) GPU_GEMM.subgroups = 'off';
-        try {
-          return matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined });
-        } finally {
-          GPU_GEMM.subgroups = old;
-        }
-      });
-      ta.dispose(); tb.dispose(); tbias.dispose();
-      const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
-      // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
-      const scale = Math.sqrt(K);
-      return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
-    },
-  });
+
+async function matmulCase(ctx: GpuContext, p: Precision, [batch, M, N, K, transB, hasBias, shared]: (typeof MM)[number]): Promise<Compare> {
+  const bb = shared ? 1 : batch;
+  const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
+  const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
+  const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
+  const tbias = ctx.uploadFloat(bias, [N], p);
+  const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined }));
+  ta.dispose(); tb.dispose(); tbias.dispose();
+  const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
+  // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
+  const scale = Math.sqrt(K);
+  return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
+}
+
+for (const c of MM) {
+  const [batch, M, N, K, transB, hasBias, shared] = c;
+  const name = `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}`;
+  cases.push({ name, run: (ctx, p) => matmulCase(ctx, p, c) });
+  if (MAIN4.has(`${batch}x${M}x${N}x${K}`)) {
+    cases.push({
+      name: `${name} (gemm.subgroups off)`,
+      run: (ctx, p) =>
+        withDevice(ctx, { gemm: { subgroups: 'off' } }, (d) => {
+          if (d.caps.gemm.subgroups !== 'off') throw new Error('the sibling device ignored gemm.subgroups');
+          return matmulCase(d, p, c);
+        }),
+    });
+  }
 }
 
 // Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels; K=52

@@ -1,4 +1,6 @@
 /** Helpers shared by kernel tests in every runtime: seeded random data and tolerance checks. */
+import { GpuContext } from '../../src/gpu/context.ts';
+import type { DeviceOptions } from '../../src/gpu/device.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
 
 /** mulberry32: small, seeded, identical in every runtime. */
@@ -48,4 +50,17 @@ export function compare(got: ArrayLike<number>, ref: ArrayLike<number>, atol: nu
     }
   }
   return { ok: mismatches.length === 0, maxAbs, mismatches };
+}
+
+/**
+ * Runs `fn` on a second device made like ctx's with `options` changed (kernel choices such as
+ * DeviceOptions.gemm are fixed per device), then frees it.
+ */
+export async function withDevice<R>(ctx: GpuContext, options: DeviceOptions, fn: (c: GpuContext) => Promise<R>): Promise<R> {
+  const c = await GpuContext.create({ ...ctx.dev.options, ...options });
+  try {
+    return await fn(c);
+  } finally {
+    c.dispose();
+  }
 }
