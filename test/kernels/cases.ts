@@ -16,14 +16,10 @@ import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
 import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
-import { compare, randn, rng, roundF16, withDevice, type Compare } from './check.ts';
+import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
+import { DECODER_CASES } from './decoder-cases.ts';
 
-export interface KernelCase {
-  name: string;
-  /** Too big for the browser/Deno smoke runs (exercises 2-D grid folding). */
-  large?: boolean;
-  run(ctx: GpuContext, p: Precision): Promise<Compare>;
-}
+export type { KernelCase } from './check.ts';
 
 /** Tolerances (atol, rtol) per op and precision; f16 values carry ~2^-11 relative rounding. */
 const TOL = {
@@ -33,20 +29,6 @@ const TOL = {
   softmax: { f32: [1e-7, 1e-5], f16: [1e-5, 2e-3] },
   embedding: { f32: [0, 0], f16: [0, 0] },
 } as const;
-
-function input(n: number, seed: number, p: Precision, scale = 1): Float32Array {
-  const x = randn(n, seed, scale);
-  return p === 'f16' ? roundF16(x) : x;
-}
-
-async function runOp(ctx: GpuContext, build: (rec: ReturnType<GpuContext['record']>) => import('../../src/gpu/tensor.ts').Tensor): Promise<Float32Array> {
-  const rec = ctx.record();
-  const out = build(rec);
-  await rec.submit();
-  const got = await ctx.readFloat(out);
-  out.dispose();
-  return got;
-}
 
 const cases: KernelCase[] = [];
 
@@ -282,6 +264,8 @@ cases.push({
     return checks.find((c) => !c.ok) ?? checks[0];
   },
 });
+
+cases.push(...DECODER_CASES);
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
 
