@@ -10,7 +10,7 @@ import type { Tensor } from '../../src/gpu/tensor.ts';
 import { f32ArrayToF16 } from '../../src/io/half.ts';
 import { swiglu } from '../../src/ops/activation.ts';
 import { decoderAttention } from '../../src/ops/decoder-attention.ts';
-import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
+import { KvCache, KvShared, type KvDType } from '../../src/ops/kv-cache.ts';
 import { ropeKv } from '../../src/ops/rope-kv.ts';
 import { refDecoderAttention, refQuantizeKvRows, refRopeKv, refSwiglu } from '../../src/reference/decoder.ts';
 import { allOf, compare, input, roundF16, runOp, type Compare, type KernelCase } from './check.ts';
@@ -151,7 +151,7 @@ async function attentionCase(ctx: GpuContext, p: Precision, [T, nh, nkv, D, pos0
   const q = input(T * nh * D, 122 + D + T, p);
   const tq = ctx.uploadFloat(q, [T, nh * D], p);
   try {
-    if (cache.splits !== splits) throw new Error(`the cache makes ${cache.splits} splits; the case is written for ${splits}`);
+    if (cache.shared.splits !== splits) throw new Error(`the cache makes ${cache.shared.splits} splits; the case is written for ${splits}`);
     const l = cache.layers[0];
     const write = (t: Tensor, data: Float32Array | Uint16Array | Uint32Array) => ctx.dev.gpu.queue.writeBuffer(t.buffer, t.offset, data as Uint32Array<ArrayBuffer>);
     if (dtype === 'int8') {
@@ -181,5 +181,69 @@ async function attentionCase(ctx: GpuContext, p: Precision, [T, nh, nkv, D, pos0
     cache.dispose();
   }
 }
+
+// Two sequences of one model (KvCache.forShared): each its own keys, values and position, the RoPE
+// table and the split scratch shared. Step 0 prefills both and step 1 decodes a row of each, both
+// sequences recorded into one encoder (as batched decoding would); then sequence 0 is freed and
+// step 2 decodes sequence 1 again on the shared tables it left.
+cases.push({
+  name: 'ropeKv + decoderAttention: two sequences on one KvShared',
+  async run(ctx, p) {
+    const [nh, nkv, D, cap] = [4, 2, 16, 90];
+    const width = (nh + 2 * nkv) * D;
+    const freq = invFreq(D);
+    const shared = KvShared.create(ctx, { layers: 1, heads: nh, kvHeads: nkv, headDim: D, cap, dtype: p }, freq);
+    const seqs = [KvCache.forShared(ctx, shared), KvCache.forShared(ctx, shared)];
+    // Prompt lengths: sequence 1's decode rows sit past the first 64-key split.
+    const Ts = [9, 70];
+    const data = Ts.map((T, s) => input((T + 2) * width, 130 + s, p));
+    const outs: Float32Array[][] = [[], []];
+    const run = async (step: number, which: number[]) => {
+      const rec = ctx.record();
+      const made: Tensor[] = [];
+      const results: [number, Tensor][] = [];
+      for (const s of which) {
+        const [pos0, rows] = step === 0 ? [0, Ts[s]] : [Ts[s] + step - 1, 1];
+        const x = ctx.uploadFloat(data[s].subarray(pos0 * width, (pos0 + rows) * width), [rows, width], p);
+        const q = ropeKv(ctx, rec, x, seqs[s], 0);
+        results.push([s, decoderAttention(ctx, rec, q, seqs[s], 0, { pos0 })]);
+        seqs[s].setPosition(ctx, pos0); // queue.writeBuffer: lands before the submit
+        made.push(x, q);
+      }
+      await rec.submit();
+      for (const [s, r] of results) {
+        if (step > 0) outs[s].push(await ctx.readFloat(r));
+        r.dispose();
+      }
+      made.forEach((t) => t.dispose());
+    };
+    try {
+      await run(0, [0, 1]);
+      await run(1, [0, 1]);
+      seqs[0].dispose();
+      await run(2, [1]);
+      const parts: Record<string, Compare> = {};
+      for (const [s, T] of Ts.entries()) {
+        const all = refRopeKv(data[s], T + 2, nh, nkv, D, 0, freq);
+        const k = new Float32Array(nkv * cap * D), v = new Float32Array(nkv * cap * D);
+        for (let h = 0; h < nkv; h++) {
+          k.set(all.k.subarray(h * (T + 2) * D, (h + 1) * (T + 2) * D), h * cap * D);
+          v.set(all.v.subarray(h * (T + 2) * D, (h + 1) * (T + 2) * D), h * cap * D);
+        }
+        outs[s].forEach((got, i) => {
+          const P = T + i;
+          const ref = refDecoderAttention(all.q.subarray(P * nh * D, (P + 1) * nh * D), k, v, 1, nh, nkv, D, cap, P);
+          // The attention tolerances; on f16 the cached keys and values are f16 too.
+          parts[`sequence ${s} position ${P}`] = p === 'f32' ? compare(got, ref, 5e-6, 1e-5) : compare(got, ref, 4e-3, 4e-3);
+        });
+      }
+      if (Object.keys(parts).length !== 3) throw new Error(`${Object.keys(parts).length} decode outputs; expected 3`);
+      return allOf(parts);
+    } finally {
+      seqs.forEach((c) => c.dispose());
+      shared.dispose();
+    }
+  },
+});
 
 export const DECODER_CASES: readonly KernelCase[] = cases;
