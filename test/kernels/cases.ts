@@ -13,7 +13,8 @@ import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
-import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMatmul, refPool, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
@@ -249,21 +250,51 @@ cases.push({
     await rec.submit();
     const [ge, gm, gc] = [await ctx.readFloat(e), await ctx.readFloat(mean), await ctx.readFloat(cls)];
     [e, mean, cls, ...Object.values(t)].forEach((x) => x.dispose());
-    const re = new Float32Array(B * T * H);
-    for (let i = 0; i < B * T; i++) for (let d = 0; d < H; d++) re[i * H + d] = word[ids[i] * H + d] + pos[(i % T) * H + d] + typ[types[i] * H + d];
+    const re = refEmbedSum(ids, types, word, pos, typ, T, H);
     const eRef = p === 'f16' ? roundF16(re) : re; // the f16 path stores the sum in f16 before pooling
-    const rm = new Float32Array(B * H), rc = new Float32Array(B * H);
-    for (let b = 0; b < B; b++) {
-      let n = 0, sq = 0;
-      for (let t2 = 0; t2 < T; t2++) if (mask[b * T + t2]) { n++; for (let d = 0; d < H; d++) rm[b * H + d] += eRef[(b * T + t2) * H + d]; }
-      for (let d = 0; d < H; d++) { rm[b * H + d] /= n; sq += rm[b * H + d] ** 2; rc[b * H + d] = eRef[b * T * H + d]; }
-      for (let d = 0; d < H; d++) rm[b * H + d] /= Math.sqrt(sq);
-    }
+    const rm = refPool(eRef, mask, B, H, 'mean', true), rc = refPool(eRef, mask, B, H, 'cls', false);
     const [atol, rtol] = p === 'f32' ? [1e-5, 1e-5] : [2e-3, 2e-3];
     const checks = [compare(ge, re, atol, rtol), compare(gm, rm, atol, rtol), compare(gc, rc, atol, rtol)];
     return checks.find((c) => !c.ok) ?? checks[0];
   },
 });
+
+// Pooling alone: H past the workgroup (64) and not a multiple of it, a row with every token masked
+// (mean: zeros, and normalize keeps them zero), both modes, with and without normalize.
+for (const [B, T, H] of [[1, 1, 1], [2, 9, 130], [4, 3, 64]] as const) {
+  for (const [mode, normalize] of [['mean', false], ['mean', true], ['cls', true]] as const) {
+    cases.push({
+      name: `pool ${mode}${normalize ? ' normalized' : ''} B=${B} T=${T} H=${H}`,
+      async run(ctx, p) {
+        const x = input(B * T * H, 94 + H, p);
+        const mask = new Uint32Array(B * T).map((_, i) => (i % T <= (Math.floor(i / T) * 2) % T ? 1 : 0));
+        if (B > 2) mask.fill(0, T, 2 * T);
+        const [tx, tm] = [ctx.uploadFloat(x, [B * T, H], p), ctx.upload(mask, [B * T], 'u32')];
+        const got = await runOp(ctx, (rec) => pool(ctx, rec, tx, tm, B, { mode, normalize }));
+        tx.dispose(); tm.dispose();
+        // Means and norms in f32 against f64; f16 rounds the pooled value, then again when normalized.
+        const ref = refPool(x, mask, B, H, mode, normalize);
+        return p === 'f32' ? compare(got, ref, 1e-6, 1e-5) : compare(got, ref, 1e-3, 2e-3);
+      },
+    });
+  }
+}
+
+// The byte copy (the benches' bandwidth reference): its reference is its input. 16-byte units,
+// counts off the workgroup (256) and past one; f16 and f32 tensors alike (the kernel moves u32s).
+for (const n of [4, 1028, 4 * 257 * 3]) {
+  cases.push({
+    name: `copy ${n} values`,
+    async run(ctx, p) {
+      const count = p === 'f16' ? 2 * n : n; // the same bytes either way
+      const x = input(count, 95 + n, p);
+      const t = ctx.uploadFloat(x, [count], p);
+      const got = await runOp(ctx, (rec) => copy(ctx, rec, t));
+      t.dispose();
+      return compare(got, x, 0, 0);
+    },
+  });
+}
 
 cases.push(...DECODER_CASES);
 
