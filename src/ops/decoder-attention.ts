@@ -1,9 +1,9 @@
 /**
  * Causal attention of q [T, nh D] (rows at positions pos0 .. pos0+T-1) over the KV cache of one
  * layer, with grouped-query heads and an optional sliding window (shaders/attn_dec_lib.wgsl). A
- * few query rows (decode) split the context into cache.shared.splits pieces merged by attn_combine.wgsl;
- * a prefill has parallelism enough in its rows and runs one split, its rows tiled so that each tile
- * reads the cache once.
+ * few query rows (decode) split the context into the model's cache.shared.splits pieces merged by
+ * attn_combine.wgsl; a prefill has parallelism enough in its rows and runs one split, its rows
+ * tiled so that each tile reads the cache once.
  */
 import { ShapeError, WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
