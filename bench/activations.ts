@@ -17,12 +17,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
 import { Decoder } from '../src/generate/decoder.ts';
+import { kvCacheFor } from '../src/generate/kv.ts';
 import { openModelFiles } from '../src/io/hub.ts';
 import { parseBertConfig } from '../src/models/config.ts';
 import { uploadLlamaWeights } from '../src/models/llama.ts';
-import { parseLlamaConfig, ropeInvFreq } from '../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../src/models/llama-config.ts';
 import { resolveLlamaWeights } from '../src/models/llama-weights.ts';
-import { KvCache, type KvDType } from '../src/ops/kv-cache.ts';
+import type { KvDType } from '../src/ops/kv-cache.ts';
 import type { Activations, LinearDType } from '../src/ops/linear.ts';
 import { cosine, decoderError } from '../src/quant/guard.ts';
 import { bertEncode, meanPool } from '../src/reference/bert.ts';
@@ -97,7 +98,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         for (const dtype of dtypes) {
           for (const activations of ['float', 'int8'] as const) {
             const w = await uploadLlamaWeights(ctx, store, cfg, resolveLlamaWeights(store, cfg), dtype, { activations });
-            const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap: Math.max(...prompts.map((p) => p.length)), dtype: kv }, ropeInvFreq(cfg));
+            const cache = kvCacheFor(ctx, cfg, Math.max(...prompts.map((p) => p.length)), kv);
             const dec = new Decoder(ctx, cfg, w, cache);
             try {
               const all: Float32Array[] = [];

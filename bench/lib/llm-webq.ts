@@ -5,12 +5,13 @@
  * already holds the prompt, so that every step it times is a one-token forward.
  */
 import { Decoder } from '../../src/generate/decoder.ts';
+import { kvCacheFor } from '../../src/generate/kv.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
 import { f32ArrayToF16 } from '../../src/io/half.ts';
 import type { LlamaGpuWeights } from '../../src/models/llama.ts';
-import { ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
-import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
+import type { LlamaConfig } from '../../src/models/llama-config.ts';
+import type { KvCache, KvDType } from '../../src/ops/kv-cache.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
 import { seeded } from './measure.ts';
 
@@ -18,7 +19,7 @@ const GREEDY = validateSamplingParams({});
 
 /** A decoder over `w` with a fresh KV cache of `cap` positions; dispose() frees the cache, not the weights. */
 export function makeDecoder(ctx: GpuContext, cfg: LlamaConfig, w: LlamaGpuWeights, kv: KvDType, cap: number): Decoder {
-  const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap, dtype: kv }, ropeInvFreq(cfg));
+  const cache = kvCacheFor(ctx, cfg, cap, kv);
   return new Decoder(ctx, cfg, w, cache);
 }
 

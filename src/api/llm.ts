@@ -13,12 +13,13 @@ import { GpuContext } from '../gpu/context.ts';
 import { openLlmFiles } from '../gguf/files.ts';
 import type { ModelFiles } from '../io/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
+import { kvCacheFor } from '../generate/kv.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
-import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { checkKvFits, parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
 import { checkEstimate, estimateLlm } from '../models/memory-estimate.ts';
 import { EMBEDDING_DTYPES, type UploadOptions } from '../models/upload.ts';
-import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
+import { KV_DTYPES, type KvDType } from '../ops/kv-cache.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
@@ -143,7 +144,7 @@ export class LlmModel {
       checkEstimate(estimateLlm(config, { dtype, context: cap, kv, f16: ctx.caps.f16 }), ctx.caps, `${files.describe}/config.json`, (n) => `load with contextLength ${n} or less`);
       const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
       weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
-      const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
+      const cache = kvCacheFor(ctx, config, cap, kv);
       const decoder = new Decoder(ctx, config, weights, cache);
       const version = loadedVersion(store.metadata, files.describe);
       return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context, files, uploadOptions, version, autoRecover: opts.autoRecover === true, limits });
@@ -453,7 +454,7 @@ export class LlmModel {
       const { versions, built } = await reloadWeights({
         describe: this.describe, files: this.files, dtype: this.dtype, loadedAt: this.loadedAt, current: this.modelVersion, deltas: this.deltas,
         upload: (store, prequant, reuse) => uploadLlamaWeights(this.ctx, store, this.config, resolveLlamaWeights(store, this.config), this.dtype, { ...this.uploadOptions, prequant, reuse }),
-        build: (w) => new Decoder(this.ctx, this.config, w, KvCache.create(this.ctx, { ...this.decoder.cache.shape }, ropeInvFreq(this.config))),
+        build: (w) => new Decoder(this.ctx, this.config, w, kvCacheFor(this.ctx, this.config, this.decoder.cache.shape.cap, this.decoder.cache.shape.dtype)),
       });
       // What the old ones hold is on the dead device; destroying it frees the host side.
       this.decoder.dispose();

@@ -12,11 +12,11 @@
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { Decoder } from '../generate/decoder.ts';
-import { KvCache } from '../ops/kv-cache.ts';
+import { kvCacheFor } from '../generate/kv.ts';
 import { validateSamplingParams } from '../ops/sample.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
 import { CALIB_MAX_TOKENS, type ModelRunner } from './calibration.ts';
-import { ropeInvFreq, type LlamaConfig } from './llama-config.ts';
+import type { LlamaConfig } from './llama-config.ts';
 import type { LlamaGpuWeights } from './llama.ts';
 
 /** Tokens sampled unless told (a few thousand: GPTQ's Hessians want several times the layer width). */
@@ -42,7 +42,7 @@ export async function sampleCalibration(ctx: GpuContext, runner: ModelRunner, co
   // A tokenizer that adds no BOS (Qwen) starts a bare sample from its end-of-text token instead.
   const start = tokenizer.encode('', { addSpecialTokens: true }).ids;
   const bare = start.length ? start : [config.bosTokenId ?? tokenizer.bosTokenId ?? [...eos][0]].filter((id): id is number => id !== undefined);
-  const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: 'f32' }, ropeInvFreq(config));
+  const cache = kvCacheFor(ctx, config, cap, 'f32');
   const decoder = new Decoder(ctx, config, runner.weights as LlamaGpuWeights, cache);
   const samples: number[][] = [];
   try {

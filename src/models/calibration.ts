@@ -18,7 +18,8 @@ import type { TensorInfo } from '../io/dtypes.ts';
 import type { TensorStore } from '../io/safetensors.ts';
 import { accumulateInputStats, createInputStats, readInputStats, type InputStats, type InputStatsGpu } from '../ops/calib-stats.ts';
 import { pool } from '../ops/encoder-io.ts';
-import { KvCache } from '../ops/kv-cache.ts';
+import type { KvCache } from '../ops/kv-cache.ts';
+import { kvCacheFor } from '../generate/kv.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import type { PrequantInfo } from '../quant/prequantized.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
@@ -26,7 +27,6 @@ import { bertClassifierHead, bertForward, uploadBertWeights, type BertGpuWeights
 import { resolveBertWeights } from './bert-weights.ts';
 import type { ModelConfig } from './config.ts';
 import { bertUnits, llamaUnits, type LinearUnit } from './linear-units.ts';
-import { ropeInvFreq } from './llama-config.ts';
 import { llamaForward, uploadLlamaWeights, type LlamaGpuWeights } from './llama.ts';
 import { resolveLlamaWeights } from './llama-weights.ts';
 
@@ -114,7 +114,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
   const cap = Math.min(config.maxPositions, CALIB_MAX_TOKENS);
   let cache: KvCache;
   try {
-    cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: w.precision }, ropeInvFreq(config));
+    cache = kvCacheFor(ctx, config, cap, w.precision);
   } catch (e) {
     w.dispose();
     throw e;

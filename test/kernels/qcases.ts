@@ -15,6 +15,7 @@ import type { QuantSpec, QuantizedWeight } from '../../src/quant/layout.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
 import { refLinear, refQLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
 import { compare, randn, roundF16, type Compare } from './check.ts';
+import { QTABLE_CASES } from './qtable-cases.ts';
 
 export interface QCase {
   name: string;
@@ -169,6 +170,8 @@ for (const [dtype, activations] of SPLIT) {
     });
   }
 }
+
+cases.push(...QTABLE_CASES);
 
 export const QUANT_CASES: readonly QCase[] = cases;
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { GPU_GEMV } from '../../src/ops/matmul.ts';
+import { gpuGemvConfig } from '../../src/ops/matmul.ts';
 import { KERNEL_CASES as CASES } from '../kernels/cases.ts';
 import { QUANT_CASES } from '../kernels/qcases.ts';
 
@@ -75,22 +75,20 @@ describe('quantized matmul with the gpu kernel family', () => {
 
 // The gpu family's decode GEMVs (gemv4*.wgsl, qgemv4*.wgsl) sum rows with subgroupAdd on this
 // adapter; these run the GEMV-sized cases again with their workgroup-memory tree (TPR 32), the
-// reduction devices without fixed-size subgroups get. Same references and tolerances.
+// reduction devices without fixed-size subgroups get (a device made with gemv.reduce
+// 'workgroup'). Same references and tolerances.
 describe('gpu-family GEMVs with the workgroup-memory reduction', () => {
   let g: GpuContext;
   beforeAll(async () => {
-    g = await GpuContext.create({ kernels: 'gpu' });
-    GPU_GEMV.reduce = 'workgroup';
+    g = await GpuContext.create({ kernels: 'gpu', gemv: { reduce: 'workgroup' } });
   });
-  afterAll(() => {
-    GPU_GEMV.reduce = 'auto';
-    g?.dispose();
-  });
+  afterAll(() => g?.dispose());
   const gemvSized = (name: string) => /(^|\s)[1-4]x\d+x\d+|M=[1-4]\b/.test(name);
   for (const p of ['f32', 'f16'] as const) {
     for (const c of [...QUANT_CASES, ...CASES.filter((c) => c.name.startsWith('matmul'))].filter((c) => gemvSized(c.name))) {
       it(`${p} ${c.name}`, async () => {
-        expect(GPU_GEMV.reduce).toBe('workgroup');
+        expect(g.caps.gemv.reduce).toBe('workgroup');
+        expect(gpuGemvConfig(g)).toMatchObject({ sg: false, TPR: 32 });
         const r = await c.run(g, p);
         expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);
       });
