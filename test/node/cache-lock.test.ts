@@ -5,15 +5,15 @@
 // done or 3 s have passed. Without the lock the update commits in that gap and the load reads the
 // old config.json with the new weights; with it, the update waits, and the load is one version,
 // told by the size of the config.json it read and the version its weights report.
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
-import { main } from '../../src/cli/main.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
 import { withCacheLock } from '../../src/io/cache-lock.ts';
 import type { ProgressInfo } from '../../src/io/progress.ts';
-import { makeDeltaFixtures, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
+import { CONFIG_DELTA, makeConfigDeltaFixtures, TEXTS, type VersionRef } from '../helpers/delta-config-fixture.ts';
+import type { DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
 import { useTempDir } from './safetensors-helpers.ts';
 
@@ -45,33 +45,10 @@ describe('withCacheLock without Web Locks (in-process)', () => {
 describe('a load and an update of one cached model at once', () => {
   let fx: DeltaFixtures;
   let server: StaticServer;
-  let v2dir: string;
-  const ref: Record<'v1' | 'v2', { version: string; configBytes: number; vectors: number[][] }> = {} as never;
-  const TEXTS = ['the cat sat on the mat', 'stock markets fell today'];
+  let ref: Record<'v1' | 'v2', VersionRef>;
 
   beforeAll(async () => {
-    fx = await makeDeltaFixtures(join(tmp.dir, 'fx'));
-    // A v2 whose config.json differs too (a key no loader reads), so a delta carries it and a
-    // load that mixed versions is seen in the config it read.
-    const f2 = join(tmp.dir, 'f2-config');
-    await cp(join(tmp.dir, 'fx', 'f2'), f2, { recursive: true }); // the float fine-tune makeDeltaFixtures diffs
-    const config = JSON.parse(await readFile(join(f2, 'config.json'), 'utf8'));
-    await writeFile(join(f2, 'config.json'), JSON.stringify({ ...config, webq_fixture_revision: 2 }, null, 2));
-    const cli = async (...argv: string[]) => {
-      let err = '';
-      const code = await main(argv, { stdout: () => undefined, stderr: (t) => void (err += t) });
-      if (code !== 0) throw new Error(`webq ${argv.join(' ')}: ${err}`);
-    };
-    await cli('diff', fx.v1, f2, '--out', join(fx.served, 'delta-config.safetensors'));
-    v2dir = join(tmp.dir, 'v2-config');
-    await cli('patch', fx.v1, join(fx.served, 'delta-config.safetensors'), '--out', v2dir);
-    for (const [k, dir] of [['v1', fx.v1], ['v2', v2dir]] as const) {
-      const m = await BertModel.load(dir, { dtype: 'q8' });
-      ref[k] = { version: m.version!, configBytes: (await readFile(join(dir, 'config.json'))).byteLength, vectors: (await m.embed(TEXTS)).map((r) => Array.from(r)) };
-      m.dispose();
-    }
-    expect(ref.v1.configBytes).not.toBe(ref.v2.configBytes);
-    expect(ref.v1.version).not.toBe(ref.v2.version);
+    ({ fx, ref } = await makeConfigDeltaFixtures(tmp.dir));
     server = await serveStatic({ '/': fx.served });
   }, 180_000);
 
@@ -96,7 +73,7 @@ describe('a load and an update of one cached model at once', () => {
     const onProgress = (e: ProgressInfo) => {
       if (e.file === 'config.json' && e.status === 'done') {
         configBytes.push(e.total ?? -1);
-        update ??= updateCachedModel(url, `${server.url}/delta-config.safetensors`, { cacheDir });
+        update ??= updateCachedModel(url, `${server.url}/${CONFIG_DELTA}`, { cacheDir });
       }
     };
     const gated: typeof fetch = async (input, init) => {
@@ -134,7 +111,7 @@ describe('a load and an update of one cached model at once', () => {
     const held = new Promise<void>((ok) => (release = ok));
     let staged!: () => void;
     const reached = new Promise<void>((ok) => (staged = ok));
-    const update = updateCachedModel(url, `${server.url}/delta-config.safetensors`, { cacheDir, onStep: (s) => (s === 'staged' ? (staged(), held) : undefined) });
+    const update = updateCachedModel(url, `${server.url}/${CONFIG_DELTA}`, { cacheDir, onStep: (s) => (s === 'staged' ? (staged(), held) : undefined) });
     await reached; // staged, not committed: the update holds the lock
     const loads = [0, 1].map(() => BertModel.load(url, { cacheDir, dtype: 'q8' }));
     await sleep(500);
