@@ -26,7 +26,8 @@ async function cli(...argv: string[]): Promise<void> {
   if (code !== 0) throw new Error(`webq ${argv.join(' ')}: ${err}`);
 }
 
-export async function makeConfigDeltaFixtures(dir: string): Promise<{ fx: DeltaFixtures; ref: Record<'v1' | 'v2', VersionRef> }> {
+/** `v2` is the patched folder (v1 with the config-changing delta). */
+export async function makeConfigDeltaFixtures(dir: string): Promise<{ fx: DeltaFixtures; v2: string; ref: Record<'v1' | 'v2', VersionRef> }> {
   const fx = await makeDeltaFixtures(join(dir, 'fx'));
   const f2 = join(dir, 'f2-config');
   await cp(join(dir, 'fx', 'f2'), f2, { recursive: true }); // the float fine-tune makeDeltaFixtures diffs
@@ -42,5 +43,5 @@ export async function makeConfigDeltaFixtures(dir: string): Promise<{ fx: DeltaF
     m.dispose();
   }
   if (ref.v1.configBytes === ref.v2.configBytes || ref.v1.version === ref.v2.version) throw new Error('the two versions must differ in config.json and version');
-  return { fx, ref };
+  return { fx, v2, ref };
 }
