@@ -54,10 +54,12 @@ export function lockedModel<T>(m: Pick<CachedModel, 'keyPrefix'>, fn: () => Prom
  */
 export async function readingModel<T>(m: CachedModel, fn: () => Promise<T>): Promise<T> {
   const journal = journalStore(m);
-  for (;;) {
+  for (let round = 0; ; round++) {
     await finishCachedUpdate(m);
     const r = await withCacheLock(modelLockName(m.keyPrefix), 'shared', async () => ((await journal.begun()) ? undefined : { value: await fn() }));
     if (r) return r.value;
+    // A store that keeps an update area however often it is cleared must not loop a load forever.
+    if (round === 3) throw new SourceError('SOURCE_IO', `${journal.journalName}: an interrupted update stays after being finished ${round + 1} times; ${journal.remedy}`);
   }
 }
 
