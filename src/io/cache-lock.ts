@@ -4,11 +4,11 @@
  * read (config.json) to its last (the weights' upload), so a load never reads config.json of
  * one version and model.safetensors of the next, and loads do not wait for each other.
  *
- * Where there are Web Locks (browsers: every tab and worker of an origin; also Node 24+ and Deno
- * where they have navigator.locks) the lock is the Web Lock `webq-cache:<model key>`, which the
- * browser frees when a tab closes or crashes. Elsewhere (Node 20/22) it is a lock inside this
- * process: loads and updates of one process exclude each other, but two processes sharing a disk
- * cache do not (each file still appears whole there, by rename; see src/io/cache.ts).
+ * Where there are Web Locks (browsers: every tab and worker of an origin; Deno, within its
+ * process) the lock is the Web Lock `webq-cache:<model key>`, which the browser frees when a tab
+ * closes or crashes. Elsewhere (Node 20) it is a lock inside this process: loads and updates of
+ * one process exclude each other, but two processes sharing a disk cache do not (each file still
+ * appears whole there, by rename; see src/io/cache.ts).
  *
  * Requests are granted in the order they are made (as Web Locks grant them): a waiting update is
  * not passed by loads that ask after it, so a stream of loads cannot starve it.
