@@ -12,6 +12,7 @@ export { Tensor, type DType } from './gpu/tensor.ts';
 export type { Precision, Variant } from './gpu/shaders.ts';
 export * as ops from './ops/index.ts';
 export * as io from './io/index.ts';
+export { CacheQuotaError } from './io/cache-quota.ts';
 export * as quant from './quant/index.ts';
 export * as models from './models/index.ts';
 export * as delta from './delta/index.ts';

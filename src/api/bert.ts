@@ -14,6 +14,7 @@ import { WebqError } from '../errors.ts';
 import { encoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub.ts';
+import { loadHolding } from '../io/cache-lock.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
@@ -169,6 +170,11 @@ export class BertModel {
     if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
     const limits = resolveLimits(opts.limits);
     const files = await openModelFiles(location, opts);
+    return loadHolding(files, () => BertModel.loadFrom(files, opts, limits));
+  }
+
+  /** The rest of load(), holding a cached model's lock (src/io/cache-lock.ts): it reads one version of the files. */
+  private static async loadFrom(files: ModelFiles, opts: BertLoadOptions, limits: Limits): Promise<BertModel> {
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
     const st = await sentenceTransformersConfig(files);

@@ -11,6 +11,7 @@ import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openLlmFiles } from '../gguf/files.ts';
+import { loadHolding } from '../io/cache-lock.ts';
 import type { ModelFiles } from '../io/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
 import { kvCacheFor } from '../generate/kv.ts';
@@ -118,6 +119,11 @@ export class LlmModel {
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
+    return loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+  }
+
+  /** The rest of load(), holding a cached model's lock (src/io/cache-lock.ts): it reads one version of the files. */
+  private static async loadFrom(files: ModelFiles, opts: LlmLoadOptions, limits: Limits): Promise<LlmModel> {
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const cap = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CONTEXT);
     if (!Number.isSafeInteger(cap) || cap < 2 || cap > config.maxPositions) {

@@ -2,10 +2,12 @@
  * Updating a cached remote model in place (updateCachedModel, src/delta/patch-cache.ts): the new
  * files are staged under `<model key>/@update/` and swapped in through the redo journal of
  * src/io/patch-journal.ts, on cache entries instead of files. RemoteFiles completes or discards an
- * interrupted update before the first cache read of every open (see its module comment), holding
- * the model's Web Lock, so a load waits for an update running in another tab or worker.
+ * interrupted update before the first cache read of every open (see its module comment), and a
+ * load holds the model's lock shared throughout (src/io/cache-lock.ts), so a load waits for an
+ * update running in another tab or worker, and an update for the loads running.
  */
 import { internalUrl, type CachedFile, type FileCache } from './cache.ts';
+import { modelLockName, withCacheLock } from './cache-lock.ts';
 import { SourceError } from './errors.ts';
 import { fileSegments } from './model-files.ts';
 import { finishInterrupted, type JournalStore } from './patch-journal.ts';
@@ -40,13 +42,25 @@ export interface CachedModel {
   noteAbsent(file: string): Promise<void>;
 }
 
-type LockManager = { request<T>(name: string, callback: () => Promise<T>): Promise<T> };
-
-/** `fn` under the model's Web Lock where there are Web Locks (browsers: tabs and workers of an origin); else just `fn`. */
+/** `fn` holding the model's lock exclusive (src/io/cache-lock.ts): an update, or finishing an interrupted one. */
 export function lockedModel<T>(m: Pick<CachedModel, 'keyPrefix'>, fn: () => Promise<T>): Promise<T> {
-  const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
-  const name = `webq-cache:${m.keyPrefix.join('/')}`;
-  return locks ? locks.request(name, fn) : fn();
+  return withCacheLock(modelLockName(m.keyPrefix), 'exclusive', fn);
+}
+
+/**
+ * Runs `fn` (a whole load) holding the model's lock shared. An interrupted update is finished
+ * first, under the exclusive lock (a holder of the shared one could never take it); one that a
+ * tab began and left between the two is seen under the shared lock, and the loop finishes it too.
+ */
+export async function readingModel<T>(m: CachedModel, fn: () => Promise<T>): Promise<T> {
+  const journal = journalStore(m);
+  for (let round = 0; ; round++) {
+    await finishCachedUpdate(m);
+    const r = await withCacheLock(modelLockName(m.keyPrefix), 'shared', async () => ((await journal.begun()) ? undefined : { value: await fn() }));
+    if (r) return r.value;
+    // A store that keeps an update area however often it is cleared must not loop a load forever.
+    if (round === 3) throw new SourceError('SOURCE_IO', `${journal.journalName}: an interrupted update stays after being finished ${round + 1} times; ${journal.remedy}`);
+  }
 }
 
 /** Keys of an update: a marker written before anything is staged, the journal, and staged files. */

@@ -19,6 +19,7 @@
  * src/io/remote-files.ts). Listings leave out all but the notes.
  */
 import { detectRuntime, getEnv } from '../env.ts';
+import { browserBytesFree, CacheQuotaError, diskBytesFree, isQuotaExceeded } from './cache-quota.ts';
 import { SourceError, clip, q } from './errors.ts';
 import { fsError, loadFs, loadPath } from './node-fs.ts';
 import type { SourceInput } from './source.ts';
@@ -46,7 +47,7 @@ export interface FileCache {
   readonly describe: string;
   /** The entry for `key` (path segments) / `url`, or undefined. */
   get(key: readonly string[], url: string): Promise<CachedFile | undefined>;
-  /** Stores the body of `res` (a 200 answer for `url`); complete or not at all. */
+  /** Stores the body of `res` (a 200 answer for `url`); complete or not at all. A full cache: CacheQuotaError. */
   put(key: readonly string[], url: string, res: Response, onBytes: (loaded: number) => void): Promise<CachedFile>;
   /** The note stored under `key` (see the module comment), or undefined. */
   readNote(key: readonly string[]): Promise<string | undefined>;
@@ -216,7 +217,13 @@ export async function diskCache(root: string): Promise<FileCache> {
     },
     async put(key, url, res, onBytes) {
       const file = fileOf(key);
-      return entry(file, await writeWhole(file, readBody(res, url), onBytes));
+      let loaded = 0;
+      const counted = (n: number) => onBytes((loaded = n));
+      const size = await writeWhole(file, readBody(res, url), counted).catch(async (e: unknown) => {
+        if (!isQuotaExceeded(e)) throw e;
+        throw new CacheQuotaError({ cache: root, url, needed: plainLength(res) ?? loaded, available: await diskBytesFree(fs, root), cause: e });
+      });
+      return entry(file, size);
     },
     async readNote(key) {
       return fs.readFile(fileOf(key), 'utf8').catch(() => undefined);
@@ -257,8 +264,8 @@ const KEY_HEADER = 'x-webq-key';
 
 /**
  * The browser cache (Cache API). A download is held as a Blob (browsers may keep large ones on
- * disk) and put into the cache only when complete; a failed put (quota) still returns the Blob,
- * since caching is an optimisation there, not a requirement. Each entry carries its key in a
+ * disk) and put into the cache only when complete; a put over the quota is a CacheQuotaError
+ * carrying the Blob (src/io/cache-quota.ts), any other failed put still returns the Blob. Each entry carries its key in a
  * header, which is how listing and removal find a model's files among URLs.
  */
 export async function browserCache(name = 'webq'): Promise<FileCache> {
@@ -282,7 +289,11 @@ export async function browserCache(name = 'webq'): Promise<FileCache> {
       }
       const blob = new Blob(parts, { type: res.headers.get('content-type') ?? 'application/octet-stream' });
       const headers = { 'content-length': String(blob.size), 'content-type': blob.type, [KEY_HEADER]: key.join('/') };
-      await cache.put(url, new Response(blob, { headers })).catch(() => undefined);
+      // Other failures leave the download uncached (caching is an optimisation here); a full
+      // cache is the caller's to know of (src/io/cache-quota.ts).
+      await cache.put(url, new Response(blob, { headers })).catch(async (e: unknown) => {
+        if (isQuotaExceeded(e)) throw new CacheQuotaError({ cache: `Cache API '${name}'`, url, needed: blob.size, available: await browserBytesFree(), download: blob, cause: e });
+      });
       return entry(blob);
     },
     async readNote(key) {

@@ -44,6 +44,7 @@ export {
   type ProgressStatus,
 } from './hub.ts';
 export { openFileCache, defaultCacheDir, diskCache, browserCache, type FileCache, type CachedFile, type CacheEntry } from './cache.ts';
+export { CacheQuotaError } from './cache-quota.ts';
 export { listCachedModels, removeCachedModel, type CachedModel, type CacheLocationOptions, type RemoveCachedOptions } from './cached-models.ts';
 export { DEFAULT_NETWORK_TIMEOUT_MS } from './http.ts';
 export { DEFAULT_RECHECK_MS } from './remote-files.ts';

@@ -28,9 +28,12 @@ export interface OpenModelOptions {
   /**
    * Keep remote files (hub ids and folder URLs) in the download cache and read them from there;
    * default true where a cache exists. false: read over the network every time (safetensors by
-   * HTTP range requests, so only the bytes asked for are fetched).
+   * HTTP range requests, so only the bytes asked for are fetched). 'best-effort': use the cache,
+   * but a file a full cache refuses (over the browser's quota, a full disk) is read from the network
+   * into memory and the load goes on; by default that is a CacheQuotaError 'CACHE_QUOTA' saying
+   * how many bytes were needed (src/io/cache-quota.ts).
    */
-  cache?: boolean;
+  cache?: boolean | 'best-effort';
   /**
    * Never use the network: files come from the cache, an uncached one is a SourceError
    * 'SOURCE_OFFLINE' naming it. Default: the WEBQ_OFFLINE environment variable ("1", "true").
@@ -70,6 +73,8 @@ export interface ModelFiles {
   exists(file: string): Promise<boolean>;
   /** model.safetensors, or the shards model.safetensors.index.json lists. */
   checkpoint(): Promise<TensorStore>;
+  /** Runs `fn`, a whole load, so that it reads one version of the files (a cached model: its lock, src/io/cache-lock.ts). */
+  hold?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Splits a relative file name into segments, rejecting anything that could leave the model. */

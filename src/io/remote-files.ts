@@ -26,8 +26,9 @@
  * Updates. A delta can update a cached model in place (updateCachedModel, src/delta/patch-cache.ts;
  * staging and journal on cache entries: src/io/cache-update.ts). The first cache read of every
  * open completes or discards an update that a crash or a closed tab interrupted, holding the
- * model's Web Lock (so it waits for an update running in another tab or worker), and a load finds
- * the old model or the new one, whole. Nothing above compares cached files with the server's (no
+ * model's lock (so it waits for an update running in another tab or worker), and a load, which
+ * holds the lock shared from its first read to its last (hold(), src/io/cache-lock.ts), finds the
+ * old model or the new one, whole. Nothing above compares cached files with the server's (no
  * sizes, no ETags): a folder URL's files are used until `refresh`, a branch's until the branch
  * moves. So updated files are used as they are, never downloaded again or refused, and the note
  * needs nothing new: its commit stays the one the base files came from. A branch that moves on the
@@ -35,7 +36,8 @@
  * they are downloaded again.
  */
 import { readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
-import { cacheUpdater, finishCachedUpdate, type CacheUpdater, type CachedModel } from './cache-update.ts';
+import { CacheQuotaError, downloadToMemory, memoryFile } from './cache-quota.ts';
+import { cacheUpdater, finishCachedUpdate, readingModel, type CacheUpdater, type CachedModel } from './cache-update.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { SafetensorsError, SourceError } from './errors.ts';
 import { isUnreachable, networkTimeoutMs, request } from './http.ts';
@@ -127,6 +129,8 @@ export class RemoteFiles implements ModelFiles {
   private fresh: Promise<void> | undefined;
   /** The hub's file list, read at most once per open (see the module comment). */
   private listing: Promise<Set<string> | null> | undefined;
+  /** Loads running under hold(). */
+  private holding = 0;
 
   constructor(
     private readonly target: RemoteTarget,
@@ -188,7 +192,17 @@ export class RemoteFiles implements ModelFiles {
 
   /** An update that a crash or a closed tab interrupted is completed or discarded (see the module comment). */
   private async finishUpdate(): Promise<void> {
-    if (this.cache) await finishCachedUpdate(this.cachedModel(this.cache));
+    // hold() has done it already, and holds the shared lock, which finishing would wait for.
+    if (this.cache && this.holding === 0) await finishCachedUpdate(this.cachedModel(this.cache));
+  }
+
+  /** Runs `fn`, a whole load, holding the cached model's lock shared (src/io/cache-lock.ts). */
+  hold<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.cache) return fn();
+    return readingModel(this.cachedModel(this.cache), () => {
+      this.holding++;
+      return fn().finally(() => this.holding--);
+    });
   }
 
   /** This model as src/io/cache-update.ts sees it. */
@@ -275,7 +289,8 @@ export class RemoteFiles implements ModelFiles {
         const total = plainLength(res);
         this.progress.emit('initiate', file, 0, total);
         this.progress.emit('download', file, 0, total);
-        const stored = await cache.put(key, url, res, (loaded) => this.progress.emit('progress', file, loaded, total));
+        const onBytes = (loaded: number) => this.progress.emit('progress', file, loaded, total);
+        const stored = await cache.put(key, url, res, onBytes).catch((e: unknown) => this.withoutCache(e, file, onBytes));
         this.progress.emit('done', file, stored.size, stored.size);
         return stored;
       })();
@@ -286,6 +301,12 @@ export class RemoteFiles implements ModelFiles {
       );
     }
     return p;
+  }
+
+  /** A file a full cache refused: with `cache: 'best-effort'`, from the network into memory (src/io/cache-quota.ts). */
+  private async withoutCache(e: unknown, file: string, onBytes: (loaded: number) => void): Promise<CachedFile> {
+    if (!(e instanceof CacheQuotaError) || this.options.cache !== 'best-effort') throw e;
+    return e.download ? memoryFile(e.download) : downloadToMemory(await this.get(file), this.url(file).href, onBytes);
   }
 
   /** A text file's answer over its size limit is refused before its body is read. */
