@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
 import { Decoder } from '../src/generate/decoder.ts';
-import { openModelFiles } from '../src/io/hub.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
 import { parseBertConfig } from '../src/models/config.ts';
 import { uploadLlamaWeights } from '../src/models/llama.ts';
 import { parseLlamaConfig, ropeInvFreq } from '../src/models/llama-config.ts';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { diffModel, writeDeltaFile } from '../src/delta/diff.ts';
 import { patchModelFolder } from '../src/delta/patch-disk.ts';
-import { openModelFiles } from '../src/io/hub.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
 import { quantizeCheckpoint } from '../src/models/quantize-checkpoint.ts';
 import { editCheckpoint } from '../test/helpers/checkpoint-edit.ts';
 import { MINILM_SHAPE, writeBertCheckpoint } from './lib/bert-checkpoint.ts';

@@ -22,7 +22,7 @@ import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
 import { WGSL } from '../../src/gpu/shaders.generated.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import { copy } from '../../src/ops/copy.ts';
 import { GPU_GEMV, matmul } from '../../src/ops/matmul.ts';
 import { qmatmul, quantizeActs } from '../../src/ops/qmatmul.ts';

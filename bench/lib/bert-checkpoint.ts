@@ -7,7 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { tinyVocab } from '../../test/helpers/tiny-bert-vocab.ts';
 import { tinyTokenizerFiles } from '../../test/helpers/tiny-tokenizer.ts';
 import { randn } from '../../test/kernels/check.ts';

@@ -22,11 +22,11 @@
  *   g_idx    I32 [K]                 k / G (AutoGPTQ writes it even without act-order)
  * A group that does not divide K gives AutoGPTQ's ceil(K/G) groups, the last one short.
  */
-import type { DType, TensorInfo } from '../../src/io/dtypes.ts';
-import { convert, type ReadAsResult, type ReadTarget } from '../../src/io/convert.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import type { DType, TensorInfo } from '../../src/io/safetensors/dtypes.ts';
+import { convert, type ReadAsResult, type ReadTarget } from '../../src/io/safetensors/convert.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import type { JsonObject } from '../../src/io/json.ts';
-import type { TensorStore } from '../../src/io/safetensors.ts';
+import type { TensorStore } from '../../src/io/safetensors/reader.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 import type { SyntheticLlamaStore, SyntheticLlm } from './llm-synthetic.ts';
 

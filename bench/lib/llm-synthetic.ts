@@ -15,10 +15,10 @@
  * down_proj rows that write them (massive activations), and q/k/v/gate/up each get two random
  * input columns 20x larger (a quantization group holding one gets a large scale).
  */
-import type { TensorInfo } from '../../src/io/dtypes.ts';
-import type { ReadAsResult, ReadTarget } from '../../src/io/convert.ts';
-import { f32ArrayToF16 } from '../../src/io/half.ts';
-import type { TensorStore } from '../../src/io/safetensors.ts';
+import type { TensorInfo } from '../../src/io/safetensors/dtypes.ts';
+import type { ReadAsResult, ReadTarget } from '../../src/io/safetensors/convert.ts';
+import { f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
+import type { TensorStore } from '../../src/io/safetensors/reader.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 
 /** The model shapes the suite knows: config.json fields as the real checkpoints have them. */

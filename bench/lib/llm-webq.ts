@@ -7,7 +7,7 @@
 import { Decoder } from '../../src/generate/decoder.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f32ArrayToF16 } from '../../src/io/half.ts';
+import { f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import type { LlamaGpuWeights } from '../../src/models/llama.ts';
 import { ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';

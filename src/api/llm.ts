@@ -11,7 +11,7 @@ import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openLlmFiles } from '../gguf/files.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
 import { Decoder } from '../generate/decoder.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';

@@ -17,8 +17,8 @@ import { WeightVersions, type VersionedWeights } from '../delta/loaded-weights.t
 import type { PublicKeyInput } from '../delta/sign.ts';
 import { GPUDeviceError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { ModelFiles } from '../io/model-files.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { UploadReuse } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';

@@ -6,7 +6,7 @@
  * GPU first (src/models/quantize-calibrated.ts).
  */
 import { WebqError } from '../errors.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { quantizeCheckpoint, QUANTIZE_DTYPES, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from '../models/quantize-checkpoint.ts';
 import { QUANT_METHODS, type QuantMethod } from '../models/quantize-methods.ts';

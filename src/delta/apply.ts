@@ -10,8 +10,8 @@
  *
  * Nothing is written here: callers write the result beside the old model and swap.
  */
-import { DTYPE_SIZE } from '../io/dtypes.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import { DTYPE_SIZE } from '../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { parseModelConfig } from '../models/config.ts';
 import { safetensorsHeader } from '../models/quantized-writer.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';

@@ -13,9 +13,9 @@
  * others; those models are quantized again in full.
  */
 import { WebqError } from '../errors.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
 import { loadFs } from '../io/node-fs.ts';
-import type { TensorToWrite } from '../io/writer.ts';
+import type { TensorToWrite } from '../io/safetensors/writer.ts';
 import { parseModelConfig } from '../models/config.ts';
 import {
   fileHashes, outputEntries, planQuantized, quantizeMetadata, readSideFiles, storedAs, unitTensors, UnitHasher,

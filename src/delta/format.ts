@@ -17,10 +17,10 @@
  * The manifest is untrusted input: manifest.ts checks its every field before anything is used. Data is checked against the manifest's hashes when the delta is applied (unit by unit), so a
  * flipped byte in a tensor is caught too; a truncated file fails the safetensors header check.
  */
-import type { DType } from '../io/dtypes.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
+import type { DType } from '../io/safetensors/dtypes.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import type { SourceInput } from '../io/source.ts';
-import type { TensorToWrite } from '../io/writer.ts';
+import type { TensorToWrite } from '../io/safetensors/writer.ts';
 import { safetensorsHeader, writeOrder } from '../models/quantized-writer.ts';
 import { sha256Hex } from '../quant/hash.ts';
 import type { ModelVersion } from '../quant/versions.ts';

@@ -13,11 +13,11 @@
  * model unchanged: a delta for another version, one that changes config.json or the tokenizer
  * (those need a reload), a model loaded in another dtype than the target file's.
  */
-import { convert, type ReadAsResult, type ReadTarget } from '../io/convert.ts';
-import { DTYPE_SIZE, type TensorInfo } from '../io/dtypes.ts';
+import { convert, type ReadAsResult, type ReadTarget } from '../io/safetensors/convert.ts';
+import { DTYPE_SIZE, type TensorInfo } from '../io/safetensors/dtypes.ts';
 import { SafetensorsError } from '../io/errors.ts';
-import type { ModelFiles } from '../io/model-files.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { GpuObject, UploadReuse } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';

@@ -18,8 +18,8 @@
  *
  * Every check is linear in the manifest's size, so a huge manifest is refused as fast as it is read.
  */
-import { DTYPE_SIZE, isDType } from '../io/dtypes.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import { DTYPE_SIZE, isDType } from '../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { SIDE_FILES } from '../models/quantize-checkpoint.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { readModelVersion, versionOf, type ModelVersion } from '../quant/versions.ts';

@@ -5,7 +5,7 @@
  * src/io/patch-journal.ts, so a crash at any point leaves the old model or the new one.
  */
 import { WebqError } from '../errors.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import { loadFs, loadPath } from '../io/node-fs.ts';
 import { commitPatch, crashPoint, finishInterruptedPatch, STAGING } from '../io/patch-journal.ts';
 import { checkWritten, preparePatch, type PatchBase, type PatchedModel } from './apply.ts';

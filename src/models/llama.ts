@@ -8,7 +8,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { swiglu } from '../ops/activation.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';

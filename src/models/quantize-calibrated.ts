@@ -26,11 +26,11 @@
  * GPTQ and AWQ run in TypeScript on the CPU: O(N K^2) per unit (AWQ: per alpha on its grid).
  */
 import { GpuContext } from '../gpu/context.ts';
-import { f32ArrayToF16 } from '../io/half.ts';
-import type { ModelFiles } from '../io/model-files.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
-import type { TensorToWrite } from '../io/writer.ts';
+import { f32ArrayToF16 } from '../io/safetensors/half.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
+import type { TensorToWrite } from '../io/safetensors/writer.ts';
 import type { InputStats } from '../ops/calib-stats.ts';
 import { prepareQuantizedLinear, quantSpecFor, withStaticActivations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
 import { awqSearchScales } from '../quant/awq.ts';

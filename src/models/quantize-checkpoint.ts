@@ -29,13 +29,13 @@
  * (webq.spec.<W> act_scale); mixed is a q4 file whose Linears each carry their own bits.
  */
 import { WebqError } from '../errors.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
 import { loadFs, loadPath } from '../io/node-fs.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import { f32ArrayToF16 } from '../io/half.ts';
-import type { TensorToWrite } from '../io/writer.ts';
-import { DTYPE_SIZE } from '../io/dtypes.ts';
-import { convert } from '../io/convert.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import { f32ArrayToF16 } from '../io/safetensors/half.ts';
+import type { TensorToWrite } from '../io/safetensors/writer.ts';
+import { DTYPE_SIZE } from '../io/safetensors/dtypes.ts';
+import { convert } from '../io/safetensors/convert.ts';
 import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
 import { HASH_PLACEHOLDER, VERSION_PLACEHOLDER, versionMetadata, versionOf, type ModelVersion, type StoredAs, type UnitVersion } from '../quant/versions.ts';
 import { quantSpecFor, type LinearDType } from '../ops/linear.ts';

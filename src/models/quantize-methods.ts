@@ -9,7 +9,7 @@
  * tensor gets on read (foldScales: the unit's columns times s, the fold target divided by s), the
  * layer's relative output error on the calibration inputs, and bias correction.
  */
-import type { TensorStore } from '../io/safetensors.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { InputStats } from '../ops/calib-stats.ts';
 import { outputError, gptqQuantize } from '../quant/gptq.ts';
 import { awqQuantizeScaled, scaleGram } from '../quant/awq.ts';

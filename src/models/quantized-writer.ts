@@ -10,7 +10,7 @@
  * writer arranges it. The header is the reference layout: metadata first, padded with spaces to a
  * multiple of 8.
  */
-import { DTYPE_SIZE, type DType } from '../io/dtypes.ts';
+import { DTYPE_SIZE, type DType } from '../io/safetensors/dtypes.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { WebqError } from '../errors.ts';
 

@@ -23,7 +23,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import { f32ArrayToF16 } from '../io/half.ts';
+import { f32ArrayToF16 } from '../io/safetensors/half.ts';
 import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { RowChunks } from './embedding.ts';

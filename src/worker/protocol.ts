@@ -20,7 +20,7 @@ import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from 
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions } from '../api/llm.ts';
 import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
 import type { Capabilities } from '../gpu/device.ts';
-import type { DownloadProgress } from '../io/progress.ts';
+import type { DownloadProgress } from '../io/hub/progress.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { BertConfig } from '../models/config.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';

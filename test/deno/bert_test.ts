@@ -3,7 +3,7 @@
 // same BertModel as in Node, against the CPU fp32 forward (f32 path: 1e-4 max abs error).
 import assert from 'node:assert/strict';
 import { BertModel } from '../../src/api/bert.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { bertEncode } from '../../src/reference/bert.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';

@@ -4,8 +4,8 @@
  */
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { rng } from '../kernels/check.ts';
 
 export interface CheckpointEdit {

@@ -10,9 +10,9 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DType } from '../../src/io/dtypes.ts';
-import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/half.ts';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import type { DType } from '../../src/io/safetensors/dtypes.ts';
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { tinyVocab } from './tiny-bert-vocab.ts';
 import { tinyTokenizerFiles } from './tiny-tokenizer.ts';
 

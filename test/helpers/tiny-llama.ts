@@ -22,7 +22,7 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { rng } from '../kernels/check.ts';
 import { encode, normal } from './tiny-bert.ts';
 

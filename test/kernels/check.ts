@@ -1,5 +1,5 @@
 /** Helpers shared by kernel tests in every runtime: seeded random data and tolerance checks. */
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 
 /** mulberry32: small, seeded, identical in every runtime. */
 export function rng(seed: number): () => number {

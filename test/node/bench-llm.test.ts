@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { run } from '../../bench/llm.ts';
 import { gptqGroupFor, gptqLlm, layerLinears } from '../../bench/lib/llm-gptq.ts';
 import { syntheticLlm } from '../../bench/lib/llm-synthetic.ts';
-import { f16ArrayToF32 } from '../../src/io/half.ts';
+import { f16ArrayToF32 } from '../../src/io/safetensors/half.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
 import { dequantGptqRef, packGptq, quantizeInts, tensorMap } from '../helpers/quant-formats.ts';
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { writeSafetensorsFile } from '../../src/io/writer.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
 import { craft, useTempDir } from './safetensors-helpers.ts';
 
 const run = promisify(execFile);

@@ -10,7 +10,7 @@ import { LlmModel } from '../../src/api/llm.ts';
 import type { ChatIO, ChatSession } from '../../src/cli/chat.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
 import { useTempDir } from './safetensors-helpers.ts';
 

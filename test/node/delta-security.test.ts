@@ -11,7 +11,7 @@ import { openDelta } from '../../src/delta/format.ts';
 import { prepareUpdate } from '../../src/delta/loaded.ts';
 import { patchModelFolder } from '../../src/delta/patch-disk.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { readRawDelta, revise, shipFile, writeRaw, type RawDelta } from '../helpers/delta-forge.ts';
@@ -300,7 +300,7 @@ describe('signed deltas', () => {
     const raw = await readRawDelta(signed);
     raw.manifest.architecture = 'bert2';
     const { encodeDelta } = await import('../../src/delta/format.ts');
-    const { SafetensorsFile } = await import('../../src/io/safetensors.ts');
+    const { SafetensorsFile } = await import('../../src/io/safetensors/reader.ts');
     const st = await SafetensorsFile.open(signed);
     const sig = st.metadata['webq.delta.signature'];
     await st.close();

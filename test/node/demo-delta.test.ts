@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaError } from '../../src/delta/format.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import type { PatchStep } from '../../src/io/patch-journal.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';

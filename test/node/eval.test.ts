@@ -10,7 +10,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';

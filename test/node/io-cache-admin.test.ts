@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cacheCommand } from '../../src/cli/cache.ts';
 import { listCachedModels, removeCachedModel } from '../../src/io/index.ts';
-import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
 import { useTempDir } from './safetensors-helpers.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';

@@ -13,7 +13,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';

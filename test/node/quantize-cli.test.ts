@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { SPECIAL_TOKENS } from '../helpers/tiny-bert-vocab.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';

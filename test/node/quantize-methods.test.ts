@@ -11,7 +11,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import type { QuantizeReport } from '../../src/models/quantize-checkpoint.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../../src/quant/calibrate.ts';
 import { readPrequantInfo } from '../../src/quant/prequantized.ts';

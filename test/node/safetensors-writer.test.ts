@@ -2,8 +2,8 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { useTempDir } from './safetensors-helpers.ts';
 
 const tmp = useTempDir();

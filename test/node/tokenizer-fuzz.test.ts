@@ -15,7 +15,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { WebqError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer } from '../../src/text/tokenizer.ts';
 import { snapshot } from '../helpers/delta-fixtures.ts';
 import { rng } from '../kernels/check.ts';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer, TokenizerError } from '../../src/text/tokenizer.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';

@@ -4,7 +4,7 @@
  * list|rm` is a thin layer over these two functions.
  */
 import { isNoteSegment, noteKey, openFileCache, type CacheEntry, type FileCache } from './cache.ts';
-import { SourceError, q } from './errors.ts';
+import { SourceError, q } from '../errors.ts';
 import { cacheKeyPrefix, hubFromKeySegment, hubKeySegment, parseHubId } from './hub.ts';
 import { HubError } from './model-files.ts';
 import { parseNote, type RevisionNote } from './revision-note.ts';

@@ -4,8 +4,8 @@
  * its element size when the file is memory-mapped or read whole.
  */
 import { DTYPE_SIZE, DTYPES, elementCount, formatShape, isDType, type DType } from './dtypes.ts';
-import { SafetensorsError, q, showJson } from './errors.ts';
-import { loadFs } from './node-fs.ts';
+import { SafetensorsError, q, showJson } from '../errors.ts';
+import { loadFs } from '../node-fs.ts';
 
 export interface TensorToWrite {
   name: string;

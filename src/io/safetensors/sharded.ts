@@ -5,10 +5,10 @@
  */
 import type { ReadAsResult, ReadTarget } from './convert.ts';
 import type { TensorInfo } from './dtypes.ts';
-import { SafetensorsError, SourceError, q, showJson } from './errors.ts';
-import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from './json.ts';
-import { SafetensorsFile, type OpenOptions, type TensorStore } from './safetensors.ts';
-import type { ByteSource, SourceInput } from './source.ts';
+import { SafetensorsError, SourceError, q, showJson } from '../errors.ts';
+import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from '../json.ts';
+import { SafetensorsFile, type OpenOptions, type TensorStore } from './reader.ts';
+import type { ByteSource, SourceInput } from '../source.ts';
 
 /** Index files are small; anything past this is not an index. */
 const MAX_INDEX_BYTES = 100_000_000;

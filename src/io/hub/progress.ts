@@ -7,8 +7,8 @@
  * and once per model, when its checkpoint is open (every weight file local or reachable):
  * `ready`. Files that turn out not to exist (optional files) get no events.
  */
-import { SafetensorsFile, type TensorStore } from './safetensors.ts';
-import { ShardedCheckpoint } from './sharded.ts';
+import { SafetensorsFile, type TensorStore } from '../safetensors/reader.ts';
+import { ShardedCheckpoint } from '../safetensors/sharded.ts';
 export type ProgressStatus = 'initiate' | 'download' | 'progress' | 'done' | 'ready';
 
 export interface DownloadProgress {

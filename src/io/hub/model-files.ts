@@ -1,9 +1,9 @@
-/** Shared types of model locations (src/io/hub.ts): the ModelFiles interface, options, errors. */
-import { WebqError } from '../errors.ts';
-import { q, showJson } from './errors.ts';
+/** Shared types of model locations (src/io/hub/hub.ts): the ModelFiles interface, options, errors. */
+import { WebqError } from '../../errors.ts';
+import { q, showJson } from '../errors.ts';
 import type { ProgressCallback } from './progress.ts';
-import type { JsonValue } from './json.ts';
-import type { TensorStore } from './safetensors.ts';
+import type { JsonValue } from '../json.ts';
+import type { TensorStore } from '../safetensors/reader.ts';
 
 export type HubErrorCode =
   | 'HUB_BAD_LOCATION' // neither a folder, a URL nor an org/name id; or conflicting revisions
@@ -22,7 +22,7 @@ export interface OpenModelOptions {
   revision?: string;
   /**
    * Loading progress in transformers.js' shape: `{ status: 'initiate' | 'download' | 'progress' |
-   * 'done' | 'ready', name, file, loaded, total, progress }` (see src/io/progress.ts).
+   * 'done' | 'ready', name, file, loaded, total, progress }` (see src/io/hub/progress.ts).
    */
   onProgress?: ProgressCallback;
   /**

@@ -3,7 +3,7 @@
  * platform WebGPU runs on is little-endian, so typed-array views over the bytes are the data.
  */
 import type { DType } from './dtypes.ts';
-import { SafetensorsError, q } from './errors.ts';
+import { SafetensorsError, q } from '../errors.ts';
 import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32, f32ArrayToF16 } from './half.ts';
 
 export type ReadTarget = 'f32' | 'f16' | 'i32' | 'u32' | 'i8' | 'u8';

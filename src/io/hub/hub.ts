@@ -6,20 +6,20 @@
  *    `${WEBQ_HUB_URL ?? 'https://huggingface.co'}/<org>/<name>/resolve/<revision>/<file>`.
  * A string that names an existing local folder is taken as that folder even when it also looks
  * like `org/name` (transformers' from_pretrained decides the same way). Remote files go through
- * the download cache (src/io/cache.ts) unless `cache: false`; src/io/remote-files.ts says when a
+ * the download cache (src/io/hub/cache.ts) unless `cache: false`; src/io/hub/remote-files.ts says when a
  * cached file is used, re-checked or refused (offline).
  */
-import { detectRuntime, envFlag, getEnv } from '../env.ts';
-import { finishInterruptedPatch } from './patch-journal.ts';
+import { detectRuntime, envFlag, getEnv } from '../../env.ts';
+import { finishInterruptedPatch } from '../patch-journal.ts';
 import { openFileCache } from './cache.ts';
-import { openCheckpoint } from './checkpoint.ts';
-import { SourceError, q, showJson } from './errors.ts';
-import type { JsonValue } from './json.ts';
+import { openCheckpoint } from '../safetensors/checkpoint.ts';
+import { SourceError, q, showJson } from '../errors.ts';
+import type { JsonValue } from '../json.ts';
 import { checkTextSize, fileSegments, HubError, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
-import { fileUrlToPath, fsError, loadFs, loadPath } from './node-fs.ts';
+import { fileUrlToPath, fsError, loadFs, loadPath } from '../node-fs.ts';
 import { ProgressReporter, type ProgressCallback } from './progress.ts';
 import { RemoteFiles, type RemoteTarget } from './remote-files.ts';
-import type { TensorStore } from './safetensors.ts';
+import type { TensorStore } from '../safetensors/reader.ts';
 
 export { HubError, type HubErrorCode, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 export type { DownloadProgress, ProgressCallback, ProgressInfo, ProgressStatus } from './progress.ts';
@@ -129,7 +129,7 @@ export function hubFromKeySegment(segment: string): string {
  * (the hub as hubKeySegment writes it, so one hub's files never answer for another's) or
  * `url/<host>/<path...>`, each segment percent-encoded (so "refs/pr/1" is one segment). Caches
  * from before the hub was part of the key hold `hub/<org>/<name>/<rev>`: which hub those came
- * from is unknown, so no load reads them (src/io/cached-models.ts lists and removes them).
+ * from is unknown, so no load reads them (src/io/hub/cached-models.ts lists and removes them).
  */
 export function cacheKeyPrefix(loc: Exclude<ModelLocation, { kind: 'folder' }>, hubUrl?: string): string[] {
   if (loc.kind === 'hub') return ['hubs', hubKeySegment(hubUrl), loc.org, loc.name, encodeURIComponent(loc.revision)];

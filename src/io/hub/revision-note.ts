@@ -1,6 +1,6 @@
 /**
  * What the cache remembers about one hub revision or folder URL, beside its files (see
- * src/io/cache.ts for where the note lives). Read and written whole; a note that cannot be read
+ * src/io/hub/cache.ts for where the note lives). Read and written whole; a note that cannot be read
  * (missing, half-written by an old version, hand-edited) counts as empty, which only costs a
  * request.
  */

@@ -24,7 +24,7 @@
  * it lacks is asked for once with a HEAD (one 404 on a page's first load), then remembered.
  *
  * Updates. A delta can update a cached model in place (updateCachedModel, src/delta/patch-cache.ts;
- * staging and journal on cache entries: src/io/cache-update.ts). The first cache read of every
+ * staging and journal on cache entries: src/io/hub/cache-update.ts). The first cache read of every
  * open completes or discards an update that a crash or a closed tab interrupted, holding the
  * model's Web Lock (so it waits for an update running in another tab or worker), and a load finds
  * the old model or the new one, whole. Nothing above compares cached files with the server's (no
@@ -36,18 +36,18 @@
  */
 import { readBody, noteKey, type CachedFile, type FileCache } from './cache.ts';
 import { cacheUpdater, finishCachedUpdate, type CacheUpdater, type CachedModel } from './cache-update.ts';
-import { openCheckpoint } from './checkpoint.ts';
-import { SafetensorsError, SourceError } from './errors.ts';
-import { isUnreachable, networkTimeoutMs, request } from './http.ts';
-import type { JsonValue } from './json.ts';
+import { openCheckpoint } from '../safetensors/checkpoint.ts';
+import { SafetensorsError, SourceError } from '../errors.ts';
+import { isUnreachable, networkTimeoutMs, request } from '../http.ts';
+import type { JsonValue } from '../json.ts';
 import { checkTextSize, fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from './model-files.ts';
 import { ProgressReporter } from './progress.ts';
 import { isCommitHash, NoteStore } from './revision-note.ts';
-import type { TensorStore } from './safetensors.ts';
-import { SafetensorsFile } from './safetensors.ts';
-import { readIndex, ShardedCheckpoint } from './sharded.ts';
-import { openSource, type ByteSource } from './source.ts';
-import { plainLength, urlSource } from './url-source.ts';
+import type { TensorStore } from '../safetensors/reader.ts';
+import { SafetensorsFile } from '../safetensors/reader.ts';
+import { readIndex, ShardedCheckpoint } from '../safetensors/sharded.ts';
+import { openSource, type ByteSource } from '../source.ts';
+import { plainLength, urlSource } from '../url-source.ts';
 
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
@@ -191,7 +191,7 @@ export class RemoteFiles implements ModelFiles {
     if (this.cache) await finishCachedUpdate(this.cachedModel(this.cache));
   }
 
-  /** This model as src/io/cache-update.ts sees it. */
+  /** This model as src/io/hub/cache-update.ts sees it. */
   private cachedModel(cache: FileCache): CachedModel {
     return {
       cache, describe: this.describe, keyPrefix: this.target.keyPrefix,

@@ -4,8 +4,8 @@
  * passes here can be read tensor by tensor with plain offset arithmetic.
  */
 import { DTYPES, DTYPE_SIZE, elementCount, formatShape, isDType, type TensorInfo } from './dtypes.ts';
-import { SafetensorsError, clip, q, showJson } from './errors.ts';
-import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from './json.ts';
+import { SafetensorsError, clip, q, showJson } from '../errors.ts';
+import { JsonDuplicateKeyError, parseStrictJson, type JsonObject, type JsonValue } from '../json.ts';
 
 /** Same cap as the reference reader: a bigger header is corruption, not a real model. */
 export const MAX_HEADER_BYTES = 100_000_000;

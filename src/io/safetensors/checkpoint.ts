@@ -2,11 +2,11 @@
  * Opening a checkpoint wherever it lives: a single .safetensors file, a sharded checkpoint described
  * by `model.safetensors.index.json`, or a folder (local or URL ending in "/") holding either.
  */
-import { SafetensorsError, SourceError } from './errors.ts';
-import { fileUrlToPath, fsError, loadFs, loadPath } from './node-fs.ts';
+import { SafetensorsError, SourceError } from '../errors.ts';
+import { fileUrlToPath, fsError, loadFs, loadPath } from '../node-fs.ts';
 import { readIndex, ShardedCheckpoint } from './sharded.ts';
-import { SafetensorsFile, type OpenOptions } from './safetensors.ts';
-import { isHttpUrl, openSource, type SourceInput } from './source.ts';
+import { SafetensorsFile, type OpenOptions } from './reader.ts';
+import { isHttpUrl, openSource, type SourceInput } from '../source.ts';
 
 export { ShardedCheckpoint } from './sharded.ts';
 

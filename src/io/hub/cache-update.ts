@@ -6,11 +6,11 @@
  * the model's Web Lock, so a load waits for an update running in another tab or worker.
  */
 import { internalUrl, type CachedFile, type FileCache } from './cache.ts';
-import { SourceError } from './errors.ts';
+import { SourceError } from '../errors.ts';
 import { fileSegments } from './model-files.ts';
-import { finishInterrupted, type JournalStore } from './patch-journal.ts';
+import { finishInterrupted, type JournalStore } from '../patch-journal.ts';
 
-/** Where an update of a cached model is staged (an "@" key: see src/io/cache.ts). */
+/** Where an update of a cached model is staged (an "@" key: see src/io/hub/cache.ts). */
 const UPDATE = '@update';
 
 /** A cached model's files, for updating them in place by a delta (src/delta/patch-cache.ts). */

@@ -4,10 +4,10 @@
  */
 import { checkReadTarget, convert, type ReadAsResult, type ReadTarget } from './convert.ts';
 import type { TensorInfo } from './dtypes.ts';
-import { SafetensorsError, SourceError, q } from './errors.ts';
-import { checkHeaderLength, parseHeader } from './safetensors-header.ts';
-import { openSource, type ByteSource, type SourceInput } from './source.ts';
-import type { UrlSourceOptions } from './url-source.ts';
+import { SafetensorsError, SourceError, q } from '../errors.ts';
+import { checkHeaderLength, parseHeader } from './header.ts';
+import { openSource, type ByteSource, type SourceInput } from '../source.ts';
+import type { UrlSourceOptions } from '../url-source.ts';
 
 /** The read API shared by a single file and a sharded checkpoint. */
 export interface TensorStore {

@@ -1,7 +1,7 @@
 /**
  * Download cache for remote model files. In Node and Deno files go to disk under
  * `${WEBQ_CACHE_DIR ?? ~/.cache/webq}/<key...>` (hub files: `hubs/<hub>/<org>/<name>/<revision>/<file>`,
- * see cacheKeyPrefix in src/io/hub.ts);
+ * see cacheKeyPrefix in src/io/hub/hub.ts);
  * in browsers into the Cache API (`caches.open('webq')`, keyed by URL).
  *
  * A file enters the cache only complete: on disk it is streamed to `<name>.part-<random>` and
@@ -12,17 +12,17 @@
  * said: optional files it has not got, when it was last asked and at which commit. On disk the
  * note of `hubs/<hub>/<org>/<name>/<rev>/` is `hubs/<hub>/<org>/<name>/@<rev>.json` ("@" never starts an
  * encoded key segment, so a note cannot collide with a model's file). When entries are
- * re-checked is src/io/remote-files.ts's business.
+ * re-checked is src/io/hub/remote-files.ts's business.
  *
  * Key segments that start with "@" are the cache's own (file names are percent-encoded, so none of
  * theirs does): notes, and a model's update in progress under `<model>/@update/` (see
- * src/io/remote-files.ts). Listings leave out all but the notes.
+ * src/io/hub/remote-files.ts). Listings leave out all but the notes.
  */
-import { detectRuntime, getEnv } from '../env.ts';
-import { SourceError, clip, q } from './errors.ts';
-import { fsError, loadFs, loadPath } from './node-fs.ts';
-import type { SourceInput } from './source.ts';
-import { plainLength } from './url-source.ts';
+import { detectRuntime, getEnv } from '../../env.ts';
+import { SourceError, clip, q } from '../errors.ts';
+import { fsError, loadFs, loadPath } from '../node-fs.ts';
+import type { SourceInput } from '../source.ts';
+import { plainLength } from '../url-source.ts';
 
 export type { DownloadProgress, ProgressCallback, ProgressInfo, ProgressStatus } from './progress.ts';
 
