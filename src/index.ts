@@ -18,7 +18,7 @@ export * as delta from './delta/index.ts';
 export * as gguf from './gguf/index.ts';
 export { GgufError, type GgufErrorCode } from './gguf/errors.ts';
 export { openDelta, DeltaError, type Delta, type ModelVersion } from './delta/index.ts';
-export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded.ts';
+export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded-update.ts';
 export {
   TextTokenizer,
   loadTokenizer,

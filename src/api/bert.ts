@@ -7,8 +7,8 @@
  * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
 import { Embeddings } from './embeddings.ts';
-import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
-import { WeightVersions } from '../delta/loaded-weights.ts';
+import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded-update.ts';
+import { WeightVersions } from '../delta/loaded-versions.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
 import { encoderError } from '../quant/guard.ts';
@@ -271,7 +271,7 @@ export class BertModel {
 
   /**
    * Runs one call on the current weights (held until it ends: an update between its start and its
-   * end does not touch them, src/delta/loaded-weights.ts), within the caller's limits, after a
+   * end does not touch them, src/delta/loaded-versions.ts), within the caller's limits, after a
    * recovery in progress.
    */
   private call<T>(opts: TextOptions, method: string, fn: (weights: BertGpuWeights) => Promise<T>): Promise<T> {

@@ -4,8 +4,8 @@
  * runs on the GPU end to end (src/generate/decoder.ts); this layer turns prompts into ids and ids
  * into text, applies stops, measures, and queues calls so two generations never interleave.
  */
-import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
-import { WeightVersions } from '../delta/loaded-weights.ts';
+import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded-update.ts';
+import { WeightVersions } from '../delta/loaded-versions.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';

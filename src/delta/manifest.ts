@@ -243,7 +243,7 @@ export async function parseManifest(text: string, where: string): Promise<{ mani
   const architecture = c.string(m.architecture, 'architecture', 64);
   if (!/^[A-Za-z0-9_.-]+$/.test(architecture)) c.fail('architecture', `${show(architecture)} is not a model type`);
 
-  // The base: versions and hashes (checked against the model itself in apply.ts).
+  // The base: versions and hashes (checked against the model itself in checks.ts).
   const b = c.object(m.base, 'base', ['version', 'tensors', 'files']);
   const baseVersion = c.hex(b.version, 'base.version', HEX16);
   const baseTensors = dict<string>();

@@ -1,7 +1,7 @@
 /**
  * Updating a cached remote model by a delta, `webq.delta.updateCachedModel(location, delta)`: the
  * browser's Cache API, or the download cache on disk in Node and Deno. The delta is downloaded whole
- * (that is what an update costs), every check of apply.ts runs against the cached files, and the new
+ * (that is what an update costs), every check of checks.ts runs against the cached files, and the new
  * files replace the cached ones through the redo journal on cache entries (src/io/hub/cache-update.ts),
  * so a reload at any moment finds the old model or the new one. A bad delta changes nothing.
  *
@@ -20,7 +20,7 @@ import { RemoteFiles } from '../io/hub/remote-files.ts';
 import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import { isHttpUrl, openSource, type SourceInput } from '../io/source.ts';
 import { plainLength } from '../io/url-source.ts';
-import { checkWritten, preparePatch, type PatchedModel } from './apply.ts';
+import { checkWritten, preparePatch, type PatchedModel } from './patch-prepare.ts';
 import { DeltaError, openDelta, type Delta } from './format.ts';
 import { importPublicKey, type PublicKeyInput } from './sign.ts';
 
@@ -133,7 +133,7 @@ function noCachedModel(u: CacheUpdater): DeltaError {
   return new DeltaError('DELTA_BASE', `${u.describe}: has no cached ${SINGLE}; load the model once (which caches it), then update it`);
 }
 
-/** Opens the staged files with webq's reader and checks every hash before the commit (apply.ts). */
+/** Opens the staged files with webq's reader and checks every hash before the commit (patch-prepare.ts). */
 async function checkStaged(u: CacheUpdater, p: PatchedModel, delta: Delta, files: readonly string[]): Promise<void> {
   const model = await u.staged(SINGLE);
   if (!model) throw new DeltaError('DELTA_IO', `${u.describe}: the staged ${SINGLE} is not in the cache (storage full?); nothing was changed`);

@@ -11,7 +11,7 @@
  * their exact dequantization.
  *
  * Every object made is kept under a key naming what it was made from (kind, tensor names, dtype,
- * packing), so a later upload of a new version (applyDelta: src/delta/loaded.ts) can take the
+ * packing), so a later upload of a new version (applyDelta: src/delta/loaded-update.ts) can take the
  * previous upload's object wherever every tensor it reads is unchanged (UploadOptions.reuse), and
  * read and upload only the groups that touch a changed one.
  *

@@ -4,7 +4,7 @@
  * receives the vectors (transferred, not copied).
  */
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
-import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded-update.ts';
 import { WebqError } from '../errors.ts';
 import type { BertConfig } from '../models/config.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';

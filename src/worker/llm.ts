@@ -6,7 +6,7 @@
  */
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions, StreamingGeneration } from '../api/llm.ts';
-import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded-update.ts';
 import { WebqError } from '../errors.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';

@@ -18,7 +18,7 @@
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions } from '../api/llm.ts';
-import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded-update.ts';
 import type { Capabilities } from '../gpu/device.ts';
 import type { DownloadProgress } from '../io/hub/progress.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';

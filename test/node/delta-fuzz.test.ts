@@ -8,7 +8,7 @@
 import { cp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareUpdate, type LoadedModel } from '../../src/delta/loaded.ts';
+import { prepareUpdate, type LoadedModel } from '../../src/delta/loaded-update.ts';
 import { patchModelFolder } from '../../src/delta/patch-disk.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
 import { WebqError } from '../../src/errors.ts';

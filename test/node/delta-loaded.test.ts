@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
-import { WeightVersions } from '../../src/delta/loaded-weights.ts';
+import { WeightVersions } from '../../src/delta/loaded-versions.ts';
 import { openDelta } from '../../src/delta/format.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { GpuObject } from '../../src/models/upload.ts';

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { DeltaError } from '../../src/delta/errors.ts';
 import { openDelta } from '../../src/delta/format.ts';
-import { prepareUpdate } from '../../src/delta/loaded.ts';
+import { prepareUpdate } from '../../src/delta/loaded-update.ts';
 import { patchModelFolder } from '../../src/delta/patch-disk.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';

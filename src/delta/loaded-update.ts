@@ -21,7 +21,7 @@ import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { GpuObject, UploadReuse } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';
-import { checkVersion, entriesByUnit, readUnit, sourceName } from './apply.ts';
+import { checkVersion, entriesByUnit, readUnit, sourceName } from './checks.ts';
 import { DeltaError, openDelta, type Delta, type TargetEntry } from './format.ts';
 import { importPublicKey, type PublicKeyInput } from './sign.ts';
 import { readModelVersion, type ModelVersion } from '../quant/versions.ts';
