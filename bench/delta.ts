@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { diffModel, writeDeltaFile } from '../src/delta/diff.ts';
 import { patchModelFolder } from '../src/delta/patch-disk.ts';
 import { openModelFiles } from '../src/io/hub/hub.ts';
-import { quantizeCheckpoint } from '../src/models/quantize-checkpoint.ts';
+import { quantizeCheckpoint } from '../src/quantize/checkpoint.ts';
 import { editCheckpoint } from '../test/helpers/checkpoint-edit.ts';
 import { MINILM_SHAPE, writeBertCheckpoint } from './lib/bert-checkpoint.ts';
 import { fmt, report, table, type BenchIO } from './lib/measure.ts';

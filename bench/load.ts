@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
 import { openModelFiles } from '../src/io/hub/hub.ts';
-import { quantizeCheckpoint } from '../src/models/quantize-checkpoint.ts';
+import { quantizeCheckpoint } from '../src/quantize/checkpoint.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../src/models/upload.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
 import { MINILM_SHAPE, writeBertCheckpoint, type BertShape } from './lib/bert-checkpoint.ts';

@@ -20,7 +20,7 @@ import { parseModelConfig } from '../models/config.ts';
 import {
   fileHashes, outputEntries, planQuantized, quantizeMetadata, readSideFiles, storedAs, unitTensors, UnitHasher,
   type QuantizeDType,
-} from '../models/quantize-checkpoint.ts';
+} from '../quantize/checkpoint.ts';
 import { writeOrder } from '../models/quantized-writer.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';

@@ -20,7 +20,7 @@
  */
 import { DTYPE_SIZE, isDType } from '../io/safetensors/dtypes.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
-import { SIDE_FILES } from '../models/quantize-checkpoint.ts';
+import { SIDE_FILES } from '../quantize/checkpoint.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { readModelVersion, versionOf, type ModelVersion } from '../quant/versions.ts';
 import { STAGING } from '../io/patch-journal.ts';

@@ -22,7 +22,7 @@ import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
 import { KvCache } from '../../src/ops/kv-cache.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
-import { planQuantized } from '../../src/models/quantize-checkpoint.ts';
+import { planQuantized } from '../../src/quantize/checkpoint.ts';
 import type { EmbeddingDType, UploadOptions } from '../../src/models/upload.ts';
 import { embedSum } from '../../src/ops/encoder-io.ts';
 import { quantSpecFor, type LinearDType } from '../../src/ops/linear.ts';

@@ -11,7 +11,7 @@ import type { InputStats } from '../ops/calib-stats.ts';
 import { prepareQuantizedLinear, type LinearWeight } from '../ops/linear.ts';
 import type { QuantizedWeight } from '../quant/layout.ts';
 import { collectStats, type CalibSample, type ModelRunner } from './calibration.ts';
-import { swapUnitWeight, type LinearUnit } from './linear-units.ts';
+import { swapUnitWeight, type LinearUnit } from './units.ts';
 
 /**
  * Runs `quantize` on every unit in order with its statistics from `runner` (the float model, with

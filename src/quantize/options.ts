@@ -1,5 +1,5 @@
 /**
- * What `webq quantize` (quantize-checkpoint.ts) takes and returns: the dtypes (the runtime's, plus
+ * What `webq quantize` (checkpoint.ts) takes and returns: the dtypes (the runtime's, plus
  * w8a8-static and mixed, made at quantization), the methods each supports, the options and their
  * checks (every bad combination fails before any work), and the report.
  */
@@ -8,10 +8,10 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { AccuracyGuardError, type ModelError } from '../quant/guard.ts';
 import type { QuantSpec } from '../quant/layout.ts';
+import type { MixedCandidate } from '../quant/mixed.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
-import type { CalibSource, LayerReport } from './quantize-calibrated.ts';
-import { QUANT_METHODS, type QuantMethod } from './quantize-methods.ts';
-import type { EmbeddingDType } from './upload.ts';
+import { QUANT_METHODS, type QuantMethod } from './methods.ts';
+import type { EmbeddingDType } from '../models/upload.ts';
 
 /** What `webq quantize --dtype` takes: the runtime's quantized dtypes, plus two made at quantization. */
 export type QuantizeDType = Exclude<LinearDType, 'f32' | 'f16'> | 'w8a8-static' | 'mixed';
@@ -74,6 +74,45 @@ export interface QuantizeOptions {
   context?: GpuContext;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
+
+/** One unit in the report. */
+export interface LayerReport {
+  id: string;
+  tensors: string[];
+  params: number;
+  bits: 4 | 8 | 16;
+  group?: number | 'channel';
+  symmetric?: boolean;
+  method: string;
+  /** ||X (Wq - W)^T||^2 / ||X W^T||^2 on the calibration inputs (weights only). */
+  error?: number;
+  /** AWQ's alpha. */
+  alpha?: number;
+  /** Per-channel scales were folded into the op before (SmoothQuant or AWQ). */
+  scaled?: boolean;
+  /** Calibrated with the earlier units quantized (GPTQ's sequential order). */
+  sequential?: boolean;
+  actScale?: number;
+  biasCorrected?: boolean;
+  /** Mixed: every candidate's size and measured model error (the unit alone quantized). */
+  candidates?: MixedCandidate[];
+  /** Past --max-error: the model's error with only this unit quantized. */
+  alone?: number;
+}
+
+export interface CalibratedSummary {
+  layers: LayerReport[];
+  /** Where the calibration text came from: --calib, the model's own samples, or the built-in paragraph. */
+  source: CalibSource;
+  texts: number;
+  tokens: number;
+  /** The share of the calibration text's tokens that are the tokenizer's unknown token (calibration-text.ts). */
+  unknownShare: number;
+  /** Mixed precision measures each candidate on the first samples only: their tokens. */
+  sensitivityTokens?: number;
+}
+
+export type CalibSource = 'file' | 'sampled' | 'built-in';
 
 export interface QuantizeReport {
   /** config.json model_type. */

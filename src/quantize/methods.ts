@@ -1,5 +1,5 @@
 /**
- * One Linear unit (linear-units.ts: the weights reading one input, stacked) through a method:
+ * One Linear unit (units.ts: the weights reading one input, stacked) through a method:
  *
  *   rtn    round-to-nearest (src/quant/rtn.ts), as loading with a quantized dtype does
  *   gptq   second-order error compensation with the unit's X^T X (src/quant/gptq.ts)
@@ -16,7 +16,7 @@ import { awqQuantizeScaled, scaleGram } from '../quant/awq.ts';
 import type { QuantizedWeight, QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { ChannelScales } from './calibration.ts';
-import { tiedRows, type LinearUnit } from './linear-units.ts';
+import { tiedRows, type LinearUnit } from './units.ts';
 
 export type QuantMethod = 'rtn' | 'awq' | 'gptq';
 export const QUANT_METHODS: readonly QuantMethod[] = ['rtn', 'awq', 'gptq'];

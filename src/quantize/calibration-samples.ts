@@ -16,8 +16,8 @@ import { KvCache } from '../ops/kv-cache.ts';
 import { validateSamplingParams } from '../ops/sample.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
 import { CALIB_MAX_TOKENS, type ModelRunner } from './calibration.ts';
-import { ropeInvFreq, type LlamaConfig } from './llama-config.ts';
-import type { LlamaGpuWeights } from './llama.ts';
+import { ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama.ts';
 
 /** Tokens sampled unless told (a few thousand: GPTQ's Hessians want several times the layer width). */
 export const SELF_CALIBRATION_TOKENS = 4096;

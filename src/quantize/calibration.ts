@@ -1,7 +1,7 @@
 /**
  * Running a model on calibration text for `webq quantize`: the float model (or a quantized file)
  * on the GPU, each text through the architecture's own forward, with a tap on every Linear unit's
- * input (linear-units.ts) that adds the batch's rows to running totals on the GPU
+ * input (units.ts) that adds the batch's rows to running totals on the GPU
  * (src/ops/calib-stats.ts). Outputs come back for error measurement: mean-pooled embeddings
  * (encoders) or every position's logits (decoders).
  *
@@ -22,13 +22,13 @@ import { KvCache } from '../ops/kv-cache.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import type { PrequantInfo } from '../quant/prequantized.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
-import { bertClassifierHead, bertForward, uploadBertWeights, type BertGpuWeights } from './bert.ts';
-import { resolveBertWeights } from './bert-weights.ts';
-import type { ModelConfig } from './config.ts';
-import { bertUnits, llamaUnits, type LinearUnit } from './linear-units.ts';
-import { ropeInvFreq } from './llama-config.ts';
-import { llamaForward, uploadLlamaWeights, type LlamaGpuWeights } from './llama.ts';
-import { resolveLlamaWeights } from './llama-weights.ts';
+import { bertClassifierHead, bertForward, uploadBertWeights, type BertGpuWeights } from '../models/bert.ts';
+import { resolveBertWeights } from '../models/bert-weights.ts';
+import type { ModelConfig } from '../models/config.ts';
+import { bertUnits, llamaUnits, type LinearUnit } from './units.ts';
+import { ropeInvFreq } from '../models/llama-config.ts';
+import { llamaForward, uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
+import { resolveLlamaWeights } from '../models/llama-weights.ts';
 
 /** Longest calibration text, in tokens (longer ones are cut). */
 export const CALIB_MAX_TOKENS = 128;

@@ -6,7 +6,7 @@
  *   1. calibrate   the float model runs on the calibration text; every Linear unit's input gets
  *                  its per-channel max, mean |x|, mean x and X^T X (src/ops/calib-stats.ts)
  *   2. scales      --smooth ALPHA (SmoothQuant) or --method awq give per-channel scales, folded
- *                  into the op before each unit where the architecture allows (linear-units.ts);
+ *                  into the op before each unit where the architecture allows (units.ts);
  *                  the checkpoint is read through them from here on (TransformedStore)
  *   3. static      w8a8-static: a second pass histograms each (scaled) input; minmax, percentile
  *                  or KL gives the fixed activation scale
@@ -14,7 +14,7 @@
  *                  the GPU and the model's output error measured; a knapsack picks within --budget
  *   5. quantize    per unit: rtn, gptq or awq; bias correction; the layer's error on calibration.
  *                  GPTQ quantizes every unit here, in order, each on statistics collected with the
- *                  earlier units quantized (quantize-sequential.ts)
+ *                  earlier units quantized (sequential.ts)
  *   6. evaluate    the written file, loaded as every webq loader loads it, against the float model
  *                  on the evaluation text; past --max-error, each unit alone is measured to name
  *                  the costliest
@@ -34,9 +34,8 @@ import type { TensorToWrite } from '../io/safetensors/writer.ts';
 import type { InputStats } from '../ops/calib-stats.ts';
 import { prepareQuantizedLinear, quantSpecFor, withStaticActivations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
 import { awqSearchScales } from '../quant/awq.ts';
-import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../quant/calibrate.ts';
 import { modelError, type ModelError } from '../quant/guard.ts';
-import { checkCalibrationText, textCoverage, unknownShare } from './calibration-text.ts';
+import { calibrationLines, checkCalibrationText, DEFAULT_CALIBRATION_TEXT, textCoverage, unknownShare } from './calibration-text.ts';
 import { byteSizes, layoutFor, type QuantizedWeight, type QuantSpec } from '../quant/layout.ts';
 import { chooseBits, type MixedCandidate } from '../quant/mixed.ts';
 import { quantizedTensors, readPrequantInfo, readQuantized, sliceQuantized, specOf, stackQuantized, type LinearQuantMeta } from '../quant/prequantized.ts';
@@ -46,11 +45,12 @@ import { staticActivationScale, type ActCalibration } from '../quant/static-act.
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { WebqError } from '../errors.ts';
 import { collectStats, openRunner, TransformedStore, type CalibSample, type ModelRunner } from './calibration.ts';
-import { quantizeSequentially } from './quantize-sequential.ts';
+import { quantizeSequentially } from './sequential.ts';
 import { sampleCalibration } from './calibration-samples.ts';
-import type { ModelConfig } from './config.ts';
-import { swapUnitWeight, tieChannels, type LinearUnit } from './linear-units.ts';
-import { biasCorrection, foldScales, noClipRowsOf, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './quantize-methods.ts';
+import type { ModelConfig } from '../models/config.ts';
+import { swapUnitWeight, tieChannels, type LinearUnit } from './units.ts';
+import type { CalibratedSummary, CalibSource, LayerReport } from './options.ts';
+import { biasCorrection, foldScales, noClipRowsOf, quantizeUnit, readUnit, relativeLayerError, unitGram, type QuantMethod } from './methods.ts';
 
 /** Mixed precision measures each candidate on the first calibration texts, up to this many tokens. */
 const SENSITIVITY_TOKENS = 512;
@@ -72,7 +72,7 @@ export interface CalibratedOptions {
   eval?: readonly string[];
   /** Set: refused (CalibrationTextError) when the evaluation text is mostly unknown tokens. */
   maxError?: number;
-  /** GPTQ: each unit calibrated with the earlier ones quantized (default true; quantize-sequential.ts). */
+  /** GPTQ: each unit calibrated with the earlier ones quantized (default true; sequential.ts). */
   sequential?: boolean;
   /** Without `calib`: decoders sample this many tokens themselves (calibration-samples.ts), seeded. */
   calibTokens?: number;
@@ -80,45 +80,6 @@ export interface CalibratedOptions {
   context?: GpuContext;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
-
-/** One unit in the report. */
-export interface LayerReport {
-  id: string;
-  tensors: string[];
-  params: number;
-  bits: 4 | 8 | 16;
-  group?: number | 'channel';
-  symmetric?: boolean;
-  method: string;
-  /** ||X (Wq - W)^T||^2 / ||X W^T||^2 on the calibration inputs (weights only). */
-  error?: number;
-  /** AWQ's alpha. */
-  alpha?: number;
-  /** Per-channel scales were folded into the op before (SmoothQuant or AWQ). */
-  scaled?: boolean;
-  /** Calibrated with the earlier units quantized (GPTQ's sequential order). */
-  sequential?: boolean;
-  actScale?: number;
-  biasCorrected?: boolean;
-  /** Mixed: every candidate's size and measured model error (the unit alone quantized). */
-  candidates?: MixedCandidate[];
-  /** Past --max-error: the model's error with only this unit quantized. */
-  alone?: number;
-}
-
-export interface CalibratedSummary {
-  layers: LayerReport[];
-  /** Where the calibration text came from: --calib, the model's own samples, or the built-in paragraph. */
-  source: CalibSource;
-  texts: number;
-  tokens: number;
-  /** The share of the calibration text's tokens that are the tokenizer's unknown token (calibration-text.ts). */
-  unknownShare: number;
-  /** Mixed precision measures each candidate on the first samples only: their tokens. */
-  sensitivityTokens?: number;
-}
-
-export type CalibSource = 'file' | 'sampled' | 'built-in';
 
 export class CalibratedQuantization {
   private scales = new Map<string, Float32Array>();
@@ -285,7 +246,7 @@ export class CalibratedQuantization {
   /**
    * Step 5 for one unit: its parts' tensors (and corrected biases) into `pending`; returns the
    * quantized weight (null: kept 16-bit). `sequential` gives statistics collected on the scaled
-   * model with the earlier units quantized (quantize-sequential.ts), instead of the float pass's.
+   * model with the earlier units quantized (sequential.ts), instead of the float pass's.
    */
   private async quantizeUnit(u: LinearUnit, sequential?: { stats: InputStats | undefined }): Promise<QuantizedWeight | null> {
     const { opts } = this;

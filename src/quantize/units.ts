@@ -15,16 +15,13 @@
  *                  LayerNorm output is also the residual, so scaling it would change the residual
  *                  stream, and the output dense reads GELU's output.
  */
-import type { GpuContext } from '../gpu/context.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import { withStaticActivations, type LinearWeight } from '../ops/linear.ts';
-import type { PrequantInfo } from '../quant/prequantized.ts';
-import type { BertGpuWeights } from './bert.ts';
-import type { BertWeights, WeightRef } from './bert-weights.ts';
-import type { LlamaConfig } from './llama-config.ts';
-import type { LlamaGpuWeights } from './llama.ts';
-import type { LlamaWeights } from './llama-weights.ts';
-import type { LinearPart, Uploader } from './upload.ts';
+import type { LinearWeight } from '../ops/linear.ts';
+import type { BertGpuWeights } from '../models/bert.ts';
+import type { BertWeights, WeightRef } from '../models/bert-weights.ts';
+import type { LlamaConfig } from '../models/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama.ts';
+import type { LlamaWeights } from '../models/llama-weights.ts';
+import type { LinearPart } from '../models/upload.ts';
 
 export interface LinearUnit {
   /** The tap's name, e.g. "layers.0.qkv". */
@@ -122,23 +119,4 @@ export function swapUnitWeight(w: LlamaGpuWeights | BertGpuWeights, id: string, 
   const old = slot.get();
   slot.set(lin);
   return old;
-}
-
-/**
- * Stacked Linears as the uploader makes them, plus what a pre-quantized file says per Linear: a
- * float weight kept on purpose (mixed precision's 16 bits) stays float, and a static activation
- * scale (w8a8-static) replaces per-token scales. dispose() frees what this added.
- */
-export function prequantLinears(ctx: GpuContext, up: Uploader, prequant: PrequantInfo | null | undefined) {
-  const made: LinearWeight[] = [];
-  const lin = async (parts: readonly LinearPart[]): Promise<{ w: LinearWeight; b: Tensor | null }> => {
-    const name = parts[0].weight.name;
-    const r = await up.lin(parts, prequant?.floats?.has(name) ? up.precision : undefined);
-    const scale = prequant?.actScales?.get(name);
-    if (scale === undefined) return r;
-    const w = withStaticActivations(ctx, r.w, scale);
-    made.push(w);
-    return { w, b: r.b };
-  };
-  return { lin, made: made as readonly LinearWeight[], dispose: () => made.forEach((w) => w.dispose()) };
 }

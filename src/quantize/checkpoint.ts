@@ -24,7 +24,7 @@
  * dropped, so a checkpoint larger than memory (or than one ArrayBuffer) still quantizes.
  *
  * Beyond round-to-nearest (methods, mixed precision, static activations, SmoothQuant) and for any
- * measurement (--max-error, --report), quantize-calibrated.ts runs the model on the GPU first.
+ * measurement (--max-error, --report), calibrated.ts runs the model on the GPU first.
  * Dtypes past the runtime's: w8a8-static is a w8a8 file with an activation scale per Linear
  * (webq.spec.<W> act_scale); mixed is a q4 file whose Linears each carry their own bits.
  */
@@ -43,19 +43,19 @@ import { describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
-import { BERT_TABLES, bertTableDefault } from './bert.ts';
-import { resolveBertWeights, type WeightRef } from './bert-weights.ts';
-import { parseModelConfig, type BertConfig, type ModelConfig } from './config.ts';
-import type { LlamaConfig } from './llama-config.ts';
-import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from './llama.ts';
-import { resolveLlamaWeights } from './llama-weights.ts';
-import { CalibratedQuantization, type LayerReport } from './quantize-calibrated.ts';
-import type { QuantMethod } from './quantize-methods.ts';
-import { checkQuantizeOptions, fileDType, QuantizeRefusedError, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './quantize-options.ts';
-import { writeOrder, writeStreaming, type TensorEntry } from './quantized-writer.ts';
-import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from './upload.ts';
+import { BERT_TABLES, bertTableDefault } from '../models/bert.ts';
+import { resolveBertWeights, type WeightRef } from '../models/bert-weights.ts';
+import { parseModelConfig, type BertConfig, type ModelConfig } from '../models/config.ts';
+import type { LlamaConfig } from '../models/llama-config.ts';
+import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from '../models/llama.ts';
+import { resolveLlamaWeights } from '../models/llama-weights.ts';
+import { CalibratedQuantization } from './calibrated.ts';
+import type { QuantMethod } from './methods.ts';
+import { checkQuantizeOptions, fileDType, QuantizeRefusedError, type LayerReport, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './options.ts';
+import { writeOrder, writeStreaming, type TensorEntry } from '../models/quantized-writer.ts';
+import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from '../models/upload.ts';
 
-export * from './quantize-options.ts';
+export * from './options.ts';
 
 /** Small files copied beside the weights when the source has them (LLM and BERT ones alike). */
 export const SIDE_FILES = [
