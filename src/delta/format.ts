@@ -20,8 +20,7 @@
 import type { DType } from '../io/safetensors/dtypes.ts';
 import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import type { SourceInput } from '../io/source.ts';
-import type { TensorToWrite } from '../io/safetensors/writer.ts';
-import { safetensorsHeader, writeOrder } from '../models/quantized-writer.ts';
+import { encodeHeader, writeOrder, type TensorToWrite } from '../io/safetensors/writer.ts';
 import { sha256Hex } from '../quant/hash.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import type { CryptoKey } from './crypto-types.ts';
@@ -77,7 +76,7 @@ export async function encodeDelta(manifest: DeltaManifest, tensors: readonly Ten
   const text = JSON.stringify(manifest);
   const check = await headerCheck(text, withOffsets);
   const signature = opts.sign ? await signCheck(check, opts.sign, opts.signer) : {};
-  const head = safetensorsHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: check, ...signature });
+  const head = encodeHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: check, ...signature });
   const bytes = (d: Uint8Array | ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   return [head, ...order.map((e) => bytes(byName.get(e.name)!.data))];
 }

@@ -8,7 +8,7 @@
 import { DTYPE_SIZE } from '../io/safetensors/dtypes.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { parseModelConfig } from '../models/config.ts';
-import { safetensorsHeader } from '../models/quantized-writer.ts';
+import { encodeHeader } from '../io/safetensors/writer.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { checkVersion, entriesByUnit, readUnit, sourceName } from './checks.ts';
 import { deltaFile, DeltaError, type Delta, type TargetEntry } from './format.ts';
@@ -88,7 +88,7 @@ export async function preparePatch(base: PatchBase, delta: Delta): Promise<Patch
     if (f === 'config.json') checkConfig(bytes, delta);
     files.set(f, from === 'delta' ? () => deltaFile(delta, f) : async () => (await base.readFile(f))!);
   }
-  const header = safetensorsHeader(m.target.entries, m.target.metadata);
+  const header = encodeHeader(m.target.entries, m.target.metadata);
   return { base: bv, target: tv, header, tensors, size: header.byteLength + offset, files, removedFiles: [...m.filesRemoved] };
 }
 

@@ -20,7 +20,7 @@
  * are copied beside the weights. Everything goes into a temporary folder renamed into place at the
  * end, so a failed run leaves no half-written model behind. planQuantized() says what each tensor
  * becomes, and its bytes, without reading any data. The file is written tensor by tensor
- * (quantized-writer.ts): the header from the plan, then each tensor read, quantized, written and
+ * (src/io/safetensors/writer.ts): the header from the plan, then each tensor read, quantized, written and
  * dropped, so a checkpoint larger than memory (or than one ArrayBuffer) still quantizes.
  *
  * Beyond round-to-nearest (methods, mixed precision, static activations, SmoothQuant) and for any
@@ -33,7 +33,7 @@ import type { ModelFiles } from '../io/hub/model-files.ts';
 import { loadFs, loadPath } from '../io/node-fs.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { f32ArrayToF16 } from '../io/safetensors/half.ts';
-import type { TensorToWrite } from '../io/safetensors/writer.ts';
+import { writeOrder, writeStreaming, type TensorEntry, type TensorToWrite } from '../io/safetensors/writer.ts';
 import { DTYPE_SIZE } from '../io/safetensors/dtypes.ts';
 import { convert } from '../io/safetensors/convert.ts';
 import { sha256Hex, tensorHash, unitHash } from '../quant/hash.ts';
@@ -52,7 +52,6 @@ import { resolveLlamaWeights } from '../models/llama-weights.ts';
 import { CalibratedQuantization } from './calibrated.ts';
 import type { QuantMethod } from './methods.ts';
 import { checkQuantizeOptions, fileDType, QuantizeRefusedError, type LayerReport, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './options.ts';
-import { writeOrder, writeStreaming, type TensorEntry } from '../models/quantized-writer.ts';
 import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from '../models/upload.ts';
 
 export * from './options.ts';

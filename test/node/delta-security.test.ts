@@ -306,11 +306,11 @@ describe('signed deltas', () => {
     await st.close();
     const chunks = await encodeDelta(raw.manifest, raw.tensors);
     // Re-insert the old signature into the new header (same key order as the writer's).
-    const { safetensorsHeader, writeOrder } = await import('../../src/models/quantized-writer.ts');
+    const { encodeHeader, writeOrder } = await import('../../src/io/safetensors/writer.ts');
     const head = JSON.parse(new TextDecoder().decode(chunks[0].subarray(8)));
     const meta = { ...head.__metadata__, 'webq.delta.signature': sig };
     const order = writeOrder(raw.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })));
-    await writeFile(tampered, Buffer.concat([safetensorsHeader(order, meta), ...chunks.slice(1)]));
+    await writeFile(tampered, Buffer.concat([encodeHeader(order, meta), ...chunks.slice(1)]));
     for (const [file, pub, pattern] of [
       [delta, `${key}.pub`, /is not signed, and a public key was given/],
       [signed, otherPub, /its signature does not verify with the given public key \(it names signer key/],
