@@ -31,7 +31,7 @@ async function cli(...argv: string[]): Promise<void> {
 
 /** The GPU objects a model's current weights hold, by key (a look inside, for the reuse checks). */
 function objectsOf(m: BertModel | LlmModel): ReadonlyMap<string, GpuObject> {
-  return (m as unknown as { versions: WeightVersions<{ objects: ReadonlyMap<string, GpuObject> }> }).versions.current.objects;
+  return (m as unknown as { weights: { current: { objects: ReadonlyMap<string, GpuObject> } } }).weights.current.objects;
 }
 
 /** Buffers `ctx` keeps for itself once a model has run (placeholders): what a disposed model leaves. */
