@@ -41,7 +41,7 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
    * are int8 and f32/f16 float ('BAD_OPTION' otherwise).
    */
   activations?: Activations;
-  /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/ops/linear.ts). */
+  /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/models/prepare-linear.ts). */
   group?: number | 'channel';
   /** Symmetric (default) or asymmetric (zero points) integer weights. */
   symmetric?: boolean;

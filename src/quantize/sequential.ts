@@ -8,7 +8,8 @@
  */
 import type { GpuContext } from '../gpu/context.ts';
 import type { InputStats } from '../ops/calib-stats.ts';
-import { prepareQuantizedLinear, type LinearWeight } from '../ops/linear.ts';
+import type { LinearWeight } from '../ops/linear.ts';
+import { prepareQuantizedLinear } from '../models/prepare-linear.ts';
 import type { QuantizedWeight } from '../quant/layout.ts';
 import { collectStats, type CalibSample, type ModelRunner } from './calibration.ts';
 import { swapUnitWeight, type LinearUnit } from './units.ts';

@@ -23,7 +23,7 @@ export class ImportError extends WebqError {
   }
 }
 
-/** The Linear dtypes an imported checkpoint runs with by default (src/ops/linear.ts). */
+/** The Linear dtypes an imported checkpoint runs with by default (src/models/prepare-linear.ts). */
 export type ImportDType = 'q4' | 'q8' | 'w8a8';
 
 /** One quantization method, as config.json's quantization_config declares it. */
