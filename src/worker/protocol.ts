@@ -1,5 +1,5 @@
 /**
- * The messages between the main thread (src/worker/client.ts) and a webq worker
+ * The messages between the main thread (src/worker/connection.ts) and a webq worker
  * (src/worker/worker.ts). Every request carries an id; the worker answers it with any number of
  * progress, warmup and chunk messages, then exactly one result or error. `abort` names the request
  * to stop. Vectors and logits travel as transferred Float32Arrays (no copy).
