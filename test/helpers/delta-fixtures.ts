@@ -10,7 +10,7 @@ import { main } from '../../src/cli/main.ts';
 import { encodeDelta, openDelta } from '../../src/delta/format.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
 import { versionOf } from '../../src/quant/versions.ts';
-import { writeOutlierBert } from '../node/quantize-fixtures.ts';
+import { writeOutlierBert } from './quantize-fixtures.ts';
 import { editCheckpoint } from './checkpoint-edit.ts';
 
 export interface DeltaFixtures {

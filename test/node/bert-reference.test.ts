@@ -8,7 +8,7 @@ import { gelu } from '../../src/reference/math.ts';
 import { TextTokenizer } from '../../src/text/tokenizer.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-bert-');
 

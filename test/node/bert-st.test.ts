@@ -10,7 +10,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-bert-st-');
 /** 12 words the tiny vocabulary has in lowercase: 14 tokens with [CLS] and [SEP]. */

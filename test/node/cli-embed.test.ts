@@ -13,7 +13,7 @@ import { DownloadBar } from '../../src/cli/progress.ts';
 import { hubKeySegment } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');

@@ -10,7 +10,7 @@ import { DawnNoticeFilter } from '../../src/cli/dawn-notices.ts';
 import { main } from '../../src/cli/main.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');

@@ -20,7 +20,7 @@ import { parseGenerationConfig } from '../../src/text/generation-config.ts';
 import { rng } from '../kernels/check.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
 const CASES = Number(process.env.FUZZ_CASES ?? 2000);

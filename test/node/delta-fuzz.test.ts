@@ -20,7 +20,7 @@ import { readModelVersion } from '../../src/quant/versions.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { encodeRaw, readRawDelta, revise, shipFile, type RawDelta } from '../helpers/delta-forge.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const SEED = Number(process.env.WEBQ_FUZZ_SEED ?? 20261207);
 const CASE_MS = 10_000;

@@ -16,8 +16,8 @@ import type { GpuObject } from '../../src/models/upload.ts';
 import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
 import { WebqWorker, WorkerBertModel } from '../../src/worker/index.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-loaded-');
 const TEXTS = ['the cat sat on the mat', 'hello world', 'a longer sentence about the weather and the sea'];

@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import { writeBertCheckpoint, MINILM_SHAPE } from '../../bench/lib/bert-checkpoint.ts';
 import { main } from '../../src/cli/main.ts';
 import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-minilm-');
 

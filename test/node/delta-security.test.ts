@@ -15,7 +15,7 @@ import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { readRawDelta, revise, shipFile, writeRaw, type RawDelta } from '../helpers/delta-forge.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-sec-');
 let fx: DeltaFixtures;

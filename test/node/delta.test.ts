@@ -14,8 +14,8 @@ import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-');
 const run = promisify(execFile);

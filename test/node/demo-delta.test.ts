@@ -18,7 +18,7 @@ import { launchChromium, startServer } from '../helpers/browser.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { serveFakeHub } from '../helpers/fake-hub.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-demo-delta-');
 let fx: DeltaFixtures;

@@ -18,7 +18,7 @@ import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { TRAINED_LLAMA, trainedWeights } from '../helpers/trained-fixture.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-eval-');
 let ctx: GpuContext;

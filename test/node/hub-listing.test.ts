@@ -8,7 +8,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { hubKeySegment, openModelFiles } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-hub-listing-');
 const COMMIT = 'c'.repeat(40);

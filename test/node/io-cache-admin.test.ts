@@ -8,7 +8,7 @@ import { listCachedModels, removeCachedModel } from '../../src/io/index.ts';
 import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-cache-');
 const repos = new Map<string, string>();

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { detectRuntime, envFlag, getEnv } from '../../src/env.ts';
 import * as gpuEnv from '../../src/gpu/env.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const repo = resolve(import.meta.dirname, '../..');
 const tmp = useTempDir('webq-io-env-');

@@ -11,7 +11,7 @@ import { DEFAULT_NETWORK_TIMEOUT_MS, networkTimeoutMs } from '../../src/io/http.
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { urlSource } from '../../src/io/url-source.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-net-');
 const sockets = new Set<Socket>();

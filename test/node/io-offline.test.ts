@@ -12,7 +12,7 @@ import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-offline-');
 const repos = new Map<string, string>();

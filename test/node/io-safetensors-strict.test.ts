@@ -8,7 +8,7 @@ import { parseStrictJson, JsonDuplicateKeyError } from '../../src/io/json.ts';
 import { openSource } from '../../src/io/source.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { encodeSafetensors } from '../../src/io/safetensors/writer.ts';
-import { craft } from './safetensors-helpers.ts';
+import { craft } from '../helpers/safetensors-helpers.ts';
 
 async function rejection(p: Promise<unknown>): Promise<Error & { code: string }> {
   try {

@@ -11,7 +11,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-limits-');
 let ctx: GpuContext;

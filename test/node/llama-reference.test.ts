@@ -12,7 +12,7 @@ import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/model
 import { llamaReferenceForward, llamaReferenceGreedy, type LlamaWeightsF32 } from '../../src/reference/llama.ts';
 import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../helpers/tiny-llama.ts';
 import { compare } from '../kernels/check.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-llama-');
 let count = 0;

@@ -15,7 +15,7 @@ import type { LinearDType } from '../../src/ops/linear.ts';
 import { TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
 import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-estimate-');
 let ctx: GpuContext;

@@ -20,7 +20,7 @@ import { snapshot } from '../helpers/delta-fixtures.ts';
 import { BERT_LINEARS, packLinear, quantizationConfig, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { rng } from '../kernels/check.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
 const CASES = Number(process.env.FUZZ_CASES ?? 2400);

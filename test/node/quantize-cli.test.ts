@@ -11,8 +11,8 @@ import { SPECIAL_TOKENS } from '../helpers/tiny-bert-vocab.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { writeLines, writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeLines, writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-quantize-cli-');
 let ctx: GpuContext;

@@ -16,8 +16,8 @@ import type { QuantizeReport } from '../../src/quantize/checkpoint.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../../src/quantize/calibration-text.ts';
 import { readPrequantInfo } from '../../src/quant/prequantized.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { writeLines, writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeLines, writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-quantize-methods-');
 let ctx: GpuContext;

@@ -22,8 +22,8 @@ import { decoderError } from '../../src/quant/guard.ts';
 import { readPrequantInfo } from '../../src/quant/prequantized.ts';
 import { loadTokenizer, type TextTokenizer } from '../../src/text/tokenizer.ts';
 import { TRAINED_LLAMA } from '../helpers/trained-fixture.ts';
-import { writeLines } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeLines } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-quantize-trained-');
 let ctx: GpuContext;

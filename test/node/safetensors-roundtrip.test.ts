@@ -6,7 +6,7 @@ import { SafetensorsError } from '../../src/io/errors.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { blobSource, bytesSource, type ByteSource } from '../../src/io/source.ts';
 import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
-import { bytesOf, craft, useTempDir, writeTemp } from './safetensors-helpers.ts';
+import { bytesOf, craft, useTempDir, writeTemp } from '../helpers/safetensors-helpers.ts';
 
 /** Deterministic pseudo-random bytes so failures reproduce. */
 function pseudoBytes(n: number, seed: number): Uint8Array {

@@ -5,7 +5,7 @@ import { openCheckpoint, ShardedCheckpoint } from '../../src/io/safetensors/chec
 import { SafetensorsError } from '../../src/io/errors.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir();
 

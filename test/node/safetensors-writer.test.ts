@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../../src/io/errors.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { encodeSafetensors, writeOrder, writeSafetensorsFile, writeStreaming, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir();
 const ok: TensorToWrite = { name: 'w', dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) };

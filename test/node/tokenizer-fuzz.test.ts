@@ -22,7 +22,7 @@ import { rng } from '../kernels/check.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
 const CASES = Number(process.env.FUZZ_CASES ?? 1000);

@@ -5,7 +5,7 @@ import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer, TokenizerError } from '../../src/text/tokenizer.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-tok-');
 const repo = resolve(import.meta.dirname, '../..');

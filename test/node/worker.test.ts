@@ -19,7 +19,7 @@ import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
 import { writeTinyBert } from '../helpers/tiny-bert.ts';
 import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const TEXTS = ['hello world', 'the cat sat on the mat', 'a third, longer text about WebGPU workers'];
 const CHAT = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Hello! Who are you?' }];

@@ -4,7 +4,7 @@ import type { QuantSpec } from '../../src/quant/layout.ts';
 import { dequantizeWeight, quantizeWeight } from '../../src/quant/rtn.ts';
 import { gelu, silu } from '../../src/reference/math.ts';
 import { refLinear, refQLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
-import { randomWeights } from './quant-util.ts';
+import { randomWeights } from '../helpers/quant-util.ts';
 
 /** Naive linear in a different loop order (k outermost, f64 accumulators). */
 function naiveLinear(x: Float32Array, M: number, K: number, w: Float32Array, N: number, bias?: Float32Array): Float64Array {

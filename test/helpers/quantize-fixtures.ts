@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
-import { writeTinyBert, type TinyBertOptions } from '../helpers/tiny-bert.ts';
+import { writeTinyBert, type TinyBertOptions } from './tiny-bert.ts';
 
 export const BERT_OUTLIER_SCALE = 25;
 
