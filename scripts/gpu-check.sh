@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # webq on a real GPU in one short run (bench/README.md, "gpu-check").
 #
-#   bash bench/gpu-check.sh --pack                      # HERE: node + trimmed node_modules + Vulkan loader -> tmp/gpu-pack/
-#   bash bench/gpu-check.sh                             # THERE (the lent GPU machine): all steps, under 10 minutes
-#   bash bench/gpu-check.sh --quick --allow-software    # dry run on lavapipe (tiny settings), a few minutes
+#   bash scripts/gpu-check.sh --pack                    # HERE: node + trimmed node_modules + Vulkan loader -> tmp/gpu-pack/
+#   bash scripts/gpu-check.sh                           # THERE (the lent GPU machine): all steps, under 10 minutes
+#   bash scripts/gpu-check.sh --quick --allow-software  # dry run on lavapipe (tiny settings), a few minutes
 #   npm run bench -- gpu-check [options]                # the same, routed through bench/run.mjs
 #
 # Steps: set up (node, node_modules, the Vulkan loader, NVIDIA's Vulkan driver file), check that
@@ -22,8 +22,8 @@ cd "$root" || exit 2
 
 usage() {
   cat <<'EOF'
-usage: bash bench/gpu-check.sh [--quick] [--allow-software] [--out DIR] [--pack-dir DIR] [--budget S]
-       bash bench/gpu-check.sh --pack [--pack-dir DIR]
+usage: bash scripts/gpu-check.sh [--quick] [--allow-software] [--out DIR] [--pack-dir DIR] [--budget S]
+       bash scripts/gpu-check.sh --pack [--pack-dir DIR]
   --pack            build the folder the GPU machine needs (default tmp/gpu-pack, which git ignores):
                     this machine's node binary, the runtime node_modules (webgpu with Linux x64 Dawn,
                     vite, wgsl_reflect, tokenizers, jinja), the amd64 Vulkan loader and GL dispatch
@@ -135,11 +135,11 @@ pack() {
     fi
   fi
   cat >"$PACK_DIR/README.txt" <<EOF
-Made by: bash bench/gpu-check.sh --pack (node $(node -p process.version), $(date -u +%Y-%m-%dT%H:%MZ)).
-On the device machine (tool 'run'): carry ["$PACK_DIR"], command "bash bench/gpu-check.sh".
+Made by: bash scripts/gpu-check.sh --pack (node $(node -p process.version), $(date -u +%Y-%m-%dT%H:%MZ)).
+On the device machine (tool 'run'): carry ["$PACK_DIR"], command "bash scripts/gpu-check.sh".
 EOF
   say "$PACK_DIR: $(du -sh "$PACK_DIR" | cut -f1) ($(du -b "$PACK_DIR"/*.tar.xz "$PACK_DIR"/debs/* 2>/dev/null | awk '{s+=$1} END {printf "%.1f MiB", s/1048576}'); the working tree travels too, 64 MiB in all)"
-  say "device run: carry [\"$PACK_DIR\"], command: bash bench/gpu-check.sh"
+  say "device run: carry [\"$PACK_DIR\"], command: bash scripts/gpu-check.sh"
 }
 
 if [ "$PACK" = 1 ]; then
@@ -166,13 +166,13 @@ if [ -z "$NODE" ]; then
     mkdir -p /tmp/webq-node && untar "$PACK_DIR/node-linux-x64.tar.xz" /tmp/webq-node || die "cannot unpack node"
     NODE=/tmp/webq-node/bin/node
   else
-    die "no node >= 20.19 here and no $PACK_DIR/node-linux-x64.tar.xz: make it with 'bash bench/gpu-check.sh --pack' and carry $PACK_DIR"
+    die "no node >= 20.19 here and no $PACK_DIR/node-linux-x64.tar.xz: make it with 'bash scripts/gpu-check.sh --pack' and carry $PACK_DIR"
   fi
 fi
 node_ok "$NODE" || die "$NODE is not node >= 20.19"
 export PATH="$(dirname "$NODE"):$PATH"
 if [ ! -d node_modules/vite ] || [ ! -d node_modules/webgpu ]; then
-  [ -f "$PACK_DIR/node_modules.tar.xz" ] || die "no node_modules and no $PACK_DIR/node_modules.tar.xz (bash bench/gpu-check.sh --pack)"
+  [ -f "$PACK_DIR/node_modules.tar.xz" ] || die "no node_modules and no $PACK_DIR/node_modules.tar.xz (bash scripts/gpu-check.sh --pack)"
   say "unpacking node_modules"
   untar "$PACK_DIR/node_modules.tar.xz" . || die "cannot unpack node_modules"
 fi
@@ -180,7 +180,7 @@ missing=""
 for lib in $VULKAN_LIBS; do ldconfig -p 2>/dev/null | grep -qF "$lib" || missing="$missing $lib"; done
 if [ -n "$missing" ]; then
   debs=("$PACK_DIR"/debs/*.deb)
-  [ -f "${debs[0]}" ] || die "missing$missing and no $PACK_DIR/debs/*.deb (bash bench/gpu-check.sh --pack)"
+  [ -f "${debs[0]}" ] || die "missing$missing and no $PACK_DIR/debs/*.deb (bash scripts/gpu-check.sh --pack)"
   [ -w / ] || die "missing$missing, and unpacking packages into / needs root"
   say "missing$missing: unpacking ${debs[*]##*/}"
   for f in "${debs[@]}"; do dpkg -x "$f" / || die "dpkg -x $f failed"; done
