@@ -28,7 +28,7 @@ import { basename, dirname, join } from 'node:path';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { KernelTiming, Recorder } from '../../src/gpu/recorder.ts';
 import type { LinearTap } from '../../src/ops/calib-stats.ts';
-import { fmt, measure, median, table } from './measure.ts';
+import { fmt, measure, median, table } from '../lib/measure.ts';
 
 export const BUCKETS = ['qkv', 'attention', 'attn_out', 'ffn_up', 'ffn_down', 'other'] as const;
 export type Bucket = (typeof BUCKETS)[number];

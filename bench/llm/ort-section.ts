@@ -1,6 +1,6 @@
 /**
  * `bench llm --ort`: onnxruntime-node on the same random weights, the same adapter and the same
- * process as webq, graph from llm-onnx.ts, run as llm-ort.ts describes. Pairs:
+ * process as webq, graph from onnx.ts, run as ort.ts describes. Pairs:
  *   webq f32 <-> onnxruntime fp32 (MatMul),   webq q4 <-> onnxruntime q4 (MatMulNBits)
  * each measured in alternation with webq's paired row (same prompt, same number of decode steps,
  * webq's KV cache in the first --kv type), so the ratios come from neighbouring measurements.
@@ -19,11 +19,11 @@ import type { LlamaGpuWeights } from '../../src/models/llama.ts';
 import type { LlamaConfig } from '../../src/models/llama-config.ts';
 import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
-import { llmOnnx, type OrtLlmDType } from './llm-onnx.ts';
-import { argmax, createLlmSession, OrtSequence, type Ort } from './llm-ort.ts';
-import type { SyntheticLlamaStore } from './llm-synthetic.ts';
-import { timeDecode, timePrefill, warmUp } from './llm-webq.ts';
-import { fmt, median, type BenchIO } from './measure.ts';
+import { llmOnnx, type OrtLlmDType } from './onnx.ts';
+import { argmax, createLlmSession, OrtSequence, type Ort } from './ort.ts';
+import type { SyntheticLlamaStore } from './synthetic.ts';
+import { timeDecode, timePrefill, warmUp } from './webq.ts';
+import { fmt, median, type BenchIO } from '../lib/measure.ts';
 
 export interface OrtPairRow {
   dtype: LinearDType;

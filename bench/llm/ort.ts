@@ -1,5 +1,5 @@
 /**
- * onnxruntime-node running the graph of llm-onnx.ts the way transformers.js runs a decoder:
+ * onnxruntime-node running the graph of onnx.ts the way transformers.js runs a decoder:
  * a prefill over the prompt with empty past tensors, then one run per token with the previous
  * run's present.* tensors fed back as past_key_values.*, greedy argmax of the logits on the CPU.
  * On the WebGPU EP the present.* outputs stay on the GPU (preferredOutputLocation 'gpu-buffer', as

@@ -2,13 +2,13 @@
 import { parseArgs } from 'node:util';
 import { KV_DTYPES, type KvDType } from '../../src/ops/kv-cache.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../../src/ops/linear.ts';
-import { parseKernels } from './device.ts';
-import { ORT_INSTALL } from './llm-ort.ts';
-import { LLM_SHAPE_NAMES, type LlmShape } from './llm-synthetic.ts';
+import { parseKernels } from '../lib/device.ts';
+import { ORT_INSTALL } from './ort.ts';
+import { LLM_SHAPE_NAMES, type LlmShape } from './synthetic.ts';
 
 /**
  * A row's weights: webq's Linear dtypes, or `gptq-q4`, the model as a GPTQ int4 checkpoint loaded as
- * q4 (llm-gptq.ts); q8, q4 and gptq-q4 may name their activations (`q4:int8`, `q4:float`; bare: the
+ * q4 (gptq.ts); q8, q4 and gptq-q4 may name their activations (`q4:int8`, `q4:float`; bare: the
  * load's default).
  */
 export type LlmDType = LinearDType | 'gptq-q4' | `${'q8' | 'q4' | 'gptq-q4'}:${Activations}`;
@@ -49,7 +49,7 @@ export interface LlmOptions {
   layers: number | undefined;
   seed: number;
   dtypes: LlmDType[];
-  /** gptq-q4's group_size; undefined: chosen per model (llm-gptq.ts gptqGroupFor). */
+  /** gptq-q4's group_size; undefined: chosen per model (gptq.ts gptqGroupFor). */
   gptqGroup: number | undefined;
   kv: KvDType[];
   prompt: number;

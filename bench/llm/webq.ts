@@ -12,7 +12,7 @@ import type { LlamaGpuWeights } from '../../src/models/llama.ts';
 import { ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
-import { seeded } from './measure.ts';
+import { seeded } from '../lib/measure.ts';
 
 const GREEDY = validateSamplingParams({});
 

@@ -5,9 +5,9 @@
  */
 import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { JsonObject } from '../../src/io/json.ts';
-import type { LlmDType } from './llm-options.ts';
-import type { OrtSection } from './llm-ort-section.ts';
-import { fmt, table } from './measure.ts';
+import type { LlmDType } from './options.ts';
+import type { OrtSection } from './ort-section.ts';
+import { fmt, table } from '../lib/measure.ts';
 
 export interface LlmRow {
   dtype: LlmDType;
@@ -63,7 +63,7 @@ export interface Target {
   met: boolean | null;
 }
 
-/** The gptq-q4 rows' checkpoint (llm-gptq.ts), as webq's importer read it. */
+/** The gptq-q4 rows' checkpoint (gptq.ts), as webq's importer read it. */
 export interface GptqInfo {
   /** config.json's quantization_config. */
   quantization_config: JsonObject;

@@ -25,7 +25,7 @@
  * The embedding Gather stays fp32 in both, as in transformers.js' q4 files.
  */
 import type { LlamaConfig } from '../../src/models/llama-config.ts';
-import { encodeModel, GraphBuilder, OnnxType } from './onnx.ts';
+import { encodeModel, GraphBuilder, OnnxType } from '../ort/onnx.ts';
 
 export type OrtLlmDType = 'fp32' | 'q4';
 
