@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- llm`: text generation with a LLaMA-family decoder (random weights generated on
- * read, bench/llm/synthetic.ts), wall clock host to host, as a caller of Decoder sees it:
+ * read, fixtures/llm-synthetic.ts), wall clock host to host, as a caller of Decoder sees it:
  *   1. per weight dtype and KV type: prefill tokens/s over a prompt, greedy decode tokens/s;
  *   2. decode ms/token with the cache filled to each of several contexts (one dtype);
  *   3. run-ahead decoding (a read-back every `--batch` tokens) against one read-back per token;
@@ -25,7 +25,7 @@ import { LLM_USAGE, parseLlmOptions, splitLlmDType, type LlmDType, type LlmOptio
 import { loadOrt, ORT_INSTALL } from './llm/ort.ts';
 import { runOrtSection } from './llm/ort-section.ts';
 import { formatReport, targetsOf, type ContextRow, type GptqInfo, type LlmReport, type LlmRow, type RunAheadRow } from './llm/report.ts';
-import { syntheticLlm, type SyntheticLlm } from './llm/synthetic.ts';
+import { syntheticLlm, type SyntheticLlm } from '../fixtures/index.ts';
 import { fillRandom, makeDecoder, promptIds, timeDecode, timePrefill, warmUp } from './llm/webq.ts';
 import { fmt, median, type BenchIO } from './lib/measure.ts';
 

@@ -24,7 +24,7 @@ import { ConstraintEngine } from '../src/structured/engine.ts';
 import { ForcedTokenizer } from '../src/structured/forced-tokens.ts';
 import { TextTokenizer } from '../src/text/tokenizer.ts';
 import { createBenchContext } from './lib/device.ts';
-import { LLM_SHAPE_NAMES, syntheticLlm, type LlmShape } from './llm/synthetic.ts';
+import { LLM_SHAPE_NAMES, syntheticLlm, type LlmShape } from '../fixtures/index.ts';
 import { makeDecoder } from './llm/webq.ts';
 import { fmt, report, table, type BenchIO } from './lib/measure.ts';
 

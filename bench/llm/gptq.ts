@@ -1,5 +1,5 @@
 /**
- * The `gptq-q4` row of `npm run bench -- llm`: the synthetic model (synthetic.ts) as a GPTQ
+ * The `gptq-q4` row of `npm run bench -- llm`: the synthetic model (fixtures/llm-synthetic.ts) as a GPTQ
  * checkpoint, never written to disk. Every decoder-layer Linear (q/k/v/o, gate/up/down) is served
  * as AutoGPTQ stores it, int4, asymmetric, groups of `group` input columns in column order
  * (desc_act false), v1 zero points; embeddings, norms and biases stay the float tensors of the
@@ -28,7 +28,7 @@ import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import type { JsonObject } from '../../src/io/json.ts';
 import type { TensorStore } from '../../src/io/safetensors/reader.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
-import type { SyntheticLlamaStore, SyntheticLlm } from './synthetic.ts';
+import type { SyntheticLlamaStore, SyntheticLlm } from '../../fixtures/index.ts';
 
 export const GPTQ_BITS = 4;
 /** The group sizes tried, largest first, when none is asked for. */

@@ -4,7 +4,7 @@ import { KV_DTYPES, type KvDType } from '../../src/ops/kv-cache.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../../src/ops/linear.ts';
 import { parseKernels } from '../lib/device.ts';
 import { ORT_INSTALL } from './ort.ts';
-import { LLM_SHAPE_NAMES, type LlmShape } from './synthetic.ts';
+import { LLM_SHAPE_NAMES, type LlmShape } from '../../fixtures/index.ts';
 
 /**
  * A row's weights: webq's Linear dtypes, or `gptq-q4`, the model as a GPTQ int4 checkpoint loaded as

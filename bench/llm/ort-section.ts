@@ -21,7 +21,7 @@ import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { llmOnnx, type OrtLlmDType } from './onnx.ts';
 import { argmax, createLlmSession, OrtSequence, type Ort } from './ort.ts';
-import type { SyntheticLlamaStore } from './synthetic.ts';
+import type { SyntheticLlamaStore } from '../../fixtures/index.ts';
 import { timeDecode, timePrefill, warmUp } from './webq.ts';
 import { fmt, median, type BenchIO } from '../lib/measure.ts';
 

@@ -11,7 +11,7 @@ import { encodeDelta, openDelta } from '../../src/delta/format.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
 import { versionOf } from '../../src/quant/versions.ts';
 import { writeOutlierBert } from './quantize-fixtures.ts';
-import { editCheckpoint } from './checkpoint-edit.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
 
 export interface DeltaFixtures {
   /** Served folder: `model/` (v1 quantized), `delta.safetensors` (v1 -> v2) and the bad deltas. */

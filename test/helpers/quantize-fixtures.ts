@@ -1,16 +1,16 @@
 /**
  * Tiny models with planted outliers for the quantization tests (not a test file itself).
  *
- * BERT: tiny-bert.ts's checkpoint, then a few hidden channels of every LayerNorm made 25x larger
+ * BERT: fixtures/tiny-bert.ts's checkpoint, then a few hidden channels of every LayerNorm made 25x larger
  * (weight and bias), as trained BERTs have a few outlier dimensions in their LayerNorms: the
  * residual stream and every Linear reading it carry them.
- * LLaMA: tiny-llama.ts already plants them (20x embedding channels, 6x salient weight columns).
+ * LLaMA: fixtures/tiny-llama.ts already plants them (20x embedding channels, 6x salient weight columns).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
-import { writeTinyBert, type TinyBertOptions } from './tiny-bert.ts';
+import { writeTinyBert, type TinyBertOptions } from '../../fixtures/tiny-bert.ts';
 
 export const BERT_OUTLIER_SCALE = 25;
 

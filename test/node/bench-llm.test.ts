@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../bench/llm.ts';
 import { gptqGroupFor, gptqLlm, layerLinears } from '../../bench/llm/gptq.ts';
-import { syntheticLlm } from '../../bench/llm/synthetic.ts';
+import { syntheticLlm } from '../../fixtures/llm-synthetic.ts';
 import { f16ArrayToF32 } from '../../src/io/safetensors/half.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
 import { dequantGptqRef, packGptq, quantizeInts, tensorMap } from '../helpers/quant-formats.ts';

@@ -6,8 +6,8 @@ import { ModelConfigError, parseBertConfig, parseModelConfig, type BertConfig } 
 import { attend, bertClassify, bertEncode, clsPool, l2normalize, meanPool } from '../../src/reference/bert.ts';
 import { gelu } from '../../src/reference/math.ts';
 import { TextTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-bert-');

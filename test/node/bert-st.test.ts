@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-bert-st-');

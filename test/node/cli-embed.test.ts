@@ -12,7 +12,7 @@ import { looksLikeModel } from '../../src/cli/model-args.ts';
 import { DownloadBar } from '../../src/cli/progress.ts';
 import { hubKeySegment } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const run = promisify(execFile);

@@ -13,9 +13,9 @@ import { WeightVersions } from '../../src/delta/loaded-versions.ts';
 import { openDelta } from '../../src/delta/format.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { GpuObject } from '../../src/models/upload.ts';
-import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
 import { WebqWorker, WorkerBertModel } from '../../src/worker/index.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

@@ -12,8 +12,8 @@ import { sha256Hex, sha256PlainHex } from '../../src/quant/hash.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
-import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

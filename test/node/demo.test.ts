@@ -15,7 +15,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { serveStatic } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-demo-');

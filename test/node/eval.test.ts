@@ -16,7 +16,7 @@ import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { TRAINED_LLAMA, trainedWeights } from '../helpers/trained-fixture.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

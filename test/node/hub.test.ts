@@ -9,7 +9,7 @@ import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-we
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-hub-');

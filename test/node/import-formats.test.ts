@@ -15,7 +15,7 @@ import type { QuantSpec } from '../../src/quant/layout.ts';
 import { dequantizeWeight } from '../../src/quant/rtn.ts';
 import { rng } from '../kernels/check.ts';
 import { LLAMA_LINEARS, makeGIdx, packLinear, quantizationConfig, quantizeInts, packGptq, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 const opened: SafetensorsFile[] = [];

@@ -20,8 +20,8 @@ import { cosine } from '../../src/quant/guard.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { BERT_LINEARS, LLAMA_LINEARS, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let ctx: GpuContext;

@@ -15,7 +15,7 @@ import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
 import { llamaReferenceForward, llamaReferenceGreedy } from '../../src/reference/llama.ts';
-import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let ctx: GpuContext;

@@ -16,7 +16,7 @@ import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { UploadOptions } from '../../src/models/upload.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama;

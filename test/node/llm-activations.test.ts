@@ -22,8 +22,8 @@ import type { Activations, LinearDType } from '../../src/ops/linear.ts';
 import { decoderError } from '../../src/quant/guard.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { LLAMA_LINEARS, writeQuantizedCopy } from '../helpers/quant-formats.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama; // no tokenizer (vocabulary 256): the Decoder-level tests

@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 
 let dir: string;
 let ctx: GpuContext;

@@ -34,8 +34,8 @@ import { dequantizeWeight, quantizeWeight } from '../../src/quant/rtn.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 import { compare, randn, roundF16 } from '../kernels/check.ts';
 
 let dir: string;

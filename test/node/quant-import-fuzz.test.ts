@@ -18,7 +18,7 @@ import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../
 import { commonSpec, exactDequant, parseQuantizationConfig, readImported, relayout, toWebq } from '../../src/quant/imports/index.ts';
 import { snapshot } from '../helpers/delta-fixtures.ts';
 import { BERT_LINEARS, packLinear, quantizationConfig, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { rng } from '../kernels/check.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

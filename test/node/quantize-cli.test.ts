@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
-import { SPECIAL_TOKENS } from '../helpers/tiny-bert-vocab.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
+import { SPECIAL_TOKENS } from '../../fixtures/tiny-bert-vocab.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
 import { writeLines, writeOutlierBert } from '../helpers/quantize-fixtures.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

@@ -15,7 +15,7 @@ import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import type { QuantizeReport } from '../../src/quantize/checkpoint.ts';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../../src/quantize/calibration-text.ts';
 import { readPrequantInfo } from '../../src/quant/prequantized.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 import { writeLines, writeOutlierBert } from '../helpers/quantize-fixtures.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 

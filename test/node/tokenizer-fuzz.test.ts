@@ -19,9 +19,9 @@ import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer } from '../../src/text/tokenizer.ts';
 import { snapshot } from '../helpers/delta-fixtures.ts';
 import { rng } from '../kernels/check.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
