@@ -24,24 +24,16 @@ import { GpuContext } from '../gpu/context.ts';
 import type { ModelFiles } from '../io/hub/model-files.ts';
 import type { JsonValue } from '../io/json.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
-import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions, type UploadReuse } from '../models/upload.ts';
-import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
+import { EMBEDDING_DTYPES, type UploadOptions, type UploadReuse } from '../models/upload.ts';
+import { ACTIVATIONS, LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';
 import type { ModelVersion } from '../quant/versions.ts';
+import type { LlmLoadOptions } from './llm-options.ts';
 import { isStale, reloadWeights, type AppliedDelta } from './recovery.ts';
 
-/** The load options BertLoadOptions and LlmLoadOptions share. */
-export interface ModelLoadOptions {
-  dtype?: LinearDType;
-  activations?: Activations;
-  group?: number | 'channel';
-  symmetric?: boolean;
-  embeddings?: EmbeddingDType;
-  context?: GpuContext;
-  f16?: boolean;
-  kernels?: 'gpu' | 'cpu';
-}
+/** The load options BertLoadOptions and LlmLoadOptions share (documented on each). */
+export type ModelLoadOptions = Pick<LlmLoadOptions, 'dtype' | 'activations' | 'group' | 'symmetric' | 'embeddings' | 'context' | 'f16' | 'kernels'>;
 
 /** What a model's build gets from loadCheckpoint. */
 export interface Loading {
