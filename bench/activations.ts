@@ -8,7 +8,7 @@
  *          position reached token by token through decode (max |d logit|);
  *   bert   cosine of mean-pooled embeddings against fp32 (mean and minimum over the texts).
  * Models: tiny synthetic ones with massive channels (`--outliers`, the factor on a few channels:
- * test/helpers/tiny-llama.ts, tiny-bert.ts), or a Hugging Face folder (`--llama DIR`, `--bert
+ * fixtures/tiny-llama.ts, tiny-bert.ts), or a Hugging Face folder (`--llama DIR`, `--bert
  * DIR`; read with its tokenizer). Speed is the llm and bert suites' job (`q4:int8` rows there).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
 import { Decoder } from '../src/generate/decoder.ts';
 import { kvCacheFor } from '../src/generate/kv.ts';
-import { openModelFiles } from '../src/io/hub.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
 import { parseBertConfig } from '../src/models/config.ts';
 import { uploadLlamaWeights } from '../src/models/llama.ts';
 import { parseLlamaConfig } from '../src/models/llama-config.ts';
@@ -29,8 +29,7 @@ import { cosine, decoderError } from '../src/quant/guard.ts';
 import { bertEncode, meanPool } from '../src/reference/bert.ts';
 import { llamaReferenceForward } from '../src/reference/llama.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
-import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../test/helpers/tiny-llama.ts';
+import { writeTinyBert, writeTinyLlama } from '../fixtures/index.ts';
 import { createBenchContext, parseKernels } from './lib/device.ts';
 import { fmt, table, type BenchIO } from './lib/measure.ts';
 

@@ -22,7 +22,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
 import { WGSL } from '../../src/gpu/shaders.generated.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import { copy } from '../../src/ops/copy.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { qmatmul, quantizeActs } from '../../src/ops/qmatmul.ts';
@@ -64,34 +64,8 @@ export interface Version {
   note: string;
 }
 
-// The versions, oldest first. mm0, q0 and g0 are what shaders/ shipped when the lab started.
-// Measured on lavapipe (2 busy cores, min of interleaved rounds, BERT shapes over 512 tokens):
-// mm1 1.6-1.9x mm0, mm2 1.4-2.2x, mm3 1.7-2.0x, mm6 1.4x, mm4 0.9x, mm5 1.5x; q1 1.35x q0
-// (q4 timings include the activation quantization); g1 0.7-0.9x g0 on 4096x4096 (noise-bound).
-// Issue 16 round 2 (same machine, f16 activations unless said, vs q1 = shipped wint with its
-// quantize_act, one run each): weight-only GEMMs lose on lavapipe, none shipped: qw0 (the
-// shipped wonly) 0.32x; q2 0.55-0.61x (f32 act 0.55-0.61x); q3 0.53-0.58x; q8 0.68x; q4 0.33x,
-// q5 0.32x, q6 0.38-0.47x, q7 (onnxruntime's WideTile shape) 0.19-0.23x. q2 runs at the f32
-// matmul main4's GFLOP/s (same inner loop): on lavapipe every workgroup-memory read is a
-// per-lane load, and wint's packed int8 words carry 4 k per read against 1 for floats. q9 (wint
-// with the block quantization of x fused into the tile load) 0.79-1.02x: not kept either.
-// Issue 20 (weight-only became the LLMs' default): q2 shipped as qgemm.wgsl wonly; qw0 is the
-// kernel it replaced. --op q4 --versions q1,qw0,q2 (SmolLM2 and BERT shapes, min of 5): q2
-// 1.6-2.1x qw0, 0.61x q1.
-// GEMVs (op gemv / qgemv, shipped ops on devices with DeviceOptions.gemv set, 1x4096x4096 / 1x1536x576 / 1x576x1536):
-// gv4-sg (vec4, subgroupAdd) 0.83-1.1x gv-old, 1.3-2.2x on the SmolLM2 shapes; 2 rows per thread
-// 2.5x, 4 rows 2.8-3.0x (shipped: NR 4, 128 threads); the TPR-32 workgroup tree 0.76-1.25x (it
-// is for devices without fixed-size subgroups). q4: qv4-sg (NR 1) 0.49-1.35x qv-wint, NR 2
-// 1.05-1.19x, NR 4 0.83-2.4x (4096 noisy; 1.5-2.4x on the SmolLM2 shapes), NR 4 with 128
-// threads 1.47x (shipped); qv-wonly (the shared weight-only GEMV) 0.3-0.4x.
-// Issue 16, subgroup GEMMs for the gpu family (vs mm2 = shipped main4, BERT shapes, three runs:
-// f32 mm2,mm7,mm7g,mm8,mm8g; f16 mm2,mm7,mm8,mm8g; f32 mm2,mm8,mm8g): mm7 (A by subgroupShuffle,
-// B staged) 1.45x / 1.55x; mm7g (no SG8) 1.16x; mm8 (A by shuffle, B per lane from global, no
-// workgroup memory) 1.81x / 2.29x / 2.09x; mm8g 1.96x / 2.25x / 1.65x (one 512x384x1536 outlier;
-// 1.9-2.2x on the other shapes). The SG8 specialization (uniform shuffle lane) helps mm7 only.
-// Shipped: mm7 as shaders/matmul_gpu_sg.wgsl (gpu family, fixed subgroup size 8-64; SG8 when it
-// is 8): it keeps B's coalesced workgroup tile, which GPUs need; mm8/mm8g give that up for gains
-// only an emulated adapter shows (every load there is a per-lane scalar load).
+// The versions, oldest first. mm0, q0 and g0 are what shaders/ shipped when the lab started; what
+// each measured and which were shipped: bench/lab/README.md.
 export const VERSIONS: Version[] = [
   { name: 'mm0', op: ['f32', 'f16'], file: 'mm0', entry: 'main', tile: [64, 64], note: 'shipped: 16x16 threads, 4x4 per thread, scalar staging, BK 16' },
   { name: 'mm1', op: ['f32', 'f16'], file: 'mm1', entry: 'main', tile: [64, 64], note: '8x8 threads, 8x8 per thread (two vec4 per operand and k), BK 16 (shipped: matmul.wgsl main)' },

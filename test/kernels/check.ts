@@ -4,7 +4,7 @@ import type { DeviceOptions } from '../../src/gpu/device.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 
 /** mulberry32: small, seeded, identical in every runtime. */
 export function rng(seed: number): () => number {

@@ -7,7 +7,7 @@
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f32ArrayToF16 } from '../../src/io/half.ts';
+import { f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import { swiglu } from '../../src/ops/activation.ts';
 import { decoderAttention } from '../../src/ops/decoder-attention.ts';
 import { KvCache, KvShared, type KvDType } from '../../src/ops/kv-cache.ts';

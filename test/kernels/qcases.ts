@@ -8,7 +8,8 @@
  */
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
-import { linear, prepareLinear, type Activations, type LinearDType } from '../../src/ops/linear.ts';
+import { linear, type Activations, type LinearDType } from '../../src/ops/linear.ts';
+import { prepareLinear } from '../../src/models/prepare-linear.ts';
 import { qmatmul, type QMatmulOptions } from '../../src/ops/qmatmul.ts';
 import { uploadQuantized } from '../../src/ops/qweight.ts';
 import type { QuantSpec, QuantizedWeight } from '../../src/quant/layout.ts';

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, ROOT } from '../helpers/browser.ts';
 import { CONFIG_DELTA, makeConfigDeltaFixtures, TEXTS, type VersionRef } from '../helpers/delta-config-fixture.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-lock-browser-');
 let site: StaticServer;

@@ -1,4 +1,4 @@
-// The lock on a cached model (src/io/cache-lock.ts) in Node, where there are no Web Locks (the
+// The lock on a cached model (src/io/hub/cache-lock.ts) in Node, where there are no Web Locks (the
 // in-process fallback): loads share it, an update excludes them, requests are granted in order.
 // Then a load and an update of one cached model at once: the update is started from inside the
 // load (after it read config.json) and the load is held up before its weights until the update is
@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
-import { withCacheLock } from '../../src/io/cache-lock.ts';
-import type { ProgressInfo } from '../../src/io/progress.ts';
+import { withCacheLock } from '../../src/io/hub/cache-lock.ts';
+import type { ProgressInfo } from '../../src/io/hub/progress.ts';
 import { CONFIG_DELTA, makeConfigDeltaFixtures, TEXTS, type VersionRef } from '../helpers/delta-config-fixture.ts';
 import type { DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-cache-lock-');
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));

@@ -1,4 +1,4 @@
-// A full download cache (src/io/cache-quota.ts). On disk: the cache folder's writes fail with
+// A full download cache (src/io/hub/cache-quota.ts). On disk: the cache folder's writes fail with
 // ENOSPC once a byte budget is spent, as a full disk's do (node:fs/promises' open is wrapped for
 // files under that folder only). In the browser's Cache API: a test double of the Cache object
 // whose put rejects with a QuotaExceededError DOMException, as Chromium's does over the quota.
@@ -11,11 +11,11 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
-import { browserCache } from '../../src/io/cache.ts';
-import { CacheQuotaError } from '../../src/io/cache-quota.ts';
+import { browserCache } from '../../src/io/hub/cache.ts';
+import { CacheQuotaError } from '../../src/io/hub/cache-quota.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-cache-quota-');
 const TEXTS = ['the cat sat on the mat', 'stock markets fell today'];

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { kvCacheFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
@@ -17,7 +17,7 @@ import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { UploadOptions } from '../../src/models/upload.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama;

@@ -14,7 +14,7 @@ import { LlmModel } from '../../src/api/llm.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { kvCacheFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
@@ -22,8 +22,8 @@ import type { Activations, LinearDType } from '../../src/ops/linear.ts';
 import { decoderError } from '../../src/quant/guard.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { LLAMA_LINEARS, writeQuantizedCopy } from '../helpers/quant-formats.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama; // no tokenizer (vocabulary 256): the Decoder-level tests

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer, TokenizerError } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-tok-');
 const repo = resolve(import.meta.dirname, '../..');
