@@ -258,7 +258,9 @@ describe('webq info on an imported folder', () => {
     expect(r.code).toBe(0);
     const lines = r.out.trimEnd().split('\n');
     const at = lines.findIndex((l) => l.startsWith('quantization'));
-    expect(lines.slice(at)).toEqual([
+    const end = lines.findIndex((l, i) => i > at && !l.startsWith('  ')); // the memory estimate follows
+    expect(lines[end]).toMatch(/^memory estimate/);
+    expect(lines.slice(at, end)).toEqual([
       'quantization (config.json quantization_config): GPTQ 4-bit, group 128, asymmetric, gptq v1 (zero points stored minus 1)',
       '  13 Linears, 140.0 KiB in the file: loaded as webq int4 asymmetric, group 128, codes and scales as stored (no re-quantization); 136.0 KiB on the GPU',
       '  1 Linear, 17.6 KiB in the file: re-quantized at load to webq int8 symmetric, group 32 (their groups are not contiguous runs of columns, as with act-order g_idx, which no webq layout holds exactly); 34.0 KiB on the GPU',
