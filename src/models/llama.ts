@@ -162,12 +162,12 @@ export interface ForwardStep {
 function residualLinear(ctx: GpuContext, rec: Recorder, h: Tensor, x: Tensor, w: LinearWeight, bias: Tensor | null, after: { norm: Tensor | null; eps: number; scale: Tensor | null }): Tensor {
   if (!after.norm && !after.scale) return linear(ctx, rec, x, w, { bias: bias ?? undefined, residual: h });
   let y = linear(ctx, rec, x, w, { bias: bias ?? undefined });
-  for (const step of [after.norm && ((t: Tensor) => rmsNorm(ctx, rec, t, after.norm!, after.eps)), after.scale && ((t: Tensor) => mul(ctx, rec, t, after.scale!))]) {
-    if (!step) continue;
-    const next = step(y);
+  if (after.norm) {
+    const n = rmsNorm(ctx, rec, y, after.norm, after.eps);
     y.dispose();
-    y = next;
+    y = n;
   }
+  y = scaled(ctx, rec, y, after.scale);
   const out = add(ctx, rec, h, y);
   y.dispose();
   return out;
