@@ -137,11 +137,16 @@ function factorList(raw: JsonObject, key: string, n: number, where: string): num
   return v as number[];
 }
 
+/**
+ * rope_scaling, or transformers 5's rope_parameters (rope_theta, rope_type and its fields in one
+ * object, saved instead of rope_theta / rope_scaling at the top level) where there is none.
+ */
 function readRopeScaling(json: JsonObject, source: string, maxPositions: number, rotaryDim: number): RopeScaling | null {
-  const raw = json.rope_scaling;
+  const key = (json.rope_scaling === undefined || json.rope_scaling === null) && isObject(json.rope_parameters) ? 'rope_parameters' : 'rope_scaling';
+  const raw = json[key];
   if (raw === undefined || raw === null) return null;
-  if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "rope_scaling" must be an object or null, got ${describe(raw)}`);
-  const where = `${source}: rope_scaling`;
+  if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "${key}" must be an object or null, got ${describe(raw)}`);
+  const where = `${source}: ${key}`;
   const f = fields(raw, where);
   const type = f.str('rope_type') ?? f.str('type');
   if (type === undefined || type === 'default') return null;
@@ -162,13 +167,13 @@ function readRopeScaling(json: JsonObject, source: string, maxPositions: number,
     return r;
   }
   if (type === 'longrope') {
-    // Phi-3/4 keep the pretrained length at the top level; transformers then takes the attention
-    // factor's `factor` from max_position_embeddings / original_max_position_embeddings.
+    // Phi-3/4 keep the pretrained length at the top level (transformers 5: in rope_parameters);
+    // the attention factor's `factor` is then max_position_embeddings / original_max_position_embeddings.
     const top = fields(json, source);
     const orig = top.has('original_max_position_embeddings')
       ? top.int('original_max_position_embeddings', 1, CONFIG_BOUNDS.positions)
       : f.has('original_max_position_embeddings') ? f.int('original_max_position_embeddings', 1, CONFIG_BOUNDS.positions) : maxPositions;
-    const factor = top.has('original_max_position_embeddings') ? maxPositions / orig : f.num('factor', 1);
+    const factor = top.has('original_max_position_embeddings') || !f.has('factor') ? maxPositions / orig : f.num('factor', 1);
     const shortFactor = factorList(raw, 'short_factor', rotaryDim / 2, where);
     factorList(raw, 'long_factor', rotaryDim / 2, where);
     const attentionFactor = f.has('attention_factor') ? f.num('attention_factor', 1) : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
@@ -176,8 +181,21 @@ function readRopeScaling(json: JsonObject, source: string, maxPositions: number,
   }
   throw new ModelConfigError(
     'CONFIG_UNSUPPORTED_FEATURE',
-    `${where}: type ${shortJson(type)} is not supported; webq implements rope_scaling types "default", "linear", "llama3" and (Phi-3/4) "longrope"`,
+    `${where}: type ${shortJson(type)} is not supported; webq implements RoPE types "default", "linear", "llama3" and (Phi-3/4) "longrope"`,
   );
+}
+
+/**
+ * transformers 5 keeps rope_theta and partial_rotary_factor inside rope_parameters: read there
+ * where the top level has none (readRopeScaling reads the rest of it).
+ */
+function withRopeParameters(json: JsonObject, source: string): JsonObject {
+  const rp = json.rope_parameters;
+  if (rp === undefined || rp === null) return json;
+  if (!isObject(rp)) throw fields(json, source).bad('rope_parameters', 'an object or null');
+  const out: JsonObject = { ...json };
+  for (const k of ['rope_theta', 'partial_rotary_factor']) if ((out[k] === undefined || out[k] === null) && rp[k] !== undefined) out[k] = rp[k];
+  return out;
 }
 
 /** SmolLM3's no_rope_layers (1: RoPE, 0: NoPE; at least one per layer), else every no_rope_layer_interval-th layer NoPE. */
@@ -205,7 +223,7 @@ function layerTypes(json: JsonObject, source: string, numLayers: number, byDefau
 
 /** Parses config.json (text or parsed JSON) of a decoder of one of LLAMA_ARCHITECTURES' model types. */
 export function parseLlamaConfig(input: string | JsonValue | object, source = 'config.json'): LlamaConfig {
-  const json = toJson(input, source);
+  const json = withRopeParameters(toJson(input, source), source);
   const modelType = json.model_type as LlamaModelType;
   if (!Object.hasOwn(LLAMA_ARCHITECTURES, modelType as string)) {
     throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: model_type ${shortJson(modelType)} is not a decoder webq runs (${Object.keys(LLAMA_ARCHITECTURES).join(', ')})`);

@@ -246,6 +246,20 @@ describe('what each family config means', () => {
     expect(inv[1]).toBeCloseTo(1 / (short[1] * Math.pow(10000, 2 / 12)), 6);
   });
 
+  it("reads transformers 5's rope_parameters as rope_theta / rope_scaling / partial_rotary_factor", async () => {
+    const p = await writeTinyLlama(join(dir, 'cfg-phi3-v5'), { modelType: 'phi3', seed: 1 });
+    const { rope_theta, rope_scaling, partial_rotary_factor, original_max_position_embeddings, ...rest } = p.config as Record<string, unknown> & { rope_scaling: Record<string, unknown> };
+    const v5 = { ...rest, rope_parameters: { ...rope_scaling, rope_type: 'longrope', type: undefined, rope_theta, partial_rotary_factor, original_max_position_embeddings } };
+    const a = parseLlamaConfig(p.config);
+    const b = parseLlamaConfig(JSON.parse(JSON.stringify(v5)));
+    expect(b).toMatchObject({ rotaryDim: a.rotaryDim, ropeTheta: a.ropeTheta, maxPositions: a.maxPositions });
+    expect(b.ropeScaling).toEqual(a.ropeScaling);
+    const s = await writeTinyLlama(join(dir, 'cfg-smollm3-v5'), { modelType: 'smollm3', tied: true, seed: 1 });
+    const { rope_theta: _, rope_scaling: __, ...srest } = s.config;
+    expect(parseLlamaConfig({ ...srest, rope_parameters: { rope_theta: 5000000, rope_type: 'default' } })).toMatchObject({ ropeTheta: 5000000, ropeScaling: null });
+    expect(() => parseLlamaConfig({ ...srest, rope_parameters: { rope_theta: 1e4, rope_type: 'dynamic', factor: 2 } })).toThrow(/^config\.json: rope_parameters: type "dynamic" is not supported/);
+  });
+
   it('refuses what webq does not run with a typed error naming config.json and the field', () => {
     const base = { architectures: ['Phi3ForCausalLM'], model_type: 'phi3', hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 1, intermediate_size: 128, vocab_size: 256 };
     const bad = (extra: Record<string, unknown>, code: string, text: RegExp) => {
