@@ -194,6 +194,12 @@ describe('through LlmModel.load (what webq logits / generate run), with a real t
     const out = join(dir, `api-${family}-q4`);
     let err = '';
     const io = { stdout: () => {}, stderr: (t: string) => void (err += t), gpuContext: ctx } as Parameters<typeof main>[1];
+    let info = '';
+    expect(await main(['info', '--json', m.dir], { ...io, stdout: (t: string) => void (info += t) }), err).toBe(0);
+    // webq info's memory estimate reads the family's config (Phi-3 longrope: a context of 64).
+    const mem = JSON.parse(info).memory;
+    expect(mem.error, mem.error).toBeUndefined();
+    expect(mem).toMatchObject({ dtype: 'q4', tokens: family === 'phi3' ? 64 : 256 });
     const rc = await main(['quantize', m.dir, '--dtype', 'q4', '--out', out], io);
     if (family === 'phi3') {
       expect(rc).not.toBe(0);
