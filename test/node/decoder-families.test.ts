@@ -193,9 +193,10 @@ describe('through LlmModel.load (what webq logits / generate run), with a real t
     // fused Linears are refused in one line: the quantizer does not split them yet).
     const out = join(dir, `api-${family}-q4`);
     let err = '';
-    const io = { stdout: () => {}, stderr: (t: string) => void (err += t), gpuContext: ctx } as Parameters<typeof main>[1];
     let info = '';
-    expect(await main(['info', '--json', m.dir], { ...io, stdout: (t: string) => void (info += t) }), err).toBe(0);
+    const io = { stdout: () => {}, stderr: (t: string) => void (err += t), gpuContext: ctx } as Parameters<typeof main>[1];
+    const infoIo = { stdout: (t: string) => void (info += t), stderr: (t: string) => void (err += t) } as Parameters<typeof main>[1];
+    expect(await main(['info', '--json', m.dir], infoIo), err).toBe(0);
     // webq info's memory estimate reads the family's config (Phi-3 longrope: a context of 64).
     const mem = JSON.parse(info).memory;
     expect(mem.error, mem.error).toBeUndefined();
