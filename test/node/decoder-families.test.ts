@@ -16,6 +16,7 @@ import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/model
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
 import { planQuantized } from '../../src/models/quantize-checkpoint.ts';
+import { writeSafetensorsFile } from '../../src/io/writer.ts';
 import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
@@ -223,6 +224,14 @@ describe('through LlmModel.load (what webq logits / generate run), with a real t
   });
 });
 
+/** A tensor's shape in the tiny checkpoint's safetensors header. */
+function shapeOf(m: TinyLlama, name: string): number[] {
+  const H = (m.config as { hidden_size: number }).hidden_size;
+  const n = m.weights[name].length;
+  if (n === H) return [H];
+  return name.endsWith('down_proj.weight') ? [H, n / H] : [n / H, H];
+}
+
 describe('what each family config means', () => {
   it('reads the family fields into the one forward configuration', async () => {
     const g = await writeTinyLlama(join(dir, 'cfg-granite'), { modelType: 'granite', seed: 1 });
@@ -308,6 +317,14 @@ describe('what each family config means', () => {
     await expect(load(q)).rejects.toMatchObject({ code: 'WEIGHTS_SHAPE', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.q_norm\.weight" has shape \[16\], expected \[64\]/) });
     const p = await writeTinyLlama(join(dir, 'bad-phi3'), { modelType: 'phi3', layers: 1, seed: 2, extraConfig: { num_key_value_heads: 4 } });
     await expect(load(p)).rejects.toMatchObject({ code: 'WEIGHTS_SHAPE', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.qkv_proj\.weight" has shape \[128, 64\], expected \[192, 64\]/) });
+    // A fused Linear stored packed (as webq quantize would write it) is refused by name, not misread.
+    const fq = await writeTinyLlama(join(dir, 'phi3-packed'), { modelType: 'phi3', layers: 1, seed: 2 });
+    const tensors = Object.entries(fq.weights).map(([name, data]) => {
+      const packed = name === 'model.layers.0.self_attn.qkv_proj.weight';
+      return { name: packed ? `${name}.qvalues` : name, dtype: packed ? ('U32' as const) : ('F32' as const), shape: packed ? [data.length / 2] : shapeOf(fq, name), data: new Uint8Array(packed ? data.buffer.slice(0, data.byteLength / 2) : data.buffer) };
+    });
+    await writeSafetensorsFile(join(fq.dir, 'model.safetensors'), tensors, { format: 'pt' });
+    await expect(load(fq)).rejects.toMatchObject({ code: 'WEIGHTS_UNSUPPORTED', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.qkv_proj\.weight" is stored pre-quantized; webq splits phi3's fused Linears from float weights only/) });
     const ok = await writeTinyLlama(join(dir, 'phi3-quantize'), { modelType: 'phi3', layers: 1, seed: 2 });
     const store = await (await openModelFiles(ok.dir)).checkpoint();
     try {
