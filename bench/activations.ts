@@ -8,7 +8,7 @@
  *          position reached token by token through decode (max |d logit|);
  *   bert   cosine of mean-pooled embeddings against fp32 (mean and minimum over the texts).
  * Models: tiny synthetic ones with massive channels (`--outliers`, the factor on a few channels:
- * test/helpers/tiny-llama.ts, tiny-bert.ts), or a Hugging Face folder (`--llama DIR`, `--bert
+ * fixtures/tiny-llama.ts, tiny-bert.ts), or a Hugging Face folder (`--llama DIR`, `--bert
  * DIR`; read with its tokenizer). Speed is the llm and bert suites' job (`q4:int8` rows there).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,19 +17,19 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
 import { Decoder } from '../src/generate/decoder.ts';
-import { openModelFiles } from '../src/io/hub.ts';
+import { kvCacheFor } from '../src/generate/kv.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
 import { parseBertConfig } from '../src/models/config.ts';
 import { uploadLlamaWeights } from '../src/models/llama.ts';
-import { parseLlamaConfig, ropeInvFreq } from '../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../src/models/llama-config.ts';
 import { resolveLlamaWeights } from '../src/models/llama-weights.ts';
-import { KvCache, type KvDType } from '../src/ops/kv-cache.ts';
+import type { KvDType } from '../src/ops/kv-cache.ts';
 import type { Activations, LinearDType } from '../src/ops/linear.ts';
 import { cosine, decoderError } from '../src/quant/guard.ts';
 import { bertEncode, meanPool } from '../src/reference/bert.ts';
 import { llamaReferenceForward } from '../src/reference/llama.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
-import { writeTinyBert } from '../test/helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../test/helpers/tiny-llama.ts';
+import { writeTinyBert, writeTinyLlama } from '../fixtures/index.ts';
 import { createBenchContext, parseKernels } from './lib/device.ts';
 import { fmt, table, type BenchIO } from './lib/measure.ts';
 
@@ -97,7 +97,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         for (const dtype of dtypes) {
           for (const activations of ['float', 'int8'] as const) {
             const w = await uploadLlamaWeights(ctx, store, cfg, resolveLlamaWeights(store, cfg), dtype, { activations });
-            const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap: Math.max(...prompts.map((p) => p.length)), dtype: kv }, ropeInvFreq(cfg));
+            const cache = kvCacheFor(ctx, cfg, Math.max(...prompts.map((p) => p.length)), kv);
             const dec = new Decoder(ctx, cfg, w, cache);
             try {
               const all: Float32Array[] = [];

@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../src/io/safetensors.ts';
+import { SafetensorsFile } from '../src/io/safetensors/reader.ts';
 import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
 import type { Activations, LinearDType } from '../src/ops/linear.ts';

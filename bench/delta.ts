@@ -18,10 +18,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { diffModel, writeDeltaFile } from '../src/delta/diff.ts';
 import { patchModelFolder } from '../src/delta/patch-disk.ts';
-import { openModelFiles } from '../src/io/hub.ts';
-import { quantizeCheckpoint } from '../src/models/quantize-checkpoint.ts';
-import { editCheckpoint } from '../test/helpers/checkpoint-edit.ts';
-import { MINILM_SHAPE, writeBertCheckpoint } from './lib/bert-checkpoint.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
+import { quantizeCheckpoint } from '../src/quantize/checkpoint.ts';
+import { editCheckpoint, MINILM_SHAPE, writeBertCheckpoint } from '../fixtures/index.ts';
 import { fmt, report, table, type BenchIO } from './lib/measure.ts';
 
 const USAGE = `usage: npm run bench -- delta [--json] [--dtypes q4,q8] [--layers 6]

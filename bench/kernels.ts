@@ -25,10 +25,10 @@ const WARMUP = 2;
 const CASE_BUDGET_MS = 20_000;
 const COPY_BYTES = 64 * 2 ** 20;
 
-// Quantized cases go through src/ops/linear.ts. It is imported at run time, inside a try, so that
-// a broken or half-edited linear.ts costs only its own cases: the float ones then run through
-// matmul, and the report says so.
-type LinearModule = typeof import('../src/ops/linear.ts');
+// Quantized cases go through src/ops/linear.ts (weights prepared by src/models/prepare-linear.ts).
+// They are imported at run time, inside a try, so that a broken or half-edited linear.ts costs only
+// its own cases: the float ones then run through matmul, and the report says so.
+type LinearModule = typeof import('../src/ops/linear.ts') & typeof import('../src/models/prepare-linear.ts');
 /** A Linear dtype; `q8:int8` / `q4:int8` run it with int8 activation blocks (bare q8/q4: weight-only). */
 type BenchDType = import('../src/ops/linear.ts').LinearDType | 'q8:int8' | 'q4:int8';
 
@@ -122,9 +122,9 @@ function parseOptions(args: string[]): Options | 'help' {
 
 async function loadLinear(): Promise<LinearModule | string> {
   try {
-    return await import('../src/ops/linear.ts');
+    return { ...(await import('../src/ops/linear.ts')), ...(await import('../src/models/prepare-linear.ts')) };
   } catch (e) {
-    return `src/ops/linear.ts did not load: ${(e as Error).message.split('\n')[0]}`;
+    return `src/ops/linear.ts or src/models/prepare-linear.ts did not load: ${(e as Error).message.split('\n')[0]}`;
   }
 }
 

@@ -1,13 +1,13 @@
 /**
  * `npm run bench -- llm`: text generation with a LLaMA-family decoder (random weights generated on
- * read, bench/lib/llm-synthetic.ts), wall clock host to host, as a caller of Decoder sees it:
+ * read, fixtures/llm-synthetic.ts), wall clock host to host, as a caller of Decoder sees it:
  *   1. per weight dtype and KV type: prefill tokens/s over a prompt, greedy decode tokens/s;
  *   2. decode ms/token with the cache filled to each of several contexts (one dtype);
  *   3. run-ahead decoding (a read-back every `--batch` tokens) against one read-back per token;
- *   (a `gptq-q4` row runs the same model stored as a GPTQ int4 checkpoint, bench/lib/llm-gptq.ts,
+ *   (a `gptq-q4` row runs the same model stored as a GPTQ int4 checkpoint, bench/llm/gptq.ts,
  *   loaded through webq's GPTQ importer with the q4 kernels, beside webq's own q4)
  *   4. with --ort, onnxruntime-node's WebGPU EP on the same weights, adapter and process
- *      (bench/lib/llm-onnx.ts builds its graph), with a correctness check of its fp32 graph
+ *      (bench/llm/onnx.ts builds its graph), with a correctness check of its fp32 graph
  *      against webq's f32 forward.
  * Then the targets, each beside its measured value. Options and columns: bench/README.md, "llm".
  */
@@ -20,13 +20,13 @@ import type { KvDType } from '../src/ops/kv-cache.ts';
 import { contiguousGroups } from '../src/quant/imports/common.ts';
 import { parseQuantizationConfig, planLayout, specText } from '../src/quant/imports/index.ts';
 import { createBenchContext } from './lib/device.ts';
-import { gptqGroupFor, gptqLlm, layerLinears, type GptqLlm } from './lib/llm-gptq.ts';
-import { LLM_USAGE, parseLlmOptions, splitLlmDType, type LlmDType, type LlmOptions } from './lib/llm-options.ts';
-import { loadOrt, ORT_INSTALL } from './lib/llm-ort.ts';
-import { runOrtSection } from './lib/llm-ort-section.ts';
-import { formatReport, targetsOf, type ContextRow, type GptqInfo, type LlmReport, type LlmRow, type RunAheadRow } from './lib/llm-report.ts';
-import { syntheticLlm, type SyntheticLlm } from './lib/llm-synthetic.ts';
-import { fillRandom, makeDecoder, promptIds, timeDecode, timePrefill, warmUp } from './lib/llm-webq.ts';
+import { gptqGroupFor, gptqLlm, layerLinears, type GptqLlm } from './llm/gptq.ts';
+import { LLM_USAGE, parseLlmOptions, splitLlmDType, type LlmDType, type LlmOptions } from './llm/options.ts';
+import { loadOrt, ORT_INSTALL } from './llm/ort.ts';
+import { runOrtSection } from './llm/ort-section.ts';
+import { formatReport, targetsOf, type ContextRow, type GptqInfo, type LlmReport, type LlmRow, type RunAheadRow } from './llm/report.ts';
+import { syntheticLlm, type SyntheticLlm } from '../fixtures/index.ts';
+import { fillRandom, makeDecoder, promptIds, timeDecode, timePrefill, warmUp } from './llm/webq.ts';
 import { fmt, median, type BenchIO } from './lib/measure.ts';
 
 /** What every section shares: the device, the model, weights uploaded on first use, and decoders. */
@@ -39,7 +39,7 @@ interface Bench {
   dtypes: LlmDType[];
   kvs: KvDType[];
   prompt: number[];
-  /** gptq-q4's weights: the model as a GPTQ checkpoint, q4 kernels (llm-gptq.ts). */
+  /** gptq-q4's weights: the model as a GPTQ checkpoint, q4 kernels (bench/llm/gptq.ts). */
   weightsFor(dtype: LlmDType): Promise<LlamaGpuWeights>;
   /** A decoder with its own cache of `cap` positions (freed at the end of the run). */
   decoder(w: LlamaGpuWeights, kv: KvDType, cap: number): Decoder;

@@ -17,11 +17,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from '../src/api/bert.ts';
-import { openModelFiles } from '../src/io/hub.ts';
-import { quantizeCheckpoint } from '../src/models/quantize-checkpoint.ts';
+import { openModelFiles } from '../src/io/hub/hub.ts';
+import { quantizeCheckpoint } from '../src/quantize/checkpoint.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../src/models/upload.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
-import { MINILM_SHAPE, writeBertCheckpoint, type BertShape } from './lib/bert-checkpoint.ts';
+import { MINILM_SHAPE, writeBertCheckpoint, type BertShape } from '../fixtures/index.ts';
 import { createBenchContext } from './lib/device.ts';
 import { fmt, median, report, table, type BenchIO } from './lib/measure.ts';
 

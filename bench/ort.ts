@@ -14,7 +14,7 @@
  * hits all of them. The outputs are compared too (cosine, max |diff|): the fp32 pair is an
  * independent check of webq's forward. `--profile` adds both runtimes' kernel times of one
  * forward, grouped into the same buckets (QKV, attention, attention output, FFN up, FFN down,
- * other; bench/lib/profile.ts): webq's GPU timestamps against onnxruntime's own profiler.
+ * other; bench/ort/profile.ts): webq's GPU timestamps against onnxruntime's own profiler.
  *
  * onnxruntime-node is not a dependency of webq (its install script fetches CUDA libraries from
  * NuGet on Linux); install it without scripts to run this suite:
@@ -24,7 +24,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cosineSimilarity } from '../src/api/similarity.ts';
-import { SafetensorsFile } from '../src/io/safetensors.ts';
+import { SafetensorsFile } from '../src/io/safetensors/reader.ts';
 import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
 import type { BertConfig } from '../src/models/config.ts';
@@ -32,8 +32,8 @@ import type { LinearDType } from '../src/ops/linear.ts';
 import { createBenchContext, parseKernels } from './lib/device.ts';
 import { fmt, median, parseModelArgs, report, table, type BenchIO } from './lib/measure.ts';
 import { randomIds, writeMiniLM } from './lib/minilm.ts';
-import { encodeModel, GraphBuilder, onnxNodeName, OnnxType } from './lib/onnx.ts';
-import { bucketTable, compareBuckets, detailLines, ortProfile, profileWebq, readOrtProfile, summarize, type Bucket, type BucketComparison, type BucketProfile } from './lib/profile.ts';
+import { encodeModel, GraphBuilder, onnxNodeName, OnnxType } from './ort/onnx.ts';
+import { bucketTable, compareBuckets, detailLines, ortProfile, profileWebq, readOrtProfile, summarize, type Bucket, type BucketComparison, type BucketProfile } from './ort/profile.ts';
 
 const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu] [--kernels gpu|cpu] [--profile]
   Pairs webq's f32, q8, w8a8, q4 with onnxruntime's fp32, q8, q8, q4 graphs of the same weights.
@@ -101,7 +101,7 @@ export interface OrtProfile {
 
 /**
  * ONNX graph of the checkpoint's BertModel, Linear layers as `mode` asks. `nodeBuckets`, if given,
- * receives each node's name and its profile bucket (bench/lib/profile.ts).
+ * receives each node's name and its profile bucket (bench/ort/profile.ts).
  */
 export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode: OrtDType, nodeBuckets?: Map<string, Bucket>): Uint8Array {
   const g = new GraphBuilder();
@@ -206,7 +206,7 @@ export function bertOnnx(cfg: BertConfig, w: Record<string, Float32Array>, mode:
 /**
  * onnxruntime's kernel profile of one graph: a session of its own with `enableProfiling` (the timed
  * one runs without), one warm-up run and `reps` profiled ones, then the profile file it writes,
- * bucketed (bench/lib/profile.ts).
+ * bucketed (bench/ort/profile.ts).
  */
 async function profileOrt(ort: Ort, graph: { bytes: Uint8Array; buckets: Map<string, Bucket> }, ep: string, feeds: Record<string, unknown>, reps: number, prefix: string): Promise<BucketProfile> {
   const session = await ort.InferenceSession.create(graph.bytes, { executionProviders: [ep], logSeverityLevel: 3, enableProfiling: true, profileFilePrefix: prefix });

@@ -28,7 +28,7 @@ if (!suite || suite === '--help' || suite === '-h') {
 // suite runs): hand it the arguments and its exit code.
 if (suite === 'gpu-check') {
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('bash', [join(here, 'gpu-check.sh'), ...args], { stdio: 'inherit' });
+  const r = spawnSync('bash', [join(here, '..', 'scripts', 'gpu-check.sh'), ...args], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 if (!/^[a-z][a-z0-9-]*$/.test(suite) || !existsSync(join(here, `${suite}.ts`))) {

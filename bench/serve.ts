@@ -21,8 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ModelRegistry } from '../src/serve/models.ts';
 import { startServer } from '../src/serve/node.ts';
-import { writeTinyLlama } from '../test/helpers/tiny-llama.ts';
-import { MINILM_SHAPE, writeBertCheckpoint } from './lib/bert-checkpoint.ts';
+import { writeTinyLlama, MINILM_SHAPE, writeBertCheckpoint } from '../fixtures/index.ts';
 import { createBenchContext } from './lib/device.ts';
 import { fmt, report, table, type BenchIO } from './lib/measure.ts';
 

@@ -24,8 +24,8 @@ import { ConstraintEngine } from '../src/structured/engine.ts';
 import { ForcedTokenizer } from '../src/structured/forced-tokens.ts';
 import { TextTokenizer } from '../src/text/tokenizer.ts';
 import { createBenchContext } from './lib/device.ts';
-import { LLM_SHAPE_NAMES, syntheticLlm, type LlmShape } from './lib/llm-synthetic.ts';
-import { makeDecoder } from './lib/llm-webq.ts';
+import { LLM_SHAPE_NAMES, syntheticLlm, type LlmShape } from '../fixtures/index.ts';
+import { makeDecoder } from './llm/webq.ts';
 import { fmt, report, table, type BenchIO } from './lib/measure.ts';
 
 const USAGE = `usage: npm run bench -- structured [--json] [--model ${LLM_SHAPE_NAMES.join('|')}] [--layers N] [--dtype D] [--tokens N] [--runs N]

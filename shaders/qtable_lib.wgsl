@@ -1,6 +1,7 @@
 // One value of a quantized table (layout: src/quant/layout.ts), dequantized: row n, column k.
-// Shared by the gathers that read a packed embedding table (embedding_q.wgsl, embed_sum_q.wgsl);
-// the importer declares `w`, `scales`, `zeros` and a Params `p` with Kp and groups.
+// Shared by the gathers that read a packed embedding table (embedding_q.wgsl, embed_sum_q.wgsl:
+// the table_value their entry points read); the importer declares `w`, `scales`, `zeros` and a
+// Params `p` with Kp and groups.
 
 override BITS: u32 = 8u;
 override SYM: bool = true;

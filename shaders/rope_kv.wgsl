@@ -138,49 +138,49 @@ fn quant_word(w: u32, inv: f32) -> u32 {
   return word;
 }
 
-@compute @workgroup_size(WG)
-fn float_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let slot = wg.x;
-  let t = wg.y;
-  let D = p.D;
-  let row = (p.nh + 2u * p.nkv) * D;
+// The part both caches share. Slot < nh: Q head `slot` of row t, normed, roped and written to q;
+// returns false. Otherwise K head slot - nh, normed and roped, is left in xs for the caller to
+// write into its cache; returns true. (Uniform: slot is the workgroup's, so every thread returns
+// the same and the caller's barriers hold.)
+fn q_or_k(slot: u32, t: u32, lid: u32) -> bool {
+  let row = t * (p.nh + 2u * p.nkv) * p.D;
   let at = pos[0] + t;
   if (slot < p.nh) {
-    prepare(t * row, p.nh * D, slot, at, true, lid);
-    for (var d = lid; d < D; d += WG) { q[(t * p.nh + slot) * D + d] = T(xs[d]); }
-    return;
+    prepare(row, p.nh * p.D, slot, at, true, lid);
+    for (var d = lid; d < p.D; d += WG) { q[(t * p.nh + slot) * p.D + d] = T(xs[d]); }
+    return false;
   }
-  let h = slot - p.nh;
-  let dst = (h * p.cap + at) * D;
-  prepare(t * row + p.nh * D, p.nkv * D, h, at, false, lid);
-  for (var d = lid; d < D; d += WG) { kf[dst + d] = KV(xs[d]); }
-  let vsrc = t * row + (p.nh + p.nkv + h) * D;
-  for (var d = lid; d < D; d += WG) { vf[dst + d] = KV(f32(qkv[vsrc + d])); }
+  prepare(row + p.nh * p.D, p.nkv * p.D, slot - p.nh, at, false, lid);
+  return true;
+}
+
+// Where V head h of row t starts in qkv, and the cache row [h, pos0 + t] both go to.
+fn v_src(t: u32, h: u32) -> u32 { return t * (p.nh + 2u * p.nkv) * p.D + (p.nh + p.nkv + h) * p.D; }
+fn cache_row(t: u32, h: u32) -> u32 { return h * p.cap + pos[0] + t; }
+
+@compute @workgroup_size(WG)
+fn float_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  if (!q_or_k(wg.x, wg.y, lid)) { return; }
+  let h = wg.x - p.nh;
+  let dst = cache_row(wg.y, h) * p.D;
+  for (var d = lid; d < p.D; d += WG) { kf[dst + d] = KV(xs[d]); }
+  let vsrc = v_src(wg.y, h);
+  for (var d = lid; d < p.D; d += WG) { vf[dst + d] = KV(f32(qkv[vsrc + d])); }
 }
 
 @compute @workgroup_size(WG)
 fn int8_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let slot = wg.x;
-  let t = wg.y;
-  let D = p.D;
-  let row = (p.nh + 2u * p.nkv) * D;
-  let at = pos[0] + t;
-  if (slot < p.nh) {
-    prepare(t * row, p.nh * D, slot, at, true, lid);
-    for (var d = lid; d < D; d += WG) { q[(t * p.nh + slot) * D + d] = T(xs[d]); }
-    return;
-  }
-  let h = slot - p.nh;
-  let crow = h * p.cap + at;
-  prepare(t * row + p.nh * D, p.nkv * D, h, at, false, lid);
-  let D4 = D / 4u;
+  if (!q_or_k(wg.x, wg.y, lid)) { return; }
+  let h = wg.x - p.nh;
+  let crow = cache_row(wg.y, h);
+  let D4 = p.D / 4u;
   let km = absmax(lid);
   let kinv = select(0.0, 127.0 / km, km > 0.0);
   for (var w = lid; w < D4; w += WG) { kq[crow * D4 + w] = quant_word(w, kinv); }
   if (lid == 0u) { ks[crow] = km / 127.0; }
   workgroupBarrier();
-  let vsrc = t * row + (p.nh + p.nkv + h) * D;
-  for (var d = lid; d < D; d += WG) { xs[d] = f32(qkv[vsrc + d]); }
+  let vsrc = v_src(wg.y, h);
+  for (var d = lid; d < p.D; d += WG) { xs[d] = f32(qkv[vsrc + d]); }
   workgroupBarrier();
   let vm = absmax(lid);
   let vinv = select(0.0, 127.0 / vm, vm > 0.0);

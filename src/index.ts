@@ -12,13 +12,14 @@ export { Tensor, type DType } from './gpu/tensor.ts';
 export type { Precision, Variant } from './gpu/shaders.ts';
 export * as ops from './ops/index.ts';
 export * as io from './io/index.ts';
+export { CacheQuotaError } from './io/hub/cache-quota.ts';
 export * as quant from './quant/index.ts';
 export * as models from './models/index.ts';
 export * as delta from './delta/index.ts';
 export * as gguf from './gguf/index.ts';
 export { GgufError, type GgufErrorCode } from './gguf/errors.ts';
 export { openDelta, DeltaError, type Delta, type ModelVersion } from './delta/index.ts';
-export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded.ts';
+export type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from './delta/loaded-update.ts';
 export {
   TextTokenizer,
   loadTokenizer,

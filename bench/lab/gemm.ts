@@ -18,13 +18,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
 import type { Recorder } from '../../src/gpu/recorder.ts';
 import { WGSL } from '../../src/gpu/shaders.generated.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import { copy } from '../../src/ops/copy.ts';
-import { GPU_GEMV, matmul } from '../../src/ops/matmul.ts';
+import { matmul } from '../../src/ops/matmul.ts';
 import { qmatmul, quantizeActs } from '../../src/ops/qmatmul.ts';
 import { uploadQuantized } from '../../src/ops/qweight.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
@@ -56,41 +56,16 @@ export interface Version {
   /** q4: int8 block activations quantized inside the kernel (no quantize_act pass). */
   fused?: boolean;
   /**
-   * gemv / qgemv versions that run the shipped ops (matmul() / qmatmul(), gpu family) with
-   * GPU_GEMV.reduce set so; qgemv also with this activation mode ('block': quantize_act + wint).
+   * gemv / qgemv versions that run the shipped ops (matmul() / qmatmul(), gpu family) on a device
+   * made with DeviceOptions.gemv set so; qgemv also with this activation mode ('block':
+   * quantize_act + wint).
    */
   shipped?: { reduce: 'auto' | 'workgroup' | 'off'; act?: 'float' | 'block'; wg?: number; nr?: number };
   note: string;
 }
 
-// The versions, oldest first. mm0, q0 and g0 are what shaders/ shipped when the lab started.
-// Measured on lavapipe (2 busy cores, min of interleaved rounds, BERT shapes over 512 tokens):
-// mm1 1.6-1.9x mm0, mm2 1.4-2.2x, mm3 1.7-2.0x, mm6 1.4x, mm4 0.9x, mm5 1.5x; q1 1.35x q0
-// (q4 timings include the activation quantization); g1 0.7-0.9x g0 on 4096x4096 (noise-bound).
-// Issue 16 round 2 (same machine, f16 activations unless said, vs q1 = shipped wint with its
-// quantize_act, one run each): weight-only GEMMs lose on lavapipe, none shipped: qw0 (the
-// shipped wonly) 0.32x; q2 0.55-0.61x (f32 act 0.55-0.61x); q3 0.53-0.58x; q8 0.68x; q4 0.33x,
-// q5 0.32x, q6 0.38-0.47x, q7 (onnxruntime's WideTile shape) 0.19-0.23x. q2 runs at the f32
-// matmul main4's GFLOP/s (same inner loop): on lavapipe every workgroup-memory read is a
-// per-lane load, and wint's packed int8 words carry 4 k per read against 1 for floats. q9 (wint
-// with the block quantization of x fused into the tile load) 0.79-1.02x: not kept either.
-// Issue 20 (weight-only became the LLMs' default): q2 shipped as qgemm.wgsl wonly; qw0 is the
-// kernel it replaced. --op q4 --versions q1,qw0,q2 (SmolLM2 and BERT shapes, min of 5): q2
-// 1.6-2.1x qw0, 0.61x q1.
-// GEMVs (op gemv / qgemv, shipped ops with GPU_GEMV set, 1x4096x4096 / 1x1536x576 / 1x576x1536):
-// gv4-sg (vec4, subgroupAdd) 0.83-1.1x gv-old, 1.3-2.2x on the SmolLM2 shapes; 2 rows per thread
-// 2.5x, 4 rows 2.8-3.0x (shipped: NR 4, 128 threads); the TPR-32 workgroup tree 0.76-1.25x (it
-// is for devices without fixed-size subgroups). q4: qv4-sg (NR 1) 0.49-1.35x qv-wint, NR 2
-// 1.05-1.19x, NR 4 0.83-2.4x (4096 noisy; 1.5-2.4x on the SmolLM2 shapes), NR 4 with 128
-// threads 1.47x (shipped); qv-wonly (the shared weight-only GEMV) 0.3-0.4x.
-// Issue 16, subgroup GEMMs for the gpu family (vs mm2 = shipped main4, BERT shapes, three runs:
-// f32 mm2,mm7,mm7g,mm8,mm8g; f16 mm2,mm7,mm8,mm8g; f32 mm2,mm8,mm8g): mm7 (A by subgroupShuffle,
-// B staged) 1.45x / 1.55x; mm7g (no SG8) 1.16x; mm8 (A by shuffle, B per lane from global, no
-// workgroup memory) 1.81x / 2.29x / 2.09x; mm8g 1.96x / 2.25x / 1.65x (one 512x384x1536 outlier;
-// 1.9-2.2x on the other shapes). The SG8 specialization (uniform shuffle lane) helps mm7 only.
-// Shipped: mm7 as shaders/matmul_gpu_sg.wgsl (gpu family, fixed subgroup size 8-64; SG8 when it
-// is 8): it keeps B's coalesced workgroup tile, which GPUs need; mm8/mm8g give that up for gains
-// only an emulated adapter shows (every load there is a per-lane scalar load).
+// The versions, oldest first. mm0, q0 and g0 are what shaders/ shipped when the lab started; what
+// each measured and which were shipped: bench/lab/README.md.
 export const VERSIONS: Version[] = [
   { name: 'mm0', op: ['f32', 'f16'], file: 'mm0', entry: 'main', tile: [64, 64], note: 'shipped: 16x16 threads, 4x4 per thread, scalar staging, BK 16' },
   { name: 'mm1', op: ['f32', 'f16'], file: 'mm1', entry: 'main', tile: [64, 64], note: '8x8 threads, 8x8 per thread (two vec4 per operand and k), BK 16 (shipped: matmul.wgsl main)' },
@@ -148,6 +123,8 @@ function register(v: Version): string {
 }
 
 interface Case {
+  /** The device the case's inputs live on (a shipped gemv/qgemv version's has its own gemv option). */
+  ctx: GpuContext;
   /** Records the version's dispatch; returns the output. */
   run(rec: Recorder): Tensor;
   check(got: Float32Array): { ok: boolean; maxErr: number };
@@ -156,7 +133,7 @@ interface Case {
 
 /** Inputs of one shape for one op, uploaded once; `check` compares with the CPU reference. */
 function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean, qAct: 'f32' | 'f16' = 'f16'): Case {
-  if (v.shipped) return shippedCase(ctx, v, op, [M, N, K], withRef, qAct);
+  if (v.shipped) return shippedCase(shippedContexts.get(v.name)!, v, op, [M, N, K], withRef, qAct);
   const shader = register(v);
   const x = seeded(M * K, 7 + M, 1);
   const w = seeded(N * K, 1000 + N + K, 0.05);
@@ -169,6 +146,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
     const tw = ctx.uploadFloat(w, [N, K], 'f32');
     const ref = withRef ? refLinear(x, M, K, w, N, bias) : null;
     return {
+      ctx,
       run(rec) {
         const out = ctx.empty([M, N], 'f32');
         rec.dispatch(
@@ -187,6 +165,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
     const tw = ctx.uploadFloat(w, [N, K], act);
     const ref = withRef ? refLinear(op === 'f16' ? roundF16(x) : x, M, K, op === 'f16' ? roundF16(w) : w, N, op === 'f16' ? roundF16(bias) : bias) : null;
     return {
+      ctx,
       run(rec) {
         const out = ctx.empty([M, N], act);
         rec.dispatch(
@@ -210,6 +189,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
   if (v.wonly) {
     const ref = withRef ? refQLinear(r16(x), M, K, qr, r16(bias)) : null;
     return {
+      ctx,
       run(rec) {
         const out = ctx.empty([M, N], act);
         const ph = ctx.placeholder(act);
@@ -227,6 +207,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
   }
   const ref = withRef ? refW8A8(r16(x), M, K, qr, r16(bias), undefined, 'block') : null;
   return {
+    ctx,
     run(rec) {
       const acts = v.fused
         ? { xq: ctx.placeholder('u32'), xs: ctx.placeholder('f32'), xsum: ctx.placeholder('i32'), dispose() {} }
@@ -247,7 +228,7 @@ function makeCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef
   };
 }
 
-/** gemv / qgemv through the shipped ops with GPU_GEMV.reduce = v.shipped.reduce while recording. */
+/** gemv / qgemv through the shipped ops, on `ctx`: a device made with v.shipped's gemv options. */
 function shippedCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, withRef: boolean, qAct: 'f32' | 'f16'): Case {
   const s = v.shipped!;
   const x = seeded(M * K, 7 + M, 1);
@@ -257,20 +238,12 @@ function shippedCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, with
   const r16 = act === 'f16' ? roundF16 : (a: Float32Array) => a;
   const tx = ctx.uploadFloat(x, [M, K], act);
   const tb = ctx.uploadFloat(bias, [N], act);
-  const withReduce = <R>(fn: () => R): R => {
-    const old = { ...GPU_GEMV };
-    Object.assign(GPU_GEMV, { reduce: s.reduce, wg: s.wg, nr: s.nr });
-    try {
-      return fn();
-    } finally {
-      Object.assign(GPU_GEMV, old);
-    }
-  };
   if (op === 'gemv') {
     const tw = ctx.uploadFloat(w, [N, K], 'f32');
     const ref = withRef ? refLinear(x, M, K, w, N, bias) : null;
     return {
-      run: (rec) => withReduce(() => matmul(ctx, rec, tx, tw, { bias: tb })),
+      ctx,
+      run: (rec) => matmul(ctx, rec, tx, tw, { bias: tb }),
       check: (got) => errors(got, ref!, [3e-5, 1e-5], K),
       dispose: () => [tx, tb, tw].forEach((t) => t.dispose()),
     };
@@ -281,20 +254,22 @@ function shippedCase(ctx: GpuContext, v: Version, op: Op, [M, N, K]: Shape, with
   const qr = { ...q, scales: r16(q.scales), zeros: q.zeros ? r16(q.zeros) : q.zeros };
   const ref = !withRef ? null : s.act === 'block' ? refW8A8(r16(x), M, K, qr, r16(bias), undefined, 'block') : refQLinear(r16(x), M, K, qr, r16(bias));
   return {
-    run: (rec) => withReduce(() => qmatmul(ctx, rec, tx, qw, { act: s.act ?? 'float', bias: tb })),
+    ctx,
+    run: (rec) => qmatmul(ctx, rec, tx, qw, { act: s.act ?? 'float', bias: tb }),
     check: (got) => errors(got, ref!, act === 'f32' ? [3e-5, 1e-5] : [2e-3, 2e-3], K),
     dispose: () => ([tx, tb].forEach((t) => t.dispose()), qw.dispose()),
   };
 }
 
 let labBits: 4 | 8 = 4; // qgemv: --bits
+/** The device of each shipped gemv/qgemv version: the lab's options plus its DeviceOptions.gemv. */
+const shippedContexts = new Map<string, GpuContext>();
 let labGpu: GPU | undefined; // module scope: Dawn must outlive its devices
 async function labContext(toggles: string[]): Promise<GpuContext> {
   const mod = (await import('webgpu')) as { create(flags: string[]): GPU; globals: object };
   for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   labGpu ??= mod.create(['disable-dawn-features=timestamp_quantization', `enable-dawn-features=${toggles.join(',')}`]);
-  const { GpuContext: G } = await import('../../src/gpu/context.ts');
-  return G.create({ gpu: labGpu, kernels: 'gpu' });
+  return GpuContext.create({ gpu: labGpu, kernels: 'gpu' });
 }
 
 const roundF16 = (a: Float32Array): Float32Array => f16ArrayToF32(f32ArrayToF16(a));
@@ -344,6 +319,10 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const { ctx } = values.dawn ? { ctx: await labContext(values.dawn.split(',')) } : await createBenchContext({ kernels: 'gpu' });
   let failed = 0;
   try {
+    for (const v of versions) {
+      const s = v.shipped;
+      if (s) shippedContexts.set(v.name, await GpuContext.create({ ...ctx.dev.options, gemv: { reduce: s.reduce, wg: s.wg, nr: s.nr } }));
+    }
     io.stderr(`adapter: ${ctx.caps.adapter}; op ${op}; min of ${reps} interleaved rounds\n`);
     const ms: Record<string, number[]> = {};
     const checks: Record<string, string> = {};
@@ -356,11 +335,11 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       }
       const c = makeCase(ctx, v, op, op === 'gemv' || op === 'qgemv' ? [1, 133, 96] : CHECK, true, qAct);
       try {
-        const got = await withErrorScopes(ctx, async () => {
-          const rec = ctx.record();
+        const got = await withErrorScopes(c.ctx, async () => {
+          const rec = c.ctx.record();
           const out = c.run(rec);
           await rec.submit();
-          const r = await ctx.readFloat(out);
+          const r = await c.ctx.readFloat(out);
           out.dispose();
           return r;
         });
@@ -383,7 +362,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       // hits every version alike; the minimum is the least disturbed run.
       for (let r = 0; r <= reps; r++) {
         for (const x of cases) {
-          const m = await measure(ctx, (rec) => {
+          const m = await measure(x.c.ctx, (rec) => {
             const out = x.c.run(rec);
             return () => out.dispose();
           }, { warmup: 0, reps: 1, label: x.v.name });
@@ -422,6 +401,8 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     });
     io.stdout(table(['version', 'check', ...shapes.map((s) => s.join('x')), 'total ms', `vs ${base}`, op === 'gemv' || op === 'qgemv' ? 'traffic GB/s / copy' : 'GFLOP/s'], rows, 2));
   } finally {
+    for (const c of shippedContexts.values()) c.dispose();
+    shippedContexts.clear();
     ctx.dispose();
   }
   return failed ? 1 : 0;

@@ -3,7 +3,7 @@
  * written as a Hugging Face safetensors folder, and a batch of random token ids.
  */
 import { parseBertConfig, type BertConfig } from '../../src/models/config.ts';
-import { writeTinyBert, type TinyBert } from '../../test/helpers/tiny-bert.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/index.ts';
 
 export interface MiniLM {
   tiny: TinyBert;

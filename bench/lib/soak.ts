@@ -27,8 +27,7 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { CHATML } from '../../test/helpers/llm-fixture.ts';
-import { writeTinyBert } from '../../test/helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../../test/helpers/tiny-llama.ts';
+import { writeTinyBert, writeTinyLlama } from '../../fixtures/index.ts';
 
 export type Phase = 'generate' | 'embed' | 'chat' | 'load';
 export const PHASES: readonly Phase[] = ['generate', 'embed', 'chat', 'load'];

@@ -7,26 +7,25 @@
  * Texts are numbered from 1 in messages ("text 3" is the third), as `webq embed` numbers its output.
  */
 import { Embeddings } from './embeddings.ts';
-import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
-import { WeightVersions } from '../delta/loaded-weights.ts';
-import type { ModelVersion } from '../quant/versions.ts';
+import type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from '../delta/loaded-update.ts';
 import { WebqError } from '../errors.ts';
 import { encoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { openModelFiles } from '../io/hub.ts';
-import type { ModelFiles, OpenModelOptions } from '../io/model-files.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
+import { loadHolding } from '../io/hub/cache-lock.ts';
+import type { ModelFiles, OpenModelOptions } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import { checkBertBatch } from '../models/memory-estimate.ts';
-import { EMBEDDING_DTYPES, type EmbeddingDType, type UploadOptions } from '../models/upload.ts';
+import type { EmbeddingDType } from '../models/upload.ts';
 import { parseBertConfig, type BertConfig } from '../models/config.ts';
 import { pool } from '../ops/encoder-io.ts';
-import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
-import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { readPrequantInfo } from '../quant/prequantized.ts';
+import type { Activations, LinearDType } from '../ops/linear.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type CallLimits, type Limits } from './limits.ts';
-import { isStale, reloadWeights, staleError, type AppliedDelta } from './recovery.ts';
+import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
+import { staleError } from './recovery.ts';
 import { checkTexts } from './bert-inputs.ts';
 import { sentenceTransformersConfig, type SentenceTransformersConfig } from './sentence-transformers.ts';
 
@@ -43,7 +42,7 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
    * are int8 and f32/f16 float ('BAD_OPTION' otherwise).
    */
   activations?: Activations;
-  /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/ops/linear.ts). */
+  /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/models/prepare-linear.ts). */
   group?: number | 'channel';
   /** Symmetric (default) or asymmetric (zero points) integer weights. */
   symmetric?: boolean;
@@ -106,23 +105,13 @@ export class BertModel {
   readonly describe: string;
   readonly ctx: GpuContext;
   private readonly tokenizer: TextTokenizer;
-  /** The current weights, and older versions that calls started before an update still run on. */
-  private versions: WeightVersions<BertGpuWeights>;
-  /** The context's device generation the weights live on, the version at load and the deltas since (see recover()). */
-  private generation: number;
-  private readonly loadedAt: ModelVersion | null;
-  private readonly deltas: AppliedDelta[] = [];
+  /** The weight versions, the model's version and how to upload it again (src/api/model-weights.ts). */
+  private readonly weights: LoadedWeights<BertGpuWeights>;
   private recovering: Promise<boolean> | null = null;
   private readonly limits: Limits;
   private readonly calls: CallCounter;
   private readonly stopWatching: () => void;
   private readonly ownsContext: boolean;
-  /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
-  private readonly files: ModelFiles;
-  private readonly uploadOptions: UploadOptions;
-  private modelVersion: ModelVersion | null;
-  /** applyDelta calls, one after another. */
-  private updates: Promise<unknown> = Promise.resolve();
   /** From a sentence-transformers export (1_Pooling/config.json, modules.json), else mean / none. */
   readonly pooling: Required<EmbedOptions>;
   /**
@@ -138,21 +127,16 @@ export class BertModel {
   private disposed = false;
 
   private constructor(args: {
-    config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: BertGpuWeights; ownsContext: boolean; st: SentenceTransformersConfig;
-    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null; autoRecover: boolean; limits: Limits;
+    config: BertConfig; dtype: LinearDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; weights: LoadedWeights<BertGpuWeights>; ownsContext: boolean; st: SentenceTransformersConfig;
+    autoRecover: boolean; limits: Limits;
   }) {
     this.config = args.config;
     this.dtype = args.dtype;
     this.describe = args.describe;
     this.ctx = args.ctx;
     this.tokenizer = args.tokenizer;
-    this.versions = new WeightVersions(args.weights);
+    this.weights = args.weights;
     this.ownsContext = args.ownsContext;
-    this.files = args.files;
-    this.uploadOptions = args.uploadOptions;
-    this.modelVersion = args.version;
-    this.loadedAt = args.version;
-    this.generation = args.ctx.generation;
     this.limits = args.limits;
     this.calls = new CallCounter(args.describe);
     this.stopWatching = args.autoRecover ? args.ctx.onFailure(() => void this.recover().catch(() => undefined)) : () => undefined;
@@ -164,52 +148,38 @@ export class BertModel {
   }
 
   static async load(location: string, opts: BertLoadOptions = {}): Promise<BertModel> {
-    if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
-    if (opts.activations !== undefined && !ACTIVATIONS.includes(opts.activations)) throw new WebqError('BAD_OPTION', `unknown activations '${opts.activations}': use one of ${ACTIVATIONS.join(', ')}`);
-    if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
+    checkLoadOptions(opts);
     const limits = resolveLimits(opts.limits);
     const files = await openModelFiles(location, opts);
+    return loadHolding(files, () => BertModel.loadFrom(files, opts, limits));
+  }
+
+  /** The rest of load(), holding a cached model's lock (src/io/hub/cache-lock.ts): it reads one version of the files. */
+  private static async loadFrom(files: ModelFiles, opts: BertLoadOptions, limits: Limits): Promise<BertModel> {
     const config = parseBertConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.padTokenId });
     const st = await sentenceTransformersConfig(files);
-    const store = await files.checkpoint();
-    // A webq pre-quantized checkpoint fixes the dtype (its weights are already packed).
-    const prequant = readPrequantInfo(store);
-    // GPTQ / AWQ / compressed-tensors / bitsandbytes folders run in their own bits by default.
-    const imported = parseQuantizationConfig(config.quantizationConfig ?? undefined, `${files.describe}/config.json`);
-    const dtype = (opts.dtype ?? prequant?.dtype ?? imported?.dtype ?? 'q8') as LinearDType;
-    if (prequant && dtype !== prequant.dtype) {
-      await store.close?.();
-      throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
-    }
-    const refs = resolveBertWeights(store, config);
-    const version = loadedVersion(store.metadata, files.describe);
-    const ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
-    try {
-      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
-      const weights = await uploadBertWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
-      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st, files, uploadOptions, version, autoRecover: opts.autoRecover === true, limits });
-    } catch (e) {
-      if (!opts.context) ctx.dispose();
-      throw e;
-    } finally {
-      await store.close?.();
-    }
+    const arch = { fallback: 'q8' as const, quantizationConfig: config.quantizationConfig, check: (s: TensorStore) => void resolveBertWeights(s, config) };
+    return loadCheckpoint(files, opts, arch, async ({ store, ctx, dtype, prequant, version, uploadOptions, hold }) => {
+      const upload: Upload<BertGpuWeights> = (s, prequant, reuse) => uploadBertWeights(ctx, s, config, resolveBertWeights(s, config), dtype, { ...uploadOptions, prequant, reuse });
+      const weights = new LoadedWeights(ctx, { describe: files.describe, files, dtype }, upload, hold(await upload(store, prequant)), version);
+      return new BertModel({ config, dtype, describe: files.describe, ctx, tokenizer, weights, ownsContext: !opts.context, st, autoRecover: opts.autoRecover === true, limits });
+    });
   }
 
   /** Weight bytes on the GPU (quantized codes, scales and zero points included). */
   get weightBytes(): number {
-    return this.versions.current.bytes;
+    return this.weights.current.bytes;
   }
 
   /** What the quantized Linears do with their input (BertLoadOptions.activations, as resolved). */
   get activations(): Activations {
-    return this.versions.current.activations;
+    return this.weights.current.activations;
   }
 
   /** The model's version (`webq quantize` records it; applyDelta moves it), or null for a file without one. */
   get version(): string | null {
-    return this.modelVersion?.version ?? null;
+    return this.weights.version?.version ?? null;
   }
 
   /**
@@ -271,7 +241,7 @@ export class BertModel {
 
   /**
    * Runs one call on the current weights (held until it ends: an update between its start and its
-   * end does not touch them, src/delta/loaded-weights.ts), within the caller's limits, after a
+   * end does not touch them, src/delta/loaded-versions.ts), within the caller's limits, after a
    * recovery in progress.
    */
   private call<T>(opts: TextOptions, method: string, fn: (weights: BertGpuWeights) => Promise<T>): Promise<T> {
@@ -282,8 +252,8 @@ export class BertModel {
       const work = (async () => {
         await this.recovering?.catch(() => undefined);
         this.check();
-        if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
-        const held = this.versions.use();
+        if (this.weights.stale) throw staleError(this.describe);
+        const held = this.weights.versions.use();
         try {
           return await fn(held.weights);
         } finally {
@@ -389,45 +359,20 @@ export class BertModel {
    * Updates run one after another.
    */
   applyDelta(delta: DeltaInput, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
-    const run = this.updates.then(() => this.update(delta, opts));
-    this.updates = run.catch(() => undefined);
-    return run;
-  }
-
-  private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
-    this.check();
-    if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
-    checkGuard(opts);
-    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
-    try {
-      const old = this.versions.use();
-      try {
-        const refs = resolveBertWeights(u.store, this.config);
-        const next = await uploadBertWeights(this.ctx, u.store, this.config, refs, this.dtype, { ...this.uploadOptions, prequant: u.prequant, reuse: u.reuse(old.weights.objects) });
-        try {
-          await u.verifyRest();
-          let error: number | undefined;
-          if (opts.check) {
-            const o = { truncate: true };
-            const [a, b] = [await this.pooled(old.weights, opts.check.texts, o, 'applyDelta'), await this.pooled(next, opts.check.texts, o, 'applyDelta')];
-            error = 1 - encoderError(a.vectors, b.vectors).cosine!.min;
-            if (!(error <= opts.check.maxError)) throw guardError(u, 'the largest 1 - cosine between embeddings of check.texts before and after', error, opts.check.maxError);
-          }
-          if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed during applyDelta`);
-          this.versions.replace(next);
-          this.modelVersion = u.target;
-          this.deltas.push({ input, publicKey: opts.publicKey });
-          return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
-        } catch (e) {
-          this.versions.discard(next);
-          throw e;
-        }
-      } finally {
-        old.release();
-      }
-    } finally {
-      await u.close();
-    }
+    return this.weights.apply(delta, opts, {
+      check: () => {
+        this.check();
+        if (this.weights.stale) throw staleError(this.describe);
+      },
+      guard: (texts) => ({
+        what: 'the largest 1 - cosine between embeddings of check.texts before and after',
+        measure: async (old, next) => {
+          const o = { truncate: true };
+          const [a, b] = [await this.pooled(old, [...texts], o, 'applyDelta'), await this.pooled(next, [...texts], o, 'applyDelta')];
+          return 1 - encoderError(a.vectors, b.vectors).cosine!.min;
+        },
+      }),
+    });
   }
 
   /**
@@ -442,13 +387,8 @@ export class BertModel {
     return (this.recovering ??= (async () => {
       try {
         const replaced = await this.ctx.recover();
-        if (!isStale(this.ctx, this.generation)) return replaced;
-        const { versions } = await reloadWeights({
-          describe: this.describe, files: this.files, dtype: this.dtype, loadedAt: this.loadedAt, current: this.modelVersion, deltas: this.deltas,
-          upload: (store, prequant, reuse) => uploadBertWeights(this.ctx, store, this.config, resolveBertWeights(store, this.config), this.dtype, { ...this.uploadOptions, prequant, reuse }),
-        });
-        this.versions.dispose(); // on the dead device
-        [this.versions, this.generation] = [versions, this.ctx.generation];
+        if (!this.weights.stale) return replaced;
+        await this.weights.reload();
         return true;
       } finally {
         this.recovering = null;
@@ -461,7 +401,7 @@ export class BertModel {
     if (this.disposed) return;
     this.disposed = true;
     this.stopWatching();
-    this.versions.dispose();
+    this.weights.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }
 }

@@ -15,8 +15,8 @@
  */
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { openModelFiles } from '../io/hub.ts';
-import type { OpenModelOptions } from '../io/model-files.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
+import type { OpenModelOptions } from '../io/hub/model-files.ts';
 import { parseModelConfig } from '../models/config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';

@@ -1,7 +1,7 @@
 /** The options of LlmModel.load and LlmModel.generate. */
 import type { CallLimits } from './limits.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { OpenModelOptions } from '../io/model-files.ts';
+import type { OpenModelOptions } from '../io/hub/model-files.ts';
 import type { EmbeddingDType } from '../models/upload.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';

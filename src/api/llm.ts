@@ -4,25 +4,23 @@
  * runs on the GPU end to end (src/generate/decoder.ts); this layer turns prompts into ids and ids
  * into text, applies stops, measures, and queues calls so two generations never interleave.
  */
-import { checkGuard, guardError, loadedVersion, prepareUpdate, type ApplyDeltaOptions, type DeltaApplied, type DeltaInput } from '../delta/loaded.ts';
-import { WeightVersions } from '../delta/loaded-weights.ts';
-import type { ModelVersion } from '../quant/versions.ts';
+import type { ApplyDeltaOptions, DeltaApplied, DeltaInput } from '../delta/loaded-update.ts';
 import { WebqError } from '../errors.ts';
 import { decoderError } from '../quant/guard.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openLlmFiles } from '../gguf/files.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import { loadHolding } from '../io/hub/cache-lock.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { Decoder } from '../generate/decoder.ts';
+import { kvCacheFor } from '../generate/kv.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
-import { checkKvFits, parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { checkKvFits, parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
 import { resolveLlamaWeights } from '../models/llama-weights.ts';
 import { checkEstimate, estimateLlm } from '../models/memory-estimate.ts';
-import { EMBEDDING_DTYPES, type UploadOptions } from '../models/upload.ts';
-import { KV_DTYPES, KvCache, type KvDType } from '../ops/kv-cache.ts';
-import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';
+import { KV_DTYPES, type KvDType } from '../ops/kv-cache.ts';
+import type { Activations, LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
-import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { readPrequantInfo } from '../quant/prequantized.ts';
 import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/chat-template.ts';
 import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
 import { TextStreamer } from '../text/text-stream.ts';
@@ -30,7 +28,8 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ChatCompletions } from './chat.ts';
 import { ConstraintTools, logprobEntries, prepareExtras, type PreparedExtras, type TokenLogprob } from './generate-extras.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type Limits } from './limits.ts';
-import { isStale, reloadWeights, staleError, type AppliedDelta } from './recovery.ts';
+import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
+import { staleError } from './recovery.ts';
 
 /** Default context cap: the model's own, but no more than this many positions. */
 export const DEFAULT_CONTEXT = 4096;
@@ -57,31 +56,19 @@ export class LlmModel {
   readonly chat: { completions: ChatCompletions };
   /** The constraint engine for responseFormat and tool calls, made on first use. */
   readonly constraints: ConstraintTools;
-  /** The current weights (the decoder runs on them); a replaced version is freed at the swap. */
-  private versions: WeightVersions<LlamaGpuWeights>;
+  /** The weights the decoder runs on, the model's version and how to upload it again (src/api/model-weights.ts). */
+  private readonly weights: LoadedWeights<LlamaGpuWeights>;
   private decoder: Decoder;
   private readonly ownsContext: boolean;
-  /** The context's device generation the weights and cache live on (recover() moves it). */
-  private generation: number;
-  /** The version at load, and the deltas applied since (recover() applies them again). */
-  private readonly loadedAt: ModelVersion | null;
-  private readonly deltas: AppliedDelta[] = [];
   private readonly limits: Limits;
   private readonly calls: CallCounter;
   private readonly stopWatching: () => void;
-  /** Where the model came from: applyDelta reads unchanged tensors of a changed group from here. */
-  private readonly files: ModelFiles;
-  private readonly uploadOptions: UploadOptions;
-  private modelVersion: ModelVersion | null;
   private queue: Promise<void> = Promise.resolve();
-  /** applyDelta calls, one after another. */
-  private updates: Promise<unknown> = Promise.resolve();
   private disposed = false;
 
   private constructor(a: {
     config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
-    generationDefaults: GenerationDefaults; weights: LlamaGpuWeights; decoder: Decoder; ownsContext: boolean;
-    files: ModelFiles; uploadOptions: UploadOptions; version: ModelVersion | null; autoRecover: boolean; limits: Limits;
+    generationDefaults: GenerationDefaults; weights: LoadedWeights<LlamaGpuWeights>; decoder: Decoder; ownsContext: boolean; autoRecover: boolean; limits: Limits;
   }) {
     this.config = a.config;
     this.dtype = a.dtype;
@@ -91,14 +78,9 @@ export class LlmModel {
     this.tokenizer = a.tokenizer;
     this.chatTemplate = a.chatTemplate;
     this.generationDefaults = a.generationDefaults;
-    this.versions = new WeightVersions(a.weights);
+    this.weights = a.weights;
     this.decoder = a.decoder;
     this.ownsContext = a.ownsContext;
-    this.files = a.files;
-    this.uploadOptions = a.uploadOptions;
-    this.modelVersion = a.version;
-    this.loadedAt = a.version;
-    this.generation = a.ctx.generation;
     this.limits = a.limits;
     this.calls = new CallCounter(a.describe);
     this.stopWatching = a.autoRecover ? a.ctx.onFailure(() => void this.recover().catch(() => undefined)) : () => undefined;
@@ -111,12 +93,15 @@ export class LlmModel {
   }
 
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
-    if (opts.dtype !== undefined && !LINEAR_DTYPES.includes(opts.dtype)) throw new WebqError('UNKNOWN_DTYPE', `unknown dtype '${opts.dtype}': use one of ${LINEAR_DTYPES.join(', ')}`);
-    if (opts.embeddings !== undefined && !EMBEDDING_DTYPES.includes(opts.embeddings)) throw new WebqError('BAD_OPTION', `unknown embeddings '${opts.embeddings}': use one of ${EMBEDDING_DTYPES.join(', ')}`);
-    if (opts.activations !== undefined && !ACTIVATIONS.includes(opts.activations)) throw new WebqError('BAD_OPTION', `unknown activations '${opts.activations}': use one of ${ACTIVATIONS.join(', ')}`);
+    checkLoadOptions(opts);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
+    return loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+  }
+
+  /** The rest of load(), holding a cached model's lock (src/io/hub/cache-lock.ts): it reads one version of the files. */
+  private static async loadFrom(files: ModelFiles, opts: LlmLoadOptions, limits: Limits): Promise<LlmModel> {
     const config = parseLlamaConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
     const cap = opts.contextLength ?? Math.min(config.maxPositions, DEFAULT_CONTEXT);
     if (!Number.isSafeInteger(cap) || cap < 2 || cap > config.maxPositions) {
@@ -125,50 +110,33 @@ export class LlmModel {
     const tokenizer = await loadTokenizer(files, { name: files.describe });
     const chatTemplate = await ChatTemplate.load(files);
     const generationDefaults = await readGenerationConfig(files);
-    const store = await files.checkpoint();
-    let ctx: GpuContext | null = null;
-    let weights: LlamaGpuWeights | null = null;
-    try {
-      const prequant = readPrequantInfo(store);
-      // GPTQ / AWQ / compressed-tensors / bitsandbytes folders run in their own bits by default.
-      const imported = parseQuantizationConfig(config.quantizationConfig ?? undefined, `${files.describe}/config.json`);
-      const dtype = (opts.dtype ?? prequant?.dtype ?? imported?.dtype ?? 'q4') as LinearDType;
-      if (prequant && dtype !== prequant.dtype) {
-        throw new WebqError('DTYPE_MISMATCH', `${files.describe}: is pre-quantized as ${prequant.dtype}; load it with dtype '${prequant.dtype}' (or quantize the float checkpoint to ${dtype})`);
-      }
-      const refs = resolveLlamaWeights(store, config);
-      ctx = opts.context ?? (await GpuContext.create({ f16: opts.f16, kernels: opts.kernels }));
+    const arch = { fallback: 'q4' as const, quantizationConfig: config.quantizationConfig, check: (s: TensorStore) => void resolveLlamaWeights(s, config) };
+    return loadCheckpoint(files, opts, arch, async ({ store, ctx, dtype, prequant, version, uploadOptions, hold }) => {
       const kv = opts.kv ?? (ctx.caps.f16 ? 'f16' : 'f32');
       checkKvFits(config, cap, kv, ctx.caps, `${files.describe}/config.json`);
       checkEstimate(estimateLlm(config, { dtype, context: cap, kv, f16: ctx.caps.f16 }), ctx.caps, `${files.describe}/config.json`, (n) => `load with contextLength ${n} or less`);
-      const uploadOptions = { group: opts.group, symmetric: opts.symmetric, embeddings: opts.embeddings, activations: opts.activations };
-      weights = await uploadLlamaWeights(ctx, store, config, refs, dtype, { ...uploadOptions, prequant });
-      const cache = KvCache.create(ctx, { layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, cap, dtype: kv }, ropeInvFreq(config));
-      const decoder = new Decoder(ctx, config, weights, cache);
-      const version = loadedVersion(store.metadata, files.describe);
-      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights, decoder, ownsContext: !opts.context, files, uploadOptions, version, autoRecover: opts.autoRecover === true, limits });
-    } catch (e) {
-      weights?.dispose();
-      if (ctx && !opts.context) ctx.dispose();
-      throw e;
-    } finally {
-      await store.close?.();
-    }
+      const upload: Upload<LlamaGpuWeights> = (s, prequant, reuse) => uploadLlamaWeights(ctx, s, config, resolveLlamaWeights(s, config), dtype, { ...uploadOptions, prequant, reuse });
+      const weights = hold(await upload(store, prequant));
+      const cache = kvCacheFor(ctx, config, cap, kv);
+      const decoder = hold(new Decoder(ctx, config, weights, hold(cache)));
+      const loaded = new LoadedWeights(ctx, { describe: files.describe, files, dtype }, upload, weights, version);
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights: loaded, decoder, ownsContext: !opts.context, autoRecover: opts.autoRecover === true, limits });
+    });
   }
 
   /** Weight bytes on the GPU. */
   get weightBytes(): number {
-    return this.versions.current.bytes;
+    return this.weights.current.bytes;
   }
 
   /** What the quantized Linears do with their input (LlmLoadOptions.activations, as resolved). */
   get activations(): Activations {
-    return this.versions.current.activations;
+    return this.weights.current.activations;
   }
 
   /** The model's version (`webq quantize` records it; applyDelta moves it), or null for a file without one. */
   get version(): string | null {
-    return this.modelVersion?.version ?? null;
+    return this.weights.version?.version ?? null;
   }
 
   /** KV cache bytes on the GPU. */
@@ -187,7 +155,7 @@ export class LlmModel {
   /** check(), and that the weights live on the context's current device (see recover()). */
   private checkLive(): void {
     this.check();
-    if (isStale(this.ctx, this.generation)) throw staleError(this.describe);
+    if (this.weights.stale) throw staleError(this.describe);
   }
 
   /** Prompt ids as the model's tokenizer makes them (special tokens where its config adds them). */
@@ -388,50 +356,32 @@ export class LlmModel {
    * (DeltaError 'DELTA_GUARD'). Any failure leaves the model as it was. Updates run one after another.
    */
   applyDelta(delta: DeltaInput, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
-    const run = this.updates.then(() => this.update(delta, opts));
-    this.updates = run.catch(() => undefined);
-    return run;
-  }
-
-  private async update(input: DeltaInput, opts: ApplyDeltaOptions): Promise<DeltaApplied> {
-    this.checkLive();
-    checkGuard(opts);
-    const ids = opts.check?.texts.map((t) => this.encode(t));
-    const u = await prepareUpdate({ describe: this.describe, version: this.modelVersion, files: this.files, dtype: this.dtype }, input, opts.publicKey);
-    try {
-      const old = this.versions.current;
-      const refs = resolveLlamaWeights(u.store, this.config);
-      const next = await uploadLlamaWeights(this.ctx, u.store, this.config, refs, this.dtype, { ...this.uploadOptions, prequant: u.prequant, reuse: u.reuse(old.objects) });
-      try {
-        await u.verifyRest();
-        const release = await this.acquire();
-        try {
-          this.checkLive();
-          let error: number | undefined;
-          if (ids) {
+    return this.weights.apply(delta, opts, {
+      check: () => this.checkLive(),
+      guard: (texts) => {
+        const ids = texts.map((t) => this.encode(t));
+        return {
+          what: 'the mean KL(old || new) per token over check.texts',
+          measure: async (old, next) => {
             const [before, after] = [[], []] as Float32Array[][];
             for (const p of ids) {
               before.push(await this.decoder.logitsAt(p, old));
               after.push(await this.decoder.logitsAt(p, next));
             }
-            error = decoderError(before, after, this.config.vocabSize).kl!;
-            if (!(error <= opts.check!.maxError)) throw guardError(u, 'the mean KL(old || new) per token over check.texts', error, opts.check!.maxError);
-          }
-          this.decoder.setWeights(next);
-          this.versions.replace(next);
-          this.modelVersion = u.target;
-          this.deltas.push({ input, publicKey: opts.publicKey });
-          return { from: u.base.version, to: u.target.version, units: u.units, uploadedBytes: next.uploadedBytes, ...(error !== undefined && { error }) };
+            return decoderError(before, after, this.config.vocabSize).kl!;
+          },
+        };
+      },
+      exclusive: async (swap) => {
+        const release = await this.acquire();
+        try {
+          return await swap();
         } finally {
           release();
         }
-      } catch (e) {
-        this.versions.discard(next);
-        throw e;
-      }
-    } finally {
-      await u.close();
-    }
+      },
+      swap: (next) => this.decoder.setWeights(next),
+    });
   }
 
   /**
@@ -449,16 +399,11 @@ export class LlmModel {
     try {
       this.check();
       const replaced = await this.ctx.recover();
-      if (!isStale(this.ctx, this.generation)) return replaced;
-      const { versions, built } = await reloadWeights({
-        describe: this.describe, files: this.files, dtype: this.dtype, loadedAt: this.loadedAt, current: this.modelVersion, deltas: this.deltas,
-        upload: (store, prequant, reuse) => uploadLlamaWeights(this.ctx, store, this.config, resolveLlamaWeights(store, this.config), this.dtype, { ...this.uploadOptions, prequant, reuse }),
-        build: (w) => new Decoder(this.ctx, this.config, w, KvCache.create(this.ctx, { ...this.decoder.cache.shape }, ropeInvFreq(this.config))),
-      });
-      // What the old ones hold is on the dead device; destroying it frees the host side.
+      if (!this.weights.stale) return replaced;
+      const built = await this.weights.reload((w) => new Decoder(this.ctx, this.config, w, kvCacheFor(this.ctx, this.config, this.decoder.cache.shape.cap, this.decoder.cache.shape.dtype)));
+      // What the old decoder holds is on the dead device; destroying it frees the host side.
       this.decoder.dispose();
-      this.versions.dispose();
-      [this.decoder, this.versions, this.generation] = [built, versions, this.ctx.generation];
+      this.decoder = built;
       return true;
     } finally {
       release();
@@ -472,7 +417,7 @@ export class LlmModel {
     this.stopWatching();
     this.decoder.dispose();
     this.constraints.dispose();
-    this.versions.dispose();
+    this.weights.dispose();
     if (this.ownsContext) this.ctx.dispose();
   }
 }

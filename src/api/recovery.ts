@@ -12,13 +12,13 @@
  * The deltas are kept as they were given (a path or URL is read again; bytes and Blobs stay in
  * memory; an opened Delta must stay open).
  */
-import { loadedVersion, prepareUpdate, type DeltaInput } from '../delta/loaded.ts';
-import { WeightVersions, type VersionedWeights } from '../delta/loaded-weights.ts';
+import { loadedVersion, prepareUpdate, type DeltaInput } from '../delta/loaded-update.ts';
+import { WeightVersions, type VersionedWeights } from '../delta/loaded-versions.ts';
 import type { PublicKeyInput } from '../delta/sign.ts';
 import { GPUDeviceError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { ModelFiles } from '../io/model-files.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { UploadReuse } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo, type PrequantInfo } from '../quant/prequantized.ts';

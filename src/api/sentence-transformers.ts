@@ -1,6 +1,6 @@
 /** What a sentence-transformers export says beside config.json (pooling, max_seq_length, lowercasing). */
 import { WebqError } from '../errors.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
 import { CONFIG_BOUNDS, fields, isObject, toJson } from '../models/config-json.ts';
 import type { EmbedOptions } from './bert.ts';
 

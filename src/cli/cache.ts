@@ -2,7 +2,7 @@
  * `webq cache list|rm`: what the download cache holds, and removing a model from it. The cache
  * folder is `${WEBQ_CACHE_DIR ?? ~/.cache/webq}` unless --cache-dir says otherwise.
  */
-import { listCachedModels, removeCachedModel, type CachedModel } from '../io/cached-models.ts';
+import { listCachedModels, removeCachedModel, type CachedModel } from '../io/hub/cached-models.ts';
 import { UsageError, type CliIO, type Command } from './command.ts';
 import { formatBytes } from './info.ts';
 

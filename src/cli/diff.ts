@@ -7,7 +7,7 @@ import { openDelta, type Delta } from '../delta/format.ts';
 import { importPrivateKey, publicKeyOf } from '../delta/sign.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { readKeyArg } from './patch.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { formatBytes } from './info.ts';

@@ -3,7 +3,7 @@
  * small matmul on the GPU checked against the CPU on each float path the device has.
  */
 import { GpuContext } from '../gpu/context.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../io/safetensors/half.ts';
 import { matmul } from '../ops/matmul.ts';
 import { refMatmul } from '../reference/ops.ts';
 import type { Command } from './command.ts';

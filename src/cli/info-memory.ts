@@ -8,8 +8,8 @@
  */
 import { DEFAULT_CONTEXT } from '../api/llm.ts';
 import { GpuContext } from '../gpu/context.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import { openModelFiles } from '../io/hub.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { parseModelConfig, type ModelConfig } from '../models/config.ts';
 import { checkEstimate, estimateBert, estimateLlm, gib, type MemoryEstimate } from '../models/memory-estimate.ts';
 import type { LinearDType } from '../ops/linear.ts';

@@ -6,7 +6,7 @@
 import { BertModel, type BertLoadOptions } from '../api/bert.ts';
 import { LlmModel, type GenerateOptions, type LlmLoadOptions } from '../api/llm.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { isHubId } from '../io/hub.ts';
+import { isHubId } from '../io/hub/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { KV_DTYPES, type KvDType } from '../ops/kv-cache.ts';
 import { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from '../ops/linear.ts';

@@ -4,7 +4,7 @@
  * redrawn line would be a mess of carriage returns, so each file gets one line when it is done.
  * Files read from the cache say nothing: only downloads are news.
  */
-import type { ProgressStatus } from '../io/progress.ts';
+import type { ProgressStatus } from '../io/hub/progress.ts';
 import type { CliIO } from './command.ts';
 import { formatBytes } from './info.ts';
 

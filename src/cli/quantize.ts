@@ -3,20 +3,19 @@
  * LLaMA-family checkpoint (smaller download, no quantization at load) that the other commands,
  * BertModel.load and LlmModel.load read with no extra options. Methods past round-to-nearest,
  * mixed precision, static activations, SmoothQuant and the accuracy guard run the model on the
- * GPU first (src/models/quantize-calibrated.ts).
+ * GPU first (src/quantize/calibrated.ts).
  */
 import { WebqError } from '../errors.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
-import { quantizeCheckpoint, QUANTIZE_DTYPES, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from '../models/quantize-checkpoint.ts';
-import { QUANT_METHODS, type QuantMethod } from '../models/quantize-methods.ts';
+import { quantizeCheckpoint, QUANTIZE_DTYPES, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from '../quantize/checkpoint.ts';
+import { QUANT_METHODS, type QuantMethod } from '../quantize/methods.ts';
 import { BERT_ACTIVATIONS } from '../models/bert.ts';
 import { llamaQuantDefaults } from '../models/llama.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
-import { calibrationLines } from '../quant/calibrate.ts';
 import { describeError } from '../quant/guard.ts';
-import { CalibrationTextError, MOSTLY_UNKNOWN, unknownShare } from '../models/calibration-text.ts';
-import { QuantizeRefusedError } from '../models/quantize-options.ts';
+import { CalibrationTextError, calibrationLines, MOSTLY_UNKNOWN, unknownShare } from '../quantize/calibration-text.ts';
+import { QuantizeRefusedError } from '../quantize/options.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';

@@ -13,15 +13,14 @@
  * others; those models are quantized again in full.
  */
 import { WebqError } from '../errors.ts';
-import type { ModelFiles } from '../io/model-files.ts';
+import type { ModelFiles } from '../io/hub/model-files.ts';
 import { loadFs } from '../io/node-fs.ts';
-import type { TensorToWrite } from '../io/writer.ts';
+import { writeOrder, type TensorToWrite } from '../io/safetensors/writer.ts';
 import { parseModelConfig } from '../models/config.ts';
 import {
   fileHashes, outputEntries, planQuantized, quantizeMetadata, readSideFiles, storedAs, unitTensors, UnitHasher,
   type QuantizeDType,
-} from '../models/quantize-checkpoint.ts';
-import { writeOrder } from '../models/quantized-writer.ts';
+} from '../quantize/checkpoint.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';

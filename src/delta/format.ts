@@ -17,11 +17,10 @@
  * The manifest is untrusted input: manifest.ts checks its every field before anything is used. Data is checked against the manifest's hashes when the delta is applied (unit by unit), so a
  * flipped byte in a tensor is caught too; a truncated file fails the safetensors header check.
  */
-import type { DType } from '../io/dtypes.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
+import type { DType } from '../io/safetensors/dtypes.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import type { SourceInput } from '../io/source.ts';
-import type { TensorToWrite } from '../io/writer.ts';
-import { safetensorsHeader, writeOrder } from '../models/quantized-writer.ts';
+import { encodeHeader, writeOrder, type TensorToWrite } from '../io/safetensors/writer.ts';
 import { sha256Hex } from '../quant/hash.ts';
 import type { ModelVersion } from '../quant/versions.ts';
 import type { CryptoKey } from './crypto-types.ts';
@@ -77,7 +76,7 @@ export async function encodeDelta(manifest: DeltaManifest, tensors: readonly Ten
   const text = JSON.stringify(manifest);
   const check = await headerCheck(text, withOffsets);
   const signature = opts.sign ? await signCheck(check, opts.sign, opts.signer) : {};
-  const head = safetensorsHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: check, ...signature });
+  const head = encodeHeader(order, { [MANIFEST_KEY]: text, [CHECK_KEY]: check, ...signature });
   const bytes = (d: Uint8Array | ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   return [head, ...order.map((e) => bytes(byName.get(e.name)!.data))];
 }

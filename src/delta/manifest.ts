@@ -18,9 +18,9 @@
  *
  * Every check is linear in the manifest's size, so a huge manifest is refused as fast as it is read.
  */
-import { DTYPE_SIZE, isDType } from '../io/dtypes.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import { SIDE_FILES } from '../models/quantize-checkpoint.ts';
+import { DTYPE_SIZE, isDType } from '../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import { SIDE_FILES } from '../quantize/checkpoint.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
 import { readModelVersion, versionOf, type ModelVersion } from '../quant/versions.ts';
 import { STAGING } from '../io/patch-journal.ts';
@@ -243,7 +243,7 @@ export async function parseManifest(text: string, where: string): Promise<{ mani
   const architecture = c.string(m.architecture, 'architecture', 64);
   if (!/^[A-Za-z0-9_.-]+$/.test(architecture)) c.fail('architecture', `${show(architecture)} is not a model type`);
 
-  // The base: versions and hashes (checked against the model itself in apply.ts).
+  // The base: versions and hashes (checked against the model itself in checks.ts).
   const b = c.object(m.base, 'base', ['version', 'tensors', 'files']);
   const baseVersion = c.hex(b.version, 'base.version', HEX16);
   const baseTensors = dict<string>();

@@ -1,26 +1,26 @@
 /**
  * Updating a cached remote model by a delta, `webq.delta.updateCachedModel(location, delta)`: the
  * browser's Cache API, or the download cache on disk in Node and Deno. The delta is downloaded whole
- * (that is what an update costs), every check of apply.ts runs against the cached files, and the new
- * files replace the cached ones through the redo journal on cache entries (src/io/cache-update.ts),
+ * (that is what an update costs), every check of checks.ts runs against the cached files, and the new
+ * files replace the cached ones through the redo journal on cache entries (src/io/hub/cache-update.ts),
  * so a reload at any moment finds the old model or the new one. A bad delta changes nothing.
  *
  * A cache may hold only some of a model's side files (a load reads those it needs). A side file the
  * delta keeps from the base and the cache has not got stays uncached: a later load downloads it,
  * and it is the same in both versions. Side files the delta carries are written, cached before or not.
  */
-import { openModelFiles } from '../io/hub.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { networkTimeoutMs, request } from '../io/http.ts';
-import type { OpenModelOptions } from '../io/model-files.ts';
+import type { OpenModelOptions } from '../io/hub/model-files.ts';
 import { commitJournal, finishInterrupted, reachStep, type StepHook } from '../io/patch-journal.ts';
-import { ProgressReporter, type ProgressCallback } from '../io/progress.ts';
-import { readBody, type CachedFile } from '../io/cache.ts';
-import type { CacheUpdater } from '../io/cache-update.ts';
-import { RemoteFiles } from '../io/remote-files.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
+import { ProgressReporter, type ProgressCallback } from '../io/hub/progress.ts';
+import { readBody, type CachedFile } from '../io/hub/cache.ts';
+import type { CacheUpdater } from '../io/hub/cache-update.ts';
+import { RemoteFiles } from '../io/hub/remote-files.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import { isHttpUrl, openSource, type SourceInput } from '../io/source.ts';
 import { plainLength } from '../io/url-source.ts';
-import { checkWritten, preparePatch, type PatchedModel } from './apply.ts';
+import { checkWritten, preparePatch, type PatchedModel } from './patch-prepare.ts';
 import { DeltaError, openDelta, type Delta } from './format.ts';
 import { importPublicKey, type PublicKeyInput } from './sign.ts';
 
@@ -133,7 +133,7 @@ function noCachedModel(u: CacheUpdater): DeltaError {
   return new DeltaError('DELTA_BASE', `${u.describe}: has no cached ${SINGLE}; load the model once (which caches it), then update it`);
 }
 
-/** Opens the staged files with webq's reader and checks every hash before the commit (apply.ts). */
+/** Opens the staged files with webq's reader and checks every hash before the commit (patch-prepare.ts). */
 async function checkStaged(u: CacheUpdater, p: PatchedModel, delta: Delta, files: readonly string[]): Promise<void> {
   const model = await u.staged(SINGLE);
   if (!model) throw new DeltaError('DELTA_IO', `${u.describe}: the staged ${SINGLE} is not in the cache (storage full?); nothing was changed`);

@@ -1,14 +1,14 @@
 /**
  * `webq patch <model> <delta> [--out DIR]` on disk (Node, Deno). Everything is checked
- * (apply.ts) before anything is written; then the new files are written beside the old ones and
+ * (checks.ts, patch-prepare.ts) before anything is written; then the new files are written beside the old ones and
  * swapped in: with --out a temporary folder renamed to DIR, in place through the redo journal of
  * src/io/patch-journal.ts, so a crash at any point leaves the old model or the new one.
  */
 import { WebqError } from '../errors.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
+import { SafetensorsFile } from '../io/safetensors/reader.ts';
 import { loadFs, loadPath } from '../io/node-fs.ts';
 import { commitPatch, crashPoint, finishInterruptedPatch, STAGING } from '../io/patch-journal.ts';
-import { checkWritten, preparePatch, type PatchBase, type PatchedModel } from './apply.ts';
+import { checkWritten, preparePatch, type PatchBase, type PatchedModel } from './patch-prepare.ts';
 import { DeltaError, openDelta } from './format.ts';
 import type { PublicKeyInput } from './sign.ts';
 
@@ -60,7 +60,7 @@ async function checkDestinations(dir: string, paths: readonly string[]): Promise
   }
 }
 
-/** Opens the written model and its side files with webq's reader and checks every hash (apply.ts). */
+/** Opens the written model and its side files with webq's reader and checks every hash (checks.ts, patch-prepare.ts). */
 async function checkFolder(folder: string, p: PatchedModel, delta: Awaited<ReturnType<typeof openDelta>>, files: readonly string[]): Promise<void> {
   const fs = await loadFs(folder);
   const path = await loadPath(folder);

@@ -59,7 +59,6 @@ export async function* generateConstrained(d: Decoder, prompt: readonly number[]
   const extras: SampleExtras = { mask: true, bias: opts.bias !== undefined, topLogprobs: opts.topLogprobs };
   const P = prompt.length;
   const total = Math.min(opts.maxTokens, d.contextLength - P + 1);
-  d.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
   const keep = d.reuse(prompt);
   d.writeSamplerInputs(prompt, opts.bias);
   // The CPU's copy of the seen bitset: forced tokens are set from here, drawn ones by the sampler.

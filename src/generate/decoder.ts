@@ -40,9 +40,6 @@ export interface DecodedBatch extends Array<number> {
   forcedFrom?: number;
 }
 
-/** Why token sampling ended, as far as the decoder knows (stops are the caller's). */
-export type DecodeEnd = 'max_tokens' | 'context';
-
 export function abortError(signal: AbortSignal): Error {
   const reason = signal.reason;
   if (reason instanceof Error) return reason;
@@ -68,8 +65,6 @@ export class Decoder {
   private lpStaging: GPUBuffer[] = [];
   private batch = 0;
   private batches = 0;
-  /** Set when the last decode ended: the end reason. */
-  lastEnd: DecodeEnd | null = null;
 
   constructor(ctx: GpuContext, cfg: LlamaConfig, weights: LlamaGpuWeights, cache: KvCache) {
     this.ctx = ctx;
@@ -266,7 +261,6 @@ export class Decoder {
     const extras: SampleExtras = { bias: opts.bias !== undefined, topLogprobs: opts.topLogprobs };
     const withLp = opts.topLogprobs !== undefined;
     const state = this.samplerState(ring, lp);
-    this.lastEnd = total < opts.maxTokens ? 'context' : 'max_tokens';
     const keep = this.reuse(prompt);
     const q = this.ctx.dev.gpu.queue;
     this.writeSamplerInputs(prompt, opts.bias);

@@ -15,7 +15,7 @@
  *   Q6_K   ql[128], qh[64], scales[16] int8, d            w = d * sc * (q - 32)
  * (super-blocks of 256; sub-blocks of 32 for Q4_K/Q5_K, of 16 for Q2_K/Q3_K/Q6_K).
  */
-import { bf16BitsToF32, f16BitsToF32 } from '../io/half.ts';
+import { bf16BitsToF32, f16BitsToF32 } from '../io/safetensors/half.ts';
 import type { GgmlType } from './ggml-types.ts';
 
 type Row = (b: Uint8Array, o: number, y: Float32Array, at: number) => void;

@@ -1,5 +1,5 @@
 /**
- * A GGUF file as the ModelFiles webq's loaders read (src/io/model-files.ts): config.json,
+ * A GGUF file as the ModelFiles webq's loaders read (src/io/hub/model-files.ts): config.json,
  * tokenizer.json, tokenizer_config.json and generation_config.json are made from its metadata
  * (model.ts, tokenizer.ts), and checkpoint() is the file's tensors (store.ts). Where it lives:
  *
@@ -15,11 +15,11 @@
 import { WebqError } from '../errors.ts';
 import { SourceError } from '../io/errors.ts';
 import type { JsonValue } from '../io/json.ts';
-import { fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from '../io/model-files.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { fileSegments, parseJsonText, type ModelFiles, type OpenModelOptions } from '../io/hub/model-files.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { loadPath } from '../io/node-fs.ts';
-import { RemoteFiles } from '../io/remote-files.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import { RemoteFiles } from '../io/hub/remote-files.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { fileSource, type ByteSource } from '../io/source.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
 import { dequantize } from './dequant.ts';
@@ -127,7 +127,7 @@ export async function openGgufFiles(location: string | URL, opts: GgufOpenOption
 
 /**
  * The files of an LLM: a GGUF file when `location` or `opts.file` names one, else a model folder,
- * folder URL or hub id (src/io/hub.ts).
+ * folder URL or hub id (src/io/hub/hub.ts).
  */
 export async function openLlmFiles(location: string | URL, opts: GgufOpenOptions = {}): Promise<ModelFiles> {
   if (isGgufLocation(location, opts.file)) return openGgufFiles(location, opts);

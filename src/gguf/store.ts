@@ -1,5 +1,5 @@
 /**
- * A GGUF file seen as the TensorStore webq's loaders read (src/io/safetensors.ts), under Hugging
+ * A GGUF file seen as the TensorStore webq's loaders read (src/io/safetensors/reader.ts), under Hugging
  * Face tensor names (model.ts) with q/k rows put back in Hugging Face's order. Two views:
  *
  *   packed  a ggml-quantized matrix W is presented as webq's pre-quantized tensors (W.qvalues,
@@ -13,10 +13,10 @@
  * the loader takes the layout as stored. Tensor data is read from the file when asked for, one
  * tensor at a time, and a packed weight's two arrays are made once.
  */
-import type { DType, TensorInfo } from '../io/dtypes.ts';
-import { convert, type ReadAsResult, type ReadTarget } from '../io/convert.ts';
+import type { DType, TensorInfo } from '../io/safetensors/dtypes.ts';
+import { convert, type ReadAsResult, type ReadTarget } from '../io/safetensors/convert.ts';
 import { SafetensorsError } from '../io/errors.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { ByteSource } from '../io/source.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { relayout } from '../quant/imports/index.ts';

@@ -9,7 +9,7 @@
  * (LlmModel.recover, BertModel.recover). `generation` counts the devices the context has had.
  */
 import { GPUDeviceError, WebqError } from '../errors.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../io/safetensors/half.ts';
 import { BindingCache, type CacheCounters } from './binding-cache.ts';
 import { createDevice, type DeviceOptions, WebqDevice } from './device.ts';
 import { PipelineCache, type Kernel } from './pipelines.ts';

@@ -26,6 +26,10 @@ export interface Capabilities {
    * subgroups, else 'gpu' (workgroup-memory tiles). DeviceOptions.kernels overrides it.
    */
   kernels: 'gpu' | 'cpu';
+  /** The decode GEMVs' settings (DeviceOptions.gemv); wg / nr undefined: the kernels' defaults. */
+  gemv: GemvSettings;
+  /** The gpu family's vec4 GEMM (DeviceOptions.gemm). */
+  gemm: GemmSettings;
   timestamps: boolean;
   /** WGSL language feature packed_4x8_integer_dot_product (dot4I8Packed). */
   dot4I8: boolean;
@@ -46,6 +50,30 @@ export interface Capabilities {
   dawnToggles: { enabled: string[]; disabled: string[] } | null;
 }
 
+/**
+ * How the decode GEMVs of both kernel families (gemv4*.wgsl, qgemv4*.wgsl) run, for M <= 4:
+ *   reduce 'auto' (default): subgroupAdd over TPR = the subgroup size where the device has one fixed
+ *          power-of-two size, else 'workgroup';
+ *          'workgroup': a workgroup-memory tree over TPR = 32 threads (what devices without fixed-
+ *          size subgroups get; tests run it on lavapipe too);
+ *          'off': the older gemv.wgsl / qgemv.wgsl (kernel lab);
+ *   wg, nr (kernel lab): threads per workgroup (a power of two, 32..1024) and rows per thread (1..4).
+ */
+export interface GemvSettings {
+  reduce: 'auto' | 'workgroup' | 'off';
+  wg?: number;
+  nr?: number;
+}
+
+/**
+ * The gpu family's tiled GEMM for B [N, K] with K % 4 == 0: subgroups 'auto' (default) takes
+ * matmul_gpu_sg.wgsl where the device has one fixed subgroup size from 8 to 64; 'off' always runs
+ * matmul.wgsl main4 (tests, kernel lab).
+ */
+export interface GemmSettings {
+  subgroups: 'auto' | 'off';
+}
+
 export interface DeviceOptions {
   /** Use shader-f16 when the adapter has it (default true). false forces the f32 paths. */
   f16?: boolean;
@@ -53,6 +81,10 @@ export interface DeviceOptions {
   dot4I8?: boolean;
   /** GEMM kernel family ('gpu' or 'cpu', see Capabilities.kernels); default by adapter. 'cpu' needs fixed-size subgroups. */
   kernels?: 'gpu' | 'cpu';
+  /** Decode GEMV kernel choice (see GemvSettings); default { reduce: 'auto' }. */
+  gemv?: Partial<GemvSettings>;
+  /** The gpu family's GEMM choice (see GemmSettings); default { subgroups: 'auto' }. */
+  gemm?: Partial<GemmSettings>;
   /** Request timestamp-query when available (default true); false makes timing a no-op. */
   timestamps?: boolean;
   powerPreference?: GPUPowerPreference;
@@ -83,6 +115,19 @@ export function dawnToggles(robustness: boolean): { enabled: string[]; disabled:
     enabled: [...(robustness ? [] : ['disable_robustness']), ...list(getEnv('WEBQ_DAWN_ENABLE'))],
     disabled: ['lazy_clear_resource_on_first_use', 'timestamp_quantization', ...list(getEnv('WEBQ_DAWN_DISABLE'))],
   };
+}
+
+/** DeviceOptions.gemv / gemm with defaults, or a BAD_OPTION error naming the field. */
+function kernelSettings(options: DeviceOptions): { gemv: GemvSettings; gemm: GemmSettings } {
+  const bad = (field: string, want: string, got: unknown) => new WebqError('BAD_OPTION', `${field} must be ${want}, got ${JSON.stringify(got)}`);
+  const g = options.gemv ?? {};
+  const reduce = g.reduce ?? 'auto';
+  if (reduce !== 'auto' && reduce !== 'workgroup' && reduce !== 'off') throw bad('gemv.reduce', "'auto', 'workgroup' or 'off'", reduce);
+  if (g.wg !== undefined && !(Number.isInteger(g.wg) && g.wg >= 32 && g.wg <= 1024 && (g.wg & (g.wg - 1)) === 0)) throw bad('gemv.wg', 'a power of two from 32 to 1024', g.wg);
+  if (g.nr !== undefined && !(Number.isInteger(g.nr) && g.nr >= 1 && g.nr <= 4)) throw bad('gemv.nr', 'an integer from 1 to 4', g.nr);
+  const subgroups = options.gemm?.subgroups ?? 'auto';
+  if (subgroups !== 'auto' && subgroups !== 'off') throw bad('gemm.subgroups', "'auto' or 'off'", subgroups);
+  return { gemv: { reduce, ...(g.wg !== undefined && { wg: g.wg }), ...(g.nr !== undefined && { nr: g.nr }) }, gemm: { subgroups } };
 }
 
 function robustnessOption(options: DeviceOptions): boolean {
@@ -158,8 +203,11 @@ const LOST_WAIT_MS = 2000;
 export class WebqDevice {
   readonly gpu: GPUDevice;
   readonly caps: Capabilities;
-  /** What the device was made with: GpuContext.recover() asks for a new one the same way. */
-  readonly options: DeviceOptions;
+  /**
+   * What the device was made with: GpuContext.recover() asks for a new one the same way; a test
+   * or the kernel lab makes a sibling with one option changed.
+   */
+  readonly options: Readonly<DeviceOptions>;
   private failure: Error | null = null;
   private lostListeners: Array<(e: Error) => void> = [];
   /**
@@ -174,7 +222,7 @@ export class WebqDevice {
   constructor(device: GPUDevice, caps: Capabilities, options: DeviceOptions = {}) {
     this.gpu = device;
     this.caps = caps;
-    this.options = options;
+    this.options = Object.freeze({ ...options });
     device.lost.then((info) => {
       if (this.disposed && info.reason === 'destroyed') return;
       this.fail(new GPUDeviceError('DEVICE_LOST', `WebGPU device lost (${info.reason}): ${info.message || 'no message'}`));
@@ -286,6 +334,7 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
   }
   const runtime = detectRuntime();
   const robustness = robustnessOption(options);
+  const { gemv, gemm } = kernelSettings(options);
   const toggles = dawnToggles(robustness);
   // Toggles are webq's to set only on a Dawn it made itself (Node without navigator.gpu).
   const own = options.gpu === undefined && runtime === 'node' && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
@@ -333,6 +382,8 @@ export async function createDevice(options: DeviceOptions = {}): Promise<WebqDev
     subgroups,
     subgroupSize,
     kernels: options.kernels ?? (software && cpuKernelsFit ? 'cpu' : 'gpu'),
+    gemv,
+    gemm,
     timestamps: device.features.has('timestamp-query'),
     // Deno's GPU type (wgpu) lacks wgslLanguageFeatures; absent means no dot4I8Packed.
     dot4I8: options.dot4I8 !== false && ((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false),

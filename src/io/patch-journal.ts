@@ -13,7 +13,7 @@
  *
  * Two stores hold models: a folder on disk (`webq patch` in place: staging in `<model>/.webq-patch/`,
  * the journal `.webq-patch/COMMIT.json`, renames; below), and the download cache (a cached remote
- * model updated by a delta: src/io/cache-update.ts, entries instead of files).
+ * model updated by a delta: src/io/hub/cache-update.ts, entries instead of files).
  */
 import { WebqError } from '../errors.ts';
 import { loadFs, loadPath } from './node-fs.ts';

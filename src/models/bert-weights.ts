@@ -7,8 +7,8 @@
  */
 import { hasQuantized } from '../quant/prequantized.ts';
 import { WebqError } from '../errors.ts';
-import type { DType } from '../io/dtypes.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { DType } from '../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../quant/imports/index.ts';
 import type { BertConfig } from './config.ts';
 

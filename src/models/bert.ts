@@ -8,7 +8,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { attention } from '../ops/attention.ts';
 import type { LinearTap } from '../ops/calib-stats.ts';
 import { embedSum } from '../ops/encoder-io.ts';
@@ -17,8 +17,7 @@ import { layerNorm } from '../ops/norm.ts';
 import type { QWeight } from '../ops/qweight.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
-import { prequantLinears } from './linear-units.ts';
-import { heldObjects, makeUploader, modelActivations, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, prequantLinears, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface BertLayerGpu {
   qkv: LinearWeight; //      [3H, H]  query | key | value rows, fused into one matmul
@@ -139,7 +138,7 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
 
 /**
  * The last hidden state [B*T, H]; every dispatch goes into `rec`. `tap` sees each Linear unit's
- * input just before its matmul (calibration; linear-units.ts).
+ * input just before its matmul (calibration; src/quantize/units.ts).
  */
 export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, x: BertBatch, tap?: LinearTap): Tensor {
   const eps = cfg.layerNormEps;

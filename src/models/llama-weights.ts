@@ -19,8 +19,8 @@
  *   lm_head.weight                                [V, H]      (absent when tie_word_embeddings)
  */
 import { WebqError } from '../errors.ts';
-import type { DType } from '../io/dtypes.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { DType } from '../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { hasQuantized } from '../quant/prequantized.ts';
 import { importedRef, type WeightRef } from './bert-weights.ts';

@@ -8,7 +8,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import type { TensorStore } from '../io/safetensors.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
 import { swiglu } from '../ops/activation.ts';
 import { add, mul } from '../ops/elementwise.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
@@ -19,10 +19,9 @@ import type { LinearTap } from '../ops/calib-stats.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
 import { ropeAmplitude, type LlamaConfig } from './llama-config.ts';
-import { prequantLinears } from './linear-units.ts';
 import type { LlamaWeights } from './llama-weights.ts';
 import type { WeightRef } from './bert-weights.ts';
-import { heldObjects, makeUploader, modelActivations, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
   inputNorm: Tensor | null; //   [H]  (null: OLMo 2)
@@ -183,7 +182,7 @@ function scaled(ctx: GpuContext, rec: Recorder, x: Tensor, s: Tensor | null): Te
 
 /**
  * Logits [T or 1, V] for the step's tokens; their keys and values are written into `cache`.
- * `tap` sees each Linear unit's input just before its matmul (calibration; linear-units.ts).
+ * `tap` sees each Linear unit's input just before its matmul (calibration; src/quantize/units.ts).
  */
 export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights, cfg: LlamaConfig, cache: KvCache, step: ForwardStep, tap?: LinearTap): Tensor {
   const eps = cfg.rmsNormEps;

@@ -38,7 +38,7 @@ export interface MemoryEstimate {
 
 const ACT_BYTES = { f16: 2, f32: 4 } as const;
 
-/** Columns per quantization group by dtype (src/ops/linear.ts defaults); rows are padded to a whole group. */
+/** Columns per quantization group by dtype (src/models/prepare-linear.ts defaults); rows are padded to a whole group. */
 const GROUP: Partial<Record<LinearDType, number>> = { q8: 128, q4: 32, w4a8: 32 };
 
 /** Bytes of an [N, K] Linear at a dtype: codes (rows padded to whole groups), scales and q4's zero points. */

@@ -11,7 +11,7 @@
  * their exact dequantization.
  *
  * Every object made is kept under a key naming what it was made from (kind, tensor names, dtype,
- * packing), so a later upload of a new version (applyDelta: src/delta/loaded.ts) can take the
+ * packing), so a later upload of a new version (applyDelta: src/delta/loaded-update.ts) can take the
  * previous upload's object wherever every tensor it reads is unchanged (UploadOptions.reuse), and
  * read and upload only the groups that touch a changed one.
  *
@@ -26,9 +26,10 @@ import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../io/half.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import { activationsOf, checkActivations, prepareLinear, prepareQuantizedLinear, type Activations, type LinearDType, type LinearWeight, type PrepareOptions } from '../ops/linear.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../io/safetensors/half.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import type { Activations, LinearDType, LinearWeight } from '../ops/linear.ts';
+import { activationsOf, checkActivations, prepareLinear, prepareQuantizedLinear, withStaticActivations, type PrepareOptions } from './prepare-linear.ts';
 import { commonSpec, exactDequant, readImported, relayout, toWebq, REQUANT_SPEC } from '../quant/imports/index.ts';
 import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
@@ -233,7 +234,26 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   };
 }
 
-/** The uploader's objects and the wrappers made over them (static activation scales: linear-units.ts), by key. */
+/** The uploader's objects and the wrappers made over them (static activation scales: prequantLinears), by key. */
 export function heldObjects(up: Uploader, wrappers: readonly GpuObject[]): ReadonlyMap<string, GpuObject> {
   return new Map([...up.objects, ...wrappers.map((w, i): [string, GpuObject] => [`wrapper:${i}`, w])]);
+}
+
+/**
+ * Stacked Linears as the uploader makes them, plus what a pre-quantized file says per Linear: a
+ * float weight kept on purpose (mixed precision's 16 bits) stays float, and a static activation
+ * scale (w8a8-static) replaces per-token scales. dispose() frees what this added.
+ */
+export function prequantLinears(ctx: GpuContext, up: Uploader, prequant: PrequantInfo | null | undefined) {
+  const made: LinearWeight[] = [];
+  const lin = async (parts: readonly LinearPart[]): Promise<{ w: LinearWeight; b: Tensor | null }> => {
+    const name = parts[0].weight.name;
+    const r = await up.lin(parts, prequant?.floats?.has(name) ? up.precision : undefined);
+    const scale = prequant?.actScales?.get(name);
+    if (scale === undefined) return r;
+    const w = withStaticActivations(ctx, r.w, scale);
+    made.push(w);
+    return { w, b: r.b };
+  };
+  return { lin, made: made as readonly LinearWeight[], dispose: () => made.forEach((w) => w.dispose()) };
 }

@@ -18,7 +18,7 @@ import { floatPrecision, grid1d } from './common.ts';
 
 export const HIST_BINS = 2048;
 
-/** Called by a forward with each Linear unit's input just before its matmul (src/models/linear-units.ts). */
+/** Called by a forward with each Linear unit's input just before its matmul (src/quantize/units.ts). */
 export type LinearTap = (rec: Recorder, unit: string, x: Tensor) => void;
 const WG = 64;
 const TS = 16;

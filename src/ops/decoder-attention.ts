@@ -1,9 +1,9 @@
 /**
  * Causal attention of q [T, nh D] (rows at positions pos0 .. pos0+T-1) over the KV cache of one
  * layer, with grouped-query heads and an optional sliding window (shaders/attn_dec_lib.wgsl). A
- * few query rows (decode) split the context into cache.splits pieces merged by attn_combine.wgsl;
- * a prefill has parallelism enough in its rows and runs one split, its rows tiled so that each tile
- * reads the cache once.
+ * few query rows (decode) split the context into the model's cache.shared.splits pieces merged by
+ * attn_combine.wgsl; a prefill has parallelism enough in its rows and runs one split, its rows
+ * tiled so that each tile reads the cache once.
  */
 import { ShapeError, WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
@@ -30,17 +30,17 @@ export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cach
   const out = ctx.empty([T, nh * D], q.dtype, 'webq:attn');
   const precision = floatPrecision('decoderAttention', { q, out });
   const { GC, hchunks, QT } = headChunks(nh, nkv, D, T);
-  const nsplit = T <= SPLIT_MAX_T ? cache.splits : 1;
+  const nsplit = T <= SPLIT_MAX_T ? cache.shared.splits : 1;
   const c = cache.layers[layer];
   const int8 = cache.shape.dtype === 'int8';
   rec.dispatch(
-    { shader: int8 ? 'attn_dec_q8' : 'attn_dec', variant: { precision, ...(!int8 && { kv: cache.floatType }) } },
-    { q, pos: cache.pos, out, part: cache.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
+    { shader: int8 ? 'attn_dec_q8' : 'attn_dec', variant: { precision, ...(!int8 && { kv: cache.shared.floatType }) } },
+    { q, pos: cache.pos, out, part: cache.shared.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
     [nsplit, nkv * hchunks, Math.ceil(T / QT)],
     { T, nh, nkv, D, cap, GC, hchunks, QT, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D) },
   );
   if (nsplit > 1) {
-    rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: cache.part, out }, [nh, T], { nh, D, nsplit });
+    rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: cache.shared.part, out }, [nh, T], { nh, D, nsplit });
   }
   return out;
 }

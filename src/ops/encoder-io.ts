@@ -27,7 +27,7 @@ export function embedSum(ctx: GpuContext, rec: Recorder, ids: Tensor, types: Ten
   const typeVocab = type.shape[0];
   if (!('chunks' in word)) {
     const precision = floatPrecision('embedSum', { word, pos, type, out });
-    rec.dispatch({ shader: 'embed_sum', variant: { precision }, constants: { WG: 256 } }, { ids, types, word, pos, typ: type, out }, grid1d(rows * H, 256), { rows, T, H, vocab: V, typeVocab });
+    rec.dispatch({ shader: 'embed_sum', variant: { precision }, constants: { WG: 256 } }, { ids, types, word, pos, typ: type, out }, grid1d(rows * H, 256), { rows, T, H, typeVocab, vocab: V, vOff: 0, vTotal: V });
     return out;
   }
   const zeros = ctx.placeholder(word.precision);

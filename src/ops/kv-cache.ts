@@ -1,14 +1,18 @@
 /**
- * The KV cache of one sequence, allocated once up to a context cap and reused by every prefill and
- * decode step: per layer, keys and values [nkv, cap, D] (a head's positions contiguous), in f16,
- * f32 or int8. int8 keeps codes packed four to a u32 and one f32 scale per (token, KV head):
+ * The KV cache, in two parts:
+ *
+ *   KvShared (one per model): the cache's shape, the RoPE cos|sin table [cap, D], the split count
+ *     of decode attention and its scratch for the split (flash-decoding) partial results. Made once
+ *     and read by every sequence's forward (forwards run one after another on the queue).
+ *   KvCache (one per sequence): keys and values per layer, allocated once up to the context cap
+ *     and reused by every prefill and decode step, and the position buffer the CPU writes before
+ *     each submit (so decode steps share uniforms and bind groups), with the token ids it holds.
+ *
+ * Per layer, keys and values are [nkv, cap, D] (a head's positions contiguous), in f16, f32 or
+ * int8. int8 keeps codes packed four to a u32 and one f32 scale per (token, KV head):
  *
  *   k  u32 [nkv, cap, D/4]   byte b of word w = code of dimension 4w + b (two's complement)
  *   ks f32 [nkv, cap]        K[h, t, d] = code * ks[h, t]       (the same for v / vs)
- *
- * Also held here, made once: the RoPE cos|sin table [cap, D], the position buffer the CPU writes
- * before each submit (so decode steps share uniforms and bind groups), and the scratch for the
- * split (flash-decoding) partial results.
  */
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
@@ -59,34 +63,22 @@ export interface KvCacheShape {
   dtype: KvDType;
 }
 
-export class KvCache {
+/** What every sequence of one model shares: the shape, the RoPE table and decode attention's scratch. */
+export class KvShared {
   readonly shape: KvCacheShape;
-  readonly layers: KvLayer[];
-  /** u32 [4]: [position of the first row of the current step, 0, 0, 0]. */
-  readonly pos: Tensor;
   /** f32 [cap, D]: cos(p * f_i) | sin(p * f_i) for i < D/2. */
   readonly rope: Tensor;
   /** f32 [SPLIT_MAX_T, heads, splits, 2 + D]: the split partials of decode attention. */
   readonly part: Tensor;
-  /** Splits along the context for decode steps (fixed per cache, see attn_dec_lib.wgsl). */
+  /** Splits along the context for decode steps (fixed per model, see attn_dec_lib.wgsl). */
   readonly splits: number;
-  /** Token ids whose keys and values the cache holds, in order (for reusing a common prefix). */
-  readonly ids: number[] = [];
-  readonly bytes: number;
   private disposed = false;
 
-  private constructor(shape: KvCacheShape, layers: KvLayer[], pos: Tensor, rope: Tensor, part: Tensor, splits: number) {
+  private constructor(shape: KvCacheShape, rope: Tensor, part: Tensor, splits: number) {
     this.shape = shape;
-    this.splits = splits;
-    this.layers = layers;
-    this.pos = pos;
     this.rope = rope;
     this.part = part;
-    this.bytes = layers.reduce((s, l) => s + l.k.byteLength + l.v.byteLength + (l.ks?.byteLength ?? 0) + (l.vs?.byteLength ?? 0), 0);
-  }
-
-  get length(): number {
-    return this.ids.length;
+    this.splits = splits;
   }
 
   /** Element type of a float cache in the shaders' KV alias. */
@@ -94,12 +86,83 @@ export class KvCache {
     return this.shape.dtype === 'f16' ? 'f16' : 'f32';
   }
 
-  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvCache {
-    const { layers: L, kvHeads, headDim: D, cap, dtype } = shape;
+  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvShared {
+    const { kvHeads, headDim: D, cap, dtype } = shape;
     if (!KV_DTYPES.includes(dtype)) throw new WebqError('BAD_OPTION', `kv must be one of ${KV_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
     if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `kv 'f16' needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use kv 'f32' or 'int8'`);
     if (!Number.isSafeInteger(cap) || cap < 1) throw new WebqError('BAD_OPTION', `contextLength must be a positive integer, got ${cap}`);
     if (invFreq.length !== D / 2) throw new WebqError('SHAPE', `KvCache: ${invFreq.length} RoPE frequencies for head dim ${D}; expected ${D / 2}`);
+    const rope = ctx.upload(ropeTable(invFreq, cap), [cap, D], 'f32', 'kv.rope');
+    try {
+      const { hchunks } = headChunks(shape.heads, kvHeads, D);
+      const splits = Math.max(1, Math.min(Math.ceil(cap / BK), Math.ceil(DECODE_WORKGROUPS / (kvHeads * hchunks))));
+      const part = ctx.upload(new Float32Array(SPLIT_MAX_T * shape.heads * splits * (2 + D)), [SPLIT_MAX_T, shape.heads, splits, 2 + D], 'f32', 'kv.part');
+      return new KvShared({ ...shape }, rope, part, splits);
+    } catch (e) {
+      rope.dispose();
+      throw e;
+    }
+  }
+
+  /** Frees the tables (the caller first disposes the sequences made from them). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.rope.dispose();
+    this.part.dispose();
+  }
+}
+
+/** The cache of one sequence: keys, values and position, read with its model's KvShared. */
+export class KvCache {
+  readonly shared: KvShared;
+  readonly layers: KvLayer[];
+  /** u32 [4]: [position of the first row of the current step, 0, 0, 0]. */
+  readonly pos: Tensor;
+  /** Token ids whose keys and values the cache holds, in order (for reusing a common prefix). */
+  readonly ids: number[] = [];
+  /** Bytes of keys and values (the shared tables not included). */
+  readonly bytes: number;
+  /** setPosition's words, reused (queue.writeBuffer copies them at the call). */
+  private readonly posWords = new Uint32Array(4);
+  /** Whether dispose() frees `shared` too (a cache made by create() alone). */
+  private readonly ownsShared: boolean;
+  private disposed = false;
+
+  private constructor(shared: KvShared, layers: KvLayer[], pos: Tensor, ownsShared: boolean) {
+    this.shared = shared;
+    this.layers = layers;
+    this.pos = pos;
+    this.ownsShared = ownsShared;
+    this.bytes = layers.reduce((s, l) => s + l.k.byteLength + l.v.byteLength + (l.ks?.byteLength ?? 0) + (l.vs?.byteLength ?? 0), 0);
+  }
+
+  get shape(): KvCacheShape {
+    return this.shared.shape;
+  }
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  /** A sequence with its own KvShared, freed with it (one model, one sequence). */
+  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvCache {
+    const shared = KvShared.create(ctx, shape, invFreq);
+    try {
+      return KvCache.allocate(ctx, shared, true);
+    } catch (e) {
+      shared.dispose();
+      throw e;
+    }
+  }
+
+  /** One more sequence of the model `shared` belongs to; disposing it leaves `shared` alone. */
+  static forShared(ctx: GpuContext, shared: KvShared): KvCache {
+    return KvCache.allocate(ctx, shared, false);
+  }
+
+  private static allocate(ctx: GpuContext, shared: KvShared, owns: boolean): KvCache {
+    const { layers: L, kvHeads, headDim: D, cap, dtype } = shared.shape;
     const made: Tensor[] = [];
     const keep = (t: Tensor) => (made.push(t), t);
     try {
@@ -125,11 +188,7 @@ export class KvCache {
         }
       }
       const pos = keep(ctx.upload(new Uint32Array(4), [4], 'u32', 'kv.pos'));
-      const rope = keep(ctx.upload(ropeTable(invFreq, cap), [cap, D], 'f32', 'kv.rope'));
-      const { hchunks } = headChunks(shape.heads, kvHeads, D);
-      const splits = Math.max(1, Math.min(Math.ceil(cap / BK), Math.ceil(DECODE_WORKGROUPS / (kvHeads * hchunks))));
-      const part = keep(ctx.upload(new Float32Array(SPLIT_MAX_T * shape.heads * splits * (2 + D)), [SPLIT_MAX_T, shape.heads, splits, 2 + D], 'f32', 'kv.part'));
-      return new KvCache(shape, layers, pos, rope, part, splits);
+      return new KvCache(shared, layers, pos, owns);
     } catch (e) {
       made.forEach((t) => t.dispose());
       throw e;
@@ -138,7 +197,8 @@ export class KvCache {
 
   /** Sets the position of the next step's first row (queue.writeBuffer: ordered before the next submit). */
   setPosition(ctx: GpuContext, position: number): void {
-    ctx.dev.gpu.queue.writeBuffer(this.pos.buffer, 0, new Uint32Array([position, 0, 0, 0]));
+    this.posWords[0] = position;
+    ctx.dev.gpu.queue.writeBuffer(this.pos.buffer, this.pos.offset, this.posWords);
   }
 
   /** Forgets everything from position `n` on (the next write starts there). */
@@ -152,8 +212,7 @@ export class KvCache {
     this.disposed = true;
     for (const l of this.layers) [l.k, l.v, l.ks, l.vs].forEach((t) => t?.dispose());
     this.pos.dispose();
-    this.rope.dispose();
-    this.part.dispose();
+    if (this.ownsShared) this.shared.dispose();
   }
 }
 

@@ -28,40 +28,29 @@ export const FLOAT_GEMV_MAX_M = 4;
 const GEMV_TPR = 8;
 const GEMV_WG = 64;
 
-/**
- * How the decode GEMVs (both kernel families) (gemv4*.wgsl, qgemv4*.wgsl) sum a row: 'auto' takes subgroupAdd
- * (TPR = the subgroup size, one subgroup per row) where the device has subgroups of one fixed
- * power-of-two size, else a workgroup-memory tree over TPR = 32 threads. Tests set 'workgroup'
- * to run the tree on a device with subgroups; 'off' (kernel lab) runs the older gemv.wgsl / qgemv.wgsl.
- * `wg` and `nr` (kernel lab) override the threads per workgroup and the rows per thread.
- */
-export const GPU_GEMV: { reduce: 'auto' | 'workgroup' | 'off'; wg?: number; nr?: number } = { reduce: 'auto' };
-
 // 128 threads, 4 rows per thread (each vec4 of x loaded once for 4 rows of W): on lavapipe
 // (TPR 8) 2.8-3x the shared gemv.wgsl and 1.5-2.4x the int8 qgemv wint (with its quantize_act)
-// for q4 at SmolLM2's 1x1536x576 / 1x576x1536 (bench/lab/gemm.ts, --op gemv / qgemv).
+// for q4 at SmolLM2's 1x1536x576 / 1x576x1536 (bench/lab/gemm.ts, --op gemv / qgemv). The
+// device's options (DeviceOptions.gemv) may set others (kernel lab).
 const GPU_GEMV_WG = 128;
 const GPU_GEMV_NR = 4;
 
-/** The decode GEMV: subgroup reduction or not, threads per row and per workgroup, rows per thread; null: 'off'. */
+/**
+ * The decode GEMV on this device (Capabilities.gemv): subgroup reduction or not, threads per row
+ * and per workgroup, rows per thread; null: 'off' (the older gemv.wgsl / qgemv.wgsl).
+ */
 export function gpuGemvConfig(ctx: GpuContext): { sg: boolean; TPR: number; WG: number; NR: number } | null {
-  if (GPU_GEMV.reduce === 'off') return null;
+  const { reduce, wg = GPU_GEMV_WG, nr = GPU_GEMV_NR } = ctx.caps.gemv;
+  if (reduce === 'off') return null;
   const s = ctx.caps.subgroupSize;
-  if (GPU_GEMV.reduce === 'auto' && ctx.caps.subgroups && s >= 4 && s <= 128 && (s & (s - 1)) === 0) return { sg: true, TPR: s, WG: Math.max(GPU_GEMV.wg ?? GPU_GEMV_WG, s), NR: GPU_GEMV.nr ?? GPU_GEMV_NR };
-  return { sg: false, TPR: 32, WG: Math.max(GPU_GEMV.wg ?? GPU_GEMV_WG, 32), NR: GPU_GEMV.nr ?? GPU_GEMV_NR };
+  if (reduce === 'auto' && ctx.caps.subgroups && s >= 4 && s <= 128 && (s & (s - 1)) === 0) return { sg: true, TPR: s, WG: Math.max(wg, s), NR: nr };
+  return { sg: false, TPR: 32, WG: Math.max(wg, 32), NR: nr };
 }
 
-/**
- * The gpu family's tiled GEMM for B [N, K] with K % 4 == 0: 'auto' takes matmul_gpu_sg.wgsl (A
- * broadcast by subgroupShuffle, B staged in workgroup memory) where the device has one fixed subgroup size
- * from 8 to 64, else matmul.wgsl main4; 'off' (tests, kernel lab) always runs main4.
- */
-export const GPU_GEMM: { subgroups: 'auto' | 'off' } = { subgroups: 'auto' };
-
-/** Whether the gpu family's vec4 GEMM takes matmul_gpu_sg.wgsl on this device. */
+/** Whether the gpu family's vec4 GEMM takes matmul_gpu_sg.wgsl on this device (Capabilities.gemm). */
 export function gpuGemmSubgroups(ctx: GpuContext): boolean {
   const s = ctx.caps.subgroupSize;
-  return GPU_GEMM.subgroups === 'auto' && ctx.caps.subgroups && s >= 8 && s <= 64 && (s & (s - 1)) === 0;
+  return ctx.caps.gemm.subgroups === 'auto' && ctx.caps.subgroups && s >= 8 && s <= 64 && (s & (s - 1)) === 0;
 }
 
 export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {

@@ -8,7 +8,7 @@ import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import { f32ArrayToF16 } from '../io/half.ts';
+import { f32ArrayToF16 } from '../io/safetensors/half.ts';
 import { validateQuantizedWeight, type QuantizedWeight } from '../quant/layout.ts';
 
 export interface QWeightChunk {

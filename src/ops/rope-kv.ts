@@ -43,11 +43,11 @@ export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCac
   const int8 = cache.shape.dtype === 'int8';
   const ph = ctx.placeholder(precision);
   rec.dispatch(
-    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm, NORM_ALL: all } },
+    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.shared.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm, NORM_ALL: all } },
     {
       qkv,
       pos: cache.pos,
-      rope: cache.rope,
+      rope: cache.shared.rope,
       qnorm: opts.qkNorm?.q ?? ph,
       knorm: opts.qkNorm?.k ?? ph,
       q,

@@ -3,7 +3,7 @@
  *
  * 1. Scales. Input channels that carry large activations matter most; multiplying their weight
  *    columns by s > 1 before rounding (and dividing the input by s, folded into the op before:
- *    src/models/linear-units.ts) rounds them more finely. AWQ takes s_k = mean|x_k|^alpha,
+ *    src/quantize/units.ts) rounds them more finely. AWQ takes s_k = mean|x_k|^alpha,
  *    normalized by sqrt(max s * min s), and searches alpha on a grid over [0, 1] (alpha = 0 is
  *    plain round-to-nearest) for the least output error of the layer on the calibration inputs.
  *    The grid is scored with round-to-nearest; the four best alphas are then clipped (step 2)

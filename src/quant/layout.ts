@@ -60,7 +60,7 @@ export interface QuantSpec {
    * the group's min-max range: symmetric, max|w|/qmax shrunk by up to 36% then refitted;
    * asymmetric, a few grid scales refitted by least squares (src/quant/rtn.ts). Clipped weights
    * then err by more than scale/2, the rest by less; codes stay round-to-nearest. No calibration.
-   * Default off; 4-bit dtypes turn it on (quantSpecFor in src/ops/linear.ts).
+   * Default off; 4-bit dtypes turn it on (quantSpecFor in src/models/prepare-linear.ts).
    */
   clipSearch?: boolean;
 }

@@ -31,9 +31,9 @@
  * in the source in webq-quant-1 ones.
  */
 import { WebqError } from '../errors.ts';
-import type { TensorStore } from '../io/safetensors.ts';
-import type { TensorToWrite } from '../io/writer.ts';
-import { f32ArrayToF16 } from '../io/half.ts';
+import type { TensorStore } from '../io/safetensors/reader.ts';
+import type { TensorToWrite } from '../io/safetensors/writer.ts';
+import { f32ArrayToF16 } from '../io/safetensors/half.ts';
 import { layoutFor, validateSpec, type QuantizedWeight, type QuantSpec } from './layout.ts';
 
 export const PREQUANT_FORMAT = 'webq-quant-2';

@@ -8,7 +8,7 @@
  * (rtn.ts's packQuantized stores them in the layout of layout.ts).
  */
 import { WebqError } from '../errors.ts';
-import { f16BitsToF32, f32ToF16Bits } from '../io/half.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../io/safetensors/half.ts';
 import type { QuantSpec } from './layout.ts';
 
 /** Smallest normal f16: scales stay at least this, so no group's scale flushes to a subnormal or 0. */

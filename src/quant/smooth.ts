@@ -5,7 +5,7 @@
  *   s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha)        (alpha 0.5 by default; 0.8-0.9 for Llama)
  *
  * then the input is divided by s (folded into the preceding norm's weight and bias, or the rows
- * of the Linear before: src/models/linear-units.ts) and the weight's columns multiplied by s. The
+ * of the Linear before: src/quantize/units.ts) and the weight's columns multiplied by s. The
  * product is unchanged in exact arithmetic; per-tensor or per-token int8 activations lose much less.
  */
 import { ShapeError } from '../errors.ts';

@@ -11,7 +11,7 @@
  *   webq.files     JSON {path: sha256} of the files beside the weights (config.json, tokenizer...)
  *
  * The file is written before its hashes are known, so quantize writes the header with
- * placeholders of the same length and rewrites it at the end (quantized-writer.ts).
+ * placeholders of the same length and rewrites it at the end (src/io/safetensors/writer.ts).
  */
 import { WebqError } from '../errors.ts';
 import { sha256Hex } from './hash.ts';

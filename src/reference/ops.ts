@@ -123,3 +123,47 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
   }
   return out;
 }
+
+/**
+ * BERT input embeddings: ids, types [rows] (rows = B * T), word [V, H], pos [P >= T, H],
+ * type [TV, H] -> out [rows, H] = word[ids[r]] + pos[r % T] + type[types[r]].
+ */
+export function refEmbedSum(ids: Uint32Array, types: Uint32Array, word: Float32Array, pos: Float32Array, type: Float32Array, T: number, H: number): Float32Array {
+  const out = new Float32Array(ids.length * H);
+  for (let r = 0; r < ids.length; r++) {
+    for (let d = 0; d < H; d++) out[r * H + d] = word[ids[r] * H + d] + pos[(r % T) * H + d] + type[types[r] * H + d];
+  }
+  return out;
+}
+
+/**
+ * Sentence pooling: x [B * T, H], mask [B * T] -> [B, H], the mean over unmasked tokens ('mean';
+ * zeros for a row with none) or token 0 ('cls'), optionally L2-normalized (a zero vector stays zero).
+ */
+export function refPool(x: Float32Array, mask: Uint32Array, B: number, H: number, mode: 'mean' | 'cls', normalize: boolean): Float32Array {
+  const T = mask.length / B;
+  const out = new Float32Array(B * H);
+  const row = new Float64Array(H);
+  for (let b = 0; b < B; b++) {
+    row.fill(0);
+    if (mode === 'cls') {
+      for (let d = 0; d < H; d++) row[d] = x[b * T * H + d];
+    } else {
+      let n = 0;
+      for (let t = 0; t < T; t++) {
+        if (!mask[b * T + t]) continue;
+        n++;
+        for (let d = 0; d < H; d++) row[d] += x[(b * T + t) * H + d];
+      }
+      for (let d = 0; d < H; d++) row[d] /= Math.max(n, 1);
+    }
+    let norm = 1;
+    if (normalize) {
+      let sq = 0;
+      for (let d = 0; d < H; d++) sq += row[d] ** 2;
+      norm = Math.max(Math.sqrt(sq), 1e-12);
+    }
+    for (let d = 0; d < H; d++) out[b * H + d] = row[d] / norm;
+  }
+  return out;
+}

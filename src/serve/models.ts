@@ -9,7 +9,7 @@ import { LlmModel, type LlmLoadOptions } from '../api/llm.ts';
 import { WebqError } from '../errors.ts';
 import { isGgufLocation } from '../gguf/files.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { openModelFiles } from '../io/hub.ts';
+import { openModelFiles } from '../io/hub/hub.ts';
 import { isJsonObject } from '../quant/imports/common.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ApiError, badRequest } from './errors.ts';

@@ -12,7 +12,7 @@
  * of Llama-style templates.
  */
 import { Template } from '@huggingface/jinja';
-import { parseJsonText, type ModelFiles } from '../io/model-files.ts';
+import { parseJsonText, type ModelFiles } from '../io/hub/model-files.ts';
 import { ChatTemplateError } from './chat-template-error.ts';
 import { renderConfined } from './template-sandbox.ts';
 import { TEMPLATE_LIMITS, type TemplateLimits } from './template-limits.ts';

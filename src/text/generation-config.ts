@@ -4,7 +4,7 @@
  * "not set", as in transformers.
  */
 import { WebqError } from '../errors.ts';
-import { parseJsonText, type ModelFiles } from '../io/model-files.ts';
+import { parseJsonText, type ModelFiles } from '../io/hub/model-files.ts';
 
 export interface GenerationDefaults {
   /** Ids that end generation (eos_token_id, a number or a list); [] when none is given. */

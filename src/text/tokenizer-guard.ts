@@ -10,6 +10,9 @@
  *     [token, score] pairs; at most CONFIG_BOUNDS.vocab entries
  *   model.merges: "a b" strings or [a, b] pairs whose two parts and their join are in the vocabulary
  *     (the Rust tokenizers refuse such files too)
+ *   model.max_input_chars_per_word (WordPiece): an integer from 1 to MAX_WORD_CHARS (the library
+ *     matches a word's longest pieces in time quadratic in its length, so a string or a huge
+ *     value there made a 3,000-character word take minutes)
  *   added_tokens: { id, content } with an integer id in range and a string content
  *
  * Each refusal is a TokenizerError 'TOKENIZER_BAD_FILE' naming the file and the field.
@@ -20,6 +23,8 @@ import { TokenizerError } from './tokenizer.ts';
 
 const MAX_DEPTH = 64;
 const MAX_ADDED = 1 << 20;
+/** WordPiece's longest word (transformers' and the Rust tokenizers' default is 100). */
+const MAX_WORD_CHARS = 1000;
 
 type Json = Record<string, unknown>;
 
@@ -64,6 +69,10 @@ export function checkTokenizerJson(tj: Json, where: string): void {
 
 function checkModel(model: unknown, bad: (field: string, what: string) => TokenizerError): void {
   if (!isObject(model)) throw bad('model', `must be an object, got ${show(model)}`);
+  const wordChars = model.max_input_chars_per_word;
+  if (wordChars !== undefined && !(typeof wordChars === 'number' && Number.isInteger(wordChars) && wordChars >= 1 && wordChars <= MAX_WORD_CHARS)) {
+    throw bad('model.max_input_chars_per_word', `must be an integer from 1 to ${MAX_WORD_CHARS}, got ${show(wordChars)}`);
+  }
   const vocab = model.vocab;
   const tokens = new Set<string>();
   if (Array.isArray(vocab)) {

@@ -321,7 +321,7 @@ function libraryCall<T>(name: string, what: string, fn: () => T): T {
   }
 }
 
-/** The slice of a model location (src/io/hub.ts ModelFiles) the loader needs. */
+/** The slice of a model location (src/io/hub/hub.ts ModelFiles) the loader needs. */
 export interface TextFileReader {
   readonly describe: string;
   readText(file: string): Promise<string>;

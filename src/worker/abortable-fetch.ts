@@ -1,6 +1,6 @@
 /**
  * The worker's fetch: every request of a load also ends when the load is aborted from the main
- * thread. (Optional files need nothing here: RemoteFiles.exists in src/io/remote-files.ts reads a
+ * thread. (Optional files need nothing here: RemoteFiles.exists in src/io/hub/remote-files.ts reads a
  * hub revision's file list, so a missing optional file costs no request and no console 404.)
  */
 

@@ -7,7 +7,7 @@
  */
 import { WebqError } from '../errors.ts';
 import type { Capabilities } from '../gpu/device.ts';
-import type { DownloadProgress } from '../io/progress.ts';
+import type { DownloadProgress } from '../io/hub/progress.ts';
 import type { Op, Reply, Request, RequestBody, Results, SerializedError, WorkerDeltaInput } from './protocol.ts';
 import { defaultWorkerUrl } from './script-url.ts';
 

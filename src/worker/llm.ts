@@ -6,26 +6,18 @@
  */
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions, StreamingGeneration } from '../api/llm.ts';
-import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
-import { WebqError } from '../errors.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
-import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { GenerationDefaults } from '../text/generation-config.ts';
-import { Channel, deltaForWorker, splitOptions, workerFor, type WebqWorker, type WorkerModelOptions } from './connection.ts';
+import { Channel, type WebqWorker, type WorkerModelOptions } from './connection.ts';
+import { WorkerModel } from './model.ts';
 import type { LlmInfo, RequestBody, Results } from './protocol.ts';
 
 export type WorkerLlmLoadOptions = Omit<LlmLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
 
 type Prompt = string | readonly number[];
 
-export class WorkerLlmModel {
-  readonly config: LlamaConfig;
-  readonly dtype: LinearDType;
-  /** What the quantized Linears do with their input (LlmModel.activations). */
-  readonly activations: Activations;
+export class WorkerLlmModel extends WorkerModel<LlmInfo> {
   readonly kv: KvDType;
-  readonly describe: string;
   /** KV cache bytes on the GPU (allocated at load for the whole context). */
   readonly kvBytes: number;
   readonly contextLength: number;
@@ -33,78 +25,22 @@ export class WorkerLlmModel {
   readonly eosTokenIds: readonly number[];
   /** Whether the model has a chat template (LlmModel.chatTemplate is not null), so chat works. */
   readonly hasChatTemplate: boolean;
-  readonly loadMs: number;
-  readonly warmupMs: number;
-  readonly worker: WebqWorker;
   readonly chat: { completions: WorkerChatCompletions };
-  private readonly handle: number;
-  private bytes: number;
-  private modelVersion: string | null;
-  private readonly ownsWorker: boolean;
-  private disposed: Promise<void> | undefined;
 
   private constructor(worker: WebqWorker, ownsWorker: boolean, handle: number, info: LlmInfo) {
-    this.worker = worker;
-    this.ownsWorker = ownsWorker;
-    this.handle = handle;
-    this.config = info.config;
-    this.dtype = info.dtype;
-    this.activations = info.activations;
+    super(worker, ownsWorker, handle, info);
     this.kv = info.kv;
-    this.describe = info.describe;
-    this.bytes = info.weightBytes;
-    this.modelVersion = info.version;
     this.kvBytes = info.kvBytes;
     this.contextLength = info.contextLength;
     this.generationDefaults = info.generationDefaults;
     this.eosTokenIds = info.eosTokenIds;
     this.hasChatTemplate = info.hasChatTemplate;
-    this.loadMs = info.loadMs;
-    this.warmupMs = info.warmupMs;
     this.chat = { completions: new WorkerChatCompletions((req, signal, chunk) => this.call({ op: 'chat', model: this.handle, request: req }, signal, chunk)) };
   }
 
   /** Loads `location` (a folder URL or a hub id) in a worker: see LlmLoadOptions and WorkerModelOptions. */
-  static async load(location: string, opts: WorkerLlmLoadOptions = {}): Promise<WorkerLlmModel> {
-    const { local, remote } = splitOptions(opts);
-    const { worker, owned } = await workerFor(local);
-    try {
-      const { model, info } = await worker.request(
-        { op: 'load', kind: 'llm', location: String(location), options: remote, warmup: local.warmup ?? true },
-        { progress: local.onProgress, warmup: local.onWarmup, signal: local.signal },
-      );
-      if (info.kind !== 'llm') throw new WebqError('WORKER_PROTOCOL', `the worker loaded a ${info.kind} model for WorkerLlmModel`);
-      return new WorkerLlmModel(worker, owned, model, info);
-    } catch (e) {
-      if (owned) worker.terminate();
-      throw e;
-    }
-  }
-
-  /** Weight bytes on the GPU. */
-  get weightBytes(): number {
-    return this.bytes;
-  }
-
-  /** The model's version, as LlmModel.version (moved by applyDelta). */
-  get version(): string | null {
-    return this.modelVersion;
-  }
-
-  /**
-   * LlmModel.applyDelta in the worker: the delta as a URL (a string is resolved against the page), a
-   * Blob or its bytes (copied to the worker).
-   */
-  async applyDelta(delta: string | URL | Blob | ArrayBuffer | Uint8Array, opts: ApplyDeltaOptions = {}): Promise<DeltaApplied> {
-    this.check();
-    const r = await this.worker.request({ op: 'applyDelta', model: this.handle, delta: deltaForWorker(delta), options: opts });
-    this.bytes = r.weightBytes;
-    this.modelVersion = r.version;
-    return r.applied;
-  }
-
-  private check(): void {
-    if (this.disposed) throw new WebqError('DISPOSED', `${this.describe}: this model was disposed`);
+  static load(location: string, opts: WorkerLlmLoadOptions = {}): Promise<WorkerLlmModel> {
+    return WorkerModel.loadIn('llm', location, opts, (w, owned, handle, info) => new WorkerLlmModel(w, owned, handle, info));
   }
 
   private call<K extends 'generate' | 'chat'>(req: RequestBody & { op: K }, signal: AbortSignal | undefined, chunk?: (c: unknown) => void): Promise<Results[K]> {
@@ -143,25 +79,6 @@ export class WorkerLlmModel {
         return ch[Symbol.asyncIterator]();
       },
     };
-  }
-
-  /**
-   * As recover() of the model in the worker: after a device loss, a new device for the worker and
-   * the weights uploaded again; calls wait for it. False when there was nothing to do.
-   */
-  async recover(): Promise<boolean> {
-    this.check();
-    const r = await this.worker.request({ op: 'recover', model: this.handle });
-    this.bytes = r.weightBytes;
-    return r.recovered;
-  }
-
-  /** Frees the model in the worker, and ends the worker if the model started it. */
-  dispose(): Promise<void> {
-    return (this.disposed ??= this.worker.request({ op: 'dispose', model: this.handle }).then(
-      () => (this.ownsWorker ? this.worker.terminate() : undefined),
-      () => (this.ownsWorker ? this.worker.terminate() : undefined),
-    ));
   }
 }
 

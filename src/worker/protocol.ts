@@ -1,5 +1,5 @@
 /**
- * The messages between the main thread (src/worker/client.ts) and a webq worker
+ * The messages between the main thread (src/worker/connection.ts) and a webq worker
  * (src/worker/worker.ts). Every request carries an id; the worker answers it with any number of
  * progress, warmup and chunk messages, then exactly one result or error. `abort` names the request
  * to stop. Vectors and logits travel as transferred Float32Arrays (no copy).
@@ -18,9 +18,9 @@
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions } from '../api/llm.ts';
-import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded.ts';
+import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded-update.ts';
 import type { Capabilities } from '../gpu/device.ts';
-import type { DownloadProgress } from '../io/progress.ts';
+import type { DownloadProgress } from '../io/hub/progress.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { BertConfig } from '../models/config.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';

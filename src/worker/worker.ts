@@ -9,7 +9,7 @@ import { BertModel } from '../api/bert.ts';
 import { LlmModel } from '../api/llm.ts';
 import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
-import type { DownloadProgress } from '../io/progress.ts';
+import type { DownloadProgress } from '../io/hub/progress.ts';
 import { abortableFetch } from './abortable-fetch.ts';
 import type { BertInfo, LlmInfo, Op, Reply, Request, Results, SerializedError } from './protocol.ts';
 

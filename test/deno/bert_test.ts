@@ -3,11 +3,11 @@
 // same BertModel as in Node, against the CPU fp32 forward (f32 path: 1e-4 max abs error).
 import assert from 'node:assert/strict';
 import { BertModel } from '../../src/api/bert.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { bertEncode } from '../../src/reference/bert.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 
 Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
   const dir = await Deno.makeTempDir({ prefix: 'webq-deno-bert-' });
@@ -39,7 +39,7 @@ Deno.test('BERT f32 on Deno WebGPU matches the CPU fp32 forward', async () => {
 
 Deno.test('applyDelta on Deno WebGPU: a loaded q4 model moves to the patched version, bit for bit; signed deltas (WebCrypto Ed25519)', async () => {
   const { main } = await import('../../src/cli/main.ts');
-  const { editCheckpoint } = await import('../helpers/checkpoint-edit.ts');
+  const { editCheckpoint } = await import('../../fixtures/checkpoint-edit.ts');
   const dir = await Deno.makeTempDir({ prefix: 'webq-deno-delta-' });
   const cli = async (...argv: string[]) => {
     let err = '';

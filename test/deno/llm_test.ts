@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { LlmModel } from '../../src/api/llm.ts';
 import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { GREEDY, referenceIds, RUNTIME_PROMPT, SEEDED, TINY_CHAT_LLAMA, type RuntimeIds } from '../helpers/llm-fixture.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 Deno.test('tiny Llama on Deno WebGPU: greedy and seeded-sample tokens', async () => {
   const fixture = Deno.env.get('WEBQ_LLM_FIXTURE');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { LlmModel } from '../../src/api/llm.ts';
 import { ConstraintError } from '../../src/structured/errors.ts';
 import { TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 Deno.test('constrained generation on Deno: json_schema, regex, a bad schema', async () => {
   const dir = await Deno.makeTempDir({ prefix: 'webq-deno-structured-' });

@@ -10,8 +10,8 @@ import { main } from '../../src/cli/main.ts';
 import { encodeDelta, openDelta } from '../../src/delta/format.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
 import { versionOf } from '../../src/quant/versions.ts';
-import { writeOutlierBert } from '../node/quantize-fixtures.ts';
-import { editCheckpoint } from './checkpoint-edit.ts';
+import { writeOutlierBert } from './quantize-fixtures.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
 
 export interface DeltaFixtures {
   /** Served folder: `model/` (v1 quantized), `delta.safetensors` (v1 -> v2) and the bad deltas. */

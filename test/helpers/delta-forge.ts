@@ -7,8 +7,8 @@
 import { writeFile } from 'node:fs/promises';
 import { encodeDelta } from '../../src/delta/format.ts';
 import type { DeltaManifest } from '../../src/delta/manifest.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import type { TensorToWrite } from '../../src/io/writer.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import type { TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { sha256Hex } from '../../src/quant/hash.ts';
 import { versionOf } from '../../src/quant/versions.ts';
 

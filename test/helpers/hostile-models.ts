@@ -11,8 +11,8 @@
 import { copyFile, link, mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CHATML } from './llm-fixture.ts';
-import { writeTinyBert } from './tiny-bert.ts';
-import { writeTinyLlama } from './tiny-llama.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 export interface HostileModel {
   name: string;

@@ -8,7 +8,7 @@ import type { LlamaConfig } from '../../src/models/llama-config.ts';
 import { samplerUniform, validateSamplingParams } from '../../src/ops/sample.ts';
 import { llamaReferenceForward, type LlamaWeightsF32 } from '../../src/reference/llama.ts';
 import { referenceSampleTrace } from '../../src/reference/sample.ts';
-import type { TinyLlamaOptions } from './tiny-llama.ts';
+import type { TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
 
 /** A ChatML template (the shape Qwen and SmolLM2 use), for llama2's tokenizer, which has none. */
 export const CHATML =

@@ -16,9 +16,9 @@
  */
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/half.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { rng } from '../kernels/check.ts';
 
 /** What a tool's quantizer decided for one [N, K] Linear (HF orientation). */

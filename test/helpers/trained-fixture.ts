@@ -6,7 +6,7 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 
 export const TRAINED_LLAMA = process.env.WEBQ_TRAINED_LLAMA ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'trained-llama');
 

@@ -11,19 +11,16 @@ import { gelu, silu } from '../../src/ops/activation.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
-import { GPU_GEMM, matmul } from '../../src/ops/matmul.ts';
+import { matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
-import { refAttention, refBinary, refEmbedding, refLayerNorm, refMatmul, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMatmul, refPool, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
+import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
-import { compare, randn, rng, roundF16, type Compare } from './check.ts';
+import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
+import { DECODER_CASES } from './decoder-cases.ts';
 
-export interface KernelCase {
-  name: string;
-  /** Too big for the browser/Deno smoke runs (exercises 2-D grid folding). */
-  large?: boolean;
-  run(ctx: GpuContext, p: Precision): Promise<Compare>;
-}
+export type { KernelCase } from './check.ts';
 
 /** Tolerances (atol, rtol) per op and precision; f16 values carry ~2^-11 relative rounding. */
 const TOL = {
@@ -33,20 +30,6 @@ const TOL = {
   softmax: { f32: [1e-7, 1e-5], f16: [1e-5, 2e-3] },
   embedding: { f32: [0, 0], f16: [0, 0] },
 } as const;
-
-function input(n: number, seed: number, p: Precision, scale = 1): Float32Array {
-  const x = randn(n, seed, scale);
-  return p === 'f16' ? roundF16(x) : x;
-}
-
-async function runOp(ctx: GpuContext, build: (rec: ReturnType<GpuContext['record']>) => import('../../src/gpu/tensor.ts').Tensor): Promise<Float32Array> {
-  const rec = ctx.record();
-  const out = build(rec);
-  await rec.submit();
-  const got = await ctx.readFloat(out);
-  out.dispose();
-  return got;
-}
 
 const cases: KernelCase[] = [];
 
@@ -175,33 +158,38 @@ const MM: [number, number, number, number, boolean, boolean, boolean][] = [
   [2, 70, 67, 36, true, false, false],
 ];
 // With subgroups the gpu family's K % 4 == 0 GEMMs run matmul_gpu_sg.wgsl; 'main4' repeats these
-// shapes with GPU_GEMM.subgroups = 'off', so matmul.wgsl main4 stays tested on such devices too.
+// shapes on a device made with gemm.subgroups 'off', so matmul.wgsl main4 stays tested on such
+// devices too.
 const MAIN4 = new Set(['1x40x131x44', '1x130x150x100', '2x70x67x36']);
-for (const [batch, M, N, K, transB, hasBias, shared, main4] of [...MM.map((c) => [...c, false] as const), ...MM.filter(([b, M, N, K]) => MAIN4.has(`${b}x${M}x${N}x${K}`)).map((c) => [...c, true] as const)]) {
-  cases.push({
-    name: `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}${main4 ? ' (GPU_GEMM.subgroups off)' : ''}`,
-    async run(ctx, p) {
-      const bb = shared ? 1 : batch;
-      const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
-      const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
-      const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
-      const tbias = ctx.uploadFloat(bias, [N], p);
-      const got = await runOp(ctx, (rec) => {
-        const old = GPU_GEMM.subgroups;
-        if (main4) GPU_GEMM.subgroups = 'off';
-        try {
-          return matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined });
-        } finally {
-          GPU_GEMM.subgroups = old;
-        }
-      });
-      ta.dispose(); tb.dispose(); tbias.dispose();
-      const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
-      // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
-      const scale = Math.sqrt(K);
-      return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
-    },
-  });
+
+async function matmulCase(ctx: GpuContext, p: Precision, [batch, M, N, K, transB, hasBias, shared]: (typeof MM)[number]): Promise<Compare> {
+  const bb = shared ? 1 : batch;
+  const a = input(batch * M * K, 60 + M, p), b = input(bb * N * K, 61 + N, p), bias = input(N, 62 + N, p);
+  const ta = ctx.uploadFloat(a, batch > 1 ? [batch, M, K] : [M, K], p);
+  const tb = ctx.uploadFloat(b, shared ? (transB ? [N, K] : [K, N]) : transB ? [bb, N, K] : [bb, K, N], p);
+  const tbias = ctx.uploadFloat(bias, [N], p);
+  const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { transB, bias: hasBias ? tbias : undefined }));
+  ta.dispose(); tb.dispose(); tbias.dispose();
+  const ref = refMatmul(a, b, batch, M, N, K, { transB, bias: hasBias ? bias : undefined, bShared: shared });
+  // Sums of K products of N(0,1) values have magnitude ~sqrt(K); f32 accumulation error grows with K.
+  const scale = Math.sqrt(K);
+  return p === 'f32' ? compare(got, ref, 2e-5 * scale, 1e-5) : compare(got, ref, 2e-3 * scale, 2e-3);
+}
+
+for (const c of MM) {
+  const [batch, M, N, K, transB, hasBias, shared] = c;
+  const name = `matmul b=${batch} ${M}x${N}x${K}${transB ? ' B^T' : ''}${hasBias ? ' +bias' : ''}${shared ? '' : ' batched-B'}`;
+  cases.push({ name, run: (ctx, p) => matmulCase(ctx, p, c) });
+  if (MAIN4.has(`${batch}x${M}x${N}x${K}`)) {
+    cases.push({
+      name: `${name} (gemm.subgroups off)`,
+      run: (ctx, p) =>
+        withDevice(ctx, { gemm: { subgroups: 'off' } }, (d) => {
+          if (d.caps.gemm.subgroups !== 'off') throw new Error('the sibling device ignored gemm.subgroups');
+          return matmulCase(d, p, c);
+        }),
+    });
+  }
 }
 
 // Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels; K=52
@@ -262,21 +250,53 @@ cases.push({
     await rec.submit();
     const [ge, gm, gc] = [await ctx.readFloat(e), await ctx.readFloat(mean), await ctx.readFloat(cls)];
     [e, mean, cls, ...Object.values(t)].forEach((x) => x.dispose());
-    const re = new Float32Array(B * T * H);
-    for (let i = 0; i < B * T; i++) for (let d = 0; d < H; d++) re[i * H + d] = word[ids[i] * H + d] + pos[(i % T) * H + d] + typ[types[i] * H + d];
+    const re = refEmbedSum(ids, types, word, pos, typ, T, H);
     const eRef = p === 'f16' ? roundF16(re) : re; // the f16 path stores the sum in f16 before pooling
-    const rm = new Float32Array(B * H), rc = new Float32Array(B * H);
-    for (let b = 0; b < B; b++) {
-      let n = 0, sq = 0;
-      for (let t2 = 0; t2 < T; t2++) if (mask[b * T + t2]) { n++; for (let d = 0; d < H; d++) rm[b * H + d] += eRef[(b * T + t2) * H + d]; }
-      for (let d = 0; d < H; d++) { rm[b * H + d] /= n; sq += rm[b * H + d] ** 2; rc[b * H + d] = eRef[b * T * H + d]; }
-      for (let d = 0; d < H; d++) rm[b * H + d] /= Math.sqrt(sq);
-    }
+    const rm = refPool(eRef, mask, B, H, 'mean', true), rc = refPool(eRef, mask, B, H, 'cls', false);
     const [atol, rtol] = p === 'f32' ? [1e-5, 1e-5] : [2e-3, 2e-3];
     const checks = [compare(ge, re, atol, rtol), compare(gm, rm, atol, rtol), compare(gc, rc, atol, rtol)];
     return checks.find((c) => !c.ok) ?? checks[0];
   },
 });
+
+// Pooling alone: H past the workgroup (64) and not a multiple of it, a row with every token masked
+// (mean: zeros, and normalize keeps them zero), both modes, with and without normalize.
+for (const [B, T, H] of [[1, 1, 1], [2, 9, 130], [4, 3, 64]] as const) {
+  for (const [mode, normalize] of [['mean', false], ['mean', true], ['cls', true]] as const) {
+    cases.push({
+      name: `pool ${mode}${normalize ? ' normalized' : ''} B=${B} T=${T} H=${H}`,
+      async run(ctx, p) {
+        const x = input(B * T * H, 94 + H, p);
+        const mask = new Uint32Array(B * T).map((_, i) => (i % T <= (Math.floor(i / T) * 2) % T ? 1 : 0));
+        if (B > 2) mask.fill(0, T, 2 * T);
+        const [tx, tm] = [ctx.uploadFloat(x, [B * T, H], p), ctx.upload(mask, [B * T], 'u32')];
+        const got = await runOp(ctx, (rec) => pool(ctx, rec, tx, tm, B, { mode, normalize }));
+        tx.dispose(); tm.dispose();
+        // Means and norms in f32 against f64; f16 rounds the pooled value, then again when normalized.
+        const ref = refPool(x, mask, B, H, mode, normalize);
+        return p === 'f32' ? compare(got, ref, 1e-6, 1e-5) : compare(got, ref, 1e-3, 2e-3);
+      },
+    });
+  }
+}
+
+// The byte copy (the benches' bandwidth reference): its reference is its input. 16-byte units,
+// counts off the workgroup (256) and past one; f16 and f32 tensors alike (the kernel moves u32s).
+for (const n of [4, 1028, 4 * 257 * 3]) {
+  cases.push({
+    name: `copy ${n} values`,
+    async run(ctx, p) {
+      const count = p === 'f16' ? 2 * n : n; // the same bytes either way
+      const x = input(count, 95 + n, p);
+      const t = ctx.uploadFloat(x, [count], p);
+      const got = await runOp(ctx, (rec) => copy(ctx, rec, t));
+      t.dispose();
+      return compare(got, x, 0, 0);
+    },
+  });
+}
+
+cases.push(...DECODER_CASES);
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
 

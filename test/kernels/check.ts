@@ -1,5 +1,10 @@
 /** Helpers shared by kernel tests in every runtime: seeded random data and tolerance checks. */
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/half.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import type { DeviceOptions } from '../../src/gpu/device.ts';
+import type { Recorder } from '../../src/gpu/recorder.ts';
+import type { Precision } from '../../src/gpu/shaders.ts';
+import type { Tensor } from '../../src/gpu/tensor.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 
 /** mulberry32: small, seeded, identical in every runtime. */
 export function rng(seed: number): () => number {
@@ -48,4 +53,48 @@ export function compare(got: ArrayLike<number>, ref: ArrayLike<number>, atol: nu
     }
   }
   return { ok: mismatches.length === 0, maxAbs, mismatches };
+}
+
+/**
+ * Runs `fn` on a second device made like ctx's with `options` changed (kernel choices such as
+ * DeviceOptions.gemm are fixed per device), then frees it.
+ */
+export async function withDevice<R>(ctx: GpuContext, options: DeviceOptions, fn: (c: GpuContext) => Promise<R>): Promise<R> {
+  const c = await GpuContext.create({ ...ctx.dev.options, ...options });
+  try {
+    return await fn(c);
+  } finally {
+    c.dispose();
+  }
+}
+
+export interface KernelCase {
+  name: string;
+  /** Too big for the browser/Deno smoke runs (exercises 2-D grid folding). */
+  large?: boolean;
+  run(ctx: GpuContext, p: Precision): Promise<Compare>;
+}
+
+/** Seeded N(0, scale^2) values, rounded to f16 for the f16 path so both sides see the same data. */
+export function input(n: number, seed: number, p: Precision, scale = 1): Float32Array {
+  const x = randn(n, seed, scale);
+  return p === 'f16' ? roundF16(x) : x;
+}
+
+/** Records one op, submits, reads its output back and frees it. */
+export async function runOp(ctx: GpuContext, build: (rec: Recorder) => Tensor): Promise<Float32Array> {
+  const rec = ctx.record();
+  const out = build(rec);
+  await rec.submit();
+  const got = await ctx.readFloat(out);
+  out.dispose();
+  return got;
+}
+
+/** Several comparisons as one: ok when all are, mismatches prefixed with their part's name. */
+export function allOf(parts: Record<string, Compare>): Compare {
+  const mismatches: string[] = [];
+  for (const [name, c] of Object.entries(parts)) mismatches.push(...c.mismatches.map((m) => `${name} ${m}`));
+  const all = Object.values(parts);
+  return { ok: all.every((c) => c.ok), maxAbs: Math.max(...all.map((c) => c.maxAbs)), mismatches };
 }

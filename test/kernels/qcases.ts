@@ -8,13 +8,15 @@
  */
 import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
-import { linear, prepareLinear, type Activations, type LinearDType } from '../../src/ops/linear.ts';
+import { linear, type Activations, type LinearDType } from '../../src/ops/linear.ts';
+import { prepareLinear } from '../../src/models/prepare-linear.ts';
 import { qmatmul, type QMatmulOptions } from '../../src/ops/qmatmul.ts';
 import { uploadQuantized } from '../../src/ops/qweight.ts';
 import type { QuantSpec, QuantizedWeight } from '../../src/quant/layout.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
 import { refLinear, refQLinear, refW8A8 } from '../../src/reference/qmatmul.ts';
 import { compare, randn, roundF16, type Compare } from './check.ts';
+import { QTABLE_CASES } from './qtable-cases.ts';
 
 export interface QCase {
   name: string;
@@ -169,6 +171,8 @@ for (const [dtype, activations] of SPLIT) {
     });
   }
 }
+
+cases.push(...QTABLE_CASES);
 
 export const QUANT_CASES: readonly QCase[] = cases;
 

@@ -8,9 +8,9 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../bench/llm.ts';
-import { gptqGroupFor, gptqLlm, layerLinears } from '../../bench/lib/llm-gptq.ts';
-import { syntheticLlm } from '../../bench/lib/llm-synthetic.ts';
-import { f16ArrayToF32 } from '../../src/io/half.ts';
+import { gptqGroupFor, gptqLlm, layerLinears } from '../../bench/llm/gptq.ts';
+import { syntheticLlm } from '../../fixtures/llm-synthetic.ts';
+import { f16ArrayToF32 } from '../../src/io/safetensors/half.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
 import { dequantGptqRef, packGptq, quantizeInts, tensorMap } from '../helpers/quant-formats.ts';
 
@@ -116,7 +116,7 @@ describe('npm run bench -- llm', () => {
     expect(refs.embed.imported).toBeUndefined();
   });
 
-  // onnxruntime-node is not a dependency (bench/lib/llm-ort.ts says why): where it is installed,
+  // onnxruntime-node is not a dependency (bench/llm/ort.ts says why): where it is installed,
   // its fp32 graph of the same weights must agree with webq's f32 forward.
   it('--ort: onnxruntime on the same weights agrees with webq f32 (where onnxruntime-node is installed)', async ({ skip }) => {
     try {

@@ -1,6 +1,6 @@
-// bench/lib/profile.ts: the buckets of `npm run bench -- ort --profile`, on made-up profiles (no GPU).
+// bench/ort/profile.ts: the buckets of `npm run bench -- ort --profile`, on made-up profiles (no GPU).
 import { describe, expect, it } from 'vitest';
-import { compareBuckets, ortProfile, summarize, webqBucket, type TraceEvent } from '../../bench/lib/profile.ts';
+import { compareBuckets, ortProfile, summarize, webqBucket, type TraceEvent } from '../../bench/ort/profile.ts';
 
 describe('bench profile buckets', () => {
   it('files webq dispatches by the Linear being recorded, attention and norm kernels by shader', () => {

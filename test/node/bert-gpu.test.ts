@@ -10,8 +10,8 @@ import { parseBertConfig } from '../../src/models/config.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { bertClassify, bertEncode, clsPool, l2normalize, meanPool } from '../../src/reference/bert.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
 
 const TEXTS = ['the cat sat on the mat', 'a much longer sentence about the weather and the city in the morning', 'hello world'];
 let dir: string;

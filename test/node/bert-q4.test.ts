@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const TEXTS = [
   'the cat sat on the mat', 'a much longer sentence about the weather and the city in the morning', 'hello world',

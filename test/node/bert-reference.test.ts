@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openCheckpoint } from '../../src/io/checkpoint.ts';
+import { openCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { BertWeightsError, readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
 import { ModelConfigError, parseBertConfig, parseModelConfig, type BertConfig } from '../../src/models/config.ts';
 import { attend, bertClassify, bertEncode, clsPool, l2normalize, meanPool } from '../../src/reference/bert.ts';
 import { gelu } from '../../src/reference/math.ts';
 import { TextTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-bert-');
 

@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { embedding } from '../../src/ops/embedding.ts';
-import { linear, prepareLinear, rowChunks } from '../../src/ops/linear.ts';
+import { linear, rowChunks } from '../../src/ops/linear.ts';
+import { prepareLinear } from '../../src/models/prepare-linear.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
 import { refQLinear } from '../../src/reference/qmatmul.ts';
 import { compare, randn, rng, roundF16 } from '../kernels/check.ts';

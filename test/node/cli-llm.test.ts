@@ -10,9 +10,9 @@ import { LlmModel } from '../../src/api/llm.ts';
 import type { ChatIO, ChatSession } from '../../src/cli/chat.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const PROMPT = 'Once upon a time';

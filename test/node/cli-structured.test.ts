@@ -11,8 +11,8 @@ import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { CHATML } from '../helpers/llm-fixture.ts';
 import { ARITH_GRAMMAR, parsesArith, SCHEMAS } from '../helpers/structured-cases.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-cli-structured-');
 const Ajv = ((Ajv2020 as unknown as { default?: unknown }).default ?? Ajv2020) as typeof Ajv2020;

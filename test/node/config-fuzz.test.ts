@@ -18,9 +18,9 @@ import { parseQuantizationConfig } from '../../src/quant/imports/index.ts';
 import { slowRegexReason } from '../../src/quant/imports/compressed-tensors.ts';
 import { parseGenerationConfig } from '../../src/text/generation-config.ts';
 import { rng } from '../kernels/check.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
 const CASES = Number(process.env.FUZZ_CASES ?? 2000);

@@ -8,19 +8,19 @@
 import { cp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareUpdate, type LoadedModel } from '../../src/delta/loaded.ts';
+import { prepareUpdate, type LoadedModel } from '../../src/delta/loaded-update.ts';
 import { patchModelFolder } from '../../src/delta/patch-disk.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
 import { WebqError } from '../../src/errors.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { parseModelConfig } from '../../src/models/config.ts';
 import { readPrequantInfo } from '../../src/quant/prequantized.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { encodeRaw, readRawDelta, revise, shipFile, type RawDelta } from '../helpers/delta-forge.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const SEED = Number(process.env.WEBQ_FUZZ_SEED ?? 20261207);
 const CASE_MS = 10_000;

@@ -9,15 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
-import { WeightVersions } from '../../src/delta/loaded-weights.ts';
+import { WeightVersions } from '../../src/delta/loaded-versions.ts';
 import { openDelta } from '../../src/delta/format.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { GpuObject } from '../../src/models/upload.ts';
-import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
 import { WebqWorker, WorkerBertModel } from '../../src/worker/index.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-loaded-');
 const TEXTS = ['the cat sat on the mat', 'hello world', 'a longer sentence about the weather and the sea'];
@@ -31,7 +31,7 @@ async function cli(...argv: string[]): Promise<void> {
 
 /** The GPU objects a model's current weights hold, by key (a look inside, for the reuse checks). */
 function objectsOf(m: BertModel | LlmModel): ReadonlyMap<string, GpuObject> {
-  return (m as unknown as { versions: WeightVersions<{ objects: ReadonlyMap<string, GpuObject> }> }).versions.current.objects;
+  return (m as unknown as { weights: { current: { objects: ReadonlyMap<string, GpuObject> } } }).weights.current.objects;
 }
 
 /** Buffers `ctx` keeps for itself once a model has run (placeholders): what a disposed model leaves. */

@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { writeBertCheckpoint, MINILM_SHAPE } from '../../bench/lib/bert-checkpoint.ts';
+import { writeBertCheckpoint, MINILM_SHAPE } from '../../fixtures/bert-checkpoint.ts';
 import { main } from '../../src/cli/main.ts';
-import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-minilm-');
 

@@ -8,14 +8,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { DeltaError } from '../../src/delta/errors.ts';
 import { openDelta } from '../../src/delta/format.ts';
-import { prepareUpdate } from '../../src/delta/loaded.ts';
+import { prepareUpdate } from '../../src/delta/loaded-update.ts';
 import { patchModelFolder } from '../../src/delta/patch-disk.ts';
 import { generateDeltaKeys } from '../../src/delta/sign.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { readRawDelta, revise, shipFile, writeRaw, type RawDelta } from '../helpers/delta-forge.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-sec-');
 let fx: DeltaFixtures;
@@ -300,17 +300,17 @@ describe('signed deltas', () => {
     const raw = await readRawDelta(signed);
     raw.manifest.architecture = 'bert2';
     const { encodeDelta } = await import('../../src/delta/format.ts');
-    const { SafetensorsFile } = await import('../../src/io/safetensors.ts');
+    const { SafetensorsFile } = await import('../../src/io/safetensors/reader.ts');
     const st = await SafetensorsFile.open(signed);
     const sig = st.metadata['webq.delta.signature'];
     await st.close();
     const chunks = await encodeDelta(raw.manifest, raw.tensors);
     // Re-insert the old signature into the new header (same key order as the writer's).
-    const { safetensorsHeader, writeOrder } = await import('../../src/models/quantized-writer.ts');
+    const { encodeHeader, writeOrder } = await import('../../src/io/safetensors/writer.ts');
     const head = JSON.parse(new TextDecoder().decode(chunks[0].subarray(8)));
     const meta = { ...head.__metadata__, 'webq.delta.signature': sig };
     const order = writeOrder(raw.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })));
-    await writeFile(tampered, Buffer.concat([safetensorsHeader(order, meta), ...chunks.slice(1)]));
+    await writeFile(tampered, Buffer.concat([encodeHeader(order, meta), ...chunks.slice(1)]));
     for (const [file, pub, pattern] of [
       [delta, `${key}.pub`, /is not signed, and a public key was given/],
       [signed, otherPub, /its signature does not verify with the given public key \(it names signer key/],

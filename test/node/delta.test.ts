@@ -10,12 +10,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { sha256Hex, sha256PlainHex } from '../../src/quant/hash.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { editCheckpoint } from '../helpers/checkpoint-edit.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { writeOutlierBert } from './quantize-fixtures.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { editCheckpoint } from '../../fixtures/checkpoint-edit.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { writeOutlierBert } from '../helpers/quantize-fixtures.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-delta-');
 const run = promisify(execFile);

@@ -11,8 +11,8 @@ import type { ViteDevServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 /** ChatML that lists the tools and teaches <tool_call> JSON, in the way Qwen's templates do (our wording). */
 const TOOLS_CHATML =

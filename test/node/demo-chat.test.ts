@@ -13,8 +13,8 @@ import type { ChatMessage } from '../../src/text/chat-template.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-demo-chat-');
 const SYSTEM = 'You are a helpful assistant.';

@@ -12,13 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaError } from '../../src/delta/format.ts';
 import { updateCachedModel } from '../../src/delta/patch-cache.ts';
 import { readModelVersion } from '../../src/quant/versions.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import type { PatchStep } from '../../src/io/patch-journal.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { makeDeltaFixtures, snapshot, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { serveFakeHub } from '../helpers/fake-hub.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-demo-delta-');
 let fx: DeltaFixtures;
@@ -124,14 +124,17 @@ describe('updateCachedModel on the disk cache (Node)', () => {
     it(`an update stopped at "${step}" leaves the ${step === 'staged' ? 'old' : 'new'} model for the next open, whole`, async () => {
       const m = await cachedModel();
       const before = await snapshot(m.dir);
-      let reached!: () => void;
-      const stopped = new Promise<void>((ok) => (reached = ok));
-      // The update freezes at `step` for good, as a killed process or a closed tab would.
-      void updateCachedModel(m.url, `${server.url}/delta.safetensors`, {
+      // The update dies at `step`, as a killed process would: nothing after it runs, and (as a dead
+      // process's) its lock on the model is free. (A hook that never settled would hold the lock,
+      // which this process's loads then wait for: src/io/hub/cache-lock.ts.)
+      const crash = new Error(`crashed at ${step}`);
+      const e = await updateCachedModel(m.url, `${server.url}/delta.safetensors`, {
         cacheDir: m.cacheDir,
-        onStep: (s) => (s === step ? (reached(), new Promise<void>(() => undefined)) : undefined),
-      });
-      await stopped;
+        onStep: (s) => {
+          if (s === step) throw crash;
+        },
+      }).then(() => undefined, (x: unknown) => x);
+      expect(e === crash || (e as Error).cause === crash).toBe(true);
       expect(await m.version()).toBe(step === 'staged' ? v1 : v2); // the open finished or dropped it
       const now = await snapshot(m.dir);
       expect(now).toEqual(step === 'staged' ? before : subset(fresh, before));

@@ -15,8 +15,8 @@ import { BertModel } from '../../src/api/bert.ts';
 import { launchChromium, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { serveStatic } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-demo-');
 const TEXTS = ['hello world', 'the cat sat on the mat', 'a second text'];

@@ -10,15 +10,15 @@ import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 import { TRAINED_LLAMA, trainedWeights } from '../helpers/trained-fixture.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-eval-');
 let ctx: GpuContext;

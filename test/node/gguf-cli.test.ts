@@ -10,7 +10,7 @@ import type { ChatIO } from '../../src/cli/chat.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { hfToGguf, vocabMetadata } from '../helpers/gguf-writer.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 let dir: string;

@@ -17,7 +17,7 @@ import { dequantizeWeight, quantizeWeight } from '../../src/quant/rtn.ts';
 import { quantizeGgml, GGML_TYPE_ID, type GgmlTypeName } from '../helpers/gguf-quant.ts';
 import { ggufBytes, str, u32, f32 } from '../helpers/gguf-writer.ts';
 import { rng } from '../kernels/check.ts';
-import { normal } from '../helpers/tiny-bert.ts';
+import { normal } from '../../fixtures/tiny-bert.ts';
 
 let dir: string;
 beforeAll(async () => {

@@ -12,7 +12,7 @@ import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { GgmlTypeName } from '../helpers/gguf-quant.ts';
 import { hfToGguf, vocabMetadata, type HfToGgufOptions } from '../helpers/gguf-writer.ts';
-import { writeTinyLlama, type TinyLlamaOptions } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let ctx: GpuContext;

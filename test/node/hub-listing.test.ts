@@ -5,10 +5,10 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
-import { hubKeySegment, openModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-hub-listing-');
 const COMMIT = 'c'.repeat(40);

@@ -2,15 +2,15 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { DownloadProgress } from '../../src/io/cache.ts';
-import { ShardedCheckpoint } from '../../src/io/checkpoint.ts';
-import { hubBaseUrl, hubKeySegment, openModelFiles, parseModelLocation, type ModelFiles } from '../../src/io/hub.ts';
+import type { DownloadProgress } from '../../src/io/hub/cache.ts';
+import { ShardedCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
+import { hubBaseUrl, hubKeySegment, openModelFiles, parseModelLocation, type ModelFiles } from '../../src/io/hub/hub.ts';
 import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-hub-');
 

@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { commonSpec, exactDequant, importReport, importReportText, parseQuantizationConfig, planLayout, readImported, relayout, toWebq, type ImportFormat } from '../../src/quant/imports/index.ts';
 import type { QuantSpec } from '../../src/quant/layout.ts';
 import { dequantizeWeight } from '../../src/quant/rtn.ts';
 import { rng } from '../kernels/check.ts';
 import { LLAMA_LINEARS, makeGIdx, packLinear, quantizationConfig, quantizeInts, packGptq, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 const opened: SafetensorsFile[] = [];

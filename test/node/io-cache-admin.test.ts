@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cacheCommand } from '../../src/cli/cache.ts';
 import { listCachedModels, removeCachedModel } from '../../src/io/index.ts';
-import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles, type ModelFiles } from '../../src/io/hub/hub.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-cache-');
 const repos = new Map<string, string>();

@@ -7,11 +7,11 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cacheCommand } from '../../src/cli/cache.ts';
-import { hubKeySegment, openModelFiles } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles } from '../../src/io/hub/hub.ts';
 import { listCachedModels, removeCachedModel } from '../../src/io/index.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-cache-hubs-');
 let a: FakeHub;

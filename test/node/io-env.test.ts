@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { detectRuntime, envFlag, getEnv } from '../../src/env.ts';
 import * as gpuEnv from '../../src/gpu/env.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const repo = resolve(import.meta.dirname, '../..');
 const tmp = useTempDir('webq-io-env-');
@@ -41,8 +41,8 @@ describe('env module', () => {
     const src = (p: string) => pathToFileURL(join(repo, 'src', p)).href;
     await writeFile(
       script,
-      `import { hubBaseUrl } from '${src('io/hub.ts')}';\n` +
-        `import { defaultCacheDir } from '${src('io/cache.ts')}';\n` +
+      `import { hubBaseUrl } from '${src('io/hub/hub.ts')}';\n` +
+        `import { defaultCacheDir } from '${src('io/hub/cache.ts')}';\n` +
         `console.log(hubBaseUrl('a/b', 'main').href, String(defaultCacheDir()), hubBaseUrl('c/d', 'main').origin);\n`,
     );
     const deno = (...flags: string[]) =>

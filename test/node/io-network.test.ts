@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { DEFAULT_NETWORK_TIMEOUT_MS, networkTimeoutMs } from '../../src/io/http.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { urlSource } from '../../src/io/url-source.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-net-');
 const sockets = new Set<Socket>();

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { DownloadBar } from '../../src/cli/progress.ts';
-import { hubKeySegment, openModelFiles, type DownloadProgress, type ModelFiles, type OpenModelOptions } from '../../src/io/hub.ts';
+import { hubKeySegment, openModelFiles, type DownloadProgress, type ModelFiles, type OpenModelOptions } from '../../src/io/hub/hub.ts';
 import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-io-offline-');
 const repos = new Map<string, string>();

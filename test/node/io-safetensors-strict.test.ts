@@ -2,13 +2,13 @@
 // refuses them, messages quote at most a few hundred characters of a name, and misuse is typed.
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
-import { openCheckpoint } from '../../src/io/checkpoint.ts';
+import { openCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { SafetensorsError, SourceError } from '../../src/io/errors.ts';
 import { parseStrictJson, JsonDuplicateKeyError } from '../../src/io/json.ts';
 import { openSource } from '../../src/io/source.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { encodeSafetensors } from '../../src/io/writer.ts';
-import { craft } from './safetensors-helpers.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { encodeSafetensors } from '../../src/io/safetensors/writer.ts';
+import { craft } from '../helpers/safetensors-helpers.ts';
 
 async function rejection(p: Promise<unknown>): Promise<Error & { code: string }> {
   try {

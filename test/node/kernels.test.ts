@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
+import { gpuGemmSubgroups, gpuGemvConfig } from '../../src/ops/matmul.ts';
 import { KERNEL_CASES } from '../kernels/cases.ts';
 
 let ctx: GpuContext;
@@ -41,6 +42,21 @@ describe('device', () => {
   it('rejects an unknown kernel family or robustness value before making a device', async () => {
     await expect(GpuContext.create({ robustness: 'yes' as never })).rejects.toThrow(/robustness must be true or false, got "yes"/);
     await expect(GpuContext.create({ kernels: 'fast' as never })).rejects.toThrow(/kernels must be 'gpu' or 'cpu', got "fast"/);
+    await expect(GpuContext.create({ gemv: { reduce: 'tree' as never } })).rejects.toThrow(/gemv.reduce must be 'auto', 'workgroup' or 'off', got "tree"/);
+    await expect(GpuContext.create({ gemv: { wg: 96 } })).rejects.toThrow(/gemv.wg must be a power of two from 32 to 1024, got 96/);
+    await expect(GpuContext.create({ gemv: { nr: 5 } })).rejects.toThrow(/gemv.nr must be an integer from 1 to 4, got 5/);
+    await expect(GpuContext.create({ gemm: { subgroups: 'on' as never } })).rejects.toThrow(/gemm.subgroups must be 'auto' or 'off', got "on"/);
+  });
+  it('takes its kernel choices from the device options: subgroup GEMVs and GEMMs by default on lavapipe', () => {
+    expect(ctx.caps.gemv).toEqual({ reduce: 'auto' });
+    expect(ctx.caps.gemm).toEqual({ subgroups: 'auto' });
+    expect(gpuGemvConfig(ctx)).toEqual({ sg: true, TPR: 8, WG: 128, NR: 4 });
+    expect(gpuGemmSubgroups(gpuKernels)).toBe(true);
+    const withCaps = (c: Partial<GpuContext['caps']>) => ({ caps: { ...ctx.caps, ...c } }) as GpuContext;
+    expect(gpuGemvConfig(withCaps({ gemv: { reduce: 'off' } }))).toBeNull();
+    expect(gpuGemvConfig(withCaps({ gemv: { reduce: 'workgroup', wg: 64, nr: 2 } }))).toEqual({ sg: false, TPR: 32, WG: 64, NR: 2 });
+    expect(gpuGemvConfig(withCaps({ gemv: { reduce: 'auto', wg: 256 } }))).toEqual({ sg: true, TPR: 8, WG: 256, NR: 4 });
+    expect(gpuGemmSubgroups(withCaps({ gemm: { subgroups: 'off' } }))).toBe(false);
   });
 });
 

@@ -7,16 +7,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decoder } from '../../src/generate/decoder.ts';
+import { kvCacheFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
-import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
-import { KvCache, type KvDType } from '../../src/ops/kv-cache.ts';
+import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { UploadOptions } from '../../src/models/upload.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama;
@@ -47,7 +48,7 @@ afterAll(async () => {
 async function decoder(ctx: GpuContext, dtype: LinearDType, kv: KvDType, cap = 64, up: UploadOptions = {}): Promise<Decoder> {
   const store = await (await openModelFiles(m.dir)).checkpoint();
   const w = await uploadLlamaWeights(ctx, store, cfg, resolveLlamaWeights(store, cfg), dtype, up);
-  const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap, dtype: kv }, ropeInvFreq(cfg));
+  const cache = kvCacheFor(ctx, cfg, cap, kv);
   const dec = new Decoder(ctx, cfg, w, cache);
   const dispose = dec.dispose.bind(dec);
   dec.dispose = () => (dispose(), w.dispose());
@@ -169,7 +170,7 @@ it('a tied table under a quantized dtype is int8 for the gather and the head: KL
   for (const dtype of ['f16', 'q8'] as const) {
     const store = await (await openModelFiles(tied.dir)).checkpoint();
     const w = await uploadLlamaWeights(contexts.cpu, store, tcfg, resolveLlamaWeights(store, tcfg), dtype);
-    const cache = KvCache.create(contexts.cpu, { layers: tcfg.numLayers, heads: tcfg.numHeads, kvHeads: tcfg.numKvHeads, headDim: tcfg.headDim, cap: 64, dtype: 'f32' }, ropeInvFreq(tcfg));
+    const cache = kvCacheFor(contexts.cpu, tcfg, 64, 'f32');
     const dec = new Decoder(contexts.cpu, tcfg, w, cache);
     try {
       let kl = 0;

@@ -7,12 +7,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
-import { openCheckpoint } from '../../src/io/checkpoint.ts';
+import { openCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { llamaReferenceForward, llamaReferenceGreedy, type LlamaWeightsF32 } from '../../src/reference/llama.ts';
-import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
 import { compare } from '../kernels/check.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-llama-');
 let count = 0;

@@ -12,18 +12,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
+import { kvCacheFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { openModelFiles } from '../../src/io/hub.ts';
-import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
 import { uploadLlamaWeights } from '../../src/models/llama.ts';
 import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
-import { KvCache } from '../../src/ops/kv-cache.ts';
 import type { Activations, LinearDType } from '../../src/ops/linear.ts';
 import { decoderError } from '../../src/quant/guard.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { LLAMA_LINEARS, writeQuantizedCopy } from '../helpers/quant-formats.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
 let m: TinyLlama; // no tokenizer (vocabulary 256): the Decoder-level tests
@@ -57,7 +57,7 @@ async function decoder(ctx: GpuContext, dtype: LinearDType, activations?: Activa
   const store = await (await openModelFiles(m.dir)).checkpoint();
   const w = await uploadLlamaWeights(ctx, store, cfg, resolveLlamaWeights(store, cfg), dtype, { activations });
   await store.close?.();
-  const cache = KvCache.create(ctx, { layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, cap: 32, dtype: 'f32' }, ropeInvFreq(cfg));
+  const cache = kvCacheFor(ctx, cfg, 32, 'f32');
   const dec = new Decoder(ctx, cfg, w, cache);
   const dispose = dec.dispose.bind(dec);
   dec.dispose = () => (dispose(), w.dispose());

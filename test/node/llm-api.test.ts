@@ -9,7 +9,7 @@ import { LlmModel } from '../../src/api/llm.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { llamaReferenceGreedy } from '../../src/reference/llama.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 // A ChatML template (the shape Qwen and SmolLM2 use), for a tokenizer that has none of its own.
 const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

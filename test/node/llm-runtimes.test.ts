@@ -14,8 +14,8 @@ import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { launchChromium, ROOT, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { GREEDY, referenceIds, RUNTIME_PROMPT, SEEDED, TINY_CHAT_LLAMA, type RuntimeIds } from '../helpers/llm-fixture.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-llm-runtimes-');
 let tiny: TinyLlama;

@@ -13,9 +13,9 @@ import { parseLlamaConfig } from '../../src/models/llama-config.ts';
 import { checkEstimate, estimateBert, estimateLlm } from '../../src/models/memory-estimate.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { writeTinyBert, type TinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama, type TinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-estimate-');
 let ctx: GpuContext;

@@ -16,9 +16,9 @@ import { LlmModel } from '../../src/api/llm.ts';
 import { launchChromium, ROOT } from '../helpers/browser.ts';
 import { RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const TEXTS = ['The cat sits on the mat.', 'A cat is on a rug.'];
 const GREEDY = { maxTokens: 8, temperature: 0, ignoreEos: true } as const;

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeSafetensorsFile } from '../../src/io/writer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
 
 let dir: string;
 let ctx: GpuContext;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { groupSums, quantizeActivations, readActivationCode } from '../../src/quant/activations.ts';
 import { checkActivationQuant, unpackInt8Rows } from '../../src/reference/quant-activations.ts';
-import { randomWeights } from './quant-util.ts';
+import { randomWeights } from '../helpers/quant-util.ts';
 
 describe('quantizeActivations', () => {
   it('|x - q*s| <= s/2 per element, max element maps to +-127, padding is 0', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-// Scales and zero points go to f16 buffers through io/half.ts's converter.
-import { f32ArrayToF16 as toF16 } from '../../src/io/half.ts';
-import { f16BitsToF32 } from '../../src/io/half.ts';
+// Scales and zero points go to f16 buffers through io/safetensors/half.ts's converter.
+import { f32ArrayToF16 as toF16 } from '../../src/io/safetensors/half.ts';
+import { f16BitsToF32 } from '../../src/io/safetensors/half.ts';
 
 const f32ToF16Bits = (v: number) => toF16(new Float32Array([v]))[0];
 

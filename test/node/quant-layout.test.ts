@@ -12,7 +12,7 @@ import {
   type QuantSpec,
 } from '../../src/quant/layout.ts';
 import { quantizeWeight } from '../../src/quant/rtn.ts';
-import { randomWeights } from './quant-util.ts';
+import { randomWeights } from '../helpers/quant-util.ts';
 
 describe('spec validation', () => {
   it('accepts the supported specs', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readCode, zeroPoint, type QuantBits, type QuantizedWeight, type QuantSpec } from '../../src/quant/layout.ts';
 import { dequantizeWeight, f16Scale, quantizeWeight, roundHalfAway } from '../../src/quant/rtn.ts';
-import { randomWeights } from './quant-util.ts';
+import { randomWeights } from '../helpers/quant-util.ts';
 
 const SPECS: QuantSpec[] = [];
 for (const bits of [4, 8] as const)

@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, ROOT } from '../helpers/browser.ts';
 import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const TEXTS = Array.from({ length: 16 }, (_, i) => `text ${i}: ${'the quick brown fox '.repeat(1 + (i % 3))}`);
 const LONG = { maxTokens: 200, temperature: 0, ignoreEos: true };

@@ -12,9 +12,9 @@ import { GPUDeviceError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { makeDeltaFixtures, type DeltaFixtures } from '../helpers/delta-fixtures.ts';
 import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-recover-');
 const TEXTS = Array.from({ length: 24 }, (_, i) => `text ${i}: ${'the quick brown fox jumps '.repeat(1 + (i % 4))}`);

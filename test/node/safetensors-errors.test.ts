@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
 import { SafetensorsError, type SafetensorsErrorCode } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { bytesSource, type ByteSource } from '../../src/io/source.ts';
-import { craft, craftRaw, useTempDir, writeTemp } from './safetensors-helpers.ts';
+import { craft, craftRaw, useTempDir, writeTemp } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir();
 let counter = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import {
   bf16ArrayToF32,
   bf16BitsToF32,
@@ -9,8 +9,8 @@ import {
   f32ArrayToF16,
   f32ToBf16Bits,
   f32ToF16Bits,
-} from '../../src/io/half.ts';
-import { encodeSafetensors } from '../../src/io/writer.ts';
+} from '../../src/io/safetensors/half.ts';
+import { encodeSafetensors } from '../../src/io/safetensors/writer.ts';
 
 const SUB_MIN = 2 ** -24; // smallest f16 subnormal
 const SUB_MAX = 1023 * 2 ** -24; // largest f16 subnormal

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DTYPES, DTYPE_SIZE, type DType } from '../../src/io/dtypes.ts';
+import { DTYPES, DTYPE_SIZE, type DType } from '../../src/io/safetensors/dtypes.ts';
 import { SafetensorsError } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { blobSource, bytesSource, type ByteSource } from '../../src/io/source.ts';
-import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
-import { bytesOf, craft, useTempDir, writeTemp } from './safetensors-helpers.ts';
+import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
+import { bytesOf, craft, useTempDir, writeTemp } from '../helpers/safetensors-helpers.ts';
 
 /** Deterministic pseudo-random bytes so failures reproduce. */
 function pseudoBytes(n: number, seed: number): Uint8Array {

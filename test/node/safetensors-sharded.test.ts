@@ -1,11 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openCheckpoint, ShardedCheckpoint } from '../../src/io/checkpoint.ts';
+import { openCheckpoint, ShardedCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { SafetensorsError } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeSafetensorsFile } from '../../src/io/writer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors/writer.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir();
 

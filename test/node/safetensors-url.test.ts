@@ -1,11 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCheckpoint, ShardedCheckpoint } from '../../src/io/checkpoint.ts';
+import { openCheckpoint, ShardedCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { SourceError } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
 import { urlSource } from '../../src/io/source.ts';
-import { encodeSafetensors } from '../../src/io/writer.ts';
+import { encodeSafetensors } from '../../src/io/safetensors/writer.ts';
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(chunks));

@@ -1,10 +1,10 @@
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../../src/io/errors.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { encodeSafetensors, writeSafetensorsFile, type TensorToWrite } from '../../src/io/writer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { SafetensorsFile } from '../../src/io/safetensors/reader.ts';
+import { encodeSafetensors, writeOrder, writeSafetensorsFile, writeStreaming, type TensorToWrite } from '../../src/io/safetensors/writer.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir();
 const ok: TensorToWrite = { name: 'w', dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) };
@@ -83,5 +83,53 @@ describe('encodeSafetensors input validation', () => {
     const f = await SafetensorsFile.open(new Blob(encodeSafetensors([], { only: 'meta' })));
     expect(f.tensors).toEqual([]);
     expect({ ...f.metadata }).toEqual({ only: 'meta' });
+  });
+});
+
+describe('one ordering rule, one header encoder', () => {
+  const mixed: TensorToWrite[] = [
+    { name: 'b.scales', dtype: 'F16', shape: [2], data: new Uint16Array([0x3c00, 0x4000]) },
+    { name: 'z.codes', dtype: 'U32', shape: [1], data: new Uint32Array([7]) },
+    { name: 'a.mask', dtype: 'U8', shape: [3], data: new Uint8Array([1, 2, 3]) },
+    { name: 'c.ids', dtype: 'I64', shape: [1], data: new BigInt64Array([5n]) },
+    { name: 'a.codes', dtype: 'U32', shape: [2], data: new Uint32Array([8, 9]) },
+  ];
+
+  it('writeOrder puts larger elements first and keeps the given order within a size', () => {
+    expect(writeOrder(mixed).map((t) => t.name)).toEqual(['c.ids', 'z.codes', 'a.codes', 'b.scales', 'a.mask']);
+  });
+
+  it('a streamed file is byte for byte the whole-file writer\'s for the same tensors in name order', async () => {
+    const dir = await subdir('streamed');
+    const byName = [...mixed].sort((a, b) => (a.name < b.name ? -1 : 1));
+    const order = writeOrder(byName);
+    const path = join(dir, 'streamed.safetensors');
+    const meta = { k: 'placeholder' };
+    const n = await writeStreaming(path, order, meta, async (e) => mixed.find((t) => t.name === e.name)!.data, async () => ({ k: 'final-value' }));
+    expect(n).toBe(8 + 8 + 4 + 4 + 3);
+    const whole = Buffer.concat(encodeSafetensors(mixed, { k: 'final-value' }));
+    expect(Buffer.from(await readFile(path)).equals(whole)).toBe(true);
+    const f = await SafetensorsFile.open(path);
+    expect(f.tensors.map((t) => t.name)).toEqual(['c.ids', 'a.codes', 'z.codes', 'b.scales', 'a.mask']);
+    expect(f.metadata).toEqual({ k: 'final-value' });
+    await f.close();
+  });
+
+  it('a streamed tensor of the wrong size is a typed error naming the file and the tensor', async () => {
+    const dir = await subdir('streamed-bad');
+    const path = join(dir, 'bad.safetensors');
+    const err = await writeStreaming(path, [ok], {}, async () => new Float32Array(3)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SafetensorsError);
+    expect(err).toMatchObject({ code: 'SAFETENSORS_SIZE_MISMATCH' });
+    expect((err as Error).message).toContain(path);
+    expect((err as Error).message).toContain('"w"');
+  });
+
+  it('a streamed file refuses a reserved tensor name before writing anything', async () => {
+    const dir = await subdir('streamed-reserved');
+    const path = join(dir, 'reserved.safetensors');
+    const err = await writeStreaming(path, [{ ...ok, name: '__metadata__' }], {}, async () => ok.data).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SAFETENSORS_FORBIDDEN_NAME' });
+    expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -13,8 +13,8 @@ import type { ServeIO } from '../../src/cli/serve.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { RunningServer } from '../../src/serve/node.ts';
 import { hfToGguf, vocabMetadata } from '../helpers/gguf-writer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 
 const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const KEY = 'sk-test-0123456789';

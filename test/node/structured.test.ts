@@ -15,8 +15,8 @@ import type { ResponseFormat } from '../../src/structured/constraint.ts';
 import { ConstraintError } from '../../src/structured/errors.ts';
 import { CHATML } from '../helpers/llm-fixture.ts';
 import { ARITH_GRAMMAR, parsesArith, REGEXES, SCHEMAS } from '../helpers/structured-cases.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-structured-');
 const Ajv = ((Ajv2020 as unknown as { default?: unknown }).default ?? Ajv2020) as typeof Ajv2020;

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openModelFiles } from '../../src/io/hub.ts';
+import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { loadTokenizer, TextTokenizer, TokenizerError } from '../../src/text/tokenizer.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { tinyTokenizerFiles } from '../../fixtures/tiny-tokenizer.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const tmp = useTempDir('webq-tok-');
 const repo = resolve(import.meta.dirname, '../..');
@@ -103,6 +103,22 @@ describe('tiny WordPiece tokenizer', () => {
     expect(e.message).toContain('empty');
     expect(thrown(() => TextTokenizer.fromJson('{"model": ', '{}', { name: 'x/tokenizer.json' })).message).toContain('x/tokenizer.json');
     expect(thrown(() => TextTokenizer.fromJson({ model: { type: 'Nope' } }, {})).code).toBe('TOKENIZER_BAD_FILE');
+  });
+
+  it('refuses a WordPiece word limit that would make long words take minutes (found by the fuzz test, seed 438)', () => {
+    const { tokenizerJson, tokenizerConfig } = tinyTokenizerFiles(64);
+    const model = tokenizerJson.model as Record<string, unknown>;
+    for (const bad of ['x'.repeat(50), 1e9, 0, 2.5]) {
+      const e = thrown(() => TextTokenizer.fromJson({ ...tokenizerJson, model: { ...model, max_input_chars_per_word: bad } }, tokenizerConfig, { name: 'w/tokenizer.json' }));
+      expect(e.code).toBe('TOKENIZER_BAD_FILE');
+      expect(e.message).toContain('model.max_input_chars_per_word must be an integer from 1 to 1000');
+      expect(e.message).toContain('w/tokenizer.json');
+    }
+    // The default limit (100): a 3,000-character word is one [UNK], at once.
+    const tok = TextTokenizer.fromJson(tokenizerJson, tokenizerConfig);
+    const t = performance.now();
+    expect(tok.encode('a'.repeat(3000), { addSpecialTokens: false }).ids.map((i) => tok.idToToken(i))).toEqual(['[UNK]']);
+    expect(performance.now() - t).toBeLessThan(1000);
   });
 });
 

@@ -14,8 +14,8 @@ import type { ChatCompletionChunk, ChatRequestMessage, ChatTool, ToolCall } from
 import { LlmModel } from '../../src/api/llm.ts';
 import { ConstraintError } from '../../src/structured/errors.ts';
 import { CHATML } from '../helpers/llm-fixture.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 /** Llama 3.1's way of offering tools (JSON with "parameters", results in an ipython turn), in our own words. */
 const LLAMA31_STYLE =

@@ -17,9 +17,9 @@ import { WorkerBertModel } from '../../src/worker/index.ts';
 import { launchChromium, ROOT } from '../helpers/browser.ts';
 import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
 import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../helpers/tiny-bert.ts';
-import { writeTinyLlama } from '../helpers/tiny-llama.ts';
-import { useTempDir } from './safetensors-helpers.ts';
+import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
+import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
+import { useTempDir } from '../helpers/safetensors-helpers.ts';
 
 const TEXTS = ['hello world', 'the cat sat on the mat', 'a third, longer text about WebGPU workers'];
 const CHAT = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Hello! Who are you?' }];

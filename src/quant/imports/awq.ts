@@ -14,7 +14,7 @@
  * kernels) and are named as unsupported.
  */
 import type { JsonObject } from '../../io/json.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, readF32, readWords, shown, type ImportFormat, type ImportedLinear } from './common.ts';
 
 /** Column (within a word's 8) held by nibble i. */

@@ -14,7 +14,7 @@
  * 4-bit bitsandbytes (nf4, fp4: load_in_4bit) is a lookup-table format and is named as unsupported.
  */
 import type { JsonObject } from '../../io/json.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import { configFields, expectTensor, ImportError, named, readF32, type ImportFormat, type ImportedLinear } from './common.ts';
 
 export function parseBitsandbytes(qc: JsonObject, source: string): ImportFormat {

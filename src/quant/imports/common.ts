@@ -4,9 +4,9 @@
  * packed int32 words (bit patterns, so never range-converted).
  */
 import { WebqError } from '../../errors.ts';
-import type { DType } from '../../io/dtypes.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
 import type { JsonObject, JsonValue } from '../../io/json.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import type { IntGroups } from './int-weight.ts';
 
 export type ImportErrorCode =
@@ -23,7 +23,7 @@ export class ImportError extends WebqError {
   }
 }
 
-/** The Linear dtypes an imported checkpoint runs with by default (src/ops/linear.ts). */
+/** The Linear dtypes an imported checkpoint runs with by default (src/models/prepare-linear.ts). */
 export type ImportDType = 'q4' | 'q8' | 'w8a8';
 
 /** One quantization method, as config.json's quantization_config declares it. */

@@ -21,9 +21,9 @@
  * Not supported, and named: float-quantized (FP8), nvfp4, marlin-24, block and tensor_group
  * strategies, sparsity compression.
  */
-import type { DType } from '../../io/dtypes.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
 import type { JsonObject, JsonValue } from '../../io/json.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import { checkBits, configFields, contiguousGroups, expectTensor, ImportError, isJsonObject, lookup, named, readF32, readGroupIndex, readWords, shown, type ImportDType, type ImportFormat, type ImportedLinear } from './common.ts';
 
 type Strategy = 'channel' | 'group' | 'tensor';

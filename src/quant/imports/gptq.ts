@@ -18,7 +18,7 @@
  * Symmetric files (sym: true) still store zero points, 2^(B-1), which map onto webq's implicit one.
  */
 import type { JsonObject } from '../../io/json.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import { checkBits, configFields, contiguousGroups, expectTensor, groupText, ImportError, lookup, readF32, readGroupIndex, readWords, type ImportFormat, type ImportedLinear } from './common.ts';
 
 const UNSUPPORTED_FORMATS: Record<string, string> = {

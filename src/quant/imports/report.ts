@@ -3,10 +3,10 @@
  * load gives it and whether that is exact, decided from headers and g_idx tensors only (symmetry
  * as configured); and the config.json beside a checkpoint location that says the format.
  */
-import { isHubId, openModelFiles } from '../../io/hub.ts';
+import { isHubId, openModelFiles } from '../../io/hub/hub.ts';
 import { parseStrictJson, type JsonValue } from '../../io/json.ts';
-import { checkTextSize } from '../../io/model-files.ts';
-import type { TensorStore } from '../../io/safetensors.ts';
+import { checkTextSize } from '../../io/hub/model-files.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
 import { isHttpUrl, openSource } from '../../io/source.ts';
 import { layoutFor } from '../layout.ts';
 import { isJsonObject, type ImportDType, type ImportFormat } from './common.ts';
