@@ -1,23 +1,27 @@
 // Decoder attention inputs, one workgroup per (token t, head slot): takes the fused projection
 // qkv [T, (nh + 2 nkv) * D] (Q heads | K heads | V heads along the row) and
-//   - Q heads (slot < nh): optional per-head RMSNorm (Qwen3's q_norm), RoPE, written to q [T, nh*D];
+//   - Q heads (slot < nh): optional RMSNorm (q_norm: per head as Qwen3's, or with NORM_ALL over all
+//     of q as OLMo 2's), RoPE, written to q [T, nh*D];
 //   - K/V heads (slot >= nh): K normed (k_norm) and roped, V as is, both written into the KV cache
 //     at position pos0 + t, quantized to int8 per (token, head) for the int8 cache.
-// RoPE is Hugging Face's rotate-half: dimension i pairs with i + D/2, angle = position * inv_freq[i],
-// read from a cos | sin table [cap, D] computed once on the CPU (no transcendentals here, and the
-// angles are exact where an f32 product of a large position would not be).
+// RoPE is Hugging Face's rotate-half on the first `rot` dimensions of a head (rot = D unless the
+// model rotates part of the head, Phi-4-mini's partial_rotary_factor; 0 for a NoPE layer,
+// SmolLM3's): dimension i < rot/2 pairs with i + rot/2, angle = position * inv_freq[i], read from a
+// cos | sin table [cap, D] (cos at i, sin at D/2 + i) computed once on the CPU (no transcendentals
+// here, and the angles are exact where an f32 product of a large position would not be). Both are
+// multiplied by `mscale` (longrope's attention factor; 1 otherwise), as transformers scales cos and sin.
 // pos0 comes from a storage buffer the CPU writes before each submit, so a decode step's uniforms
 // (and so its bind groups) are the same at every position.
 // Cache layout, per layer: [nkv][cap][D] (a head's keys contiguous, in position order).
 
-struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, eps: f32 }
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, eps: f32, rot: u32, mscale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<T>;
 @group(0) @binding(2) var<storage, read> pos: array<u32>;     // pos[0] = position of row 0
 @group(0) @binding(3) var<storage, read> rope: array<f32>;    // [cap, D]: cos | sin
-@group(0) @binding(4) var<storage, read> qnorm: array<T>;     // [D] (HAS_NORM)
-@group(0) @binding(5) var<storage, read> knorm: array<T>;     // [D] (HAS_NORM)
+@group(0) @binding(4) var<storage, read> qnorm: array<T>;     // [D], NORM_ALL [nh * D] (HAS_NORM)
+@group(0) @binding(5) var<storage, read> knorm: array<T>;     // [D], NORM_ALL [nkv * D] (HAS_NORM)
 @group(0) @binding(6) var<storage, read_write> q: array<T>;   // [T, nh * D]
 @group(0) @binding(7) var<storage, read_write> kf: array<KV>; // float cache: [nkv, cap, D]
 @group(0) @binding(8) var<storage, read_write> vf: array<KV>;
@@ -28,6 +32,7 @@ struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, eps: f32 }
 
 override WG: u32 = 64u;
 override HAS_NORM: bool = false;
+override NORM_ALL: bool = false; // the norm's mean over every head of q (of k), not over one head
 const MAX_D = 256u;
 
 var<workgroup> xs: array<f32, MAX_D>; // the head being prepared
@@ -57,9 +62,11 @@ fn wg_max(v: f32, lid: u32) -> f32 {
   return r;
 }
 
-// Loads one head into xs, applies the optional RMSNorm, then RoPE at absolute position `at`.
-fn prepare(src: u32, at: u32, norm: bool, isQ: bool, lid: u32) {
+// Loads head `head` of the q or k section (starting at `sec`, `span` values) into xs, applies the
+// optional RMSNorm, then RoPE at absolute position `at`.
+fn prepare(sec: u32, span: u32, head: u32, at: u32, isQ: bool, lid: u32) {
   let D = p.D;
+  let src = sec + head * D;
   var ss = 0.0;
   for (var d = lid; d < D; d += WG) {
     let v = f32(qkv[src + d]);
@@ -68,22 +75,34 @@ fn prepare(src: u32, at: u32, norm: bool, isQ: bool, lid: u32) {
   }
   workgroupBarrier();
   if (HAS_NORM) {
-    // Uniform: HAS_NORM is an override, so every thread takes the same branch and barriers hold.
-    let inv = inverseSqrt(wg_sum(ss, lid) / f32(D) + p.eps);
+    // Uniform: HAS_NORM and NORM_ALL are overrides, so every thread takes the same branch and
+    // barriers hold. NORM_ALL reads the whole section again: every head's workgroup needs its sum.
+    var n = D;
+    var woff = 0u;
+    if (NORM_ALL) {
+      ss = 0.0;
+      for (var d = lid; d < span; d += WG) {
+        let v = f32(qkv[sec + d]);
+        ss += v * v;
+      }
+      n = span;
+      woff = head * D;
+    }
+    let inv = inverseSqrt(wg_sum(ss, lid) / f32(n) + p.eps);
     for (var d = lid; d < D; d += WG) {
-      let g = select(f32(knorm[d]), f32(qnorm[d]), isQ);
+      let g = select(f32(knorm[woff + d]), f32(qnorm[woff + d]), isQ);
       // Round through T as transformers does (the norm's output is in the model's dtype).
       xs[d] = f32(T(xs[d] * inv * g));
     }
     workgroupBarrier();
   }
-  let half = D / 2u;
-  var a: array<f32, 4>; // pairs this thread rotates: D/2 / WG, at most 4 (D <= 256, WG >= 32)
+  let half = p.rot / 2u;
+  var a: array<f32, 4>; // pairs this thread rotates: rot/2 / WG, at most 4 (D <= 256, WG >= 32)
   var b: array<f32, 4>;
   var n = 0u;
   for (var i = lid; i < half; i += WG) {
-    let c = rope[at * D + i];
-    let s = rope[at * D + half + i];
+    let c = rope[at * D + i] * p.mscale;
+    let s = rope[at * D + D / 2u + i] * p.mscale;
     let x0 = xs[i];
     let x1 = xs[i + half];
     a[n] = x0 * c - x1 * s;
@@ -124,14 +143,14 @@ fn quant_word(w: u32, inv: f32) -> u32 {
 // write into its cache; returns true. (Uniform: slot is the workgroup's, so every thread returns
 // the same and the caller's barriers hold.)
 fn q_or_k(slot: u32, t: u32, lid: u32) -> bool {
-  let src = t * (p.nh + 2u * p.nkv) * p.D + slot * p.D;
+  let row = t * (p.nh + 2u * p.nkv) * p.D;
   let at = pos[0] + t;
   if (slot < p.nh) {
-    prepare(src, at, HAS_NORM, true, lid);
+    prepare(row, p.nh * p.D, slot, at, true, lid);
     for (var d = lid; d < p.D; d += WG) { q[(t * p.nh + slot) * p.D + d] = T(xs[d]); }
     return false;
   }
-  prepare(src, at, HAS_NORM, false, lid);
+  prepare(row + p.nh * p.D, p.nkv * p.D, slot - p.nh, at, false, lid);
   return true;
 }
 

@@ -41,6 +41,8 @@ export interface WeightRef {
   readonly quantized?: boolean;
   /** Stored pre-quantized by another tool (GPTQ, AWQ, ...; src/quant/imports), its headers checked. */
   readonly imported?: ImportedLinear;
+  /** Rows `start` .. start + count - 1 of the stored tensor `name` (a fused Linear's part: Phi-3's qkv_proj); `shape` is the part's. */
+  readonly rows?: { readonly start: number; readonly count: number };
 }
 
 /**

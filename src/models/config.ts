@@ -9,7 +9,7 @@ import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 export interface BertConfig {
@@ -128,7 +128,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models; Llama, Mistral, Qwen2 and Qwen3 decoders)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',

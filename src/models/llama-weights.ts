@@ -8,10 +8,13 @@
  *   model.layers.i.self_attn.q_proj.weight        [nh D, H]   (.bias: Qwen2, attention_bias)
  *   model.layers.i.self_attn.k_proj / v_proj      [nkv D, H]
  *   model.layers.i.self_attn.o_proj.weight        [H, nh D]
- *   model.layers.i.self_attn.q_norm / k_norm      [D]         (Qwen3)
+ *   model.layers.i.self_attn.q_norm / k_norm      [D]         (Qwen3; OLMo 2: [nh D] / [nkv D])
  *   model.layers.i.post_attention_layernorm       [H]
+ *   model.layers.i.post_feedforward_layernorm     [H]         (OLMo 2, which has no input_layernorm)
  *   model.layers.i.mlp.gate_proj / up_proj        [I, H]
  *   model.layers.i.mlp.down_proj                  [H, I]
+ *   Phi-3 instead: self_attn.qkv_proj [(nh + 2 nkv) D, H] and mlp.gate_up_proj [2I, H], each
+ *   resolved as its row ranges (WeightRef.rows), so q, k, v, gate and up stay Linears of their own.
  *   model.norm.weight                             [H]
  *   lm_head.weight                                [V, H]      (absent when tie_word_embeddings)
  */
@@ -27,14 +30,20 @@ import type { LinearPart } from './upload.ts';
 export class LlamaWeightsError extends WebqError {}
 
 export interface LlamaLayerRefs {
-  readonly inputNorm: WeightRef;
+  /** Before attention (input_layernorm); null where the norms follow the sublayers (OLMo 2). */
+  readonly inputNorm: WeightRef | null;
   readonly q: LinearPart;
   readonly k: LinearPart;
   readonly v: LinearPart;
   readonly o: LinearPart;
   readonly qNorm: WeightRef | null;
   readonly kNorm: WeightRef | null;
-  readonly postNorm: WeightRef;
+  /** On the attention output, before the residual add (OLMo 2's post_attention_layernorm). */
+  readonly attnOutNorm: WeightRef | null;
+  /** Before the MLP (post_attention_layernorm); null where the norms follow the sublayers (OLMo 2). */
+  readonly postNorm: WeightRef | null;
+  /** On the MLP output, before the residual add (OLMo 2's post_feedforward_layernorm). */
+  readonly mlpOutNorm: WeightRef | null;
   readonly gate: LinearPart;
   readonly up: LinearPart;
   readonly down: LinearPart;
@@ -78,23 +87,45 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     const bert = store.has('embeddings.word_embeddings.weight') || store.has('bert.embeddings.word_embeddings.weight');
     throw new LlamaWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "model.embed_tokens.weight"; ${bert ? 'this looks like a BERT checkpoint' : `is this a ${cfg.architecture} checkpoint?`}`);
   }
+  // Phi-3's fused Linears: the float tensor checked whole, then one ref per row range. A fused
+  // tensor stored pre-quantized (by webq or another tool) would need its packed rows split too.
+  const fused = (base: string, out: readonly number[], why: string): LinearPart[] => {
+    const name = `${base}.weight`;
+    const total = out.reduce((a, b) => a + b, 0);
+    if (!store.has(name) && (hasQuantized(store, name) || importedRef(store, format, name, name, [total, H]))) {
+      throw new LlamaWeightsError('WEIGHTS_UNSUPPORTED', `${store.name}: tensor "${name}" is stored pre-quantized; webq splits ${cfg.modelType}'s fused Linears from float weights only (load the float checkpoint with dtype q8 or q4)`);
+    }
+    const whole = check(name, [total, H], why);
+    let start = 0;
+    return out.map((count) => ({ weight: { ...whole, shape: [count, H], rows: { start: (start += count) - count, count } }, bias: null }));
+  };
   const hv = 'config.json hidden_size';
+  const pre = cfg.norms === 'pre';
+  const qkw = cfg.qkNormOver === 'head' ? ([[D], [D], 'head_dim'] as const) : ([[nh * D], [nkv * D], 'num_attention_heads (num_key_value_heads) x head_dim'] as const);
   const layers: LlamaLayerRefs[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const L = `model.layers.${i}`;
     const qw = `num_attention_heads x head_dim, hidden_size`;
     const kvw = `num_key_value_heads x head_dim, hidden_size`;
+    const [q, k, v] = cfg.fusedProjections
+      ? fused(`${L}.self_attn.qkv_proj`, [nh * D, nkv * D, nkv * D], '(num_attention_heads + 2 num_key_value_heads) x head_dim, hidden_size')
+      : [linear(`${L}.self_attn.q_proj`, nh * D, H, qw, cfg.qkvBias), linear(`${L}.self_attn.k_proj`, nkv * D, H, kvw, cfg.qkvBias), linear(`${L}.self_attn.v_proj`, nkv * D, H, kvw, cfg.qkvBias)];
+    const [gate, up] = cfg.fusedProjections
+      ? fused(`${L}.mlp.gate_up_proj`, [I, I], '2 x intermediate_size, hidden_size')
+      : [linear(`${L}.mlp.gate_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias), linear(`${L}.mlp.up_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias)];
     layers.push({
-      inputNorm: check(`${L}.input_layernorm.weight`, [H], hv),
-      q: linear(`${L}.self_attn.q_proj`, nh * D, H, qw, cfg.qkvBias),
-      k: linear(`${L}.self_attn.k_proj`, nkv * D, H, kvw, cfg.qkvBias),
-      v: linear(`${L}.self_attn.v_proj`, nkv * D, H, kvw, cfg.qkvBias),
+      inputNorm: pre ? check(`${L}.input_layernorm.weight`, [H], hv) : null,
+      q,
+      k,
+      v,
       o: linear(`${L}.self_attn.o_proj`, H, nh * D, 'hidden_size, num_attention_heads x head_dim', cfg.oBias),
-      qNorm: cfg.qkNorm ? check(`${L}.self_attn.q_norm.weight`, [D], 'head_dim') : null,
-      kNorm: cfg.qkNorm ? check(`${L}.self_attn.k_norm.weight`, [D], 'head_dim') : null,
-      postNorm: check(`${L}.post_attention_layernorm.weight`, [H], hv),
-      gate: linear(`${L}.mlp.gate_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias),
-      up: linear(`${L}.mlp.up_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias),
+      qNorm: cfg.qkNorm ? check(`${L}.self_attn.q_norm.weight`, qkw[0], qkw[2]) : null,
+      kNorm: cfg.qkNorm ? check(`${L}.self_attn.k_norm.weight`, qkw[1], qkw[2]) : null,
+      attnOutNorm: pre ? null : check(`${L}.post_attention_layernorm.weight`, [H], hv),
+      postNorm: pre ? check(`${L}.post_attention_layernorm.weight`, [H], hv) : null,
+      mlpOutNorm: pre ? null : check(`${L}.post_feedforward_layernorm.weight`, [H], hv),
+      gate,
+      up,
       down: linear(`${L}.mlp.down_proj`, H, I, 'hidden_size, intermediate_size', cfg.mlpBias),
     });
   }

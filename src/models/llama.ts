@@ -1,8 +1,8 @@
 /**
- * LLaMA-family decoder on the GPU (Llama, Mistral, Qwen2, Qwen3; differences are LlamaConfig
- * data): weights uploaded once, and a forward over T new tokens recorded top to bottom into one
- * command encoder, reading and extending the KV cache. Shapes: T tokens, H hidden, nh heads and
- * nkv KV heads of D, I intermediate, V vocabulary.
+ * LLaMA-family decoder on the GPU (Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3, Phi-3;
+ * differences are LlamaConfig data): weights uploaded once, and a forward over T new tokens
+ * recorded top to bottom into one command encoder, reading and extending the KV cache. Shapes: T
+ * tokens, H hidden, nh heads and nkv KV heads of D, I intermediate, V vocabulary.
  */
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
@@ -10,6 +10,7 @@ import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { swiglu } from '../ops/activation.ts';
+import { add, mul } from '../ops/elementwise.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
@@ -17,19 +18,22 @@ import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType,
 import type { LinearTap } from '../ops/calib-stats.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
-import type { LlamaConfig } from './llama-config.ts';
+import { ropeAmplitude, type LlamaConfig } from './llama-config.ts';
 import type { LlamaWeights } from './llama-weights.ts';
+import type { WeightRef } from './bert-weights.ts';
 import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
-  inputNorm: Tensor; //          [H]
+  inputNorm: Tensor | null; //   [H]  (null: OLMo 2)
   qkv: LinearWeight; //          [(nh + 2 nkv) D, H]  q | k | v rows, one matmul
   qkvBias: Tensor | null; //     [(nh + 2 nkv) D]
-  qNorm: Tensor | null; //       [D]  (Qwen3)
-  kNorm: Tensor | null; //       [D]
+  qNorm: Tensor | null; //       [D]  (Qwen3), [nh D] (OLMo 2)
+  kNorm: Tensor | null; //       [D]  (Qwen3), [nkv D] (OLMo 2)
   o: LinearWeight; //            [H, nh D]
   oBias: Tensor | null;
-  postNorm: Tensor; //           [H]
+  attnOutNorm: Tensor | null; // [H]  (OLMo 2)
+  postNorm: Tensor | null; //    [H]  (null: OLMo 2)
+  mlpOutNorm: Tensor | null; //  [H]  (OLMo 2)
   gateUp: LinearWeight; //       [2I, H]  gate | up rows, one matmul
   gateUpBias: Tensor | null;
   down: LinearWeight; //         [H, I]
@@ -49,6 +53,8 @@ export interface LlamaGpuWeights {
   layers: LlamaLayerGpu[];
   norm: Tensor; //               [H]
   lmHead: LinearWeight; //       [V, H]
+  /** [1] each, in the activation precision, where the config's multiplier is not 1 (Granite). */
+  scales: { embedding: Tensor | null; residual: Tensor | null; logits: Tensor | null };
   bytes: number;
   /** Every GPU object these weights hold, by what it was made from (UploadReuse.objects of an update). */
   objects: ReadonlyMap<string, GpuObject>;
@@ -103,20 +109,26 @@ export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cf
   const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, activations, clipSearch: opts.clipSearch ?? d.clipSearch });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
-  const free = () => (pl.dispose(), up.dispose());
+  const made: Tensor[] = [];
+  const free = () => (pl.dispose(), up.dispose(), made.forEach((t) => t.dispose()));
+  // Granite's multipliers as [1] tensors that mul() repeats along a row; none where they are 1.
+  const scalar = (x: number, label: string) => (x === 1 ? null : (made.push(ctx.uploadFloat(new Float32Array([x]), [1], up.precision, label)), made[made.length - 1]));
   try {
     const embed = await up.table(refs.embed, LLAMA_TABLES, llamaTableDefault(!refs.lmHead));
     const layers: LlamaLayerGpu[] = [];
     for (const l of refs.layers) {
-      const inputNorm = await up.vec(l.inputNorm);
+      const vec = (r: WeightRef | null) => (r ? up.vec(r) : null);
+      const inputNorm = await vec(l.inputNorm);
       const qkv = await pl.lin([l.q, l.k, l.v]);
-      const qNorm = l.qNorm && (await up.vec(l.qNorm));
-      const kNorm = l.kNorm && (await up.vec(l.kNorm));
+      const qNorm = await vec(l.qNorm);
+      const kNorm = await vec(l.kNorm);
       const o = await pl.lin([l.o]);
-      const postNorm = await up.vec(l.postNorm);
+      const attnOutNorm = await vec(l.attnOutNorm);
+      const postNorm = await vec(l.postNorm);
+      const mlpOutNorm = await vec(l.mlpOutNorm);
       const gateUp = await pl.lin([l.gate, l.up]);
       const down = await pl.lin([l.down]);
-      layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, postNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
+      layers.push({ inputNorm, qkv: qkv.w, qkvBias: qkv.b, qNorm, kNorm, o: o.w, oBias: o.b, attnOutNorm, postNorm, mlpOutNorm, gateUp: gateUp.w, gateUpBias: gateUp.b, down: down.w, downBias: down.b });
     }
     const norm = await up.vec(refs.norm);
     // Another tool's checkpoint keeps an untied head float (GPTQ, AWQ, ... quantize the layers
@@ -124,7 +136,9 @@ export async function uploadLlamaWeights(ctx: GpuContext, store: TensorStore, cf
     // GPTQ test model's last logits to cosine 0.9967 against the format's dequantization.
     const floatHead = imported && refs.lmHead && !refs.lmHead.imported;
     const lmHead = refs.lmHead ? (floatHead ? await up.lin([{ weight: refs.lmHead }], up.precision) : await pl.lin([{ weight: refs.lmHead }])).w : embed;
-    return { precision: up.precision, activations, embed, layers, norm, lmHead, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    const m = cfg.multipliers;
+    const scales = { embedding: scalar(m.embedding, 'embedding_multiplier'), residual: scalar(m.residual, 'residual_multiplier'), logits: scalar(1 / m.logits, '1/logits_scaling') };
+    return { precision: up.precision, activations, embed, layers, norm, lmHead, scales, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;
@@ -141,6 +155,32 @@ export interface ForwardStep {
 }
 
 /**
+ * h + the sublayer's output y = x W^T (+ b): fused into the matmul as its residual, unless y is
+ * first normed (OLMo 2's post-sublayer norms) or scaled (Granite's residual_multiplier).
+ */
+function residualLinear(ctx: GpuContext, rec: Recorder, h: Tensor, x: Tensor, w: LinearWeight, bias: Tensor | null, after: { norm: Tensor | null; eps: number; scale: Tensor | null }): Tensor {
+  if (!after.norm && !after.scale) return linear(ctx, rec, x, w, { bias: bias ?? undefined, residual: h });
+  let y = linear(ctx, rec, x, w, { bias: bias ?? undefined });
+  if (after.norm) {
+    const n = rmsNorm(ctx, rec, y, after.norm, after.eps);
+    y.dispose();
+    y = n;
+  }
+  y = scaled(ctx, rec, y, after.scale);
+  const out = add(ctx, rec, h, y);
+  y.dispose();
+  return out;
+}
+
+/** x scaled by s ([1]), or x itself without a scale; the input is consumed. */
+function scaled(ctx: GpuContext, rec: Recorder, x: Tensor, s: Tensor | null): Tensor {
+  if (!s) return x;
+  const y = mul(ctx, rec, x, s);
+  x.dispose();
+  return y;
+}
+
+/**
  * Logits [T or 1, V] for the step's tokens; their keys and values are written into `cache`.
  * `tap` sees each Linear unit's input just before its matmul (calibration; src/quantize/units.ts).
  */
@@ -148,30 +188,36 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
   const eps = cfg.rmsNormEps;
   const T = step.ids.size;
   const qtable = quantizedWeight(w.embed);
-  let h = qtable ? embeddingQuantized(ctx, rec, step.ids, qtable) : embedding(ctx, rec, step.ids, rowChunks(w.embed)); // [T, H]
+  const e = qtable ? embeddingQuantized(ctx, rec, step.ids, qtable) : embedding(ctx, rec, step.ids, rowChunks(w.embed)); // [T, H]
+  let h = scaled(ctx, rec, e, w.scales.embedding); // Granite: x embedding_multiplier
+  const ropeScale = ropeAmplitude(cfg);
   cfg.slidingWindow.forEach((window, i) => {
     const l = w.layers[i];
-    const x = rmsNorm(ctx, rec, h, l.inputNorm, eps);
+    // Attention: [input norm]; q | k | v; [q/k norms], RoPE (none on a NoPE layer), K/V into the
+    // cache; attention; o; [norm on the output]; [x residual_multiplier]; + h.
+    const x = l.inputNorm ? rmsNorm(ctx, rec, h, l.inputNorm, eps) : h;
     tap?.(rec, `layers.${i}.qkv`, x);
     const qkv = linear(ctx, rec, x, l.qkv, { bias: l.qkvBias ?? undefined }); // [T, (nh + 2 nkv) D]
-    x.dispose();
-    const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps } : undefined;
-    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm }); // [T, nh D]; K, V -> cache
+    if (x !== h) x.dispose();
+    const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps, all: cfg.qkNormOver === 'projection' } : undefined;
+    const rotary = cfg.ropeLayers[i] ? cfg.rotaryDim : 0;
+    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm, rotary, ropeScale }); // [T, nh D]; K, V -> cache
     qkv.dispose();
-    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window }); // [T, nh D]
+    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window, scale: cfg.attentionScale }); // [T, nh D]
     q.dispose();
     tap?.(rec, `layers.${i}.o`, att);
-    const h1 = linear(ctx, rec, att, l.o, { bias: l.oBias ?? undefined, residual: h }); // h + attention
+    const h1 = residualLinear(ctx, rec, h, att, l.o, l.oBias, { norm: l.attnOutNorm, eps, scale: w.scales.residual }); // h + attention
     att.dispose();
     h.dispose();
-    const x1 = rmsNorm(ctx, rec, h1, l.postNorm, eps);
+    // SwiGLU MLP, the same way round: [norm]; gate | up; silu(gate) * up; down; [norm]; [x multiplier]; + h1.
+    const x1 = l.postNorm ? rmsNorm(ctx, rec, h1, l.postNorm, eps) : h1;
     tap?.(rec, `layers.${i}.gateUp`, x1);
     const gu = linear(ctx, rec, x1, l.gateUp, { bias: l.gateUpBias ?? undefined }); // [T, 2I]
-    x1.dispose();
+    if (x1 !== h1) x1.dispose();
     const a = swiglu(ctx, rec, gu); // [T, I] silu(gate) * up
     gu.dispose();
     tap?.(rec, `layers.${i}.down`, a);
-    h = linear(ctx, rec, a, l.down, { bias: l.downBias ?? undefined, residual: h1 }); // h1 + MLP
+    h = residualLinear(ctx, rec, h1, a, l.down, l.downBias, { norm: l.mlpOutNorm, eps, scale: w.scales.residual }); // h1 + MLP
     a.dispose();
     h1.dispose();
   });
@@ -189,5 +235,5 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
   tap?.(rec, 'lmHead', n);
   const logits = linear(ctx, rec, n, w.lmHead); // [T or 1, V]
   n.dispose();
-  return logits;
+  return scaled(ctx, rec, logits, w.scales.logits); // Granite: / logits_scaling
 }

@@ -149,7 +149,8 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   const made: GpuObject[] = [];
   const objects = new Map<string, GpuObject>();
   // A tensor in a key: its name (mapped to the previous model's for a lookup) and, packed, its spec.
-  const part = (r: WeightRef, name: string) => (r.quantized && opts.prequant ? `${name}@${JSON.stringify(specOf(opts.prequant, r.name))}` : name);
+  const part = (r: WeightRef, name: string) =>
+    (r.quantized && opts.prequant ? `${name}@${JSON.stringify(specOf(opts.prequant, r.name))}` : name) + (r.rows ? `[${r.rows.start}+${r.rows.count}]` : '');
   const keyOf = (kind: string, refs: readonly WeightRef[], names: readonly string[]) => `${kind}:${refs.map((r, i) => part(r, names[i])).join('+')}`;
   /** The object made from `refs` as `kind` says: this upload's, the previous version's when they are unchanged, else make(). */
   const once = async <T extends GpuObject>(kind: string, refs: readonly WeightRef[], make: () => Promise<T>): Promise<T> => {
@@ -166,7 +167,8 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
   const read = async (r: WeightRef) => {
     const a = (await store.readAs(r.name, 'f32')) as Float32Array;
     opts.onTensor?.(r.name);
-    return a;
+    // A fused Linear's part: its rows (shape[1] values each) of the whole tensor.
+    return r.rows ? a.slice(r.rows.start * r.shape[1], (r.rows.start + r.rows.count) * r.shape[1]) : a;
   };
   // Norms, biases, position tables: f16 values under a quantized dtype (see the top of this file).
   const readSide = async (r: WeightRef) => (quantized ? roundToF16(await read(r)) : read(r));

@@ -17,6 +17,8 @@ export interface DecoderAttentionOptions {
   pos0: number;
   /** Keys a query sees, itself included (0 = all). */
   window?: number;
+  /** Multiplies q.k before the softmax; default 1 / sqrt(D) (Granite's attention_multiplier replaces it). */
+  scale?: number;
 }
 
 export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cache: KvCache, layer: number, opts: DecoderAttentionOptions): Tensor {
@@ -35,7 +37,7 @@ export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cach
     { shader: int8 ? 'attn_dec_q8' : 'attn_dec', variant: { precision, ...(!int8 && { kv: cache.shared.floatType }) } },
     { q, pos: cache.pos, out, part: cache.shared.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
     [nsplit, nkv * hchunks, Math.ceil(T / QT)],
-    { T, nh, nkv, D, cap, GC, hchunks, QT, nsplit, window: opts.window ?? 0, scale: 1 / Math.sqrt(D) },
+    { T, nh, nkv, D, cap, GC, hchunks, QT, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D) },
   );
   if (nsplit > 1) {
     rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: cache.shared.part, out }, [nh, T], { nh, D, nsplit });

@@ -1,6 +1,7 @@
 /**
- * Decoder attention inputs from a fused QKV projection (shaders/rope_kv.wgsl): per-head RMSNorm
- * of q and k where the model has it (Qwen3), RoPE on q and k, and k / v written into the KV cache
+ * Decoder attention inputs from a fused QKV projection (shaders/rope_kv.wgsl): RMSNorm of q and k
+ * where the model has it (per head: Qwen3; over all of q and of k: OLMo 2), RoPE on q and k (all of
+ * each head, its first `rotary` dimensions, or none), and k / v written into the KV cache
  * at positions pos0.. (pos0 is in cache.pos, written by the caller before submitting).
  */
 import { ShapeError } from '../errors.ts';
@@ -13,8 +14,15 @@ import type { KvCache } from './kv-cache.ts';
 const WG = 64;
 
 export interface RopeKvOptions {
-  /** Qwen3's q_norm / k_norm weights [D], with the model's RMSNorm eps. */
-  qkNorm?: { q: Tensor; k: Tensor; eps: number };
+  /**
+   * q_norm / k_norm weights with the model's RMSNorm eps: [D] each, normalizing each head (Qwen3),
+   * or [nh D] and [nkv D] with `all`, normalizing all of q and all of k (OLMo 2).
+   */
+  qkNorm?: { q: Tensor; k: Tensor; eps: number; all?: boolean };
+  /** Dimensions of each head RoPE rotates, the first ones (default D; 0: none, a NoPE layer). */
+  rotary?: number;
+  /** Multiplies cos and sin (longrope's attention factor); default 1. */
+  ropeScale?: number;
 }
 
 /** qkv [T, (nh + 2 nkv) D] -> q [T, nh D] (roped); K and V of layer `layer` go into the cache. */
@@ -23,13 +31,19 @@ export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCac
   const width = (nh + 2 * nkv) * D;
   if (qkv.shape[qkv.shape.length - 1] !== width) throw new ShapeError(`ropeKv: qkv ${JSON.stringify(qkv.shape)} must end in (${nh} + 2*${nkv}) * ${D} = ${width}`);
   const T = qkv.size / width;
+  const rot = opts.rotary ?? D;
+  if (!Number.isInteger(rot) || rot < 0 || rot > D || rot % 2 !== 0) throw new ShapeError(`ropeKv: rotary ${rot} must be an even number of dimensions up to the head's ${D}`);
+  const all = opts.qkNorm?.all ?? false;
+  if (opts.qkNorm && (opts.qkNorm.q.size !== (all ? nh : 1) * D || opts.qkNorm.k.size !== (all ? nkv : 1) * D)) {
+    throw new ShapeError(`ropeKv: q_norm / k_norm have ${opts.qkNorm.q.size} / ${opts.qkNorm.k.size} values; expected ${all ? `${nh * D} / ${nkv * D} (all heads)` : `${D} / ${D} (one head)`}`);
+  }
   const q = ctx.empty([T, nh * D], qkv.dtype, 'webq:q');
   const precision = floatPrecision('ropeKv', { qkv, q, ...(opts.qkNorm && { qnorm: opts.qkNorm.q, knorm: opts.qkNorm.k }) });
   const c = cache.layers[layer];
   const int8 = cache.shape.dtype === 'int8';
   const ph = ctx.placeholder(precision);
   rec.dispatch(
-    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.shared.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm } },
+    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.shared.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm, NORM_ALL: all } },
     {
       qkv,
       pos: cache.pos,
@@ -45,7 +59,7 @@ export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCac
       vs: c.vs ?? ctx.placeholder('f32'),
     },
     [nh + nkv, T],
-    { T, nh, nkv, D, cap, eps: opts.qkNorm?.eps ?? 0 },
+    { T, nh, nkv, D, cap, eps: opts.qkNorm?.eps ?? 0, rot, mscale: opts.ropeScale ?? 1 },
   );
   return q;
 }

@@ -115,6 +115,9 @@ function bertRoles(store: TensorStore, config: BertConfig, dtype: LinearDType): 
 }
 
 function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType): TensorRoles {
+  if (config.fusedProjections) {
+    throw new WebqError('UNSUPPORTED_MODEL', `${store.name}: webq quantize does not yet write ${config.modelType}'s fused qkv_proj / gate_up_proj; load the float checkpoint with dtype q8 or q4 instead`);
+  }
   const refs = resolveLlamaWeights(store, config);
   const all: WeightRef[] = [refs.embed];
   const linears = new Set<string>();
@@ -124,9 +127,7 @@ function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType)
     linears.add(p.weight.name);
   };
   for (const l of refs.layers) {
-    all.push(l.inputNorm, l.postNorm);
-    if (l.qNorm) all.push(l.qNorm);
-    if (l.kNorm) all.push(l.kNorm);
+    for (const n of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.attnOutNorm, l.mlpOutNorm]) if (n) all.push(n);
     [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].forEach(linear);
   }
   all.push(refs.norm);

@@ -15,6 +15,7 @@
  *                  LayerNorm output is also the residual, so scaling it would change the residual
  *                  stream, and the output dense reads GELU's output.
  */
+import { WebqError } from '../errors.ts';
 import type { LinearWeight } from '../ops/linear.ts';
 import type { BertGpuWeights } from '../models/bert.ts';
 import type { BertWeights, WeightRef } from '../models/bert-weights.ts';
@@ -43,12 +44,16 @@ export interface LinearUnit {
 export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
   const units: LinearUnit[] = [];
   const H = cfg.hiddenSize;
+  // Calibration reads each part's tensor whole (quantize-methods.ts): a fused Linear's rows are not split there yet.
+  if (cfg.fusedProjections) throw new WebqError('UNSUPPORTED_MODEL', `calibrated quantization does not yet split ${cfg.modelType}'s fused qkv_proj / gate_up_proj; quantize it with round-to-nearest at load (dtype q8 or q4)`);
+  // A Linear whose input is a norm's output takes its scales folded into the norm; OLMo 2's read the residual stream (no fold).
+  const normFold = (w: WeightRef | null): LinearUnit['fold'] => (w ? { kind: 'norm', weight: w, bias: null } : null);
   refs.layers.forEach((l, i) => {
     const p = `layers.${i}`;
-    units.push({ id: `${p}.qkv`, parts: [l.q, l.k, l.v], K: H, fold: { kind: 'norm', weight: l.inputNorm, bias: null }, noClip: [0, 1] });
+    units.push({ id: `${p}.qkv`, parts: [l.q, l.k, l.v], K: H, fold: normFold(l.inputNorm), noClip: [0, 1] });
     const rep = cfg.numHeads / cfg.numKvHeads;
     units.push({ id: `${p}.o`, parts: [l.o], K: cfg.numHeads * cfg.headDim, fold: { kind: 'rows', part: l.v, ...(rep > 1 && { gqa: { rep, dim: cfg.headDim } }) }, noClip: [] });
-    units.push({ id: `${p}.gateUp`, parts: [l.gate, l.up], K: H, fold: { kind: 'norm', weight: l.postNorm, bias: null }, noClip: [] });
+    units.push({ id: `${p}.gateUp`, parts: [l.gate, l.up], K: H, fold: normFold(l.postNorm), noClip: [] });
     units.push({ id: `${p}.down`, parts: [l.down], K: cfg.intermediateSize, fold: { kind: 'rows', part: l.up }, noClip: [] });
   });
   if (refs.lmHead) units.push({ id: 'lmHead', parts: [{ weight: refs.lmHead }], K: H, fold: { kind: 'norm', weight: refs.norm, bias: null }, noClip: [] });

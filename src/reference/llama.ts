@@ -1,7 +1,8 @@
 /**
- * A plain-TypeScript Llama-family decoder (Llama, Mistral, Qwen2, Qwen3), top to bottom in one
- * file (llama2.c style), as the ground truth the GPU forward is tested against. It follows Hugging
- * Face transformers' *ForCausalLM; what differs between the model types is data in LlamaConfig.
+ * A plain-TypeScript Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3,
+ * Phi-3), top to bottom in one file (llama2.c style), as the ground truth the GPU forward is tested
+ * against. It follows Hugging Face transformers' *ForCausalLM; what differs between the model types
+ * is data in LlamaConfig. Phi-3's fused qkv_proj / gate_up_proj are split here by row ranges.
  * Weights are f32 as read from the checkpoint; every sum and activation is f64, so this side's
  * rounding error is negligible next to the GPU's. Nothing here is fast; it is written to be read.
  *
@@ -9,7 +10,7 @@
  * y[o] = b[o] + sum_i x[i] * W[o, i].
  */
 import { ShapeError, WebqError } from '../errors.ts';
-import { ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { ropeAmplitude, ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 
 export type LlamaWeightsF32 = Readonly<Record<string, Float32Array>>;
 
@@ -45,17 +46,18 @@ function rmsNorm(x: Float64Array, n: number, g: Float32Array, eps: number, out: 
 }
 
 /**
- * In place on x [T, heads * D]: rotate-half RoPE, dimension i paired with i + D/2, rotated by
- * angle p * invFreq[i] at position p.
+ * In place on x [T, heads * D]: rotate-half RoPE on the first `rot` dimensions of each head,
+ * dimension i paired with i + rot/2, rotated by angle p * invFreq[i] at position p; cos and sin
+ * times `amp` (longrope's attention factor). The other dimensions pass through.
  */
-function rope(x: Float64Array, T: number, heads: number, D: number, invFreq: Float32Array): void {
-  const half = D / 2;
+function rope(x: Float64Array, T: number, heads: number, D: number, rot: number, invFreq: Float32Array, amp: number): void {
+  const half = rot / 2;
   for (let p = 0; p < T; p++) {
     for (let h = 0; h < heads; h++) {
       const o = (p * heads + h) * D;
       for (let i = 0; i < half; i++) {
-        const cos = Math.cos(p * invFreq[i]);
-        const sin = Math.sin(p * invFreq[i]);
+        const cos = Math.cos(p * invFreq[i]) * amp;
+        const sin = Math.sin(p * invFreq[i]) * amp;
         const a = x[o + i];
         const b = x[o + i + half];
         x[o + i] = a * cos - b * sin;
@@ -68,11 +70,10 @@ function rope(x: Float64Array, T: number, heads: number, D: number, invFreq: Flo
 /**
  * Causal grouped-query attention over one sequence. q [T, nh * D], k and v [T, nkv * D]; query head
  * h reads KV head floor(h / (nh / nkv)) (transformers' repeat_kv). With window W > 0 a query at t
- * sees keys t-W+1..t only. Returns the context [T, nh * D].
+ * sees keys t-W+1..t only. Scores are q.k x scale. Returns the context [T, nh * D].
  */
-function attention(q: Float64Array, k: Float64Array, v: Float64Array, T: number, nh: number, nkv: number, D: number, window: number): Float64Array {
+function attention(q: Float64Array, k: Float64Array, v: Float64Array, T: number, nh: number, nkv: number, D: number, window: number, scale: number): Float64Array {
   const group = nh / nkv;
-  const scale = 1 / Math.sqrt(D);
   const ctx = new Float64Array(T * nh * D);
   const p = new Float64Array(T);
   for (let h = 0; h < nh; h++) {
@@ -97,36 +98,54 @@ function attention(q: Float64Array, k: Float64Array, v: Float64Array, T: number,
   return ctx;
 }
 
+/** Rows [from, from + n) of a row-major [*, inp] matrix. */
+const rows = (m: Float32Array, inp: number, from: number, n: number) => m.subarray(from * inp, (from + n) * inp);
+
 /** One decoder layer, in place on the residual stream x [T, H]. */
 function decoderLayer(cfg: LlamaConfig, w: LlamaWeightsF32, l: number, x: Float64Array, T: number, invFreq: Float32Array): void {
   const { hiddenSize: H, numHeads: nh, numKvHeads: nkv, headDim: D, intermediateSize: I, rmsNormEps: eps } = cfg;
   const L = `model.layers.${l}`;
+  const W = (name: string, size: number) => weight(w, `${L}.${name}`, size);
   const lin = (name: string, input: Float64Array, inp: number, out: number, bias: boolean) =>
-    linear(input, T, inp, weight(w, `${L}.${name}.weight`, out * inp), bias ? weight(w, `${L}.${name}.bias`, out) : null, out);
+    linear(input, T, inp, W(`${name}.weight`, out * inp), bias ? W(`${name}.bias`, out) : null, out);
+  // Phi-3 stores q | k | v as one qkv_proj and gate | up as one gate_up_proj, rows in that order.
+  const fused = (name: string, input: Float64Array, parts: number[]) => {
+    const all = W(`${name}.weight`, parts.reduce((a, b) => a + b, 0) * H);
+    let from = 0;
+    return parts.map((n) => linear(input, T, H, rows(all, H, (from += n) - n, n), null, n));
+  };
+  const pre = cfg.norms === 'pre';
+  const m = cfg.multipliers.residual;
 
-  // Attention: RMSNorm [H]; q [nh*D, H], k and v [nkv*D, H]; Qwen3's per-head q/k RMSNorm [D]
-  // before RoPE; attention; o [H, nh*D]; residual.
-  const xn = rmsNorm(x, H, weight(w, `${L}.input_layernorm.weight`, H), eps);
-  const q = lin('self_attn.q_proj', xn, H, nh * D, cfg.qkvBias);
-  const k = lin('self_attn.k_proj', xn, H, nkv * D, cfg.qkvBias);
-  const v = lin('self_attn.v_proj', xn, H, nkv * D, cfg.qkvBias);
+  // Attention: RMSNorm [H] (not in OLMo 2); q [nh*D, H], k and v [nkv*D, H]; q/k RMSNorm (Qwen3:
+  // per head [D]; OLMo 2: over all of q [nh*D] and of k [nkv*D]) before RoPE; RoPE unless a NoPE
+  // layer; attention; o [H, nh*D]; OLMo 2's norm of the output; Granite's multiplier; residual.
+  const xn = pre ? rmsNorm(x, H, W('input_layernorm.weight', H), eps) : x;
+  const [q, k, v] = cfg.fusedProjections
+    ? fused('self_attn.qkv_proj', xn, [nh * D, nkv * D, nkv * D])
+    : [lin('self_attn.q_proj', xn, H, nh * D, cfg.qkvBias), lin('self_attn.k_proj', xn, H, nkv * D, cfg.qkvBias), lin('self_attn.v_proj', xn, H, nkv * D, cfg.qkvBias)];
   if (cfg.qkNorm) {
-    rmsNorm(q, D, weight(w, `${L}.self_attn.q_norm.weight`, D), eps, q);
-    rmsNorm(k, D, weight(w, `${L}.self_attn.k_norm.weight`, D), eps, k);
+    const [qn, kn] = cfg.qkNormOver === 'head' ? [D, D] : [nh * D, nkv * D];
+    rmsNorm(q, qn, W('self_attn.q_norm.weight', qn), eps, q);
+    rmsNorm(k, kn, W('self_attn.k_norm.weight', kn), eps, k);
   }
-  rope(q, T, nh, D, invFreq);
-  rope(k, T, nkv, D, invFreq);
-  const ctx = attention(q, k, v, T, nh, nkv, D, cfg.slidingWindow[l] ?? 0);
+  if (cfg.ropeLayers[l]) {
+    rope(q, T, nh, D, cfg.rotaryDim, invFreq, ropeAmplitude(cfg));
+    rope(k, T, nkv, D, cfg.rotaryDim, invFreq, ropeAmplitude(cfg));
+  }
+  const ctx = attention(q, k, v, T, nh, nkv, D, cfg.slidingWindow[l] ?? 0, cfg.attentionScale);
   const a = lin('self_attn.o_proj', ctx, nh * D, H, cfg.oBias);
-  for (let i = 0; i < x.length; i++) x[i] += a[i];
+  if (!pre) rmsNorm(a, H, W('post_attention_layernorm.weight', H), eps, a);
+  for (let i = 0; i < x.length; i++) x[i] += a[i] * m;
 
-  // SwiGLU MLP: RMSNorm [H]; gate and up [I, H]; silu(gate) * up; down [H, I]; residual.
-  const hn = rmsNorm(x, H, weight(w, `${L}.post_attention_layernorm.weight`, H), eps);
-  const g = lin('mlp.gate_proj', hn, H, I, cfg.mlpBias);
-  const u = lin('mlp.up_proj', hn, H, I, cfg.mlpBias);
+  // SwiGLU MLP: RMSNorm [H] (not in OLMo 2); gate and up [I, H]; silu(gate) * up; down [H, I];
+  // OLMo 2's norm of the output; Granite's multiplier; residual.
+  const hn = pre ? rmsNorm(x, H, W('post_attention_layernorm.weight', H), eps) : x;
+  const [g, u] = cfg.fusedProjections ? fused('mlp.gate_up_proj', hn, [I, I]) : [lin('mlp.gate_proj', hn, H, I, cfg.mlpBias), lin('mlp.up_proj', hn, H, I, cfg.mlpBias)];
   for (let i = 0; i < g.length; i++) g[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
-  const m = lin('mlp.down_proj', g, I, H, cfg.mlpBias);
-  for (let i = 0; i < x.length; i++) x[i] += m[i];
+  const mo = lin('mlp.down_proj', g, I, H, cfg.mlpBias);
+  if (!pre) rmsNorm(mo, H, W('post_feedforward_layernorm.weight', H), eps, mo);
+  for (let i = 0; i < x.length; i++) x[i] += mo[i] * m;
 }
 
 /** Logits [T, vocab] (row-major Float32Array) for every position of `ids` (one sequence, causal). */
@@ -140,16 +159,16 @@ export function llamaReferenceForward(cfg: LlamaConfig, w: LlamaWeightsF32, ids:
   const x = new Float64Array(T * H);
   ids.forEach((id, t) => {
     if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new ShapeError(`ids[${t}] = ${id} is outside the vocabulary (vocab_size ${V})`);
-    for (let i = 0; i < H; i++) x[t * H + i] = embed[id * H + i];
+    for (let i = 0; i < H; i++) x[t * H + i] = embed[id * H + i] * cfg.multipliers.embedding;
   });
 
   const invFreq = ropeInvFreq(cfg);
   for (let l = 0; l < cfg.numLayers; l++) decoderLayer(cfg, w, l, x, T, invFreq);
 
-  // Final RMSNorm [H]; LM head [V, H], the embedding table when tied.
+  // Final RMSNorm [H]; LM head [V, H], the embedding table when tied; Granite divides by logits_scaling.
   const xn = rmsNorm(x, H, weight(w, 'model.norm.weight', H), cfg.rmsNormEps);
   const head = cfg.tieWordEmbeddings ? embed : weight(w, 'lm_head.weight', V * H);
-  return Float32Array.from(linear(xn, T, H, head, null, V));
+  return Float32Array.from(linear(xn, T, H, head, null, V), (y) => y / cfg.multipliers.logits);
 }
 
 /** Greedy decoding by full recompute: appends argmax (lowest index on ties) `steps` times; returns the new ids. */
