@@ -147,6 +147,18 @@ describe('speculation with stops, limits, the cache and chat', () => {
     expect(d.usage.cachedTokens).toBeGreaterThan(0);
   });
 
+  it('an abort mid-stream rejects with AbortError and leaves the model working (same tokens after)', async () => {
+    const want = await model.generate(QUOTE, { maxTokens: 12, temperature: 0, ignoreEos: true });
+    const ac = new AbortController();
+    const s = model.generate(QUOTE, { maxTokens: 12, temperature: 0, ignoreEos: true, speculative: { method: 'lookup' }, stream: true, signal: ac.signal });
+    const e = await (async () => {
+      for await (const _ of s) ac.abort();
+    })().catch((x) => x);
+    expect(e?.name).toBe('AbortError');
+    const again = await model.generate(QUOTE, { maxTokens: 12, temperature: 0, ignoreEos: true, speculative: { method: 'lookup' } });
+    expect(again.tokens).toEqual(want.tokens);
+  });
+
   it('runs to the end of the context', async () => {
     const ids = model.encode(QUOTE);
     const { plain, spec } = await both(model, QUOTE, 1000, 16);
