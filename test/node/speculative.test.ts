@@ -5,7 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { predictionUsage } from '../../src/api/chat.ts';
 import { LlmModel } from '../../src/api/llm.ts';
+import { parseChat } from '../../src/serve/openai.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { f32ToF16Bits } from '../../src/io/safetensors/half.ts';
 import { lookupDraft } from '../../src/generate/lookup.ts';
@@ -39,6 +41,19 @@ describe('lookupDraft', () => {
     expect(lookupDraft([1, 2, 3], 4)).toEqual([]); // nothing repeats
     expect(lookupDraft([4, 5, 6, 7, 8, 5], 8)).toEqual([6, 7]); // a one-token match drafts at most two
     expect(lookupDraft([4, 5, 6, 7, 8, 4, 5], 8)).toEqual([6, 7, 8, 4, 5]); // a longer one up to k
+  });
+});
+
+describe('the OpenAI surface', () => {
+  it('webq serve passes speculative through; usage maps to OpenAI names only with speculation', () => {
+    const p = parseChat({ messages: [{ role: 'user', content: 'hi' }], speculative: { method: 'lookup', k: 3 } }, { maxTokens: 16 } as Parameters<typeof parseChat>[1]);
+    expect(p.request.speculative).toEqual({ method: 'lookup', k: 3 });
+    const u = { promptTokens: 3, completionTokens: 9, cachedTokens: 0, prefillTokensPerSecond: 1, decodeTokensPerSecond: 1 };
+    expect(predictionUsage(u)).toEqual({});
+    expect(predictionUsage({ ...u, completionTokensDetails: { acceptedPredictionTokens: 4, rejectedPredictionTokens: 2 }, targetForwards: 5 })).toEqual({
+      completion_tokens_details: { accepted_prediction_tokens: 4, rejected_prediction_tokens: 2 },
+      target_forwards: 5,
+    });
   });
 });
 
