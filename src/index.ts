@@ -45,6 +45,7 @@ export {
   type FinishReason,
   type Usage,
 } from './api/llm.ts';
+export { MAX_DRAFT_TOKENS, SPECULATIVE_METHODS, type SpeculativeOptions, type SpeculativeMethod } from './generate/speculative.ts';
 export { evaluate, EVAL_CONTEXT, type EvaluateOptions, type EvaluateResult } from './api/evaluate.ts';
 export type {
   ChatCompletionRequest,

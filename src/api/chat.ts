@@ -39,6 +39,8 @@ export interface ChatCompletionRequest {
   stop?: string | readonly string[] | null;
   /** Choices to generate (1-16), one after another; choice i samples with seed + i. */
   n?: number | null;
+  /** webq's: speculative decoding, { method: 'lookup', k } (GenerateOptions.speculative). */
+  speculative?: GenerateOptions['speculative'] | null;
   /** Constrain the reply: { type: 'json_object' }, { type: 'json_schema', json_schema }, or webq's regex / grammar. */
   response_format?: ResponseFormat | null;
   tools?: readonly ChatTool[] | null;
@@ -77,6 +79,10 @@ export interface ChatUsage {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
+  /** With `speculative`: OpenAI's counts of drafted (predicted) tokens the model accepted and rejected. */
+  completion_tokens_details?: { accepted_prediction_tokens: number; rejected_prediction_tokens: number };
+  /** With `speculative`: forwards of the target model (webq's). */
+  target_forwards?: number;
   /** webq's measurements: prompt tokens per second to the first token, generated tokens per second after it. */
   prefill_tokens_per_second: number;
   decode_tokens_per_second: number;
@@ -145,7 +151,15 @@ function usage(u: Usage, completion = u.completionTokens): ChatUsage {
     prompt_tokens_details: { cached_tokens: u.cachedTokens },
     prefill_tokens_per_second: u.prefillTokensPerSecond,
     decode_tokens_per_second: u.decodeTokensPerSecond,
+    ...predictionUsage(u),
   };
+}
+
+/** The speculative counts of a Usage in OpenAI's names (none without speculation). */
+export function predictionUsage(u: Usage): Pick<ChatUsage, 'completion_tokens_details' | 'target_forwards'> {
+  const d = u.completionTokensDetails;
+  if (!d) return {};
+  return { completion_tokens_details: { accepted_prediction_tokens: d.acceptedPredictionTokens, rejected_prediction_tokens: d.rejectedPredictionTokens }, target_forwards: u.targetForwards };
 }
 
 function optional<T>(v: T | null | undefined): T | undefined {
@@ -237,6 +251,7 @@ export class ChatCompletions {
       constraint: plan?.constraint ?? undefined,
       logitBias: optional(req.logit_bias),
       logprobs: req.logprobs ? (req.top_logprobs ?? 0) : undefined,
+      speculative: optional(req.speculative),
     };
     return { ids, g, n, plan };
   }

@@ -5,6 +5,7 @@ import type { OpenModelOptions } from '../io/hub/model-files.ts';
 import type { EmbeddingDType } from '../models/upload.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';
+import type { SpeculativeOptions } from '../generate/speculative.ts';
 import type { ConstraintOptions } from './generate-extras.ts';
 
 export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
@@ -75,4 +76,11 @@ export interface GenerateOptions extends ConstraintOptions {
   readEvery?: number;
   /** Reject with a LimitError 'TIMEOUT' after this many ms, waiting in the queue included (default limits.timeoutMs). */
   timeoutMs?: number;
+  /**
+   * Speculative decoding: { method: 'lookup', k } drafts up to k (1..16, default 4) tokens per
+   * step from the prompt and the text so far and verifies them in one target forward; the output is
+   * the same as without it. Greedy only (temperature 0, no repetitionPenalty), and not with
+   * responseFormat, tools, logitBias or logprobs ('BAD_OPTION' otherwise). See src/generate/speculative.ts.
+   */
+  speculative?: SpeculativeOptions;
 }

@@ -10,6 +10,10 @@ export interface Usage {
   prefillTokensPerSecond: number;
   /** Tokens generated per second after the first. */
   decodeTokensPerSecond: number;
+  /** With `speculative`: drafted tokens the target accepted and rejected (OpenAI's prediction counts). */
+  completionTokensDetails?: { acceptedPredictionTokens: number; rejectedPredictionTokens: number };
+  /** With `speculative`: forwards of the target model, the prefill included (plain decoding runs one per token). */
+  targetForwards?: number;
 }
 
 export type FinishReason = 'stop' | 'length';

@@ -13,6 +13,7 @@ import { loadHolding } from '../io/hub/cache-lock.ts';
 import type { ModelFiles } from '../io/hub/model-files.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { Decoder } from '../generate/decoder.ts';
+import { checkSpeculativeCall, generateSpeculative, type SpeculativeStats } from '../generate/speculative.ts';
 import { kvCacheFor } from '../generate/kv.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { checkKvFits, parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
@@ -262,6 +263,7 @@ export class LlmModel {
       const stop = o.stop === undefined ? [] : typeof o.stop === 'string' ? [o.stop] : [...o.stop];
       if (stop.some((s) => typeof s !== 'string' || s.length === 0)) throw new WebqError('BAD_OPTION', `stop must be a non-empty string or a list of them, got ${JSON.stringify(o.stop)}`);
       const params = this.samplingFor(o);
+      const k = o.speculative === undefined ? 0 : checkSpeculativeCall(o.speculative, params, { responseFormat: o.responseFormat != null, tools: o.constraint != null, logitBias: o.logitBias != null, logprobs: o.logprobs != null });
       const ids = this.promptIds(prompt, o.addSpecialTokens);
       this.checkInput(ids);
       const extras = await prepareExtras(this.constraints, this.config.vocabSize, this.eosTokenIds, o);
@@ -274,7 +276,7 @@ export class LlmModel {
           const release = await this.acquire(limit.signal);
           try {
             this.checkLive();
-            result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal }));
+            result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal, k }));
           } finally {
             release();
           }
@@ -292,7 +294,7 @@ export class LlmModel {
   }
 
   /** One generation, holding the queue: decodes, streams text, applies stops and keeps the cache to what counts. */
-  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal }): AsyncGenerator<GenerationChunk, GenerationResult> {
+  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal; k: number }): AsyncGenerator<GenerationChunk, GenerationResult> {
     const cachedBefore = this.decoder.cachedPrefix(ids);
     const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop: o.stop });
     const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
@@ -301,6 +303,7 @@ export class LlmModel {
     let finish: FinishReason = 'length';
     const t0 = now();
     let tFirst = 0;
+    const spec: SpeculativeStats | null = o.k ? { forwards: 0, accepted: 0, rejected: 0 } : null;
     const usageNow = (): Usage => {
       const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
       const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
@@ -310,12 +313,16 @@ export class LlmModel {
         cachedTokens: cachedBefore,
         prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
         decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
+        ...(spec && { completionTokensDetails: { acceptedPredictionTokens: spec.accepted, rejectedPredictionTokens: spec.rejected }, targetForwards: spec.forwards }),
       };
     };
     // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
     // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
     let cacheKeep = Infinity;
-    for await (const batch of extras.decode(this.decoder, ids, params, { maxTokens: o.maxTokens, batch: o.readEvery, signal: o.signal })) {
+    const batches = spec
+      ? generateSpeculative(this.decoder, ids, params, { maxTokens: o.maxTokens, k: o.k, stats: spec, signal: o.signal })
+      : extras.decode(this.decoder, ids, params, { maxTokens: o.maxTokens, batch: o.readEvery, signal: o.signal });
+    for await (const batch of batches) {
       if (!tFirst) tFirst = now();
       const end = batch.findIndex((id) => eos.has(id));
       const accepted = end < 0 ? batch : batch.slice(0, end);

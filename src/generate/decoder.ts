@@ -65,6 +65,7 @@ export class Decoder {
   private lpStaging: GPUBuffer[] = [];
   private batch = 0;
   private batches = 0;
+  private verifyBuf: GPUBuffer | null = null;
 
   constructor(ctx: GpuContext, cfg: LlamaConfig, weights: LlamaGpuWeights, cache: KvCache) {
     this.ctx = ctx;
@@ -113,6 +114,16 @@ export class Decoder {
       this.batch = batch;
     }
     return { ring: this.ring, lp: this.lp, staging: this.staging, lpStaging: this.lpStaging };
+  }
+
+  /** @internal The staging buffer speculative verification reads back through (speculative.ts), made once. */
+  verifyStaging(k: number): GPUBuffer {
+    const size = 4 * (k + 2);
+    if (!this.verifyBuf || this.verifyBuf.size < size) {
+      this.verifyBuf?.destroy();
+      this.verifyBuf = this.ctx.dev.gpu.createBuffer({ size: Math.max(size, 4 * 18), usage: MAP_READ | COPY_DST, label: 'spec.staging' });
+    }
+    return this.verifyBuf;
   }
 
   /** @internal The sampler's buffers with ring `ring` and logprobs ring `lp`. */
@@ -344,6 +355,7 @@ export class Decoder {
     this.ring?.dispose();
     this.lp?.dispose();
     [...this.staging, ...this.lpStaging].forEach((b) => b.destroy());
+    this.verifyBuf?.destroy();
     this.cache.dispose();
   }
 }

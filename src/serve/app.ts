@@ -19,7 +19,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { streamSSE } from 'hono/streaming';
-import type { ChatUsage } from '../api/chat.ts';
+import { predictionUsage, type ChatUsage } from '../api/chat.ts';
 import type { Usage } from '../api/llm.ts';
 import { ApiError, badRequest, isAbort, toApiError } from './errors.ts';
 import { Metrics } from './metrics.ts';
@@ -57,6 +57,7 @@ const chatUsage = (u: Usage): ChatUsage => ({
   prompt_tokens_details: { cached_tokens: u.cachedTokens },
   prefill_tokens_per_second: u.prefillTokensPerSecond,
   decode_tokens_per_second: u.decodeTokensPerSecond,
+  ...predictionUsage(u),
 });
 
 export function createApp(reg: ModelRegistry, o: ServerOptions, metrics = new Metrics(), state = { draining: false }): Hono<Env> {

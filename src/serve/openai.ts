@@ -145,6 +145,8 @@ export function parseChat(b: Body, limits: Limits): ChatParams {
       stop: s.stop,
       chat_template_kwargs: kwargs as Record<string, unknown> | undefined,
       truncation: truncation as 'auto' | 'disabled' | undefined,
+      // webq's own field, checked by generate (a bad one is a 400 invalid_value).
+      ...(b.speculative != null && { speculative: b.speculative as ChatCompletionRequest['speculative'] }),
     },
     includeUsage: s.includeUsage,
   };

@@ -23,6 +23,9 @@ Deno.test('tiny Llama on Deno WebGPU: greedy and seeded-sample tokens', async ()
       assert.equal(model.ctx.caps.runtime, 'deno');
       const greedy = await model.generate(RUNTIME_PROMPT, GREEDY);
       const sample = await model.generate(RUNTIME_PROMPT, SEEDED);
+      // Speculation (lookup drafts, verified by shaders/verify.wgsl on wgpu) gives the greedy tokens.
+      const spec = await model.generate(RUNTIME_PROMPT, { ...GREEDY, speculative: { method: 'lookup', k: 4 } });
+      assert.deepEqual(spec.tokens, greedy.tokens, 'greedy tokens differ with speculative lookup');
       got = { promptIds: greedy.promptIds, greedy: greedy.tokens, sample: sample.tokens };
     } finally {
       model.dispose();

@@ -1,0 +1,158 @@
+/**
+ * `npm run bench -- speculative`: plain greedy decoding against prompt-lookup speculation (#24),
+ * same model, same prompt, same run. Models: a shape with random weights (generated on read;
+ * SmolLM2-135M by default) or `trained` (test/fixtures/trained-llama, a small model trained on
+ * template stories). The prompt is a quoting task: a passage, then "again:" and its first half, so
+ * a model that quotes continues with the passage's second half (random weights do not quote; their
+ * greedy text falls into loops, which lookup drafts from the text so far).
+ * Columns: tokens, ms, tokens/s, against plain, target forwards, tokens per forward, drafted tokens
+ * accepted and rejected. Greedy; the outputs of every mode are checked equal to plain's.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { LlmModel } from '../src/api/llm.ts';
+import type { Decoder } from '../src/generate/decoder.ts';
+import { generateSpeculative, MAX_DRAFT_TOKENS, type SpeculativeStats } from '../src/generate/speculative.ts';
+import { uploadLlamaWeights } from '../src/models/llama.ts';
+import { resolveLlamaWeights } from '../src/models/llama-weights.ts';
+import { LINEAR_DTYPES, type LinearDType } from '../src/ops/linear.ts';
+import { validateSamplingParams } from '../src/ops/sample.ts';
+import { createBenchContext } from './lib/device.ts';
+import { LLM_SHAPE_NAMES, syntheticLlm, type LlmShape } from '../fixtures/index.ts';
+import { makeDecoder, promptIds } from './llm/webq.ts';
+import { fmt, report, table, type BenchIO } from './lib/measure.ts';
+
+const TRAINED = process.env.WEBQ_TRAINED_LLAMA ?? join(import.meta.dirname ?? '.', '..', 'test', 'fixtures', 'trained-llama');
+const MODELS = [...LLM_SHAPE_NAMES, 'trained'] as const;
+
+const USAGE = `usage: npm run bench -- speculative [--json] [--model ${MODELS.join('|')}] [--layers N] [--dtype D] [--tokens N] [--k 4,8] [--runs N]
+  --model M     model (default smollm2-135m, random weights; trained = test/fixtures/trained-llama)
+  --layers N    fewer layers than the shape's (a quicker run; random-weight shapes only)
+  --dtype D     linear weights: ${LINEAR_DTYPES.join(', ')} (default q4)
+  --tokens N    tokens per generation (default 64)
+  --k LIST      draft tokens per forward for the lookup rows (default 4,8; each 1..${MAX_DRAFT_TOKENS})
+  --runs N      timed runs per mode, median reported (default 3)
+  --json        the rows as JSON on stdout, the table on stderr
+`;
+
+const PASSAGE = 'Emma was a brave little girl who lived in a nest near the town. Every Thursday, Emma and Nora went to the town together. Her favorite food was cheese, and she ate it every evening.';
+const QUOTE = `${PASSAGE} Again: ${PASSAGE.slice(0, PASSAGE.length / 2)}`;
+
+export interface SpeculativeRow {
+  mode: string;
+  tokens: number;
+  ms: number;
+  tokensPerSecond: number;
+  vsPlain: number;
+  forwards: number;
+  tokensPerForward: number;
+  accepted: number;
+  rejected: number;
+}
+
+type Gen = (k: number, stats: SpeculativeStats) => AsyncIterable<number[]>;
+
+export async function run(args: string[], io: BenchIO): Promise<number> {
+  let v: Record<string, string | boolean | undefined>;
+  let ks: number[];
+  try {
+    v = parseArgs({ args, options: { json: { type: 'boolean' }, model: { type: 'string' }, layers: { type: 'string' }, dtype: { type: 'string' }, tokens: { type: 'string' }, k: { type: 'string' }, runs: { type: 'string' }, help: { type: 'boolean' } } }).values;
+    if (v.model !== undefined && !(MODELS as readonly string[]).includes(v.model as string)) throw new Error(`unknown --model ${v.model}`);
+    if (v.dtype !== undefined && !LINEAR_DTYPES.includes(v.dtype as LinearDType)) throw new Error(`unknown --dtype ${v.dtype}`);
+    for (const k of ['layers', 'tokens', 'runs']) if (v[k] !== undefined && !(Number.isInteger(Number(v[k])) && Number(v[k]) > 0)) throw new Error(`--${k} must be a positive integer`);
+    ks = String(v.k ?? '4,8').split(',').map(Number);
+    if (ks.some((k) => !Number.isInteger(k) || k < 1 || k > MAX_DRAFT_TOKENS)) throw new Error(`--k must be a comma-separated list of integers from 1 to ${MAX_DRAFT_TOKENS}, got ${v.k}`);
+  } catch (e) {
+    io.stderr(`bench speculative: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (v.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const name = (v.model ?? 'smollm2-135m') as (typeof MODELS)[number];
+  const dtype = (v.dtype ?? 'q4') as LinearDType;
+  const maxTokens = Number(v.tokens ?? 64);
+  const runs = Number(v.runs ?? 3);
+  const greedy = validateSamplingParams({});
+  const { ctx } = await createBenchContext();
+  const owned: { dispose(): void }[] = [];
+  try {
+    let gen: Gen, promptLen: number, describe: string;
+    if (name === 'trained') {
+      const model = await LlmModel.load(TRAINED, { dtype, context: ctx, contextLength: 256 });
+      owned.push(model);
+      const prompt = model.encode(QUOTE);
+      promptLen = prompt.length;
+      describe = `trained-llama (${dtype}), the quoting prompt`;
+      gen = (k, stats) => ({
+        async *[Symbol.asyncIterator]() {
+          const r = await model.generate(prompt, { maxTokens, temperature: 0, ignoreEos: true, ...(k && { speculative: { method: 'lookup', k } }) });
+          const u = r.usage;
+          stats.forwards = u.targetForwards ?? r.tokens.length;
+          stats.accepted = u.completionTokensDetails?.acceptedPredictionTokens ?? 0;
+          stats.rejected = u.completionTokensDetails?.rejectedPredictionTokens ?? 0;
+          yield r.tokens;
+        },
+      });
+    } else {
+      const m = syntheticLlm(name, { layers: v.layers === undefined ? undefined : Number(v.layers), seed: 1 });
+      const w = await uploadLlamaWeights(ctx, m.store, m.cfg, resolveLlamaWeights(m.store, m.cfg), dtype);
+      owned.push(w);
+      // The quoting prompt's shape in ids: a passage, a separator, then its first half.
+      const passage = promptIds(48, m.cfg.vocabSize, 7);
+      const prompt = [...passage, ...promptIds(2, m.cfg.vocabSize, 9), ...passage.slice(0, 24)];
+      promptLen = prompt.length;
+      const dec: Decoder = makeDecoder(ctx, m.cfg, w, ctx.caps.f16 ? 'f16' : 'f32', prompt.length + maxTokens + MAX_DRAFT_TOKENS + 8);
+      owned.push(dec);
+      describe = `${m.name} (${fmt(m.params / 1e6)}M params, ${dtype}, random weights), a quoting prompt of ids`;
+      gen = (k, stats) => ({
+        async *[Symbol.asyncIterator]() {
+          dec.keepCached(prompt.length - 1); // every run prefills the prompt's last token only
+          if (k) {
+            yield* generateSpeculative(dec, prompt, greedy, { maxTokens, k, stats });
+          } else {
+            for await (const b of dec.generate(prompt, greedy, { maxTokens })) {
+              stats.forwards += b.length;
+              yield b;
+            }
+          }
+        },
+      });
+      for await (const _ of dec.generate(prompt, greedy, { maxTokens: 1 })) void _; // the prompt, cached
+    }
+    io.stderr(`adapter: ${ctx.caps.adapter}; ${describe}; prompt ${promptLen} tokens\n`);
+    const once = async (k: number) => {
+      const stats = { forwards: 0, accepted: 0, rejected: 0 };
+      const ids: number[] = [];
+      const t = performance.now();
+      for await (const b of gen(k, stats)) ids.push(...b);
+      return { ms: performance.now() - t, ids: ids.slice(0, maxTokens), stats };
+    };
+    const rows: SpeculativeRow[] = [];
+    let plainIds: number[] = [];
+    for (const k of [0, ...ks]) {
+      await once(k); // warm-up (pipelines, caches)
+      const timings = [];
+      for (let r = 0; r < runs; r++) timings.push(await once(k));
+      const mid = timings.sort((a, b) => a.ms - b.ms)[Math.floor(timings.length / 2)];
+      if (k === 0) plainIds = mid.ids;
+      else if (mid.ids.join() !== plainIds.join()) throw new Error(`lookup k=${k} generated other tokens than plain greedy`);
+      const tps = (1000 * mid.ids.length) / mid.ms;
+      rows.push({
+        mode: k ? `lookup k=${k}` : 'plain', tokens: mid.ids.length, ms: mid.ms, tokensPerSecond: tps, vsPlain: rows.length ? tps / rows[0].tokensPerSecond : 1,
+        forwards: mid.stats.forwards, tokensPerForward: mid.ids.length / mid.stats.forwards, accepted: mid.stats.accepted, rejected: mid.stats.rejected,
+      });
+    }
+    const text =
+      table(
+        ['mode', 'tokens', 'ms', 'tokens/s', 'vs plain', 'target forwards', 'tokens/forward', 'drafts accepted', 'drafts rejected'],
+        rows.map((r) => [r.mode, String(r.tokens), fmt(r.ms), fmt(r.tokensPerSecond), `${r.vsPlain.toFixed(2)}x`, String(r.forwards), r.tokensPerForward.toFixed(2), String(r.accepted), String(r.rejected)]),
+      ) + `median of ${runs} runs per mode, greedy, ${maxTokens} tokens, prompt cached but its last token (prefill included in ms); identical tokens checked\n`;
+    report(io, v.json === true, text, rows);
+    return 0;
+  } finally {
+    for (const o of owned.reverse()) o.dispose();
+    ctx.dispose();
+  }
+}
