@@ -29,13 +29,13 @@ import { bertForward, uploadBertWeights } from '../src/models/bert.ts';
 import { resolveBertWeights } from '../src/models/bert-weights.ts';
 import type { BertConfig } from '../src/models/config.ts';
 import type { LinearDType } from '../src/ops/linear.ts';
-import { createBenchContext, parseKernels } from './lib/device.ts';
+import { createBenchContext, parseAb, parseKernels } from './lib/device.ts';
 import { fmt, median, parseModelArgs, report, table, type BenchIO } from './lib/measure.ts';
 import { randomIds, writeMiniLM } from './lib/minilm.ts';
 import { encodeModel, GraphBuilder, onnxNodeName, OnnxType } from './ort/onnx.ts';
 import { bucketTable, compareBuckets, detailLines, ortProfile, profileWebq, readOrtProfile, summarize, type Bucket, type BucketComparison, type BucketProfile } from './ort/profile.ts';
 
-const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu] [--kernels gpu|cpu] [--profile]
+const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q4] [--batch 32] [--seq 128] [--layers 6] [--reps N] [--ep webgpu|cpu] [--kernels gpu|cpu] [--profile] [--ab robustness]
   Pairs webq's f32, q8, w8a8, q4 with onnxruntime's fp32, q8, q8, q4 graphs of the same weights.
   --quick    batch 8, 1 timed round after 1 warm-up
   --ep       onnxruntime execution provider (default webgpu)
@@ -43,6 +43,9 @@ const USAGE = `usage: npm run bench -- ort [--json] [--quick] [--dtypes f32,q8,q
   --profile  after the timed rounds, per-kernel times of both runtimes (webq: its GPU timestamps;
              onnxruntime: its profiler) in buckets: QKV, attention, attention output, FFN up,
              FFN down, layernorm/other (a table, and 'profile' in the JSON)
+  --ab robustness  webq on two devices, Dawn's robustness off (webq's default in Node) and on,
+             each round running onnxruntime and then both, so every row's ratio comes from the
+             same rounds; rows say which ('robustness' in the JSON). Not with --profile.
   Needs onnxruntime-node: npm i --no-save --ignore-scripts onnxruntime-node@1.30.0
 `;
 
@@ -79,6 +82,8 @@ export interface OrtResult {
   ort_sentences_per_s: number;
   /** webq's speed over onnxruntime's (ort_ms / webq_ms). */
   speedup_vs_ort: number;
+  /** Dawn's robustness on webq's device ('off' is webq's default in Node). */
+  robustness: 'off' | 'on';
   /** Cosine and max |difference| between the two last hidden states. */
   cosine: number;
   max_abs_diff: number;
@@ -232,7 +237,7 @@ function compare(a: Float32Array, b: Float32Array): { cosine: number; maxAbs: nu
 }
 
 export async function run(args: string[], io: BenchIO): Promise<number> {
-  const parsed = parseModelArgs('ort', args, USAGE, io, { ep: { type: 'string' }, kernels: { type: 'string' }, profile: { type: 'boolean' } }, (o) => parseKernels(o.kernels));
+  const parsed = parseModelArgs('ort', args, USAGE, io, { ep: { type: 'string' }, kernels: { type: 'string' }, profile: { type: 'boolean' }, ab: { type: 'string' } }, (o) => parseKernels(o.kernels));
   if (typeof parsed === 'number') return parsed;
   const { v, B, T, layers, reps } = parsed;
   const dtypes = String(v.dtypes ?? 'f32,q8,q4').split(',') as LinearDType[];
@@ -252,7 +257,21 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const ep = String(v.ep ?? 'webgpu');
   const warmup = 1;
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-ort-'));
-  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels) });
+  let ab: 'robustness' | undefined;
+  try {
+    ab = parseAb(v.ab);
+  } catch (e) {
+    io.stderr(`bench ort: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (ab && v.profile) {
+    io.stderr('bench ort: --ab and --profile are separate runs\n');
+    return 2;
+  }
+  const { ctx } = await createBenchContext({ kernels: parseKernels(v.kernels), robustness: false });
+  // --ab robustness: a second device with Dawn's bounds clamping on, timed in the same rounds.
+  const other = ab ? (await createBenchContext({ kernels: parseKernels(v.kernels), robustness: true })).ctx : null;
+  const devices = other ? [{ ctx, robustness: 'off' as const }, { ctx: other, robustness: 'on' as const }] : [{ ctx, robustness: (ctx.caps.robustness ? 'on' : 'off') as 'on' | 'off' }];
   const results: OrtResult[] = [];
   const sessions: { release(): Promise<void> }[] = [];
   const uploads: { dispose(): void }[] = [];
@@ -281,28 +300,38 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         ortSessions.set(od, session);
         if (v.profile) graphs.set(od, { bytes, buckets });
       }
-      const w = await uploadBertWeights(ctx, store, cfg, refs, dtype);
-      uploads.push(w);
-      pairs.push({ dtype, od, w, session: ortSessions.get(od)!, webq: [] as number[], ort: [] as number[], out: { webq: new Float32Array() as Float32Array<ArrayBufferLike>, ort: new Float32Array() as Float32Array<ArrayBufferLike> } });
+      for (const d of devices) {
+        const w = await uploadBertWeights(d.ctx, store, cfg, refs, dtype);
+        uploads.push(w);
+        pairs.push({ dtype, od, w, ctx: d.ctx, robustness: d.robustness, session: ortSessions.get(od)!, webq: [] as number[], ort: [] as number[], out: { webq: new Float32Array() as Float32Array<ArrayBufferLike>, ort: new Float32Array() as Float32Array<ArrayBufferLike> } });
+      }
     }
     await store.close();
     for (let round = 0; round < warmup + reps; round++) {
+      // One onnxruntime run per graph and round; every device's webq run of that dtype follows it.
+      const ortRuns = new Map<OrtDType, { o: Record<string, OrtTensor>; ms: number }>();
       for (const p of pairs) {
-        let t0 = performance.now();
-        const o = await p.session.run(feeds);
-        const tOrt = performance.now() - t0;
-        t0 = performance.now();
+        let run = ortRuns.get(p.od);
+        if (!run || p.robustness === devices[0].robustness) {
+          const t0 = performance.now();
+          const o = await p.session.run(feeds);
+          run = { o, ms: performance.now() - t0 };
+          ortRuns.set(p.od, run);
+        }
+        const { o, ms: tOrt } = run;
+        const c = p.ctx;
+        const t0 = performance.now();
         const batch = {
-          ids: ctx.write(ids, [B * T], 'u32', 'input_ids'),
-          types: ctx.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
-          mask: ctx.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
+          ids: c.write(ids, [B * T], 'u32', 'input_ids'),
+          types: c.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          mask: c.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
           B,
           T,
         };
-        const rec = ctx.record({ label: `bert-${p.dtype}` });
-        const h = bertForward(ctx, rec, p.w, cfg, batch);
+        const rec = c.record({ label: `bert-${p.dtype}` });
+        const h = bertForward(c, rec, p.w, cfg, batch);
         await rec.submit();
-        const out = await ctx.readFloat(h);
+        const out = await c.readFloat(h);
         const tWebq = performance.now() - t0;
         h.dispose();
         batch.ids.dispose();
@@ -324,9 +353,9 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         model, dtype: p.dtype, ort_dtype: p.od, ort_ep: ep, batch: B, seq: T, webq_ms: wm, ort_ms: om,
         webq_sentences_per_s: (B * 1000) / wm, ort_sentences_per_s: (B * 1000) / om, speedup_vs_ort: om / wm,
         cosine: c.cosine, max_abs_diff: c.maxAbs,
-        webq_cosine_vs_fp32: fp32 ? compare(p.out.webq, fp32).cosine : null, ort_cosine_vs_fp32: fp32 ? compare(p.out.ort, fp32).cosine : null, reps: p.webq.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels, profile: null,
+        webq_cosine_vs_fp32: fp32 ? compare(p.out.webq, fp32).cosine : null, ort_cosine_vs_fp32: fp32 ? compare(p.out.ort, fp32).cosine : null, reps: p.webq.length, adapter: ctx.caps.adapter, kernels: ctx.caps.kernels, robustness: p.robustness, profile: null,
       });
-      io.stderr(`${p.dtype} / ort ${p.od}: webq ${p.webq.map(fmt).join(' ')} ms, onnxruntime ${p.ort.map(fmt).join(' ')} ms\n`);
+      io.stderr(`${p.dtype} / ort ${p.od}${ab ? ` [robustness ${p.robustness}]` : ''}: webq ${p.webq.map(fmt).join(' ')} ms, onnxruntime ${p.ort.map(fmt).join(' ')} ms\n`);
     }
     let profileText = '';
     if (v.profile) {
@@ -367,14 +396,15 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
       }
       profileText = `\nkernel ms per forward by bucket (webq: GPU timestamps; onnxruntime: its profiler; ort/webq > 1: webq faster)\n${bucketTable(blocks)}`;
     }
-    const rows = results.map((r) => [r.dtype, r.ort_dtype, fmt(r.webq_ms), fmt(r.ort_ms), fmt(r.webq_sentences_per_s), fmt(r.ort_sentences_per_s), fmt(r.speedup_vs_ort), r.cosine.toFixed(5), fmt(r.max_abs_diff), r.webq_cosine_vs_fp32?.toFixed(5) ?? '-', r.ort_cosine_vs_fp32?.toFixed(5) ?? '-']);
-    const text = table(['webq', 'ort', 'webq ms', 'ort ms', 'webq sent/s', 'ort sent/s', 'speedup_vs_ort', 'cosine', 'max|diff|', 'webq cos fp32', 'ort cos fp32'], rows, 2);
+    const rows = results.map((r) => [r.dtype, r.ort_dtype, r.robustness, fmt(r.webq_ms), fmt(r.ort_ms), fmt(r.webq_sentences_per_s), fmt(r.ort_sentences_per_s), fmt(r.speedup_vs_ort), r.cosine.toFixed(5), fmt(r.max_abs_diff), r.webq_cosine_vs_fp32?.toFixed(5) ?? '-', r.ort_cosine_vs_fp32?.toFixed(5) ?? '-']);
+    const text = table(['webq', 'ort', 'robustness', 'webq ms', 'ort ms', 'webq sent/s', 'ort sent/s', 'speedup_vs_ort', 'cosine', 'max|diff|', 'webq cos fp32', 'ort cos fp32'], rows, 3);
     report(io, !!v.json, text + profileText, results);
     return 0;
   } finally {
     for (const w of uploads) w.dispose();
     for (const session of sessions) await session.release();
     ctx.dispose();
+    other?.dispose();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -44,7 +44,7 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
   activations?: Activations;
   /** Quantization group along K (32, 64, 128 or 'channel'); default per dtype (src/models/prepare-linear.ts). */
   group?: number | 'channel';
-  /** Symmetric (default) or asymmetric (zero points) integer weights. */
+  /** Symmetric or asymmetric (zero points) integer weights; default the dtype's (q4: symmetric groups of 64, bertQuantDefaults). */
   symmetric?: boolean;
   /**
    * The word-embedding table of a float checkpoint: int8 (default under quantized dtypes, one

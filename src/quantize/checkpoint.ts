@@ -44,7 +44,7 @@ import { describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
-import { BERT_TABLES, bertTableDefault } from '../models/bert.ts';
+import { BERT_TABLES, bertQuantDefaults, bertTableDefault } from '../models/bert.ts';
 import { resolveBertWeights, type WeightRef } from '../models/bert-weights.ts';
 import { parseModelConfig, type BertConfig, type ModelConfig } from '../models/config.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
@@ -78,6 +78,8 @@ interface TensorRoles {
   tableSpecs: TableSpecs;
   tableDefault: EmbeddingDType;
   defaultGroup?: number | 'channel';
+  /** The loader's symmetric default for the Linears (bertQuantDefaults). */
+  defaultSymmetric?: boolean;
   /** The loader's range search default for the Linears (llamaQuantDefaults). */
   defaultClipSearch?: boolean;
 }
@@ -111,7 +113,7 @@ function bertRoles(store: TensorStore, config: BertConfig, dtype: LinearDType): 
   for (const l of refs.layers) for (const lin of [l.query, l.key, l.value, l.attnOut, l.intermediate, l.output]) linears.add(lin.weight.name);
   if (refs.pooler) linears.add(refs.pooler.weight.name);
   if (refs.classifier) linears.add(refs.classifier.weight.name);
-  return { all: [...refs.all], linears, tables: new Set([refs.embeddings.word.name]), tableSpecs: BERT_TABLES, tableDefault: bertTableDefault(dtype) };
+  return { all: [...refs.all], linears, tables: new Set([refs.embeddings.word.name]), tableSpecs: BERT_TABLES, tableDefault: bertTableDefault(dtype), defaultGroup: bertQuantDefaults(dtype).group, defaultSymmetric: bertQuantDefaults(dtype).symmetric };
 }
 
 function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType): TensorRoles {
@@ -145,7 +147,7 @@ export function planQuantized(store: TensorStore, config: ModelConfig, dtype: Li
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
   // The Linears' range search as loading would run it (LLMs at 4 bits); tables keep min-max.
   const clipSearch = opts.clipSearch ?? roles.defaultClipSearch;
-  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric, clipSearch });
+  const spec = quantSpecFor(dtype, { group: opts.group ?? roles.defaultGroup, symmetric: opts.symmetric ?? roles.defaultSymmetric, clipSearch });
   const embeddings = opts.embeddings ?? roles.tableDefault;
   const tableSpec = embeddings === 'int8' || embeddings === 'int4' ? quantSpecFor(TABLE_LINEAR_DTYPE[embeddings], { ...roles.tableSpecs[embeddings], clipSearch: false }) : null;
   const tableSpecs = new Map<string, QuantSpec>();
@@ -281,7 +283,9 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
   try {
     // mixed: a BERT table defaults to int8, as for q8 (the q4 file dtype would make it int4; the
     // budget is over the Linears, and int4 rows would bound the error mixed can reach).
-    const plan = planQuantized(store, config, fdt, dtype === 'mixed' && config.modelType === 'bert' ? { ...opts, embeddings: opts.embeddings ?? 'int8' } : opts);
+    // mixed's base spec is q4's plain one (asymmetric groups of 32), not BERT's q4 default
+    // (bertQuantDefaults): its candidates choose their own groups.
+    const plan = planQuantized(store, config, fdt, dtype === 'mixed' && config.modelType === 'bert' ? { ...opts, embeddings: opts.embeddings ?? 'int8', group: opts.group ?? 32, symmetric: opts.symmetric ?? false } : opts);
     const calibrated = method !== 'rtn' || dtype !== fdt || opts.smooth !== undefined || opts.maxError !== undefined || !!opts.measure;
     session = calibrated
       ? await CalibratedQuantization.open(files, store, config, {

@@ -1,4 +1,4 @@
-// BERT's q4 default (Linears int4 group 32 with the range search, an int4 table) against the fp32
+// BERT's q4 default (Linears int4, symmetric groups of 64 with the range search, int8 table rows) against the fp32
 // CPU forward (src/reference/bert.ts), on the test BERT with outlier channels as trained BERTs have
 // them (quantize-fixtures.ts: three hidden channels 25x in every LayerNorm): quantized at load and
 // written by `webq quantize`, the worst cosine of mean-pooled embeddings over eight texts.
