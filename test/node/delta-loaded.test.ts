@@ -121,13 +121,13 @@ describe('BertModel.applyDelta', () => {
       expect(r.units.sort()).toEqual(CHANGED);
       expect(await m.embed(TEXTS)).toEqual(await fresh.embed(TEXTS));
       expect(await m.embed(TEXTS)).not.toEqual(old);
-      // Only layer 1's q|k|v weight and FFN input weight were uploaded; every other object (their
-      // biases included) is the one the first load made.
+      // Only layer 1's q|k|v weight and FFN input weight were uploaded (as BERT's q4 quantizes them:
+      // bertQuantDefaults); every other object (their biases included) is the one the first load made.
       const after = objectsOf(m);
       const touched = [...after.keys()].filter((k) => CHANGED.some((u) => k.includes(u)));
       expect(touched.sort()).toEqual([
-        `lin(q4,{}):encoder.layer.1.attention.self.query.weight@{"bits":4,"group":32,"symmetric":false}+encoder.layer.1.attention.self.key.weight@{"bits":4,"group":32,"symmetric":false}+encoder.layer.1.attention.self.value.weight@{"bits":4,"group":32,"symmetric":false}`,
-        `lin(q4,{}):encoder.layer.1.intermediate.dense.weight@{"bits":4,"group":32,"symmetric":false}`,
+        `lin(q4,{}):encoder.layer.1.attention.self.query.weight@{"bits":4,"group":64,"symmetric":true}+encoder.layer.1.attention.self.key.weight@{"bits":4,"group":64,"symmetric":true}+encoder.layer.1.attention.self.value.weight@{"bits":4,"group":64,"symmetric":true}`,
+        `lin(q4,{}):encoder.layer.1.intermediate.dense.weight@{"bits":4,"group":64,"symmetric":true}`,
       ].sort());
       for (const [k, x] of after) {
         if (touched.includes(k)) expect(x).not.toBe(before.get(k));
