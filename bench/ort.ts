@@ -295,6 +295,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         const batch = {
           ids: ctx.write(ids, [B * T], 'u32', 'input_ids'),
           types: ctx.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          positions: ctx.write(new Uint32Array(B * T).map((_, i) => i % T), [B * T], 'u32', 'position_ids'),
           mask: ctx.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
           B,
           T,
@@ -308,6 +309,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         batch.ids.dispose();
         batch.types.dispose();
         batch.mask.dispose();
+        batch.positions.dispose();
         if (round === 0) p.out = { webq: out, ort: o.last_hidden_state.data };
         else {
           p.ort.push(tOrt);
@@ -337,6 +339,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         const batch = {
           ids: ctx.write(ids, [B * T], 'u32', 'input_ids'),
           types: ctx.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          positions: ctx.write(new Uint32Array(B * T).map((_, i) => i % T), [B * T], 'u32', 'position_ids'),
           mask: ctx.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
           B,
           T,
@@ -351,6 +354,8 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
           batch.ids.dispose();
           batch.types.dispose();
           batch.mask.dispose();
+          batch.positions.dispose();
+        batch.positions.dispose();
         }
         let ortProf = ortProfiles.get(p.od);
         if (!ortProf) {

@@ -154,8 +154,10 @@ function encoderLayer(cfg: BertConfig, w: BertWeightsF32, l: number, x: Float64A
 }
 
 /**
- * The encoder's last hidden state [B, T, H]. Positions are 0..T-1 for every row (BERT's absolute
- * positions), so right padding leaves the real tokens' states unchanged.
+ * The encoder's last hidden state [B, T, H]. Positions are 0..T-1 for every row (BERT's and
+ * DistilBERT's absolute positions), or RoBERTa's: padding_idx + 1, + 2, ... over the row's
+ * non-padding ids and padding_idx on a padding id (transformers' create_position_ids_from_input_ids).
+ * DistilBERT (type_vocab_size 0 here) adds no token type embedding.
  */
 export function bertEncode(cfg: BertConfig, w: BertWeightsF32, input: BertInputs): Float32Array {
   const ids = flatten(input.ids, 'ids', input.batch);
@@ -169,21 +171,23 @@ export function bertEncode(cfg: BertConfig, w: BertWeightsF32, input: BertInputs
   const mask = like(input.attentionMask, 'attentionMask', 1);
   const types = like(input.tokenTypeIds, 'tokenTypeIds', 0);
   const H = cfg.hiddenSize;
-  if (T > cfg.maxPositions) throw new ShapeError(`ids: sequence length ${T} exceeds max_position_embeddings ${cfg.maxPositions}`);
-
   const word = weight(w, 'embeddings.word_embeddings.weight', cfg.vocabSize * H); // [V, H]
   const pos = weight(w, 'embeddings.position_embeddings.weight', cfg.maxPositions * H); // [P, H]
-  const typ = weight(w, 'embeddings.token_type_embeddings.weight', cfg.typeVocabSize * H); // [TV, H]
+  const typ = cfg.typeVocabSize > 0 ? weight(w, 'embeddings.token_type_embeddings.weight', cfg.typeVocabSize * H) : null; // [TV, H]
   const out = new Float32Array(B * T * H);
   for (let b = 0; b < B; b++) {
     // Embeddings: word + position + token type, then LayerNorm [H].
     const x = new Float64Array(T * H);
+    let real = 0; // non-padding ids so far in this row (RoBERTa's positions)
     for (let t = 0; t < T; t++) {
       const id = ids.data[b * T + t];
       const tt = types[b * T + t];
       if (!(id >= 0 && id < cfg.vocabSize)) throw new ShapeError(`ids[${b}][${t}] = ${id} is outside the vocabulary (vocab_size ${cfg.vocabSize})`);
-      if (!(tt >= 0 && tt < cfg.typeVocabSize)) throw new ShapeError(`tokenTypeIds[${b}][${t}] = ${tt} is outside 0..${cfg.typeVocabSize - 1}`);
-      for (let i = 0; i < H; i++) x[t * H + i] = word[id * H + i] + pos[t * H + i] + typ[tt * H + i];
+      if (typ ? !(tt >= 0 && tt < cfg.typeVocabSize) : tt !== 0) throw new ShapeError(`tokenTypeIds[${b}][${t}] = ${tt} is outside 0..${Math.max(cfg.typeVocabSize - 1, 0)}`);
+      let p = t;
+      if (cfg.positions === 'after-padding') p = id === cfg.padTokenId ? cfg.padTokenId : cfg.padTokenId + ++real;
+      if (p >= cfg.maxPositions) throw new ShapeError(`ids[${b}]: position ${p} exceeds max_position_embeddings ${cfg.maxPositions}`);
+      for (let i = 0; i < H; i++) x[t * H + i] = word[id * H + i] + pos[p * H + i] + (typ ? typ[tt * H + i] : 0);
     }
     layerNorm(x, H, weight(w, 'embeddings.LayerNorm.weight', H), weight(w, 'embeddings.LayerNorm.bias', H), cfg.layerNormEps);
     const keyMask = mask.subarray(b * T, (b + 1) * T);
@@ -240,15 +244,18 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
 }
 
 /**
- * BertForSequenceClassification's head: pooler dense [H, H] + tanh on the [CLS] state, then
- * classifier [numLabels, H] -> logits [B, numLabels].
+ * The *ForSequenceClassification head on the first token's state -> logits [B, numLabels]:
+ *   BERT:       tanh(pooler.dense), classifier
+ *   RoBERTa:    tanh(classifier.dense), classifier.out_proj
+ *   DistilBERT: relu(pre_classifier), classifier
  */
 export function bertClassify(cfg: BertConfig, w: BertWeightsF32, hidden: Float32Array, batch: number, seqLen: number): Float32Array {
   const H = cfg.hiddenSize;
   const N = cfg.numLabels;
+  const [dense, out] = { pooler: ['pooler.dense', 'classifier'], 'dense-tanh': ['classifier.dense', 'classifier.out_proj'], 'dense-relu': ['pre_classifier', 'classifier'] }[cfg.head];
   const cls = Float64Array.from(clsPool(hidden, batch, seqLen));
-  const pooled = linear(cls, batch, H, weight(w, 'pooler.dense.weight', H * H), weight(w, 'pooler.dense.bias', H), H);
-  for (let i = 0; i < pooled.length; i++) pooled[i] = Math.tanh(pooled[i]);
-  const logits = linear(pooled, batch, H, weight(w, 'classifier.weight', N * H), weight(w, 'classifier.bias', N), N);
+  const pooled = linear(cls, batch, H, weight(w, `${dense}.weight`, H * H), weight(w, `${dense}.bias`, H), H);
+  for (let i = 0; i < pooled.length; i++) pooled[i] = cfg.head === 'dense-relu' ? Math.max(pooled[i], 0) : Math.tanh(pooled[i]);
+  const logits = linear(pooled, batch, H, weight(w, `${out}.weight`, N * H), weight(w, `${out}.bias`, N), N);
   return Float32Array.from(logits);
 }

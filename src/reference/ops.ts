@@ -128,10 +128,11 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
  * BERT input embeddings: ids, types [rows] (rows = B * T), word [V, H], pos [P >= T, H],
  * type [TV, H] -> out [rows, H] = word[ids[r]] + pos[r % T] + type[types[r]].
  */
-export function refEmbedSum(ids: Uint32Array, types: Uint32Array, word: Float32Array, pos: Float32Array, type: Float32Array, T: number, H: number): Float32Array {
+export function refEmbedSum(ids: Uint32Array, types: Uint32Array, word: Float32Array, pos: Float32Array, type: Float32Array, T: number, H: number, positions?: Uint32Array): Float32Array {
   const out = new Float32Array(ids.length * H);
   for (let r = 0; r < ids.length; r++) {
-    for (let d = 0; d < H; d++) out[r * H + d] = word[ids[r] * H + d] + pos[(r % T) * H + d] + type[types[r] * H + d];
+    const t = positions ? positions[r] : r % T; // absolute positions unless given
+    for (let d = 0; d < H; d++) out[r * H + d] = word[ids[r] * H + d] + pos[t * H + d] + type[types[r] * H + d];
   }
   return out;
 }
