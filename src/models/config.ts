@@ -139,6 +139,8 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   // transformers' RobertaConfig and XLMRobertaConfig default pad_token_id to 1, BERT's and DistilBERT's to 0.
   const padTokenId = f.int('pad_token_id', 0, CONFIG_BOUNDS.vocab, roberta ? 1 : 0);
   if (padTokenId >= vocabSize) throw f.bad('pad_token_id', `an integer below vocab_size (${vocabSize})`);
+  const numLayers = f.int(name.layers, 1, CONFIG_BOUNDS.layers);
+  const intermediateSize = f.int(name.inter, 1, CONFIG_BOUNDS.intermediate);
   const maxPositions = f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions);
   const maxTokens = roberta ? maxPositions - padTokenId - 1 : maxPositions;
   if (maxTokens < 1) throw f.bad('max_position_embeddings', `more than pad_token_id + 1 (${padTokenId + 1}): ${family} positions start after the padding index`);
@@ -150,10 +152,10 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     head: roberta ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
     vocabSize,
     hiddenSize,
-    numLayers: f.int(name.layers, 1, CONFIG_BOUNDS.layers),
+    numLayers,
     numHeads,
     headDim: hiddenSize / numHeads,
-    intermediateSize: f.int(name.inter, 1, CONFIG_BOUNDS.intermediate),
+    intermediateSize,
     maxPositions,
     typeVocabSize: distil ? 0 : f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
     // DistilBERT's LayerNorms are built with eps 1e-12 and the config has no field for it.

@@ -271,3 +271,24 @@ describe('webq rerank / webq embed on these families', () => {
     expect(b.err).toContain('no documents to rank');
   });
 });
+
+describe('webq quantize on these families', () => {
+  for (const name of ['xlmrCls', 'distilCls']) {
+    it(`${name}: the q8 file loads to the logits quantizing at load gives`, async () => {
+      const m = models[name];
+      const out = join(dir, `${name}-q8`);
+      let err = '';
+      const code = await main(['quantize', m.dir, '--dtype', 'q8', '--out', out], { stdout: () => undefined, stderr: (t) => void (err += t) });
+      expect(code, err).toBe(0);
+      const [atLoad, file] = [await BertModel.load(m.dir, { dtype: 'q8', context: ctx }), await BertModel.load(out, { context: ctx })];
+      try {
+        expect(file.dtype).toBe('q8');
+        const [a, b] = [await atLoad.classify(TEXTS), await file.classify(TEXTS)];
+        a.forEach((r, i) => r.scores.forEach((s) => expect(Math.abs(s.score - b[i].scores.find((x) => x.label === s.label)!.score)).toBeLessThan(1e-3)));
+      } finally {
+        atLoad.dispose();
+        file.dispose();
+      }
+    }, 60_000);
+  }
+});
