@@ -83,6 +83,8 @@ export interface BertWeights {
     readonly norm: NormRefs; // [H]
   };
   readonly layers: readonly BertLayerRefs[];
+  /** MPNet's relative position bias table [buckets, heads] (encoder.relative_attention_bias.weight), else null. */
+  readonly relativeBias: WeightRef | null;
   /**
    * The head's dense [H, H] on the first token's state (BertConfig.head): BERT's pooler.dense,
    * RoBERTa's classifier.dense, DistilBERT's pre_classifier; absent in many sentence-transformers exports.
@@ -101,7 +103,7 @@ function shapeText(s: readonly number[]): string {
 }
 
 /** The prefix a *ForSequenceClassification (or other task) model puts before the encoder's tensors. */
-const TASK_PREFIX: Readonly<Record<EncoderFamily, string>> = { bert: 'bert.', roberta: 'roberta.', 'xlm-roberta': 'roberta.', distilbert: 'distilbert.' };
+const TASK_PREFIX: Readonly<Record<EncoderFamily, string>> = { bert: 'bert.', roberta: 'roberta.', 'xlm-roberta': 'roberta.', distilbert: 'distilbert.', mpnet: 'mpnet.' };
 
 /** DistilBERT's names for BERT's canonical ones (transformers' modeling_distilbert.py); the rest are the same. */
 const DISTILBERT_NAMES: readonly [RegExp, string][] = [
@@ -115,10 +117,19 @@ const DISTILBERT_NAMES: readonly [RegExp, string][] = [
   [/^encoder\.layer\.(\d+)\.output\.LayerNorm\./, 'transformer.layer.$1.output_layer_norm.'],
 ];
 
+/** MPNet's (modeling_mpnet.py: attention.attn.q/k/v/o, attention.LayerNorm); the rest are BERT's. */
+const MPNET_NAMES: readonly [RegExp, string][] = [
+  [/^encoder\.layer\.(\d+)\.attention\.self\.query\./, 'encoder.layer.$1.attention.attn.q.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.key\./, 'encoder.layer.$1.attention.attn.k.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.value\./, 'encoder.layer.$1.attention.attn.v.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.dense\./, 'encoder.layer.$1.attention.attn.o.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\./, 'encoder.layer.$1.attention.LayerNorm.'],
+];
+
 /** A canonical (BERT, unprefixed) tensor name as `family` spells it in the file, before the prefix. */
 export function familyTensorName(family: EncoderFamily, key: string): string {
-  if (family !== 'distilbert') return key;
-  for (const [re, to] of DISTILBERT_NAMES) if (re.test(key)) return key.replace(re, to);
+  const names = family === 'distilbert' ? DISTILBERT_NAMES : family === 'mpnet' ? MPNET_NAMES : [];
+  for (const [re, to] of names) if (re.test(key)) return key.replace(re, to);
   return key;
 }
 
@@ -223,6 +234,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
       outNorm: norm(`${L}.output.LayerNorm`),
     });
   }
+  const relativeBias = cfg.relativeBuckets > 0 ? need('encoder.relative_attention_bias.weight', [cfg.relativeBuckets, cfg.numHeads], 'config.json relative_attention_num_buckets x num_attention_heads') : null;
   const extra = `${prefix}${fam === 'distilbert' ? 'transformer' : 'encoder'}.layer.${cfg.numLayers}.`;
   if (store.tensors.some((t) => t.name.startsWith(extra))) {
     throw new BertWeightsError(
@@ -249,7 +261,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     const [has, lacks] = pooler ? [head.dense, head.out] : [head.out, head.dense];
     throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: has "${has}.weight" but no "${lacks}.weight"; a ${fam} classification head needs both`);
   }
-  return { prefix, embeddings, layers, pooler, classifier, all };
+  return { prefix, embeddings, layers, relativeBias, pooler, classifier, all };
 }
 
 /**

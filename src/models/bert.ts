@@ -41,6 +41,8 @@ export interface BertGpuWeights {
   type: Tensor; // [TV, H]; one row of zeros for DistilBERT (no token types)
   embNorm: [Tensor, Tensor]; // [H]
   layers: BertLayerGpu[];
+  /** MPNet: the relative position bias table f32 [buckets, heads], shared by every layer; else null. */
+  relTable: Tensor | null;
   pooler: { w: LinearWeight; b: Tensor } | null; //     [H, H] + tanh (relu: DistilBERT) on [CLS]
   classifier: { w: LinearWeight; b: Tensor } | null; // [labels, H]
   bytes: number;
@@ -56,6 +58,7 @@ export interface BertBatch {
   ids: Tensor; //       [B*T] u32
   types: Tensor; //     [B*T] u32
   positions: Tensor; // [B*T] u32, rows of the position table (positionIds)
+  relBuckets?: Tensor | null; // [2T-1] u32, MPNet: the bias bucket of each distance j - i (relativeBuckets)
   mask: Tensor; //      [B*T] u32, 0 = padding
   B: number;
   T: number;
@@ -71,9 +74,9 @@ export interface EncoderIds {
 }
 
 /**
- * Position ids [B*T]: 0..T-1 in every row, or RoBERTa's (transformers'
- * create_position_ids_from_input_ids): padTokenId + the count of non-padding ids up to and
- * including this one, and padTokenId itself for a padding id. It looks at the ids, not the mask,
+ * Position ids [B*T]: 0..T-1 in every row, or RoBERTa's and MPNet's (transformers'
+ * create_position_ids_from_input_ids): paddingIdx + the count of non-padding ids up to and
+ * including this one, and paddingIdx itself for a padding id. It looks at the ids, not the mask,
  * as transformers does.
  */
 export function positionIds(cfg: BertConfig, ids: Int32Array, T: number): Uint32Array {
@@ -82,8 +85,28 @@ export function positionIds(cfg: BertConfig, ids: Int32Array, T: number): Uint32
     let seen = 0;
     for (let t = 0; t < T; t++) {
       if (cfg.positions === 'absolute') out[r + t] = t;
-      else out[r + t] = ids[r + t] === cfg.padTokenId ? cfg.padTokenId : cfg.padTokenId + ++seen;
+      else out[r + t] = ids[r + t] === cfg.paddingIdx ? cfg.paddingIdx : cfg.paddingIdx + ++seen;
     }
+  }
+  return out;
+}
+
+/**
+ * MPNet's bucket of each relative distance d = j - i, at d + T - 1 (transformers'
+ * MPNetEncoder.relative_position_bucket with 32 buckets, max distance 128): half the buckets for
+ * keys before the query, exact up to 7 away, then logarithmic to 128. The logarithmic part is
+ * computed in float32 steps as torch does, so a distance on a bucket edge lands where it does there.
+ */
+export function relativeBuckets(T: number): Uint32Array {
+  const out = new Uint32Array(2 * T - 1);
+  const f = Math.fround;
+  for (let d = -(T - 1); d < T; d++) {
+    const n = -d;
+    let b = n < 0 ? 16 : 0;
+    const a = Math.abs(n);
+    if (a < 8) b += a;
+    else b += Math.min(8 + Math.trunc(f(f(f(Math.log(f(a / 8))) / f(Math.log(16))) * 8)), 15);
+    out[d + T - 1] = b;
   }
   return out;
 }
@@ -104,13 +127,14 @@ export function uploadBertBatch(ctx: GpuContext, cfg: BertConfig, enc: EncoderId
     types: ctx.write(types, [n], 'u32', 'token_type_ids'),
     positions: ctx.write(positions, [n], 'u32', 'position_ids'),
     mask: ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
+    relBuckets: cfg.relativeBuckets > 0 ? ctx.write(relativeBuckets(enc.seqLen), [2 * enc.seqLen - 1], 'u32', 'relative_buckets') : null,
     B: enc.batch,
     T: enc.seqLen,
   };
 }
 
 export function freeBertBatch(b: BertBatch): void {
-  for (const t of [b.ids, b.types, b.positions, b.mask]) t.dispose();
+  for (const t of [b.ids, b.types, b.positions, b.mask, b.relBuckets]) t?.dispose();
 }
 
 /**
@@ -158,7 +182,8 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
   let noTypes: Tensor | null = null;
-  const free = () => (pl.dispose(), up.dispose(), noTypes?.dispose());
+  let relTable: Tensor | null = null;
+  const free = () => (pl.dispose(), up.dispose(), noTypes?.dispose(), relTable?.dispose());
   const norm = async (n: LinearRefs): Promise<[Tensor, Tensor]> => [await up.vec(n.weight), await up.vec(n.bias)];
   // Several Linears with the same input become one: their weight rows (and biases) stacked.
   const lin = async (parts: LinearRefs[]) => {
@@ -183,9 +208,11 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
       const outNorm = await norm(l.outNorm);
       layers.push({ qkv: qkv.w, qkvBias: qkv.b, attnOut: attnOut.w, attnOutBias: attnOut.b, attnNorm, inter: inter.w, interBias: inter.b, out: out.w, outBias: out.b, outNorm });
     }
+    // Read by the attention kernels as f32 whatever the activation precision (a few hundred values).
+    if (refs.relativeBias) relTable = ctx.uploadFloat(await store.readAs(refs.relativeBias.name, 'f32'), refs.relativeBias.shape, 'f32', refs.relativeBias.name);
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, activations, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    return { precision: up.precision, activations, word, pos, type, embNorm, layers, relTable, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;
@@ -204,7 +231,8 @@ export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, c
   w.layers.forEach((l, i) => {
     tap?.(rec, `layers.${i}.qkv`, h);
     const qkv = linear(ctx, rec, h, l.qkv, { bias: l.qkvBias }); // [B*T, 3H]
-    const att = attention(ctx, rec, qkv, x.mask, { batch: x.B, seqLen: x.T, heads: cfg.numHeads }); // [B*T, H]
+    const bias = w.relTable && x.relBuckets ? { table: w.relTable, buckets: x.relBuckets } : undefined; // MPNet
+    const att = attention(ctx, rec, qkv, x.mask, { batch: x.B, seqLen: x.T, heads: cfg.numHeads }, undefined, bias); // [B*T, H]
     qkv.dispose();
     tap?.(rec, `layers.${i}.attnOut`, att);
     const a = linear(ctx, rec, att, l.attnOut, { bias: l.attnOutBias, residual: h }); // h + att W_o^T + b

@@ -9,11 +9,11 @@ import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 /** The encoder families one BERT forward runs; what differs is configuration (see BertConfig). */
-export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const;
+export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet'] as const;
 export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
 
 export interface BertConfig {
@@ -27,8 +27,15 @@ export interface BertConfig {
    * padding token (transformers' create_position_ids_from_input_ids).
    */
   readonly positions: 'absolute' | 'after-padding';
-  /** Longest input in tokens the position table allows: maxPositions, less padTokenId + 1 for RoBERTa. */
+  /** The padding index 'after-padding' positions count from: pad_token_id (RoBERTa), 1 (MPNet hard-codes it). */
+  readonly paddingIdx: number;
+  /** Longest input in tokens the position table allows: maxPositions, less paddingIdx + 1 for 'after-padding'. */
   readonly maxTokens: number;
+  /**
+   * MPNet: buckets of the relative position bias shared by every layer (encoder.relative_attention_bias
+   * [buckets, heads], added to the attention scores); 0 for the other families.
+   */
+  readonly relativeBuckets: number;
   /**
    * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
    * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
@@ -136,20 +143,29 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   }
   const vocabSize = f.int('vocab_size', 1, CONFIG_BOUNDS.vocab);
   const roberta = family === 'roberta' || family === 'xlm-roberta';
+  const mpnet = family === 'mpnet';
   // transformers' RobertaConfig and XLMRobertaConfig default pad_token_id to 1, BERT's and DistilBERT's to 0.
   const padTokenId = f.int('pad_token_id', 0, CONFIG_BOUNDS.vocab, roberta ? 1 : 0);
   if (padTokenId >= vocabSize) throw f.bad('pad_token_id', `an integer below vocab_size (${vocabSize})`);
   const numLayers = f.int(name.layers, 1, CONFIG_BOUNDS.layers);
   const intermediateSize = f.int(name.inter, 1, CONFIG_BOUNDS.intermediate);
   const maxPositions = f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions);
-  const maxTokens = roberta ? maxPositions - padTokenId - 1 : maxPositions;
-  if (maxTokens < 1) throw f.bad('max_position_embeddings', `more than pad_token_id + 1 (${padTokenId + 1}): ${family} positions start after the padding index`);
+  // MPNetEmbeddings counts positions from padding_idx = 1 whatever pad_token_id says.
+  const paddingIdx = mpnet ? 1 : padTokenId;
+  const afterPadding = roberta || mpnet;
+  const maxTokens = afterPadding ? maxPositions - paddingIdx - 1 : maxPositions;
+  if (maxTokens < 1) throw f.bad('max_position_embeddings', `more than ${paddingIdx + 1}: ${family} positions start after the padding index`);
+  // transformers' MPNetEncoder computes 32 buckets (max distance 128) whatever the table's size.
+  const relativeBuckets = mpnet ? f.int('relative_attention_num_buckets', 1, CONFIG_BOUNDS.types, 32) : 0;
+  if (mpnet && relativeBuckets !== 32) throw f.bad('relative_attention_num_buckets', '32 (transformers\' MPNet computes 32 buckets)');
   return Object.freeze({
     modelType: 'bert',
     family,
-    positions: roberta ? 'after-padding' : 'absolute',
+    positions: afterPadding ? 'after-padding' : 'absolute',
+    paddingIdx,
     maxTokens,
-    head: roberta ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
+    relativeBuckets,
+    head: afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
     vocabSize,
     hiddenSize,
     numLayers,
@@ -157,7 +173,8 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     headDim: hiddenSize / numHeads,
     intermediateSize,
     maxPositions,
-    typeVocabSize: distil ? 0 : f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
+    // DistilBERT and MPNet have no token type embeddings.
+    typeVocabSize: distil || mpnet ? 0 : f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
     // DistilBERT's LayerNorms are built with eps 1e-12 and the config has no field for it.
     layerNormEps: distil ? 1e-12 : f.num('layer_norm_eps', 1e-12),
     hiddenAct: 'gelu',
@@ -171,7 +188,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa and DistilBERT encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2 and Qwen3 decoders)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2 and Qwen3 decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -192,6 +209,7 @@ export function parseModelConfig(input: string | JsonValue | object, source = 'c
     case 'roberta':
     case 'xlm-roberta':
     case 'distilbert':
+    case 'mpnet':
       return parseBertConfig(json, source);
     default:
       return parseLlamaConfig(json, source);

@@ -17,7 +17,14 @@ import { bertClassify, bertEncode, meanPool } from '../../src/reference/bert.ts'
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { writeTinyBert, type TinyBert, type TinyBertOptions } from '../../fixtures/tiny-bert.ts';
 
-const TEXTS = ['the cat sat on the mat', 'a much longer sentence about the weather and the city in the morning', 'hello world', 'zyx qwv'];
+// The last text is past 32 tokens, so MPNet's distances reach the logarithmic buckets' edges (16, 32).
+const TEXTS = [
+  'the cat sat on the mat',
+  'a much longer sentence about the weather and the city in the morning',
+  'hello world',
+  'zyx qwv',
+  'the people of the city found the river near the old house and the children saw a big tree where the mountain road came down to the sea in the long summer night',
+];
 const DOCS = ['the weather in the city', 'a cat on a mat', 'music and song', 'the morning sun over the river', 'hello'];
 const QUERY = 'what is the weather like in the morning';
 const BASE: TinyBertOptions = { hidden: 64, heads: 4, intermediate: 128, layers: 2, maxPositions: 48, normOutliers: 20 };
@@ -33,6 +40,8 @@ beforeAll(async () => {
   await w('xlmr', { family: 'xlm-roberta', seed: 11 });
   await w('roberta', { family: 'roberta', prefix: 'roberta.', dtype: 'BF16', seed: 12 });
   await w('distilbert', { family: 'distilbert', seed: 13 });
+  await w('mpnet', { family: 'mpnet', seed: 18 });
+  await w('mpnetCls', { family: 'mpnet', prefix: 'mpnet.', labels: ['a', 'b'], seed: 19 });
   await w('distilbertSin', { family: 'distilbert', sinusoidal: true, prefix: 'distilbert.', seed: 14 });
   await w('xlmrCls', { family: 'xlm-roberta', prefix: 'roberta.', labels: ['no', 'maybe', 'yes'], seed: 15 });
   await w('distilCls', { family: 'distilbert', prefix: 'distilbert.', labels: ['negative', 'positive'], seed: 16 });
@@ -80,6 +89,8 @@ describe('SentencePiece-Unigram tokenizer.json (XLM-R layout)', () => {
 
 describe('config.json of each family', () => {
   it('reads positions, heads, sizes and defaults per model_type', () => {
+    const p = parseBertConfig(models.mpnet.config);
+    expect([p.family, p.positions, p.paddingIdx, p.relativeBuckets, p.typeVocabSize, p.head, p.maxTokens]).toEqual(['mpnet', 'after-padding', 1, 32, 0, 'dense-tanh', 48]);
     const x = parseBertConfig(models.xlmr.config);
     expect([x.family, x.positions, x.head, x.padTokenId, x.maxPositions, x.maxTokens, x.typeVocabSize, x.layerNormEps]).toEqual(['xlm-roberta', 'after-padding', 'dense-tanh', 1, 50, 48, 1, 1e-5]);
     const d = parseBertConfig(models.distilbert.config);
@@ -93,6 +104,7 @@ describe('config.json of each family', () => {
     expect(bad(models.xlmr, { position_embedding_type: 'relative_key' })).toThrow(/m\/config\.json: position_embedding_type "relative_key" is not supported/);
     expect(bad(models.xlmr, { max_position_embeddings: 2 })).toThrow(/max_position_embeddings/);
     expect(bad(models.distilbert, { n_heads: 5 })).toThrow(/dim 64 is not divisible by n_heads 5/);
+    expect(bad(models.mpnet, { relative_attention_num_buckets: 64 })).toThrow(/m\/config\.json: field "relative_attention_num_buckets".*32/);
     try {
       bad(models.xlmr, { hidden_act: 'gelu_new' })();
       expect.unreachable();
@@ -103,7 +115,7 @@ describe('config.json of each family', () => {
 });
 
 describe('f32 last hidden state against the CPU fp32 forward (within 1e-3, padding rows included)', () => {
-  for (const name of ['xlmr', 'roberta', 'distilbert', 'distilbertSin']) {
+  for (const name of ['xlmr', 'roberta', 'distilbert', 'distilbertSin', 'mpnet']) {
     it(name, async () => {
       const m = models[name];
       const { cfg, enc, input } = await encode(m, TEXTS);
@@ -118,6 +130,11 @@ describe('f32 last hidden state against the CPU fp32 forward (within 1e-3, paddi
           // The test can tell: BERT's 0..T-1 positions give another hidden state.
           const absolute: BertConfig = { ...cfg, positions: 'absolute' };
           expect(maxAbs(bertEncode(absolute, m.weights, input), want)).toBeGreaterThan(0.05);
+        }
+        if (cfg.relativeBuckets > 0) {
+          // ... and so does leaving out MPNet's relative position bias.
+          const noBias: BertConfig = { ...cfg, relativeBuckets: 0 };
+          expect(maxAbs(bertEncode(noBias, m.weights, input), want)).toBeGreaterThan(0.05);
         }
       } finally {
         model.dispose();
@@ -134,6 +151,7 @@ describe('f32 last hidden state against the CPU fp32 forward (within 1e-3, paddi
 const QUANT_FLOOR: Record<string, Partial<Record<LinearDType, number>>> = {
   xlmr: { q8: 0.9995, q4: 0.995 },
   distilbert: { q8: 0.9995, q4: 0.98 },
+  mpnet: { q8: 0.9995, q4: 0.98 },
 };
 
 describe('q8 / q4 mean-pooled embeddings against fp32', () => {
@@ -159,7 +177,7 @@ describe('q8 / q4 mean-pooled embeddings against fp32', () => {
 });
 
 describe('sequence classification heads', () => {
-  for (const name of ['xlmrCls', 'distilCls']) {
+  for (const name of ['xlmrCls', 'distilCls', 'mpnetCls']) {
     it(`${name}: softmax of the head's logits within 1e-4 of the reference`, async () => {
       const m = models[name];
       const { cfg, enc, input } = await encode(m, TEXTS);
