@@ -94,7 +94,8 @@ export function refMatmul(
  * Encoder self-attention: qkv [B*T, 3H] (Q | K | V), mask [B*T] (0 = padding key) ->
  * out [B*T, H]; softmax(q.k / sqrt(D)) over unmasked keys, per head.
  */
-export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number): Float32Array {
+/** `bias` (MPNet): table [buckets, heads] and buckets [2T - 1]; table[buckets[j - i + T - 1], h] joins the score. */
+export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number, bias?: { table: Float32Array; buckets: Uint32Array }): Float32Array {
   const D = H / heads;
   const out = new Float32Array(B * T * H);
   const s = new Float64Array(T);
@@ -108,7 +109,7 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
           const k = (b * T + j) * 3 * H + H + h * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += qkv[q + d] * qkv[k + d];
-          s[j] = dot / Math.sqrt(D);
+          s[j] = dot / Math.sqrt(D) + (bias ? bias.table[bias.buckets[j - i + T - 1] * heads + h] : 0);
           m = Math.max(m, s[j]);
         }
         let sum = 0;

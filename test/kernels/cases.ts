@@ -17,6 +17,7 @@ import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMa
 import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
+import { relativeBuckets } from '../../src/models/bert.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
 import { DECODER_CASES } from './decoder-cases.ts';
 
@@ -225,6 +226,26 @@ for (const [B, T, heads, H] of [[1, 1, 2, 8], [2, 19, 4, 128], [3, 70, 2, 128], 
       const got = await runOp(ctx, (rec) => attention(ctx, rec, tq, tm, { batch: B, seqLen: T, heads }));
       tq.dispose(); tm.dispose();
       const ref = refAttention(qkv, mask, B, T, heads, H);
+      return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+    },
+  });
+}
+
+// MPNet's relative position bias inside the fused attention: a [32, heads] table indexed by the
+// bucket of each distance; T past both kernels' key blocks, padding masks.
+for (const [B, T, heads, H] of [[2, 37, 4, 128], [1, 150, 2, 64]] as const) {
+  cases.push({
+    name: `attention + relative position bias B=${B} T=${T} heads=${heads}`,
+    async run(ctx, p) {
+      const qkv = input(B * T * 3 * H, 180 + T, p, 0.7);
+      const mask = new Uint32Array(B * T).fill(1);
+      for (let t = T - 5; t < T; t++) mask[(B - 1) * T + t] = 0;
+      const table = input(32 * heads, 181, 'f32', 2);
+      const buckets = relativeBuckets(T);
+      const [tq, tm, tt, tb] = [ctx.uploadFloat(qkv, [B * T, 3 * H], p), ctx.upload(mask, [B * T], 'u32'), ctx.uploadFloat(table, [32, heads], 'f32'), ctx.upload(buckets, [2 * T - 1], 'u32')];
+      const got = await runOp(ctx, (rec) => attention(ctx, rec, tq, tm, { batch: B, seqLen: T, heads }, undefined, { table: tt, buckets: tb }));
+      [tq, tm, tt, tb].forEach((t) => t.dispose());
+      const ref = refAttention(qkv, mask, B, T, heads, H, { table, buckets });
       return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
     },
   });
