@@ -31,6 +31,15 @@ import { sentenceTransformersConfig, type SentenceTransformersConfig } from './s
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
 
+/** Each family's classification head tensors and task class, for NO_CLASSIFIER messages. */
+const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: string }>> = {
+  bert: { heads: 'pooler/classifier', arch: 'Bert' },
+  roberta: { heads: 'classifier.dense/classifier.out_proj', arch: 'Roberta' },
+  'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
+  distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
+  mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
+};
+
 export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
   /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8; a pre-quantized checkpoint's own by default. */
   dtype?: LinearDType;
@@ -340,7 +349,8 @@ export class BertModel {
 
   private needHead(weights: BertGpuWeights): void {
     if (!weights.pooler || !weights.classifier) {
-      throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no classification head weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a *ForSequenceClassification checkpoint`);
+      const { heads, arch } = HEAD_NAMES[this.config.family];
+      throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no ${heads} weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a ${arch}ForSequenceClassification checkpoint`);
     }
   }
 

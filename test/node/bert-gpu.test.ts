@@ -139,7 +139,7 @@ describe('BERT f32 path against the CPU fp32 forward', () => {
   it('a model without a classifier head says so', async () => {
     const m = await BertModel.load(models.plain.dir, { dtype: 'f32', context: ctx });
     try {
-      await expect(m.classify(['x'])).rejects.toThrow(/has no classification head weights/);
+      await expect(m.classify(['x'])).rejects.toThrow(/has no pooler\/classifier weights/);
       await expect(m.embed([])).rejects.toThrow(/no texts/);
       // Past the context (64 positions here): truncated by default, an error on request.
       const long = Array(80).fill('cat').join(' ');
