@@ -60,6 +60,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     const batch = {
       ids: ctx.upload(ids, [B * T], 'u32'),
       types: ctx.upload(new Uint32Array(B * T), [B * T], 'u32'),
+      positions: ctx.upload(new Uint32Array(B * T).map((_, i) => i % T), [B * T], 'u32'),
       mask: ctx.upload(new Uint32Array(B * T).fill(1), [B * T], 'u32'),
       B,
       T,

@@ -332,6 +332,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         const batch = {
           ids: c.write(ids, [B * T], 'u32', 'input_ids'),
           types: c.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          positions: c.write(new Uint32Array(B * T).map((_, i) => i % T), [B * T], 'u32', 'position_ids'),
           mask: c.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
           B,
           T,
@@ -345,6 +346,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         batch.ids.dispose();
         batch.types.dispose();
         batch.mask.dispose();
+        batch.positions.dispose();
         if (round === 0) p.out = { webq: out, ort: o.last_hidden_state.data };
         else {
           p.ort.push(tOrt);
@@ -374,6 +376,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         const batch = {
           ids: ctx.write(ids, [B * T], 'u32', 'input_ids'),
           types: ctx.write(new Uint32Array(B * T), [B * T], 'u32', 'token_type_ids'),
+          positions: ctx.write(new Uint32Array(B * T).map((_, i) => i % T), [B * T], 'u32', 'position_ids'),
           mask: ctx.write(new Uint32Array(B * T).fill(1), [B * T], 'u32', 'attention_mask'),
           B,
           T,
@@ -388,6 +391,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
           batch.ids.dispose();
           batch.types.dispose();
           batch.mask.dispose();
+          batch.positions.dispose();
         }
         let ortProf = ortProfiles.get(p.od);
         if (!ortProf) {

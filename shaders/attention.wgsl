@@ -13,12 +13,22 @@ struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<T>;
 @group(0) @binding(2) var<storage, read> mask: array<u32>;
+// MPNet's relative position bias (HAS_BIAS; placeholders are bound otherwise): table [buckets,
+// heads], and the bucket of each distance j - i at buckets[j - i + T - 1]; added to the scaled score.
+@group(0) @binding(4) var<storage, read> relTable: array<f32>;
+@group(0) @binding(5) var<storage, read> relBuckets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 const MAX_D4 = 32u; // head dims up to 128 (BERT-base 64, MiniLM 32)
 const BK = 16u;     // keys per block: 2 * BK * 128 floats = 16 KiB of workgroup memory
 override WG: u32 = 64u;
 override HD: u32 = 32u;
+override HAS_BIAS: bool = false;
+
+fn rel_bias(h: u32, i: u32, j: u32) -> f32 {
+  if (!HAS_BIAS) { return 0.0; }
+  return relTable[relBuckets[j + p.T - 1u - i] * p.heads + h];
+}
 
 var<workgroup> Ks: array<vec4<f32>, 512>; // [BK][MAX_D4]
 var<workgroup> Vs: array<vec4<f32>, 512>;
@@ -73,7 +83,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       if (live[jj] != 0u) {
         var dv = vec4<f32>(0.0);
         for (var d = 0u; d < D4; d++) { dv += q[d] * Ks[jj * MAX_D4 + d]; }
-        v = dv.x + dv.y + dv.z + dv.w;
+        v = dv.x + dv.y + dv.z + dv.w + rel_bias(h, min(i, p.T - 1u), j0 + jj);
         bmax = max(bmax, v);
       }
       s[jj] = v;

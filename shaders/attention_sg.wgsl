@@ -20,12 +20,22 @@ struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
 // costs about the same for four values as for one).
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read> mask: array<u32>;
+// MPNet's relative position bias (HAS_BIAS; placeholders are bound otherwise): table [buckets,
+// heads], and the bucket of each distance j - i at buckets[j - i + T - 1]; added to the scaled score.
+@group(0) @binding(4) var<storage, read> relTable: array<f32>;
+@group(0) @binding(5) var<storage, read> relBuckets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<T>>;
 
 const MAX_D4 = 32u; // head dims up to 128
 const KB = 8u;      // keys per block: one per lane of an 8-wide subgroup
 override WG: u32 = 64u;
 override HD: u32 = 32u;
+override HAS_BIAS: bool = false;
+
+fn rel_bias(h: u32, i: u32, j: u32) -> f32 {
+  if (!HAS_BIAS) { return 0.0; }
+  return relTable[relBuckets[j + p.T - 1u - i] * p.heads + h];
+}
 
 // Four values from element i (a multiple of 4).
 fn ld4(i: u32) -> vec4<f32> { return vec4<f32>(qkv[i / 4u]); }
@@ -73,8 +83,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       var dv2 = vec4<f32>(0.0);
       for (var d = 0u; d < D4; d++) { let k = subgroupShuffle(kv[d], jj); dv += q[d] * k; dv2 += q2[d] * k; }
       let live = subgroupShuffle(mine, jj) != 0u;
-      s[jj] = select(-3.402823e38, dv.x + dv.y + dv.z + dv.w, live);
-      s2[jj] = select(-3.402823e38, dv2.x + dv2.y + dv2.z + dv2.w, live);
+      let jk = min(j0 + jj, p.T - 1u); // clamped: a dead key's score is dropped anyway
+      s[jj] = select(-3.402823e38, dv.x + dv.y + dv.z + dv.w + rel_bias(h, ic, jk), live);
+      s2[jj] = select(-3.402823e38, dv2.x + dv2.y + dv2.z + dv2.w + rel_bias(h, ic2, jk), live);
       if (live) { bmax = max(bmax, s[jj]); bmax2 = max(bmax2, s2[jj]); }
     }
     // The value rows reuse the key registers.

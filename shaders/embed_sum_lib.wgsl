@@ -1,11 +1,11 @@
 // Transformer input embeddings, the entry point shared by embed_sum.wgsl (float word table) and
 // embed_sum_q.wgsl (quantized word table):
 //
-//   out[r, :] = word[ids[r]] + position[r % T] + type[types[r]]
+//   out[r, :] = word[ids[r]] + position[positions[r]] + type[types[r]]
 //
-// (BERT's absolute positions count from 0 in every row; padding sits at the end of a row, so it
-// never shifts a real token's position.) The importer declares `struct Params` (rows, T, H,
-// typeVocab, vocab, vOff, vTotal and any fields of its own), the word table's bindings (6 and up)
+// Position ids come from the CPU (src/models/bert.ts positionIds): 0..T-1 in every row for BERT,
+// padding-aware for RoBERTa. The importer declares `struct Params` (rows, T, H, typeVocab,
+// posRows, vocab, vOff, vTotal and any fields of its own), the word table's bindings (6 to 8)
 // and
 //   fn table_value(n: u32, k: u32) -> f32   // row n of this chunk of the word table, column k
 // A word table split into row chunks (one binding each) takes one dispatch per chunk, and each
@@ -18,6 +18,7 @@
 @group(0) @binding(3) var<storage, read> pos: array<T>;       // [P, H]
 @group(0) @binding(4) var<storage, read> typ: array<T>;       // [TV, H]
 @group(0) @binding(5) var<storage, read_write> out: array<T>; // [rows, H]
+@group(0) @binding(9) var<storage, read> positions: array<u32>; // [rows]
 
 override WG: u32 = 256u;
 
@@ -30,7 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   // Ids are validated on the CPU; clamping keeps a bad one from reading out of bounds.
   let id = min(ids[r], p.vTotal - 1u);
   if (id < p.vOff || id - p.vOff >= p.vocab) { return; }
-  let t = r % p.T;
+  let t = min(positions[r], p.posRows - 1u); // checked on the CPU; clamped like ids
   let ty = min(types[r], p.typeVocab - 1u);
   out[i] = T(table_value(id - p.vOff, d) + f32(pos[t * p.H + d]) + f32(typ[ty * p.H + d]));
 }

@@ -15,12 +15,13 @@ fn gelu_f32(v: f32) -> f32 { return 0.5 * v * (1.0 + erf_f32(v * 0.7071067811865
 // exp(-v) overflows to inf for v < -88, giving v / inf = -0: the right limit.
 fn silu_f32(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
-// act: 0 none, 1 gelu, 2 silu, 3 tanh (the ACT override of the kernels that import this).
+// act: 0 none, 1 gelu, 2 silu, 3 tanh, 4 relu (the ACT override of the kernels that import this).
 fn apply_act(v: f32, act: u32) -> f32 {
   switch act {
     case 1u: { return gelu_f32(v); }
     case 2u: { return silu_f32(v); }
     case 3u: { return tanh(v); }
+    case 4u: { return max(v, 0.0); }
     default: { return v; }
   }
 }

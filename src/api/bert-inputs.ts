@@ -18,3 +18,21 @@ export function checkTexts(texts: unknown, method: string): asserts texts is str
   const bad = texts.findIndex((t) => typeof t !== 'string');
   if (bad >= 0) throw new WebqError('BAD_TEXTS', `${method}(): text ${bad + 1} of ${texts.length} is ${shown(texts[bad])}; every text must be a string`);
 }
+
+/** One document's cross-encoder score (BertModel.rerank): sigmoid of its logit; `index` is its place in docs. */
+export interface Reranked {
+  index: number;
+  score: number;
+}
+
+/** rerank()'s arguments: a non-empty query, non-empty documents, a one-label head. */
+export function checkRerank(query: unknown, docs: unknown, numLabels: number, model: string): asserts docs is string[] {
+  if (typeof query !== 'string') throw new WebqError('BAD_TEXTS', `rerank() takes the query as a string, got ${shown(query)}`);
+  if (query.trim() === '') throw new WebqError('EMPTY_TEXT', 'rerank(): the query is empty or only whitespace; there is nothing to rank against');
+  checkTexts(docs, 'rerank');
+  const empty = docs.findIndex((d) => d.trim() === '');
+  if (empty >= 0) throw new WebqError('EMPTY_TEXT', `rerank(): document ${empty + 1} of ${docs.length} is empty or only whitespace; leave it out`);
+  if (numLabels !== 1) {
+    throw new WebqError('NOT_A_RERANKER', `${model}: its classification head has ${numLabels} labels (config.json num_labels / id2label); a cross-encoder reranker has one (a relevance logit)`);
+  }
+}

@@ -15,7 +15,7 @@ import { openModelFiles } from '../io/hub/hub.ts';
 import { loadHolding } from '../io/hub/cache-lock.ts';
 import type { ModelFiles, OpenModelOptions } from '../io/hub/model-files.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
-import { bertClassifierHead, bertForward, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
+import { bertClassifierHead, bertForward, freeBertBatch, uploadBertBatch, uploadBertWeights, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import { checkBertBatch } from '../models/memory-estimate.ts';
 import type { EmbeddingDType } from '../models/upload.ts';
@@ -26,10 +26,19 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type CallLimits, type Limits } from './limits.ts';
 import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
 import { staleError } from './recovery.ts';
-import { checkTexts } from './bert-inputs.ts';
+import { checkRerank, checkTexts, type Reranked } from './bert-inputs.ts';
 import { sentenceTransformersConfig, type SentenceTransformersConfig } from './sentence-transformers.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
+
+/** Each family's classification head tensors and task class, for NO_CLASSIFIER messages. */
+const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: string }>> = {
+  bert: { heads: 'pooler/classifier', arch: 'Bert' },
+  roberta: { heads: 'classifier.dense/classifier.out_proj', arch: 'Roberta' },
+  'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
+  distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
+  mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
+};
 
 export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
   /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8; a pre-quantized checkpoint's own by default. */
@@ -141,7 +150,7 @@ export class BertModel {
     this.calls = new CallCounter(args.describe);
     this.stopWatching = args.autoRecover ? args.ctx.onFailure(() => void this.recover().catch(() => undefined)) : () => undefined;
     this.pooling = args.st.pooling;
-    this.maxLength = Math.min(args.config.maxPositions, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
+    this.maxLength = Math.min(args.config.maxTokens, args.st.maxSeqLength ?? args.tokenizer.modelMaxLength ?? Infinity);
     this.lowerCase = args.st.lowerCase;
     const count = (t: string) => this.tokenizer.encode(this.lowerCase ? t.toLowerCase() : t, { maxLength: this.maxLength, truncation: true }).ids.length;
     this.embeddings = new Embeddings(this, count);
@@ -187,12 +196,12 @@ export class BertModel {
    * empty or whitespace-only text is refused (EMPTY_TEXT): it has no word to embed, and a vector of
    * [CLS] [SEP] alone would sit in a search index as if it meant something.
    */
-  private batch(texts: string[], opts: TextOptions, method: string): BertBatch & { truncated: boolean[] } {
+  private batch(texts: string[], opts: TextOptions, method: string, pairs?: string[]): BertBatch & { truncated: boolean[] } {
     checkTexts(texts, method);
     if (texts.length > this.limits.maxBatch) throw new LimitError('BATCH_TOO_LARGE', `${method}(): ${texts.length} texts, more than limits.maxBatch (${this.limits.maxBatch}); split them into smaller calls`);
-    const input = this.lowerCase ? texts.map((t) => t.toLowerCase()) : texts;
-    const enc = this.tokenizer.encodeBatch(input, { maxLength: this.maxLength, truncation: opts.truncate ?? true });
-    const empty = enc.lengths.findIndex((n) => n <= this.tokenizer.specialTokenCount());
+    const lower = (a: string[]) => (this.lowerCase ? a.map((t) => t.toLowerCase()) : a);
+    const enc = this.tokenizer.encodeBatch(lower(texts), { maxLength: this.maxLength, truncation: opts.truncate ?? true, pairs: pairs && lower(pairs) });
+    const empty = enc.lengths.findIndex((n) => n <= this.tokenizer.specialTokenCount(pairs !== undefined));
     if (empty >= 0) {
       const what = texts[empty].trim() === '' ? 'is empty or only whitespace' : 'has no tokens (only characters the tokenizer drops)';
       throw new WebqError('EMPTY_TEXT', `text ${empty + 1} of ${texts.length} ${what}: there is nothing in it to ${method === 'classify' ? 'classify' : 'embed'}; leave it out`);
@@ -205,21 +214,7 @@ export class BertModel {
         throw new WebqError('TOKEN_OUT_OF_RANGE', `${this.describe}: token id ${enc.ids[i]} is outside the model's vocabulary of ${this.config.vocabSize}: tokenizer.json and config.json disagree`);
       }
     }
-    const u32 = (a: Int32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
-    return {
-      ids: this.ctx.write(u32(enc.ids), [n], 'u32', 'input_ids'),
-      types: this.ctx.write(u32(enc.tokenTypeIds), [n], 'u32', 'token_type_ids'),
-      mask: this.ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
-      B: enc.batch,
-      T: enc.seqLen,
-      truncated: enc.truncated,
-    };
-  }
-
-  private static free(b: BertBatch): void {
-    b.ids.dispose();
-    b.types.dispose();
-    b.mask.dispose();
+    return { ...uploadBertBatch(this.ctx, this.config, enc), truncated: enc.truncated };
   }
 
   /** The last hidden state [B, T, H] with the batch's shape (for tests and custom pooling). */
@@ -234,7 +229,7 @@ export class BertModel {
         h.dispose();
         return { data, batch: b.B, seqLen: b.T, hidden: this.config.hiddenSize, mask: (await this.ctx.read(b.mask)) as Uint32Array };
       } finally {
-        BertModel.free(b);
+        freeBertBatch(b);
       }
     });
   }
@@ -306,12 +301,12 @@ export class BertModel {
       const H = this.config.hiddenSize;
       return { vectors: Array.from({ length: b.B }, (_, i) => flat.slice(i * H, (i + 1) * H)), truncated: b.truncated };
     } finally {
-      BertModel.free(b);
+      freeBertBatch(b);
     }
   }
 
   /**
-   * Labels and softmax scores; needs a BertForSequenceClassification checkpoint. Texts are taken
+   * Labels and softmax scores; needs a *ForSequenceClassification checkpoint. Texts are taken
    * as by embed(); each result says whether its text was cut to maxLength tokens.
    */
   classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
@@ -319,33 +314,60 @@ export class BertModel {
   }
 
   private async classifyWith(weights: BertGpuWeights, texts: string[], opts: TextOptions): Promise<Classification[]> {
-    if (!weights.pooler || !weights.classifier) {
-      throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no pooler/classifier weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a BertForSequenceClassification checkpoint`);
-    }
-    const b = this.batch(texts, opts, 'classify');
+    const { flat, B, truncated } = await this.logits(weights, texts, opts, 'classify');
+    const L = this.config.numLabels;
+    const name = (i: number) => this.config.id2label?.[i] ?? `LABEL_${i}`;
+    return Array.from({ length: B }, (_, r) => {
+      const row = flat.subarray(r * L, (r + 1) * L);
+      const max = Math.max(...row);
+      const exps = Array.from(row, (v) => Math.exp(v - max));
+      const sum = exps.reduce((s, v) => s + v, 0);
+      const scores = exps.map((v, i) => ({ label: name(i), score: v / sum })).sort((x, y) => y.score - x.score);
+      return { label: scores[0].label, score: scores[0].score, scores, truncated: truncated[r] };
+    });
+  }
+
+  /** The classification head's logits [B, numLabels] of texts (and their pairs: sentence B). */
+  private async logits(weights: BertGpuWeights, texts: string[], opts: TextOptions, method: string, pairs?: string[]): Promise<{ flat: Float32Array; B: number; truncated: boolean[] }> {
+    this.needHead(weights);
+    const b = this.batch(texts, opts, method, pairs);
     try {
-      const rec = this.ctx.record({ label: 'bert:classify' });
+      const rec = this.ctx.record({ label: `bert:${method}` });
       const h = bertForward(this.ctx, rec, weights, this.config, b);
       const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
       h.dispose();
-      const logits = bertClassifierHead(this.ctx, rec, weights, cls);
+      const logits = bertClassifierHead(this.ctx, rec, weights, this.config, cls);
       cls.dispose();
       await rec.submit();
       const flat = await this.ctx.readFloat(logits);
       logits.dispose();
-      const L = this.config.numLabels;
-      const name = (i: number) => this.config.id2label?.[i] ?? `LABEL_${i}`;
-      return Array.from({ length: b.B }, (_, r) => {
-        const row = flat.subarray(r * L, (r + 1) * L);
-        const max = Math.max(...row);
-        const exps = Array.from(row, (v) => Math.exp(v - max));
-        const sum = exps.reduce((s, v) => s + v, 0);
-        const scores = exps.map((v, i) => ({ label: name(i), score: v / sum })).sort((x, y) => y.score - x.score);
-        return { label: scores[0].label, score: scores[0].score, scores, truncated: b.truncated[r] };
-      });
+      return { flat, B: b.B, truncated: b.truncated };
     } finally {
-      BertModel.free(b);
+      freeBertBatch(b);
     }
+  }
+
+  private needHead(weights: BertGpuWeights): void {
+    if (!weights.pooler || !weights.classifier) {
+      const { heads, arch } = HEAD_NAMES[this.config.family];
+      throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no ${heads} weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a ${arch}ForSequenceClassification checkpoint`);
+    }
+  }
+
+  /**
+   * Scores each document against `query` with a cross-encoder (a *ForSequenceClassification
+   * checkpoint with one label, e.g. bge-reranker, ms-marco-MiniLM): the pair (query, doc) is
+   * encoded as sentence A and B, and the score is sigmoid(logit), as sentence-transformers'
+   * CrossEncoder.rank does. Results are sorted by score, highest first; `index` is the document's
+   * position in `docs`.
+   */
+  rerank(query: string, docs: string[], opts: TextOptions = {}): Promise<Reranked[]> {
+    return this.call(opts, 'rerank', async (weights) => {
+      this.needHead(weights);
+      checkRerank(query, docs, this.config.numLabels, this.describe);
+      const { flat } = await this.logits(weights, docs.map(() => query), opts, 'rerank', docs);
+      return Array.from(flat, (v, index) => ({ index, score: 1 / (1 + Math.exp(-v)) })).sort((a, b) => b.score - a.score || a.index - b.index);
+    });
   }
 
   /**

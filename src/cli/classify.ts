@@ -1,6 +1,6 @@
 /**
- * `webq classify <model> TEXT...`: the label and score a BertForSequenceClassification
- * checkpoint gives each text.
+ * `webq classify <model> TEXT...`: the label and score a *ForSequenceClassification checkpoint
+ * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet) gives each text.
  */
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
@@ -8,7 +8,7 @@ import { expandStdin, loadModel, loadOptions, parseArgs, shortText, warnTruncate
 
 const USAGE = `usage: webq classify <model> [options] TEXT...
 
-Classifies each TEXT with a BertForSequenceClassification checkpoint (config.json
+Classifies each TEXT with a *ForSequenceClassification checkpoint (config.json
 id2label names the labels) and prints the top label and its probability.
 
 <model> is a local folder, a folder URL (https://host/path/) or a Hugging Face
@@ -32,7 +32,7 @@ options:
   -h, --help`;
 
 export const classifyCommand: Command = {
-  summary: 'classify texts with a BERT sequence-classification model',
+  summary: 'classify texts with a sequence-classification encoder',
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('classify', args, {

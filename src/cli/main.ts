@@ -19,6 +19,7 @@ import { keygenCommand } from './keygen.ts';
 import { logitsCommand } from './logits.ts';
 import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
+import { rerankCommand } from './rerank.ts';
 import { serveCommand } from './serve.ts';
 
 export { UsageError, type CliIO, type Command } from './command.ts';
@@ -27,6 +28,7 @@ const commands: Record<string, Command> = {
   info: infoCommand,
   embed: embedCommand,
   classify: classifyCommand,
+  rerank: rerankCommand,
   generate: generateCommand,
   chat: chatCommand,
   logits: logitsCommand,
@@ -41,7 +43,7 @@ const commands: Record<string, Command> = {
 };
 
 /** The commands that open a WebGPU device, so Dawn may print its adapter notices. */
-const GPU_COMMANDS = new Set(['embed', 'classify', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval', 'serve']);
+const GPU_COMMANDS = new Set(['embed', 'classify', 'rerank', 'generate', 'chat', 'logits', 'doctor', 'quantize', 'eval', 'serve']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

@@ -10,7 +10,7 @@ import { WebqError } from '../errors.ts';
 import type { DType } from '../io/safetensors/dtypes.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../quant/imports/index.ts';
-import type { BertConfig } from './config.ts';
+import type { BertConfig, EncoderFamily } from './config.ts';
 
 export type BertWeightsErrorCode =
   | 'WEIGHTS_MISSING' // a required tensor is not in the checkpoint
@@ -76,18 +76,23 @@ export interface BertLayerRefs {
 }
 
 export interface BertWeights {
-  /** 'bert.' when the encoder sits inside a task model, '' for a bare BertModel. */
-  readonly prefix: '' | 'bert.';
+  /** 'bert.' / 'roberta.' / 'distilbert.' when the encoder sits inside a task model, '' for a bare one. */
+  readonly prefix: string;
   readonly embeddings: {
     readonly word: WeightRef; // [V, H]
     readonly position: WeightRef; // [P, H]
-    readonly tokenType: WeightRef; // [TV, H]
+    readonly tokenType: WeightRef | null; // [TV, H]; DistilBERT has none
     readonly norm: NormRefs; // [H]
   };
   readonly layers: readonly BertLayerRefs[];
-  /** dense [H, H] + tanh on the [CLS] state; absent in many sentence-transformers exports. */
+  /** MPNet's relative position bias table [buckets, heads] (encoder.relative_attention_bias.weight), else null. */
+  readonly relativeBias: WeightRef | null;
+  /**
+   * The head's dense [H, H] on the first token's state (BertConfig.head): BERT's pooler.dense,
+   * RoBERTa's classifier.dense, DistilBERT's pre_classifier; absent in many sentence-transformers exports.
+   */
   readonly pooler: LinearRefs | null;
-  /** [numLabels, H]; present in BertForSequenceClassification checkpoints. */
+  /** [numLabels, H]: classifier (BERT, DistilBERT) or classifier.out_proj (RoBERTa), in *ForSequenceClassification checkpoints. */
   readonly classifier: LinearRefs | null;
   /** Every resolved tensor, in forward order. */
   readonly all: readonly WeightRef[];
@@ -98,6 +103,44 @@ const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F32', 'F16', 'BF16', 'F64']);
 function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
+
+/** The prefix a *ForSequenceClassification (or other task) model puts before the encoder's tensors. */
+const TASK_PREFIX: Readonly<Record<EncoderFamily, string>> = { bert: 'bert.', roberta: 'roberta.', 'xlm-roberta': 'roberta.', distilbert: 'distilbert.', mpnet: 'mpnet.' };
+
+/** DistilBERT's names for BERT's canonical ones (transformers' modeling_distilbert.py); the rest are the same. */
+const DISTILBERT_NAMES: readonly [RegExp, string][] = [
+  [/^encoder\.layer\.(\d+)\.attention\.self\.query\./, 'transformer.layer.$1.attention.q_lin.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.key\./, 'transformer.layer.$1.attention.k_lin.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.value\./, 'transformer.layer.$1.attention.v_lin.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.dense\./, 'transformer.layer.$1.attention.out_lin.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\./, 'transformer.layer.$1.sa_layer_norm.'],
+  [/^encoder\.layer\.(\d+)\.intermediate\.dense\./, 'transformer.layer.$1.ffn.lin1.'],
+  [/^encoder\.layer\.(\d+)\.output\.dense\./, 'transformer.layer.$1.ffn.lin2.'],
+  [/^encoder\.layer\.(\d+)\.output\.LayerNorm\./, 'transformer.layer.$1.output_layer_norm.'],
+];
+
+/** MPNet's (modeling_mpnet.py: attention.attn.q/k/v/o, attention.LayerNorm); the rest are BERT's. */
+const MPNET_NAMES: readonly [RegExp, string][] = [
+  [/^encoder\.layer\.(\d+)\.attention\.self\.query\./, 'encoder.layer.$1.attention.attn.q.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.key\./, 'encoder.layer.$1.attention.attn.k.'],
+  [/^encoder\.layer\.(\d+)\.attention\.self\.value\./, 'encoder.layer.$1.attention.attn.v.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.dense\./, 'encoder.layer.$1.attention.attn.o.'],
+  [/^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\./, 'encoder.layer.$1.attention.LayerNorm.'],
+];
+
+/** A canonical (BERT, unprefixed) tensor name as `family` spells it in the file, before the prefix. */
+export function familyTensorName(family: EncoderFamily, key: string): string {
+  const names = family === 'distilbert' ? DISTILBERT_NAMES : family === 'mpnet' ? MPNET_NAMES : [];
+  for (const [re, to] of names) if (re.test(key)) return key.replace(re, to);
+  return key;
+}
+
+/** The head's two Linears, by their names in the file (outside the encoder's prefix). */
+const HEAD_NAMES: Readonly<Record<BertConfig['head'], { dense: string; out: string }>> = {
+  pooler: { dense: 'pooler.dense', out: 'classifier' }, // pooler.dense sits inside the prefix (below)
+  'dense-tanh': { dense: 'classifier.dense', out: 'classifier.out_proj' },
+  'dense-relu': { dense: 'pre_classifier', out: 'classifier' },
+};
 
 /**
  * Resolves every BERT tensor in `store` against `cfg`. Unknown extra tensors (e.g.
@@ -110,7 +153,10 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
   // GPTQ, AWQ, compressed-tensors or bitsandbytes, from config.json (an unsupported one throws here).
   const format = parseQuantizationConfig(cfg.quantizationConfig ?? undefined, 'config.json');
   const present = (name: string) => store.has(name) || hasQuantized(store, name);
-  const prefix = present('bert.embeddings.word_embeddings.weight') ? 'bert.' : '';
+  const fam = cfg.family;
+  const task = TASK_PREFIX[fam];
+  const prefix = present(`${task}embeddings.word_embeddings.weight`) ? task : '';
+  const file = (key: string) => prefix + familyTensorName(fam, key);
   const all: WeightRef[] = [];
 
   const check = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
@@ -131,11 +177,11 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
   /** `key` is canonical and unprefixed; `alt` is the old-style name (gamma/beta) if any. */
   const need = (key: string, shape: readonly number[], why: string, alt?: string): WeightRef => {
     for (const candidate of alt ? [key, alt] : [key]) {
-      if (store.has(prefix + candidate)) return check(key, prefix + candidate, shape, why);
+      if (store.has(file(candidate))) return check(key, file(candidate), shape, why);
     }
-    const also = alt ? ` (or "${prefix}${alt}")` : '';
-    const layout = prefix ? 'BertForSequenceClassification-style layout with prefix "bert."' : 'bare BertModel layout (no "bert." prefix)';
-    throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${prefix}${key}"${also}; expected ${shapeText(shape)} in a ${layout}`);
+    const also = alt ? ` (or "${file(alt)}")` : '';
+    const layout = prefix ? `${fam} task-model layout with prefix "${prefix}"` : `bare ${fam} layout (no "${task}" prefix)`;
+    throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${file(key)}"${also}; expected ${shapeText(shape)} in a ${layout}`);
   };
   /** A Linear weight (or the word table) may also be stored pre-quantized; its packed tensors are checked on read. */
   const weight = (key: string, name: string, shape: readonly number[], why: string): WeightRef => {
@@ -152,7 +198,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     return store.has(name) ? check(key, name, shape, why) : need(key, shape, why);
   };
   const linear = (base: string, out: number, inp: number, why: string): LinearRefs => ({
-    weight: weight(`${base}.weight`, `${prefix}${base}.weight`, [out, inp], why),
+    weight: weight(`${base}.weight`, file(`${base}.weight`), [out, inp], why),
     bias: need(`${base}.bias`, [out], why),
   });
   const norm = (base: string): NormRefs => ({
@@ -164,14 +210,14 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
   if (!store.has(wordName) && !hasQuantized(store, wordName)) {
     throw new BertWeightsError(
       'WEIGHTS_MISSING',
-      `${store.name}: missing tensor "embeddings.word_embeddings.weight" (also looked for "bert.embeddings.word_embeddings.weight"); is this a BERT checkpoint?`,
+      `${store.name}: missing tensor "embeddings.word_embeddings.weight" (also looked for "${task}embeddings.word_embeddings.weight"); is this a ${fam} checkpoint (config.json model_type)?`,
     );
   }
   const embeddings = {
     // The table may be stored packed too (webq-quant-2).
     word: weight('embeddings.word_embeddings.weight', wordName, [cfg.vocabSize, H], 'config.json vocab_size x hidden_size'),
     position: need('embeddings.position_embeddings.weight', [cfg.maxPositions, H], 'config.json max_position_embeddings x hidden_size'),
-    tokenType: need('embeddings.token_type_embeddings.weight', [cfg.typeVocabSize, H], 'config.json type_vocab_size x hidden_size'),
+    tokenType: cfg.typeVocabSize > 0 ? need('embeddings.token_type_embeddings.weight', [cfg.typeVocabSize, H], 'config.json type_vocab_size x hidden_size') : null,
     norm: norm('embeddings.LayerNorm'),
   };
 
@@ -190,7 +236,8 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
       outNorm: norm(`${L}.output.LayerNorm`),
     });
   }
-  const extra = `${prefix}encoder.layer.${cfg.numLayers}.`;
+  const relativeBias = cfg.relativeBuckets > 0 ? need('encoder.relative_attention_bias.weight', [cfg.relativeBuckets, cfg.numHeads], 'config.json relative_attention_num_buckets x num_attention_heads') : null;
+  const extra = `${prefix}${fam === 'distilbert' ? 'transformer' : 'encoder'}.layer.${cfg.numLayers}.`;
   if (store.tensors.some((t) => t.name.startsWith(extra))) {
     throw new BertWeightsError(
       'WEIGHTS_EXTRA_LAYER',
@@ -199,18 +246,24 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
   }
 
   const stored = (name: string, shape: readonly number[]) => present(name) || importedRef(store, format, name, name, shape) !== null;
-  const pooler = stored(`${prefix}pooler.dense.weight`, [H, H]) ? linear('pooler.dense', H, H, hh) : null;
-  let classifier: LinearRefs | null = null;
-  // The classification head sits outside the "bert." prefix.
-  if (stored('classifier.weight', [cfg.numLabels, H])) {
-    const why = 'config.json num_labels (or id2label size) x hidden_size';
-    const w = weight('classifier.weight', 'classifier.weight', [cfg.numLabels, H], why);
-    if (!store.has('classifier.bias')) {
-      throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "classifier.bias"; expected [${cfg.numLabels}] beside "classifier.weight"`);
+  // The classification head sits outside the encoder's prefix (BERT's pooler inside it).
+  const head = HEAD_NAMES[cfg.head];
+  const outside = (base: string, out: number, why: string): LinearRefs | null => {
+    if (!stored(`${base}.weight`, [out, H])) return null;
+    const w = weight(`${base}.weight`, `${base}.weight`, [out, H], why);
+    if (!store.has(`${base}.bias`)) {
+      throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "${base}.bias"; expected [${out}] beside "${base}.weight"`);
     }
-    classifier = { weight: w, bias: check('classifier.bias', 'classifier.bias', [cfg.numLabels], why) };
+    return { weight: w, bias: check(`${base}.bias`, `${base}.bias`, [out], why) };
+  };
+  const pooler =
+    cfg.head === 'pooler' ? (stored(`${prefix}pooler.dense.weight`, [H, H]) ? linear('pooler.dense', H, H, hh) : null) : outside(head.dense, H, hh);
+  const classifier = outside(head.out, cfg.numLabels, 'config.json num_labels (or id2label size) x hidden_size');
+  if (cfg.head !== 'pooler' && (pooler === null) !== (classifier === null)) {
+    const [has, lacks] = pooler ? [head.dense, head.out] : [head.out, head.dense];
+    throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: has "${has}.weight" but no "${lacks}.weight"; a ${fam} classification head needs both`);
   }
-  return { prefix, embeddings, layers, pooler, classifier, all };
+  return { prefix, embeddings, layers, relativeBias, pooler, classifier, all };
 }
 
 /**

@@ -38,10 +38,12 @@ export interface BertGpuWeights {
   activations: Activations;
   word: Tensor | QWeight; // [V, H]  float, or int8 rows (under quantized dtypes, by default)
   pos: Tensor; //  [P, H]
-  type: Tensor; // [TV, H]
+  type: Tensor; // [TV, H]; one row of zeros for DistilBERT (no token types)
   embNorm: [Tensor, Tensor]; // [H]
   layers: BertLayerGpu[];
-  pooler: { w: LinearWeight; b: Tensor } | null; //     [H, H] + tanh on [CLS]
+  /** MPNet: the relative position bias table f32 [buckets, heads], shared by every layer; else null. */
+  relTable: Tensor | null;
+  pooler: { w: LinearWeight; b: Tensor } | null; //     [H, H] + tanh (relu: DistilBERT) on [CLS]
   classifier: { w: LinearWeight; b: Tensor } | null; // [labels, H]
   bytes: number;
   /** Every GPU object these weights hold, by what it was made from (UploadReuse.objects of an update). */
@@ -53,11 +55,86 @@ export interface BertGpuWeights {
 }
 
 export interface BertBatch {
-  ids: Tensor; //   [B*T] u32
-  types: Tensor; // [B*T] u32
-  mask: Tensor; //  [B*T] u32, 0 = padding
+  ids: Tensor; //       [B*T] u32
+  types: Tensor; //     [B*T] u32
+  positions: Tensor; // [B*T] u32, rows of the position table (positionIds)
+  relBuckets?: Tensor | null; // [2T-1] u32, MPNet: the bias bucket of each distance j - i (relativeBuckets)
+  mask: Tensor; //      [B*T] u32, 0 = padding
   B: number;
   T: number;
+}
+
+/** A tokenized batch, [B*T] row-major (TextTokenizer.encodeBatch's fields). */
+export interface EncoderIds {
+  ids: Int32Array;
+  tokenTypeIds: Int32Array;
+  attentionMask: Int32Array;
+  batch: number;
+  seqLen: number;
+}
+
+/**
+ * Position ids [B*T]: 0..T-1 in every row, or RoBERTa's and MPNet's (transformers'
+ * create_position_ids_from_input_ids): paddingIdx + the count of non-padding ids up to and
+ * including this one, and paddingIdx itself for a padding id. It looks at the ids, not the mask,
+ * as transformers does.
+ */
+export function positionIds(cfg: BertConfig, ids: Int32Array, T: number): Uint32Array {
+  const out = new Uint32Array(ids.length);
+  for (let r = 0; r < ids.length; r += T) {
+    let seen = 0;
+    for (let t = 0; t < T; t++) {
+      if (cfg.positions === 'absolute') out[r + t] = t;
+      else out[r + t] = ids[r + t] === cfg.paddingIdx ? cfg.paddingIdx : cfg.paddingIdx + ++seen;
+    }
+  }
+  return out;
+}
+
+/**
+ * MPNet's bucket of each relative distance d = j - i, at d + T - 1 (transformers'
+ * MPNetEncoder.relative_position_bucket with 32 buckets, max distance 128): half the buckets for
+ * keys before the query, exact up to 7 away, then logarithmic to 128. The logarithmic part is
+ * computed in float32 steps as torch does, so a distance on a bucket edge lands where it does there.
+ */
+export function relativeBuckets(T: number): Uint32Array {
+  const out = new Uint32Array(2 * T - 1);
+  const f = Math.fround;
+  for (let d = -(T - 1); d < T; d++) {
+    const n = -d;
+    let b = n < 0 ? 16 : 0;
+    const a = Math.abs(n);
+    if (a < 8) b += a;
+    else b += Math.min(8 + Math.trunc(f(f(f(Math.log(f(a / 8))) / f(Math.log(16))) * 8)), 15);
+    out[d + T - 1] = b;
+  }
+  return out;
+}
+
+/**
+ * Uploads a tokenized batch. Only BERT reads token types: RoBERTa's and XLM-R's tokenizers do not
+ * return them (the model sees zeros) and DistilBERT has none.
+ */
+export function uploadBertBatch(ctx: GpuContext, cfg: BertConfig, enc: EncoderIds): BertBatch {
+  const n = enc.batch * enc.seqLen;
+  const u32 = (a: Int32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const types = cfg.family === 'bert' ? u32(enc.tokenTypeIds) : new Uint32Array(n);
+  const positions = positionIds(cfg, enc.ids, enc.seqLen);
+  const last = positions.reduce((m, v) => Math.max(m, v), 0);
+  if (last >= cfg.maxPositions) throw new WebqError('INPUT_TOO_LONG', `position id ${last} is past max_position_embeddings ${cfg.maxPositions}: at most ${cfg.maxTokens} tokens per text`);
+  return {
+    ids: ctx.write(u32(enc.ids), [n], 'u32', 'input_ids'),
+    types: ctx.write(types, [n], 'u32', 'token_type_ids'),
+    positions: ctx.write(positions, [n], 'u32', 'position_ids'),
+    mask: ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
+    relBuckets: cfg.relativeBuckets > 0 ? ctx.write(relativeBuckets(enc.seqLen), [2 * enc.seqLen - 1], 'u32', 'relative_buckets') : null,
+    B: enc.batch,
+    T: enc.seqLen,
+  };
+}
+
+export function freeBertBatch(b: BertBatch): void {
+  for (const t of [b.ids, b.types, b.positions, b.mask, b.relBuckets]) t?.dispose();
 }
 
 /**
@@ -123,7 +200,9 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
   const up = makeUploader(ctx, store, dtype, { ...opts, group: opts.group ?? d.group, symmetric: opts.symmetric ?? d.symmetric, activations });
   // Pre-quantized files may keep a Linear float (mixed precision) or give it a static activation scale.
   const pl = prequantLinears(ctx, up, opts.prequant);
-  const free = () => (pl.dispose(), up.dispose());
+  let noTypes: Tensor | null = null;
+  let relTable: Tensor | null = null;
+  const free = () => (pl.dispose(), up.dispose(), noTypes?.dispose(), relTable?.dispose());
   const norm = async (n: LinearRefs): Promise<[Tensor, Tensor]> => [await up.vec(n.weight), await up.vec(n.bias)];
   // Several Linears with the same input become one: their weight rows (and biases) stacked.
   const lin = async (parts: LinearRefs[]) => {
@@ -135,7 +214,9 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     const e = refs.embeddings;
     // Another tool's 4-bit checkpoint (GPTQ, AWQ, ...) left its table float: int8 adds little to it.
     const word = wordTable(await up.table(e.word, BERT_TABLES, imported ? 'int8' : bertTableDefault(dtype)));
-    const [pos, type, embNorm] = [await up.vec(e.position), await up.vec(e.tokenType), await norm(e.norm)];
+    // DistilBERT has no token types: one zero row, so the one embedding kernel adds nothing.
+    const type = e.tokenType ? await up.vec(e.tokenType) : (noTypes = ctx.uploadFloat(new Float32Array(cfg.hiddenSize), [1, cfg.hiddenSize], up.precision, 'no token types'));
+    const [pos, embNorm] = [await up.vec(e.position), await norm(e.norm)];
     const layers: BertLayerGpu[] = [];
     for (const l of refs.layers) {
       const qkv = await lin([l.query, l.key, l.value]);
@@ -146,9 +227,11 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
       const outNorm = await norm(l.outNorm);
       layers.push({ qkv: qkv.w, qkvBias: qkv.b, attnOut: attnOut.w, attnOutBias: attnOut.b, attnNorm, inter: inter.w, interBias: inter.b, out: out.w, outBias: out.b, outNorm });
     }
+    // Read by the attention kernels as f32 whatever the activation precision (a few hundred values).
+    if (refs.relativeBias) relTable = ctx.uploadFloat(await store.readAs(refs.relativeBias.name, 'f32'), refs.relativeBias.shape, 'f32', refs.relativeBias.name);
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, activations, word, pos, type, embNorm, layers, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    return { precision: up.precision, activations, word, pos, type, embNorm, layers, relTable, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;
@@ -161,13 +244,14 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
  */
 export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, x: BertBatch, tap?: LinearTap): Tensor {
   const eps = cfg.layerNormEps;
-  const e = embedSum(ctx, rec, x.ids, x.types, { word: w.word, pos: w.pos, type: w.type }, x.T); // [B*T, H]
+  const e = embedSum(ctx, rec, x.ids, x.types, x.positions, { word: w.word, pos: w.pos, type: w.type }, x.T); // [B*T, H]
   let h = layerNorm(ctx, rec, e, w.embNorm[0], w.embNorm[1], eps);
   e.dispose();
   w.layers.forEach((l, i) => {
     tap?.(rec, `layers.${i}.qkv`, h);
     const qkv = linear(ctx, rec, h, l.qkv, { bias: l.qkvBias }); // [B*T, 3H]
-    const att = attention(ctx, rec, qkv, x.mask, { batch: x.B, seqLen: x.T, heads: cfg.numHeads }); // [B*T, H]
+    const bias = w.relTable && x.relBuckets ? { table: w.relTable, buckets: x.relBuckets } : undefined; // MPNet
+    const att = attention(ctx, rec, qkv, x.mask, { batch: x.B, seqLen: x.T, heads: cfg.numHeads }, undefined, bias); // [B*T, H]
     qkv.dispose();
     tap?.(rec, `layers.${i}.attnOut`, att);
     const a = linear(ctx, rec, att, l.attnOut, { bias: l.attnOutBias, residual: h }); // h + att W_o^T + b
@@ -187,11 +271,14 @@ export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, c
   return h;
 }
 
-/** Classification logits [B, labels]: tanh(W_p h_CLS + b_p), then the classifier. */
-export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cls: Tensor, tap?: LinearTap): Tensor {
+/**
+ * Classification logits [B, labels]: act(W_p h_CLS + b_p) (tanh, or ReLU for DistilBERT), then the
+ * classifier (BertConfig.head; dropout is off at inference).
+ */
+export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, cls: Tensor, tap?: LinearTap): Tensor {
   if (!w.pooler || !w.classifier) throw new WebqError('NO_CLASSIFIER', 'bertClassifierHead: the checkpoint has no pooler/classifier weights');
   tap?.(rec, 'pooler', cls);
-  const p = linear(ctx, rec, cls, w.pooler.w, { bias: w.pooler.b, activation: 'tanh' });
+  const p = linear(ctx, rec, cls, w.pooler.w, { bias: w.pooler.b, activation: cfg.head === 'dense-relu' ? 'relu' : 'tanh' });
   tap?.(rec, 'classifier', p);
   const logits = linear(ctx, rec, p, w.classifier.w, { bias: w.classifier.b });
   p.dispose();

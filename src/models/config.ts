@@ -9,11 +9,39 @@ import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
+/** The encoder families one BERT forward runs; what differs is configuration (see BertConfig). */
+export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet'] as const;
+export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
+
 export interface BertConfig {
+  /** Every encoder family parses to this one config (the decoders' is LlamaConfig). */
   readonly modelType: 'bert';
+  /** config.json model_type: which HF tensor names and heads the checkpoint has. */
+  readonly family: EncoderFamily;
+  /**
+   * Position ids: 'absolute' counts 0..T-1 in every row (BERT, DistilBERT); 'after-padding' is
+   * RoBERTa's: padTokenId + 1 + (index among the row's non-padding tokens), and padTokenId for a
+   * padding token (transformers' create_position_ids_from_input_ids).
+   */
+  readonly positions: 'absolute' | 'after-padding';
+  /** The padding index 'after-padding' positions count from: pad_token_id (RoBERTa), 1 (MPNet hard-codes it). */
+  readonly paddingIdx: number;
+  /** Longest input in tokens the position table allows: maxPositions, less paddingIdx + 1 for 'after-padding'. */
+  readonly maxTokens: number;
+  /**
+   * MPNet: buckets of the relative position bias shared by every layer (encoder.relative_attention_bias
+   * [buckets, heads], added to the attention scores); 0 for the other families.
+   */
+  readonly relativeBuckets: number;
+  /**
+   * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
+   * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
+   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier).
+   */
+  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu';
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
@@ -22,6 +50,7 @@ export interface BertConfig {
   readonly headDim: number;
   readonly intermediateSize: number;
   readonly maxPositions: number;
+  /** 0 for DistilBERT, which has no token type embeddings. */
   readonly typeVocabSize: number;
   readonly layerNormEps: number;
   /** Exact (erf) GELU, the only activation implemented. */
@@ -67,23 +96,32 @@ function readLabels(json: JsonObject, source: string): Record<number, string> | 
  */
 export function parseBertConfig(input: string | JsonValue | object, source = 'config.json'): BertConfig {
   const json = toJson(input, source);
-  checkModelType(json, source);
+  const modelType = checkModelType(json, source);
+  if (!(ENCODER_FAMILIES as readonly string[]).includes(modelType)) {
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: model_type '${modelType}' is a decoder; an encoder is one of ${ENCODER_FAMILIES.join(', ')}`);
+  }
+  const family = modelType as EncoderFamily;
   const f = fields(json, source);
-  const hiddenSize = f.int('hidden_size', 1, CONFIG_BOUNDS.hidden);
-  const numHeads = f.int('num_attention_heads', 1, CONFIG_BOUNDS.heads);
+  const distil = family === 'distilbert';
+  // DistilBERT spells the sizes its own way (dim, n_heads, n_layers, hidden_dim, activation).
+  const name = { hidden: distil ? 'dim' : 'hidden_size', heads: distil ? 'n_heads' : 'num_attention_heads', layers: distil ? 'n_layers' : 'num_hidden_layers', inter: distil ? 'hidden_dim' : 'intermediate_size', act: distil ? 'activation' : 'hidden_act' };
+  const hiddenSize = f.int(name.hidden, 1, CONFIG_BOUNDS.hidden);
+  const numHeads = f.int(name.heads, 1, CONFIG_BOUNDS.heads);
   if (hiddenSize % numHeads !== 0) {
     throw new ModelConfigError(
       'CONFIG_BAD_FIELD',
-      `${source}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; each head needs hidden_size / num_attention_heads dimensions`,
+      `${source}: ${name.hidden} ${hiddenSize} is not divisible by ${name.heads} ${numHeads}; each head needs ${name.hidden} / ${name.heads} dimensions`,
     );
   }
-  const act = f.str('hidden_act') ?? 'gelu';
+  const act = f.str(name.act) ?? 'gelu';
   if (act !== 'gelu') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_FEATURE',
-      `${source}: hidden_act ${shortJson(act)} is not supported; webq implements "gelu" (exact erf form) for bert`,
+      `${source}: ${name.act} ${shortJson(act)} is not supported; webq implements "gelu" (exact erf form) for ${family}`,
     );
   }
+  // sinusoidal_pos_embds only chooses how the position table was initialized: it is stored either way.
+  if (distil && f.has('sinusoidal_pos_embds') && typeof json.sinusoidal_pos_embds !== 'boolean') throw f.bad('sinusoidal_pos_embds', 'a boolean');
   const posType = f.str('position_embedding_type') ?? 'absolute';
   if (posType !== 'absolute') {
     throw new ModelConfigError(
@@ -104,31 +142,53 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: num_labels is ${declared} but id2label has ${labelCount} entries`);
   }
   const vocabSize = f.int('vocab_size', 1, CONFIG_BOUNDS.vocab);
-  const padTokenId = f.int('pad_token_id', 0, CONFIG_BOUNDS.vocab, 0);
+  const roberta = family === 'roberta' || family === 'xlm-roberta';
+  const mpnet = family === 'mpnet';
+  // transformers' RobertaConfig and XLMRobertaConfig default pad_token_id to 1, BERT's and DistilBERT's to 0.
+  const padTokenId = f.int('pad_token_id', 0, CONFIG_BOUNDS.vocab, roberta ? 1 : 0);
   if (padTokenId >= vocabSize) throw f.bad('pad_token_id', `an integer below vocab_size (${vocabSize})`);
+  const numLayers = f.int(name.layers, 1, CONFIG_BOUNDS.layers);
+  const intermediateSize = f.int(name.inter, 1, CONFIG_BOUNDS.intermediate);
+  const maxPositions = f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions);
+  // MPNetEmbeddings counts positions from padding_idx = 1 whatever pad_token_id says.
+  const paddingIdx = mpnet ? 1 : padTokenId;
+  const afterPadding = roberta || mpnet;
+  const maxTokens = afterPadding ? maxPositions - paddingIdx - 1 : maxPositions;
+  if (maxTokens < 1) throw f.bad('max_position_embeddings', `more than ${paddingIdx + 1}: ${family} positions start after the padding index`);
+  // transformers' MPNetEncoder computes 32 buckets (max distance 128) whatever the table's size.
+  const relativeBuckets = mpnet ? f.int('relative_attention_num_buckets', 1, CONFIG_BOUNDS.types, 32) : 0;
+  if (mpnet && relativeBuckets !== 32) throw f.bad('relative_attention_num_buckets', '32 (transformers\' MPNet computes 32 buckets)');
   return Object.freeze({
     modelType: 'bert',
+    family,
+    positions: afterPadding ? 'after-padding' : 'absolute',
+    paddingIdx,
+    maxTokens,
+    relativeBuckets,
+    head: afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
     vocabSize,
     hiddenSize,
-    numLayers: f.int('num_hidden_layers', 1, CONFIG_BOUNDS.layers),
+    numLayers,
     numHeads,
     headDim: hiddenSize / numHeads,
-    intermediateSize: f.int('intermediate_size', 1, CONFIG_BOUNDS.intermediate),
-    maxPositions: f.int('max_position_embeddings', 1, CONFIG_BOUNDS.positions),
-    typeVocabSize: f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
-    layerNormEps: f.num('layer_norm_eps', 1e-12),
+    intermediateSize,
+    maxPositions,
+    // DistilBERT and MPNet have no token type embeddings.
+    typeVocabSize: distil || mpnet ? 0 : f.int('type_vocab_size', 1, CONFIG_BOUNDS.types, 2),
+    // DistilBERT's LayerNorms are built with eps 1e-12 and the config has no field for it.
+    layerNormEps: distil ? 1e-12 : f.num('layer_norm_eps', 1e-12),
     hiddenAct: 'gelu',
     padTokenId,
     architectures: Object.freeze(architectures),
     id2label: id2label && Object.freeze(id2label),
     numLabels: labelCount ?? declared ?? 2,
     quantizationConfig: json.quantization_config ?? null,
-  } as const);
+  } as const satisfies BertConfig);
 }
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT-family encoders such as MiniLM, bge, e5 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -146,6 +206,10 @@ export function parseModelConfig(input: string | JsonValue | object, source = 'c
   const json = toJson(input, source);
   switch (checkModelType(json, source)) {
     case 'bert':
+    case 'roberta':
+    case 'xlm-roberta':
+    case 'distilbert':
+    case 'mpnet':
       return parseBertConfig(json, source);
     default:
       return parseLlamaConfig(json, source);

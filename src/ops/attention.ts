@@ -12,7 +12,11 @@ import { floatPrecision } from './common.ts';
 const WG = 64;
 export const MAX_HEAD_DIM = 128;
 
-export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Tensor, dims: { batch: number; seqLen: number; heads: number }, out?: Tensor): Tensor {
+/**
+ * `bias` (MPNet's relative position bias): table f32 [buckets, heads] and buckets u32 [2T - 1];
+ * table[buckets[j - i + T - 1], h] is added to the scaled score of query i and key j in head h.
+ */
+export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Tensor, dims: { batch: number; seqLen: number; heads: number }, out?: Tensor, bias?: { table: Tensor; buckets: Tensor }): Tensor {
   const { batch: B, seqLen: T, heads } = dims;
   expectTensor('attention', 'mask', mask, { dtype: 'u32' });
   const H3 = qkv.shape[qkv.shape.length - 1];
@@ -22,6 +26,13 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   const D = H / heads;
   if (D > MAX_HEAD_DIM || D % 4 !== 0) throw new ShapeError(`attention: head dim ${D} must be a multiple of 4 up to ${MAX_HEAD_DIM}`);
   if (mask.size !== B * T) throw new ShapeError(`attention: mask must have ${B}*${T} entries, got ${shapeStr(mask.shape)}`);
+  if (bias) {
+    expectTensor('attention', 'bias.table', bias.table, { dtype: 'f32' });
+    expectTensor('attention', 'bias.buckets', bias.buckets, { dtype: 'u32' });
+    if (bias.table.shape[1] !== heads || bias.buckets.size !== 2 * T - 1) {
+      throw new ShapeError(`attention: bias table ${shapeStr(bias.table.shape)} must be [buckets, ${heads}] and buckets ${shapeStr(bias.buckets.shape)} [${2 * T - 1}]`);
+    }
+  }
   const o = out ?? ctx.empty([B * T, H], qkv.dtype);
   const precision = floatPrecision('attention', { qkv, out: o });
   // CPU-emulated adapters: keys and values pass between lanes by subgroup shuffles (attention_sg.wgsl).
@@ -29,7 +40,7 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   const kernel = sg ? { shader: 'attention_sg', variant: { precision, subgroups: true } } : { shader: 'attention', variant: { precision } };
   // attention_sg.wgsl: two queries per lane, 2 WG per workgroup.
   const perWorkgroup = sg ? 2 * WG : WG;
-  rec.dispatch({ ...kernel, constants: { WG, HD: D } }, { qkv, mask, out: o }, [Math.ceil(T / perWorkgroup), heads, B], {
+  rec.dispatch({ ...kernel, constants: { WG, HD: D, HAS_BIAS: !!bias } }, { qkv, mask, out: o, relTable: bias?.table ?? ctx.placeholder('f32'), relBuckets: bias?.buckets ?? ctx.placeholder('u32') }, [Math.ceil(T / perWorkgroup), heads, B], {
     T,
     H,
     heads,

@@ -10,16 +10,18 @@ import { floatPrecision, grid1d } from './common.ts';
 import type { QWeight } from './qweight.ts';
 
 /**
- * ids, types [B*T] u32; word [V, H], pos [P >= T, H], type [TV, H] -> [B*T, H]. The word table is
+ * ids, types, positions [B*T] u32; word [V, H], pos [P, H], type [TV, H] -> [B*T, H]. The word table is
  * float (shaders/embed_sum.wgsl) or quantized (embed_sum_q.wgsl: int8/int4 rows dequantized in
  * place, row chunks and all); pos and type are float in the activation precision.
  */
-export function embedSum(ctx: GpuContext, rec: Recorder, ids: Tensor, types: Tensor, tables: { word: Tensor | QWeight; pos: Tensor; type: Tensor }, T: number): Tensor {
+export function embedSum(ctx: GpuContext, rec: Recorder, ids: Tensor, types: Tensor, positions: Tensor, tables: { word: Tensor | QWeight; pos: Tensor; type: Tensor }, T: number): Tensor {
   expectTensor('embedSum', 'ids', ids, { dtype: 'u32' });
   expectTensor('embedSum', 'types', types, { dtype: 'u32' });
+  expectTensor('embedSum', 'positions', positions, { dtype: 'u32' });
   const { word, pos, type } = tables;
   const [V, H] = 'chunks' in word ? [word.N, word.K] : word.shape;
-  if (pos.shape[0] < T) throw new ShapeError(`embedSum: ${T} positions but the position table has ${pos.shape[0]}`);
+  if (positions.size !== ids.size) throw new ShapeError(`embedSum: positions ${shapeStr(positions.shape)} must match ids ${shapeStr(ids.shape)}`);
+  const posRows = pos.shape[0];
   if (pos.shape[1] !== H || type.shape[1] !== H) throw new ShapeError(`embedSum: the word table has rows of ${H} but position ${shapeStr(pos.shape)} and type ${shapeStr(type.shape)}`);
   if (types.size !== ids.size || ids.size % T !== 0) throw new ShapeError(`embedSum: ids ${shapeStr(ids.shape)} and types ${shapeStr(types.shape)} must both be [B*${T}]`);
   const rows = ids.size;
@@ -27,7 +29,7 @@ export function embedSum(ctx: GpuContext, rec: Recorder, ids: Tensor, types: Ten
   const typeVocab = type.shape[0];
   if (!('chunks' in word)) {
     const precision = floatPrecision('embedSum', { word, pos, type, out });
-    rec.dispatch({ shader: 'embed_sum', variant: { precision }, constants: { WG: 256 } }, { ids, types, word, pos, typ: type, out }, grid1d(rows * H, 256), { rows, T, H, typeVocab, vocab: V, vOff: 0, vTotal: V });
+    rec.dispatch({ shader: 'embed_sum', variant: { precision }, constants: { WG: 256 } }, { ids, types, positions, word, pos, typ: type, out }, grid1d(rows * H, 256), { rows, T, H, typeVocab, posRows, vocab: V, vOff: 0, vTotal: V });
     return out;
   }
   const zeros = ctx.placeholder(word.precision);
@@ -35,9 +37,9 @@ export function embedSum(ctx: GpuContext, rec: Recorder, ids: Tensor, types: Ten
     const precision = floatPrecision('embedSum', { scales: c.scales, pos, type, out });
     rec.dispatch(
       { shader: 'embed_sum_q', variant: { precision }, constants: { WG: 256, BITS: word.bits, SYM: word.symmetric, G: word.groupSize } },
-      { ids, types, w: c.values, scales: c.scales, zeros: c.zeros ?? zeros, pos, typ: type, out },
+      { ids, types, positions, w: c.values, scales: c.scales, zeros: c.zeros ?? zeros, pos, typ: type, out },
       grid1d(rows * H, 256),
-      { rows, T, H, typeVocab, Kp: word.Kp, groups: word.groups, vocab: c.N, vOff: c.n0, vTotal: V },
+      { rows, T, H, typeVocab, posRows, Kp: word.Kp, groups: word.groups, vocab: c.N, vOff: c.n0, vTotal: V },
     );
   }
   return out;

@@ -23,7 +23,7 @@ import { kvCacheFor } from '../generate/kv.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import type { PrequantInfo } from '../quant/prequantized.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
-import { bertClassifierHead, bertForward, uploadBertWeights, type BertGpuWeights } from '../models/bert.ts';
+import { bertClassifierHead, bertForward, freeBertBatch, uploadBertBatch, uploadBertWeights, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { bertUnits, llamaUnits, type LinearUnit } from './units.ts';
@@ -68,7 +68,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
   if (config.modelType === 'bert') {
     const refs = resolveBertWeights(store, config);
     const w = await uploadBertWeights(ctx, store, config, refs, dtype, { prequant, activations: opts.activations });
-    const maxLength = Math.min(config.maxPositions, CALIB_MAX_TOKENS);
+    const maxLength = Math.min(config.maxTokens, CALIB_MAX_TOKENS);
     const encode = (texts: readonly CalibSample[]) => {
       if (texts.some((t) => typeof t !== 'string')) throw new WebqError('CALIBRATION', `${store.name}: an encoder calibrates on texts, not token ids`);
       return tokenizer.encodeBatch(texts as string[], { maxLength, truncation: true });
@@ -82,8 +82,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
           const enc = encode(texts.slice(i, i + BERT_BATCH));
           checkIds(enc.ids, config.vocabSize, store.name);
           const n = enc.batch * enc.seqLen;
-          const u32 = (a: Int32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
-          const b = { ids: ctx.write(u32(enc.ids), [n], 'u32'), types: ctx.write(u32(enc.tokenTypeIds), [n], 'u32'), mask: ctx.write(u32(enc.attentionMask), [n], 'u32'), B: enc.batch, T: enc.seqLen };
+          const b = uploadBertBatch(ctx, config, enc);
           const rows = Array.from(enc.lengths).reduce((s, v) => s + v, 0);
           const tap = opts.tap && ((rec: Recorder, unit: string, x: Tensor) => opts.tap!(rec, unit, x, x.size / x.shape[x.shape.length - 1] === n ? { mask: b.mask, rows } : undefined));
           const rec = ctx.record({ label: 'quantize:calibrate' });
@@ -91,7 +90,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
           const pooled = pool(ctx, rec, h, b.mask, b.B, { mode: 'mean', normalize: false });
           if (w.pooler && w.classifier) {
             const cls = pool(ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
-            bertClassifierHead(ctx, rec, w, cls, tap).dispose();
+            bertClassifierHead(ctx, rec, w, config, cls, tap).dispose();
             cls.dispose();
           }
           h.dispose();
@@ -102,7 +101,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
             for (let r = 0; r < b.B; r++) out.push(flat.slice(r * H, (r + 1) * H));
           }
           pooled.dispose();
-          [b.ids, b.types, b.mask].forEach((t) => t.dispose());
+          freeBertBatch(b);
         }
         return out;
       },

@@ -98,6 +98,7 @@ export function attend(
   heads: number,
   headDim: number,
   probs?: Float64Array,
+  bias?: (h: number, i: number, j: number) => number,
 ): Float64Array {
   const H = heads * headDim;
   const scale = 1 / Math.sqrt(headDim);
@@ -106,12 +107,12 @@ export function attend(
   for (let h = 0; h < heads; h++) {
     const c0 = h * headDim;
     for (let i = 0; i < T; i++) {
-      // scores[j] = q_i . k_j / sqrt(d) + (mask_j ? 0 : MASKED_SCORE), then a max-shifted softmax
+      // scores[j] = q_i . k_j / sqrt(d) [+ position bias] + (mask_j ? 0 : MASKED_SCORE), then a max-shifted softmax
       let max = -Infinity;
       for (let j = 0; j < T; j++) {
         let s = 0;
         for (let d = 0; d < headDim; d++) s += q[i * H + c0 + d] * k[j * H + c0 + d];
-        p[j] = s * scale + (keyMask[j] ? 0 : MASKED_SCORE);
+        p[j] = s * scale + (bias ? bias(h, i, j) : 0) + (keyMask[j] ? 0 : MASKED_SCORE);
         if (p[j] > max) max = p[j];
       }
       let sum = 0;
@@ -124,6 +125,22 @@ export function attend(
     }
   }
   return ctx;
+}
+
+/**
+ * MPNet's relative position bucket of key j seen from query i (MPNetEncoder.relative_position_bucket,
+ * 32 buckets, max distance 128), step by step in float32 as torch computes it.
+ */
+function mpnetBucket(i: number, j: number): number {
+  const n = -(j - i); // -(memory - context)
+  const half = 16; // num_buckets // 2
+  const exact = 8; // half // 2
+  const ret = n < 0 ? half : 0;
+  const a = Math.abs(n);
+  if (a < exact) return ret + a;
+  const f = Math.fround;
+  const scaled = f(f(f(Math.log(f(a / exact))) / f(Math.log(128 / exact))) * (half - exact));
+  return ret + Math.min(exact + Math.trunc(scaled), half - 1);
 }
 
 /** One encoder layer, in place on x [T, H] of one sequence. */
@@ -140,7 +157,10 @@ function encoderLayer(cfg: BertConfig, w: BertWeightsF32, l: number, x: Float64A
   const q = lin('attention.self.query', x, H, H);
   const k = lin('attention.self.key', x, H, H);
   const v = lin('attention.self.value', x, H, H);
-  const ctx = attend(q, k, v, keyMask, T, cfg.numHeads, cfg.headDim);
+  // MPNet: table[bucket(i, j), h] from one table shared by every layer.
+  const rel = cfg.relativeBuckets > 0 ? weight(w, 'encoder.relative_attention_bias.weight', cfg.relativeBuckets * cfg.numHeads) : null;
+  const bias = rel ? (h: number, i: number, j: number) => rel[mpnetBucket(i, j) * cfg.numHeads + h] : undefined;
+  const ctx = attend(q, k, v, keyMask, T, cfg.numHeads, cfg.headDim, undefined, bias);
   const a = lin('attention.output.dense', ctx, H, H);
   for (let i = 0; i < a.length; i++) a[i] += x[i];
   norm('attention.output.LayerNorm', a);
@@ -154,8 +174,11 @@ function encoderLayer(cfg: BertConfig, w: BertWeightsF32, l: number, x: Float64A
 }
 
 /**
- * The encoder's last hidden state [B, T, H]. Positions are 0..T-1 for every row (BERT's absolute
- * positions), so right padding leaves the real tokens' states unchanged.
+ * The encoder's last hidden state [B, T, H]. Positions are 0..T-1 for every row (BERT's and
+ * DistilBERT's absolute positions), or RoBERTa's: padding_idx + 1, + 2, ... over the row's
+ * non-padding ids and padding_idx on a padding id (transformers' create_position_ids_from_input_ids).
+ * DistilBERT and MPNet (type_vocab_size 0 here) add no token type embedding; MPNet adds a relative
+ * position bias to every layer's attention scores.
  */
 export function bertEncode(cfg: BertConfig, w: BertWeightsF32, input: BertInputs): Float32Array {
   const ids = flatten(input.ids, 'ids', input.batch);
@@ -169,21 +192,23 @@ export function bertEncode(cfg: BertConfig, w: BertWeightsF32, input: BertInputs
   const mask = like(input.attentionMask, 'attentionMask', 1);
   const types = like(input.tokenTypeIds, 'tokenTypeIds', 0);
   const H = cfg.hiddenSize;
-  if (T > cfg.maxPositions) throw new ShapeError(`ids: sequence length ${T} exceeds max_position_embeddings ${cfg.maxPositions}`);
-
   const word = weight(w, 'embeddings.word_embeddings.weight', cfg.vocabSize * H); // [V, H]
   const pos = weight(w, 'embeddings.position_embeddings.weight', cfg.maxPositions * H); // [P, H]
-  const typ = weight(w, 'embeddings.token_type_embeddings.weight', cfg.typeVocabSize * H); // [TV, H]
+  const typ = cfg.typeVocabSize > 0 ? weight(w, 'embeddings.token_type_embeddings.weight', cfg.typeVocabSize * H) : null; // [TV, H]
   const out = new Float32Array(B * T * H);
   for (let b = 0; b < B; b++) {
     // Embeddings: word + position + token type, then LayerNorm [H].
     const x = new Float64Array(T * H);
+    let real = 0; // non-padding ids so far in this row (RoBERTa's positions)
     for (let t = 0; t < T; t++) {
       const id = ids.data[b * T + t];
       const tt = types[b * T + t];
       if (!(id >= 0 && id < cfg.vocabSize)) throw new ShapeError(`ids[${b}][${t}] = ${id} is outside the vocabulary (vocab_size ${cfg.vocabSize})`);
-      if (!(tt >= 0 && tt < cfg.typeVocabSize)) throw new ShapeError(`tokenTypeIds[${b}][${t}] = ${tt} is outside 0..${cfg.typeVocabSize - 1}`);
-      for (let i = 0; i < H; i++) x[t * H + i] = word[id * H + i] + pos[t * H + i] + typ[tt * H + i];
+      if (typ ? !(tt >= 0 && tt < cfg.typeVocabSize) : tt !== 0) throw new ShapeError(`tokenTypeIds[${b}][${t}] = ${tt} is outside 0..${Math.max(cfg.typeVocabSize - 1, 0)}`);
+      let p = t;
+      if (cfg.positions === 'after-padding') p = id === cfg.paddingIdx ? cfg.paddingIdx : cfg.paddingIdx + ++real;
+      if (p >= cfg.maxPositions) throw new ShapeError(`ids[${b}]: position ${p} exceeds max_position_embeddings ${cfg.maxPositions}`);
+      for (let i = 0; i < H; i++) x[t * H + i] = word[id * H + i] + pos[p * H + i] + (typ ? typ[tt * H + i] : 0);
     }
     layerNorm(x, H, weight(w, 'embeddings.LayerNorm.weight', H), weight(w, 'embeddings.LayerNorm.bias', H), cfg.layerNormEps);
     const keyMask = mask.subarray(b * T, (b + 1) * T);
@@ -240,15 +265,18 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
 }
 
 /**
- * BertForSequenceClassification's head: pooler dense [H, H] + tanh on the [CLS] state, then
- * classifier [numLabels, H] -> logits [B, numLabels].
+ * The *ForSequenceClassification head on the first token's state -> logits [B, numLabels]:
+ *   BERT:       tanh(pooler.dense), classifier
+ *   RoBERTa:    tanh(classifier.dense), classifier.out_proj
+ *   DistilBERT: relu(pre_classifier), classifier
  */
 export function bertClassify(cfg: BertConfig, w: BertWeightsF32, hidden: Float32Array, batch: number, seqLen: number): Float32Array {
   const H = cfg.hiddenSize;
   const N = cfg.numLabels;
+  const [dense, out] = { pooler: ['pooler.dense', 'classifier'], 'dense-tanh': ['classifier.dense', 'classifier.out_proj'], 'dense-relu': ['pre_classifier', 'classifier'] }[cfg.head];
   const cls = Float64Array.from(clsPool(hidden, batch, seqLen));
-  const pooled = linear(cls, batch, H, weight(w, 'pooler.dense.weight', H * H), weight(w, 'pooler.dense.bias', H), H);
-  for (let i = 0; i < pooled.length; i++) pooled[i] = Math.tanh(pooled[i]);
-  const logits = linear(pooled, batch, H, weight(w, 'classifier.weight', N * H), weight(w, 'classifier.bias', N), N);
+  const pooled = linear(cls, batch, H, weight(w, `${dense}.weight`, H * H), weight(w, `${dense}.bias`, H), H);
+  for (let i = 0; i < pooled.length; i++) pooled[i] = cfg.head === 'dense-relu' ? Math.max(pooled[i], 0) : Math.tanh(pooled[i]);
+  const logits = linear(pooled, batch, H, weight(w, `${out}.weight`, N * H), weight(w, `${out}.bias`, N), N);
   return Float32Array.from(logits);
 }

@@ -94,7 +94,8 @@ export function refMatmul(
  * Encoder self-attention: qkv [B*T, 3H] (Q | K | V), mask [B*T] (0 = padding key) ->
  * out [B*T, H]; softmax(q.k / sqrt(D)) over unmasked keys, per head.
  */
-export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number): Float32Array {
+/** `bias` (MPNet): table [buckets, heads] and buckets [2T - 1]; table[buckets[j - i + T - 1], h] joins the score. */
+export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number, bias?: { table: Float32Array; buckets: Uint32Array }): Float32Array {
   const D = H / heads;
   const out = new Float32Array(B * T * H);
   const s = new Float64Array(T);
@@ -108,7 +109,7 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
           const k = (b * T + j) * 3 * H + H + h * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += qkv[q + d] * qkv[k + d];
-          s[j] = dot / Math.sqrt(D);
+          s[j] = dot / Math.sqrt(D) + (bias ? bias.table[bias.buckets[j - i + T - 1] * heads + h] : 0);
           m = Math.max(m, s[j]);
         }
         let sum = 0;
@@ -128,10 +129,11 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
  * BERT input embeddings: ids, types [rows] (rows = B * T), word [V, H], pos [P >= T, H],
  * type [TV, H] -> out [rows, H] = word[ids[r]] + pos[r % T] + type[types[r]].
  */
-export function refEmbedSum(ids: Uint32Array, types: Uint32Array, word: Float32Array, pos: Float32Array, type: Float32Array, T: number, H: number): Float32Array {
+export function refEmbedSum(ids: Uint32Array, types: Uint32Array, word: Float32Array, pos: Float32Array, type: Float32Array, T: number, H: number, positions?: Uint32Array): Float32Array {
   const out = new Float32Array(ids.length * H);
   for (let r = 0; r < ids.length; r++) {
-    for (let d = 0; d < H; d++) out[r * H + d] = word[ids[r] * H + d] + pos[(r % T) * H + d] + type[types[r] * H + d];
+    const t = positions ? positions[r] : r % T; // absolute positions unless given
+    for (let d = 0; d < H; d++) out[r * H + d] = word[ids[r] * H + d] + pos[t * H + d] + type[types[r] * H + d];
   }
   return out;
 }

@@ -17,6 +17,7 @@ import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMa
 import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
+import { relativeBuckets } from '../../src/models/bert.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
 import { DECODER_CASES } from './decoder-cases.ts';
 
@@ -195,7 +196,7 @@ for (const c of MM) {
 // Fused epilogue act(A B^T + bias) + residual, on the GEMV (M=2) and tiled (M=37) kernels; K=52
 // takes the subgroup kernels' vec4 entry (main4), K=50 their general one.
 for (const [M, K] of [[2, 50], [2, 52], [37, 50], [37, 52]]) {
-  for (const activation of ['gelu', 'silu'] as const) {
+  for (const activation of ['gelu', 'silu', 'tanh', 'relu'] as const) {
     cases.push({
       name: `matmul epilogue ${activation} bias+residual M=${M} K=${K}`,
       async run(ctx, p) {
@@ -204,7 +205,7 @@ for (const [M, K] of [[2, 50], [2, 52], [37, 50], [37, 52]]) {
         const [ta, tb, tbias, tres] = [ctx.uploadFloat(a, [M, K], p), ctx.uploadFloat(b, [N, K], p), ctx.uploadFloat(bias, [N], p), ctx.uploadFloat(res, [M, N], p)];
         const got = await runOp(ctx, (rec) => matmul(ctx, rec, ta, tb, { bias: tbias, activation, residual: tres }));
         [ta, tb, tbias, tres].forEach((t) => t.dispose());
-        const f = activation === 'gelu' ? refGelu : refSilu;
+        const f = { gelu: refGelu, silu: refSilu, tanh: Math.tanh, relu: (v: number) => Math.max(v, 0) }[activation];
         const ref = refMatmul(a, b, 1, M, N, K, { transB: true, bias, bShared: true }).map((v, i) => f(v) + res[i]);
         return p === 'f32' ? compare(got, ref, 2e-5 * Math.sqrt(K), 1e-5) : compare(got, ref, 2e-3 * Math.sqrt(K), 2e-3);
       },
@@ -230,6 +231,26 @@ for (const [B, T, heads, H] of [[1, 1, 2, 8], [2, 19, 4, 128], [3, 70, 2, 128], 
   });
 }
 
+// MPNet's relative position bias inside the fused attention: a [32, heads] table indexed by the
+// bucket of each distance; T past both kernels' key blocks, padding masks.
+for (const [B, T, heads, H] of [[2, 37, 4, 128], [1, 150, 2, 64]] as const) {
+  cases.push({
+    name: `attention + relative position bias B=${B} T=${T} heads=${heads}`,
+    async run(ctx, p) {
+      const qkv = input(B * T * 3 * H, 180 + T, p, 0.7);
+      const mask = new Uint32Array(B * T).fill(1);
+      for (let t = T - 5; t < T; t++) mask[(B - 1) * T + t] = 0;
+      const table = input(32 * heads, 181, 'f32', 2);
+      const buckets = relativeBuckets(T);
+      const [tq, tm, tt, tb] = [ctx.uploadFloat(qkv, [B * T, 3 * H], p), ctx.upload(mask, [B * T], 'u32'), ctx.uploadFloat(table, [32, heads], 'f32'), ctx.upload(buckets, [2 * T - 1], 'u32')];
+      const got = await runOp(ctx, (rec) => attention(ctx, rec, tq, tm, { batch: B, seqLen: T, heads }, undefined, { table: tt, buckets: tb }));
+      [tq, tm, tt, tb].forEach((t) => t.dispose());
+      const ref = refAttention(qkv, mask, B, T, heads, H, { table, buckets });
+      return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+    },
+  });
+}
+
 cases.push({
   name: 'embedSum + mean/cls pooling with normalize',
   async run(ctx, p) {
@@ -239,18 +260,20 @@ cases.push({
     const types = new Uint32Array(B * T).map((_, i) => (i % T > 3 ? 1 : 0));
     const mask = new Uint32Array(B * T).map((_, i) => (i % T < T - (Math.floor(i / T) * 2) ? 1 : 0));
     const [word, pos, typ] = [input(V * H, 91, p), input(P * H, 92, p), input(TV * H, 93, p)];
+    // RoBERTa-style position ids (1 for padding, 2.. for real tokens) so the kernel cannot assume r % T.
+    const positions = Uint32Array.from(mask, (m, i) => (m ? 2 + (i % T) : 1));
     const t = {
-      ids: ctx.upload(ids, [B * T], 'u32'), types: ctx.upload(types, [B * T], 'u32'), mask: ctx.upload(mask, [B * T], 'u32'),
+      ids: ctx.upload(ids, [B * T], 'u32'), types: ctx.upload(types, [B * T], 'u32'), mask: ctx.upload(mask, [B * T], 'u32'), positions: ctx.upload(positions, [B * T], 'u32'),
       word: ctx.uploadFloat(word, [V, H], p), pos: ctx.uploadFloat(pos, [P, H], p), type: ctx.uploadFloat(typ, [TV, H], p),
     };
     const rec = ctx.record();
-    const e = embedSum(ctx, rec, t.ids, t.types, { word: t.word, pos: t.pos, type: t.type }, T);
+    const e = embedSum(ctx, rec, t.ids, t.types, t.positions, { word: t.word, pos: t.pos, type: t.type }, T);
     const mean = pool(ctx, rec, e, t.mask, B, { mode: 'mean', normalize: true });
     const cls = pool(ctx, rec, e, t.mask, B, { mode: 'cls', normalize: false });
     await rec.submit();
     const [ge, gm, gc] = [await ctx.readFloat(e), await ctx.readFloat(mean), await ctx.readFloat(cls)];
     [e, mean, cls, ...Object.values(t)].forEach((x) => x.dispose());
-    const re = refEmbedSum(ids, types, word, pos, typ, T, H);
+    const re = refEmbedSum(ids, types, word, pos, typ, T, H, positions);
     const eRef = p === 'f16' ? roundF16(re) : re; // the f16 path stores the sum in f16 before pooling
     const rm = refPool(eRef, mask, B, H, 'mean', true), rc = refPool(eRef, mask, B, H, 'cls', false);
     const [atol, rtol] = p === 'f32' ? [1e-5, 1e-5] : [2e-3, 2e-3];

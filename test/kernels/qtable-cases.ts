@@ -61,10 +61,11 @@ for (const spec of SPECS) {
       ids[2] = V - 1;
       const types = new Uint32Array(B * T).map((_, i) => i % 2);
       const [pos, typ] = [input(P * H, 152, p), input(TV * H, 153, p)];
-      const t = { ids: ctx.upload(ids, [B * T], 'u32'), types: ctx.upload(types, [B * T], 'u32'), pos: ctx.uploadFloat(pos, [P, H], p), type: ctx.uploadFloat(typ, [TV, H], p) };
+      const positions = new Uint32Array(B * T).map((_, i) => i % T);
+      const t = { ids: ctx.upload(ids, [B * T], 'u32'), types: ctx.upload(types, [B * T], 'u32'), positions: ctx.upload(positions, [B * T], 'u32'), pos: ctx.uploadFloat(pos, [P, H], p), type: ctx.uploadFloat(typ, [TV, H], p) };
       try {
         if (w.chunks.length < 3) throw new Error(`the table is in ${w.chunks.length} chunks; the case wants several`);
-        const got = await runOp(ctx, (rec) => embedSum(ctx, rec, t.ids, t.types, { word: w, pos: t.pos, type: t.type }, T));
+        const got = await runOp(ctx, (rec) => embedSum(ctx, rec, t.ids, t.types, t.positions, { word: w, pos: t.pos, type: t.type }, T));
         const ref = refEmbedSum(ids, types, storedTable(q, p), pos, typ, T, H);
         // A sum of three values in f32; the f16 path rounds the sum once.
         return p === 'f32' ? compare(got, ref, 1e-6, 1e-6) : compare(got, ref, 2e-3, 2e-3);

@@ -77,9 +77,9 @@ describe('embed_sum_q: word (packed) + position + type, against the CPU', () => 
         const ids = Uint32Array.from([0, 199, 5, 48, 49, 97, 5, 150, 999, 3, 96, 1, 2, 144]); // 999: past the table
         const types = Uint32Array.from(ids, (_, i) => i % TV);
         const t = (a: Uint32Array) => ctx.write(a, [a.length], 'u32');
-        const [idsT, typesT, posT, typT] = [t(ids), t(types), ctx.uploadFloat(pos, [P, H], precision), ctx.uploadFloat(typ, [TV, H], precision)];
+        const [idsT, typesT, posIdsT, posT, typT] = [t(ids), t(types), t(Uint32Array.from(ids, (_, i) => i % T)), ctx.uploadFloat(pos, [P, H], precision), ctx.uploadFloat(typ, [TV, H], precision)];
         const rec = ctx.record();
-        const out = embedSum(ctx, rec, idsT, typesT, { word, pos: posT, type: typT }, T);
+        const out = embedSum(ctx, rec, idsT, typesT, posIdsT, { word, pos: posT, type: typT }, T);
         await rec.submit();
         const got = await ctx.readFloat(out);
         // Reference: the dequantized table (scales, zeros in the activation precision, as on the GPU) + pos + type.
@@ -91,7 +91,7 @@ describe('embed_sum_q: word (packed) + position + type, against the CPU', () => 
         }
         const c = compare(got, precision === 'f16' ? roundF16(want) : want, precision === 'f16' ? 1e-4 : 1e-6, precision === 'f16' ? 2e-3 : 1e-5);
         expect(c.ok, c.mismatches.join('\n')).toBe(true);
-        [out, idsT, typesT, posT, typT].forEach((x) => x.dispose());
+        [out, idsT, typesT, posIdsT, posT, typT].forEach((x) => x.dispose());
         word.dispose();
       });
     }
