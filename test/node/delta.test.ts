@@ -96,7 +96,7 @@ describe('versioned models', () => {
     await st.close();
     expect(v.version).toMatch(/^[0-9a-f]{16}$/);
     const ffn = v.tensors['encoder.layer.1.intermediate.dense.weight'];
-    expect(ffn.as).toEqual({ bits: 4, group: 32, symmetric: false }); // q4's default: asymmetric groups of 32
+    expect(ffn.as).toEqual({ bits: 4, group: 64, symmetric: true }); // BERT's q4 default: symmetric groups of 64 (bertQuantDefaults)
     expect(v.tensors['encoder.layer.0.attention.output.LayerNorm.weight'].as).toBe('F16');
     expect(Object.keys(v.files)).toContain('config.json');
     // Recomputed hash of a stored tensor equals the recorded one, through the unit hash.
@@ -112,7 +112,7 @@ describe('versioned models', () => {
     const r = await cli('info', join(q1, 'model.safetensors'));
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/version: [0-9a-f]{16} \(\d+ units/);
-    expect(r.out).toMatch(/encoder\.layer\.1\.output\.dense\.weight\s+int4 group 32 asymmetric\s+[0-9a-f]{12}\s+[0-9a-f]{12}/);
+    expect(r.out).toMatch(/encoder\.layer\.1\.output\.dense\.weight\s+int4 group 64\s+[0-9a-f]{12}\s+[0-9a-f]{12}/);
     const j = JSON.parse((await cli('info', '--json', join(q1, 'model.safetensors'))).out);
     expect(j.version.version).toMatch(/^[0-9a-f]{16}$/);
   });
