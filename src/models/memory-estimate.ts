@@ -101,10 +101,11 @@ export function estimateBert(cfg: BertConfig, o: { dtype: LinearDType; tokens: n
   const act = ACT_BYTES[actDtype];
   const { hiddenSize: H, intermediateSize: I, vocabSize: V, numLayers: L } = cfg;
   const quantized = o.dtype !== 'f32' && o.dtype !== 'f16';
-  const lin = (n: number, k: number) => linBytes(n, k, o.dtype, act);
+  // q4: symmetric groups of 64, a scale each (bertQuantDefaults); the rest as linBytes says.
+  const lin = (n: number, k: number) => (o.dtype === 'q4' ? n * Math.ceil(k / 64) * (32 + act) : linBytes(n, k, o.dtype, act));
   const layer = lin(3 * H, H) + lin(H, H) + lin(I, H) + lin(H, I) + (9 * H + I) * act;
-  // The word table: int8 with a scale per row under q8 / w8a8, int4 in groups of 32 under q4 / w4a8.
-  const word = !quantized ? V * H * perParam(o.dtype, act) : GROUP[o.dtype] === 32 ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
+  // The word table (bertTableDefault): int8 with a scale per row, int4 in groups of 32 under w4a8.
+  const word = !quantized ? V * H * perParam(o.dtype, act) : o.dtype === 'w4a8' ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
   const tables = word + (cfg.maxPositions + cfg.typeVocabSize) * H * act;
   // The pooler is a Linear at the dtype (a classifier's head beside it is a few hundred values).
   const weights = Math.ceil(L * layer + tables + 2 * H * act + lin(H, H) + H * act);

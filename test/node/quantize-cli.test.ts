@@ -113,9 +113,9 @@ describe('the accuracy guard', () => {
     const report = join(tmp.dir, 'guarded.json');
     const r = await cli(['quantize', bert, '--dtype', 'q4', '--method', 'gptq', '--out', out, '--calib', calib, '--max-error', '0.05', '--report', report]);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toContain('13 linear weights as q4 (group 32, asymmetric, gptq)');
+    expect(r.out).toContain('13 linear weights as q4 (group 64, symmetric, gptq)'); // BERT's q4 default (bertQuantDefaults)
     // The summary on stderr.
-    expect(r.err).toMatch(/^quantized bert as q4 by gptq: .* -> .* \(\d+\.\d\dx smaller\), Linears 5\.00 bits per weight, \d+\.\d s\n/);
+    expect(r.err).toMatch(/^quantized bert as q4 by gptq: .* -> .* \(\d+\.\d\dx smaller\), Linears 4\.25 bits per weight, \d+\.\d s\n/);
     expect(r.err).toContain('whole model: embedding cosine vs float 0.9');
     expect(r.err).toMatch(/whole model: .*\(int8 activations, as a default load runs it\)/);
     expect(r.err).toContain('largest layer errors');
@@ -127,7 +127,7 @@ describe('the accuracy guard', () => {
     expect(j.model.kind).toBe('encoder');
     expect(j.model.error).toBeLessThan(0.05);
     expect(j.layers).toHaveLength(9); // 2 x (qkv, attnOut, inter, out) + pooler
-    for (const l of j.layers) expect(l).toMatchObject({ bits: 4, group: 32, symmetric: false, method: 'gptq' });
+    for (const l of j.layers) expect(l).toMatchObject({ bits: 4, group: 64, symmetric: true, method: 'gptq' });
     expect(j.layers.filter((l: { error?: number }) => l.error! > 0)).toHaveLength(8); // the pooler is not on the embedding path
     expect((await readdir(out)).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     // Written tensor by tensor: 4-byte tensors first, so every tensor is aligned to its element size.
