@@ -220,7 +220,7 @@ async function loadInto(worker: WebqWorker): Promise<WorkerLlmModel> {
 }
 
 /** The schema box and the tools switch as request fields; `followUp` answers a tool result (no new call). */
-function readStructured(followUp: boolean): { response_format?: { type: 'json_schema'; json_schema: { name: string; schema: Record<string, unknown> } }; tools?: ChatTool[]; tool_choice?: 'auto' | 'required' | 'none' } {
+function readStructured(followUp: boolean): { response_format?: { type: 'json_schema'; json_schema: { name: string; schema: Record<string, unknown> } }; tools?: ChatTool[]; tool_choice?: 'auto' | 'required' | 'none'; parallel_tool_calls?: boolean } {
   const out: ReturnType<typeof readStructured> = {};
   const text = ui.schema.value.trim();
   if (text) {
@@ -236,6 +236,9 @@ function readStructured(followUp: boolean): { response_format?: { type: 'json_sc
   if (ui.tools.checked) {
     out.tools = [WEATHER_TOOL];
     out.tool_choice = followUp ? 'none' : (ui.toolChoice.value as 'auto' | 'required');
+    // One call per turn: with parallel calls allowed a small model may open a second <tool_call>
+    // after a complete first one and run out of max_tokens there (finish 'length', no call answered).
+    out.parallel_tool_calls = false;
   }
   return out;
 }
