@@ -18,6 +18,7 @@
  */
 import { WebqError } from '../errors.ts';
 import type { LinearDType } from '../ops/linear.ts';
+import { bertQuantDefaults, bertTableDefault } from './bert.ts';
 import type { BertConfig } from './config.ts';
 import type { LlamaConfig } from './llama-config.ts';
 
@@ -101,11 +102,12 @@ export function estimateBert(cfg: BertConfig, o: { dtype: LinearDType; tokens: n
   const act = ACT_BYTES[actDtype];
   const { hiddenSize: H, intermediateSize: I, vocabSize: V, numLayers: L } = cfg;
   const quantized = o.dtype !== 'f32' && o.dtype !== 'f16';
-  // q4: symmetric groups of 64, a scale each (bertQuantDefaults); the rest as linBytes says.
-  const lin = (n: number, k: number) => (o.dtype === 'q4' ? n * Math.ceil(k / 64) * (32 + act) : linBytes(n, k, o.dtype, act));
+  // BERT's own 4-bit default (bertQuantDefaults: symmetric groups, a scale each); else as linBytes says.
+  const d = bertQuantDefaults(o.dtype);
+  const lin = (n: number, k: number) => (d.group && d.symmetric ? n * Math.ceil(k / d.group) * (d.group / 2 + act) : linBytes(n, k, o.dtype, act));
   const layer = lin(3 * H, H) + lin(H, H) + lin(I, H) + lin(H, I) + (9 * H + I) * act;
-  // The word table (bertTableDefault): int8 with a scale per row, int4 in groups of 32 under w4a8.
-  const word = !quantized ? V * H * perParam(o.dtype, act) : o.dtype === 'w4a8' ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
+  // The word table (bertTableDefault): int8 with a scale per row, or int4 in groups of 32.
+  const word = !quantized ? V * H * perParam(o.dtype, act) : bertTableDefault(o.dtype) === 'int4' ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
   const tables = word + (cfg.maxPositions + cfg.typeVocabSize) * H * act;
   // The pooler is a Linear at the dtype (a classifier's head beside it is a few hundred values).
   const weights = Math.ceil(L * layer + tables + 2 * H * act + lin(H, H) + H * act);
