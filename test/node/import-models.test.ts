@@ -22,6 +22,7 @@ import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { BERT_LINEARS, LLAMA_LINEARS, writeQuantizedCopy, type FormatSpec } from '../helpers/quant-formats.ts';
 import { writeTinyBert, type TinyBert } from '../../fixtures/tiny-bert.ts';
 import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
+import { klDivergence } from '../helpers/distribution.ts';
 
 let dir: string;
 let ctx: GpuContext;
@@ -51,16 +52,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function softmax(x: ArrayLike<number>): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < x.length; i++) mx = Math.max(mx, x[i]);
-  const p = new Float64Array(x.length);
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += p[i] = Math.exp(x[i] - mx);
-  for (let i = 0; i < x.length; i++) p[i] /= s;
-  return p;
-}
-
 /** Mean KL(ref || got) per token and the largest logit difference over positions FROM..end. */
 async function measure(m: LlmModel, ref: Float32Array): Promise<{ kl: number; maxAbs: number }> {
   const V = cfg.vocabSize;
@@ -69,12 +60,8 @@ async function measure(m: LlmModel, ref: Float32Array): Promise<{ kl: number; ma
   for (let t = FROM; t < IDS.length; t++) {
     const { logits } = await m.logits(IDS.slice(0, t + 1));
     const want = ref.subarray(t * V, (t + 1) * V);
-    const p = softmax(want);
-    const q = softmax(logits);
-    for (let i = 0; i < V; i++) {
-      if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
-      maxAbs = Math.max(maxAbs, Math.abs(logits[i] - want[i]));
-    }
+    kl += klDivergence(want, logits);
+    for (let i = 0; i < V; i++) maxAbs = Math.max(maxAbs, Math.abs(logits[i] - want[i]));
   }
   return { kl: kl / (IDS.length - FROM), maxAbs };
 }

@@ -18,6 +18,7 @@ import type { LinearDType } from '../../src/ops/linear.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { UploadOptions } from '../../src/models/upload.ts';
 import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
+import { argmax, klDivergence } from '../helpers/distribution.ts';
 
 let dir: string;
 let m: TinyLlama;
@@ -55,22 +56,6 @@ async function decoder(ctx: GpuContext, dtype: LinearDType, kv: KvDType, cap = 6
   return dec;
 }
 
-function softmax(x: ArrayLike<number>): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < x.length; i++) mx = Math.max(mx, x[i]);
-  const p = new Float64Array(x.length);
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += p[i] = Math.exp(x[i] - mx);
-  for (let i = 0; i < x.length; i++) p[i] /= s;
-  return p;
-}
-
-const argmax = (x: ArrayLike<number>) => {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
-  return b;
-};
-
 /** Mean KL(ref || got) per token and top-1 agreement over positions FROM..end, one cached decode step each. */
 async function measure(dec: Decoder): Promise<{ kl: number; top1: number; maxAbs: number }> {
   const V = cfg.vocabSize;
@@ -80,12 +65,8 @@ async function measure(dec: Decoder): Promise<{ kl: number; top1: number; maxAbs
   for (let t = FROM; t < IDS.length; t++) {
     const got = await dec.logits(IDS.slice(0, t + 1));
     const want = ref.subarray(t * V, (t + 1) * V);
-    const p = softmax(want);
-    const q = softmax(got);
-    for (let i = 0; i < V; i++) {
-      if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
-      maxAbs = Math.max(maxAbs, Math.abs(got[i] - want[i]));
-    }
+    kl += klDivergence(want, got);
+    for (let i = 0; i < V; i++) maxAbs = Math.max(maxAbs, Math.abs(got[i] - want[i]));
     if (argmax(got) === argmax(want)) agree++;
   }
   const n = IDS.length - FROM;
@@ -175,9 +156,7 @@ it('a tied table under a quantized dtype is int8 for the gather and the head: KL
     try {
       let kl = 0;
       for (let t = FROM; t < IDS.length; t++) {
-        const p = softmax(tref.subarray(t * V, (t + 1) * V));
-        const q = softmax(await dec.logits(IDS.slice(0, t + 1)));
-        for (let i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+        kl += klDivergence(tref.subarray(t * V, (t + 1) * V), await dec.logits(IDS.slice(0, t + 1)));
       }
       results[dtype] = kl / (IDS.length - FROM);
       // The table is [V, H]: 2 bytes a value in f16, about 1 + 2/32 in int8 with group scales.
