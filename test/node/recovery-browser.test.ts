@@ -5,60 +5,21 @@
 // submitted; in a worker, by WebqWorker.loseDevice() while the batch runs). The call in flight must
 // reject with a GPUDeviceError; after recover() (or autoRecover) the next call must give the
 // tokens / vectors of before the loss.
-import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import type { Browser, Page } from 'puppeteer-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, ROOT } from '../helpers/browser.ts';
-import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
-import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
-import { useTempDir } from '../helpers/safetensors-helpers.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useBundlePage } from '../helpers/bundle-page.ts';
+import { GREEDY, RUNTIME_PROMPT } from '../helpers/llm-fixture.ts';
 
 const TEXTS = Array.from({ length: 16 }, (_, i) => `text ${i}: ${'the quick brown fox '.repeat(1 + (i % 3))}`);
 const LONG = { maxTokens: 200, temperature: 0, ignoreEos: true };
 
-const tmp = useTempDir('webq-recover-browser-');
-let site: StaticServer;
-let models: StaticServer;
-let browser: Browser;
-let page: Page;
+const bp = useBundlePage('webq-recover-browser-');
+const { inPage } = bp;
 let bertUrl: string;
 let llamaUrl: string;
-
-beforeAll(async () => {
-  const siteDir = join(tmp.dir, 'site');
-  const modelDir = join(tmp.dir, 'models');
-  await mkdir(siteDir);
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build-browser.mjs'), '--out', join(siteDir, 'webq.browser.js')], { cwd: ROOT });
-  await writeTinyBert(join(modelDir, 'bert'));
-  await writeTinyLlama(join(modelDir, 'llama'), TINY_CHAT_LLAMA);
-  await writeFile(join(siteDir, 'index.html'), `<!doctype html>\n<meta charset="utf-8">\n<script type="module">\n  import * as webq from './webq.browser.js';\n  window.webq = webq;\n</script>\n`);
-  site = await serveStatic({ '/': siteDir });
-  models = await serveStatic({ '/': modelDir }, { cors: true });
-  bertUrl = `${models.url}/bert/`;
-  llamaUrl = `${models.url}/llama/`;
-  browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log(`page error: ${String(e)}`));
-  await page.goto(`${site.url}/index.html`);
-  await page.waitForFunction(() => 'webq' in window, { timeout: 60_000 });
-}, 180_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-  await models?.close();
+beforeAll(() => {
+  bertUrl = bp.bertUrl;
+  llamaUrl = bp.llamaUrl;
 });
-
-/** Runs `fn` in the page with the bundle's exports as its first argument (`args` as JSON). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function inPage<T, A extends unknown[]>(fn: (webq: any, ...args: A) => Promise<T>, ...args: A): Promise<T> {
-  return page.evaluate(`(${fn.toString()})(window.webq, ...${JSON.stringify(args)})`) as Promise<T>;
-}
 
 interface Outcome {
   error: { name: string; code?: string } | null;

@@ -5,66 +5,26 @@
 // tokens), streams must arrive in pieces before the result, an abort must stop a generation and
 // leave the model working, errors must arrive with their code, and the page's thread must keep
 // running timers while a model loads.
-import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BertModel } from '../../src/api/bert.ts';
 import { LlmModel } from '../../src/api/llm.ts';
 import { WorkerBertModel } from '../../src/worker/index.ts';
-import { launchChromium, ROOT } from '../helpers/browser.ts';
-import { GREEDY, RUNTIME_PROMPT, TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';
-import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
-import { writeTinyBert } from '../../fixtures/tiny-bert.ts';
-import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
-import { useTempDir } from '../helpers/safetensors-helpers.ts';
+import { useBundlePage } from '../helpers/bundle-page.ts';
+import { GREEDY, RUNTIME_PROMPT } from '../helpers/llm-fixture.ts';
 
 const TEXTS = ['hello world', 'the cat sat on the mat', 'a third, longer text about WebGPU workers'];
 const CHAT = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Hello! Who are you?' }];
 const LONG = { maxTokens: 200, temperature: 0, ignoreEos: true };
 
-const tmp = useTempDir('webq-worker-');
-let site: StaticServer;
-let models: StaticServer;
-let browser: Browser;
-let page: Page;
+const bp = useBundlePage('webq-worker-');
+const { inPage } = bp;
 let bertUrl: string;
 let llamaUrl: string;
-
-beforeAll(async () => {
-  const siteDir = join(tmp.dir, 'site');
-  const modelDir = join(tmp.dir, 'models');
-  await mkdir(siteDir);
-  // Both bundles, as `npm run build` writes them, without touching dist/.
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build-browser.mjs'), '--out', join(siteDir, 'webq.browser.js')], { cwd: ROOT });
-  await writeTinyBert(join(modelDir, 'bert'));
-  await writeTinyLlama(join(modelDir, 'llama'), TINY_CHAT_LLAMA);
-  // The page only hands the module to the test, which drives it with page.evaluate.
-  await writeFile(join(siteDir, 'index.html'), `<!doctype html>\n<meta charset="utf-8">\n<script type="module">\n  import * as webq from './webq.browser.js';\n  window.webq = webq;\n</script>\n`);
-  site = await serveStatic({ '/': siteDir });
-  models = await serveStatic({ '/': modelDir }, { cors: true });
-  bertUrl = `${models.url}/bert/`;
-  llamaUrl = `${models.url}/llama/`;
-  browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log(`page error: ${String(e)}`));
-  await page.goto(`${site.url}/index.html`);
-  await page.waitForFunction(() => 'webq' in window, { timeout: 60_000 });
-}, 180_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-  await models?.close();
+beforeAll(() => {
+  bertUrl = bp.bertUrl;
+  llamaUrl = bp.llamaUrl;
 });
-
-/** Runs `fn` in the page with the bundle's exports as its first argument (`args` as JSON). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function inPage<T, A extends unknown[]>(fn: (webq: any, ...args: A) => Promise<T>, ...args: A): Promise<T> {
-  return page.evaluate(`(${fn.toString()})(window.webq, ...${JSON.stringify(args)})`) as Promise<T>;
-}
 
 function maxAbsDiff(got: number[][], want: Float32Array[]): number {
   expect(got).toHaveLength(want.length);
@@ -78,7 +38,7 @@ function maxAbsDiff(got: number[][], want: Float32Array[]): number {
 
 describe('models in a worker (dist/webq.browser.js + dist/webq.worker.js, Chromium)', () => {
   it('embeds through the worker as Node does, with progress, a warm-up and transferred Float32Arrays', async () => {
-    const node = await BertModel.load(join(tmp.dir, 'models', 'bert'), { dtype: 'f32' });
+    const node = await BertModel.load(join(bp.dir, 'models', 'bert'), { dtype: 'f32' });
     const want = await node.embed(TEXTS);
     const wantNorm = await node.embed(TEXTS.slice(0, 1), { normalize: true, pooling: 'cls' });
     node.dispose();
@@ -114,7 +74,7 @@ describe('models in a worker (dist/webq.browser.js + dist/webq.worker.js, Chromi
   describe('a tiny chat Llama', () => {
     let node: LlmModel;
     beforeAll(async () => {
-      node = await LlmModel.load(join(tmp.dir, 'models', 'llama'), { dtype: 'f32', kv: 'f32' });
+      node = await LlmModel.load(join(bp.dir, 'models', 'llama'), { dtype: 'f32', kv: 'f32' });
       await inPage(async (webq, url: string) => {
         (window as unknown as { llm: unknown }).llm = await webq.WorkerLlmModel.load(url, { dtype: 'f32', kv: 'f32', cache: false });
       }, llamaUrl);
@@ -231,7 +191,7 @@ describe('models in a worker (dist/webq.browser.js + dist/webq.worker.js, Chromi
   });
 
   it("a load error arrives as a WebqError with Node's code and message; a bad worker URL says so", async () => {
-    const missing = `${models.url}/missing/`;
+    const missing = `${bp.modelsUrl}/missing/`;
     const want = await BertModel.load(missing, { cache: false }).then(
       () => undefined,
       (e: { code: string; message: string; name: string }) => ({ code: e.code, message: e.message, name: e.name }),
