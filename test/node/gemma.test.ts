@@ -9,6 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LlmModel } from '../../src/api/llm.ts';
+import { main } from '../../src/cli/main.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { kvCacheFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
@@ -170,6 +172,44 @@ describe.each(FAMILIES)('%s', (name, opts) => {
       expect(r.top1).toBeGreaterThanOrEqual(bound.top1);
     } finally {
       dec.dispose();
+    }
+  });
+});
+
+describe('through LlmModel.load and the CLI (what webq logits / generate / quantize run), with the llama2 tokenizer', () => {
+  it.each(FAMILIES)('%s: webq logits --json is the capped reference; 8 greedy tokens equal it; webq quantize q4 loads as the float model at q4 does', async (family, opts) => {
+    const m = await writeTinyGemma(join(dir, `api-${family}`), { ...opts, llama2Tokenizer: true });
+    const cfg = parseLlamaConfig(m.config);
+    let out = '';
+    let err = '';
+    const io = { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t), gpuContext: ctx } as Parameters<typeof main>[1];
+    expect(await main(['logits', m.dir, '--prompt', 'Once upon a time', '--json', '--dtype', 'f32', '--kv', 'f32'], io), err).toBe(0);
+    const { ids, logits } = JSON.parse(out) as { ids: number[]; logits: number[] };
+    const V = cfg.vocabSize;
+    expect(maxAbs(logits, llamaReferenceForward(cfg, m.weights, ids).subarray((ids.length - 1) * V))).toBeLessThan(1e-3);
+    if (cfg.finalSoftcap) expect(Math.max(...logits.map(Math.abs))).toBeLessThan(cfg.finalSoftcap);
+    const model = await LlmModel.load(m.dir, { dtype: 'f32', kv: 'f32', context: ctx });
+    try {
+      const r = await model.generate('Once upon a time', { maxTokens: 8, temperature: 0, ignoreEos: true });
+      expect(r.tokens).toEqual(llamaReferenceGreedy(cfg, m.weights, r.promptIds, 8));
+    } finally {
+      model.dispose();
+    }
+    let info = '';
+    const infoIo = { stdout: (t: string) => void (info += t), stderr: (t: string) => void (err += t) } as Parameters<typeof main>[1];
+    expect(await main(['info', '--json', m.dir], infoIo), err).toBe(0);
+    const mem = JSON.parse(info).memory;
+    expect(mem.error, mem.error).toBeUndefined();
+    const q4 = join(dir, `api-${family}-q4`);
+    expect(await main(['quantize', m.dir, '--dtype', 'q4', '--out', q4], io), err).toBe(0);
+    const pre = await LlmModel.load(q4, { context: ctx });
+    const onLoad = await LlmModel.load(m.dir, { dtype: 'q4', context: ctx });
+    try {
+      const o = { maxTokens: 8, temperature: 0, ignoreEos: true };
+      expect((await pre.generate('Once upon a time', o)).tokens).toEqual((await onLoad.generate('Once upon a time', o)).tokens);
+    } finally {
+      pre.dispose();
+      onLoad.dispose();
     }
   });
 });
