@@ -62,7 +62,7 @@ function unsupported(source: string, key: string, value: unknown, what: string):
   return new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: field "${key}" ${shortJson(value)} is not supported; ${what}`);
 }
 
-export function readGemmaFields(json: JsonObject, source: string, type: GemmaType, numLayers: number, headDim: number): GemmaFields {
+export function readGemmaFields(json: JsonObject, source: string, type: GemmaType, numLayers: number): GemmaFields {
   const f = fields(json, source);
   const actKey = f.has('hidden_activation') ? 'hidden_activation' : 'hidden_act';
   const act = f.str(actKey) ?? 'gelu_pytorch_tanh';
@@ -86,7 +86,8 @@ export function readGemmaFields(json: JsonObject, source: string, type: GemmaTyp
   return {
     sliding,
     window: f.has('sliding_window') ? f.int('sliding_window', 1, CONFIG_BOUNDS.window) : 0,
-    attentionScale: 1 / Math.sqrt(f.num('query_pre_attn_scalar', headDim)),
+    // transformers' default is 256 whatever head_dim is (both configs).
+    attentionScale: 1 / Math.sqrt(f.num('query_pre_attn_scalar', 256)),
     attnSoftcap: cap('attn_logit_softcapping', dflt.attn),
     finalSoftcap: cap('final_logit_softcapping', dflt.final),
     localRopeTheta: type === 'gemma3_text' ? f.num('rope_local_base_freq', 10000) : null,

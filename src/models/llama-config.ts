@@ -304,7 +304,7 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
   if (modelType === 'qwen2' || modelType === 'qwen3') windowFrom = f.int('max_window_layers', 0, CONFIG_BOUNDS.window, numLayers);
   const ropeLayers = modelType === 'smollm3' ? noRopeLayers(json, source, numLayers) : Array<boolean>(numLayers).fill(true);
   const sliding = modelType === 'smollm3' ? layerTypes(json, source, numLayers, (i) => (ropeLayers[i] ? 'full_attention' : 'sliding_attention')) : null;
-  const gemma = gemmaType ? readGemmaFields(json, source, modelType, numLayers, headDim) : null;
+  const gemma = gemmaType ? readGemmaFields(json, source, modelType, numLayers) : null;
   const slidingWindow = gemma
     ? gemma.sliding.map((s) => (s ? gemma.window : 0))
     : Array.from({ length: numLayers }, (_, i) => (i >= windowFrom && (sliding === null || sliding[i] === 'sliding_attention') ? window : 0));

@@ -253,6 +253,9 @@ describe('what a Gemma config means', () => {
     // Full layers: rope_theta with the linear factor; sliding layers: rope_local_base_freq, unscaled.
     expect(ropeInvFreq(c3)[1]).toBeCloseTo(1 / (2 * Math.pow(1e6, 2 / 32)), 6);
     expect(ropeLocalInvFreq(c3)![1]).toBeCloseTo(1 / Math.pow(1e4, 2 / 32), 6);
+    // Without query_pre_attn_scalar: transformers' 256, not head_dim.
+    const { query_pre_attn_scalar: _q, ...noScalar } = g2.config;
+    expect(parseLlamaConfig(noScalar).attentionScale).toBe(1 / 16);
     // Without layer_types: every sliding_window_pattern-th layer full.
     const { layer_types: _, ...noTypes } = g3.config;
     expect(parseLlamaConfig({ ...noTypes, sliding_window_pattern: 2 }).slidingWindow).toEqual([6, 0, 6, 0]);
