@@ -40,3 +40,25 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   let at = r * 2u * g.cols + c;
   out[i] = T(silu_f32(f32(x[at])) * f32(x[at + g.cols]));
 }
+
+// GeGLU (Gemma): as swiglu, with GELU's tanh approximation for silu.
+@compute @workgroup_size(WG)
+fn geglu_tanh(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  if (i >= g.n) { return; }
+  let r = i / g.cols;
+  let c = i % g.cols;
+  let at = r * 2u * g.cols + c;
+  out[i] = T(gelu_tanh_f32(f32(x[at])) * f32(x[at + g.cols]));
+}
+
+// Soft-capping of logits (Gemma's final_logit_softcapping): out = cap tanh(x / cap), n values.
+struct CapParams { n: u32, cap: f32 }
+@group(0) @binding(4) var<uniform> c: CapParams;
+
+@compute @workgroup_size(WG)
+fn softcap(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  if (i >= c.n) { return; }
+  out[i] = T(softcap_f32(f32(x[i]), c.cap));
+}

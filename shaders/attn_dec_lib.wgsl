@@ -10,7 +10,8 @@
 // value load (GQA without materialising repeated K/V; a prefill reads the cache once per tile, not
 // once per token). The workgroup walks keys [s*splitLen, (s+1)*splitLen) clipped to what its rows
 // may see, in blocks of BK = WG keys; each row masks the keys it may not see (causal: positions
-// <= its own; a sliding window keeps the last `window`):
+// <= its own; a sliding window keeps the last `window`); with softcap > 0 a score s becomes
+// softcap tanh(s / softcap) before the softmax (Gemma 2's attn_logit_softcapping):
 //   A. thread i scores key j0 + i against each row (scores in workgroup memory);
 //   B. one thread per row updates its running max m and sum l (online softmax) and turns the
 //      block's scores into weights;
@@ -22,7 +23,7 @@
 // group; the split length follows the context (read from `pos`), so its uniforms and dispatch are
 // the same at every position, and splits past a short context simply find no keys.
 
-struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, QT: u32, nsplit: u32, window: u32, scale: f32 }
+struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, GC: u32, hchunks: u32, QT: u32, nsplit: u32, window: u32, scale: f32, softcap: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;          // [T, nh * D], roped
@@ -96,6 +97,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
           dv += qv * kload4(row0 + j, d4);
         }
         v = dv.x + dv.y + dv.z + dv.w;
+        if (p.softcap > 0.0) { v = p.softcap * tanh(clamp(v / p.softcap, -15.0, 15.0)); }
       }
       sc[r * BK + lid] = v;
     }

@@ -12,6 +12,18 @@ fn erf_f32(v: f32) -> f32 {
 // The exact (erf) GELU BERT uses, not the tanh approximation.
 fn gelu_f32(v: f32) -> f32 { return 0.5 * v * (1.0 + erf_f32(v * 0.7071067811865476)); }
 
+// tanh with its argument clamped where it is already +-1 in f32: some implementations compute tanh
+// through exp and give NaN (inf / inf) for large arguments.
+fn tanh_safe(v: f32) -> f32 { return tanh(clamp(v, -15.0, 15.0)); }
+
+// GELU's tanh approximation (PyTorch's approximate="tanh", Gemma's gelu_pytorch_tanh), written as
+// 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)): 1 + tanh(u) for negative u cancels to a few f32 bits.
+// exp overflows to inf for very negative v, giving v / inf = -0: the right limit.
+fn gelu_tanh_f32(v: f32) -> f32 { return v / (1.0 + exp(-1.5957691216057308 * (v + 0.044715 * v * v * v))); }
+
+// Soft-capping (Gemma): cap tanh(v / cap), smooth and bounded by cap; cap 0 leaves v.
+fn softcap_f32(v: f32, cap: f32) -> f32 { return select(v, cap * tanh_safe(v / cap), cap > 0.0); }
+
 // exp(-v) overflows to inf for v < -88, giving v / inf = -0: the right limit.
 fn silu_f32(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 

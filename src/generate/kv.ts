@@ -4,7 +4,7 @@
  * model configs.)
  */
 import type { GpuContext } from '../gpu/context.ts';
-import { ropeInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { ropeInvFreq, ropeLocalInvFreq, type LlamaConfig } from '../models/llama-config.ts';
 import { KvCache, KvShared, type KvCacheShape, type KvDType } from '../ops/kv-cache.ts';
 
 /** The cache shape of `config`'s model for `cap` positions in `dtype`. */
@@ -14,10 +14,10 @@ export function kvShape(config: LlamaConfig, cap: number, dtype: KvDType): KvCac
 
 /** A one-sequence KV cache of `config`'s model (its shared tables freed with it). */
 export function kvCacheFor(ctx: GpuContext, config: LlamaConfig, cap: number, dtype: KvDType): KvCache {
-  return KvCache.create(ctx, kvShape(config, cap, dtype), ropeInvFreq(config));
+  return KvCache.create(ctx, kvShape(config, cap, dtype), ropeInvFreq(config), ropeLocalInvFreq(config));
 }
 
 /** The per-model part alone, for several sequences (KvCache.forShared). */
 export function kvSharedFor(ctx: GpuContext, config: LlamaConfig, cap: number, dtype: KvDType): KvShared {
-  return KvShared.create(ctx, kvShape(config, cap, dtype), ropeInvFreq(config));
+  return KvShared.create(ctx, kvShape(config, cap, dtype), ropeInvFreq(config), ropeLocalInvFreq(config));
 }

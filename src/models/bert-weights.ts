@@ -43,6 +43,8 @@ export interface WeightRef {
   readonly imported?: ImportedLinear;
   /** Rows `start` .. start + count - 1 of the stored tensor `name` (a fused Linear's part: Phi-3's qkv_proj); `shape` is the part's. */
   readonly rows?: { readonly start: number; readonly count: number };
+  /** Added to every value on upload (a float vector only): Gemma's RMSNorm weights w scale by 1 + w. */
+  readonly offset?: number;
 }
 
 /**

@@ -4,12 +4,13 @@
  */
 import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
+import { refuseGemma3Multimodal } from './gemma-config.ts';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
 
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3', 'gemma2', 'gemma3_text'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 /** The encoder families one BERT forward runs; what differs is configuration (see BertConfig). */
@@ -188,7 +189,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3, Phi-3/4, Gemma 2 and Gemma 3 text decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -204,6 +205,7 @@ export function checkModelType(json: JsonObject, source: string): SupportedModel
 /** Parses any supported config.json, dispatching on model_type. */
 export function parseModelConfig(input: string | JsonValue | object, source = 'config.json'): ModelConfig {
   const json = toJson(input, source);
+  if (json.model_type === 'gemma3') refuseGemma3Multimodal(json, source);
   switch (checkModelType(json, source)) {
     case 'bert':
     case 'roberta':

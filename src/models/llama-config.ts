@@ -14,14 +14,17 @@
  *   smollm3  NoPE layers: no_rope_layers[i] = 0 skips RoPE (default: every no_rope_layer_interval-th)
  *   phi3     fused qkv_proj / gate_up_proj (split at load), sliding_window on every layer, rope_scaling
  *            'longrope', partial_rotary_factor (Phi-4-mini; allowed for every type, as transformers)
+ *   gemma2, gemma3_text  see gemma-config.ts: (1 + w) norms, four per layer, GeGLU, softcaps,
+ *            alternating sliding layers, Gemma 3's q/k norms and local RoPE base
  *
  * Defaults are transformers' own for each model_type; the sizes that shape the weights are required.
  */
 import { WebqError } from '../errors.ts';
 import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
+import { flattenGemmaRope, GEMMA_DEFAULTS, isGemma, readGemmaFields, refuseGemma3Multimodal } from './gemma-config.ts';
 
-export type LlamaModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'granite' | 'olmo2' | 'smollm3' | 'phi3';
+export type LlamaModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'granite' | 'olmo2' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3_text';
 
 /** The architectures (config.json "architectures") this forward runs, by model_type. */
 export const LLAMA_ARCHITECTURES: Readonly<Record<LlamaModelType, string>> = {
@@ -33,6 +36,8 @@ export const LLAMA_ARCHITECTURES: Readonly<Record<LlamaModelType, string>> = {
   olmo2: 'Olmo2ForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
 };
 
 export type RopeScaling =
@@ -73,9 +78,23 @@ export interface LlamaConfig {
   /**
    * Where each layer's RMSNorms sit: 'pre' (LLaMA: input_layernorm before attention,
    * post_attention_layernorm before the MLP) or 'post' (OLMo 2: post_attention_layernorm on the
-   * attention output and post_feedforward_layernorm on the MLP output, before each residual add).
+   * attention output and post_feedforward_layernorm on the MLP output, before each residual add),
+   * or 'sandwich' (Gemma: input_layernorm, post_attention_layernorm on the attention output,
+   * pre_feedforward_layernorm, post_feedforward_layernorm on the MLP output).
    */
-  readonly norms: 'pre' | 'post';
+  readonly norms: 'pre' | 'post' | 'sandwich';
+  /** Added to every RMSNorm weight (q/k norms too) as stored: Gemma's norms scale by 1 + w (1), others by w (0). */
+  readonly normOffset: number;
+  /** The MLP's gate activation: SwiGLU (silu) or Gemma's GeGLU with the tanh-approximated GELU. */
+  readonly mlpActivation: 'silu' | 'gelu_tanh';
+  /** Attention scores s -> cap tanh(s / cap) after scaling (Gemma 2's attn_logit_softcapping); 0: none. */
+  readonly attnSoftcap: number;
+  /** The logits' softcap, the same map (final_logit_softcapping); 0: none. */
+  readonly finalSoftcap: number;
+  /** Gemma 3: RoPE base of the sliding layers (`localRopeLayers`), which have no rope_scaling; null: one RoPE. */
+  readonly localRopeTheta: number | null;
+  /** Per layer: rotates with localRopeTheta (Gemma 3's sliding layers). */
+  readonly localRopeLayers: readonly boolean[];
   /** Per layer: RoPE on q and k (false: a NoPE layer, SmolLM3's no_rope_layers 0). */
   readonly ropeLayers: readonly boolean[];
   /** Dimensions of each head RoPE rotates, the first ones: headDim x partial_rotary_factor (an even count). */
@@ -112,10 +131,11 @@ const DEFAULTS: Record<LlamaModelType, Defaults> = {
   olmo2: { maxPositions: 2048, ropeTheta: 10000, rmsNormEps: 1e-5 },
   smollm3: { maxPositions: 32768, ropeTheta: 2000000, rmsNormEps: 1e-6 },
   phi3: { maxPositions: 4096, ropeTheta: 10000, rmsNormEps: 1e-5 },
+  ...GEMMA_DEFAULTS,
 };
 
 /** Tied embeddings unless config.json says otherwise (transformers' default per model_type). */
-const TIED_BY_DEFAULT: ReadonlySet<LlamaModelType> = new Set(['smollm3']);
+const TIED_BY_DEFAULT: ReadonlySet<LlamaModelType> = new Set(['smollm3', 'gemma2', 'gemma3_text']);
 
 function tokenIds(json: JsonObject, key: string, source: string): number[] {
   const v = json[key];
@@ -223,8 +243,11 @@ function layerTypes(json: JsonObject, source: string, numLayers: number, byDefau
 
 /** Parses config.json (text or parsed JSON) of a decoder of one of LLAMA_ARCHITECTURES' model types. */
 export function parseLlamaConfig(input: string | JsonValue | object, source = 'config.json'): LlamaConfig {
-  const json = withRopeParameters(toJson(input, source), source);
+  const raw = toJson(input, source);
+  if (raw.model_type === 'gemma3') refuseGemma3Multimodal(raw, source);
+  const json = withRopeParameters(flattenGemmaRope(raw, source), source);
   const modelType = json.model_type as LlamaModelType;
+  const gemmaType = isGemma(modelType);
   if (!Object.hasOwn(LLAMA_ARCHITECTURES, modelType as string)) {
     throw new ModelConfigError('CONFIG_UNSUPPORTED_MODEL_TYPE', `${source}: model_type ${shortJson(modelType)} is not a decoder webq runs (${Object.keys(LLAMA_ARCHITECTURES).join(', ')})`);
   }
@@ -252,7 +275,7 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     headDim = hiddenSize / numHeads;
   }
   if (headDim % 4 !== 0 || headDim > 256) throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: head dimension ${headDim} is not supported; webq needs a multiple of 4 up to 256`);
-  const act = f.str('hidden_act') ?? 'silu';
+  const act = gemmaType ? 'silu' : (f.str('hidden_act') ?? 'silu'); // Gemma's: readGemmaFields
   if (act !== 'silu') {
     throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: hidden_act ${shortJson(act)} is not supported; webq implements "silu" (SwiGLU) for ${modelType}`);
   }
@@ -281,9 +304,15 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
   if (modelType === 'qwen2' || modelType === 'qwen3') windowFrom = f.int('max_window_layers', 0, CONFIG_BOUNDS.window, numLayers);
   const ropeLayers = modelType === 'smollm3' ? noRopeLayers(json, source, numLayers) : Array<boolean>(numLayers).fill(true);
   const sliding = modelType === 'smollm3' ? layerTypes(json, source, numLayers, (i) => (ropeLayers[i] ? 'full_attention' : 'sliding_attention')) : null;
-  const slidingWindow = Array.from({ length: numLayers }, (_, i) => (i >= windowFrom && (sliding === null || sliding[i] === 'sliding_attention') ? window : 0));
+  const gemma = gemmaType ? readGemmaFields(json, source, modelType, numLayers) : null;
+  const slidingWindow = gemma
+    ? gemma.sliding.map((s) => (s ? gemma.window : 0))
+    : Array.from({ length: numLayers }, (_, i) => (i >= windowFrom && (sliding === null || sliding[i] === 'sliding_attention') ? window : 0));
   const granite = modelType === 'granite';
   const ropeScaling = readRopeScaling(json, source, maxPositions, rotaryDim);
+  if (gemma && ropeScaling && ropeScaling.type !== 'linear') {
+    throw new ModelConfigError('CONFIG_UNSUPPORTED_FEATURE', `${source}: field "rope_scaling" type "${ropeScaling.type}" is not supported for ${modelType}; webq implements "linear" (Gemma 3's global layers)`);
+  }
 
   const ids = (k: string) => {
     const list = tokenIds(json, k, source);
@@ -310,14 +339,21 @@ export function parseLlamaConfig(input: string | JsonValue | object, source = 'c
     qkvBias: modelType === 'qwen2' || (modelType !== 'phi3' && attentionBias),
     oBias: modelType !== 'qwen2' && modelType !== 'phi3' && attentionBias,
     mlpBias: (modelType === 'llama' || granite || modelType === 'smollm3') && f.bool('mlp_bias', false),
-    qkNorm: modelType === 'qwen3' || modelType === 'olmo2',
+    qkNorm: modelType === 'qwen3' || modelType === 'olmo2' || modelType === 'gemma3_text',
     qkNormOver: modelType === 'olmo2' ? 'projection' : 'head',
-    norms: modelType === 'olmo2' ? 'post' : 'pre',
+    norms: gemma ? 'sandwich' : modelType === 'olmo2' ? 'post' : 'pre',
+    normOffset: gemma ? 1 : 0,
+    mlpActivation: gemma ? 'gelu_tanh' : 'silu',
+    attnSoftcap: gemma?.attnSoftcap ?? 0,
+    finalSoftcap: gemma?.finalSoftcap ?? 0,
+    localRopeTheta: gemma?.localRopeTheta ?? null,
+    localRopeLayers: Object.freeze(gemma?.localRopeTheta ? gemma.sliding : Array<boolean>(numLayers).fill(false)),
     ropeLayers: Object.freeze(ropeLayers),
     rotaryDim,
-    attentionScale: granite ? f.num('attention_multiplier', 1) : 1 / Math.sqrt(headDim),
+    attentionScale: granite ? f.num('attention_multiplier', 1) : gemma ? gemma.attentionScale : 1 / Math.sqrt(headDim),
     multipliers: Object.freeze({
-      embedding: granite ? f.num('embedding_multiplier', 1) : 1,
+      // Gemma: sqrt(hidden_size), in the activations' dtype (the GPU's [1] tensor rounds it so).
+      embedding: granite ? f.num('embedding_multiplier', 1) : gemma ? Math.sqrt(hiddenSize) : 1,
       residual: granite ? f.num('residual_multiplier', 1) : 1,
       logits: granite ? f.num('logits_scaling', 1) : 1,
     }),
@@ -385,4 +421,9 @@ export function ropeInvFreq(cfg: Pick<LlamaConfig, 'headDim' | 'rotaryDim' | 'ro
 /** What RoPE multiplies cos and sin by: longrope's attention factor, else 1. */
 export function ropeAmplitude(cfg: Pick<LlamaConfig, 'ropeScaling'>): number {
   return cfg.ropeScaling?.type === 'longrope' ? cfg.ropeScaling.attentionFactor : 1;
+}
+
+/** Gemma 3's sliding layers: RoPE with rope_local_base_freq and no scaling; null where the model has one RoPE. */
+export function ropeLocalInvFreq(cfg: Pick<LlamaConfig, 'headDim' | 'rotaryDim' | 'localRopeTheta'>): Float32Array | null {
+  return cfg.localRopeTheta === null ? null : ropeInvFreq({ headDim: cfg.headDim, rotaryDim: cfg.rotaryDim, ropeTheta: cfg.localRopeTheta, ropeScaling: null });
 }

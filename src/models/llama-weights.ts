@@ -11,6 +11,7 @@
  *   model.layers.i.self_attn.q_norm / k_norm      [D]         (Qwen3; OLMo 2: [nh D] / [nkv D])
  *   model.layers.i.post_attention_layernorm       [H]
  *   model.layers.i.post_feedforward_layernorm     [H]         (OLMo 2, which has no input_layernorm)
+ *   model.layers.i.pre_feedforward_layernorm      [H]         (Gemma: all four norms; stored as w for a scale 1 + w)
  *   model.layers.i.mlp.gate_proj / up_proj        [I, H]
  *   model.layers.i.mlp.down_proj                  [H, I]
  *   Phi-3 instead: self_attn.qkv_proj [(nh + 2 nkv) D, H] and mlp.gate_up_proj [2I, H], each
@@ -71,6 +72,11 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     if (!FLOAT_DTYPES.has(t.dtype)) throw new LlamaWeightsError('WEIGHTS_DTYPE', `${store.name}: tensor "${name}" is ${t.dtype}; expected a float dtype (F32, F16, BF16 or F64)`);
     return { key: name, name, shape, dtype: t.dtype };
   };
+  // RMSNorm weights: Gemma's are offsets from 1, added on upload.
+  const normW = (name: string, shape: readonly number[], why: string): WeightRef => {
+    const r = check(name, shape, why);
+    return cfg.normOffset ? { ...r, offset: cfg.normOffset } : r;
+  };
   // GPTQ, AWQ, compressed-tensors or bitsandbytes, from config.json (an unsupported one throws here).
   const format = parseQuantizationConfig(cfg.quantizationConfig ?? undefined, 'config.json');
   // A Linear weight (or the embedding table) may be stored pre-quantized by webq, its packed
@@ -101,6 +107,7 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
   };
   const hv = 'config.json hidden_size';
   const pre = cfg.norms === 'pre';
+  const sandwich = cfg.norms === 'sandwich';
   const qkw = cfg.qkNormOver === 'head' ? ([[D], [D], 'head_dim'] as const) : ([[nh * D], [nkv * D], 'num_attention_heads (num_key_value_heads) x head_dim'] as const);
   const layers: LlamaLayerRefs[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -114,16 +121,16 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
       ? fused(`${L}.mlp.gate_up_proj`, [I, I], '2 x intermediate_size, hidden_size')
       : [linear(`${L}.mlp.gate_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias), linear(`${L}.mlp.up_proj`, I, H, 'intermediate_size, hidden_size', cfg.mlpBias)];
     layers.push({
-      inputNorm: pre ? check(`${L}.input_layernorm.weight`, [H], hv) : null,
+      inputNorm: pre || sandwich ? normW(`${L}.input_layernorm.weight`, [H], hv) : null,
       q,
       k,
       v,
       o: linear(`${L}.self_attn.o_proj`, H, nh * D, 'hidden_size, num_attention_heads x head_dim', cfg.oBias),
-      qNorm: cfg.qkNorm ? check(`${L}.self_attn.q_norm.weight`, qkw[0], qkw[2]) : null,
-      kNorm: cfg.qkNorm ? check(`${L}.self_attn.k_norm.weight`, qkw[1], qkw[2]) : null,
-      attnOutNorm: pre ? null : check(`${L}.post_attention_layernorm.weight`, [H], hv),
-      postNorm: pre ? check(`${L}.post_attention_layernorm.weight`, [H], hv) : null,
-      mlpOutNorm: pre ? null : check(`${L}.post_feedforward_layernorm.weight`, [H], hv),
+      qNorm: cfg.qkNorm ? normW(`${L}.self_attn.q_norm.weight`, qkw[0], qkw[2]) : null,
+      kNorm: cfg.qkNorm ? normW(`${L}.self_attn.k_norm.weight`, qkw[1], qkw[2]) : null,
+      attnOutNorm: pre ? null : normW(`${L}.post_attention_layernorm.weight`, [H], hv),
+      postNorm: pre ? normW(`${L}.post_attention_layernorm.weight`, [H], hv) : sandwich ? normW(`${L}.pre_feedforward_layernorm.weight`, [H], hv) : null,
+      mlpOutNorm: pre ? null : normW(`${L}.post_feedforward_layernorm.weight`, [H], hv),
       gate,
       up,
       down: linear(`${L}.mlp.down_proj`, H, I, 'hidden_size, intermediate_size', cfg.mlpBias),
@@ -136,7 +143,7 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
   return {
     embed: weight('model.embed_tokens.weight', [V, H], 'config.json vocab_size, hidden_size'), // packed in webq-quant-2 files
     layers,
-    norm: check('model.norm.weight', [H], hv),
+    norm: normW('model.norm.weight', [H], hv),
     lmHead,
   };
 }

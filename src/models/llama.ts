@@ -1,5 +1,5 @@
 /**
- * LLaMA-family decoder on the GPU (Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3, Phi-3;
+ * LLaMA-family decoder on the GPU (Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3, Phi-3, Gemma 2, Gemma 3;
  * differences are LlamaConfig data): weights uploaded once, and a forward over T new tokens
  * recorded top to bottom into one command encoder, reading and extending the KV cache. Shapes: T
  * tokens, H hidden, nh heads and nkv KV heads of D, I intermediate, V vocabulary.
@@ -9,7 +9,7 @@ import type { Recorder } from '../gpu/recorder.ts';
 import type { Precision } from '../gpu/shaders.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
-import { swiglu } from '../ops/activation.ts';
+import { gegluTanh, softcap, swiglu } from '../ops/activation.ts';
 import { add, mul } from '../ops/elementwise.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';
@@ -24,16 +24,16 @@ import type { WeightRef } from './bert-weights.ts';
 import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {
-  inputNorm: Tensor | null; //   [H]  (null: OLMo 2)
+  inputNorm: Tensor | null; //   [H]  (null: OLMo 2)  Gemma's norms hold 1 + w
   qkv: LinearWeight; //          [(nh + 2 nkv) D, H]  q | k | v rows, one matmul
   qkvBias: Tensor | null; //     [(nh + 2 nkv) D]
   qNorm: Tensor | null; //       [D]  (Qwen3), [nh D] (OLMo 2)
   kNorm: Tensor | null; //       [D]  (Qwen3), [nkv D] (OLMo 2)
   o: LinearWeight; //            [H, nh D]
   oBias: Tensor | null;
-  attnOutNorm: Tensor | null; // [H]  (OLMo 2)
-  postNorm: Tensor | null; //    [H]  (null: OLMo 2)
-  mlpOutNorm: Tensor | null; //  [H]  (OLMo 2)
+  attnOutNorm: Tensor | null; // [H]  (OLMo 2, Gemma)
+  postNorm: Tensor | null; //    [H]  (null: OLMo 2; Gemma's pre_feedforward_layernorm)
+  mlpOutNorm: Tensor | null; //  [H]  (OLMo 2, Gemma)
   gateUp: LinearWeight; //       [2I, H]  gate | up rows, one matmul
   gateUpBias: Tensor | null;
   down: LinearWeight; //         [H, I]
@@ -53,7 +53,7 @@ export interface LlamaGpuWeights {
   layers: LlamaLayerGpu[];
   norm: Tensor; //               [H]
   lmHead: LinearWeight; //       [V, H]
-  /** [1] each, in the activation precision, where the config's multiplier is not 1 (Granite). */
+  /** [1] each, in the activation precision, where the config's multiplier is not 1 (Granite; Gemma's sqrt(hidden) embedding scale). */
   scales: { embedding: Tensor | null; residual: Tensor | null; logits: Tensor | null };
   bytes: number;
   /** Every GPU object these weights hold, by what it was made from (UploadReuse.objects of an update). */
@@ -201,20 +201,20 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
     if (x !== h) x.dispose();
     const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps, all: cfg.qkNormOver === 'projection' } : undefined;
     const rotary = cfg.ropeLayers[i] ? cfg.rotaryDim : 0;
-    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm, rotary, ropeScale }); // [T, nh D]; K, V -> cache
+    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm, rotary, ropeScale, localRope: cfg.localRopeLayers[i] }); // [T, nh D]; K, V -> cache
     qkv.dispose();
-    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window, scale: cfg.attentionScale }); // [T, nh D]
+    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window, scale: cfg.attentionScale, softcap: cfg.attnSoftcap }); // [T, nh D]
     q.dispose();
     tap?.(rec, `layers.${i}.o`, att);
     const h1 = residualLinear(ctx, rec, h, att, l.o, l.oBias, { norm: l.attnOutNorm, eps, scale: w.scales.residual }); // h + attention
     att.dispose();
     h.dispose();
-    // SwiGLU MLP, the same way round: [norm]; gate | up; silu(gate) * up; down; [norm]; [x multiplier]; + h1.
+    // Gated MLP, the same way round: [norm]; gate | up; silu(gate) * up (Gemma: gelu_tanh); down; [norm]; [x multiplier]; + h1.
     const x1 = l.postNorm ? rmsNorm(ctx, rec, h1, l.postNorm, eps) : h1;
     tap?.(rec, `layers.${i}.gateUp`, x1);
     const gu = linear(ctx, rec, x1, l.gateUp, { bias: l.gateUpBias ?? undefined }); // [T, 2I]
     if (x1 !== h1) x1.dispose();
-    const a = swiglu(ctx, rec, gu); // [T, I] silu(gate) * up
+    const a = cfg.mlpActivation === 'gelu_tanh' ? gegluTanh(ctx, rec, gu) : swiglu(ctx, rec, gu); // [T, I]
     gu.dispose();
     tap?.(rec, `layers.${i}.down`, a);
     h = residualLinear(ctx, rec, h1, a, l.down, l.downBias, { norm: l.mlpOutNorm, eps, scale: w.scales.residual }); // h1 + MLP
@@ -235,5 +235,10 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
   tap?.(rec, 'lmHead', n);
   const logits = linear(ctx, rec, n, w.lmHead); // [T or 1, V]
   n.dispose();
-  return scaled(ctx, rec, logits, w.scales.logits); // Granite: / logits_scaling
+  const out = scaled(ctx, rec, logits, w.scales.logits); // Granite: / logits_scaling
+  if (!cfg.finalSoftcap) return out;
+  // Gemma's final_logit_softcapping: on what every caller reads (logits, sampling, verification).
+  const capped = softcap(ctx, rec, out, cfg.finalSoftcap);
+  out.dispose();
+  return capped;
 }

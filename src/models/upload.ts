@@ -171,8 +171,11 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
     return r.rows ? a.slice(r.rows.start * r.shape[1], (r.rows.start + r.rows.count) * r.shape[1]) : a;
   };
   // Norms, biases, position tables: f16 values under a quantized dtype (see the top of this file).
-  const readSide = async (r: WeightRef) => (quantized ? roundToF16(await read(r)) : read(r));
-  const vec = (r: WeightRef) => once('vec', [r], async () => ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
+  const readSide = async (r: WeightRef) => {
+    const a = r.offset ? (await read(r)).map((x) => x + r.offset!) : await read(r);
+    return quantized ? roundToF16(a) : a;
+  };
+  const vec = (r: WeightRef) => once(r.offset ? `vec+${r.offset}` : 'vec', [r], async () => ctx.uploadFloat(await readSide(r), r.shape, precision, r.name));
   const lin = async (parts: readonly LinearPart[], as: LinearDType = dtype, over: Pick<PrepareOptions, 'group' | 'symmetric' | 'activations' | 'clipSearch'> = {}) => {
     const N = parts.reduce((s, r) => s + r.weight.shape[0], 0);
     const K = parts[0].weight.shape[1];

@@ -1,6 +1,6 @@
 /**
  * Causal attention of q [T, nh D] (rows at positions pos0 .. pos0+T-1) over the KV cache of one
- * layer, with grouped-query heads and an optional sliding window (shaders/attn_dec_lib.wgsl). A
+ * layer, with grouped-query heads, an optional sliding window and score soft-capping (shaders/attn_dec_lib.wgsl). A
  * few query rows (decode) split the context into the model's cache.shared.splits pieces merged by
  * attn_combine.wgsl; a prefill has parallelism enough in its rows and runs one split, its rows
  * tiled so that each tile reads the cache once.
@@ -19,6 +19,8 @@ export interface DecoderAttentionOptions {
   window?: number;
   /** Multiplies q.k before the softmax; default 1 / sqrt(D) (Granite's attention_multiplier replaces it). */
   scale?: number;
+  /** Scores s -> softcap tanh(s / softcap) after the scale (Gemma 2's attn_logit_softcapping); 0 or absent: none. */
+  softcap?: number;
 }
 
 export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cache: KvCache, layer: number, opts: DecoderAttentionOptions): Tensor {
@@ -37,7 +39,7 @@ export function decoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, cach
     { shader: int8 ? 'attn_dec_q8' : 'attn_dec', variant: { precision, ...(!int8 && { kv: cache.shared.floatType }) } },
     { q, pos: cache.pos, out, part: cache.shared.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
     [nsplit, nkv * hchunks, Math.ceil(T / QT)],
-    { T, nh, nkv, D, cap, GC, hchunks, QT, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D) },
+    { T, nh, nkv, D, cap, GC, hchunks, QT, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D), softcap: opts.softcap ?? 0 },
   );
   if (nsplit > 1) {
     rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: cache.shared.part, out }, [nh, T], { nh, D, nsplit });

@@ -68,15 +68,18 @@ export class KvShared {
   readonly shape: KvCacheShape;
   /** f32 [cap, D]: cos(p * f_i) | sin(p * f_i) for i < D/2. */
   readonly rope: Tensor;
+  /** f32 [cap, D]: the same for the local layers' frequencies (Gemma 3's sliding layers), or null. */
+  readonly ropeLocal: Tensor | null;
   /** f32 [SPLIT_MAX_T, heads, splits, 2 + D]: the split partials of decode attention. */
   readonly part: Tensor;
   /** Splits along the context for decode steps (fixed per model, see attn_dec_lib.wgsl). */
   readonly splits: number;
   private disposed = false;
 
-  private constructor(shape: KvCacheShape, rope: Tensor, part: Tensor, splits: number) {
+  private constructor(shape: KvCacheShape, rope: Tensor, ropeLocal: Tensor | null, part: Tensor, splits: number) {
     this.shape = shape;
     this.rope = rope;
+    this.ropeLocal = ropeLocal;
     this.part = part;
     this.splits = splits;
   }
@@ -86,20 +89,30 @@ export class KvShared {
     return this.shape.dtype === 'f16' ? 'f16' : 'f32';
   }
 
-  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvShared {
+  /** The local RoPE table; a model without one asks for it by mistake. */
+  localRope(): Tensor {
+    if (!this.ropeLocal) throw new WebqError('SHAPE', 'KvCache: a layer asks for local RoPE, but the cache was made without local frequencies');
+    return this.ropeLocal;
+  }
+
+  /** `localInvFreq`: a second RoPE table for layers that rotate with other frequencies (Gemma 3). */
+  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array, localInvFreq: Float32Array | null = null): KvShared {
     const { kvHeads, headDim: D, cap, dtype } = shape;
     if (!KV_DTYPES.includes(dtype)) throw new WebqError('BAD_OPTION', `kv must be one of ${KV_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
     if (dtype === 'f16' && !ctx.caps.f16) throw new WebqError('NO_F16', `kv 'f16' needs shader-f16, which this device (${ctx.caps.adapter}) lacks; use kv 'f32' or 'int8'`);
     if (!Number.isSafeInteger(cap) || cap < 1) throw new WebqError('BAD_OPTION', `contextLength must be a positive integer, got ${cap}`);
-    if (invFreq.length !== D / 2) throw new WebqError('SHAPE', `KvCache: ${invFreq.length} RoPE frequencies for head dim ${D}; expected ${D / 2}`);
+    for (const f of [invFreq, localInvFreq]) if (f && f.length !== D / 2) throw new WebqError('SHAPE', `KvCache: ${f.length} RoPE frequencies for head dim ${D}; expected ${D / 2}`);
     const rope = ctx.upload(ropeTable(invFreq, cap), [cap, D], 'f32', 'kv.rope');
+    let ropeLocal: Tensor | null = null;
     try {
+      ropeLocal = localInvFreq ? ctx.upload(ropeTable(localInvFreq, cap), [cap, D], 'f32', 'kv.rope.local') : null;
       const { hchunks } = headChunks(shape.heads, kvHeads, D);
       const splits = Math.max(1, Math.min(Math.ceil(cap / BK), Math.ceil(DECODE_WORKGROUPS / (kvHeads * hchunks))));
       const part = ctx.upload(new Float32Array(SPLIT_MAX_T * shape.heads * splits * (2 + D)), [SPLIT_MAX_T, shape.heads, splits, 2 + D], 'f32', 'kv.part');
-      return new KvShared({ ...shape }, rope, part, splits);
+      return new KvShared({ ...shape }, rope, ropeLocal, part, splits);
     } catch (e) {
       rope.dispose();
+      ropeLocal?.dispose();
       throw e;
     }
   }
@@ -109,6 +122,7 @@ export class KvShared {
     if (this.disposed) return;
     this.disposed = true;
     this.rope.dispose();
+    this.ropeLocal?.dispose();
     this.part.dispose();
   }
 }
@@ -146,8 +160,8 @@ export class KvCache {
   }
 
   /** A sequence with its own KvShared, freed with it (one model, one sequence). */
-  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array): KvCache {
-    const shared = KvShared.create(ctx, shape, invFreq);
+  static create(ctx: GpuContext, shape: KvCacheShape, invFreq: Float32Array, localInvFreq: Float32Array | null = null): KvCache {
+    const shared = KvShared.create(ctx, shape, invFreq, localInvFreq);
     try {
       return KvCache.allocate(ctx, shared, true);
     } catch (e) {

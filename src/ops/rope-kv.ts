@@ -23,6 +23,8 @@ export interface RopeKvOptions {
   rotary?: number;
   /** Multiplies cos and sin (longrope's attention factor); default 1. */
   ropeScale?: number;
+  /** Rotate with the cache's local RoPE table (Gemma 3's sliding layers: rope_local_base_freq). */
+  localRope?: boolean;
 }
 
 /** qkv [T, (nh + 2 nkv) D] -> q [T, nh D] (roped); K and V of layer `layer` go into the cache. */
@@ -47,7 +49,7 @@ export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCac
     {
       qkv,
       pos: cache.pos,
-      rope: cache.shared.rope,
+      rope: opts.localRope ? cache.shared.localRope() : cache.shared.rope,
       qnorm: opts.qkNorm?.q ?? ph,
       knorm: opts.qkNorm?.k ?? ph,
       q,

@@ -47,7 +47,9 @@ export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
   // Calibration reads each part's tensor whole (quantize-methods.ts): a fused Linear's rows are not split there yet.
   if (cfg.fusedProjections) throw new WebqError('UNSUPPORTED_MODEL', `calibrated quantization does not yet split ${cfg.modelType}'s fused qkv_proj / gate_up_proj; quantize it with round-to-nearest at load (dtype q8 or q4)`);
   // A Linear whose input is a norm's output takes its scales folded into the norm; OLMo 2's read the residual stream (no fold).
-  const normFold = (w: WeightRef | null): LinearUnit['fold'] => (w ? { kind: 'norm', weight: w, bias: null } : null);
+  // Gemma's norms scale by 1 + w (WeightRef.offset): dividing the stored w by s would not divide
+  // the scale, so those units take no per-channel scales (GPTQ and round-to-nearest need none).
+  const normFold = (w: WeightRef | null): LinearUnit['fold'] => (w && !w.offset ? { kind: 'norm', weight: w, bias: null } : null);
   refs.layers.forEach((l, i) => {
     const p = `layers.${i}`;
     units.push({ id: `${p}.qkv`, parts: [l.q, l.k, l.v], K: H, fold: normFold(l.inputNorm), noClip: [0, 1] });
@@ -56,7 +58,7 @@ export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
     units.push({ id: `${p}.gateUp`, parts: [l.gate, l.up], K: H, fold: normFold(l.postNorm), noClip: [] });
     units.push({ id: `${p}.down`, parts: [l.down], K: cfg.intermediateSize, fold: { kind: 'rows', part: l.up }, noClip: [] });
   });
-  if (refs.lmHead) units.push({ id: 'lmHead', parts: [{ weight: refs.lmHead }], K: H, fold: { kind: 'norm', weight: refs.norm, bias: null }, noClip: [] });
+  if (refs.lmHead) units.push({ id: 'lmHead', parts: [{ weight: refs.lmHead }], K: H, fold: normFold(refs.norm), noClip: [] });
   return units;
 }
 

@@ -17,6 +17,23 @@ export function refSwiglu(x: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
+/** out [rows, cols] = gelu_tanh(gate) * up (Gemma's GeGLU), x [rows, 2 * cols] holding gate | up. */
+export function refGegluTanh(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const g = x[r * 2 * cols + c];
+      out[r * cols + c] = 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))) * x[r * 2 * cols + cols + c];
+    }
+  }
+  return out;
+}
+
+/** cap tanh(x / cap) elementwise (Gemma's final_logit_softcapping). */
+export function refSoftcap(x: Float32Array, cap: number): Float32Array {
+  return Float32Array.from(x, (v) => cap * Math.tanh(v / cap));
+}
+
 export interface RopeKvRef {
   /** [T, nh * D]: normed (qkNorm) and roped. */
   q: Float32Array;
@@ -90,14 +107,15 @@ export function refQuantizeKvRows(x: Float32Array, rows: number, D: number): { c
  * Causal attention of q [T, nh * D] (query rows at positions pos0 .. pos0 + T - 1) over a cache's
  * keys and values k, v [nkv, cap, D] (positions 0 .. pos0 + T - 1 are read; the rest is ignored).
  * Query head h reads KV head floor(h / (nh / nkv)); the row at position P sees keys
- * max(0, P - window + 1) .. P (window 0: all up to P). Scores are scaled by 1 / sqrt(D).
+ * max(0, P - window + 1) .. P (window 0: all up to P). Scores are scaled by `scale` (default
+ * 1 / sqrt(D)), then with softcap > 0 mapped to softcap tanh(s / softcap) (Gemma 2).
  */
 export function refDecoderAttention(
   q: Float32Array, k: Float32Array, v: Float32Array, T: number, nh: number, nkv: number, D: number, cap: number, pos0: number, window = 0,
+  scale = 1 / Math.sqrt(D), softcap = 0,
 ): Float32Array {
   const out = new Float32Array(T * nh * D);
   const group = nh / nkv;
-  const scale = 1 / Math.sqrt(D);
   const w = new Float64Array(pos0 + T);
   for (let t = 0; t < T; t++) {
     const P = pos0 + t;
@@ -109,7 +127,7 @@ export function refDecoderAttention(
       for (let j = first; j <= P; j++) {
         let s = 0;
         for (let d = 0; d < D; d++) s += q[qo + d] * k[kv + j * D + d];
-        w[j] = s * scale;
+        w[j] = softcap > 0 ? softcap * Math.tanh((s * scale) / softcap) : s * scale;
         max = Math.max(max, w[j]);
       }
       let sum = 0;

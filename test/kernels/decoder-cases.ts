@@ -8,11 +8,11 @@ import type { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
 import type { Tensor } from '../../src/gpu/tensor.ts';
 import { f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
-import { swiglu } from '../../src/ops/activation.ts';
+import { gegluTanh, softcap, swiglu } from '../../src/ops/activation.ts';
 import { decoderAttention } from '../../src/ops/decoder-attention.ts';
 import { KvCache, KvShared, type KvDType } from '../../src/ops/kv-cache.ts';
 import { ropeKv } from '../../src/ops/rope-kv.ts';
-import { refDecoderAttention, refQuantizeKvRows, refRopeKv, refSwiglu } from '../../src/reference/decoder.ts';
+import { refDecoderAttention, refGegluTanh, refQuantizeKvRows, refRopeKv, refSoftcap, refSwiglu } from '../../src/reference/decoder.ts';
 import { allOf, compare, input, roundF16, runOp, type Compare, type KernelCase } from './check.ts';
 
 const cases: KernelCase[] = [];
@@ -142,7 +142,59 @@ for (const c of ATT) {
   }
 }
 
-async function attentionCase(ctx: GpuContext, p: Precision, [T, nh, nkv, D, pos0, window, cap, splits]: (typeof ATT)[number], kv: KvKind): Promise<Compare> {
+/**
+ * Gemma's attention options: scores soft-capped (attn_logit_softcapping; caps 2 and 0.5 against
+ * scores of std ~1.5 here, so tanh bends most of them), a scale other than 1/sqrt(D)
+ * (query_pre_attn_scalar), with and without a sliding window, prefill and decode, every cache.
+ * Exported for test/node/gemma.test.ts, which runs them on both kernel families.
+ */
+const GEMMA_ATT: [(typeof ATT)[number], number, number][] = [
+  [[1, 4, 2, 16, 70, 0, 80, 2, ['act', 'f32', 'int8']], 0.4, 2],
+  [[1, 4, 2, 16, 70, 9, 80, 2, ['act', 'f32', 'int8']], 0.4, 2],
+  [[20, 4, 2, 32, 0, 6, 40, 1, ['act', 'f32', 'int8']], 0.3, 0.5],
+  [[3, 8, 2, 16, 100, 0, 130, 3, ['act', 'int8']], 0.4, 2],
+];
+export const GEMMA_KERNEL_CASES: KernelCase[] = [];
+for (const [c, scale, softcap] of GEMMA_ATT) {
+  const [T, nh, nkv, D, pos0, window, cap, , kvs] = c;
+  for (const kv of kvs) {
+    GEMMA_KERNEL_CASES.push({
+      name: `decoderAttention softcap=${softcap} scale=${scale} T=${T} nh=${nh} nkv=${nkv} D=${D} pos0=${pos0}${window ? ` window=${window}` : ''} kv=${kv}`,
+      run: (ctx, p) => attentionCase(ctx, p, c, kv, { scale, softcap }),
+    });
+  }
+}
+// GeGLU (tanh GELU) and the logits' softcap, one past the workgroup (256) and many rows.
+for (const [rows, cols] of [[3, 7], [33, 257]] as const) {
+  GEMMA_KERNEL_CASES.push({
+    name: `geglu_tanh ${rows}x${cols}`,
+    async run(ctx, p) {
+      const x = input(rows * 2 * cols, 200 + cols, p, 3);
+      const t = ctx.uploadFloat(x, [rows, 2 * cols], p);
+      const got = await runOp(ctx, (rec) => gegluTanh(ctx, rec, t));
+      t.dispose();
+      return p === 'f32' ? compare(got, refGegluTanh(x, rows, cols), 1e-6, 1e-5) : compare(got, refGegluTanh(x, rows, cols), 2e-3, 2e-3);
+    },
+  });
+  GEMMA_KERNEL_CASES.push({
+    name: `softcap 3 ${rows}x${cols}`,
+    async run(ctx, p) {
+      // Values up to ~30 (input scale 10): past the cap, where tanh saturates; 1e4 checks no NaN.
+      const x = input(rows * cols, 210 + cols, p, 10);
+      x[0] = 1e4;
+      x[1] = -1e4;
+      const t = ctx.uploadFloat(x, [rows, cols], p);
+      const got = await runOp(ctx, (rec) => softcap(ctx, rec, t, 3));
+      t.dispose();
+      return p === 'f32' ? compare(got, refSoftcap(x, 3), 1e-6, 1e-5) : compare(got, refSoftcap(x, 3), 2e-3, 2e-3);
+    },
+  });
+}
+cases.push(...GEMMA_KERNEL_CASES);
+
+async function attentionCase(
+  ctx: GpuContext, p: Precision, [T, nh, nkv, D, pos0, window, cap, splits]: (typeof ATT)[number], kv: KvKind, gemma?: { scale: number; softcap: number },
+): Promise<Compare> {
   const dtype = kvDtype(kv, p);
   const cache = KvCache.create(ctx, { layers: 1, heads: nh, kvHeads: nkv, headDim: D, cap, dtype }, invFreq(D));
   // Keys and values fill the whole cache: positions past the context hold values the kernel must not read.
@@ -171,8 +223,8 @@ async function attentionCase(ctx: GpuContext, p: Precision, [T, nh, nkv, D, pos0
       write(l.v, dtype === 'f16' ? f32ArrayToF16(v) : v);
     }
     cache.setPosition(ctx, pos0);
-    const got = await runOp(ctx, (rec) => decoderAttention(ctx, rec, tq, cache, 0, { pos0, window }));
-    const ref = refDecoderAttention(q, k, v, T, nh, nkv, D, cap, pos0, window);
+    const got = await runOp(ctx, (rec) => decoderAttention(ctx, rec, tq, cache, 0, { pos0, window, ...gemma }));
+    const ref = refDecoderAttention(q, k, v, T, nh, nkv, D, cap, pos0, window, gemma?.scale, gemma?.softcap);
     // Softmax-weighted means of N(0,1) values: f32 exp and sums (and the splits' rescaling) against
     // f64; f16 stores q and the output in f16 (2^-11), the weights stay f32.
     return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
