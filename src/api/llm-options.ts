@@ -79,7 +79,8 @@ export interface GenerateOptions extends ConstraintOptions {
   /**
    * Speculative decoding: { method: 'lookup', k } drafts up to k (1..16, default 4) tokens per
    * step from the prompt and the text so far and verifies them in one target forward; the output is
-   * the same as without it. Greedy only (temperature 0, no repetitionPenalty), and not with
+   * the same as without it (sampled too: the same seed draws the same tokens from the same logits).
+   * Not with repetitionPenalty,
    * responseFormat, tools, logitBias or logprobs ('BAD_OPTION' otherwise). See src/generate/speculative.ts.
    */
   speculative?: SpeculativeOptions;

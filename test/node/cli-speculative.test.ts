@@ -44,9 +44,8 @@ describe('webq generate --speculative', () => {
     const cases: [string[], string][] = [
       [['--speculative', 'lookup', '--draft-tokens', '0'], '--draft-tokens must be an integer from 1 to 16, got "0"'],
       [['--speculative', 'lookup', '--draft-tokens', '17'], '--draft-tokens must be an integer from 1 to 16, got "17"'],
-      [['--speculative', 'self'], '--speculative must be one of lookup, got "self"'],
+      [['--speculative', 'tree'], '--speculative must be lookup, self or draft=MODEL, got "tree"'], [['--speculative', 'draft='], 'needs the draft model'], [['--speculative', 'self', '--draft-tokens', '17'], '--draft-tokens must be an integer from 1 to 16'],
       [['--draft-tokens', '4'], '--draft-tokens needs --speculative'],
-      [['--speculative', 'lookup', '--temperature', '0.8'], '--speculative needs --temperature 0'],
       [['--speculative', 'lookup', '--regex', '[a-z]+'], '--speculative does not combine with a constraint'],
     ];
     for (const [flags, msg] of cases) {

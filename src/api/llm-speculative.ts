@@ -1,0 +1,91 @@
+/**
+ * The drafter of an LlmModel's speculative call (src/generate/drafters.ts), resolved before
+ * generation starts: 'lookup' needs nothing; 'self' drafts with the model's own first layers (a
+ * Decoder over the same GPU buffers, made once and kept until the weights change); 'draft' with a
+ * second LlmModel on the same GPU context whose vocabulary is the target's (checked, naming both).
+ * A draft given as a path is loaded once and kept, freed with the target.
+ */
+import { WebqError } from '../errors.ts';
+import type { Decoder } from '../generate/decoder.ts';
+import { DecoderDrafter, lookupDrafter, selfDecoder, type Drafter } from '../generate/drafters.ts';
+import type { SpeculativeOptions } from '../generate/speculative.ts';
+import { LlmModel } from './llm.ts';
+
+/** A resolved drafter, and what to give back when the call ends (a lent draft model's queue). */
+export interface HeldDrafter {
+  drafter: Drafter;
+  release(): void;
+}
+
+/**
+ * 'self' without `layers`: half the layers (rounded down, at least one). Measured on the trained
+ * fixture (4 layers) by `npm run bench -- speculative` (see README, speculative decoding).
+ */
+export function defaultSelfLayers(numLayers: number): number {
+  return Math.max(1, Math.floor(numLayers / 2));
+}
+
+export class SpeculativeDrafters {
+  private self: { decoder: Decoder; layers: number; weights: object } | null = null;
+  private readonly loaded = new Map<string, Promise<LlmModel>>();
+  private readonly fits = new WeakSet<LlmModel>();
+
+  constructor(private readonly target: LlmModel) {}
+
+  /** The drafter for `s` (checked by checkSpeculative), holding a draft model's queue until release(). */
+  async resolve(s: SpeculativeOptions, lend: () => { decoder: Decoder; weights: object }, signal?: AbortSignal): Promise<HeldDrafter> {
+    if (s.method === 'lookup') return { drafter: lookupDrafter, release: () => {} };
+    if (s.method === 'self') return { drafter: new DecoderDrafter(this.selfDecoder(s.layers, lend())), release: () => {} };
+    const draft = typeof s.model === 'string' ? await this.load(s.model) : s.model;
+    if (!(draft instanceof LlmModel)) throw new WebqError('BAD_OPTION', `speculative.model must be an LlmModel or a path / hub id, got ${Object.prototype.toString.call(draft)}`);
+    if (draft === this.target) throw new WebqError('BAD_OPTION', `speculative.model is ${this.target.describe} itself; use method 'self' to draft with the model's own layers`);
+    if (!this.fits.has(draft)) checkDraftFits(this.target, draft);
+    this.fits.add(draft);
+    const held = await draft.lendDecoder(signal);
+    return { drafter: new DecoderDrafter(held.decoder), release: held.release };
+  }
+
+  private selfDecoder(layers: number | undefined, t: { decoder: Decoder; weights: object }): Decoder {
+    const cfg = this.target.config;
+    const n = layers ?? defaultSelfLayers(cfg.numLayers);
+    if (n >= cfg.numLayers) throw new WebqError('BAD_OPTION', `speculative.layers must be less than ${this.target.describe}'s ${cfg.numLayers} layers (the draft runs a prefix of them), got ${n}`);
+    if (cfg.numLayers < 2) throw new WebqError('BAD_OPTION', `speculative method 'self' needs a model of two or more layers; ${this.target.describe} has ${cfg.numLayers}`);
+    if (!this.self || this.self.layers !== n || this.self.weights !== t.weights) {
+      this.self?.decoder.dispose();
+      this.self = null;
+      const c = t.decoder.cache.shape;
+      this.self = { decoder: selfDecoder(this.target.ctx, cfg, t.decoder.weights, n, c.cap, c.dtype), layers: n, weights: t.weights };
+    }
+    return this.self.decoder;
+  }
+
+  private load(location: string): Promise<LlmModel> {
+    let m = this.loaded.get(location);
+    if (!m) {
+      m = LlmModel.load(location, { context: this.target.ctx, contextLength: this.target.contextLength, kv: this.target.kv });
+      this.loaded.set(location, m);
+      m.catch(() => this.loaded.delete(location));
+    }
+    return m;
+  }
+
+  dispose(): void {
+    this.self?.decoder.dispose();
+    this.self = null;
+    for (const m of this.loaded.values()) void m.then((x) => x.dispose(), () => {});
+    this.loaded.clear();
+  }
+}
+
+/** A draft model must run on the target's GPU context and share its vocabulary, token for token. */
+export function checkDraftFits(target: LlmModel, draft: LlmModel): void {
+  const names = `target ${target.describe}, draft ${draft.describe}`;
+  if (draft.ctx !== target.ctx) throw new WebqError('BAD_OPTION', `speculative.model must be loaded on the target's GPU context (LlmModel.load(..., { context: target.ctx })) (${names})`);
+  const tv = target.config.vocabSize, dv = draft.config.vocabSize;
+  if (tv !== dv) throw new WebqError('DRAFT_VOCABULARY', `speculative: the draft model's vocabulary differs from the target's: vocab_size ${dv} vs ${tv} (${names})`);
+  const a = target.tokenizer.tokensById(), b = draft.tokenizer.tokensById();
+  const i = a.findIndex((t, j) => t !== b[j]);
+  if (a.length !== b.length || i >= 0) {
+    throw new WebqError('DRAFT_VOCABULARY', `speculative: the draft model's tokenizer differs from the target's: ${i >= 0 ? `token ${i} is ${JSON.stringify(b[i])} vs ${JSON.stringify(a[i])}` : `${b.length} vs ${a.length} tokens`} (${names})`);
+  }
+}
