@@ -1,7 +1,9 @@
 /**
  * `npm run bench -- speculative`: plain greedy decoding against speculation (#24) with each drafter,
- * same model, same prompt, same run: prompt lookup, 'self' (the model's own first layers) and, on
- * the trained fixture, 'draft' (a draft model: the same checkpoint loaded at q4). Models: a shape with random weights (generated on read;
+ * same model, same prompt, same run: prompt lookup, 'self' and, on the trained fixture, 'draft' (a
+ * draft model: the same checkpoint loaded at q4). 'self' is the model's own setting: on the trained
+ * fixture LlmModel's default (its q4 copy unless the model runs at q4; its first layers with
+ * --self-layers), on a random shape its first layers (half, or --self-layers). Models: a shape with random weights (generated on read;
  * SmolLM2-135M by default) or `trained` (test/fixtures/trained-llama, a small model trained on
  * template stories). The prompt is a quoting task: a passage, then "again:" and its first half, so
  * a model that quotes continues with the passage's second half (random weights do not quote; their
@@ -39,7 +41,8 @@ const USAGE = `usage: npm run bench -- speculative [--json] [--model ${MODELS.jo
   --k LIST      draft tokens per forward for the speculative rows (default 4,8; each 1..${MAX_DRAFT_TOKENS})
   --methods L   drafters to run (default lookup,self,draft; draft on the trained model only: the
                 fixture loaded again at q4 drafts)
-  --self-layers N  layers the 'self' drafter runs (default: half, rounded down)
+  --self-layers N  'self' drafts with the model's first N layers (default: the trained model's
+                q4 copy, or half the layers of a random shape or a q4 model)
   --runs N      timed runs per mode, median reported (default 3)
   --json        the rows as JSON on stdout, the table on stderr
 `;

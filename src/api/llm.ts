@@ -101,7 +101,9 @@ export class LlmModel {
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
-    return loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+    const model = await loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+    model.drafters.source = { location, opts }; // 'self' loads the same checkpoint at q4 from here
+    return model;
   }
 
   /** The rest of load(), holding a cached model's lock (src/io/hub/cache-lock.ts): it reads one version of the files. */
@@ -187,12 +189,11 @@ export class LlmModel {
     return release;
   }
 
-  /** @internal The decoder, held (the model's queue) until release(): a draft model lent to another's speculation. */
+  /** @internal The decoder, held (its queue) until release(): a draft model lent to another's speculation. */
   async lendDecoder(signal?: AbortSignal): Promise<{ decoder: Decoder; release: () => void }> {
-    this.check();
     const release = await this.acquire(signal);
-    if (this.disposed || this.weights.stale) release();
-    this.checkLive(); // throws, after release(), when the model went away while we waited
+    if (this.disposed || this.weights.stale) release(); // checkLive() throws below
+    this.checkLive();
     return { decoder: this.decoder, release };
   }
 

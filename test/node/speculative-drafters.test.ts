@@ -38,7 +38,7 @@ describe('greedy with model drafters equals greedy without them', () => {
     { dtype: 'q4', kv: 'int8' },
   ] as const;
   for (const c of cases) {
-    it(`tiny llama target ${c.dtype} weights, ${c.kv} KV: self (1 and 2 of 3 layers) and a tiny draft model (loaded, and by path)`, async () => {
+    it(`tiny llama target ${c.dtype} weights, ${c.kv} KV: self (default: q4 copy, or 1 of 3 layers on q4; 2 of 3 layers) and a tiny draft model (loaded, and by path)`, async () => {
       const model = await LlmModel.load(target.dir, { ...c, context: ctx, contextLength: 128 });
       const small = await LlmModel.load(draft.dir, { dtype: 'q4', kv: c.kv, context: ctx, contextLength: 128 });
       try {
@@ -70,7 +70,7 @@ describe('greedy with model drafters equals greedy without them', () => {
 });
 
 describe('drafts are accepted where the draft agrees with the target', () => {
-  it('the trained fixture at f32 with its own q4 weights as the draft, and self: identical text, drafts accepted', async () => {
+  it('the trained fixture at f32 with its own q4 weights as the draft, and self (the same by default): identical text, drafts accepted', async () => {
     const story = 'Emma was a brave little girl who lived in a nest near the town. Every Thursday, Emma and Nora went to';
     const model = await LlmModel.load(TRAINED_LLAMA, { dtype: 'f32', kv: 'f32', context: ctx, contextLength: 160 });
     const q4 = await LlmModel.load(TRAINED_LLAMA, { dtype: 'q4', kv: 'f32', context: ctx, contextLength: 160 });
@@ -84,7 +84,9 @@ describe('drafts are accepted where the draft agrees with the target', () => {
       const viaSelf = await model.generate(story, { maxTokens: 32, temperature: 0, ignoreEos: true, speculative: { method: 'self', k: 4 } });
       expect(viaSelf.tokens).toEqual(plain.tokens);
       const ds = viaSelf.usage.completionTokensDetails!;
-      console.log(`trained f32, self (2 of 4 layers) k=4: ${viaSelf.tokens.length} tokens in ${viaSelf.usage.targetForwards} forwards, accepted ${ds.acceptedPredictionTokens}, rejected ${ds.rejectedPredictionTokens}`);
+      // 'self' on an f32 model drafts with the checkpoint's q4 weights: the same counts as the q4 draft model.
+      expect(ds.acceptedPredictionTokens).toBeGreaterThan(ds.rejectedPredictionTokens);
+      console.log(`trained f32, self (its q4 copy) k=4: ${viaSelf.tokens.length} tokens in ${viaSelf.usage.targetForwards} forwards, accepted ${ds.acceptedPredictionTokens}, rejected ${ds.rejectedPredictionTokens}`);
       // Sampling with a model drafter: the same tokens as sampling without it, for a seed.
       const o = { maxTokens: 20, temperature: 0.7, topK: 20, seed: 3, ignoreEos: true };
       const sampled = await model.generate(story, o);
