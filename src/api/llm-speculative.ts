@@ -38,6 +38,8 @@ export class SpeculativeDrafters {
   source: { location: string; opts: LlmLoadOptions } | null = null;
   private self: { decoder: Decoder; layers: number; weights: object } | null = null;
   private selfQ4: Promise<LlmModel> | null = null;
+  private readonly owned = new Set<LlmModel>();
+  private disposed = false;
   private readonly loaded = new Map<string, Promise<LlmModel>>();
   private readonly fits = new WeakSet<LlmModel>();
 
@@ -75,15 +77,21 @@ export class SpeculativeDrafters {
   /** The target's checkpoint at q4 on the same context, loaded once (a failed load is tried again next call). */
   private q4(): Promise<LlmModel> {
     const { location, opts } = this.source!;
-    this.selfQ4 ??= LlmModel.load(location, { ...opts, dtype: 'q4', context: this.target.ctx, contextLength: this.target.contextLength, kv: this.target.kv });
+    this.selfQ4 ??= this.own(LlmModel.load(location, { ...opts, dtype: 'q4', context: this.target.ctx, contextLength: this.target.contextLength, kv: this.target.kv }));
     this.selfQ4.catch(() => (this.selfQ4 = null));
     return this.selfQ4;
+  }
+
+  /** Keeps a model this object loaded, to free it with the target (at once: the target may free the device next). */
+  private own(p: Promise<LlmModel>): Promise<LlmModel> {
+    void p.then((m) => (this.disposed ? m.dispose() : this.owned.add(m)), () => {});
+    return p;
   }
 
   private load(location: string): Promise<LlmModel> {
     let m = this.loaded.get(location);
     if (!m) {
-      m = LlmModel.load(location, { context: this.target.ctx, contextLength: this.target.contextLength, kv: this.target.kv });
+      m = this.own(LlmModel.load(location, { context: this.target.ctx, contextLength: this.target.contextLength, kv: this.target.kv }));
       this.loaded.set(location, m);
       m.catch(() => this.loaded.delete(location));
     }
@@ -93,7 +101,9 @@ export class SpeculativeDrafters {
   dispose(): void {
     this.self?.decoder.dispose();
     this.self = null;
-    for (const m of [...this.loaded.values(), ...(this.selfQ4 ? [this.selfQ4] : [])]) void m.then((x) => x.dispose(), () => {});
+    this.disposed = true;
+    for (const m of this.owned) m.dispose();
+    this.owned.clear();
     this.selfQ4 = null;
     this.loaded.clear();
   }
