@@ -36,8 +36,8 @@ export class DecoderDrafter implements Drafter {
     const n = Math.min(room, this.decoder.contextLength - seq.length + 1);
     if (n < 1) return [];
     const out: number[] = [];
-    // One read-back after the first token (it includes catching the draft's cache up) and one for the rest.
-    for await (const b of this.decoder.generate(seq, GREEDY, { maxTokens: n, batch: n, signal })) out.push(...b);
+    // One read-back for all n: the verification needs them together.
+    for await (const b of this.decoder.generate(seq, GREEDY, { maxTokens: n, batch: n, firstBatch: n, signal })) out.push(...b);
     return out;
   }
 }
