@@ -4,7 +4,8 @@
  * context whose vocabulary is the target's (checked, naming both); 'self' drafts with the same
  * checkpoint at a cheaper setting:
  * - by default, its q4 weights when the model runs at another dtype (loaded from the same files
- *   on the first 'self' call and kept: the weights cost a q4 copy on the GPU), else
+ *   on the first 'self' call and kept: the weights cost a q4 copy on the GPU), else (a q4 model, a
+ *   model not loaded from files, or files that do not load at q4)
  * - its own first `layers` layers, final norm and LM head (a Decoder over the same GPU buffers,
  *   made once and kept until the weights change).
  * On the trained fixture (bench speculative, README) the q4 copy of an f32 model accepted 49 of 53
@@ -40,6 +41,7 @@ export class SpeculativeDrafters {
   private selfQ4: Promise<LlmModel> | null = null;
   private readonly owned = new Set<LlmModel>();
   private disposed = false;
+  private noQ4 = false;
   private readonly loaded = new Map<string, Promise<LlmModel>>();
   private readonly fits = new WeakSet<LlmModel>();
 
@@ -48,10 +50,17 @@ export class SpeculativeDrafters {
   /** The drafter for `s` (checked by checkSpeculative), holding a draft model's queue until release(). */
   async resolve(s: SpeculativeOptions, lend: () => { decoder: Decoder; weights: object }, signal?: AbortSignal): Promise<HeldDrafter> {
     if (s.method === 'lookup') return { drafter: lookupDrafter, release: () => {} };
-    if (s.method === 'self' && (s.layers !== undefined || !this.source || Q4_LIKE.includes(this.target.dtype))) {
-      return { drafter: new DecoderDrafter(this.selfDecoder(s.layers, lend())), release: () => {} };
-    }
-    const draft = s.method === 'self' ? await this.q4() : typeof s.model === 'string' ? await this.load(s.model) : s.model;
+    const byLayers = () => ({ drafter: new DecoderDrafter(this.selfDecoder(s.layers, lend())), release: () => {} });
+    if (s.method === 'self' && (s.layers !== undefined || !this.source || this.noQ4 || Q4_LIKE.includes(this.target.dtype))) return byLayers();
+    let draft: unknown;
+    if (s.method === 'self') {
+      // A checkpoint that will not load at q4 (stored at another quantization, say) drafts by layers from now on.
+      draft = await this.q4().catch(() => null);
+      if (!draft) {
+        this.noQ4 = true;
+        return byLayers();
+      }
+    } else draft = typeof s.model === 'string' ? await this.load(s.model) : s.model;
     if (!(draft instanceof LlmModel)) throw new WebqError('BAD_OPTION', `speculative.model must be an LlmModel or a path / hub id, got ${Object.prototype.toString.call(draft)}`);
     if (draft === this.target) throw new WebqError('BAD_OPTION', `speculative.model is ${this.target.describe} itself; use method 'self' to draft with the model's own layers`);
     if (!this.fits.has(draft)) checkDraftFits(this.target, draft);

@@ -8,7 +8,7 @@
  * produces one token at a time from the same logits (prefill and decode logits agree,
  * test/node/spec-numerics.test.ts). The keys and values of the rejected drafts are cut from the cache.
  *
- * First version: the count and the argmax ids (k + 2 words) are read back once per verification
+ * The count and the kept ids (k + 2 words) are read back once per verification
  * step, because the drafter runs on the CPU over the text so far; the plain decoder instead runs
  * ahead of the CPU by two batches (decoder.ts).
  */

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlmModel } from '../../src/api/llm.ts';
+import type { CliIO } from '../../src/cli/command.ts';
+import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 import { TRAINED_LLAMA } from '../helpers/trained-fixture.ts';
@@ -95,6 +97,28 @@ describe('drafts are accepted where the draft agrees with the target', () => {
       expect(sampledDraft.usage.completionTokensDetails!.acceptedPredictionTokens).toBeGreaterThan(0);
     } finally {
       q4.dispose();
+      model.dispose();
+    }
+  });
+});
+
+describe("'self' on a checkpoint stored at q8 (it will not load at q4)", () => {
+  it('drafts with its first layers instead: greedy identical, drafts made', async () => {
+    const out = join(dir, 'target-q8');
+    const io = { stdout: () => {}, stderr: () => {}, gpuContext: ctx } as unknown as CliIO;
+    expect(await main(['quantize', target.dir, '--dtype', 'q8', '--out', out], io)).toBe(0);
+    await expect(LlmModel.load(out, { dtype: 'q4', context: ctx, contextLength: 64 })).rejects.toThrow(/pre-quantized as q8/); // the premise
+    const model = await LlmModel.load(out, { context: ctx, contextLength: 64, kv: 'f32' });
+    try {
+      expect(model.dtype).toBe('q8');
+      const plain = await model.generate(QUOTE, { maxTokens: 12, temperature: 0, ignoreEos: true });
+      for (let i = 0; i < 2; i++) {
+        const r = await model.generate(QUOTE, { maxTokens: 12, temperature: 0, ignoreEos: true, speculative: { method: 'self', k: 3 } });
+        expect(r.tokens).toEqual(plain.tokens);
+        const d = r.usage.completionTokensDetails!;
+        expect(d.acceptedPredictionTokens + d.rejectedPredictionTokens).toBeGreaterThan(0);
+      }
+    } finally {
       model.dispose();
     }
   });
