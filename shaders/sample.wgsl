@@ -50,6 +50,9 @@ const LOGPROBS = 4u;
 const TOP_MAX = 20u;
 const LPW = 2u + 2u * TOP_MAX;
 var<workgroup> red_u: array<u32, WG>;
+// The logits row sampled, and the offset of its RNG counter from step[0]: 0 for the one-row entries,
+// the workgroup's row for `sample_rows` (speculative verification, one row per drafted position).
+var<private> row: u32;
 var<workgroup> red_f: array<f32, WG>;
 
 // --- the RNG: exactly samplerUniform() in src/ops/sample.ts ---
@@ -81,7 +84,7 @@ fn score(i: u32) -> f32 {
   if ((p.flags & MASK) != 0u && (mask[i >> 5u] & (1u << (i & 31u))) == 0u) {
     return p.neg_inf;
   }
-  var s = f32(logits[i]);
+  var s = f32(logits[row * p.vocab + i]);
   if ((p.flags & BIAS) != 0u) { s += bias[i]; }
   if (p.penalty != 1.0 && (seen[i >> 5u] & (1u << (i & 31u))) != 0u) {
     return select(s * p.inv_penalty, s * p.penalty, s < 0.0);
@@ -296,7 +299,7 @@ fn draw(lo: u32, zmax: f32, lid: u32) -> u32 {
   var excl = 0.0;
   if (lid > 0u) { excl = red_f[lid - 1u]; } // exactly the previous lane's incl: chunks tile [0, total)
   let total = workgroupUniformLoad(&red_f[WG - 1u]);
-  let aim = sampler_uniform(step[1], step[0]) * total;
+  let aim = sampler_uniform(step[1], step[0] + row) * total;
   var pick = NONE;
   if (excl <= aim && aim < incl) {
     let r = aim - excl;
@@ -316,8 +319,8 @@ fn draw(lo: u32, zmax: f32, lid: u32) -> u32 {
   return select(drawn, fallback, drawn == NONE);
 }
 
-@compute @workgroup_size(WG)
-fn sample(@builtin(local_invocation_index) lid: u32) {
+// The token drawn from the row's logits after every filter (the kept tokens are key(z) >= kept).
+fn sampled(lid: u32) -> u32 {
   // The range of keys: the top anchors exp(z - zmax), and both ends settle probes without a pass.
   var hi = 0u;
   var low = NONE;
@@ -327,10 +330,26 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
     low = min(low, k);
   }
   let top = reduce_u(OP_MAX, hi, lid);
-  var kept = reduce_u(OP_MIN, low, lid); // the kept tokens are those with key(z) >= kept
+  var kept = reduce_u(OP_MIN, low, lid);
   let zmax = unkey(top);
   if (p.top_k != 0u) { kept = top_k_threshold(kept, top, lid); }
   if (p.top_p < 1.0) { kept = top_p_threshold(kept, top, zmax, lid); }
   if (p.min_p > 0.0) { kept = min_p_threshold(kept, zmax, lid); }
-  emit(draw(kept, zmax, lid), lid);
+  return draw(kept, zmax, lid);
+}
+
+@compute @workgroup_size(WG)
+fn sample(@builtin(local_invocation_index) lid: u32) {
+  emit(sampled(lid), lid);
+}
+
+// Speculative verification with sampling (src/ops/verify.ts): one workgroup per row of logits
+// [rows, vocab], row r drawn exactly as `sample` draws token step[0] + r, written to ids[1 + r]
+// (ids[0] is left for the accepted count). Nothing else is written: the kept tokens are known only
+// after verify.wgsl's `accept` compares the drafts with these draws.
+@compute @workgroup_size(WG)
+fn sample_rows(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  row = wg.x;
+  let id = sampled(lid);
+  if (lid == 0u) { ids[1u + row] = id; }
 }

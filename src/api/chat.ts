@@ -39,7 +39,7 @@ export interface ChatCompletionRequest {
   stop?: string | readonly string[] | null;
   /** Choices to generate (1-16), one after another; choice i samples with seed + i. */
   n?: number | null;
-  /** webq's: speculative decoding, { method: 'lookup', k } (GenerateOptions.speculative). */
+  /** webq's: speculative decoding, { method: 'lookup' | 'self' | 'draft', k } (GenerateOptions.speculative). */
   speculative?: GenerateOptions['speculative'] | null;
   /** Constrain the reply: { type: 'json_object' }, { type: 'json_schema', json_schema }, or webq's regex / grammar. */
   response_format?: ResponseFormat | null;

@@ -77,10 +77,13 @@ export interface GenerateOptions extends ConstraintOptions {
   /** Reject with a LimitError 'TIMEOUT' after this many ms, waiting in the queue included (default limits.timeoutMs). */
   timeoutMs?: number;
   /**
-   * Speculative decoding: { method: 'lookup', k } drafts up to k (1..16, default 4) tokens per
-   * step from the prompt and the text so far and verifies them in one target forward; the output is
-   * the same as without it. Greedy only (temperature 0, no repetitionPenalty), and not with
-   * responseFormat, tools, logitBias or logprobs ('BAD_OPTION' otherwise). See src/generate/speculative.ts.
+   * Speculative decoding: drafts up to k (1..16, default 4) tokens per step and verifies them in
+   * one target forward; the output is the same as without it (sampled too: the same seed draws the
+   * same tokens from the same logits). Drafters: { method: 'lookup' } (n-grams of the text so far),
+   * { method: 'self', layers? } (the checkpoint's q4 copy, or its first `layers` layers),
+   * { method: 'draft', model } (an LlmModel with the same vocabulary on the same context, or a path).
+   * Not with repetitionPenalty, responseFormat, tools, logitBias or logprobs ('BAD_OPTION'
+   * otherwise). See src/generate/speculative.ts and src/api/llm-speculative.ts.
    */
   speculative?: SpeculativeOptions;
 }

@@ -13,6 +13,7 @@ import { loadHolding } from '../io/hub/cache-lock.ts';
 import type { ModelFiles } from '../io/hub/model-files.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { Decoder } from '../generate/decoder.ts';
+import type { Drafter } from '../generate/drafters.ts';
 import { checkSpeculativeCall, generateSpeculative, type SpeculativeStats } from '../generate/speculative.ts';
 import { kvCacheFor } from '../generate/kv.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
@@ -29,6 +30,7 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { ChatCompletions } from './chat.ts';
 import { ConstraintTools, logprobEntries, prepareExtras, type PreparedExtras, type TokenLogprob } from './generate-extras.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type Limits } from './limits.ts';
+import { SpeculativeDrafters } from './llm-speculative.ts';
 import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
 import { staleError } from './recovery.ts';
 
@@ -65,6 +67,7 @@ export class LlmModel {
   private readonly calls: CallCounter;
   private readonly stopWatching: () => void;
   private queue: Promise<void> = Promise.resolve();
+  private readonly drafters = new SpeculativeDrafters(this);
   private disposed = false;
 
   private constructor(a: {
@@ -98,7 +101,9 @@ export class LlmModel {
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
-    return loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+    const model = await loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
+    model.drafters.source = { location, opts }; // 'self' loads the same checkpoint at q4 from here
+    return model;
   }
 
   /** The rest of load(), holding a cached model's lock (src/io/hub/cache-lock.ts): it reads one version of the files. */
@@ -182,6 +187,14 @@ export class LlmModel {
       throw e;
     }
     return release;
+  }
+
+  /** @internal The decoder, held (its queue) until release(): a draft model lent to another's speculation. */
+  async lendDecoder(signal?: AbortSignal): Promise<{ decoder: Decoder; release: () => void }> {
+    const release = await this.acquire(signal);
+    if (this.disposed || this.weights.stale) release(); // checkLive() throws below
+    this.checkLive();
+    return { decoder: this.decoder, release };
   }
 
   /** Logits over the vocabulary at the prompt's last position. */
@@ -276,7 +289,12 @@ export class LlmModel {
           const release = await this.acquire(limit.signal);
           try {
             this.checkLive();
-            result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal, k }));
+            const held = o.speculative ? await this.drafters.resolve(o.speculative, () => ({ decoder: this.decoder, weights: this.weights.current }), limit.signal) : null;
+            try {
+              result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal, k, drafter: held?.drafter }));
+            } finally {
+              held?.release();
+            }
           } finally {
             release();
           }
@@ -294,7 +312,7 @@ export class LlmModel {
   }
 
   /** One generation, holding the queue: decodes, streams text, applies stops and keeps the cache to what counts. */
-  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal; k: number }): AsyncGenerator<GenerationChunk, GenerationResult> {
+  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal; k: number; drafter?: Drafter }): AsyncGenerator<GenerationChunk, GenerationResult> {
     const cachedBefore = this.decoder.cachedPrefix(ids);
     const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop: o.stop });
     const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
@@ -303,7 +321,7 @@ export class LlmModel {
     let finish: FinishReason = 'length';
     const t0 = now();
     let tFirst = 0;
-    const spec: SpeculativeStats | null = o.k ? { forwards: 0, accepted: 0, rejected: 0 } : null;
+    const spec: SpeculativeStats | null = o.drafter ? { forwards: 0, accepted: 0, rejected: 0 } : null;
     const usageNow = (): Usage => {
       const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
       const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
@@ -320,7 +338,7 @@ export class LlmModel {
     // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
     let cacheKeep = Infinity;
     const batches = spec
-      ? generateSpeculative(this.decoder, ids, params, { maxTokens: o.maxTokens, k: o.k, stats: spec, signal: o.signal })
+      ? generateSpeculative(this.decoder, ids, params, { maxTokens: o.maxTokens, k: o.k, drafter: o.drafter!, stats: spec, signal: o.signal })
       : extras.decode(this.decoder, ids, params, { maxTokens: o.maxTokens, batch: o.readEvery, signal: o.signal });
     for await (const batch of batches) {
       if (!tFirst) tFirst = now();
@@ -422,6 +440,7 @@ export class LlmModel {
     if (this.disposed) return;
     this.disposed = true;
     this.stopWatching();
+    this.drafters.dispose();
     this.decoder.dispose();
     this.constraints.dispose();
     this.weights.dispose();

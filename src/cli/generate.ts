@@ -3,7 +3,7 @@
  * is generated (stats on stderr), or the prompt ids, generated ids and text as one JSON line.
  */
 import type { FinishReason, Usage } from '../api/llm.ts';
-import { DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, SPECULATIVE_METHODS, type SpeculativeOptions } from '../generate/speculative.ts';
+import { DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, type SpeculativeOptions } from '../generate/speculative.ts';
 import { UsageError, type Command } from './command.ts';
 import { CONSTRAINT_HELP, CONSTRAINT_VALUES, constraintOption } from './constraint-args.ts';
 import { LLM_HELP, LLM_VALUES, llmLoadOptions, loadLlm, numberOption, oneModel, parseArgs, type ParsedArgs, readPrompt, SAMPLING_HELP, SAMPLING_VALUES, samplingOptions, type ModelCliIO, CACHE_FLAGS } from './model-args.ts';
@@ -23,8 +23,10 @@ options:
                           "" starts from the tokenizer's BOS alone (an error where it adds none)
   --json                  print only {"ids": [prompt ids], "tokens": [generated ids], "text": "..."}
   --temperature T         0 = greedy (default 0, whatever generation_config.json says)
-  --speculative lookup    speculative decoding: draft tokens from the prompt and the text so far
-                          (n-gram lookup) and verify them in one forward; same output, greedy only
+  --speculative M         speculative decoding: draft tokens and verify them in one forward (same
+                          output; sampled output too, for a given --seed). M is lookup (n-grams of
+                          the prompt and the text so far), self (the model's own first half of
+                          layers) or draft=MODEL (a smaller model with the same tokenizer)
   --draft-tokens K        most drafted tokens per forward with --speculative (1..${MAX_DRAFT_TOKENS}, default ${DEFAULT_DRAFT_TOKENS})
 ${SAMPLING_HELP}
 ${CONSTRAINT_HELP}
@@ -42,17 +44,21 @@ export function formatStats(u: Usage, finish: FinishReason | 'tool_calls' | 'sto
 }
 
 /** --speculative and --draft-tokens, checked (with what they cannot combine with) before the model loads. */
-export function speculativeOption(command: string, p: ParsedArgs, temperature: number, responseFormat: unknown): SpeculativeOptions | undefined {
+export function speculativeOption(command: string, p: ParsedArgs, responseFormat: unknown): SpeculativeOptions | undefined {
   const method = p.values.get('--speculative');
   const k = numberOption(command, p, '--draft-tokens', (n) => Number.isSafeInteger(n) && n >= 1 && n <= MAX_DRAFT_TOKENS, `an integer from 1 to ${MAX_DRAFT_TOKENS}`);
   if (method === undefined) {
     if (k !== undefined) throw new UsageError(`${command}: --draft-tokens needs --speculative`);
     return undefined;
   }
-  if (!(SPECULATIVE_METHODS as readonly string[]).includes(method)) throw new UsageError(`${command}: --speculative must be one of ${SPECULATIVE_METHODS.join(', ')}, got ${JSON.stringify(method)} (self and draft=MODEL are not implemented)`);
-  if (temperature !== 0) throw new UsageError(`${command}: --speculative needs --temperature 0 (greedy), got ${temperature}`);
   if (responseFormat !== undefined) throw new UsageError(`${command}: --speculative does not combine with a constraint (--json-schema, --regex, --grammar)`);
-  return { method: method as SpeculativeOptions['method'], ...(k !== undefined && { k }) };
+  if (method.startsWith('draft=')) {
+    const model = method.slice('draft='.length);
+    if (!model) throw new UsageError(`${command}: --speculative draft=MODEL needs the draft model's folder or hub id after "draft="`);
+    return { method: 'draft', model, ...(k !== undefined && { k }) };
+  }
+  if (method !== 'lookup' && method !== 'self') throw new UsageError(`${command}: --speculative must be lookup, self or draft=MODEL, got ${JSON.stringify(method)}`);
+  return { method, ...(k !== undefined && { k }) };
 }
 
 export const generateCommand: Command = {
@@ -64,7 +70,7 @@ export const generateCommand: Command = {
     const load = llmLoadOptions('generate', p);
     const sampling = samplingOptions('generate', p);
     const responseFormat = await constraintOption('generate', p);
-    const speculative = speculativeOption('generate', p, sampling.temperature ?? 0, responseFormat);
+    const speculative = speculativeOption('generate', p, responseFormat);
     const prompt = await readPrompt('generate', p, io);
     const json = p.flags.has('--json');
 

@@ -26,6 +26,8 @@ export interface DecodeOptions {
   maxTokens: number;
   /** Token ids read back per batch (default 8): the run-ahead window is two batches. */
   batch?: number;
+  /** Ids in the first read-back (default 1, the time to first token; a drafter takes all at once). */
+  firstBatch?: number;
   signal?: AbortSignal;
   /** f32 [V] added to the logits every step (OpenAI's logit_bias), uploaded once. */
   bias?: Float32Array;
@@ -261,6 +263,8 @@ export class Decoder {
     this.checkPrompt(prompt);
     const B = opts.batch ?? 8;
     if (!Number.isSafeInteger(B) || B < 1) throw new WebqError('BAD_OPTION', `batch must be a positive integer, got ${B}`);
+    const F = Math.min(opts.firstBatch ?? 1, B);
+    if (!Number.isSafeInteger(F) || F < 1) throw new WebqError('BAD_OPTION', `firstBatch must be a positive integer, got ${opts.firstBatch}`);
     if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 1) throw new WebqError('BAD_OPTION', `maxTokens must be a positive integer, got ${opts.maxTokens}`);
     opts.signal?.throwIfAborted();
     const P = prompt.length;
@@ -282,7 +286,7 @@ export class Decoder {
     // The first read-back holds the prefill's token alone (time to first token); then `B` at a time.
     const issueBatch = () => {
       const first = issued;
-      const count = Math.min(first === 0 ? 1 : B, total - first);
+      const count = Math.min(first === 0 ? F : B, total - first);
       const slot = this.batches++ % 2;
       for (let i = 0; i < count; i++) {
         const k = issued;

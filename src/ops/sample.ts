@@ -157,6 +157,25 @@ function checkState(vocab: number, s: SamplerState, x: SampleExtras): void {
   }
 }
 
+/** sample.wgsl's uniforms for validated params over a vocabulary of `vocab` (flags: MASK | BIAS | LOGPROBS). */
+export function samplerUniforms(p: SamplingParams, vocab: number, ring: number, flags = 0, topN = 0): Record<string, number> {
+  const greedy = p.temperature === 0;
+  return {
+    vocab,
+    ring,
+    top_k: p.topK < vocab ? p.topK : 0, // k >= V keeps everything
+    inv_temp: greedy ? 0 : 1 / p.temperature,
+    top_p: p.topP,
+    min_p: p.minP,
+    penalty: p.repetitionPenalty,
+    inv_penalty: 1 / p.repetitionPenalty,
+    flags,
+    top_n: topN,
+    lp_inv_temp: greedy ? 1 : 1 / p.temperature,
+    neg_inf: -Infinity,
+  };
+}
+
 /**
  * Samples the next token from `logits` ([V] f32 or f16, the last position; finite or -inf, at least
  * one finite) into `state`: next[0], ids[step[0] % R] and the seen bit. Records one dispatch of one
@@ -174,19 +193,6 @@ export function sampleToken(ctx: GpuContext, rec: Recorder, logits: Tensor, stat
     { shader: 'sample', entry: greedy ? 'argmax' : 'sample', variant: { precision: logits.dtype as 'f32' | 'f16' }, constants: { WG } },
     { logits, seen: state.seen, step: state.step, next: state.next, ids: state.ids, mask: state.mask, bias: state.bias, lp: state.lp },
     [1],
-    {
-      vocab,
-      ring: state.ids.size,
-      top_k: p.topK < vocab ? p.topK : 0, // k >= V keeps everything
-      inv_temp: greedy ? 0 : 1 / p.temperature,
-      top_p: p.topP,
-      min_p: p.minP,
-      penalty: p.repetitionPenalty,
-      inv_penalty: 1 / p.repetitionPenalty,
-      flags: (extras.mask ? MASK : 0) | (extras.bias ? BIAS : 0) | (logprobs ? LOGPROBS : 0),
-      top_n: extras.topLogprobs ?? 0,
-      lp_inv_temp: greedy ? 1 : 1 / p.temperature,
-      neg_inf: -Infinity,
-    },
+    samplerUniforms(p, vocab, state.ids.size, (extras.mask ? MASK : 0) | (extras.bias ? BIAS : 0) | (logprobs ? LOGPROBS : 0), extras.topLogprobs ?? 0),
   );
 }

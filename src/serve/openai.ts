@@ -130,6 +130,8 @@ export function parseChat(b: Body, limits: Limits): ChatParams {
   if (kwargs !== undefined && (typeof kwargs !== 'object' || kwargs === null || Array.isArray(kwargs))) throw badRequest('"chat_template_kwargs" must be an object', 'chat_template_kwargs');
   const truncation = b.truncation;
   if (truncation !== undefined && truncation !== 'auto' && truncation !== 'disabled') throw badRequest('"truncation" must be "auto" or "disabled"', 'truncation');
+  // A draft model would be a path on the server's disk, which a client does not choose.
+  if ((b.speculative as { method?: unknown } | null)?.method === 'draft') throw badRequest('"speculative": method "draft" is not available over HTTP (it names a model on the server); use "lookup" or "self"', 'speculative', 'unsupported_parameter');
   return {
     request: {
       messages,

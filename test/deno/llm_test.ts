@@ -26,6 +26,11 @@ Deno.test('tiny Llama on Deno WebGPU: greedy and seeded-sample tokens', async ()
       // Speculation (lookup drafts, verified by shaders/verify.wgsl on wgpu) gives the greedy tokens.
       const spec = await model.generate(RUNTIME_PROMPT, { ...GREEDY, speculative: { method: 'lookup', k: 4 } });
       assert.deepEqual(spec.tokens, greedy.tokens, 'greedy tokens differ with speculative lookup');
+      // Sampled verification (sample.wgsl's sample_rows on wgpu) draws the seeded tokens; 'self' drafts greedily.
+      const specSample = await model.generate(RUNTIME_PROMPT, { ...SEEDED, speculative: { method: 'lookup', k: 4 } });
+      assert.deepEqual(specSample.tokens, sample.tokens, 'sampled tokens differ with speculative lookup');
+      const self = await model.generate(RUNTIME_PROMPT, { ...GREEDY, speculative: { method: 'self', k: 3 } });
+      assert.deepEqual(self.tokens, greedy.tokens, "greedy tokens differ with speculative 'self'");
       got = { promptIds: greedy.promptIds, greedy: greedy.tokens, sample: sample.tokens };
     } finally {
       model.dispose();

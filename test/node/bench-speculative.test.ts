@@ -11,10 +11,11 @@ async function bench(args: string[]): Promise<{ code: number; rows: SpeculativeR
 
 describe('bench speculative', () => {
   for (const model of ['tiny', 'trained']) {
-    it(`${model}: plain and lookup rows, same tokens, counts that add up`, async () => {
+    it(`${model}: plain, lookup, self and (trained) draft rows in one run, same tokens, counts that add up`, async () => {
       const r = await bench(['--model', model, '--dtype', 'f32', '--tokens', '16', '--k', '2,4', '--runs', '1', '--json']);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.rows.map((x) => x.mode)).toEqual(['plain', 'lookup k=2', 'lookup k=4']);
+      const spec = ['lookup k=2', 'lookup k=4', 'self k=2', 'self k=4', ...(model === 'trained' ? ['draft k=2', 'draft k=4'] : [])];
+      expect(r.rows.map((x) => x.mode)).toEqual(['plain', ...spec]);
       expect(r.rows[0].forwards).toBe(16);
       for (const x of r.rows) {
         expect(x.tokens).toBe(16);
@@ -25,9 +26,12 @@ describe('bench speculative', () => {
     });
   }
 
-  it('rejects a bad --k', async () => {
+  it('rejects a bad --k and an unknown method', async () => {
     const r = await bench(['--k', '0']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--k must be a comma-separated list of integers from 1 to 16');
+    const m = await bench(['--methods', 'lookup,tree']);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toContain('--methods must be a comma-separated list of lookup, self, draft, got lookup,tree');
   });
 });

@@ -1,4 +1,4 @@
-// `webq generate --speculative lookup --draft-tokens K`, in-process through main() on a tiny Llama:
+// `webq generate --speculative lookup|self|draft=MODEL --draft-tokens K`, in-process through main() on a tiny Llama:
 // the same text as plain greedy, the stats line's tokens per forward, and bad flags rejected before
 // the model loads (a missing model folder would be the error otherwise).
 import { join } from 'node:path';
@@ -37,6 +37,18 @@ describe('webq generate --speculative', () => {
     expect(spec.out).toBe(plain.out);
     expect(spec.err).toMatch(/generated 24 tokens, .* tokens\/s, \d+\.\d\d tokens per forward \(drafts accepted \d+, rejected \d+\)/);
     expect(plain.err).not.toMatch(/per forward/);
+    // self, draft=MODEL (the tiny model's folder again: another load, the same vocabulary), and sampling with a seed.
+    for (const flags of [['--speculative', 'self'], ['--speculative', `draft=${llama}`, '--draft-tokens', '3']]) {
+      const r = await cli([...base, ...flags]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out, flags.join(' ')).toBe(plain.out);
+      expect(r.err).toMatch(/tokens per forward/);
+    }
+    const sampling = ['--temperature', '0.8', '--top-k', '20', '--seed', '5'];
+    const sampled = await cli([...base, ...sampling]);
+    const sampledSpec = await cli([...base, ...sampling, '--speculative', 'lookup']);
+    expect(sampledSpec.code, sampledSpec.err).toBe(0);
+    expect(sampledSpec.out).toBe(sampled.out);
   });
 
   it('rejects bad flags before loading the model', async () => {
@@ -44,9 +56,8 @@ describe('webq generate --speculative', () => {
     const cases: [string[], string][] = [
       [['--speculative', 'lookup', '--draft-tokens', '0'], '--draft-tokens must be an integer from 1 to 16, got "0"'],
       [['--speculative', 'lookup', '--draft-tokens', '17'], '--draft-tokens must be an integer from 1 to 16, got "17"'],
-      [['--speculative', 'self'], '--speculative must be one of lookup, got "self"'],
+      [['--speculative', 'tree'], '--speculative must be lookup, self or draft=MODEL, got "tree"'], [['--speculative', 'draft='], 'needs the draft model'], [['--speculative', 'self', '--draft-tokens', '17'], '--draft-tokens must be an integer from 1 to 16'],
       [['--draft-tokens', '4'], '--draft-tokens needs --speculative'],
-      [['--speculative', 'lookup', '--temperature', '0.8'], '--speculative needs --temperature 0'],
       [['--speculative', 'lookup', '--regex', '[a-z]+'], '--speculative does not combine with a constraint'],
     ];
     for (const [flags, msg] of cases) {

@@ -48,6 +48,7 @@ describe('the OpenAI surface', () => {
   it('webq serve passes speculative through; usage maps to OpenAI names only with speculation', () => {
     const p = parseChat({ messages: [{ role: 'user', content: 'hi' }], speculative: { method: 'lookup', k: 3 } }, { maxTokens: 16 } as Parameters<typeof parseChat>[1]);
     expect(p.request.speculative).toEqual({ method: 'lookup', k: 3 });
+    expect(() => parseChat({ messages: [{ role: 'user', content: 'hi' }], speculative: { method: 'draft', model: '/some/path' } }, { maxTokens: 16 } as Parameters<typeof parseChat>[1])).toThrow(/method "draft" is not available over HTTP/);
     const u = { promptTokens: 3, completionTokens: 9, cachedTokens: 0, prefillTokensPerSecond: 1, decodeTokensPerSecond: 1 };
     expect(predictionUsage(u)).toEqual({});
     expect(predictionUsage({ ...u, completionTokensDetails: { acceptedPredictionTokens: 4, rejectedPredictionTokens: 2 }, targetForwards: 5 })).toEqual({
@@ -197,9 +198,8 @@ describe('speculation with stops, limits, the cache and chat', () => {
       [{ speculative: { method: 'lookup', k: 0 } }, /speculative\.k .* 1 to 16, got 0/],
       [{ speculative: { method: 'lookup', k: 17 } }, /speculative\.k .* 1 to 16, got 17/],
       [{ speculative: { method: 'lookup', k: 2.5 } }, /speculative\.k/],
-      [{ speculative: { method: 'self' } }, /speculative\.method must be one of lookup, got "self"/],
+      [{ speculative: { method: 'tree' } }, /speculative\.method must be one of lookup, self, draft, got "tree"/],
       [{ speculative: null }, /speculative must be an object/],
-      [{ speculative: { method: 'lookup' }, temperature: 0.7 }, /speculative: temperature must be 0/],
       [{ speculative: { method: 'lookup' }, repetitionPenalty: 1.2 }, /repetitionPenalty must be 1/],
       [{ speculative: { method: 'lookup' }, responseFormat: { type: 'json_object' } }, /does not combine with responseFormat/],
       [{ speculative: { method: 'lookup' }, logprobs: 2 }, /does not combine with logprobs/],
