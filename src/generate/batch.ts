@@ -74,6 +74,9 @@ export class BatchDecoder {
     const V = cfg.vocabSize;
     const words = Math.ceil(V / 32);
     try {
+      // Logprobs are not read back in a batch: one unwritten ring for every row (bound read-write,
+      // so it cannot be the read-only mask's placeholder).
+      const lp = keep(ctx.upload(new Uint32Array(4), [4], 'u32', 'batch.lp'));
       this.rows = Array.from({ length: size }, (_, b): RowState => ({
         sampler: {
           seen: keep(ctx.upload(new Uint32Array(words), [words], 'u32', `batch.${b}.seen`)),
@@ -82,7 +85,7 @@ export class BatchDecoder {
           ids: keep(ctx.upload(new Uint32Array(2 * readEvery), [2 * readEvery], 'u32', `batch.${b}.ring`)),
           mask: ctx.placeholder('u32'),
           bias: ctx.placeholder('f32'),
-          lp: ctx.placeholder('u32'),
+          lp,
         },
         logits: null,
       }));
