@@ -5,7 +5,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LlmModel } from '../../src/api/llm.ts';
 import { BatchDecoder, type BatchRow } from '../../src/generate/batch.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { kvCacheFor, kvSharedFor } from '../../src/generate/kv.ts';
@@ -153,6 +154,47 @@ describe('batched decode equals each sequence alone', () => {
       bd.dispose();
       bd.kv.shared.dispose();
       w.dispose();
+    }
+  });
+});
+
+describe('LlmModel.generateBatch and chat n', () => {
+  const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+  it('different prompts decode together (one batched run) and each equals generate() alone; n = 2 chat choices equal single calls with seed and seed + 1', async () => {
+    const m = await writeTinyLlama(join(dir, 'api'), { modelType: 'llama', tokenizer: 'llama2', chatTemplate: CHATML, maxPositions: 128, seed: 31 });
+    const lm = await LlmModel.load(m.dir, { dtype: 'q8', context: ctx, batchSize: 3 });
+    const spy = vi.spyOn(BatchDecoder.prototype, 'generate');
+    try {
+      const prompts = ['Once upon a time', 'The cat', 'A long time ago in a land far away there lived'];
+      const want = [];
+      for (const p of prompts) want.push(await lm.generate(p, { maxTokens: 12, temperature: 0, ignoreEos: true }));
+      expect(spy).not.toHaveBeenCalled();
+      const got = await lm.generateBatch(prompts, { maxTokens: 12, temperature: 0, ignoreEos: true });
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+      expect(got.map((r) => r.text)).toEqual(want.map((r) => r.text));
+      expect(got.map((r) => r.usage.completionTokens)).toEqual([12, 12, 12]);
+      // A stop string ends its own row only.
+      const cut = want[1].text.slice(0, Math.max(1, Math.floor(want[1].text.length / 2)));
+      const stopped = await lm.generateBatch(prompts, [{ maxTokens: 12, temperature: 0, ignoreEos: true }, { maxTokens: 12, temperature: 0, ignoreEos: true, stop: cut.slice(-1) }, { maxTokens: 5, temperature: 0, ignoreEos: true }]);
+      expect(stopped[0].tokens).toEqual(want[0].tokens);
+      expect(stopped[1].finishReason).toBe('stop');
+      expect(want[1].text.startsWith(stopped[1].text)).toBe(true);
+      expect(stopped[2].tokens).toEqual(want[2].tokens.slice(0, 5));
+      const messages = [{ role: 'user' as const, content: 'Name a colour.' }];
+      const single = [];
+      for (const seed of [7, 8]) single.push(await lm.chat.completions.create({ messages, max_tokens: 10, temperature: 1.5, seed }));
+      spy.mockClear();
+      const two = await lm.chat.completions.create({ messages, max_tokens: 10, temperature: 1.5, seed: 7, n: 2 });
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(two.choices.map((c) => c.message.content)).toEqual(single.map((r) => r.choices[0].message.content));
+      expect(two.usage.completion_tokens).toBe(single[0].usage.completion_tokens + single[1].usage.completion_tokens);
+      await expect(LlmModel.load(m.dir, { context: ctx, batchSize: 17 })).rejects.toThrow(/batchSize must be an integer from 1 to 16, got 17/);
+      await expect(lm.generateBatch(['a', 'b'], [{}])).rejects.toThrow(/1 options for 2 prompts/);
+    } finally {
+      spy.mockRestore();
+      lm.dispose();
     }
   });
 });
