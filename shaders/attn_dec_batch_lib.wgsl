@@ -13,7 +13,7 @@
 // splits past a short sequence find no keys. Kept apart from attn_dec_lib so that a one-sequence
 // decode runs exactly the kernel it ran before.
 
-struct Params { B: u32, nh: u32, nkv: u32, D: u32, cap: u32, seqRows: u32, GC: u32, hchunks: u32, nsplit: u32, window: u32, scale: f32 }
+struct Params { B: u32, nh: u32, nkv: u32, D: u32, cap: u32, seqRows: u32, GC: u32, hchunks: u32, nsplit: u32, window: u32, scale: f32, softcap: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;          // [B, nh * D], roped
@@ -73,6 +73,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
           dv += qv * kload4(row0 + j, d4);
         }
         v = dv.x + dv.y + dv.z + dv.w;
+        // Score soft-capping (Gemma 2's attn_logit_softcapping), as attn_dec_lib.wgsl on main does.
+        if (p.softcap > 0.0) { v = p.softcap * tanh(clamp(v / p.softcap, -15.0, 15.0)); }
       }
       sc[r * BK + lid] = v;
     }

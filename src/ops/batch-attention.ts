@@ -17,6 +17,8 @@ export interface BatchedAttentionOptions {
   window?: number;
   /** Multiplies q.k before the softmax; default 1 / sqrt(D). */
   scale?: number;
+  /** Scores s -> softcap tanh(s / softcap) after the scale (Gemma 2); 0 or absent: none. */
+  softcap?: number;
 }
 
 export function batchedDecoderAttention(ctx: GpuContext, rec: Recorder, q: Tensor, kv: KvBatch, layer: number, opts: BatchedAttentionOptions = {}): Tensor {
@@ -33,7 +35,7 @@ export function batchedDecoderAttention(ctx: GpuContext, rec: Recorder, q: Tenso
     { shader: int8 ? 'attn_dec_batch_q8' : 'attn_dec_batch', variant: { precision, ...(!int8 && { kv: kv.shared.floatType }) } },
     { q, pos: kv.whole.pos, out, part: kv.part, kf: c.k, vf: c.v, kq: c.k, vq: c.v, ks: c.ks ?? ctx.placeholder('f32'), vs: c.vs ?? ctx.placeholder('f32') },
     [nsplit, nkv * hchunks, B],
-    { B, nh, nkv, D, cap, seqRows: kv.seqRows, GC, hchunks, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D) },
+    { B, nh, nkv, D, cap, seqRows: kv.seqRows, GC, hchunks, nsplit, window: opts.window ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D), softcap: opts.softcap ?? 0 },
   );
   if (nsplit > 1) rec.dispatch({ shader: 'attn_combine', variant: { precision } }, { part: kv.part, out }, [nh, B], { nh, D, nsplit });
   return out;

@@ -25,17 +25,19 @@ type KvKind = 'act' | 'f32' | 'int8';
 
 // [nh, nkv, D, cap, positions per sequence, window]: lengths on both sides of a 64-key split
 // boundary and a short one; GQA 1, 2 and 20 (two head chunks); a sliding window; B = 1 and 4.
-const BATCH: [number, number, number, number, number[], number, KvKind[]][] = [
+// The last case soft-caps the scores (Gemma 2) at 2, below the scores of its q (scaled x3).
+const BATCH: [number, number, number, number, number[], number, KvKind[], number?][] = [
   [4, 2, 16, 90, [9, 70, 0], 0, ['act', 'f32', 'int8']],
   [6, 3, 8, 130, [129, 1, 64, 100], 0, ['act', 'int8']],
   [2, 2, 32, 80, [50], 16, ['act', 'int8']],
   [40, 2, 8, 70, [3, 69], 0, ['act', 'int8']],
+  [4, 2, 16, 90, [9, 70], 0, ['act'], 2],
 ];
 for (const c of BATCH) {
-  const [nh, nkv, D, cap, P, window, kvs] = c;
+  const [nh, nkv, D, cap, P, window, kvs, softcap] = c;
   for (const kv of kvs) {
     cases.push({
-      name: `batched decode attention nh=${nh} nkv=${nkv} D=${D} cap=${cap} positions=${P.join(',')}${window ? ` window=${window}` : ''} kv=${kv}`,
+      name: `batched decode attention nh=${nh} nkv=${nkv} D=${D} cap=${cap} positions=${P.join(',')}${window ? ` window=${window}` : ''}${softcap ? ` softcap=${softcap}` : ''} kv=${kv}`,
       run: (ctx, p) => batchCase(ctx, p, c, kv),
     });
   }
@@ -47,7 +49,7 @@ for (const c of BATCH) {
  * keys and values into place at each sequence's position and attends. Checked: q and the written
  * rows against refRopeKv, and each row's attention against refDecoderAttention over its region.
  */
-async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, window]: (typeof BATCH)[number], kv: KvKind): Promise<Compare> {
+async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, window, , softcap = 0]: (typeof BATCH)[number], kv: KvKind): Promise<Compare> {
   const dtype = kv === 'act' ? p : kv;
   const B = P.length;
   const width = (nh + 2 * nkv) * D;
@@ -82,7 +84,7 @@ async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, win
       ks.push(k);
       vs.push(v);
     }
-    const qkv = input(B * width, 210 + D + B, p, 1.5);
+    const qkv = input(B * width, 210 + D + B, p, softcap ? 3 : 1.5);
     const tqkv = ctx.uploadFloat(qkv, [B, width], p);
     made.push(tqkv);
     const pos = new Uint32Array(Math.max(4, B + 1));
@@ -92,7 +94,7 @@ async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, win
     let q: Tensor | null = null;
     const got = await runOp(ctx, (rec) => {
       q = ropeKv(ctx, rec, tqkv, kvb.whole, 0, { seqRows: kvb.seqRows });
-      return batchedDecoderAttention(ctx, rec, q, kvb, 0, { window });
+      return batchedDecoderAttention(ctx, rec, q, kvb, 0, { window, softcap });
     });
     const gotQ = await ctx.readFloat(q!);
     q!.dispose();
@@ -140,7 +142,8 @@ async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, win
         k.set(gk);
         v.set(gv);
       }
-      const ref = refDecoderAttention(gotQ.subarray(b * nh * D, (b + 1) * nh * D), k, v, 1, nh, nkv, D, cap, P[b], window);
+      const qb = gotQ.subarray(b * nh * D, (b + 1) * nh * D);
+      const ref = softcap ? softcappedAttention(qb, k, v, nh, nkv, D, cap, P[b], softcap) : refDecoderAttention(qb, k, v, 1, nh, nkv, D, cap, P[b], window);
       parts[`sequence ${b} attention`] = compare(got.subarray(b * nh * D, (b + 1) * nh * D), ref, aatol, artol);
     }
     parts.q = compare(gotQ, wantQ, ratol, rrtol);
@@ -150,6 +153,33 @@ async function batchCase(ctx: GpuContext, p: Precision, [nh, nkv, D, cap, P, win
     batch?.dispose();
     shared.dispose();
   }
+}
+
+/**
+ * One query row at position P over keys 0..P with scores s -> c tanh(s / c) (Gemma 2), in f64: the
+ * soft-capped form of refDecoderAttention (src/reference/decoder.ts on this branch has no cap).
+ */
+function softcappedAttention(q: Float32Array, k: Float32Array, v: Float32Array, nh: number, nkv: number, D: number, cap: number, P: number, c: number): Float32Array {
+  const out = new Float32Array(nh * D);
+  const w = new Float64Array(P + 1);
+  for (let h = 0; h < nh; h++) {
+    const kv = Math.floor(h / (nh / nkv)) * cap * D;
+    let max = -Infinity;
+    for (let j = 0; j <= P; j++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += q[h * D + d] * k[kv + j * D + d];
+      w[j] = c * Math.tanh(s / Math.sqrt(D) / c);
+      max = Math.max(max, w[j]);
+    }
+    let sum = 0;
+    for (let j = 0; j <= P; j++) sum += w[j] = Math.exp(w[j] - max);
+    for (let d = 0; d < D; d++) {
+      let acc = 0;
+      for (let j = 0; j <= P; j++) acc += w[j] * v[kv + j * D + d];
+      out[h * D + d] = acc / sum;
+    }
+  }
+  return out;
 }
 
 export const BATCH_CASES: readonly KernelCase[] = cases;
