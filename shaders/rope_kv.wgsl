@@ -33,6 +33,9 @@ struct Params { T: u32, nh: u32, nkv: u32, D: u32, cap: u32, eps: f32, rot: u32,
 override WG: u32 = 64u;
 override HAS_NORM: bool = false;
 override NORM_ALL: bool = false; // the norm's mean over every head of q (of k), not over one head
+// Batched decode (src/generate/batch.ts): > 0 makes row t sequence t, at position pos[t], its
+// cache region starting at row t * SEQ_ROWS of the [B * SEQ_ROWS, D] cache buffers.
+override SEQ_ROWS: u32 = 0u;
 const MAX_D = 256u;
 
 var<workgroup> xs: array<f32, MAX_D>; // the head being prepared
@@ -144,7 +147,7 @@ fn quant_word(w: u32, inv: f32) -> u32 {
 // the same and the caller's barriers hold.)
 fn q_or_k(slot: u32, t: u32, lid: u32) -> bool {
   let row = t * (p.nh + 2u * p.nkv) * p.D;
-  let at = pos[0] + t;
+  let at = row_pos(t);
   if (slot < p.nh) {
     prepare(row, p.nh * p.D, slot, at, true, lid);
     for (var d = lid; d < p.D; d += WG) { q[(t * p.nh + slot) * p.D + d] = T(xs[d]); }
@@ -156,7 +159,12 @@ fn q_or_k(slot: u32, t: u32, lid: u32) -> bool {
 
 // Where V head h of row t starts in qkv, and the cache row [h, pos0 + t] both go to.
 fn v_src(t: u32, h: u32) -> u32 { return t * (p.nh + 2u * p.nkv) * p.D + (p.nh + p.nkv + h) * p.D; }
-fn cache_row(t: u32, h: u32) -> u32 { return h * p.cap + pos[0] + t; }
+fn cache_row(t: u32, h: u32) -> u32 { return t * SEQ_ROWS + h * p.cap + row_pos(t); }
+// Row t's position: pos0 + t, or a batched sequence's own pos[t].
+fn row_pos(t: u32) -> u32 {
+  if (SEQ_ROWS > 0u) { return pos[t]; }
+  return pos[0] + t;
+}
 
 @compute @workgroup_size(WG)
 fn float_cache(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -318,8 +318,11 @@ export class ChatCompletions {
       const choices: ChatCompletion['choices'] = [];
       let last: GenerationResult | null = null;
       let completion = 0;
+      // n > 1: the choices decode together (one forward per token for all of them) where the
+      // options allow a batch (generateBatch runs them one after another otherwise).
+      const batch = n > 1 ? await this.model.generateBatch(Array.from({ length: n }, () => ids), Array.from({ length: n }, (_, i) => ChatCompletions.choice(g, i))) : null;
       for (let i = 0; i < n; i++) {
-        const r = await this.model.generate(ids, ChatCompletions.choice(g, i));
+        const r = batch ? batch[i] : await this.model.generate(ids, ChatCompletions.choice(g, i));
         const { message, finish } = this.message(r, plan);
         choices.push({ index: i, message, finish_reason: finish, logprobs: r.logprobs ? chatLogprobs(r.logprobs) : null });
         completion += r.usage.completionTokens;

@@ -28,6 +28,12 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
   kv?: KvDType;
   /** Positions the KV cache holds; default the smaller of max_position_embeddings and 4096. */
   contextLength?: number;
+  /**
+   * Sequences decoded together (generateBatch, chat/completions `n`), 1 to 16: their KV caches
+   * (batchSize x contextLength positions) and buffers are made at load. Default 1: made on the
+   * first batched call, for its size.
+   */
+  batchSize?: number;
   group?: number | 'channel';
   symmetric?: boolean;
   /**

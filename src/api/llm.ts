@@ -27,6 +27,7 @@ import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/cha
 import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
 import { TextStreamer } from '../text/text-stream.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
+import { BatchSlot, checkBatchSize, generateBatch } from './batch-generate.ts';
 import { ChatCompletions } from './chat.ts';
 import { ConstraintTools, logprobEntries, prepareExtras, type PreparedExtras, type TokenLogprob } from './generate-extras.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type Limits } from './limits.ts';
@@ -69,10 +70,12 @@ export class LlmModel {
   private queue: Promise<void> = Promise.resolve();
   private readonly drafters = new SpeculativeDrafters(this);
   private disposed = false;
+  /** Batched decoding's buffers (generateBatch, n > 1): LlmLoadOptions.batchSize. */
+  private readonly batch: BatchSlot;
 
   private constructor(a: {
     config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
-    generationDefaults: GenerationDefaults; weights: LoadedWeights<LlamaGpuWeights>; decoder: Decoder; ownsContext: boolean; autoRecover: boolean; limits: Limits;
+    generationDefaults: GenerationDefaults; weights: LoadedWeights<LlamaGpuWeights>; decoder: Decoder; ownsContext: boolean; autoRecover: boolean; limits: Limits; batchSize: number;
   }) {
     this.config = a.config;
     this.dtype = a.dtype;
@@ -94,11 +97,13 @@ export class LlmModel {
     this.eosTokenIds = [...eos];
     this.chat = { completions: new ChatCompletions(this) };
     this.constraints = new ConstraintTools(a.tokenizer, a.config.vocabSize, this.eosTokenIds);
+    this.batch = new BatchSlot(a.ctx, a.config, a.decoder.cache.shared, a.batchSize);
   }
 
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
     checkLoadOptions(opts);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
+    checkBatchSize(opts.batchSize);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
     const model = await loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
@@ -126,7 +131,7 @@ export class LlmModel {
       const cache = kvCacheFor(ctx, config, cap, kv);
       const decoder = hold(new Decoder(ctx, config, weights, hold(cache)));
       const loaded = new LoadedWeights(ctx, { describe: files.describe, files, dtype }, upload, weights, version);
-      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights: loaded, decoder, ownsContext: !opts.context, autoRecover: opts.autoRecover === true, limits });
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights: loaded, decoder, ownsContext: !opts.context, autoRecover: opts.autoRecover === true, limits, batchSize: opts.batchSize ?? 1 });
     });
   }
 
@@ -266,6 +271,16 @@ export class LlmModel {
       }
       return result;
     })();
+  }
+
+  /** Generates after each prompt, decoding them together: see src/api/batch-generate.ts. */
+  generateBatch(prompts: readonly (string | readonly number[])[], opts: GenerateOptions | readonly GenerateOptions[] = {}): Promise<GenerationResult[]> {
+    this.check();
+    return generateBatch(this, prompts, opts, {
+      ids: (p, o) => (this.checkInput(p = this.promptIds(p, o.addSpecialTokens)), p as number[]),
+      turn: { calls: this.calls, limits: this.limits, acquire: (s) => this.acquire(s), checkLive: () => this.checkLive() },
+      decoder: (rows) => ({ dec: this.batch.get(this.decoder.cache.shared, rows), weights: this.decoder.weights }),
+    });
   }
 
   private async *session(prompt: string | readonly number[], o: GenerateOptions, result: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void }): AsyncGenerator<GenerationChunk> {
@@ -427,6 +442,7 @@ export class LlmModel {
       if (!this.weights.stale) return replaced;
       const built = await this.weights.reload((w) => new Decoder(this.ctx, this.config, w, kvCacheFor(this.ctx, this.config, this.decoder.cache.shape.cap, this.decoder.cache.shape.dtype)));
       // What the old decoder holds is on the dead device; destroying it frees the host side.
+      this.batch.dispose();
       this.decoder.dispose();
       this.decoder = built;
       return true;
@@ -441,6 +457,7 @@ export class LlmModel {
     this.disposed = true;
     this.stopWatching();
     this.drafters.dispose();
+    this.batch.dispose();
     this.decoder.dispose();
     this.constraints.dispose();
     this.weights.dispose();

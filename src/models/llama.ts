@@ -11,7 +11,9 @@ import type { Tensor } from '../gpu/tensor.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { gegluTanh, softcap, swiglu } from '../ops/activation.ts';
 import { add, mul } from '../ops/elementwise.ts';
+import { batchedDecoderAttention } from '../ops/batch-attention.ts';
 import { decoderAttention } from '../ops/decoder-attention.ts';
+import type { KvBatch } from '../ops/kv-batch.ts';
 import { embedding, embeddingQuantized } from '../ops/embedding.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
 import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
@@ -152,6 +154,11 @@ export interface ForwardStep {
   pos0: number;
   /** Logits of the last position only ([1, V]) instead of every position ([T, V]). */
   lastOnly: boolean;
+  /**
+   * Batched decode (src/generate/batch.ts): ids [B] are one new token of each of the batch's
+   * sequences, each at its own position (batch.whole.pos); `cache` and pos0 are then not read.
+   */
+  batch?: KvBatch;
 }
 
 /**
@@ -201,9 +208,12 @@ export function llamaForward(ctx: GpuContext, rec: Recorder, w: LlamaGpuWeights,
     if (x !== h) x.dispose();
     const qkNorm = l.qNorm && l.kNorm ? { q: l.qNorm, k: l.kNorm, eps, all: cfg.qkNormOver === 'projection' } : undefined;
     const rotary = cfg.ropeLayers[i] ? cfg.rotaryDim : 0;
-    const q = ropeKv(ctx, rec, qkv, cache, i, { qkNorm, rotary, ropeScale, localRope: cfg.localRopeLayers[i] }); // [T, nh D]; K, V -> cache
+    const kv = step.batch;
+    const q = ropeKv(ctx, rec, qkv, kv ? kv.whole : cache, i, { qkNorm, rotary, ropeScale, localRope: cfg.localRopeLayers[i], seqRows: kv?.seqRows }); // [T, nh D]; K, V -> cache
     qkv.dispose();
-    const att = decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window, scale: cfg.attentionScale, softcap: cfg.attnSoftcap }); // [T, nh D]
+    const att = kv
+      ? batchedDecoderAttention(ctx, rec, q, kv, i, { window, scale: cfg.attentionScale, softcap: cfg.attnSoftcap })
+      : decoderAttention(ctx, rec, q, cache, i, { pos0: step.pos0, window, scale: cfg.attentionScale, softcap: cfg.attnSoftcap }); // [T, nh D]
     q.dispose();
     tap?.(rec, `layers.${i}.o`, att);
     const h1 = residualLinear(ctx, rec, h, att, l.o, l.oBias, { norm: l.attnOutNorm, eps, scale: w.scales.residual }); // h + attention

@@ -175,6 +175,14 @@ export class KvCache {
     return KvCache.allocate(ctx, shared, false);
   }
 
+  /**
+   * @internal A sequence over layers made elsewhere (views into a batch's buffers, src/ops/kv-batch.ts):
+   * dispose() frees its position buffer alone.
+   */
+  static over(ctx: GpuContext, shared: KvShared, layers: KvLayer[], posWords = 4): KvCache {
+    return new KvCache(shared, layers, ctx.upload(new Uint32Array(posWords), [posWords], 'u32', 'kv.pos'), false);
+  }
+
   private static allocate(ctx: GpuContext, shared: KvShared, owns: boolean): KvCache {
     const { layers: L, kvHeads, headDim: D, cap, dtype } = shared.shape;
     const made: Tensor[] = [];

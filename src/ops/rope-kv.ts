@@ -25,6 +25,11 @@ export interface RopeKvOptions {
   ropeScale?: number;
   /** Rotate with the cache's local RoPE table (Gemma 3's sliding layers: rope_local_base_freq). */
   localRope?: boolean;
+  /**
+   * Batched decode (src/ops/kv-batch.ts): row t is sequence t at position cache.pos[t], its keys and
+   * values at rows t * seqRows + h * cap + position of the batch's cache buffers (default 0: off).
+   */
+  seqRows?: number;
 }
 
 /** qkv [T, (nh + 2 nkv) D] -> q [T, nh D] (roped); K and V of layer `layer` go into the cache. */
@@ -45,7 +50,7 @@ export function ropeKv(ctx: GpuContext, rec: Recorder, qkv: Tensor, cache: KvCac
   const int8 = cache.shape.dtype === 'int8';
   const ph = ctx.placeholder(precision);
   rec.dispatch(
-    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.shared.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm, NORM_ALL: all } },
+    { shader: 'rope_kv', entry: int8 ? 'int8_cache' : 'float_cache', variant: { precision, kv: cache.shared.floatType }, constants: { WG, HAS_NORM: !!opts.qkNorm, NORM_ALL: all, ...(opts.seqRows && { SEQ_ROWS: opts.seqRows }) } },
     {
       qkv,
       pos: cache.pos,

@@ -20,7 +20,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { streamSSE } from 'hono/streaming';
 import { predictionUsage, type ChatUsage } from '../api/chat.ts';
-import type { Usage } from '../api/llm.ts';
+import type { GenerationResult, Usage } from '../api/llm.ts';
 import { ApiError, badRequest, isAbort, toApiError } from './errors.ts';
 import { Metrics } from './metrics.ts';
 import type { ModelRegistry, ServedModel } from './models.ts';
@@ -194,24 +194,35 @@ export function createApp(reg: ModelRegistry, o: ServerOptions, metrics = new Me
     const release = await m.queue.acquire(c.req.raw.signal);
     const id = newId('cmpl');
     const created = Math.floor(Date.now() / 1000);
-    const choice = (text: string, finish: string | null) => ({ id, object: 'text_completion', created, model: m.id, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] });
+    const choice = (text: string, finish: string | null, index = 0) => ({ id, object: 'text_completion', created, model: m.id, choices: [{ text, index, logprobs: null, finish_reason: finish }] });
+    // Choice i's seed is seed + i (as chat's n); without a seed each draws its own.
+    const opts = (i: number) => (p.options.seed === undefined || i === 0 ? p.options : { ...p.options, seed: (p.options.seed + i) >>> 0 });
+    // n choices' usage: one prompt, the completions summed.
+    const total = (rs: GenerationResult[]) => chatUsage({ ...rs[rs.length - 1].usage, completionTokens: rs.reduce((a, r) => a + r.usage.completionTokens, 0) });
     if (!p.stream) {
       try {
-        const r = await llm.generate(ids, { ...p.options, signal: c.req.raw.signal });
-        metrics.usage(m.id, r.usage.promptTokens, r.usage.completionTokens, r.usage.decodeTokensPerSecond);
-        return c.json({ ...choice(r.text, r.finishReason), usage: chatUsage(r.usage) });
+        const rs = p.n > 1 ? await llm.generateBatch(Array.from({ length: p.n }, () => ids), Array.from({ length: p.n }, (_, i) => ({ ...opts(i), signal: c.req.raw.signal }))) : [await llm.generate(ids, { ...p.options, signal: c.req.raw.signal })];
+        const u = total(rs);
+        metrics.usage(m.id, u.prompt_tokens, u.completion_tokens, u.decode_tokens_per_second);
+        return c.json({ ...choice('', null), choices: rs.map((r, i) => choice(r.text, r.finishReason, i).choices[0]), usage: u });
       } finally {
         release();
       }
     }
     return sse(c, m, release, t0, async (send, signal) => {
-      const s = llm.generate(ids, { ...p.options, signal, stream: true });
       const withUsage = (x: object) => (p.includeUsage ? { ...x, usage: null } : x);
-      for await (const chunk of s) await send(withUsage(choice(chunk.text, null)));
-      const r = await s.result;
-      metrics.usage(m.id, r.usage.promptTokens, r.usage.completionTokens, r.usage.decodeTokensPerSecond);
-      await send(withUsage(choice('', r.finishReason)));
-      if (p.includeUsage) await send({ id, object: 'text_completion', created, model: m.id, choices: [], usage: chatUsage(r.usage) });
+      const rs: GenerationResult[] = [];
+      // Streamed choices run one after another, each in its own index.
+      for (let i = 0; i < p.n; i++) {
+        const s = llm.generate(ids, { ...opts(i), signal, stream: true });
+        for await (const chunk of s) await send(withUsage(choice(chunk.text, null, i)));
+        const r = await s.result;
+        rs.push(r);
+        await send(withUsage(choice('', r.finishReason, i)));
+      }
+      const u = total(rs);
+      metrics.usage(m.id, u.prompt_tokens, u.completion_tokens, u.decode_tokens_per_second);
+      if (p.includeUsage) await send({ id, object: 'text_completion', created, model: m.id, choices: [], usage: u });
     });
   });
 

@@ -1,6 +1,6 @@
 /**
  * OpenAI request bodies -> webq's calls, each field checked and a bad one named (400 with
- * `param`). What webq cannot do is refused by name rather than ignored: n > 1, logprobs, tools,
+ * `param`). What webq cannot do is refused by name rather than ignored: logprobs, tools,
  * penalties other than 0 (webq has repetition_penalty), non-text content parts, echo, suffix,
  * token-id inputs to embeddings.
  */
@@ -56,13 +56,14 @@ function stop(b: Body): string[] | undefined {
 function sampling(b: Body, limits: Limits, maxKey: 'max_tokens' | 'max_completion_tokens') {
   const max = num(b, maxKey, (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
   if (max !== undefined && max > limits.maxTokens) throw badRequest(`"${maxKey}" is ${max}; this server allows at most ${limits.maxTokens} (--max-tokens)`, maxKey, 'max_tokens_too_large');
-  unsupported(b, { n: (v) => v === 1, presence_penalty: (v) => v === 0, frequency_penalty: (v) => v === 0, logit_bias: (v) => typeof v === 'object' && Object.keys(v as object).length === 0 }, {
-    n: 'it generates one choice per request',
+  unsupported(b, { presence_penalty: (v) => v === 0, frequency_penalty: (v) => v === 0, logit_bias: (v) => typeof v === 'object' && Object.keys(v as object).length === 0 }, {
     presence_penalty: 'use "repetition_penalty" (transformers\' multiplicative penalty)',
     frequency_penalty: 'use "repetition_penalty" (transformers\' multiplicative penalty)',
   });
   return {
     maxTokens: max,
+    // Choices of one prompt, decoded together (LlmModel.generateBatch); choice i's seed is seed + i.
+    n: num(b, 'n', (n) => Number.isInteger(n) && n >= 1 && n <= 16, 'an integer from 1 to 16'),
     temperature: num(b, 'temperature', (n) => n >= 0 && n <= 2, 'a number from 0 to 2'),
     topP: num(b, 'top_p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
     topK: num(b, 'top_k', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
@@ -145,6 +146,7 @@ export function parseChat(b: Body, limits: Limits): ChatParams {
       repetition_penalty: s.repetitionPenalty,
       seed: s.seed,
       stop: s.stop,
+      n: s.n,
       chat_template_kwargs: kwargs as Record<string, unknown> | undefined,
       truncation: truncation as 'auto' | 'disabled' | undefined,
       // webq's own field, checked by generate (a bad one is a 400 invalid_value).
@@ -156,6 +158,8 @@ export function parseChat(b: Body, limits: Limits): ChatParams {
 
 export interface CompletionParams {
   prompt: string | number[];
+  /** Choices (default 1). */
+  n: number;
   options: { maxTokens: number; temperature?: number; topP?: number; topK?: number; minP?: number; repetitionPenalty?: number; seed?: number; stop?: string[] };
   stream: boolean;
   includeUsage: boolean;
@@ -170,9 +174,9 @@ export function parseCompletion(b: Body, limits: Limits): CompletionParams {
   }
   unsupported(b, { echo: (v) => v === false, logprobs: (v) => v === 0 || v === false, best_of: (v) => v === 1, suffix: (v) => v === '' });
   const s = sampling(b, limits, 'max_tokens');
-  const { stream, includeUsage, maxTokens, ...rest } = s;
+  const { stream, includeUsage, maxTokens, n, ...rest } = s;
   // OpenAI's default for completions is 16 tokens.
-  return { prompt: prompt as string | number[], options: { ...rest, maxTokens: maxTokens ?? Math.min(16, limits.maxTokens) }, stream, includeUsage };
+  return { prompt: prompt as string | number[], n: n ?? 1, options: { ...rest, maxTokens: maxTokens ?? Math.min(16, limits.maxTokens) }, stream, includeUsage };
 }
 
 export interface EmbeddingParams {

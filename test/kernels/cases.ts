@@ -19,6 +19,7 @@ import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
 import { relativeBuckets } from '../../src/models/bert.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
+import { BATCH_CASES } from './batch-cases.ts';
 import { DECODER_CASES } from './decoder-cases.ts';
 
 export type { KernelCase } from './check.ts';
@@ -320,6 +321,7 @@ for (const n of [4, 1028, 4 * 257 * 3]) {
 }
 
 cases.push(...DECODER_CASES);
+cases.push(...BATCH_CASES);
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
 
