@@ -22,6 +22,7 @@ import type { LinearDType } from '../../src/ops/linear.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
 import { llamaReferenceForward, llamaReferenceGreedy } from '../../src/reference/llama.ts';
 import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
+import { argmax, klDivergence } from '../helpers/distribution.ts';
 
 let dir: string;
 let ctx: GpuContext;
@@ -59,22 +60,6 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
-
-function softmax(x: ArrayLike<number>): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < x.length; i++) mx = Math.max(mx, x[i]);
-  const p = new Float64Array(x.length);
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += p[i] = Math.exp(x[i] - mx);
-  for (let i = 0; i < x.length; i++) p[i] /= s;
-  return p;
-}
-
-const argmax = (x: ArrayLike<number>) => {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
-  return b;
-};
 
 /**
  * Each family as its released checkpoints have it (sizes tiny): Granite 3.x's multipliers (12,
@@ -157,9 +142,7 @@ describe.each(FAMILIES)('%s', (name, opts) => {
       for (let t = from; t < ids.length; t++) {
         const got = await dec.logits(ids.slice(0, t + 1));
         const want = ref.subarray(t * V, (t + 1) * V);
-        const p = softmax(want);
-        const q = softmax(got);
-        for (let i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+        kl += klDivergence(want, got);
         if (argmax(got) === argmax(want)) agree++;
       }
       const n = ids.length - from;

@@ -13,8 +13,9 @@ import { LlmModel } from '../../src/api/llm.ts';
 import { main } from '../../src/cli/main.ts';
 import { readFile, writeFile } from 'node:fs/promises';
 import { DEFAULT_CALIBRATION_TEXT, calibrationLines } from '../../src/quantize/calibration-text.ts';
+import { BatchDecoder } from '../../src/generate/batch.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
-import { kvCacheFor } from '../../src/generate/kv.ts';
+import { kvCacheFor, kvSharedFor } from '../../src/generate/kv.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseModelConfig } from '../../src/models/config.ts';
@@ -27,6 +28,7 @@ import { validateSamplingParams } from '../../src/ops/sample.ts';
 import { llamaReferenceForward, llamaReferenceGreedy } from '../../src/reference/llama.ts';
 import { writeTinyGemma, type TinyGemma, type TinyGemmaOptions } from '../../fixtures/tiny-gemma.ts';
 import { GEMMA_KERNEL_CASES } from '../kernels/decoder-cases.ts';
+import { argmax, klDivergence } from '../helpers/distribution.ts';
 
 let dir: string;
 let ctx: GpuContext;
@@ -63,22 +65,6 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
-
-function softmax(x: ArrayLike<number>): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < x.length; i++) mx = Math.max(mx, x[i]);
-  const p = new Float64Array(x.length);
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += p[i] = Math.exp(x[i] - mx);
-  for (let i = 0; i < x.length; i++) p[i] /= s;
-  return p;
-}
-
-const argmax = (x: ArrayLike<number>) => {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
-  return b;
-};
 
 const FAMILIES: [string, TinyGemmaOptions][] = [
   // google/gemma-2-2b's fields: even layers slide (no layer_types), softcaps 2 (scores) and 1 (logits), tied.
@@ -161,9 +147,7 @@ describe.each(FAMILIES)('%s', (name, opts) => {
       for (let t = from; t < ids.length; t++) {
         const got = await dec.logits(ids.slice(0, t + 1));
         const want = ref.subarray(t * V, (t + 1) * V);
-        const p = softmax(want);
-        const q = softmax(got);
-        for (let i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+        kl += klDivergence(want, got);
         if (argmax(got) === argmax(want)) agree++;
       }
       const n = ids.length - from;
@@ -344,6 +328,33 @@ describe('what a Gemma config means', () => {
       );
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('batched decoding (generateBatch, chat n) runs Gemma\'s windows, local RoPE and softcaps per row', () => {
+  it.each(FAMILIES)('%s: three prompts (5, 17, 40 tokens) decoded together give each prompt\'s tokens alone', async (family, opts) => {
+    const m = await writeTinyGemma(join(dir, `batch-${family}`), opts);
+    const { dec, cfg } = await decoderFor(m, 'f32', 'f32');
+    const greedy = validateSamplingParams({});
+    const prompts = [5, 17, 40].map((n, i) => prompt(n, cfg.vocabSize, 11 + i));
+    const want: number[][] = [];
+    for (const p of prompts) {
+      const ids: number[] = [];
+      dec.keepCached(0);
+      for await (const b of dec.generate(p, greedy, { maxTokens: 24 })) ids.push(...b);
+      want.push(ids);
+    }
+    const shared = kvSharedFor(ctx, cfg, 96, 'f32');
+    const batch = new BatchDecoder(ctx, cfg, shared, 3);
+    try {
+      const got: number[][] = [[], [], []];
+      for await (const step of batch.generate(dec.weights, prompts.map((p) => ({ prompt: p, params: greedy })), { maxTokens: 24 })) step.forEach((ids, b) => got[b].push(...ids));
+      expect(got).toEqual(want);
+    } finally {
+      batch.dispose();
+      shared.dispose();
+      dec.dispose();
     }
   });
 });
