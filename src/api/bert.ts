@@ -28,6 +28,7 @@ import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './
 import { staleError } from './recovery.ts';
 import { checkRerank, checkTexts, type Reranked } from './bert-inputs.ts';
 import { sentenceTransformersConfig, type SentenceTransformersConfig } from './sentence-transformers.ts';
+import { checkTokenClassify, groupTokens, tokenLogits, type TokenClassification, type TokenClassifyOptions } from './token-classification.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
 
@@ -324,6 +325,25 @@ export class BertModel {
       const sum = exps.reduce((s, v) => s + v, 0);
       const scores = exps.map((v, i) => ({ label: name(i), score: v / sum })).sort((x, y) => y.score - x.score);
       return { label: scores[0].label, score: scores[0].score, scores, truncated: truncated[r] };
+    });
+  }
+
+  /**
+   * Labels each text's tokens with a *ForTokenClassification checkpoint (NER) as transformers'
+   * token-classification pipeline does: per token, or grouped into entity spans (src/api/token-groups.ts).
+   */
+  tokenClassify(texts: string[], opts: TokenClassifyOptions & TextOptions = {}): Promise<TokenClassification[]> {
+    return this.call(opts, 'tokenClassify', async (weights) => {
+      const aggregation = checkTokenClassify(opts, this.config, this.describe);
+      const b = this.batch(texts, opts, 'tokenClassify');
+      const flat = await tokenLogits(this.ctx, weights, this.config, b).finally(() => freeBertBatch(b));
+      const [L, tok] = [this.config.numLabels, this.tokenizer];
+      const labels = Array.from({ length: L }, (_, i) => this.config.id2label?.[i] ?? `LABEL_${i}`);
+      const o = { aggregation, labels, ignoreLabels: opts.ignoreLabels, unkTokenId: tok.unkTokenId, continuingSubwordPrefix: tok.continuingSubwordPrefix, decode: (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true }) };
+      return texts.map((t, r) => {
+        const row = tok.encodeWithOffsets(t, { maxLength: this.maxLength, truncation: opts.truncate ?? true, lowerCase: this.lowerCase }, r);
+        return groupTokens(t, row, flat.subarray(r * b.T * L, (r + 1) * b.T * L), o);
+      });
     });
   }
 

@@ -39,9 +39,11 @@ export interface BertConfig {
   /**
    * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
    * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
-   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier).
+   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier). 'token' is every family's
+   * *ForTokenClassification head instead (config.json architectures says so): one Linear
+   * `classifier` on every token's last hidden state, no pooler.
    */
-  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu';
+  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu' | 'token';
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
@@ -165,7 +167,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     paddingIdx,
     maxTokens,
     relativeBuckets,
-    head: afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
+    head: architectures.some((a) => a.endsWith('ForTokenClassification')) ? 'token' : afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
     vocabSize,
     hiddenSize,
     numLayers,
