@@ -12,7 +12,7 @@ import type { BertInfo } from './protocol.ts';
 export type WorkerBertLoadOptions = Omit<BertLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
 
 export class WorkerBertModel extends WorkerModel<BertInfo> {
-  readonly pooling: Required<EmbedOptions>;
+  readonly pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
 
   private constructor(worker: WebqWorker, ownsWorker: boolean, handle: number, info: BertInfo) {
     super(worker, ownsWorker, handle, info);

@@ -44,7 +44,7 @@ export interface BertInfo {
   describe: string;
   weightBytes: number;
   version: string | null;
-  pooling: Required<EmbedOptions>;
+  pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
   /** Load (download, upload) and warm-up times in ms; warm-up 0 when it was off. */
   loadMs: number;
   warmupMs: number;
