@@ -7,6 +7,7 @@ import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bertForward, bertTokenHead, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
 import type { BertConfig } from '../models/config.ts';
+import { architectureFor, modelTypeEntry } from '../models/registry.ts';
 import { AGGREGATIONS, type Aggregation, type EntityGroup, type TokenEntity } from './token-groups.ts';
 
 export { groupTokens, type Aggregation, type EntityGroup, type TokenEntity } from './token-groups.ts';
@@ -17,15 +18,6 @@ export interface TokenClassifyOptions {
   /** Results with these labels (or entity groups) are left out; default ['O']. */
   ignoreLabels?: string[];
 }
-
-/** Each family's token-classification checkpoint, for messages. */
-const ARCH: Readonly<Record<BertConfig['family'], string>> = {
-  bert: 'BertForTokenClassification',
-  roberta: 'RobertaForTokenClassification',
-  'xlm-roberta': 'XLMRobertaForTokenClassification',
-  distilbert: 'DistilBertForTokenClassification',
-  mpnet: 'MPNetForTokenClassification',
-};
 
 /** The aggregation asked for, after checking the options and that the model has a token head. */
 export function checkTokenClassify(opts: TokenClassifyOptions, cfg: BertConfig, describe: string): Aggregation {
@@ -39,7 +31,7 @@ export function checkTokenClassify(opts: TokenClassifyOptions, cfg: BertConfig, 
   if (cfg.head !== 'token') {
     throw new WebqError(
       'NO_CLASSIFIER',
-      `${describe}: config.json architectures is ${cfg.architectures.join(', ') || 'absent'}; token classification needs a ${ARCH[cfg.family]} checkpoint (a "classifier" on every token)`,
+      `${describe}: config.json architectures is ${cfg.architectures.join(', ') || 'absent'}; token classification needs a ${architectureFor(modelTypeEntry(cfg.family)!, 'token-classify')} checkpoint (a "classifier" on every token)`,
     );
   }
   return how;
