@@ -216,6 +216,27 @@ describe('token classification on the GPU', () => {
     }
   }, 120_000);
 
+  for (const method of ['rtn', 'gptq']) {
+    it(`webq quantize --method ${method}: the q4 file of a token classifier loads and labels as quantizing at load does`, async () => {
+      const m = models.bert;
+      const out = join(dir, `bert-q4-${method}`);
+      let err = '';
+      const code = await main(['quantize', m.dir, '--dtype', 'q4', '--method', method, '--out', out], { stdout: () => undefined, stderr: (t) => void (err += t) });
+      expect(code, err).toBe(0);
+      const [atLoad, file] = [await BertModel.load(m.dir, { dtype: 'q4', context: ctx }), await BertModel.load(out, { context: ctx })];
+      try {
+        expect(file.config.head).toBe('token');
+        const [a, b] = [(await atLoad.tokenClassify(TEXTS, { ignoreLabels: [] })).flat() as TokenEntity[], (await file.tokenClassify(TEXTS, { ignoreLabels: [] })).flat() as TokenEntity[]];
+        expect(b.map((t) => [t.index, t.start, t.end])).toEqual(a.map((t) => [t.index, t.start, t.end]));
+        // RTN writes what quantizing at load makes; GPTQ (calibrated on the classifier's input too) only its own rounding.
+        if (method === 'rtn') b.forEach((t, i) => expect(Math.abs(t.score - a[i].score)).toBeLessThan(1e-3));
+      } finally {
+        atLoad.dispose();
+        file.dispose();
+      }
+    }, 120_000);
+  }
+
   it('a sequence classifier, a bad aggregation and a non-array ignoreLabels are typed errors', async () => {
     const seq = await BertModel.load(models.seq.dir, { dtype: 'f32', context: ctx });
     try {
