@@ -12,7 +12,8 @@
  * The normalizers webq's encoders use (BERT's lowercase / strip accents / CJK spacing, NFKC, SentencePiece
  * spaces) work character by character, so normalizing each character alone gives the same stream.
  * A token whose text is not found where expected ([UNK], or a normalizer that does not work per
- * character) takes what lies between its neighbours, or runs to the end of its word when last.
+ * character) takes what lies between its neighbours (one character before another [UNK]), or runs
+ * to the end of its word when last.
  */
 
 /** GPT-2's byte-level alphabet, inverted: the character a byte-level BPE token uses -> the byte. */
@@ -87,12 +88,15 @@ export function alignOffsets(text: string, tokens: readonly string[], o: AlignOp
       c += s.length;
       continue;
     }
-    // Not where expected: up to where the next token's text is found, else to the end of this word
-    // (stream bytes whose characters touch in the text).
+    // Not where expected: up to where the next token's text is found; one character when the next
+    // is unknown too (BERT splits CJK text into one-character words, each its own [UNK]); else to
+    // the end of this word (stream bytes whose characters touch in the text).
     const next = surfaces[i + 1];
-    const p = next && next.length > 0 ? find(next, c) : -1;
-    let q = p;
-    if (q < 0) {
+    let q = next && next.length > 0 ? find(next, c) : -1;
+    if (next === null && c < n) {
+      q = c + 1;
+      while (q < n && from[q] === from[c]) q++;
+    } else if (q < 0) {
       q = Math.min(c + 1, n);
       while (q < n && from[q] <= to[q - 1]) q++;
     }

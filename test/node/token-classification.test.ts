@@ -123,6 +123,21 @@ describe('offsets recovered by alignment', () => {
   });
 });
 
+describe('encodeWithOffsets on the test tokenizers', () => {
+  const text = "Jörg's  CAFÉ, 東京 naïve";
+  const spans = async (family: TinyEncoderFamily) => {
+    const m = await writeTinyBert(join(dir, `tok-${family}`), { family, hidden: 8, heads: 2, layers: 1 });
+    const tok = await loadTokenizer(await openModelFiles(m.dir));
+    const r = tok.encodeWithOffsets(text);
+    return r.tokens.map((t, i) => `${t}=${r.offsets[i] ? text.slice(...r.offsets[i]!) : '-'}`);
+  };
+  it('WordPiece (lowercase, accents stripped, CJK characters one [UNK] each) and Unigram (▁, <unk> runs)', async () => {
+    expect(await spans('bert')).toEqual(['[CLS]=-', 'j=J', '##o=ö', '##r=r', '##g=g', "'='", 's=s', 'c=C', '##a=A', '##f=F', '##e=É', ',=,', '[UNK]=東', '[UNK]=京', 'n=n', '##a=a', '##i=ï', '##v=v', '##e=e', '[SEP]=-']);
+    // The tiny Unigram vocabulary has no capitals and no accents: <unk> takes what lies between its neighbours.
+    expect(await spans('xlm-roberta')).toEqual(['<s>=-', '▁=', '<unk>=Jö', 'r=r', 'g=g', "'='", 's=s', '▁=', '<unk>=CAFÉ', ',=,', '▁=', '<unk>=東京', '▁n=n', 'a=a', '<unk>=ï', 'v=v', 'e=e', '</s>=-']);
+  });
+});
+
 const BASE = { hidden: 64, heads: 4, intermediate: 128, layers: 2, maxPositions: 48, normOutliers: 20, labels: LABELS, task: 'token' as const };
 const FAMILIES: [TinyEncoderFamily, string][] = [
   ['bert', 'bert.'],
