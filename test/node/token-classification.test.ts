@@ -245,6 +245,10 @@ describe('token classification on the GPU', () => {
         expect(b.map((t) => [t.index, t.start, t.end])).toEqual(a.map((t) => [t.index, t.start, t.end]));
         // RTN writes what quantizing at load makes; GPTQ (calibrated on the classifier's input too) only its own rounding.
         if (method === 'rtn') b.forEach((t, i) => expect(Math.abs(t.score - a[i].score)).toBeLessThan(1e-3));
+        // GPTQ saw the classifier's input (every token's state): its codes differ from round-to-nearest's
+        // (without that input GPTQ falls back to round-to-nearest for the unit).
+        const codes = async (m: string) => (await openCheckpoint(join(dir, m))).readBytes('classifier.weight.qvalues');
+        if (method === 'gptq') expect(Buffer.from(await codes('bert-q4-gptq')).equals(Buffer.from(await codes('bert-q4-rtn')))).toBe(false);
       } finally {
         atLoad.dispose();
         file.dispose();
