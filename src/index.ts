@@ -31,6 +31,7 @@ export {
   type TextTokenizerOptions,
 } from './text/tokenizer.ts';
 export { BertModel, DEFAULT_EMBED_MODEL, type BertLoadOptions, type EmbedOptions, type EmbedResult, type TextOptions, type Classification } from './api/bert.ts';
+export type { Aggregation, EntityGroup, TokenClassification, TokenClassifyOptions, TokenEntity } from './api/token-classification.ts';
 export { ACTIVATIONS, LINEAR_DTYPES, type Activations, type LinearDType } from './ops/linear.ts';
 export { cosineSimilarity } from './api/similarity.ts';
 export {

@@ -1,5 +1,6 @@
 /** The texts argument of BertModel.embed / classify, checked with messages that say what came instead. */
 import { WebqError } from '../errors.ts';
+import type { BertConfig } from '../models/config.ts';
 
 /** A value in a message: strings quoted and cut short, anything else by its kind. */
 function shown(v: unknown): string {
@@ -35,4 +36,19 @@ export function checkRerank(query: unknown, docs: unknown, numLabels: number, mo
   if (numLabels !== 1) {
     throw new WebqError('NOT_A_RERANKER', `${model}: its classification head has ${numLabels} labels (config.json num_labels / id2label); a cross-encoder reranker has one (a relevance logit)`);
   }
+}
+
+/** Each family's sequence-classification head tensors and task class, for NO_CLASSIFIER messages. */
+const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: string }>> = {
+  bert: { heads: 'pooler/classifier', arch: 'Bert' },
+  roberta: { heads: 'classifier.dense/classifier.out_proj', arch: 'Roberta' },
+  'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
+  distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
+  mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
+};
+
+/** classify() / rerank() on a model without a sequence-classification head. */
+export function noClassifier(cfg: BertConfig, model: string): WebqError {
+  const { heads, arch } = HEAD_NAMES[cfg.family];
+  return new WebqError('NO_CLASSIFIER', `${model}: has no ${heads} weights (architectures: ${cfg.architectures.join(', ') || 'none'}); use a ${arch}ForSequenceClassification checkpoint`);
 }

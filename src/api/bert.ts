@@ -26,19 +26,12 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type CallLimits, type Limits } from './limits.ts';
 import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
 import { staleError } from './recovery.ts';
-import { checkRerank, checkTexts, type Reranked } from './bert-inputs.ts';
+import { checkRerank, checkTexts, noClassifier, type Reranked } from './bert-inputs.ts';
+import { checkDimensions, truncateEmbedding } from './matryoshka.ts';
 import { sentenceTransformersConfig, type SentenceTransformersConfig } from './sentence-transformers.ts';
+import { checkTokenClassify, groupTokens, tokenLogits, type TokenClassification, type TokenClassifyOptions } from './token-classification.ts';
 
 export const DEFAULT_EMBED_MODEL = 'sentence-transformers/all-MiniLM-L6-v2';
-
-/** Each family's classification head tensors and task class, for NO_CLASSIFIER messages. */
-const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: string }>> = {
-  bert: { heads: 'pooler/classifier', arch: 'Bert' },
-  roberta: { heads: 'classifier.dense/classifier.out_proj', arch: 'Roberta' },
-  'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
-  distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
-  mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
-};
 
 export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
   /** Linear-layer weights: f32, f16, q8 (default), q4, w8a8, w4a8; a pre-quantized checkpoint's own by default. */
@@ -79,6 +72,8 @@ export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'on
 export interface EmbedOptions {
   pooling?: 'mean' | 'cls';
   normalize?: boolean;
+  /** Matryoshka: keep the first D values of each vector, normalized again when normalize is on (src/api/matryoshka.ts). */
+  dimensions?: number;
 }
 
 export interface TextOptions {
@@ -122,7 +117,7 @@ export class BertModel {
   private readonly stopWatching: () => void;
   private readonly ownsContext: boolean;
   /** From a sentence-transformers export (1_Pooling/config.json, modules.json), else mean / none. */
-  readonly pooling: Required<EmbedOptions>;
+  readonly pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
   /**
    * Longest input in tokens, special tokens included, as sentence-transformers takes it:
    * sentence_bert_config.json max_seq_length when the model has one (256 for all-MiniLM-L6-v2),
@@ -289,17 +284,18 @@ export class BertModel {
   private async pooled(weights: BertGpuWeights, texts: string[], opts: EmbedOptions & TextOptions, method: string): Promise<EmbedResult> {
     const mode = opts.pooling ?? this.pooling.pooling;
     if (mode !== 'mean' && mode !== 'cls') throw new WebqError('BAD_OPTION', `pooling must be 'mean' or 'cls', got '${mode}'`);
+    const [H, normalize] = [this.config.hiddenSize, opts.normalize ?? this.pooling.normalize];
+    const D = checkDimensions(opts.dimensions, H, `${method}()`) ?? H;
     const b = this.batch(texts, opts, method);
     try {
       const rec = this.ctx.record({ label: 'bert:embed' });
       const h = bertForward(this.ctx, rec, weights, this.config, b);
-      const pooled = pool(this.ctx, rec, h, b.mask, b.B, { mode, normalize: opts.normalize ?? this.pooling.normalize });
+      const pooled = pool(this.ctx, rec, h, b.mask, b.B, { mode, normalize });
       h.dispose();
       await rec.submit();
       const flat = await this.ctx.readFloat(pooled);
       pooled.dispose();
-      const H = this.config.hiddenSize;
-      return { vectors: Array.from({ length: b.B }, (_, i) => flat.slice(i * H, (i + 1) * H)), truncated: b.truncated };
+      return { vectors: Array.from({ length: b.B }, (_, i) => truncateEmbedding(flat.subarray(i * H, (i + 1) * H), D, normalize && D < H)), truncated: b.truncated };
     } finally {
       freeBertBatch(b);
     }
@@ -327,6 +323,25 @@ export class BertModel {
     });
   }
 
+  /**
+   * Labels each text's tokens with a *ForTokenClassification checkpoint (NER) as transformers'
+   * token-classification pipeline does: per token, or grouped into entity spans (src/api/token-groups.ts).
+   */
+  tokenClassify(texts: string[], opts: TokenClassifyOptions & TextOptions = {}): Promise<TokenClassification[]> {
+    return this.call(opts, 'tokenClassify', async (weights) => {
+      const aggregation = checkTokenClassify(opts, this.config, this.describe);
+      const b = this.batch(texts, opts, 'tokenClassify');
+      const flat = await tokenLogits(this.ctx, weights, this.config, b).finally(() => freeBertBatch(b));
+      const [L, tok] = [this.config.numLabels, this.tokenizer];
+      const labels = Array.from({ length: L }, (_, i) => this.config.id2label?.[i] ?? `LABEL_${i}`);
+      const o = { aggregation, labels, ignoreLabels: opts.ignoreLabels, unkTokenId: tok.unkTokenId, continuingSubwordPrefix: tok.continuingSubwordPrefix, decode: (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true }) };
+      return texts.map((t, r) => {
+        const row = tok.encodeWithOffsets(t, { maxLength: this.maxLength, truncation: opts.truncate ?? true, lowerCase: this.lowerCase }, r);
+        return groupTokens(t, row, flat.subarray(r * b.T * L, (r + 1) * b.T * L), o);
+      });
+    });
+  }
+
   /** The classification head's logits [B, numLabels] of texts (and their pairs: sentence B). */
   private async logits(weights: BertGpuWeights, texts: string[], opts: TextOptions, method: string, pairs?: string[]): Promise<{ flat: Float32Array; B: number; truncated: boolean[] }> {
     this.needHead(weights);
@@ -348,10 +363,7 @@ export class BertModel {
   }
 
   private needHead(weights: BertGpuWeights): void {
-    if (!weights.pooler || !weights.classifier) {
-      const { heads, arch } = HEAD_NAMES[this.config.family];
-      throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no ${heads} weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a ${arch}ForSequenceClassification checkpoint`);
-    }
+    if (!weights.pooler || !weights.classifier) throw noClassifier(this.config, this.describe);
   }
 
   /**

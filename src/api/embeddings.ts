@@ -6,6 +6,7 @@
  */
 import { WebqError } from '../errors.ts';
 import type { EmbedResult } from './bert.ts';
+import { checkDimensions, truncateEmbedding } from './matryoshka.ts';
 
 export interface EmbeddingRequest {
   input: string | readonly string[];
@@ -63,20 +64,13 @@ export class Embeddings {
       throw new WebqError('BAD_OPTION', 'embeddings.create: input must be a string or a non-empty array of strings');
     }
     const H = this.model.config.hiddenSize;
-    const dims = req.dimensions;
-    if (dims !== undefined && (!Number.isInteger(dims) || dims < 1 || dims > H)) throw new WebqError('BAD_OPTION', `embeddings.create: dimensions must be an integer from 1 to ${H} (the model's size), got ${dims}`);
+    const dims = checkDimensions(req.dimensions, H, 'embeddings.create');
     const format = req.encoding_format ?? 'float';
     if (format !== 'float' && format !== 'base64') throw new WebqError('BAD_OPTION', `embeddings.create: encoding_format must be 'float' or 'base64', got ${JSON.stringify(format)}`);
     const { vectors } = await this.model.embedWithInfo([...input]);
     const data = vectors.map((full, index): Embedding => {
-      let v = full;
-      if (dims !== undefined && dims < H) {
-        v = full.slice(0, dims);
-        let n = 0;
-        for (const x of v) n += x * x;
-        const inv = n > 0 ? 1 / Math.sqrt(n) : 0;
-        for (let i = 0; i < v.length; i++) v[i] *= inv;
-      }
+      // OpenAI's shortened embeddings are unit length whatever the model's own normalization.
+      const v = dims !== undefined && dims < H ? truncateEmbedding(full, dims, true) : full;
       return { object: 'embedding', index, embedding: format === 'base64' ? base64(v) : Array.from(v) };
     });
     const promptTokens = input.reduce((n, t) => n + this.tokens(t), 0);

@@ -7,7 +7,7 @@ import type { EmbedOptions } from './bert.ts';
 /** What a sentence-transformers export says beside config.json; a plain checkpoint gets the defaults. */
 export interface SentenceTransformersConfig {
   /** 1_Pooling/config.json and a Normalize module in modules.json; else mean, unnormalized. */
-  pooling: Required<EmbedOptions>;
+  pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
   /** sentence_bert_config.json max_seq_length. */
   maxSeqLength: number | undefined;
   /** sentence_bert_config.json do_lower_case: lowercase texts before tokenizing. */

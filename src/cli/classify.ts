@@ -1,7 +1,10 @@
 /**
  * `webq classify <model> TEXT...`: the label and score a *ForSequenceClassification checkpoint
- * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet) gives each text.
+ * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet) gives each text; with --tokens, the labels a
+ * *ForTokenClassification checkpoint gives each token, or the entity spans they make (NER).
  */
+import type { EntityGroup, TokenEntity } from '../api/token-classification.ts';
+import { AGGREGATIONS, type Aggregation } from '../api/token-groups.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { expandStdin, loadModel, loadOptions, parseArgs, shortText, warnTruncated, CACHE_FLAGS } from './model-args.ts';
@@ -10,6 +13,8 @@ const USAGE = `usage: webq classify <model> [options] TEXT...
 
 Classifies each TEXT with a *ForSequenceClassification checkpoint (config.json
 id2label names the labels) and prints the top label and its probability.
+With --tokens, labels each token with a *ForTokenClassification checkpoint (NER)
+and prints the entities found, with their character offsets in the text.
 
 <model> is a local folder, a folder URL (https://host/path/) or a Hugging Face
 hub id (org/name or org/name@revision); it is always the first argument unless
@@ -21,7 +26,15 @@ options:
   --activations A     q8/q4 Linears: int8 (activations quantized per block of 32,
                       the default) or float (weight-only; the default for GPTQ,
                       AWQ, compressed-tensors, bitsandbytes); w8a8/w4a8 are int8
-  --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...]
+  --tokens            token classification: every token's label ("O" left out), or
+                      with --aggregation the entity spans
+  --aggregation A     with --tokens: none (default: per token), simple (adjacent tokens
+                      of one entity merged), first, max or average (words keep one label:
+                      their first token's, their most confident token's, their mean)
+  --json              print [{"text", "label", "score", "scores": [{"label", "score"}, ...]}, ...];
+                      with --tokens [{"text", "entities": [{"entity", "score", "index", "word",
+                      "start", "end"}, ...]}, ...] (grouped: "entity_group" instead of
+                      "entity", no "index")
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
   --offline           never touch the network (also WEBQ_OFFLINE=1): cached files only
@@ -36,8 +49,8 @@ export const classifyCommand: Command = {
   usage: USAGE,
   async run(args, io) {
     const parsed = parseArgs('classify', args, {
-      flags: ['--json', ...CACHE_FLAGS, '--no-truncate'],
-      values: ['--model', '--dtype', '--activations', '--revision'],
+      flags: ['--json', '--tokens', ...CACHE_FLAGS, '--no-truncate'],
+      values: ['--model', '--dtype', '--activations', '--revision', '--aggregation'],
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('classify', parsed);
@@ -50,8 +63,19 @@ export const classifyCommand: Command = {
     texts = await expandStdin('classify', texts, io);
     if (texts.length === 0) throw new UsageError(`classify: no texts to classify after the model ${JSON.stringify(model)}; pass them as arguments, or "-" to read lines from stdin`);
 
+    const aggregation = parsed.values.get('--aggregation');
+    if (aggregation !== undefined && !parsed.flags.has('--tokens')) throw new UsageError('classify: --aggregation groups token labels: add --tokens');
+    if (aggregation !== undefined && !(AGGREGATIONS as readonly string[]).includes(aggregation)) {
+      throw new UsageError(`classify: --aggregation ${JSON.stringify(aggregation)}: expected one of ${AGGREGATIONS.join(', ')}`);
+    }
     const bert = await loadModel(model, io, load);
     try {
+      if (parsed.flags.has('--tokens')) {
+        const rows = await bert.tokenClassify(texts, { aggregation: aggregation as Aggregation | undefined, truncate: !parsed.flags.has('--no-truncate') });
+        if (parsed.flags.has('--json')) io.stdout(`${JSON.stringify(rows.map((entities, i) => ({ text: texts[i], entities })), null, 2)}\n`);
+        else io.stdout(rows.map((entities, i) => `${shortText(texts[i])}\n${entities.map(entityLine).join('')}`).join(''));
+        return 0;
+      }
       const results = await bert.classify(texts, { truncate: !parsed.flags.has('--no-truncate') });
       warnTruncated(io, results.map((r) => r.truncated), bert.maxLength);
       if (parsed.flags.has('--json')) {
@@ -67,3 +91,9 @@ export const classifyCommand: Command = {
     }
   },
 };
+
+/** "  PER     0.9876  [0, 6)  Jeanne" */
+function entityLine(e: TokenEntity | EntityGroup): string {
+  const label = 'entity_group' in e ? e.entity_group : e.entity;
+  return `  ${label.padEnd(8)}  ${e.score.toFixed(4)}  [${e.start}, ${e.end})  ${e.word}\n`;
+}

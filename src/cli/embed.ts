@@ -33,6 +33,8 @@ options:
                       files say, else mean)
   --normalize         scale each vector to unit length (default: the model's own,
                       i.e. on when its modules.json has a Normalize step)
+  --dimensions D      Matryoshka: keep the first D values of each vector (1 to the
+                      model's hidden size), normalized again when the vectors are
   --json              print {"dims": D, "embeddings": [[...], ...]} only
   --revision R        hub branch, tag or commit (default main)
   --no-cache          read remote files without the download cache
@@ -81,7 +83,7 @@ export const embedCommand: Command = {
   async run(args, io) {
     const parsed = parseArgs('embed', args, {
       flags: ['--json', '--normalize', ...CACHE_FLAGS, '--no-truncate'],
-      values: ['--model', '--dtype', '--activations', '--embeddings', '--pooling', '--revision'],
+      values: ['--model', '--dtype', '--activations', '--embeddings', '--pooling', '--revision', '--dimensions'],
       aliases: { '-m': '--model' },
     });
     const load = loadOptions('embed', parsed);
@@ -89,6 +91,9 @@ export const embedCommand: Command = {
     if (embeddings !== undefined && !EMBEDDING_DTYPES.includes(embeddings)) throw new UsageError(`embed: --embeddings ${JSON.stringify(embeddings)}: expected ${EMBEDDING_DTYPES.join(', ')}`);
     const pooling = parsed.values.get('--pooling');
     if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls') throw new UsageError(`embed: --pooling ${JSON.stringify(pooling)}: expected mean or cls`);
+    const dimText = parsed.values.get('--dimensions');
+    const dimensions = dimText === undefined ? undefined : Number(dimText);
+    if (dimText !== undefined && !(/^\d+$/.test(dimText) && dimensions! >= 1)) throw new UsageError(`embed: --dimensions ${JSON.stringify(dimText)}: expected a positive integer`);
 
     let model = parsed.values.get('--model');
     let texts = parsed.positional;
@@ -105,14 +110,15 @@ export const embedCommand: Command = {
 
     const bert = await loadModel(model ?? DEFAULT_EMBED_MODEL, io, { ...load, ...(embeddings && { embeddings }) });
     try {
-      const { vectors, truncated } = await bert.embedWithInfo(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, truncate: !parsed.flags.has('--no-truncate') });
+      const { vectors, truncated } = await bert.embedWithInfo(texts, { pooling, normalize: parsed.flags.has('--normalize') || undefined, dimensions, truncate: !parsed.flags.has('--no-truncate') });
       warnTruncated(io, truncated, bert.maxLength);
       if (parsed.flags.has('--json')) {
         const dims = vectors[0]?.length ?? bert.config.hiddenSize;
         io.stdout(`${JSON.stringify({ dims, embeddings: vectors.map((v) => Array.from(v)) })}\n`);
       } else {
         const c = bert.config;
-        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${bert.activations} activations, ${pooling ?? bert.pooling.pooling} pooling\n`);
+        const cut = dimensions !== undefined && dimensions < c.hiddenSize ? ` (first ${dimensions} kept)` : '';
+        io.stdout(`model ${bert.describe}: ${c.numLayers} layers, hidden ${c.hiddenSize}${cut}, ${bert.dtype} weights (${formatBytes(bert.weightBytes)}), ${bert.activations} activations, ${pooling ?? bert.pooling.pooling} pooling\n`);
         io.stdout(summary(texts, vectors));
       }
       return 0;

@@ -17,6 +17,7 @@ import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
 import { keygenCommand } from './keygen.ts';
 import { logitsCommand } from './logits.ts';
+import { modelsCommand } from './models.ts';
 import { patchCommand } from './patch.ts';
 import { quantizeCommand } from './quantize.ts';
 import { rerankCommand } from './rerank.ts';
@@ -26,6 +27,7 @@ export { UsageError, type CliIO, type Command } from './command.ts';
 
 const commands: Record<string, Command> = {
   info: infoCommand,
+  models: modelsCommand,
   embed: embedCommand,
   classify: classifyCommand,
   rerank: rerankCommand,

@@ -142,6 +142,7 @@ const HEAD_NAMES: Readonly<Record<BertConfig['head'], { dense: string; out: stri
   pooler: { dense: 'pooler.dense', out: 'classifier' }, // pooler.dense sits inside the prefix (below)
   'dense-tanh': { dense: 'classifier.dense', out: 'classifier.out_proj' },
   'dense-relu': { dense: 'pre_classifier', out: 'classifier' },
+  token: { dense: '', out: 'classifier' }, // *ForTokenClassification: the classifier alone, on every token
 };
 
 /**
@@ -259,9 +260,12 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     return { weight: w, bias: check(`${base}.bias`, `${base}.bias`, [out], why) };
   };
   const pooler =
-    cfg.head === 'pooler' ? (stored(`${prefix}pooler.dense.weight`, [H, H]) ? linear('pooler.dense', H, H, hh) : null) : outside(head.dense, H, hh);
+    cfg.head === 'token' ? null : cfg.head === 'pooler' ? (stored(`${prefix}pooler.dense.weight`, [H, H]) ? linear('pooler.dense', H, H, hh) : null) : outside(head.dense, H, hh);
   const classifier = outside(head.out, cfg.numLabels, 'config.json num_labels (or id2label size) x hidden_size');
-  if (cfg.head !== 'pooler' && (pooler === null) !== (classifier === null)) {
+  if (cfg.head === 'token' && !classifier) {
+    throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: config.json architectures ${cfg.architectures.join(', ')} needs the token classifier "classifier.weight" [${cfg.numLabels}, ${H}] and "classifier.bias"`);
+  }
+  if (cfg.head !== 'pooler' && cfg.head !== 'token' && (pooler === null) !== (classifier === null)) {
     const [has, lacks] = pooler ? [head.dense, head.out] : [head.out, head.dense];
     throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: has "${has}.weight" but no "${lacks}.weight"; a ${fam} classification head needs both`);
   }

@@ -284,3 +284,10 @@ export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWei
   p.dispose();
   return logits;
 }
+
+/** Token-classification logits [B*T, labels]: the *ForTokenClassification classifier on every token's state `h` [B*T, H]. */
+export function bertTokenHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, h: Tensor, tap?: LinearTap): Tensor {
+  if (!w.classifier || w.pooler) throw new WebqError('NO_CLASSIFIER', 'bertTokenHead: the checkpoint has no token classifier (a *ForTokenClassification "classifier")');
+  tap?.(rec, 'classifier', h);
+  return linear(ctx, rec, h, w.classifier.w, { bias: w.classifier.b });
+}

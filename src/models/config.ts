@@ -6,16 +6,16 @@ import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 import { refuseGemma3Multimodal } from './gemma-config.ts';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
+import { architectureFor, MODEL_TYPES, modelTypeEntry, type EncoderFamily, type SupportedModelType } from './registry.ts';
 
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
+export type { EncoderFamily, SupportedModelType } from './registry.ts';
 
-/** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3', 'gemma2', 'gemma3_text'] as const;
-export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
+/** model_type values webq runs (src/models/registry.ts). */
+export const SUPPORTED_MODEL_TYPES: readonly SupportedModelType[] = MODEL_TYPES.map((e) => e.modelType);
 
 /** The encoder families one BERT forward runs; what differs is configuration (see BertConfig). */
-export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet'] as const;
-export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
+export const ENCODER_FAMILIES = MODEL_TYPES.filter((e) => e.forward === 'encoder').map((e) => e.modelType) as readonly EncoderFamily[];
 
 export interface BertConfig {
   /** Every encoder family parses to this one config (the decoders' is LlamaConfig). */
@@ -40,9 +40,11 @@ export interface BertConfig {
   /**
    * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
    * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
-   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier).
+   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier). 'token' is every family's
+   * *ForTokenClassification head instead (config.json architectures says so): one Linear
+   * `classifier` on every token's last hidden state, no pooler.
    */
-  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu';
+  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu' | 'token';
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
@@ -166,7 +168,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     paddingIdx,
     maxTokens,
     relativeBuckets,
-    head: afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
+    head: architectures.includes(architectureFor(modelTypeEntry(family)!, 'token-classify')!) ? 'token' : afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
     vocabSize,
     hiddenSize,
     numLayers,
@@ -189,7 +191,8 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3, Phi-3/4, Gemma 2 and Gemma 3 text decoders)`;
+  const list = (forward: string) => MODEL_TYPES.filter((e) => e.forward === forward).map((e) => e.modelType).join(', ');
+  const supported = `webq runs the encoders ${list('encoder')} and the decoders ${list('decoder')} (\`webq models\` lists their architectures and tasks)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -206,14 +209,6 @@ export function checkModelType(json: JsonObject, source: string): SupportedModel
 export function parseModelConfig(input: string | JsonValue | object, source = 'config.json'): ModelConfig {
   const json = toJson(input, source);
   if (json.model_type === 'gemma3') refuseGemma3Multimodal(json, source);
-  switch (checkModelType(json, source)) {
-    case 'bert':
-    case 'roberta':
-    case 'xlm-roberta':
-    case 'distilbert':
-    case 'mpnet':
-      return parseBertConfig(json, source);
-    default:
-      return parseLlamaConfig(json, source);
-  }
+  const forward = modelTypeEntry(checkModelType(json, source))!.forward;
+  return forward === 'encoder' ? parseBertConfig(json, source) : parseLlamaConfig(json, source);
 }

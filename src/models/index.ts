@@ -24,3 +24,4 @@ export { parseLlamaConfig, ropeInvFreq, LLAMA_ARCHITECTURES, type LlamaConfig, t
 export { resolveLlamaWeights, LlamaWeightsError, type LlamaWeights, type LlamaLayerRefs } from './llama-weights.ts';
 export { uploadLlamaWeights, llamaForward, llamaQuantDefaults, type LlamaGpuWeights, type ForwardStep } from './llama.ts';
 export { EMBEDDING_DTYPES, type EmbeddingDType } from './upload.ts';
+export { MODEL_TYPES, modelTypeEntry, tasksOf, type ModelTypeEntry, type ModelTask } from './registry.ts';

@@ -23,22 +23,14 @@ import { WebqError } from '../errors.ts';
 import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 import { flattenGemmaRope, GEMMA_DEFAULTS, isGemma, readGemmaFields, refuseGemma3Multimodal } from './gemma-config.ts';
+import { MODEL_TYPES, type DecoderModelType } from './registry.ts';
 
-export type LlamaModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'granite' | 'olmo2' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3_text';
+export type LlamaModelType = DecoderModelType;
 
-/** The architectures (config.json "architectures") this forward runs, by model_type. */
-export const LLAMA_ARCHITECTURES: Readonly<Record<LlamaModelType, string>> = {
-  llama: 'LlamaForCausalLM',
-  mistral: 'MistralForCausalLM',
-  qwen2: 'Qwen2ForCausalLM',
-  qwen3: 'Qwen3ForCausalLM',
-  granite: 'GraniteForCausalLM',
-  olmo2: 'Olmo2ForCausalLM',
-  smollm3: 'SmolLM3ForCausalLM',
-  phi3: 'Phi3ForCausalLM',
-  gemma2: 'Gemma2ForCausalLM',
-  gemma3_text: 'Gemma3ForCausalLM',
-};
+/** The architecture (config.json "architectures") this forward runs, by model_type: src/models/registry.ts's decoders. */
+export const LLAMA_ARCHITECTURES = Object.fromEntries(
+  MODEL_TYPES.filter((e) => e.forward === 'decoder').map((e) => [e.modelType, Object.keys(e.architectures)[0]]),
+) as Readonly<Record<LlamaModelType, string>>;
 
 export type RopeScaling =
   | { readonly type: 'linear'; readonly factor: number }

@@ -23,7 +23,7 @@ import { kvCacheFor } from '../generate/kv.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import type { PrequantInfo } from '../quant/prequantized.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
-import { bertClassifierHead, bertForward, freeBertBatch, uploadBertBatch, uploadBertWeights, type BertGpuWeights } from '../models/bert.ts';
+import { bertClassifierHead, bertForward, bertTokenHead, freeBertBatch, uploadBertBatch, uploadBertWeights, type BertGpuWeights } from '../models/bert.ts';
 import { resolveBertWeights } from '../models/bert-weights.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { bertUnits, llamaUnits, type LinearUnit } from './units.ts';
@@ -92,7 +92,7 @@ export async function openRunner(ctx: GpuContext, store: TensorStore, config: Mo
             const cls = pool(ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
             bertClassifierHead(ctx, rec, w, config, cls, tap).dispose();
             cls.dispose();
-          }
+          } else if (w.classifier) bertTokenHead(ctx, rec, w, h, tap).dispose(); // a token classifier sees every token
           h.dispose();
           await rec.submit();
           if (opts.outputs) {

@@ -273,10 +273,19 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
 export function bertClassify(cfg: BertConfig, w: BertWeightsF32, hidden: Float32Array, batch: number, seqLen: number): Float32Array {
   const H = cfg.hiddenSize;
   const N = cfg.numLabels;
+  if (cfg.head === 'token') throw new WebqError('NO_CLASSIFIER', 'BERT reference: a *ForTokenClassification head classifies every token: use bertTokenLogits');
   const [dense, out] = { pooler: ['pooler.dense', 'classifier'], 'dense-tanh': ['classifier.dense', 'classifier.out_proj'], 'dense-relu': ['pre_classifier', 'classifier'] }[cfg.head];
   const cls = Float64Array.from(clsPool(hidden, batch, seqLen));
   const pooled = linear(cls, batch, H, weight(w, `${dense}.weight`, H * H), weight(w, `${dense}.bias`, H), H);
   for (let i = 0; i < pooled.length; i++) pooled[i] = cfg.head === 'dense-relu' ? Math.max(pooled[i], 0) : Math.tanh(pooled[i]);
   const logits = linear(pooled, batch, H, weight(w, `${out}.weight`, N * H), weight(w, `${out}.bias`, N), N);
   return Float32Array.from(logits);
+}
+
+/** The *ForTokenClassification head: classifier on every token's last hidden state [B*T, H] -> logits [B*T, numLabels]. */
+export function bertTokenLogits(cfg: BertConfig, w: BertWeightsF32, hidden: Float32Array): Float32Array {
+  const H = cfg.hiddenSize;
+  const N = cfg.numLabels;
+  const rows = hidden.length / H;
+  return Float32Array.from(linear(Float64Array.from(hidden), rows, H, weight(w, 'classifier.weight', N * H), weight(w, 'classifier.bias', N), N));
 }

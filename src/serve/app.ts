@@ -21,6 +21,7 @@ import { cors } from 'hono/cors';
 import { streamSSE } from 'hono/streaming';
 import { predictionUsage, type ChatUsage } from '../api/chat.ts';
 import type { GenerationResult, Usage } from '../api/llm.ts';
+import { truncateEmbedding } from '../api/matryoshka.ts';
 import { ApiError, badRequest, isAbort, toApiError } from './errors.ts';
 import { Metrics } from './metrics.ts';
 import type { ModelRegistry, ServedModel } from './models.ts';
@@ -233,7 +234,7 @@ export function createApp(reg: ModelRegistry, o: ServerOptions, metrics = new Me
     c.set('model', m.id);
     const bert = m.bert!;
     const dims = bert.config.hiddenSize;
-    if (p.dimensions !== undefined && p.dimensions !== dims) throw badRequest(`"dimensions" is ${p.dimensions}; model "${m.id}" makes ${dims}-dimensional embeddings and cannot shorten them`, 'dimensions');
+    if (p.dimensions !== undefined && p.dimensions > dims) throw badRequest(`"dimensions" is ${p.dimensions}; model "${m.id}" makes ${dims}-dimensional embeddings: ask for ${dims} or fewer`, 'dimensions');
     const release = await m.queue.acquire(c.req.raw.signal);
     let vectors: Float32Array[];
     try {
@@ -245,7 +246,11 @@ export function createApp(reg: ModelRegistry, o: ServerOptions, metrics = new Me
     metrics.usage(m.id, tokens, 0);
     return c.json({
       object: 'list',
-      data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: p.format === 'base64' ? base64Floats(v) : Array.from(v) })),
+      // Shortened (Matryoshka) embeddings are unit length, as OpenAI's are, whatever the model's normalization.
+      data: vectors.map((full, index) => {
+        const v = p.dimensions !== undefined && p.dimensions < dims ? truncateEmbedding(full, p.dimensions, true) : full;
+        return { object: 'embedding', index, embedding: p.format === 'base64' ? base64Floats(v) : Array.from(v) };
+      }),
       model: m.id,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     });

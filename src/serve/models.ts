@@ -4,6 +4,7 @@
  * each with its own queue, so requests to one model run one after another while different models
  * run side by side on the device. `id=location` names a model; otherwise its id is the location.
  */
+import { modelTypeEntry } from '../models/registry.ts';
 import { BertModel } from '../api/bert.ts';
 import { LlmModel, type LlmLoadOptions } from '../api/llm.ts';
 import { WebqError } from '../errors.ts';
@@ -39,12 +40,12 @@ export function parseModelSpec(spec: string): { id: string; location: string } {
   return m && !/^[a-z]+:\/\//i.test(spec) ? { id: m[1], location: m[2] } : { id: spec, location: spec };
 }
 
-/** 'embedding' for a BERT encoder (config.json model_type "bert"), else 'chat'. */
+/** 'embedding' for an encoder (config.json model_type of an encoder in src/models/registry.ts), else 'chat'. */
 async function kindOf(location: string, opts: ServeLoadOptions): Promise<ModelKind> {
   if (isGgufLocation(location, opts.file)) return 'chat';
   const files = await openModelFiles(location, opts);
   const config = await files.readJson('config.json');
-  return isJsonObject(config) && config.model_type === 'bert' ? 'embedding' : 'chat';
+  return isJsonObject(config) && typeof config.model_type === 'string' && modelTypeEntry(config.model_type)?.forward === 'encoder' ? 'embedding' : 'chat';
 }
 
 export class ModelRegistry {

@@ -15,6 +15,7 @@
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import { WebqError } from '../errors.ts';
+import { alignOffsets } from './offsets.ts';
 import { checkTokenizerJson } from './tokenizer-guard.ts';
 
 export type TokenizerErrorCode =
@@ -58,6 +59,8 @@ export interface EncodeBatchOptions extends Omit<EncodeOptions, 'pair'> {
 export interface Encoded {
   ids: number[];
   tokenTypeIds: number[];
+  /** Per id: added by the post-processor ([CLS], [SEP], <s>, </s>), not from the text. */
+  special: boolean[];
   /** True when content was cut to fit maxLength. */
   truncated: boolean;
 }
@@ -146,11 +149,14 @@ export class TextTokenizer {
   private readonly specials: { single: number; pair: number };
   /** How tokens spell text (tokenizer.json's decoder and normalizer), for a constraint engine. */
   readonly spelling: TokenSpelling;
+  /** WordPiece's marker of a token that continues a word ("##"); '' when the model has none. */
+  readonly continuingSubwordPrefix: string;
 
   private constructor(inner: Tokenizer, config: Config, options: TextTokenizerOptions, model: Config, spelling: TokenSpelling) {
     this.name = options.name ?? 'tokenizer.json';
     this.inner = inner;
     this.spelling = spelling;
+    this.continuingSubwordPrefix = typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : '';
     // WordPiece and BPE name their unknown token; Unigram (SentencePiece) gives its id.
     const unk = typeof model.unk_token === 'string' ? inner.token_to_id(model.unk_token) : model.unk_id;
     this.unkTokenId = typeof unk === 'number' && Number.isSafeInteger(unk) && unk >= 0 ? unk : undefined;
@@ -204,9 +210,9 @@ export class TextTokenizer {
   }
 
   /** Adds special tokens around content ids via the tokenizer's own post-processor. */
-  private assemble(a: number[], b: number[] | null): { ids: number[]; types: number[] } {
+  private assemble(a: number[], b: number[] | null): { ids: number[]; types: number[]; special: boolean[] } {
     const pp = this.inner.post_processor;
-    if (!pp) return { ids: [...a, ...(b ?? [])], types: [...a.map(() => 0), ...(b ?? []).map(() => 1)] };
+    if (!pp) return { ids: [...a, ...(b ?? [])], types: [...a.map(() => 0), ...(b ?? []).map(() => 1)], special: [...a, ...(b ?? [])].map(() => false) };
     // Post-processors only splice the sequences they are given between special-token strings, so
     // content passes through as numbers and whatever comes back as a string is a special token.
     const out = (pp as unknown as (t: number[], p: number[] | null, add: boolean) => Assembled)(a, b, true);
@@ -219,7 +225,7 @@ export class TextTokenizer {
     });
     // ByteLevel-style processors return the pair separately and no type ids: A is 0, B is 1.
     const types = out.token_type_ids ?? [...out.tokens.map(() => 0), ...(out.tokens_pair ?? []).map(() => 1)];
-    return { ids, types };
+    return { ids, types, special: tokens.map((t) => typeof t === 'string') };
   }
 
   /** Special tokens the post-processor adds to one text, or to a pair ([CLS] A [SEP] B [SEP]: 3). */
@@ -262,9 +268,35 @@ export class TextTokenizer {
         b = b.slice(0, lb);
       }
     }
-    if (!add) return { ids: [...a, ...(b ?? [])], tokenTypeIds: [...a.map(() => 0), ...(b ?? []).map(() => 1)], truncated };
-    const { ids, types } = this.assemble(a, b);
-    return { ids, tokenTypeIds: types, truncated };
+    if (!add) return { ids: [...a, ...(b ?? [])], tokenTypeIds: [...a.map(() => 0), ...(b ?? []).map(() => 1)], special: [...a, ...(b ?? [])].map(() => false), truncated };
+    const { ids, types, special } = this.assemble(a, b);
+    return { ids, tokenTypeIds: types, special, truncated };
+  }
+
+  /**
+   * One text as encode() makes it, with each id's stored token ("##son", "Ġworld", "▁World") and
+   * its [start, end) in `text` (UTF-16 indices; null for special tokens): see offsets.ts. With
+   * `lowerCase` the text is lowercased first (sentence_bert_config do_lower_case), offsets still
+   * into the text as given.
+   */
+  encodeWithOffsets(text: string, options: Omit<EncodeOptions, 'pair' | 'addSpecialTokens'> & { lowerCase?: boolean } = {}, index = 0): Encoded & { tokens: string[]; offsets: ([number, number] | null)[] } {
+    const lower = options.lowerCase === true;
+    const enc = this.encode(lower ? text.toLowerCase() : text, options, index);
+    const content = enc.ids.filter((_, i) => !enc.special[i]);
+    const tokens = content.map((id) => this.inner.id_to_token(id) ?? '');
+    const normalizer = this.inner.normalizer;
+    const normalize = (ch: string) => {
+      const c = lower ? ch.toLowerCase() : ch;
+      return normalizer ? normalizer.normalize(c) : c;
+    };
+    const spans = alignOffsets(text, tokens, { kind: this.spelling.kind, continuingPrefix: this.continuingSubwordPrefix, normalize, unknown: (i) => content[i] === this.unkTokenId });
+    // Content tokens sit in order between the special ones: the k-th non-special id is content[k].
+    const nth = (i: number) => enc.special.slice(0, i).filter((sp) => !sp).length;
+    return {
+      ...enc,
+      tokens: enc.ids.map((id, i) => (enc.special[i] ? (this.inner.id_to_token(id) ?? '') : tokens[nth(i)])),
+      offsets: enc.ids.map((_, i) => (enc.special[i] ? null : spans[nth(i)])),
+    };
   }
 
   /** Texts -> padded [batch, seqLen] ids, attention mask and token types. */

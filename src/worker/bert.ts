@@ -1,9 +1,10 @@
 /**
- * WorkerBertModel: BertModel in a dedicated worker. Same load options, same embed / classify,
+ * WorkerBertModel: BertModel in a dedicated worker. Same load options, same embed / classify / tokenClassify,
  * same errors (WebqErrors with the same code and message); the page's thread only posts texts and
  * receives the vectors (transferred, not copied).
  */
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
+import type { TokenClassification, TokenClassifyOptions } from '../api/token-classification.ts';
 import type { WebqWorker, WorkerModelOptions } from './connection.ts';
 import { WorkerModel } from './model.ts';
 import type { BertInfo } from './protocol.ts';
@@ -11,7 +12,7 @@ import type { BertInfo } from './protocol.ts';
 export type WorkerBertLoadOptions = Omit<BertLoadOptions, 'onProgress' | 'fetch' | 'context'> & WorkerModelOptions;
 
 export class WorkerBertModel extends WorkerModel<BertInfo> {
-  readonly pooling: Required<EmbedOptions>;
+  readonly pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
 
   private constructor(worker: WebqWorker, ownsWorker: boolean, handle: number, info: BertInfo) {
     super(worker, ownsWorker, handle, info);
@@ -33,5 +34,11 @@ export class WorkerBertModel extends WorkerModel<BertInfo> {
   async classify(texts: string[], opts: TextOptions = {}): Promise<Classification[]> {
     this.check();
     return this.worker.request({ op: 'classify', model: this.handle, texts, options: opts });
+  }
+
+  /** Token labels or entity spans, as BertModel.tokenClassify. */
+  async tokenClassify(texts: string[], opts: TokenClassifyOptions & TextOptions = {}): Promise<TokenClassification[]> {
+    this.check();
+    return this.worker.request({ op: 'tokenClassify', model: this.handle, texts, options: opts });
   }
 }

@@ -7,7 +7,7 @@
  *   main -> worker                              worker -> main (same id)
  *   init     { device }                         result Capabilities
  *   load     { kind, location, options, warmup} progress*, warmup?, result ModelInfo
- *   embed / classify / logits                   result
+ *   embed / classify / tokenClassify / logits   result
  *   applyDelta { delta, options }               result { applied, version, weightBytes }
  *   generate { stream }  /  chat                chunk*, result
  *   recover  { model }                          result { recovered, weightBytes }
@@ -16,6 +16,7 @@
  *   abort    { id }                             (the aborted request ends with an error)
  */
 import type { BertLoadOptions, Classification, EmbedOptions, TextOptions } from '../api/bert.ts';
+import type { TokenClassification, TokenClassifyOptions } from '../api/token-classification.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/chat.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult, LlmLoadOptions } from '../api/llm.ts';
 import type { ApplyDeltaOptions, DeltaApplied } from '../delta/loaded-update.ts';
@@ -43,7 +44,7 @@ export interface BertInfo {
   describe: string;
   weightBytes: number;
   version: string | null;
-  pooling: Required<EmbedOptions>;
+  pooling: Required<Pick<EmbedOptions, 'pooling' | 'normalize'>>;
   /** Load (download, upload) and warm-up times in ms; warm-up 0 when it was off. */
   loadMs: number;
   warmupMs: number;
@@ -73,6 +74,7 @@ export type Request =
   | { id: number; op: 'load'; kind: 'llm'; location: string; options: LlmWorkerLoadOptions; warmup: boolean }
   | { id: number; op: 'embed'; model: number; texts: string[]; options: EmbedOptions & TextOptions }
   | { id: number; op: 'classify'; model: number; texts: string[]; options: TextOptions }
+  | { id: number; op: 'tokenClassify'; model: number; texts: string[]; options: TokenClassifyOptions & TextOptions }
   | { id: number; op: 'logits'; model: number; prompt: string | number[]; options: { addSpecialTokens?: boolean } }
   | { id: number; op: 'generate'; model: number; prompt: string | number[]; options: GenerateWorkerOptions; stream: boolean }
   | { id: number; op: 'chat'; model: number; request: ChatCompletionRequest }
@@ -94,6 +96,7 @@ export interface Results {
   load: { model: number; info: BertInfo | LlmInfo };
   embed: Float32Array[];
   classify: Classification[];
+  tokenClassify: TokenClassification[];
   logits: { ids: number[]; logits: Float32Array };
   generate: GenerationResult;
   chat: ChatCompletion | null;

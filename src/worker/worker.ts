@@ -111,6 +111,8 @@ async function handle(req: Request, signal: AbortSignal): Promise<{ value: Resul
     }
     case 'classify':
       return { value: await bert(req.model).classify(req.texts, req.options) };
+    case 'tokenClassify':
+      return { value: await bert(req.model).tokenClassify(req.texts, req.options) };
     case 'logits': {
       const r = await llm(req.model).logits(req.prompt, req.options);
       return { value: r, transfer: buffersOf([r.logits]) };
