@@ -40,3 +40,15 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   let at = r * 2u * g.cols + c;
   out[i] = T(silu_f32(f32(x[at])) * f32(x[at + g.cols]));
 }
+
+// GeGLU for ModernBERT's fused Wi projection: x [rows, 2 * cols] holds input then gate along each
+// row; out [rows, cols] = gelu(input) * gate (exact erf GELU), n = rows * cols.
+@compute @workgroup_size(WG)
+fn geglu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  if (i >= g.n) { return; }
+  let r = i / g.cols;
+  let c = i % g.cols;
+  let at = r * 2u * g.cols + c;
+  out[i] = T(gelu_f32(f32(x[at])) * f32(x[at + g.cols]));
+}

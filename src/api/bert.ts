@@ -38,6 +38,7 @@ const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: s
   'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
   distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
   mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
+  modernbert: { heads: 'head.dense/head.norm/classifier', arch: 'ModernBert' },
 };
 
 export interface BertLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onProgress' | 'cache' | 'hubUrl' | 'cacheDir' | 'fetch' | 'headers' | 'offline' | 'refresh' | 'recheckMs' | 'timeoutMs'> {
@@ -334,7 +335,8 @@ export class BertModel {
     try {
       const rec = this.ctx.record({ label: `bert:${method}` });
       const h = bertForward(this.ctx, rec, weights, this.config, b);
-      const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
+      // ModernBERT's head may read the mean over real tokens (classifier_pooling); the others' read [CLS].
+      const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: this.config.modern?.classifierPooling ?? 'cls', normalize: false });
       h.dispose();
       const logits = bertClassifierHead(this.ctx, rec, weights, this.config, cls);
       cls.dispose();
@@ -348,7 +350,7 @@ export class BertModel {
   }
 
   private needHead(weights: BertGpuWeights): void {
-    if (!weights.pooler || !weights.classifier) {
+    if (weights.modern ? !weights.modern.head : !weights.pooler || !weights.classifier) {
       const { heads, arch } = HEAD_NAMES[this.config.family];
       throw new WebqError('NO_CLASSIFIER', `${this.describe}: has no ${heads} weights (architectures: ${this.config.architectures.join(', ') || 'none'}); use a ${arch}ForSequenceClassification checkpoint`);
     }

@@ -5,15 +5,17 @@
 import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
+import { parseModernBertConfig, type ModernBertOptions } from './modernbert-config.ts';
 
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
+export type { ModernBertOptions } from './modernbert-config.ts';
 
 /** model_type values webq runs. */
-export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
+export const SUPPORTED_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'modernbert', 'llama', 'mistral', 'qwen2', 'qwen3', 'granite', 'olmo2', 'smollm3', 'phi3'] as const;
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 /** The encoder families one BERT forward runs; what differs is configuration (see BertConfig). */
-export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet'] as const;
+export const ENCODER_FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert', 'mpnet', 'modernbert'] as const;
 export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
 
 export interface BertConfig {
@@ -39,9 +41,12 @@ export interface BertConfig {
   /**
    * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
    * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
-   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier).
+   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier), 'dense-gelu-norm' ModernBERT's
+   * (head.dense + GELU + head.norm, classifier, on the pooling ModernBertOptions.classifierPooling says).
    */
-  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu';
+  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu' | 'dense-gelu-norm';
+  /** ModernBERT's layout (pre-norm GeGLU layers, RoPE, alternating local attention); null for the other families. */
+  readonly modern: ModernBertOptions | null;
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
@@ -69,7 +74,7 @@ export interface BertConfig {
 export type ModelConfig = BertConfig | LlamaConfig;
 
 /** Reads id2label ({"0": "NEGATIVE", ...}): keys must be exactly 0..n-1. */
-function readLabels(json: JsonObject, source: string): Record<number, string> | null {
+export function readLabels(json: JsonObject, source: string): Record<number, string> | null {
   const raw = json.id2label;
   if (raw === undefined || raw === null) return null;
   if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "id2label" must be an object of index -> label name, got ${describe(raw)}`);
@@ -89,6 +94,13 @@ function readLabels(json: JsonObject, source: string): Record<number, string> | 
   return out;
 }
 
+function readArchitectures(json: JsonObject, f: ReturnType<typeof fields>): string[] {
+  if (!f.has('architectures')) return [];
+  const a = json.architectures;
+  if (!Array.isArray(a) || !a.every((x) => typeof x === 'string')) throw f.bad('architectures', 'an array of strings');
+  return a as string[];
+}
+
 /**
  * Parses config.json (text or parsed JSON) of a BERT-family encoder. `source` names the file in
  * errors. Fields transformers defaults (type_vocab_size 2, layer_norm_eps 1e-12, hidden_act gelu,
@@ -102,6 +114,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   }
   const family = modelType as EncoderFamily;
   const f = fields(json, source);
+  if (family === 'modernbert') return parseModernBertConfig(json, source, { architectures: readArchitectures(json, f), id2label: readLabels(json, source) });
   const distil = family === 'distilbert';
   // DistilBERT spells the sizes its own way (dim, n_heads, n_layers, hidden_dim, activation).
   const name = { hidden: distil ? 'dim' : 'hidden_size', heads: distil ? 'n_heads' : 'num_attention_heads', layers: distil ? 'n_layers' : 'num_hidden_layers', inter: distil ? 'hidden_dim' : 'intermediate_size', act: distil ? 'activation' : 'hidden_act' };
@@ -129,12 +142,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
       `${source}: position_embedding_type ${shortJson(posType)} is not supported; webq implements "absolute"`,
     );
   }
-  let architectures: string[] = [];
-  if (f.has('architectures')) {
-    const a = json.architectures;
-    if (!Array.isArray(a) || !a.every((x) => typeof x === 'string')) throw f.bad('architectures', 'an array of strings');
-    architectures = a as string[];
-  }
+  const architectures = readArchitectures(json, f);
   const id2label = readLabels(json, source);
   const declared = f.has('num_labels') ? f.int('num_labels', 1, CONFIG_BOUNDS.types) : undefined;
   const labelCount = id2label ? Object.keys(id2label).length : undefined;
@@ -166,6 +174,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     maxTokens,
     relativeBuckets,
     head: afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
+    modern: null,
     vocabSize,
     hiddenSize,
     numLayers,
@@ -188,7 +197,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
 
 export function checkModelType(json: JsonObject, source: string): SupportedModelType {
   const t = json.model_type;
-  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT and MPNet encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
+  const supported = `webq runs ${SUPPORTED_MODEL_TYPES.join(', ')} (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet and ModernBERT encoders such as MiniLM, bge, e5, bge-m3 and sentence-transformers models; Llama, Mistral, Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 decoders)`;
   if (typeof t !== 'string') {
     throw new ModelConfigError(
       'CONFIG_UNSUPPORTED_MODEL_TYPE',
@@ -210,6 +219,7 @@ export function parseModelConfig(input: string | JsonValue | object, source = 'c
     case 'xlm-roberta':
     case 'distilbert':
     case 'mpnet':
+    case 'modernbert':
       return parseBertConfig(json, source);
     default:
       return parseLlamaConfig(json, source);

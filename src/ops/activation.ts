@@ -19,13 +19,18 @@ export const gelu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): T
 export const silu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor => unary('silu', ctx, rec, x, out);
 
 /** SwiGLU over a fused gate|up projection: x [..., 2I] (gate then up) -> out [..., I] = silu(gate) * up. */
-export function swiglu(ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
+export const swiglu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor => glu('swiglu', ctx, rec, x, out);
+
+/** GeGLU over ModernBERT's fused Wi projection: x [..., 2I] (input then gate) -> out [..., I] = gelu(input) * gate. */
+export const geglu = (ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor => glu('geglu', ctx, rec, x, out);
+
+function glu(entry: 'swiglu' | 'geglu', ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
   const cols2 = x.shape[x.shape.length - 1];
-  if (cols2 % 2 !== 0) throw new ShapeError(`swiglu: the last dimension of x ${JSON.stringify(x.shape)} must be even (gate | up)`);
+  if (cols2 % 2 !== 0) throw new ShapeError(`${entry}: the last dimension of x ${JSON.stringify(x.shape)} must be even (two halves)`);
   const cols = cols2 / 2;
   const o = out ?? ctx.empty([...x.shape.slice(0, -1), cols], x.dtype);
-  if (o.size !== x.size / 2) throw new ShapeError(`swiglu: out ${JSON.stringify(o.shape)} must hold ${x.size / 2} values`);
-  const precision = floatPrecision('swiglu', { x, out: o });
-  rec.dispatch({ shader: 'activation', entry: 'swiglu', variant: { precision }, constants: { WG } }, { x, out: o }, grid1d(o.size, WG), { n: o.size, cols });
+  if (o.size !== x.size / 2) throw new ShapeError(`${entry}: out ${JSON.stringify(o.shape)} must hold ${x.size / 2} values`);
+  const precision = floatPrecision(entry, { x, out: o });
+  rec.dispatch({ shader: 'activation', entry, variant: { precision }, constants: { WG } }, { x, out: o }, grid1d(o.size, WG), { n: o.size, cols });
   return o;
 }

@@ -108,6 +108,7 @@ export interface QuantizePlan {
 }
 
 function bertRoles(store: TensorStore, config: BertConfig, dtype: LinearDType): TensorRoles {
+  if (config.modern) throw new WebqError('UNSUPPORTED_MODEL', `${store.name}: webq quantize does not yet write modernbert checkpoints; load the float checkpoint with dtype q8 or q4 instead`);
   const refs = resolveBertWeights(store, config);
   const linears = new Set<string>();
   for (const l of refs.layers) for (const lin of [l.query, l.key, l.value, l.attnOut, l.intermediate, l.output]) linears.add(lin.weight.name);
