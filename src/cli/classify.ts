@@ -1,6 +1,6 @@
 /**
  * `webq classify <model> TEXT...`: the label and score a *ForSequenceClassification checkpoint
- * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet) gives each text.
+ * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet, ModernBERT) gives each text.
  */
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';

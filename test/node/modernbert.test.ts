@@ -162,6 +162,25 @@ describe('f32 last hidden state against the CPU fp32 forward (within 1e-3 on rea
   }
 });
 
+describe('f16 activations (the shader-f16 path of every kernel) against the CPU fp32 forward', () => {
+  it('embed: mean-pooled cosine >= 0.9999', async () => {
+    const m = models.embed;
+    const { cfg, enc, input } = await encode(m, TEXTS);
+    const want = meanPool(modernBertEncode(cfg, m.weights, input), enc.attentionMask, enc.batch);
+    const model = await BertModel.load(m.dir, { dtype: 'f16', context: ctx });
+    try {
+      expect(model.ctx.caps.f16).toBe(true); // lavapipe has shader-f16: this is the f16 path
+      const got = await model.embed(TEXTS, { pooling: 'mean', normalize: false });
+      const H = cfg.hiddenSize;
+      const cos = got.map((v, i) => cosine(v, want.subarray(i * H, (i + 1) * H)));
+      console.log(`modernbert embed f16: mean-pooled 1 - cosine vs fp32 max ${(1 - Math.min(...cos)).toExponential(2)}`);
+      expect(Math.min(...cos)).toBeGreaterThanOrEqual(0.9999);
+    } finally {
+      model.dispose();
+    }
+  }, 120_000);
+});
+
 describe('embeddings and heads', () => {
   it('embed(): the sentence-transformers mean pooling, normalized, against the reference', async () => {
     const m = models.embed;
