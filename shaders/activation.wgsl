@@ -52,6 +52,18 @@ fn geglu_tanh(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
   out[i] = T(gelu_tanh_f32(f32(x[at])) * f32(x[at + g.cols]));
 }
 
+// GeGLU for ModernBERT's fused Wi projection: x [rows, 2 * cols] holds input then gate along each
+// row; out [rows, cols] = gelu(input) * gate (exact erf GELU), n = rows * cols.
+@compute @workgroup_size(WG)
+fn geglu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  if (i >= g.n) { return; }
+  let r = i / g.cols;
+  let c = i % g.cols;
+  let at = r * 2u * g.cols + c;
+  out[i] = T(gelu_f32(f32(x[at])) * f32(x[at + g.cols]));
+}
+
 // Soft-capping of logits (Gemma's final_logit_softcapping): out = cap tanh(x / cap), n values.
 struct CapParams { n: u32, cap: f32 }
 @group(0) @binding(4) var<uniform> c: CapParams;

@@ -5,10 +5,13 @@
 // one query, keys and values stream through workgroup memory in blocks of BK, and the softmax is
 // online (running max m, running sum l, accumulator rescaled once per block).
 // mask[b, j] = 0 marks padding: those keys are skipped, so padding never changes a real token.
+// A local layer (ModernBERT) also skips keys farther than p.win from the query (|i - j| > win);
+// global layers pass win = 0xffffffff. It is a uniform, not an override: the same pipeline serves
+// both kinds of layer.
 // The head dim is the override HD (a multiple of 4): loops over it have a trip count the shader
 // compiler knows, so q and the accumulator live in registers as vec4s, not in indexed memory.
 
-struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
+struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32, win: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<T>;
@@ -29,6 +32,9 @@ fn rel_bias(h: u32, i: u32, j: u32) -> f32 {
   if (!HAS_BIAS) { return 0.0; }
   return relTable[relBuckets[j + p.T - 1u - i] * p.heads + h];
 }
+
+// Key j is within query i's window (always, for a global layer).
+fn near(i: u32, j: u32) -> bool { return max(i, j) - min(i, j) <= p.win; }
 
 var<workgroup> Ks: array<vec4<f32>, 512>; // [BK][MAX_D4]
 var<workgroup> Vs: array<vec4<f32>, 512>;
@@ -80,7 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     var bmax = -3.402823e38;
     for (var jj = 0u; jj < BK; jj++) {
       var v = -3.402823e38;
-      if (live[jj] != 0u) {
+      if (live[jj] != 0u && near(i, j0 + jj)) {
         var dv = vec4<f32>(0.0);
         for (var d = 0u; d < D4; d++) { dv += q[d] * Ks[jj * MAX_D4 + d]; }
         v = dv.x + dv.y + dv.z + dv.w + rel_bias(h, min(i, p.T - 1u), j0 + jj);
@@ -94,7 +100,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       l *= corr;
       for (var d = 0u; d < D4; d++) { acc[d] *= corr; }
       for (var jj = 0u; jj < BK; jj++) {
-        if (live[jj] != 0u) {
+        if (s[jj] > -3.0e38) {
           let w = exp(s[jj] - mNew);
           l += w;
           for (var d = 0u; d < D4; d++) { acc[d] += w * Vs[jj * MAX_D4 + d]; }

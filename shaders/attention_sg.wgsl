@@ -12,7 +12,7 @@
 // Lane l works on key l % KB, so any subgroup size that is a multiple of KB works. Every lane
 // runs every block (queries past T are clamped and not stored): shuffles need the whole subgroup.
 
-struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32 }
+struct Params { T: u32, H: u32, heads: u32, D: u32, scale: f32, win: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Viewed as vec4s: the head dim, H and 3H are multiples of 4 (src/ops/attention.ts checks), so
@@ -36,6 +36,9 @@ fn rel_bias(h: u32, i: u32, j: u32) -> f32 {
   if (!HAS_BIAS) { return 0.0; }
   return relTable[relBuckets[j + p.T - 1u - i] * p.heads + h];
 }
+
+// Key j is within query i's window: |i - j| <= p.win (a local layer's; 0xffffffff for a global one).
+fn near(i: u32, j: u32) -> bool { return max(i, j) - min(i, j) <= p.win; }
 
 // Four values from element i (a multiple of 4).
 fn ld4(i: u32) -> vec4<f32> { return vec4<f32>(qkv[i / 4u]); }
@@ -84,9 +87,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       for (var d = 0u; d < D4; d++) { let k = subgroupShuffle(kv[d], jj); dv += q[d] * k; dv2 += q2[d] * k; }
       let live = subgroupShuffle(mine, jj) != 0u;
       let jk = min(j0 + jj, p.T - 1u); // clamped: a dead key's score is dropped anyway
-      s[jj] = select(-3.402823e38, dv.x + dv.y + dv.z + dv.w + rel_bias(h, ic, jk), live);
-      s2[jj] = select(-3.402823e38, dv2.x + dv2.y + dv2.z + dv2.w + rel_bias(h, ic2, jk), live);
-      if (live) { bmax = max(bmax, s[jj]); bmax2 = max(bmax2, s2[jj]); }
+      let ok = live && near(ic, jk);
+      let ok2 = live && near(ic2, jk);
+      s[jj] = select(-3.402823e38, dv.x + dv.y + dv.z + dv.w + rel_bias(h, ic, jk), ok);
+      s2[jj] = select(-3.402823e38, dv2.x + dv2.y + dv2.z + dv2.w + rel_bias(h, ic2, jk), ok2);
+      if (ok) { bmax = max(bmax, s[jj]); }
+      if (ok2) { bmax2 = max(bmax2, s2[jj]); }
     }
     // The value rows reuse the key registers.
     for (var d = 0u; d < D4; d++) { kv[d] = ld4(base + 2u * p.H + 4u * d); }

@@ -45,6 +45,7 @@ const HEAD_NAMES: Readonly<Record<BertConfig['family'], { heads: string; arch: s
   'xlm-roberta': { heads: 'classifier.dense/classifier.out_proj', arch: 'XLMRoberta' },
   distilbert: { heads: 'pre_classifier/classifier', arch: 'DistilBert' },
   mpnet: { heads: 'classifier.dense/classifier.out_proj', arch: 'MPNet' },
+  modernbert: { heads: 'head.dense/head.norm/classifier', arch: 'ModernBert' },
 };
 
 /** classify() / rerank() on a model without a sequence-classification head. */

@@ -349,7 +349,8 @@ export class BertModel {
     try {
       const rec = this.ctx.record({ label: `bert:${method}` });
       const h = bertForward(this.ctx, rec, weights, this.config, b);
-      const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
+      // ModernBERT's head may read the mean over real tokens (classifier_pooling); the others' read [CLS].
+      const cls = pool(this.ctx, rec, h, b.mask, b.B, { mode: this.config.modern?.classifierPooling ?? 'cls', normalize: false });
       h.dispose();
       const logits = bertClassifierHead(this.ctx, rec, weights, this.config, cls);
       cls.dispose();
@@ -363,7 +364,7 @@ export class BertModel {
   }
 
   private needHead(weights: BertGpuWeights): void {
-    if (!weights.pooler || !weights.classifier) throw noClassifier(this.config, this.describe);
+    if (weights.modern ? !weights.modern.head : !weights.pooler || !weights.classifier) throw noClassifier(this.config, this.describe);
   }
 
   /**

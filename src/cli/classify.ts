@@ -1,6 +1,6 @@
 /**
  * `webq classify <model> TEXT...`: the label and score a *ForSequenceClassification checkpoint
- * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet) gives each text; with --tokens, the labels a
+ * (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, MPNet, ModernBERT) gives each text; with --tokens, the labels a
  * *ForTokenClassification checkpoint gives each token, or the entity spans they make (NER).
  */
 import type { EntityGroup, TokenEntity } from '../api/token-classification.ts';

@@ -11,6 +11,7 @@ import type { DType } from '../io/safetensors/dtypes.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../quant/imports/index.ts';
 import type { BertConfig, EncoderFamily } from './config.ts';
+import { resolveModernBertWeights, type ModernBertRefs } from './modernbert-weights.ts';
 
 export type BertWeightsErrorCode =
   | 'WEIGHTS_MISSING' // a required tensor is not in the checkpoint
@@ -82,9 +83,9 @@ export interface BertWeights {
   readonly prefix: string;
   readonly embeddings: {
     readonly word: WeightRef; // [V, H]
-    readonly position: WeightRef; // [P, H]
+    readonly position: WeightRef | null; // [P, H]; ModernBERT has none (RoPE)
     readonly tokenType: WeightRef | null; // [TV, H]; DistilBERT has none
-    readonly norm: NormRefs; // [H]
+    readonly norm: NormRefs | null; // [H]; ModernBERT's (maybe without bias) is in `modern`
   };
   readonly layers: readonly BertLayerRefs[];
   /** MPNet's relative position bias table [buckets, heads] (encoder.relative_attention_bias.weight), else null. */
@@ -96,18 +97,20 @@ export interface BertWeights {
   readonly pooler: LinearRefs | null;
   /** [numLabels, H]: classifier (BERT, DistilBERT) or classifier.out_proj (RoBERTa), in *ForSequenceClassification checkpoints. */
   readonly classifier: LinearRefs | null;
+  /** ModernBERT's layers, norms and head (its own layout; `layers` is empty then), else null. */
+  readonly modern: ModernBertRefs | null;
   /** Every resolved tensor, in forward order. */
   readonly all: readonly WeightRef[];
 }
 
-const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F32', 'F16', 'BF16', 'F64']);
+export const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F32', 'F16', 'BF16', 'F64']);
 
-function shapeText(s: readonly number[]): string {
+export function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
 
 /** The prefix a *ForSequenceClassification (or other task) model puts before the encoder's tensors. */
-const TASK_PREFIX: Readonly<Record<EncoderFamily, string>> = { bert: 'bert.', roberta: 'roberta.', 'xlm-roberta': 'roberta.', distilbert: 'distilbert.', mpnet: 'mpnet.' };
+export const TASK_PREFIX: Readonly<Record<EncoderFamily, string>> = { bert: 'bert.', roberta: 'roberta.', 'xlm-roberta': 'roberta.', distilbert: 'distilbert.', mpnet: 'mpnet.', modernbert: 'model.' };
 
 /** DistilBERT's names for BERT's canonical ones (transformers' modeling_distilbert.py); the rest are the same. */
 const DISTILBERT_NAMES: readonly [RegExp, string][] = [
@@ -143,6 +146,7 @@ const HEAD_NAMES: Readonly<Record<BertConfig['head'], { dense: string; out: stri
   'dense-tanh': { dense: 'classifier.dense', out: 'classifier.out_proj' },
   'dense-relu': { dense: 'pre_classifier', out: 'classifier' },
   token: { dense: '', out: 'classifier' }, // *ForTokenClassification: the classifier alone, on every token
+  'dense-gelu-norm': { dense: 'head.dense', out: 'classifier' }, // modernbert-weights.ts resolves it
 };
 
 /**
@@ -151,6 +155,7 @@ const HEAD_NAMES: Readonly<Record<BertConfig['head'], { dense: string; out: stri
  * naming the tensor, the checkpoint and the config field the shape comes from.
  */
 export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWeights {
+  if (cfg.modern) return resolveModernBertWeights(store, cfg);
   const H = cfg.hiddenSize;
   const I = cfg.intermediateSize;
   // GPTQ, AWQ, compressed-tensors or bitsandbytes, from config.json (an unsupported one throws here).
@@ -269,7 +274,7 @@ export function resolveBertWeights(store: TensorStore, cfg: BertConfig): BertWei
     const [has, lacks] = pooler ? [head.dense, head.out] : [head.out, head.dense];
     throw new BertWeightsError('WEIGHTS_MISSING', `${store.name}: has "${has}.weight" but no "${lacks}.weight"; a ${fam} classification head needs both`);
   }
-  return { prefix, embeddings, layers, relativeBias, pooler, classifier, all };
+  return { prefix, embeddings, layers, relativeBias, pooler, classifier, modern: null, all };
 }
 
 /**

@@ -17,7 +17,8 @@ import { layerNorm } from '../ops/norm.ts';
 import type { QWeight } from '../ops/qweight.ts';
 import type { BertConfig } from './config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
-import { heldObjects, makeUploader, modelActivations, prequantLinears, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, prequantLinears, type GpuObject, type LinearPart, type TableSpecs, type UploadOptions } from './upload.ts';
+import { modernBertForward, modernBertHead, modernRopeTables, uploadModernBert, type ModernBertGpu } from './modernbert.ts';
 
 export interface BertLayerGpu {
   qkv: LinearWeight; //      [3H, H]  query | key | value rows, fused into one matmul
@@ -37,10 +38,12 @@ export interface BertGpuWeights {
   /** What every quantized Linear does with its input: see BertLoadOptions.activations. */
   activations: Activations;
   word: Tensor | QWeight; // [V, H]  float, or int8 rows (under quantized dtypes, by default)
-  pos: Tensor; //  [P, H]
-  type: Tensor; // [TV, H]; one row of zeros for DistilBERT (no token types)
-  embNorm: [Tensor, Tensor]; // [H]
-  layers: BertLayerGpu[];
+  pos: Tensor | null; //  [P, H]; null for ModernBERT (RoPE)
+  type: Tensor | null; // [TV, H]; one row of zeros for DistilBERT (no token types); null for ModernBERT
+  embNorm: [Tensor, Tensor] | null; // [H]; ModernBERT's is in `modern`
+  layers: BertLayerGpu[]; // empty for ModernBERT
+  /** ModernBERT's layers, norms and head (src/models/modernbert.ts), else null. */
+  modern: ModernBertGpu | null;
   /** MPNet: the relative position bias table f32 [buckets, heads], shared by every layer; else null. */
   relTable: Tensor | null;
   pooler: { w: LinearWeight; b: Tensor } | null; //     [H, H] + tanh (relu: DistilBERT) on [CLS]
@@ -60,6 +63,8 @@ export interface BertBatch {
   positions: Tensor; // [B*T] u32, rows of the position table (positionIds)
   relBuckets?: Tensor | null; // [2T-1] u32, MPNet: the bias bucket of each distance j - i (relativeBuckets)
   mask: Tensor; //      [B*T] u32, 0 = padding
+  /** ModernBERT: RoPE cos | sin tables f32 [T, D] for the global and the local layers' bases. */
+  rope?: { global: Tensor; local: Tensor } | null;
   B: number;
   T: number;
 }
@@ -128,13 +133,14 @@ export function uploadBertBatch(ctx: GpuContext, cfg: BertConfig, enc: EncoderId
     positions: ctx.write(positions, [n], 'u32', 'position_ids'),
     mask: ctx.write(u32(enc.attentionMask), [n], 'u32', 'attention_mask'),
     relBuckets: cfg.relativeBuckets > 0 ? ctx.write(relativeBuckets(enc.seqLen), [2 * enc.seqLen - 1], 'u32', 'relative_buckets') : null,
+    rope: cfg.modern ? modernRopeTables(ctx, cfg, enc.seqLen) : null,
     B: enc.batch,
     T: enc.seqLen,
   };
 }
 
 export function freeBertBatch(b: BertBatch): void {
-  for (const t of [b.ids, b.types, b.positions, b.mask, b.relBuckets]) t?.dispose();
+  for (const t of [b.ids, b.types, b.positions, b.mask, b.relBuckets, b.rope?.global, b.rope?.local]) t?.dispose();
 }
 
 /**
@@ -202,7 +208,8 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
   const pl = prequantLinears(ctx, up, opts.prequant);
   let noTypes: Tensor | null = null;
   let relTable: Tensor | null = null;
-  const free = () => (pl.dispose(), up.dispose(), noTypes?.dispose(), relTable?.dispose());
+  let zeros: Tensor | null = null; // ModernBERT: the beta of LayerNorms without bias
+  const free = () => (pl.dispose(), up.dispose(), noTypes?.dispose(), relTable?.dispose(), zeros?.dispose());
   const norm = async (n: LinearRefs): Promise<[Tensor, Tensor]> => [await up.vec(n.weight), await up.vec(n.bias)];
   // Several Linears with the same input become one: their weight rows (and biases) stacked.
   const lin = async (parts: LinearRefs[]) => {
@@ -214,9 +221,16 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     const e = refs.embeddings;
     // Another tool's 4-bit checkpoint (GPTQ, AWQ, ...) left its table float: int8 adds little to it.
     const word = wordTable(await up.table(e.word, BERT_TABLES, imported ? 'int8' : bertTableDefault(dtype)));
+    const done = { precision: up.precision, activations, word, relTable: null, pooler: null, classifier: null, dispose: free };
+    if (refs.modern) {
+      zeros = ctx.uploadFloat(new Float32Array(cfg.hiddenSize), [cfg.hiddenSize], up.precision, 'no norm bias');
+      const linMaybe = async (parts: LinearPart[]) => (imported && !parts.some((p) => p.weight.imported) ? await up.lin(parts, up.precision) : await pl.lin(parts));
+      const modern = await uploadModernBert(up, linMaybe, refs.modern, zeros);
+      return { ...done, pos: null, type: null, embNorm: null, layers: [], modern, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes() };
+    }
     // DistilBERT has no token types: one zero row, so the one embedding kernel adds nothing.
     const type = e.tokenType ? await up.vec(e.tokenType) : (noTypes = ctx.uploadFloat(new Float32Array(cfg.hiddenSize), [1, cfg.hiddenSize], up.precision, 'no token types'));
-    const [pos, embNorm] = [await up.vec(e.position), await norm(e.norm)];
+    const [pos, embNorm] = [await up.vec(e.position!), await norm(e.norm!)];
     const layers: BertLayerGpu[] = [];
     for (const l of refs.layers) {
       const qkv = await lin([l.query, l.key, l.value]);
@@ -231,7 +245,7 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
     if (refs.relativeBias) relTable = ctx.uploadFloat(await store.readAs(refs.relativeBias.name, 'f32'), refs.relativeBias.shape, 'f32', refs.relativeBias.name);
     const pooler = refs.pooler ? await lin([refs.pooler]) : null;
     const classifier = refs.classifier ? await lin([refs.classifier]) : null;
-    return { precision: up.precision, activations, word, pos, type, embNorm, layers, relTable, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
+    return { precision: up.precision, activations, word, pos, type, embNorm, layers, modern: null, relTable, pooler, classifier, bytes: up.bytes(), objects: heldObjects(up, pl.made), uploadedBytes: up.uploadedBytes(), dispose: free };
   } catch (err) {
     free(); // a failed load leaves nothing on the GPU
     throw err;
@@ -243,9 +257,10 @@ export async function uploadBertWeights(ctx: GpuContext, store: TensorStore, cfg
  * input just before its matmul (calibration; src/quantize/units.ts).
  */
 export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, x: BertBatch, tap?: LinearTap): Tensor {
+  if (w.modern) return modernBertForward(ctx, rec, w, cfg, x, tap);
   const eps = cfg.layerNormEps;
-  const e = embedSum(ctx, rec, x.ids, x.types, x.positions, { word: w.word, pos: w.pos, type: w.type }, x.T); // [B*T, H]
-  let h = layerNorm(ctx, rec, e, w.embNorm[0], w.embNorm[1], eps);
+  const e = embedSum(ctx, rec, x.ids, x.types, x.positions, { word: w.word, pos: w.pos!, type: w.type! }, x.T); // [B*T, H]
+  let h = layerNorm(ctx, rec, e, w.embNorm![0], w.embNorm![1], eps);
   e.dispose();
   w.layers.forEach((l, i) => {
     tap?.(rec, `layers.${i}.qkv`, h);
@@ -273,9 +288,14 @@ export function bertForward(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, c
 
 /**
  * Classification logits [B, labels]: act(W_p h_CLS + b_p) (tanh, or ReLU for DistilBERT), then the
- * classifier (BertConfig.head; dropout is off at inference).
+ * classifier (BertConfig.head; dropout is off at inference). ModernBERT: `cls` is the pooling
+ * classifier_pooling names (classifierPooling), and its head adds a LayerNorm (modernBertHead).
  */
 export function bertClassifierHead(ctx: GpuContext, rec: Recorder, w: BertGpuWeights, cfg: BertConfig, cls: Tensor, tap?: LinearTap): Tensor {
+  if (w.modern) {
+    if (!w.modern.head) throw new WebqError('NO_CLASSIFIER', 'bertClassifierHead: the checkpoint has no head.dense/classifier weights');
+    return modernBertHead(ctx, rec, w.modern, cfg, cls, tap);
+  }
   if (!w.pooler || !w.classifier) throw new WebqError('NO_CLASSIFIER', 'bertClassifierHead: the checkpoint has no pooler/classifier weights');
   tap?.(rec, 'pooler', cls);
   const p = linear(ctx, rec, cls, w.pooler.w, { bias: w.pooler.b, activation: cfg.head === 'dense-relu' ? 'relu' : 'tanh' });

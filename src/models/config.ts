@@ -6,10 +6,12 @@ import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
 import { refuseGemma3Multimodal } from './gemma-config.ts';
 import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
+import { parseModernBertConfig, type ModernBertOptions } from './modernbert-config.ts';
 import { architectureFor, MODEL_TYPES, modelTypeEntry, type EncoderFamily, type SupportedModelType } from './registry.ts';
 
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 export type { EncoderFamily, SupportedModelType } from './registry.ts';
+export type { ModernBertOptions } from './modernbert-config.ts';
 
 /** model_type values webq runs (src/models/registry.ts). */
 export const SUPPORTED_MODEL_TYPES: readonly SupportedModelType[] = MODEL_TYPES.map((e) => e.modelType);
@@ -40,11 +42,14 @@ export interface BertConfig {
   /**
    * The sequence-classification head on the first token's state: 'pooler' is BERT's (pooler.dense +
    * tanh, then classifier), 'dense-tanh' RoBERTa's (classifier.dense + tanh, classifier.out_proj),
-   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier). 'token' is every family's
-   * *ForTokenClassification head instead (config.json architectures says so): one Linear
-   * `classifier` on every token's last hidden state, no pooler.
+   * 'dense-relu' DistilBERT's (pre_classifier + ReLU, classifier), 'dense-gelu-norm' ModernBERT's
+   * (head.dense + GELU + head.norm, classifier, on the pooling ModernBertOptions.classifierPooling says).
+   * 'token' is every family's *ForTokenClassification head instead (config.json architectures says
+   * so): one Linear `classifier` on every token's last hidden state, no pooler.
    */
-  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu' | 'token';
+  readonly head: 'pooler' | 'dense-tanh' | 'dense-relu' | 'dense-gelu-norm' | 'token';
+  /** ModernBERT's layout (pre-norm GeGLU layers, RoPE, alternating local attention); null for the other families. */
+  readonly modern: ModernBertOptions | null;
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly numLayers: number;
@@ -72,7 +77,7 @@ export interface BertConfig {
 export type ModelConfig = BertConfig | LlamaConfig;
 
 /** Reads id2label ({"0": "NEGATIVE", ...}): keys must be exactly 0..n-1. */
-function readLabels(json: JsonObject, source: string): Record<number, string> | null {
+export function readLabels(json: JsonObject, source: string): Record<number, string> | null {
   const raw = json.id2label;
   if (raw === undefined || raw === null) return null;
   if (!isObject(raw)) throw new ModelConfigError('CONFIG_BAD_FIELD', `${source}: field "id2label" must be an object of index -> label name, got ${describe(raw)}`);
@@ -92,6 +97,13 @@ function readLabels(json: JsonObject, source: string): Record<number, string> | 
   return out;
 }
 
+function readArchitectures(json: JsonObject, f: ReturnType<typeof fields>): string[] {
+  if (!f.has('architectures')) return [];
+  const a = json.architectures;
+  if (!Array.isArray(a) || !a.every((x) => typeof x === 'string')) throw f.bad('architectures', 'an array of strings');
+  return a as string[];
+}
+
 /**
  * Parses config.json (text or parsed JSON) of a BERT-family encoder. `source` names the file in
  * errors. Fields transformers defaults (type_vocab_size 2, layer_norm_eps 1e-12, hidden_act gelu,
@@ -105,6 +117,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
   }
   const family = modelType as EncoderFamily;
   const f = fields(json, source);
+  if (family === 'modernbert') return parseModernBertConfig(json, source, { architectures: readArchitectures(json, f), id2label: readLabels(json, source) });
   const distil = family === 'distilbert';
   // DistilBERT spells the sizes its own way (dim, n_heads, n_layers, hidden_dim, activation).
   const name = { hidden: distil ? 'dim' : 'hidden_size', heads: distil ? 'n_heads' : 'num_attention_heads', layers: distil ? 'n_layers' : 'num_hidden_layers', inter: distil ? 'hidden_dim' : 'intermediate_size', act: distil ? 'activation' : 'hidden_act' };
@@ -132,12 +145,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
       `${source}: position_embedding_type ${shortJson(posType)} is not supported; webq implements "absolute"`,
     );
   }
-  let architectures: string[] = [];
-  if (f.has('architectures')) {
-    const a = json.architectures;
-    if (!Array.isArray(a) || !a.every((x) => typeof x === 'string')) throw f.bad('architectures', 'an array of strings');
-    architectures = a as string[];
-  }
+  const architectures = readArchitectures(json, f);
   const id2label = readLabels(json, source);
   const declared = f.has('num_labels') ? f.int('num_labels', 1, CONFIG_BOUNDS.types) : undefined;
   const labelCount = id2label ? Object.keys(id2label).length : undefined;
@@ -169,6 +177,7 @@ export function parseBertConfig(input: string | JsonValue | object, source = 'co
     maxTokens,
     relativeBuckets,
     head: architectures.includes(architectureFor(modelTypeEntry(family)!, 'token-classify')!) ? 'token' : afterPadding ? 'dense-tanh' : distil ? 'dense-relu' : 'pooler',
+    modern: null,
     vocabSize,
     hiddenSize,
     numLayers,

@@ -105,18 +105,21 @@ export function estimateBert(cfg: BertConfig, o: { dtype: LinearDType; tokens: n
   // BERT's own 4-bit default (bertQuantDefaults: symmetric groups, a scale each); else as linBytes says.
   const d = bertQuantDefaults(o.dtype);
   const lin = (n: number, k: number) => (d.group && d.symmetric ? n * Math.ceil(k / d.group) * (d.group / 2 + act) : linBytes(n, k, o.dtype, act));
-  const layer = lin(3 * H, H) + lin(H, H) + lin(I, H) + lin(H, I) + (9 * H + I) * act;
+  // ModernBERT: Wi is [2I, H] (input | gate), and no position or token type table (RoPE).
+  const modern = cfg.modern !== null;
+  const layer = lin(3 * H, H) + lin(H, H) + lin(modern ? 2 * I : I, H) + lin(H, I) + (9 * H + I) * act;
   // The word table (bertTableDefault): int8 with a scale per row, or int4 in groups of 32.
   const word = !quantized ? V * H * perParam(o.dtype, act) : bertTableDefault(o.dtype) === 'int4' ? V * Math.ceil(H / 32) * (16 + 2 * act) : V * (H + act);
-  const tables = word + (cfg.maxPositions + cfg.typeVocabSize) * H * act;
+  const tables = word + (modern ? 0 : (cfg.maxPositions + cfg.typeVocabSize) * H * act);
   // The pooler is a Linear at the dtype (a classifier's head beside it is a few hundred values).
   const weights = Math.ceil(L * layer + tables + 2 * H * act + lin(H, H) + H * act);
-  const widest = Math.max(I, 3 * H);
-  const activations = o.tokens * act * Math.max(5 * H, 2 * H + I);
+  const wideI = modern ? 2 * I : I;
+  const widest = Math.max(wideI, 3 * H);
+  const activations = o.tokens * act * Math.max(5 * H, 2 * H + (modern ? 3 * I : I));
   return {
     dtype: o.dtype, activations_dtype: actDtype, tokens: o.tokens, kv: null, weights, kv_cache: 0, activations, total: weights + activations,
     buffers: [
-      { what: `the widest activation of ${o.tokens} tokens [${o.tokens}, ${widest}]`, field: widest === I ? 'intermediate_size' : 'hidden_size', bytes: o.tokens * widest * act, perUnit: widest * act, unit: 'token' },
+      { what: `the widest activation of ${o.tokens} tokens [${o.tokens}, ${widest}]`, field: widest === wideI ? 'intermediate_size' : 'hidden_size', bytes: o.tokens * widest * act, perUnit: widest * act, unit: 'token' },
       { what: 'one row of the word embeddings', field: 'hidden_size', bytes: H * 4, perUnit: H * 4, unit: 'row' },
     ],
   };

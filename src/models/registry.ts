@@ -30,6 +30,7 @@ export const MODEL_TYPES = [
   { modelType: 'xlm-roberta', forward: 'encoder', architectures: encoder('XLMRoberta'), differs: "RoBERTa's layout with a SentencePiece (Unigram) tokenizer (bge-m3, multilingual-e5)" },
   { modelType: 'distilbert', forward: 'encoder', architectures: encoder('DistilBert'), differs: 'its own tensor and config names, no token types, pre_classifier head' },
   { modelType: 'mpnet', forward: 'encoder', architectures: encoder('MPNet'), differs: 'relative position bias shared by every layer, no token types (all-mpnet-base-v2)' },
+  { modelType: 'modernbert', forward: 'encoder', architectures: { ModernBertModel: ['embed'], ModernBertForSequenceClassification: ['classify', 'rerank'] }, differs: 'RoPE with global and local thetas, GeGLU, pre-norm layers, no biases, alternating global / local (sliding window) attention, embedding norm (gte-modernbert, ModernBERT-embed)' },
   { modelType: 'llama', forward: 'decoder', architectures: { LlamaForCausalLM: ['generate'] }, differs: 'optional attention/MLP biases, rope_scaling linear or llama3 (Llama 2/3, SmolLM)' },
   { modelType: 'mistral', forward: 'decoder', architectures: { MistralForCausalLM: ['generate'] }, differs: 'sliding window on every layer' },
   { modelType: 'qwen2', forward: 'decoder', architectures: { Qwen2ForCausalLM: ['generate'] }, differs: 'q/k/v biases, sliding window from max_window_layers' },

@@ -28,9 +28,15 @@ export function gegluTanh(ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tenso
   return gated('geglu_tanh', ctx, rec, x, out);
 }
 
-function gated(entry: 'swiglu' | 'geglu_tanh', ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
+/** GeGLU over ModernBERT's fused Wi projection: x [..., 2I] (input then gate) -> out [..., I] = gelu(input) * gate (erf GELU). */
+export function geglu(ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
+  return gated('geglu', ctx, rec, x, out);
+}
+
+/** The gated activations: x [..., 2I] in two halves -> out [..., I] = act(first half) * second half. */
+function gated(entry: 'swiglu' | 'geglu_tanh' | 'geglu', ctx: GpuContext, rec: Recorder, x: Tensor, out?: Tensor): Tensor {
   const cols2 = x.shape[x.shape.length - 1];
-  if (cols2 % 2 !== 0) throw new ShapeError(`${entry}: the last dimension of x ${JSON.stringify(x.shape)} must be even (gate | up)`);
+  if (cols2 % 2 !== 0) throw new ShapeError(`${entry}: the last dimension of x ${JSON.stringify(x.shape)} must be even (two halves)`);
   const cols = cols2 / 2;
   const o = out ?? ctx.empty([...x.shape.slice(0, -1), cols], x.dtype);
   if (o.size !== x.size / 2) throw new ShapeError(`${entry}: out ${JSON.stringify(o.shape)} must hold ${x.size / 2} values`);

@@ -13,10 +13,12 @@ const WG = 64;
 export const MAX_HEAD_DIM = 128;
 
 /**
+ * `dims.window` (ModernBERT's local layers): query i sees only keys j with |i - j| <= window, on
+ * top of the padding mask; absent, every key (a global layer).
  * `bias` (MPNet's relative position bias): table f32 [buckets, heads] and buckets u32 [2T - 1];
  * table[buckets[j - i + T - 1], h] is added to the scaled score of query i and key j in head h.
  */
-export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Tensor, dims: { batch: number; seqLen: number; heads: number }, out?: Tensor, bias?: { table: Tensor; buckets: Tensor }): Tensor {
+export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Tensor, dims: { batch: number; seqLen: number; heads: number; window?: number }, out?: Tensor, bias?: { table: Tensor; buckets: Tensor }): Tensor {
   const { batch: B, seqLen: T, heads } = dims;
   expectTensor('attention', 'mask', mask, { dtype: 'u32' });
   const H3 = qkv.shape[qkv.shape.length - 1];
@@ -25,6 +27,8 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
   if (H % heads !== 0) throw new ShapeError(`attention: hidden ${H} is not divisible by ${heads} heads`);
   const D = H / heads;
   if (D > MAX_HEAD_DIM || D % 4 !== 0) throw new ShapeError(`attention: head dim ${D} must be a multiple of 4 up to ${MAX_HEAD_DIM}`);
+  const win = dims.window ?? 0xffffffff;
+  if (!Number.isInteger(win) || win < 0 || win > 0xffffffff) throw new ShapeError(`attention: window ${dims.window} must be a whole number of positions`);
   if (mask.size !== B * T) throw new ShapeError(`attention: mask must have ${B}*${T} entries, got ${shapeStr(mask.shape)}`);
   if (bias) {
     expectTensor('attention', 'bias.table', bias.table, { dtype: 'f32' });
@@ -46,6 +50,7 @@ export function attention(ctx: GpuContext, rec: Recorder, qkv: Tensor, mask: Ten
     heads,
     D,
     scale: 1 / Math.sqrt(D),
+    win,
   });
   return o;
 }

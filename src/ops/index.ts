@@ -1,6 +1,6 @@
 /** Float ops: each records one dispatch into a Recorder. */
 export { add, mul } from './elementwise.ts';
-export { gelu, silu, swiglu } from './activation.ts';
+export { gelu, geglu, silu, swiglu } from './activation.ts';
 export { layerNorm, rmsNorm } from './norm.ts';
 export { softmax } from './softmax.ts';
 export { embedding } from './embedding.ts';

@@ -110,6 +110,9 @@ export interface QuantizePlan {
 function bertRoles(store: TensorStore, config: BertConfig, dtype: LinearDType): TensorRoles {
   const refs = resolveBertWeights(store, config);
   const linears = new Set<string>();
+  // ModernBERT: Wqkv (one stored tensor), both Wo, Wi and the head's two Linears.
+  for (const l of refs.modern?.layers ?? []) for (const lin of [l.qkv, l.attnOut, l.wi, l.mlpOut]) linears.add(lin.weight.name);
+  if (refs.modern?.head) for (const lin of [refs.modern.head.dense, refs.modern.head.classifier]) linears.add(lin.weight.name);
   for (const l of refs.layers) for (const lin of [l.query, l.key, l.value, l.attnOut, l.intermediate, l.output]) linears.add(lin.weight.name);
   if (refs.pooler) linears.add(refs.pooler.weight.name);
   if (refs.classifier) linears.add(refs.classifier.weight.name);

@@ -81,6 +81,7 @@ export function tieChannels(u: LinearUnit, v: ArrayLike<number>, how: 'max' | 'm
 }
 
 export function bertUnits(refs: BertWeights): LinearUnit[] {
+  if (refs.modern) throw new WebqError('UNSUPPORTED_MODEL', 'calibrated quantization does not yet cover modernbert; quantize it with round-to-nearest at load (dtype q8 or q4)');
   const units: LinearUnit[] = [];
   refs.layers.forEach((l, i) => {
     const p = `layers.${i}`;

@@ -274,6 +274,7 @@ export function bertClassify(cfg: BertConfig, w: BertWeightsF32, hidden: Float32
   const H = cfg.hiddenSize;
   const N = cfg.numLabels;
   if (cfg.head === 'token') throw new WebqError('NO_CLASSIFIER', 'BERT reference: a *ForTokenClassification head classifies every token: use bertTokenLogits');
+  if (cfg.head === 'dense-gelu-norm') throw new ShapeError('bertClassify: ModernBERT\'s head is modernBertClassify (src/reference/modernbert.ts)');
   const [dense, out] = { pooler: ['pooler.dense', 'classifier'], 'dense-tanh': ['classifier.dense', 'classifier.out_proj'], 'dense-relu': ['pre_classifier', 'classifier'] }[cfg.head];
   const cls = Float64Array.from(clsPool(hidden, batch, seqLen));
   const pooled = linear(cls, batch, H, weight(w, `${dense}.weight`, H * H), weight(w, `${dense}.bias`, H), H);

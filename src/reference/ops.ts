@@ -2,6 +2,7 @@
  * Plain-loop CPU references for the float kernels, accumulating in f64. Tests compare GPU output
  * against these; nothing in the runtime calls them.
  */
+import { gelu } from './math.ts';
 
 /** out[i] = a[i] (op) b[i % b.length] */
 export function refBinary(op: 'add' | 'mul', a: Float32Array, b: Float32Array): Float32Array {
@@ -95,7 +96,9 @@ export function refMatmul(
  * out [B*T, H]; softmax(q.k / sqrt(D)) over unmasked keys, per head.
  */
 /** `bias` (MPNet): table [buckets, heads] and buckets [2T - 1]; table[buckets[j - i + T - 1], h] joins the score. */
-export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number, bias?: { table: Float32Array; buckets: Uint32Array }): Float32Array {
+export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T: number, heads: number, H: number, bias?: { table: Float32Array; buckets: Uint32Array }, window = Infinity): Float32Array {
+  // `window`: a local layer's query i sees keys j with |i - j| <= window only (ModernBERT); a query with no key left gets zeros.
+  const sees = (b: number, i: number, j: number) => mask[b * T + j] !== 0 && Math.abs(i - j) <= window;
   const D = H / heads;
   const out = new Float32Array(B * T * H);
   const s = new Float64Array(T);
@@ -105,7 +108,7 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
         const q = (b * T + i) * 3 * H + h * D;
         let m = -Infinity;
         for (let j = 0; j < T; j++) {
-          if (!mask[b * T + j]) continue;
+          if (!sees(b, i, j)) continue;
           const k = (b * T + j) * 3 * H + H + h * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += qkv[q + d] * qkv[k + d];
@@ -113,10 +116,10 @@ export function refAttention(qkv: Float32Array, mask: Uint32Array, B: number, T:
           m = Math.max(m, s[j]);
         }
         let sum = 0;
-        for (let j = 0; j < T; j++) if (mask[b * T + j]) sum += Math.exp(s[j] - m);
+        for (let j = 0; j < T; j++) if (sees(b, i, j)) sum += Math.exp(s[j] - m);
         for (let d = 0; d < D; d++) {
           let acc = 0;
-          for (let j = 0; j < T; j++) if (mask[b * T + j]) acc += Math.exp(s[j] - m) * qkv[(b * T + j) * 3 * H + 2 * H + h * D + d];
+          for (let j = 0; j < T; j++) if (sees(b, i, j)) acc += Math.exp(s[j] - m) * qkv[(b * T + j) * 3 * H + 2 * H + h * D + d];
           out[(b * T + i) * H + h * D + d] = sum > 0 ? acc / sum : 0;
         }
       }
@@ -166,6 +169,34 @@ export function refPool(x: Float32Array, mask: Uint32Array, B: number, H: number
       norm = Math.max(Math.sqrt(sq), 1e-12);
     }
     for (let d = 0; d < H; d++) out[b * H + d] = row[d] / norm;
+  }
+  return out;
+}
+
+/** GeGLU: x [rows, 2 cols] (input | gate) -> gelu(input) * gate [rows, cols]. */
+export function refGeglu(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = gelu(x[r * 2 * cols + c]) * x[r * 2 * cols + cols + c];
+  return out;
+}
+
+/**
+ * Rotate-half RoPE on the Q and K heads of qkv [rows, 3H] (V untouched), token t = row % T, angle
+ * t * base^(-2k/D) in f64: x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin for k < D/2.
+ */
+export function refRopeQkv(qkv: Float32Array, T: number, heads: number, H: number, base: number): Float32Array {
+  const D = H / heads;
+  const half = D / 2;
+  const out = Float32Array.from(qkv);
+  for (let r = 0; r < qkv.length / (3 * H); r++) {
+    for (let slot = 0; slot < 2 * heads; slot++) {
+      for (let k = 0; k < half; k++) {
+        const a = (r % T) * Math.pow(base, (-2 * k) / D);
+        const at = r * 3 * H + slot * D + k;
+        out[at] = qkv[at] * Math.cos(a) - qkv[at + half] * Math.sin(a);
+        out[at + half] = qkv[at + half] * Math.cos(a) + qkv[at] * Math.sin(a);
+      }
+    }
   }
   return out;
 }

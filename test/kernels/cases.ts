@@ -7,12 +7,14 @@
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { Precision } from '../../src/gpu/shaders.ts';
 import { add, mul } from '../../src/ops/elementwise.ts';
-import { gelu, silu } from '../../src/ops/activation.ts';
+import { geglu, gelu, silu } from '../../src/ops/activation.ts';
+import { ropeQkv, ropeTable } from '../../src/ops/rope-qkv.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 import { softmax } from '../../src/ops/softmax.ts';
 import { embedding } from '../../src/ops/embedding.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { gelu as refGelu, silu as refSilu } from '../../src/reference/math.ts';
+import { refGeglu, refRopeQkv } from '../../src/reference/ops.ts';
 import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMatmul, refPool, refRmsNorm, refSoftmax, refUnary } from '../../src/reference/ops.ts';
 import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
@@ -251,6 +253,52 @@ for (const [B, T, heads, H] of [[2, 37, 4, 128], [1, 150, 2, 64]] as const) {
     },
   });
 }
+
+// ModernBERT's local layers: the window (|i - j| <= win) on top of the padding mask, in both kernel
+// families; windows smaller than a key block, 0 (only itself), and T past both kernels' blocks.
+for (const [B, T, heads, H, win] of [[2, 37, 4, 128, 4], [1, 150, 2, 64, 16], [2, 19, 2, 64, 0], [1, 70, 4, 128, 40]] as const) {
+  cases.push({
+    name: `attention + local window ${win} B=${B} T=${T} heads=${heads}`,
+    async run(ctx, p) {
+      const qkv = input(B * T * 3 * H, 280 + T, p, 0.7);
+      const mask = new Uint32Array(B * T).fill(1);
+      for (let t = T - 5; t < T; t++) mask[(B - 1) * T + t] = 0;
+      const [tq, tm] = [ctx.uploadFloat(qkv, [B * T, 3 * H], p), ctx.upload(mask, [B * T], 'u32')];
+      const got = await runOp(ctx, (rec) => attention(ctx, rec, tq, tm, { batch: B, seqLen: T, heads, window: win }));
+      [tq, tm].forEach((t) => t.dispose());
+      const ref = refAttention(qkv, mask, B, T, heads, H, undefined, win);
+      return p === 'f32' ? compare(got, ref, 2e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+    },
+  });
+}
+
+// ModernBERT's RoPE pass on the fused QKV (in place, V untouched) and GeGLU on the fused Wi output.
+for (const [B, T, heads, H, base] of [[2, 13, 4, 64, 10000], [1, 70, 2, 128, 160000]] as const) {
+  cases.push({
+    name: `ropeQkv B=${B} T=${T} heads=${heads} base=${base}`,
+    async run(ctx, p) {
+      const qkv = input(B * T * 3 * H, 300 + T, p, 1);
+      const D = H / heads;
+      const [tq, tt] = [ctx.uploadFloat(qkv, [B * T, 3 * H], p), ctx.uploadFloat(ropeTable(T, D, base), [T, D], 'f32')];
+      const got = await runOp(ctx, (rec) => (ropeQkv(ctx, rec, tq, tt, { seqLen: T, heads }), tq));
+      tt.dispose();
+      const ref = refRopeQkv(qkv, T, heads, H, base);
+      return p === 'f32' ? compare(got, ref, 2e-5, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+    },
+  });
+}
+cases.push({
+  name: 'geglu rows=7 cols=45',
+  async run(ctx, p) {
+    const [rows, cols] = [7, 45];
+    const x = input(rows * 2 * cols, 310, p, 2);
+    const tx = ctx.uploadFloat(x, [rows, 2 * cols], p);
+    const got = await runOp(ctx, (rec) => geglu(ctx, rec, tx));
+    tx.dispose();
+    const ref = refGeglu(x, rows, cols);
+    return p === 'f32' ? compare(got, ref, 1e-6, 1e-5) : compare(got, ref, 2e-3, 2e-3);
+  },
+});
 
 cases.push({
   name: 'embedSum + mean/cls pooling with normalize',

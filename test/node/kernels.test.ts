@@ -69,7 +69,9 @@ for (const p of ['f32', 'f16'] as const) {
         expect(r.ok).toBe(true);
       });
     }
-    for (const c of KERNEL_CASES.filter((k) => k.name.startsWith('matmul'))) {
+    // The tiled family too: matmuls, and ModernBERT's local window in attention.wgsl (beside
+    // attention_sg.wgsl; head dim 32 only: lavapipe takes 10-40 s to compile each of its head dims).
+    for (const c of KERNEL_CASES.filter((k) => k.name.startsWith('matmul') || k.name.startsWith('attention + local window'))) {
       it(`${c.name} (gpu kernels)`, async () => {
         const r = await c.run(gpuKernels, p);
         expect(r.mismatches, `max |d| = ${r.maxAbs}`).toEqual([]);

@@ -16,6 +16,7 @@ import { MODEL_TYPES, tasksOf, type ModelTypeEntry } from '../../src/models/regi
 import { writeTinyBert, type TinyEncoderFamily } from '../../fixtures/tiny-bert.ts';
 import { writeTinyLlama, type TinyModelType } from '../../fixtures/tiny-llama.ts';
 import { writeTinyGemma } from '../../fixtures/tiny-gemma.ts';
+import { writeTinyModernBert } from '../../fixtures/tiny-modernbert.ts';
 
 const ENTRIES = MODEL_TYPES as readonly ModelTypeEntry[];
 
@@ -31,6 +32,7 @@ const WRITERS: Record<string, (at: string) => Promise<{ config: Record<string, u
   'xlm-roberta': bert('xlm-roberta'),
   distilbert: bert('distilbert'),
   mpnet: bert('mpnet'),
+  modernbert: (at) => writeTinyModernBert(at),
   llama: llama('llama'),
   mistral: llama('mistral'),
   qwen2: llama('qwen2'),
@@ -71,7 +73,8 @@ describe('the model-type registry', () => {
       if (e.forward === 'encoder') {
         expect(cfg.modelType).toBe('bert');
         expect((cfg as BertConfig).family).toBe(e.modelType);
-        expect(resolveBertWeights(store, cfg as BertConfig).layers.length).toBe(cfg.numLayers);
+        const refs = resolveBertWeights(store, cfg as BertConfig);
+        expect((refs.modern ?? refs).layers.length).toBe(cfg.numLayers);
       } else {
         expect(cfg.modelType).toBe(e.modelType);
         expect(resolveLlamaWeights(store, cfg as LlamaConfig).layers.length).toBe(cfg.numLayers);
