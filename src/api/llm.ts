@@ -13,8 +13,7 @@ import { loadHolding } from '../io/hub/cache-lock.ts';
 import type { ModelFiles } from '../io/hub/model-files.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { Decoder } from '../generate/decoder.ts';
-import type { Drafter } from '../generate/drafters.ts';
-import { checkSpeculativeCall, generateSpeculative, type SpeculativeStats } from '../generate/speculative.ts';
+import { checkSpeculativeCall } from '../generate/speculative.ts';
 import { kvCacheFor } from '../generate/kv.ts';
 import { uploadLlamaWeights, type LlamaGpuWeights } from '../models/llama.ts';
 import { checkKvFits, parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
@@ -25,11 +24,11 @@ import type { Activations, LinearDType } from '../ops/linear.ts';
 import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
 import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/chat-template.ts';
 import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
-import { TextStreamer } from '../text/text-stream.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { BatchSlot, checkBatchSize, generateBatch } from './batch-generate.ts';
 import { ChatCompletions } from './chat.ts';
-import { ConstraintTools, logprobEntries, prepareExtras, type PreparedExtras, type TokenLogprob } from './generate-extras.ts';
+import { decodeTurn } from './llm-decode.ts';
+import { ConstraintTools, prepareExtras } from './generate-extras.ts';
 import { abortable, callTimeout, CallCounter, deadline, LimitError, resolveLimits, type Limits } from './limits.ts';
 import { SpeculativeDrafters } from './llm-speculative.ts';
 import { checkLoadOptions, loadCheckpoint, LoadedWeights, type Upload } from './model-weights.ts';
@@ -42,9 +41,8 @@ export const DEFAULT_MAX_TOKENS = 256;
 export type { GenerateOptions, LlmLoadOptions } from './llm-options.ts';
 import type { GenerateOptions, LlmLoadOptions } from './llm-options.ts';
 export type { FinishReason, GenerationChunk, GenerationResult, StreamingGeneration, Usage } from './llm-results.ts';
-import type { FinishReason, GenerationChunk, GenerationResult, StreamingGeneration, Usage } from './llm-results.ts';
+import type { GenerationChunk, GenerationResult, StreamingGeneration } from './llm-results.ts';
 
-const now = () => (globalThis.performance ?? Date).now();
 
 export class LlmModel {
   readonly config: LlamaConfig;
@@ -306,7 +304,7 @@ export class LlmModel {
             this.checkLive();
             const held = o.speculative ? await this.drafters.resolve(o.speculative, () => ({ decoder: this.decoder, weights: this.weights.current }), limit.signal) : null;
             try {
-              result.resolve?.(yield* this.decode(ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal, k, drafter: held?.drafter }));
+              result.resolve?.(yield* decodeTurn(this.decoder, this.tokenizer, this.eosTokenIds, ids, params, extras, { maxTokens, stop, ignoreEos: o.ignoreEos, readEvery: o.readEvery, signal: limit.signal, k, drafter: held?.drafter }));
             } finally {
               held?.release();
             }
@@ -324,59 +322,6 @@ export class LlmModel {
       result.reject?.(e);
       throw e;
     }
-  }
-
-  /** One generation, holding the queue: decodes, streams text, applies stops and keeps the cache to what counts. */
-  private async *decode(ids: number[], params: SamplingParams, extras: PreparedExtras, o: { maxTokens: number; stop: string[]; ignoreEos?: boolean; readEvery?: number; signal?: AbortSignal; k: number; drafter?: Drafter }): AsyncGenerator<GenerationChunk, GenerationResult> {
-    const cachedBefore = this.decoder.cachedPrefix(ids);
-    const streamer = new TextStreamer(this.tokenizer, { skipSpecialTokens: true, stop: o.stop });
-    const eos = new Set(o.ignoreEos ? [] : this.eosTokenIds);
-    const tokens: number[] = [];
-    const lps: TokenLogprob[] | undefined = extras.topLogprobs === undefined ? undefined : [];
-    let finish: FinishReason = 'length';
-    const t0 = now();
-    let tFirst = 0;
-    const spec: SpeculativeStats | null = o.drafter ? { forwards: 0, accepted: 0, rejected: 0 } : null;
-    const usageNow = (): Usage => {
-      const prefillS = Math.max(tFirst - t0, 1e-6) / 1000;
-      const decodeS = Math.max(now() - tFirst, 1e-6) / 1000;
-      return {
-        promptTokens: ids.length,
-        completionTokens: tokens.length,
-        cachedTokens: cachedBefore,
-        prefillTokensPerSecond: (ids.length - cachedBefore) / prefillS,
-        decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / decodeS : 0,
-        ...(spec && { completionTokensDetails: { acceptedPredictionTokens: spec.accepted, rejectedPredictionTokens: spec.rejected }, targetForwards: spec.forwards }),
-      };
-    };
-    // The decoder reads back whole batches, so ids sampled past a stop arrive too: only the
-    // ones up to the stop count (the result, usage, and what the cache keeps for reuse).
-    let cacheKeep = Infinity;
-    const batches = spec
-      ? generateSpeculative(this.decoder, ids, params, { maxTokens: o.maxTokens, k: o.k, drafter: o.drafter!, stats: spec, signal: o.signal })
-      : extras.decode(this.decoder, ids, params, { maxTokens: o.maxTokens, batch: o.readEvery, signal: o.signal });
-    for await (const batch of batches) {
-      if (!tFirst) tFirst = now();
-      const end = batch.findIndex((id) => eos.has(id));
-      const accepted = end < 0 ? batch : batch.slice(0, end);
-      const { text, stopped, used } = streamer.push(accepted);
-      const kept = accepted.slice(0, used);
-      tokens.push(...kept);
-      const lp = lps && logprobEntries(batch, kept.length, extras.topLogprobs!, this.tokenizer);
-      lps?.push(...lp!);
-      if (text || lp?.length) yield { text, tokens: kept, usage: usageNow(), ...(lp && { logprobs: lp }) };
-      if (stopped || end >= 0) {
-        finish = 'stop';
-        // An end-of-sequence id stays cached: a chat template's next turn starts with it.
-        cacheKeep = ids.length + tokens.length + (stopped ? 0 : 1);
-        break;
-      }
-    }
-    this.decoder.keepCached(cacheKeep);
-    const usage = usageNow();
-    const rest = streamer.flush();
-    if (rest) yield { text: rest, tokens: [], usage };
-    return { text: streamer.text, tokens, promptIds: ids, finishReason: finish, usage, ...(lps && { logprobs: lps }) };
   }
 
   /** Renders a conversation with the model's chat template (with the assistant's turn opened). */
