@@ -34,6 +34,14 @@ export interface LlmLoadOptions extends Pick<OpenModelOptions, 'revision' | 'onP
    * first batched call, for its size.
    */
   batchSize?: number;
+  /**
+   * Concurrent generate / chat.completions.create calls that share decode forwards, 1 to 16
+   * (src/api/concurrent-generate.ts): calls made together run as one batch of up to this many,
+   * each with its own options, stream and usage, and the tokens it gives alone. Default 1: calls
+   * run one after another. Calls with responseFormat, tools, logitBias, logprobs or speculative
+   * always run alone, in the queue.
+   */
+  concurrency?: number;
   group?: number | 'channel';
   symmetric?: boolean;
   /**

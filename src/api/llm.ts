@@ -25,7 +25,8 @@ import { validateSamplingParams, type SamplingParams } from '../ops/sample.ts';
 import { ChatTemplate, requireChatTemplate, type ChatMessage } from '../text/chat-template.ts';
 import { readGenerationConfig, type GenerationDefaults } from '../text/generation-config.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
-import { BatchSlot, checkBatchSize, generateBatch } from './batch-generate.ts';
+import { batchable, BatchSlot, checkBatchSize, generateBatch } from './batch-generate.ts';
+import { checkConcurrency, ConcurrentCalls } from './concurrent-generate.ts';
 import { ChatCompletions } from './chat.ts';
 import { decodeTurn } from './llm-decode.ts';
 import { ConstraintTools, prepareExtras } from './generate-extras.ts';
@@ -70,10 +71,12 @@ export class LlmModel {
   private disposed = false;
   /** Batched decoding's buffers (generateBatch, n > 1): LlmLoadOptions.batchSize. */
   private readonly batch: BatchSlot;
+  /** Concurrent generate calls sharing forwards (LlmLoadOptions.concurrency > 1), else null. */
+  private readonly shared: ConcurrentCalls | null;
 
   private constructor(a: {
     config: LlamaConfig; dtype: LinearDType; kv: KvDType; describe: string; ctx: GpuContext; tokenizer: TextTokenizer; chatTemplate: ChatTemplate | null;
-    generationDefaults: GenerationDefaults; weights: LoadedWeights<LlamaGpuWeights>; decoder: Decoder; ownsContext: boolean; autoRecover: boolean; limits: Limits; batchSize: number;
+    generationDefaults: GenerationDefaults; weights: LoadedWeights<LlamaGpuWeights>; decoder: Decoder; ownsContext: boolean; autoRecover: boolean; limits: Limits; batchSize: number; concurrency: number;
   }) {
     this.config = a.config;
     this.dtype = a.dtype;
@@ -95,13 +98,15 @@ export class LlmModel {
     this.eosTokenIds = [...eos];
     this.chat = { completions: new ChatCompletions(this) };
     this.constraints = new ConstraintTools(a.tokenizer, a.config.vocabSize, this.eosTokenIds);
-    this.batch = new BatchSlot(a.ctx, a.config, a.decoder.cache.shared, a.batchSize);
+    this.batch = new BatchSlot(a.ctx, a.config, a.decoder.cache.shared, Math.max(a.batchSize, a.concurrency));
+    this.shared = a.concurrency > 1 ? new ConcurrentCalls(this.batchHost(), a.concurrency) : null;
   }
 
   static async load(location: string, opts: LlmLoadOptions = {}): Promise<LlmModel> {
     checkLoadOptions(opts);
     if (opts.kv !== undefined && !KV_DTYPES.includes(opts.kv)) throw new WebqError('BAD_OPTION', `unknown kv '${opts.kv}': use one of ${KV_DTYPES.join(', ')}`);
     checkBatchSize(opts.batchSize);
+    checkConcurrency(opts.concurrency);
     const limits = resolveLimits(opts.limits);
     const files = await openLlmFiles(location, opts);
     const model = await loadHolding(files, () => LlmModel.loadFrom(files, opts, limits));
@@ -129,7 +134,7 @@ export class LlmModel {
       const cache = kvCacheFor(ctx, config, cap, kv);
       const decoder = hold(new Decoder(ctx, config, weights, hold(cache)));
       const loaded = new LoadedWeights(ctx, { describe: files.describe, files, dtype }, upload, weights, version);
-      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights: loaded, decoder, ownsContext: !opts.context, autoRecover: opts.autoRecover === true, limits, batchSize: opts.batchSize ?? 1 });
+      return new LlmModel({ config, dtype, kv, describe: files.describe, ctx, tokenizer, chatTemplate, generationDefaults, weights: loaded, decoder, ownsContext: !opts.context, autoRecover: opts.autoRecover === true, limits, batchSize: opts.batchSize ?? 1, concurrency: opts.concurrency ?? 1 });
     });
   }
 
@@ -281,6 +286,17 @@ export class LlmModel {
     });
   }
 
+  /** What concurrent calls' groups need (src/api/concurrent-generate.ts). */
+  private batchHost() {
+    return {
+      tokenizer: this.tokenizer,
+      eosTokenIds: this.eosTokenIds,
+      acquire: () => this.acquire(),
+      checkLive: () => this.checkLive(),
+      decoder: (rows: number) => ({ dec: this.batch.get(this.decoder.cache.shared, rows), weights: this.decoder.weights }),
+    };
+  }
+
   private async *session(prompt: string | readonly number[], o: GenerateOptions, result: { resolve?: (r: GenerationResult) => void; reject?: (e: unknown) => void }): AsyncGenerator<GenerationChunk> {
     try {
       this.check();
@@ -299,6 +315,14 @@ export class LlmModel {
         const limit = deadline(ms, `${this.describe}: generate`, o.signal);
         try {
           limit.signal?.throwIfAborted();
+          if (this.shared && k === 0 && batchable(o)) {
+            // Context checks here: one call's bad prompt must not fail the batch it would join.
+            if (ids.length === 0) throw new WebqError('EMPTY_PROMPT', 'the prompt has no tokens; give at least one');
+            if (ids.length > this.contextLength) throw new WebqError('CONTEXT_FULL', `the prompt is ${ids.length} tokens, more than the context of ${this.contextLength}; shorten it or load the model with a larger contextLength`);
+            const job = { ids, params, maxTokens: Math.min(maxTokens, this.contextLength - ids.length + 1), stop, ignoreEos: o.ignoreEos === true };
+            result.resolve?.(yield* this.shared.run(job, limit.signal));
+            return;
+          }
           const release = await this.acquire(limit.signal);
           try {
             this.checkLive();

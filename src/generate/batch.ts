@@ -195,7 +195,11 @@ export class BatchDecoder {
         }
         issued++;
       }
-      inFlight.push({ promise: this.ctx.dev.race(this.staging[slot].mapAsync(MAP_READ, 0, 4 * B * count)), slot, count });
+      const promise = this.ctx.dev.race(this.staging[slot].mapAsync(MAP_READ, 0, 4 * B * count));
+      // Awaited later (or in the finally): a rejection while the caller holds a yielded step (the
+      // batch disposed under it) is not an unhandled one.
+      promise.catch(() => {});
+      inFlight.push({ promise, slot, count });
     };
     try {
       issueBatch();
