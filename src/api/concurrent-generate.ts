@@ -2,7 +2,7 @@
  * Concurrent generate calls sharing decode forwards (LlmLoadOptions.concurrency = B > 1): calls
  * that can batch (no responseFormat, tools, logitBias, logprobs or speculative) gather into a
  * group of up to B; the group waits its turn in the model's queue like any call, and once it has
- * the turn (and one more turn of the event loop, so calls made together start together) its
+ * the turn (and GATHER_MS more, so calls made together start together) its
  * members decode as one batch (src/generate/batch.ts): one forward per step for all of them.
  * Calls that arrive while a group decodes, or past B, gather into the next group, which runs when
  * the model's queue reaches it. A call does not join a batch already decoding (its rows share one
@@ -23,6 +23,13 @@ import { MAX_BATCH, type BatchJob } from './batch-generate.ts';
 import type { FinishReason, GenerationChunk, GenerationResult, Usage } from './llm-results.ts';
 
 const now = () => (globalThis.performance ?? Date).now();
+
+/**
+ * How long a group that got the model's turn at once still gathers (ms): calls made together but
+ * arriving a few event-loop turns apart (HTTP requests parsed one after another) start together.
+ * Small next to a decode step; a group that waited for its turn has gathered meanwhile.
+ */
+const GATHER_MS = 5;
 
 export function checkConcurrency(n: number | undefined): void {
   if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > MAX_BATCH)) throw new WebqError('BAD_OPTION', `concurrency must be an integer from 1 to ${MAX_BATCH}, got ${n}`);
@@ -142,8 +149,7 @@ export class ConcurrentCalls {
     let release: (() => void) | undefined;
     try {
       release = await this.host.acquire();
-      // Calls made in the same turn of the event loop as the group's first join it.
-      await new Promise((r) => setTimeout(r, 0));
+      if (group.length < this.size) await new Promise((r) => setTimeout(r, GATHER_MS));
       if (this.open === group) this.open = null;
       this.host.checkLive();
       const live = group.filter((c) => !c.done);

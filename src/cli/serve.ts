@@ -28,6 +28,7 @@ options:
   --max-body BYTES        largest request body (default 1048576); larger is 413
   --max-tokens N          largest max_tokens a request may ask for (default 4096)
   --queue N               requests that may wait per model (default 16); more get 429
+  --concurrency N         chat requests a model runs at once, sharing decode forwards (1-16, default 1)
   --max-inputs N          most texts per embeddings request (default 256)
 ${LLM_HELP}
   -h, --help`;
@@ -54,7 +55,7 @@ export const serveCommand: Command = {
   async run(args, io: ServeIO) {
     const p = parseArgs('serve', args, {
       flags: [...CACHE_FLAGS],
-      values: ['--port', '--host', '--api-key', '--cors', '--max-body', '--max-tokens', '--queue', '--max-inputs', ...LLM_VALUES],
+      values: ['--port', '--host', '--api-key', '--cors', '--max-body', '--max-tokens', '--queue', '--concurrency', '--max-inputs', ...LLM_VALUES],
     });
     if (p.positional.length === 0) throw new UsageError('serve: expected at least one model (run "webq serve --help")');
     const int = (name: string, min: number, max: number, fallback: number) => numberOption('serve', p, name, (n) => Number.isSafeInteger(n) && n >= min && n <= max, `an integer from ${min} to ${max}`) ?? fallback;
@@ -68,7 +69,7 @@ export const serveCommand: Command = {
     const bar = new DownloadBar(io);
     let reg: ModelRegistry;
     try {
-      reg = await ModelRegistry.load(p.positional, { ...load, queue: int('--queue', 0, 100_000, 16), onProgress: bar.onProgress, ...(io.gpuContext && { context: io.gpuContext }) });
+      reg = await ModelRegistry.load(p.positional, { ...load, queue: int('--queue', 0, 100_000, 16), concurrency: int('--concurrency', 1, 16, 1), onProgress: bar.onProgress, ...(io.gpuContext && { context: io.gpuContext }) });
       bar.finish(true);
     } catch (e) {
       bar.finish(false);

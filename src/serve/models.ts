@@ -67,7 +67,8 @@ export class ModelRegistry {
         const { id, location } = parseModelSpec(spec);
         if (models.has(id)) throw new WebqError('BAD_OPTION', `serve: two models are named "${id}"; name them with id=location`);
         const kind = await kindOf(location, load);
-        const base = { id, kind, location, created: Math.floor(Date.now() / 1000), queue: new ModelQueue(id, queue) };
+        // A chat model loaded with concurrency B runs up to B requests at once (they share decode forwards).
+        const base = { id, kind, location, created: Math.floor(Date.now() / 1000), queue: new ModelQueue(id, queue, kind === 'chat' ? load.concurrency ?? 1 : 1) };
         if (kind === 'chat') {
           models.set(id, { ...base, llm: await LlmModel.load(location, { ...load, context: ctx }) });
         } else {

@@ -1,5 +1,6 @@
 /**
- * One model's requests, one after another, with a bounded line: a request past `limit` waiting is
+ * One model's requests, one after another (or up to `slots` at once: a model loaded with
+ * concurrency, whose concurrent calls share decode forwards), with a bounded line: a request past `limit` waiting is
  * refused at once (429 with Retry-After, estimated from recent request times) instead of piling up
  * memory and latency. A request whose client goes away while it waits leaves the line.
  */
@@ -11,12 +12,12 @@ interface Waiter {
 }
 
 export class ModelQueue {
-  private running = false;
+  private running = 0;
   private readonly line: Waiter[] = [];
   /** Recent request durations (ms), for Retry-After. */
   private readonly recent: number[] = [];
 
-  constructor(readonly model: string, readonly limit: number) {}
+  constructor(readonly model: string, readonly limit: number, readonly slots = 1) {}
 
   /** Requests waiting (not counting the one running). */
   get waiting(): number {
@@ -24,7 +25,7 @@ export class ModelQueue {
   }
 
   get busy(): boolean {
-    return this.running;
+    return this.running > 0;
   }
 
   /** Seconds until a new request would likely start: the line's expected work, at least 1. */
@@ -36,10 +37,11 @@ export class ModelQueue {
   /** Waits for this model's turn; resolves to the release function. 429 when the line is full. */
   async acquire(signal?: AbortSignal): Promise<() => void> {
     signal?.throwIfAborted();
-    if (this.running && this.line.length >= this.limit) {
+    const full = this.running >= this.slots;
+    if (full && this.line.length >= this.limit) {
       throw new ApiError(429, `model "${this.model}" has ${this.line.length} requests waiting (the limit, --queue ${this.limit}); retry later`, 'requests', 'rate_limit_exceeded', null, { 'Retry-After': String(this.retryAfter()) });
     }
-    if (this.running) {
+    if (full) {
       await new Promise<void>((start, fail) => {
         const w: Waiter = { start, fail };
         this.line.push(w);
@@ -49,8 +51,7 @@ export class ModelQueue {
           fail(signal.reason);
         }, { once: true });
       });
-    }
-    this.running = true;
+    } else this.running++; // (a waiter started holds the slot its release passed on)
     const t0 = Date.now();
     let done = false;
     return () => {
@@ -59,8 +60,9 @@ export class ModelQueue {
       this.recent.push(Date.now() - t0);
       if (this.recent.length > 20) this.recent.shift();
       const next = this.line.shift();
+      // The slot passes to the next in line (running stays as it is), or frees.
       if (next) next.start();
-      else this.running = false;
+      else this.running--;
     };
   }
 }

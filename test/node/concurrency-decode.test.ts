@@ -8,9 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LlmModel, type GenerateOptions, type GenerationResult } from '../../src/api/llm.ts';
+import { main } from '../../src/cli/main.ts';
+import type { ServeIO } from '../../src/cli/serve.ts';
 import { BatchDecoder } from '../../src/generate/batch.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
+import type { RunningServer } from '../../src/serve/node.ts';
 import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 
 let dir: string;
@@ -132,5 +135,30 @@ describe('concurrent generate calls share decode forwards', () => {
     })();
     await expect(readA).rejects.toThrow(/disposed/);
     await expect(b).rejects.toThrow(/disposed/);
+  });
+
+  it('webq serve --concurrency 2: two concurrent requests decode in one batch, each equal to the model alone', async () => {
+    const alone = await LlmModel.load(tiny.dir, { dtype: 'q8', context: ctx });
+    const runs = vi.spyOn(BatchDecoder.prototype, 'generate');
+    let stop!: () => void;
+    let listening!: (s: RunningServer) => void;
+    const ready = new Promise<RunningServer>((r) => (listening = r));
+    const io: ServeIO = { stdout: () => {}, stderr: () => {}, gpuContext: ctx, onListening: listening, stop: new Promise((r) => (stop = () => r('test'))) };
+    const exited = main(['serve', `chat=${tiny.dir}`, '--dtype', 'q8', '--port', '0', '--concurrency', '2'], io);
+    try {
+      const server = await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`serve exited ${code}`)))]);
+      const asks = ['Name a colour.', 'Count to three.'].map((content, i) => ({ model: 'chat', messages: [{ role: 'user', content }], max_tokens: 6 + 4 * i, temperature: 0 }));
+      const want = [];
+      for (const a of asks) want.push((await alone.chat.completions.create(a as never)).choices[0].message.content);
+      const post = (body: unknown) => fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+      const got = await Promise.all(asks.map(post));
+      expect(runs).toHaveBeenCalledTimes(1);
+      expect(got.map((r) => r.choices[0].message.content)).toEqual(want);
+    } finally {
+      stop();
+      expect(await exited).toBe(0);
+      runs.mockRestore();
+      alone.dispose();
+    }
   });
 });

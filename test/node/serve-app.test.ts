@@ -84,6 +84,23 @@ describe('serve app', () => {
     expect(q.busy).toBe(false);
   });
 
+  it('a model queue with 2 slots (--concurrency 2) runs two requests at once; the third waits for a slot', async () => {
+    const q = new ModelQueue('m', 4, 2);
+    const r1 = await q.acquire();
+    const r2 = await q.acquire();
+    let started = false;
+    const third = q.acquire().then((r) => ((started = true), r));
+    await new Promise((r) => setTimeout(r, 0));
+    expect([q.waiting, started]).toEqual([1, false]);
+    r1();
+    const r3 = await third;
+    expect(q.waiting).toBe(0);
+    r2();
+    expect(q.busy).toBe(true);
+    r3();
+    expect(q.busy).toBe(false);
+  });
+
   it('reads MODEL and ID=MODEL', () => {
     expect(parseModelSpec('org/name')).toEqual({ id: 'org/name', location: 'org/name' });
     expect(parseModelSpec('chat=./models/x.gguf')).toEqual({ id: 'chat', location: './models/x.gguf' });
