@@ -147,10 +147,10 @@ describe('concurrent generate calls share decode forwards', () => {
     const exited = main(['serve', `chat=${tiny.dir}`, '--dtype', 'q8', '--port', '0', '--concurrency', '2'], io);
     try {
       const server = await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`serve exited ${code}`)))]);
-      const asks = ['Name a colour.', 'Count to three.'].map((content, i) => ({ model: 'chat', messages: [{ role: 'user', content }], max_tokens: 6 + 4 * i, temperature: 0 }));
+      const asks = ['Name a colour.', 'Count to three.'].map((content, i) => ({ messages: [{ role: 'user' as const, content }], max_tokens: 6 + 4 * i, temperature: 0 }));
       const want = [];
-      for (const a of asks) want.push((await alone.chat.completions.create(a as never)).choices[0].message.content);
-      const post = (body: unknown) => fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+      for (const a of asks) want.push((await alone.chat.completions.create(a)).choices[0].message.content);
+      const post = (body: unknown) => fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'chat', ...(body as object) }) }).then((r) => r.json());
       const got = await Promise.all(asks.map(post));
       expect(runs).toHaveBeenCalledTimes(1);
       expect(got.map((r) => r.choices[0].message.content)).toEqual(want);
