@@ -137,23 +137,31 @@ describe('concurrent generate calls share decode forwards', () => {
     await expect(b).rejects.toThrow(/disposed/);
   });
 
-  it('webq serve --concurrency 2: two concurrent requests decode in one batch, each equal to the model alone', async () => {
+  it('webq serve --concurrency 3: two requests made while another decodes share the next batch, each equal to the model alone', async () => {
     const alone = await LlmModel.load(tiny.dir, { dtype: 'q8', context: ctx });
     const runs = vi.spyOn(BatchDecoder.prototype, 'generate');
     let stop!: () => void;
     let listening!: (s: RunningServer) => void;
     const ready = new Promise<RunningServer>((r) => (listening = r));
     const io: ServeIO = { stdout: () => {}, stderr: () => {}, gpuContext: ctx, onListening: listening, stop: new Promise((r) => (stop = () => r('test'))) };
-    const exited = main(['serve', `chat=${tiny.dir}`, '--dtype', 'q8', '--port', '0', '--concurrency', '2'], io);
+    const exited = main(['serve', `chat=${tiny.dir}`, '--dtype', 'q8', '--port', '0', '--concurrency', '3'], io);
     try {
       const server = await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`serve exited ${code}`)))]);
-      const asks = ['Name a colour.', 'Count to three.'].map((content, i) => ({ messages: [{ role: 'user' as const, content }], max_tokens: 6 + 4 * i, temperature: 0 }));
+      const asks = ['Tell a story.', 'Name a colour.', 'Count to three.'].map((content, i) => ({ messages: [{ role: 'user' as const, content }], max_tokens: [100, 6, 10][i], temperature: 0 }));
       const want = [];
       for (const a of asks) want.push((await alone.chat.completions.create(a)).choices[0].message.content);
-      const post = (body: unknown) => fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'chat', ...(body as object) }) }).then((r) => r.json());
-      const got = await Promise.all(asks.map(post));
-      expect(runs).toHaveBeenCalledTimes(1);
-      expect(got.map((r) => r.choices[0].message.content)).toEqual(want);
+      const post = (body: object) => fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'chat', ...body }) });
+      // The first request streams; once its first chunk is here it decodes, and the next two
+      // (made together) gather into the next batch while it runs (a timing-free way to group them).
+      const first = await post({ ...asks[0], stream: true });
+      const reader = first.body!.getReader();
+      let sse = new TextDecoder().decode((await reader.read()).value);
+      const got = await Promise.all(asks.slice(1).map((a) => post(a).then((r) => r.json())));
+      for (let r = await reader.read(); !r.done; r = await reader.read()) sse += new TextDecoder().decode(r.value);
+      const streamed = sse.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '').join('');
+      expect(runs).toHaveBeenCalledTimes(2);
+      expect(runs.mock.calls.map((c) => c[1].length)).toEqual([1, 2]);
+      expect([streamed, ...got.map((r) => r.choices[0].message.content)]).toEqual(want);
     } finally {
       stop();
       expect(await exited).toBe(0);
