@@ -6,8 +6,14 @@
  * tokens are checked equal to that prompt decoded alone.
  * Columns: sequences, tokens (all rows), decode ms (from the prefills' read-back to the end),
  * decode tokens/s over all rows, against one sequence on the plain Decoder, and per sequence.
+ * A second table (LlmLoadOptions.concurrency, #24): B generate calls made at once on an LlmModel
+ * loaded with concurrency B (they share decode forwards) against the same B calls one after
+ * another on a model loaded without, end to end (prompts, prefills, text), on trained-llama (a
+ * model folder: LlmModel loads folders) at the same dtype; each call's tokens checked equal.
  */
 import { join } from 'node:path';
+import { LlmModel } from '../src/api/llm.ts';
+import type { GpuContext } from '../src/gpu/context.ts';
 import { parseArgs } from 'node:util';
 import { BatchDecoder } from '../src/generate/batch.ts';
 import type { Decoder } from '../src/generate/decoder.ts';
@@ -150,10 +156,55 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
         ['mode', 'sequences', 'decode tokens', 'decode ms', 'tokens/s', 'vs one', 'tokens/s per sequence'],
         rows.map((r) => [r.mode, String(r.sequences), String(r.tokens), fmt(r.decodeMs), fmt(r.tokensPerSecond), `${r.vsOne.toFixed(2)}x`, fmt(r.perSequence)]),
       ) + `median of ${runs} runs, greedy, ${maxTokens} tokens per sequence, decode only (from the prefills' read-back); every row checked equal to its prompt alone\n`;
-    report(io, v.json === true, text, rows);
+    const concurrent = await concurrentCalls(ctx, dtype, maxB, maxTokens, runs);
+    const text2 =
+      table(
+        ['mode', 'calls', 'tokens', 'wall ms', 'tokens/s', 'vs one after another'],
+        concurrent.map((r) => [r.mode, String(r.sequences), String(r.tokens), fmt(r.decodeMs), fmt(r.tokensPerSecond), `${r.vsOne.toFixed(2)}x`]),
+      ) + `trained-llama (${dtype}), ${maxB} generate calls of ${maxTokens} tokens (greedy), median of ${runs} runs, end to end (prefills included); every call checked equal to its solo run
+`;
+    report(io, v.json === true, text + '\n' + text2, [...rows, ...concurrent]);
     return 0;
   } finally {
     for (const o of owned.reverse()) o.dispose();
     ctx.dispose();
+  }
+}
+
+/** B generate calls at once on a model loaded with concurrency B, against one after another without. */
+async function concurrentCalls(ctx: GpuContext, dtype: LinearDType, B: number, maxTokens: number, runs: number): Promise<BatchRowResult[]> {
+  const one = await LlmModel.load(TRAINED, { dtype, context: ctx });
+  const many = await LlmModel.load(TRAINED, { dtype, context: ctx, concurrency: B });
+  try {
+    const prompts = Array.from({ length: B }, (_, b) => promptIds(16 + 8 * b, one.config.vocabSize, 7 + b));
+    const opts = { maxTokens, temperature: 0, ignoreEos: true };
+    const time = async (f: () => Promise<number[][]>) => {
+      const t = performance.now();
+      const out = await f();
+      return { ms: performance.now() - t, out };
+    };
+    const serial = async () => {
+      const out: number[][] = [];
+      for (const p of prompts) out.push((await one.generate(p, opts)).tokens);
+      return out;
+    };
+    const together = async () => (await Promise.all(prompts.map((p) => many.generate(p, opts)))).map((r) => r.tokens);
+    await time(serial); // warm-up (pipelines)
+    await time(together);
+    const median = (xs: { ms: number; out: number[][] }[]) => xs.sort((a, b) => a.ms - b.ms)[Math.floor(xs.length / 2)];
+    const [s, c] = [[], []] as { ms: number; out: number[][] }[][];
+    for (let r = 0; r < runs; r++) {
+      s.push(await time(serial));
+      c.push(await time(together));
+    }
+    const ms = median(s);
+    const mc = median(c);
+    if (mc.out.join('|') !== ms.out.join('|')) throw new Error(`concurrent calls generated other tokens than one after another`);
+    const tokens = ms.out.reduce((n, t) => n + t.length, 0);
+    const row = (mode: string, m: number): BatchRowResult => ({ mode, sequences: B, tokens, decodeMs: m, tokensPerSecond: (1000 * tokens) / m, vsOne: ms.ms / m, perSequence: (1000 * tokens) / m / B });
+    return [row(`${B} generate calls one after another`, ms.ms), row(`${B} concurrent generate calls (concurrency ${B})`, mc.ms)];
+  } finally {
+    many.dispose();
+    one.dispose();
   }
 }
