@@ -15,7 +15,7 @@ import { Decoder } from '../generate/decoder.ts';
 import { kvCacheFor } from '../generate/kv.ts';
 import { validateSamplingParams } from '../ops/sample.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
-import { CALIB_MAX_TOKENS, type ModelRunner } from './calibration.ts';
+import { CALIB_MAX_TOKENS, type ModelRunner } from './runner.ts';
 import type { LlamaConfig } from '../models/llama-config.ts';
 import type { LlamaGpuWeights } from '../models/llama.ts';
 
