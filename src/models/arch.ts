@@ -17,7 +17,7 @@
  */
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';
-import type { WeightRef } from './bert-weights.ts';
+import type { WeightRef } from './weight-ref.ts';
 import type { ModelConfig } from './config.ts';
 import type { MemoryEstimate } from './memory-estimate.ts';
 import type { ModelTypeEntry } from './registry.ts';

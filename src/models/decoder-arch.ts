@@ -1,7 +1,7 @@
 /** The decoder forward's answers to arch.ts (llama.ts runs every decoder family, Gemma included). */
 import { WebqError } from '../errors.ts';
 import type { ModelArch } from './arch.ts';
-import type { WeightRef } from './bert-weights.ts';
+import type { WeightRef } from './weight-ref.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from './llama.ts';
 import { resolveLlamaWeights } from './llama-weights.ts';

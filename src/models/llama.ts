@@ -22,7 +22,7 @@ import { rmsNorm } from '../ops/norm.ts';
 import { ropeKv } from '../ops/rope-kv.ts';
 import { ropeAmplitude, type LlamaConfig } from './llama-config.ts';
 import type { LlamaWeights } from './llama-weights.ts';
-import type { WeightRef } from './bert-weights.ts';
+import type { WeightRef } from './weight-ref.ts';
 import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
 
 export interface LlamaLayerGpu {

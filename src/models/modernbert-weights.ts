@@ -10,7 +10,8 @@ import { hasQuantized } from '../quant/prequantized.ts';
 import type { DType } from '../io/safetensors/dtypes.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { BertWeightsError, FLOAT_DTYPES, importedRef, shapeText, TASK_PREFIX, type BertWeights, type WeightRef } from './bert-weights.ts';
+import { BertWeightsError, TASK_PREFIX, type BertWeights } from './bert-weights.ts';
+import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from './weight-ref.ts';
 import type { BertConfig } from './config.ts';
 
 /** A Linear or LayerNorm whose bias config.json may turn off. */

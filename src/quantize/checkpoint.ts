@@ -45,7 +45,7 @@ import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../qua
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import { archOf } from '../models/archs.ts';
-import type { WeightRef } from '../models/bert-weights.ts';
+import type { WeightRef } from '../models/weight-ref.ts';
 import { parseModelConfig, type ModelConfig } from '../models/config.ts';
 import { CalibratedQuantization } from './calibrated.ts';
 import type { QuantMethod } from './methods.ts';
