@@ -4,16 +4,17 @@
  * quantizer, calibration, `webq info` and `webq quantize`'s report look them up instead of
  * branching on the model type.
  *
- * Plan (issue #22, section 1), in committed steps:
- *   1. this interface, implemented once per forward (encoder-arch.ts: bert, roberta, xlm-roberta,
- *      distilbert, mpnet, modernbert; decoder-arch.ts: the llama family, Gemma), replacing the
- *      `modelType === 'bert'` branches in src/quantize/ and src/cli/ (src/delta/ reaches the
- *      families only through planQuantized; src/worker/ branches on the API class it runs,
- *      BertModel or LlmModel, not on a family);
- *   2. one folder per forward (src/models/bert/, src/models/llama/) holding its config, weights,
- *      forward and arch; shared pieces (weight refs, upload, prepare-linear, config-json,
- *      memory-estimate, the registry, this file) stay in src/models/.
- * A family under an existing forward then touches its folder, registry.ts and the README table.
+ * Layout (issue #22, section 1): one folder per forward, holding its config, weights, forward
+ * and its ModelArch (bert/arch.ts: bert, roberta, xlm-roberta, distilbert, mpnet, modernbert;
+ * llama/arch.ts: the llama family, Gemma). What every family shares stays here in src/models/:
+ * the registry, this interface and its lookup (archs.ts), weight refs and tensor checks
+ * (weight-ref.ts), config-json.ts, upload.ts, prepare-linear.ts, memory-estimate.ts.
+ * src/quantize/ and src/cli/ ask archOf(config) instead of branching on the model type; src/delta/
+ * reaches the families only through planQuantized; src/worker/ branches on the API class it runs
+ * (BertModel or LlmModel), not on a family. Still outside the folders: parseBertConfig and
+ * BertConfig (config.ts, beside the dispatch), the Linear units (src/quantize/units.ts) and the
+ * calibration runners (src/quantize/encoder-runner.ts, decoder-runner.ts: they use generate/'s KV
+ * cache). A family under an existing forward touches its folder, registry.ts and the README table.
  */
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';

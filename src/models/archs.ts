@@ -1,9 +1,9 @@
 /** Each forward's ModelArch (arch.ts), looked up through the registry entry's `forward`. */
 import type { ModelArch } from './arch.ts';
 import type { BertConfig, ModelConfig } from './config.ts';
-import { decoderArch } from './decoder-arch.ts';
-import { encoderArch } from './encoder-arch.ts';
-import type { LlamaConfig } from './llama-config.ts';
+import { decoderArch } from './llama/arch.ts';
+import { encoderArch } from './bert/arch.ts';
+import type { LlamaConfig } from './llama/llama-config.ts';
 import { modelTypeEntry, type ModelTypeEntry } from './registry.ts';
 
 const ARCHS: { readonly [F in ModelTypeEntry['forward']]: ModelArch<F extends 'encoder' ? BertConfig : LlamaConfig> } = { encoder: encoderArch, decoder: decoderArch };

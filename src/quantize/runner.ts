@@ -2,8 +2,8 @@
 import { WebqError } from '../errors.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import type { BertGpuWeights } from '../models/bert.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
+import type { BertGpuWeights } from '../models/bert/bert.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
 import type { SelfCalibrationOptions } from './calibration-samples.ts';
 import type { LinearUnit } from './units.ts';

@@ -19,14 +19,14 @@
  *   model.norm.weight                             [H]
  *   lm_head.weight                                [V, H]      (absent when tie_word_embeddings)
  */
-import { WebqError } from '../errors.ts';
-import type { DType } from '../io/safetensors/dtypes.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { hasQuantized } from '../quant/prequantized.ts';
-import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from './weight-ref.ts';
+import { WebqError } from '../../errors.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { parseQuantizationConfig } from '../../quant/imports/index.ts';
+import { hasQuantized } from '../../quant/prequantized.ts';
+import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from '../weight-ref.ts';
 import type { LlamaConfig } from './llama-config.ts';
-import type { LinearPart } from './upload.ts';
+import type { LinearPart } from '../upload.ts';
 
 export class LlamaWeightsError extends WebqError {}
 

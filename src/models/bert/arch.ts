@@ -1,9 +1,9 @@
-/** The encoder forward's answers to arch.ts (bert.ts runs every encoder family, ModernBERT included). */
-import type { ModelArch } from './arch.ts';
+/** The encoder forward's answers to ../arch.ts (bert.ts runs every encoder family, ModernBERT included). */
+import type { ModelArch } from '../arch.ts';
 import { BERT_ACTIVATIONS, BERT_TABLES, bertQuantDefaults, bertTableDefault } from './bert.ts';
 import { resolveBertWeights } from './bert-weights.ts';
-import type { BertConfig } from './config.ts';
-import { estimateBert } from './memory-estimate.ts';
+import type { BertConfig } from '../config.ts';
+import { estimateBert } from '../memory-estimate.ts';
 
 export const encoderArch: ModelArch<BertConfig> = {
   forward: 'encoder',

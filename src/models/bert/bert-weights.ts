@@ -5,14 +5,14 @@
  * name LayerNorm parameters `gamma`/`beta`. Everything is resolved and shape-checked against
  * config.json up front, so a wrong checkpoint fails here with the tensor's name, not mid-forward.
  */
-import { hasQuantized } from '../quant/prequantized.ts';
-import { WebqError } from '../errors.ts';
-import type { DType } from '../io/safetensors/dtypes.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../quant/imports/index.ts';
-import type { BertConfig, EncoderFamily } from './config.ts';
+import { hasQuantized } from '../../quant/prequantized.ts';
+import { WebqError } from '../../errors.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { exactDequant, parseQuantizationConfig, readImported, type ImportedLinear, type ImportFormat } from '../../quant/imports/index.ts';
+import type { BertConfig, EncoderFamily } from '../config.ts';
 import { resolveModernBertWeights, type ModernBertRefs } from './modernbert-weights.ts';
-import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from './weight-ref.ts';
+import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from '../weight-ref.ts';
 
 export type BertWeightsErrorCode =
   | 'WEIGHTS_MISSING' // a required tensor is not in the checkpoint

@@ -1,12 +1,12 @@
-/** The decoder forward's answers to arch.ts (llama.ts runs every decoder family, Gemma included). */
-import { WebqError } from '../errors.ts';
-import type { ModelArch } from './arch.ts';
-import type { WeightRef } from './weight-ref.ts';
+/** The decoder forward's answers to ../arch.ts (llama.ts runs every decoder family, Gemma included). */
+import { WebqError } from '../../errors.ts';
+import type { ModelArch } from '../arch.ts';
+import type { WeightRef } from '../weight-ref.ts';
 import type { LlamaConfig } from './llama-config.ts';
 import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from './llama.ts';
 import { resolveLlamaWeights } from './llama-weights.ts';
-import { estimateLlm } from './memory-estimate.ts';
-import type { LinearPart } from './upload.ts';
+import { estimateLlm } from '../memory-estimate.ts';
+import type { LinearPart } from '../upload.ts';
 
 export const decoderArch: ModelArch<LlamaConfig> = {
   forward: 'decoder',
