@@ -13,9 +13,9 @@
  */
 import type { Decoder } from '../src/generate/decoder.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
-import { uploadLlamaWeights, type LlamaGpuWeights } from '../src/models/llama.ts';
-import type { LlamaConfig } from '../src/models/llama-config.ts';
-import { resolveLlamaWeights, type LlamaWeights } from '../src/models/llama-weights.ts';
+import { uploadLlamaWeights, type LlamaGpuWeights } from '../src/models/llama/llama.ts';
+import type { LlamaConfig } from '../src/models/llama/llama-config.ts';
+import { resolveLlamaWeights, type LlamaWeights } from '../src/models/llama/llama-weights.ts';
 import type { KvDType } from '../src/ops/kv-cache.ts';
 import { contiguousGroups } from '../src/quant/imports/common.ts';
 import { parseQuantizationConfig, planLayout, specText } from '../src/quant/imports/index.ts';

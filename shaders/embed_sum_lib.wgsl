@@ -3,7 +3,7 @@
 //
 //   out[r, :] = word[ids[r]] + position[positions[r]] + type[types[r]]
 //
-// Position ids come from the CPU (src/models/bert.ts positionIds): 0..T-1 in every row for BERT,
+// Position ids come from the CPU (src/models/bert/bert.ts positionIds): 0..T-1 in every row for BERT,
 // padding-aware for RoBERTa. The importer declares `struct Params` (rows, T, H, typeVocab,
 // posRows, vocab, vOff, vTotal and any fields of its own), the word table's bindings (6 to 8)
 // and

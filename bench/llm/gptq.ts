@@ -27,7 +27,7 @@ import { convert, type ReadAsResult, type ReadTarget } from '../../src/io/safete
 import { f16ArrayToF32, f32ArrayToF16 } from '../../src/io/safetensors/half.ts';
 import type { JsonObject } from '../../src/io/json.ts';
 import type { TensorStore } from '../../src/io/safetensors/reader.ts';
-import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import type { SyntheticLlamaStore, SyntheticLlm } from '../../fixtures/index.ts';
 
 export const GPTQ_BITS = 4;

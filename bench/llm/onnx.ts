@@ -24,7 +24,7 @@
  *         including the LM head (MatMul4BitsQuantizer quantizes every MatMul with a constant weight)
  * The embedding Gather stays fp32 in both, as in transformers.js' q4 files.
  */
-import type { LlamaConfig } from '../../src/models/llama-config.ts';
+import type { LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { encodeModel, GraphBuilder, OnnxType } from '../ort/onnx.ts';
 
 export type OrtLlmDType = 'fp32' | 'q4';

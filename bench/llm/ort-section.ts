@@ -15,8 +15,8 @@
  */
 import type { Decoder } from '../../src/generate/decoder.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import type { LlamaGpuWeights } from '../../src/models/llama.ts';
-import type { LlamaConfig } from '../../src/models/llama-config.ts';
+import type { LlamaGpuWeights } from '../../src/models/llama/llama.ts';
+import type { LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import type { KvDType } from '../../src/ops/kv-cache.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { llmOnnx, type OrtLlmDType } from './onnx.ts';

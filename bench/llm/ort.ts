@@ -5,7 +5,7 @@
  * On the WebGPU EP the present.* outputs stay on the GPU (preferredOutputLocation 'gpu-buffer', as
  * transformers.js asks for on WebGPU), so the KV cache never crosses to the host; only the logits do.
  */
-import type { LlamaConfig } from '../../src/models/llama-config.ts';
+import type { LlamaConfig } from '../../src/models/llama/llama-config.ts';
 
 /** The onnxruntime-node surface used here. */
 export interface OrtTensor {

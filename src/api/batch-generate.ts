@@ -13,8 +13,8 @@
 import { WebqError } from '../errors.ts';
 import { BatchDecoder, type BatchRow } from '../generate/batch.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import type { KvShared } from '../ops/kv-cache.ts';
 import type { SamplingParams } from '../ops/sample.ts';
 import { TextStreamer } from '../text/text-stream.ts';

@@ -5,7 +5,7 @@
  */
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bertForward, bertTokenHead, type BertBatch, type BertGpuWeights } from '../models/bert.ts';
+import { bertForward, bertTokenHead, type BertBatch, type BertGpuWeights } from '../models/bert/bert.ts';
 import type { BertConfig } from '../models/config.ts';
 import { architectureFor, modelTypeEntry } from '../models/registry.ts';
 import { AGGREGATIONS, type Aggregation, type EntityGroup, type TokenEntity } from './token-groups.ts';

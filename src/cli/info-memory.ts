@@ -11,7 +11,8 @@ import { GpuContext } from '../gpu/context.ts';
 import type { TensorStore } from '../io/safetensors/reader.ts';
 import { openModelFiles } from '../io/hub/hub.ts';
 import { parseModelConfig, type ModelConfig } from '../models/config.ts';
-import { checkEstimate, estimateBert, estimateLlm, gib, type MemoryEstimate } from '../models/memory-estimate.ts';
+import { archOf } from '../models/archs.ts';
+import { checkEstimate, gib, type MemoryEstimate } from '../models/memory-estimate.ts';
 import type { LinearDType } from '../ops/linear.ts';
 import { parseQuantizationConfig } from '../quant/imports/index.ts';
 import { readPrequantInfo } from '../quant/prequantized.ts';
@@ -43,14 +44,11 @@ export async function memorySection(location: string, store: TensorStore, o: { r
   }
   let cfg: ModelConfig;
   let e: MemoryEstimate;
-  const estimate = (f16: boolean, dtype: LinearDType, context?: number) =>
-    cfg.modelType === 'bert'
-      ? estimateBert(cfg, { dtype, tokens: cfg.maxPositions, f16 })
-      : estimateLlm(cfg, { dtype, context: context ?? Math.min(cfg.maxPositions, DEFAULT_CONTEXT), kv: f16 ? 'f16' : 'f32', f16 });
+  const estimate = (f16: boolean, dtype: LinearDType, context?: number) => archOf(cfg).estimate(cfg, { dtype, f16, context: context ?? Math.min(cfg.maxPositions, DEFAULT_CONTEXT) });
   try {
     cfg = parseModelConfig(cfgJson as object, 'config.json');
     const imported = parseQuantizationConfig(cfg.quantizationConfig ?? undefined, 'config.json');
-    e = estimate(true, (o.dtype ?? readPrequantInfo(store)?.dtype ?? imported?.dtype ?? (cfg.modelType === 'bert' ? 'q8' : 'q4')) as LinearDType, o.context);
+    e = estimate(true, (o.dtype ?? readPrequantInfo(store)?.dtype ?? imported?.dtype ?? archOf(cfg).defaultDType) as LinearDType, o.context);
   } catch (err) {
     const error = (err as Error).message;
     return { text: [`memory estimate: not available: ${error}`], json: { error } };

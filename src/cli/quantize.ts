@@ -10,12 +10,11 @@ import { openModelFiles } from '../io/hub/hub.ts';
 import { loadFs } from '../io/node-fs.ts';
 import { quantizeCheckpoint, QUANTIZE_DTYPES, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from '../quantize/checkpoint.ts';
 import { QUANT_METHODS, type QuantMethod } from '../quantize/methods.ts';
-import { BERT_ACTIVATIONS } from '../models/bert.ts';
-import { llamaQuantDefaults } from '../models/llama.ts';
+import { archFor } from '../models/archs.ts';
 import { EMBEDDING_DTYPES, type EmbeddingDType } from '../models/upload.ts';
 import { describeError } from '../quant/guard.ts';
 import { CalibrationTextError, calibrationLines, MOSTLY_UNKNOWN, unknownShare } from '../quantize/calibration-text.ts';
-import { QuantizeRefusedError } from '../quantize/options.ts';
+import { fileDType, QuantizeRefusedError } from '../quantize/options.ts';
 import { ACT_CALIBRATIONS, type ActCalibration } from '../quant/static-act.ts';
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
@@ -152,7 +151,7 @@ export function summary(r: QuantizeReport): string {
     }
   }
   // The guard loads the written file as a default load does: say with which activations.
-  const acts = /^w/.test(r.dtype) ? 'int8' : r.architecture === 'bert' ? BERT_ACTIVATIONS : llamaQuantDefaults('q4').activations;
+  const acts = /^w/.test(r.dtype) ? 'int8' : archFor(r.architecture)!.defaultActivations(fileDType(r.dtype));
   if (r.model) lines.push(`  whole model: ${describeError(r.model)} (${acts} activations, as a default load runs it)`);
   if (r.dtype === 'mixed') {
     for (const l of r.layers) lines.push(`  ${l.id.padEnd(16)} ${String(l.bits).padStart(2)} bits${l.group !== undefined ? ` group ${l.group}` : ''}, model error alone ${(l.candidates?.find((c) => c.bits === l.bits && c.group === l.group)?.error ?? 0).toExponential(2)}`);

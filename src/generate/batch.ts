@@ -18,8 +18,8 @@
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { Tensor } from '../gpu/tensor.ts';
-import { llamaForward, type LlamaGpuWeights } from '../models/llama.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
+import { llamaForward, type LlamaGpuWeights } from '../models/llama/llama.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import { KvBatch } from '../ops/kv-batch.ts';
 import type { KvShared } from '../ops/kv-cache.ts';
 import { sampleToken, type SamplerState, type SamplingParams } from '../ops/sample.ts';

@@ -13,8 +13,8 @@
 import { WebqError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Tensor } from '../gpu/tensor.ts';
-import { llamaForward, type LlamaGpuWeights } from '../models/llama.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
+import { llamaForward, type LlamaGpuWeights } from '../models/llama/llama.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import type { KvCache } from '../ops/kv-cache.ts';
 import { LOGPROB_WORDS, sampleToken, type SampleExtras, type SamplingParams, type SamplerState } from '../ops/sample.ts';
 

@@ -10,8 +10,8 @@
  *   Decoder.generate keeps exactly the cached common prefix.
  */
 import type { GpuContext } from '../gpu/context.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import { validateSamplingParams } from '../ops/sample.ts';
 import { Decoder } from './decoder.ts';

@@ -4,7 +4,7 @@
  * model configs.)
  */
 import type { GpuContext } from '../gpu/context.ts';
-import { ropeInvFreq, ropeLocalInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { ropeInvFreq, ropeLocalInvFreq, type LlamaConfig } from '../models/llama/llama-config.ts';
 import { KvCache, KvShared, type KvCacheShape, type KvDType } from '../ops/kv-cache.ts';
 
 /** The cache shape of `config`'s model for `cap` positions in `dtype`. */

@@ -13,7 +13,7 @@
  * ahead of the CPU by two batches (decoder.ts).
  */
 import { WebqError } from '../errors.ts';
-import { llamaForward } from '../models/llama.ts';
+import { llamaForward } from '../models/llama/llama.ts';
 import type { SamplingParams } from '../ops/sample.ts';
 import { verifyDrafts, verifySampledDrafts } from '../ops/verify.ts';
 import { abortError, type DecodedBatch, type Decoder } from './decoder.ts';

@@ -1,7 +1,7 @@
 /**
  * A GGUF decoder as webq's LLaMA family sees it: general.architecture -> model_type, the
  * `{arch}.*` hyperparameters -> a config.json, and llama.cpp's tensor names -> Hugging Face's
- * (src/models/llama-weights.ts):
+ * (src/models/llama/llama-weights.ts):
  *
  *   token_embd.weight            model.embed_tokens.weight
  *   output_norm.weight           model.norm.weight
@@ -20,7 +20,7 @@
  * h*D + 2j + i. webq rotates halves as Hugging Face does, so those rows are put back. Qwen2 and
  * Qwen3 use NeoX style RoPE in llama.cpp, which is Hugging Face's: nothing is permuted there.
  */
-import { LLAMA_ARCHITECTURES, type LlamaModelType } from '../models/llama-config.ts';
+import { LLAMA_ARCHITECTURES, type LlamaModelType } from '../models/llama/llama-config.ts';
 import { GgufError } from './errors.ts';
 import { GgufMeta, type GgufHeader, type GgufTensor } from './parse.ts';
 

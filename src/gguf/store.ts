@@ -50,7 +50,7 @@ export function defaultGgufDType(model: GgufModel): LinearDType {
 const FLOAT_DTYPE: Record<string, DType> = { F32: 'F32', F16: 'F16', BF16: 'BF16' };
 
 /**
- * The loader stacks q|k|v and gate|up into one matmul (src/models/llama.ts), so their parts must
+ * The loader stacks q|k|v and gate|up into one matmul (src/models/llama/llama.ts), so their parts must
  * share a layout. A file may mix types within them (Q4_K_M keeps v in Q6_K): every part is then
  * rewritten exactly in one spec they all fit (the most bits, asymmetric if any is: relayout), and
  * a unit mixing float and quantized parts is read as floats whole (the exact dequantization).

@@ -4,14 +4,14 @@
  */
 import type { JsonObject, JsonValue } from '../io/json.ts';
 import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
-import { refuseGemma3Multimodal } from './gemma-config.ts';
-import { parseLlamaConfig, type LlamaConfig } from './llama-config.ts';
-import { parseModernBertConfig, type ModernBertOptions } from './modernbert-config.ts';
+import { refuseGemma3Multimodal } from './llama/gemma-config.ts';
+import { parseLlamaConfig, type LlamaConfig } from './llama/llama-config.ts';
+import { parseModernBertConfig, type ModernBertOptions } from './bert/modernbert-config.ts';
 import { architectureFor, MODEL_TYPES, modelTypeEntry, type EncoderFamily, type SupportedModelType } from './registry.ts';
 
 export { CONFIG_BOUNDS, ModelConfigError, type ModelConfigErrorCode } from './config-json.ts';
 export type { EncoderFamily, SupportedModelType } from './registry.ts';
-export type { ModernBertOptions } from './modernbert-config.ts';
+export type { ModernBertOptions } from './bert/modernbert-config.ts';
 
 /** model_type values webq runs (src/models/registry.ts). */
 export const SUPPORTED_MODEL_TYPES: readonly SupportedModelType[] = MODEL_TYPES.map((e) => e.modelType);

@@ -18,10 +18,10 @@ export {
   type BertLayerRefs,
   type LinearRefs,
   type NormRefs,
-  type WeightRef,
-} from './bert-weights.ts';
-export { parseLlamaConfig, ropeInvFreq, LLAMA_ARCHITECTURES, type LlamaConfig, type LlamaModelType, type RopeScaling } from './llama-config.ts';
-export { resolveLlamaWeights, LlamaWeightsError, type LlamaWeights, type LlamaLayerRefs } from './llama-weights.ts';
-export { uploadLlamaWeights, llamaForward, llamaQuantDefaults, type LlamaGpuWeights, type ForwardStep } from './llama.ts';
+} from './bert/bert-weights.ts';
+export type { WeightRef } from './weight-ref.ts';
+export { parseLlamaConfig, ropeInvFreq, LLAMA_ARCHITECTURES, type LlamaConfig, type LlamaModelType, type RopeScaling } from './llama/llama-config.ts';
+export { resolveLlamaWeights, LlamaWeightsError, type LlamaWeights, type LlamaLayerRefs } from './llama/llama-weights.ts';
+export { uploadLlamaWeights, llamaForward, llamaQuantDefaults, type LlamaGpuWeights, type ForwardStep } from './llama/llama.ts';
 export { EMBEDDING_DTYPES, type EmbeddingDType } from './upload.ts';
 export { MODEL_TYPES, modelTypeEntry, tasksOf, type ModelTypeEntry, type ModelTask } from './registry.ts';

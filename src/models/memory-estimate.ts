@@ -18,9 +18,9 @@
  */
 import { WebqError } from '../errors.ts';
 import type { LinearDType } from '../ops/linear.ts';
-import { bertQuantDefaults, bertTableDefault } from './bert.ts';
+import { bertQuantDefaults, bertTableDefault } from './bert/bert.ts';
 import type { BertConfig } from './config.ts';
-import type { LlamaConfig } from './llama-config.ts';
+import type { LlamaConfig } from './llama/llama-config.ts';
 
 export interface MemoryEstimate {
   dtype: LinearDType;

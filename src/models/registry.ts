@@ -4,8 +4,9 @@
  * come from their architectures), by the messages that list what is supported, and by
  * `webq models`. Adding a family is one line here plus its parser and forward.
  *
- *   forward       which forward runs it: 'encoder' (src/models/bert.ts, BertConfig) or 'decoder'
- *                 (src/models/llama.ts, LlamaConfig)
+ *   forward       which forward runs it: 'encoder' (src/models/bert/bert.ts, BertConfig) or 'decoder'
+ *                 (src/models/llama/llama.ts, LlamaConfig); what quantize, calibration and `webq info`
+ *                 need of it is that forward's ModelArch (bert/arch.ts, llama/arch.ts; looked up in archs.ts)
  *   architectures config.json "architectures" -> the tasks it is used for. A decoder's config must
  *                 name one of its own (or none); an encoder loads whatever it names, as a bare
  *                 encoder (embed) unless it names one of the heads listed

@@ -33,7 +33,7 @@ import { activationsOf, checkActivations, prepareLinear, prepareQuantizedLinear,
 import { commonSpec, exactDequant, readImported, relayout, toWebq, REQUANT_SPEC } from '../quant/imports/index.ts';
 import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
-import type { WeightRef } from './bert-weights.ts';
+import type { WeightRef } from './weight-ref.ts';
 
 /**
  * How embedding tables are stored: int8 or int4 codes with scales (TableSpecs), f16 values, or

@@ -47,7 +47,7 @@ import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { WebqError } from '../errors.ts';
 import { collectStats, openRunner, TransformedStore, type CalibSample, type ModelRunner } from './calibration.ts';
 import { quantizeSequentially } from './sequential.ts';
-import { sampleCalibration } from './calibration-samples.ts';
+import { archOf } from '../models/archs.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { swapUnitWeight, tieChannels, type LinearUnit } from './units.ts';
 import type { CalibratedSummary, CalibSource, LayerReport } from './options.ts';
@@ -117,14 +117,14 @@ export class CalibratedQuantization {
   static async open(files: ModelFiles, store: TensorStore, config: ModelConfig, opts: CalibratedOptions): Promise<CalibratedQuantization> {
     let tokenizer: TextTokenizer;
     try {
-      tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: config.modelType === 'bert' ? config.padTokenId : undefined });
+      tokenizer = await loadTokenizer(files, { name: files.describe, padTokenId: archOf(config).padTokenId(config) });
     } catch (e) {
       throw new WebqError('CALIBRATION', `${files.describe}: calibration runs the model on text and needs its tokenizer: ${(e as Error).message}`);
     }
     // No --calib: a decoder writes its own calibration text (which its tokenizer can always read);
     // an encoder reads the built-in one. Text the tokenizer cannot read measures nothing, so
     // --max-error on it is refused here, before any work.
-    const sampled = !opts.calib && config.modelType !== 'bert';
+    const sampled = !opts.calib && archOf(config).calibration === 'sampled';
     const given = opts.calib ?? (sampled ? undefined : calibrationLines(DEFAULT_CALIBRATION_TEXT, 'built-in calibration text'));
     const measured = opts.eval ?? given;
     if (measured) checkCalibrationText(tokenizer, given ?? [], measured, { maxError: opts.maxError, describe: files.describe, evalWhat: opts.eval ? 'evaluation text (--eval)' : opts.calib ? 'calibration text (--calib)' : 'built-in calibration text' });
@@ -137,7 +137,7 @@ export class CalibratedQuantization {
       if (opts.calib) [calib, source] = [opts.calib, 'file'];
       else if (sampled) {
         const onProgress = (d: number, t: number) => opts.onProgress?.('sample', d, t);
-        [calib, source] = [await sampleCalibration(ctx, float, config, tokenizer, { tokens: opts.calibTokens, seed: opts.calibSeed, onProgress }), 'sampled'];
+        [calib, source] = [await float.sample!(tokenizer, { tokens: opts.calibTokens, seed: opts.calibSeed, onProgress }), 'sampled'];
       } else [calib, source] = [given!, 'built-in'];
       return new CalibratedQuantization(ctx, !opts.context, store, config, tokenizer, float, calib, source, opts.eval ?? calib, opts);
     } catch (e) {

@@ -15,9 +15,9 @@ import { Decoder } from '../generate/decoder.ts';
 import { kvCacheFor } from '../generate/kv.ts';
 import { validateSamplingParams } from '../ops/sample.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
-import { CALIB_MAX_TOKENS, type ModelRunner } from './calibration.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
+import { CALIB_MAX_TOKENS, type ModelRunner } from './runner.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
 
 /** Tokens sampled unless told (a few thousand: GPTQ's Hessians want several times the layer width). */
 export const SELF_CALIBRATION_TOKENS = 4096;

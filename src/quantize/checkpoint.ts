@@ -44,16 +44,13 @@ import { describeError, type ModelError } from '../quant/guard.ts';
 import { prequantMetadata, quantizedTensors, type LinearQuantMeta } from '../quant/prequantized.ts';
 import { byteSizes, layoutFor, type QuantSpec } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
-import { BERT_TABLES, bertQuantDefaults, bertTableDefault } from '../models/bert.ts';
-import { resolveBertWeights, type WeightRef } from '../models/bert-weights.ts';
-import { parseModelConfig, type BertConfig, type ModelConfig } from '../models/config.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
-import { LLAMA_TABLES, llamaQuantDefaults, llamaTableDefault } from '../models/llama.ts';
-import { resolveLlamaWeights } from '../models/llama-weights.ts';
+import { archOf } from '../models/archs.ts';
+import type { WeightRef } from '../models/weight-ref.ts';
+import { parseModelConfig, type ModelConfig } from '../models/config.ts';
 import { CalibratedQuantization } from './calibrated.ts';
 import type { QuantMethod } from './methods.ts';
 import { checkQuantizeOptions, fileDType, QuantizeRefusedError, type LayerReport, type QuantizeDType, type QuantizeOptions, type QuantizeReport } from './options.ts';
-import { TABLE_LINEAR_DTYPE, type EmbeddingDType, type LinearPart, type TableSpecs } from '../models/upload.ts';
+import { TABLE_LINEAR_DTYPE, type EmbeddingDType } from '../models/upload.ts';
 
 export * from './options.ts';
 
@@ -69,20 +66,6 @@ export const SIDE_FILES = [
   'modules.json',
   '1_Pooling/config.json',
 ];
-
-/** Which tensors a checkpoint keeps, which are Linear weights and tables, and the group size loading uses. */
-interface TensorRoles {
-  all: WeightRef[];
-  linears: Set<string>;
-  tables: Set<string>;
-  tableSpecs: TableSpecs;
-  tableDefault: EmbeddingDType;
-  defaultGroup?: number | 'channel';
-  /** The loader's symmetric default for the Linears (bertQuantDefaults). */
-  defaultSymmetric?: boolean;
-  /** The loader's range search default for the Linears (llamaQuantDefaults). */
-  defaultClipSearch?: boolean;
-}
 
 /** What one tensor becomes: packed with `spec`, F16, or its bytes as stored. */
 export interface PlannedTensor {
@@ -107,46 +90,13 @@ export interface QuantizePlan {
   bytesOut: number;
 }
 
-function bertRoles(store: TensorStore, config: BertConfig, dtype: LinearDType): TensorRoles {
-  const refs = resolveBertWeights(store, config);
-  const linears = new Set<string>();
-  // ModernBERT: Wqkv (one stored tensor), both Wo, Wi and the head's two Linears.
-  for (const l of refs.modern?.layers ?? []) for (const lin of [l.qkv, l.attnOut, l.wi, l.mlpOut]) linears.add(lin.weight.name);
-  if (refs.modern?.head) for (const lin of [refs.modern.head.dense, refs.modern.head.classifier]) linears.add(lin.weight.name);
-  for (const l of refs.layers) for (const lin of [l.query, l.key, l.value, l.attnOut, l.intermediate, l.output]) linears.add(lin.weight.name);
-  if (refs.pooler) linears.add(refs.pooler.weight.name);
-  if (refs.classifier) linears.add(refs.classifier.weight.name);
-  return { all: [...refs.all], linears, tables: new Set([refs.embeddings.word.name]), tableSpecs: BERT_TABLES, tableDefault: bertTableDefault(dtype), defaultGroup: bertQuantDefaults(dtype).group, defaultSymmetric: bertQuantDefaults(dtype).symmetric };
-}
-
-function llamaRoles(store: TensorStore, config: LlamaConfig, dtype: LinearDType): TensorRoles {
-  if (config.fusedProjections) {
-    throw new WebqError('UNSUPPORTED_MODEL', `${store.name}: webq quantize does not yet write ${config.modelType}'s fused qkv_proj / gate_up_proj; load the float checkpoint with dtype q8 or q4 instead`);
-  }
-  const refs = resolveLlamaWeights(store, config);
-  const all: WeightRef[] = [refs.embed];
-  const linears = new Set<string>();
-  const linear = (p: LinearPart) => {
-    all.push(p.weight);
-    if (p.bias) all.push(p.bias);
-    linears.add(p.weight.name);
-  };
-  for (const l of refs.layers) {
-    for (const n of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.attnOutNorm, l.mlpOutNorm]) if (n) all.push(n);
-    [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].forEach(linear);
-  }
-  all.push(refs.norm);
-  if (refs.lmHead) linear({ weight: refs.lmHead });
-  return { all, linears, tables: new Set([refs.embed.name]), tableSpecs: LLAMA_TABLES, tableDefault: llamaTableDefault(!refs.lmHead), defaultGroup: llamaQuantDefaults(dtype).group, defaultClipSearch: llamaQuantDefaults(dtype).clipSearch };
-}
-
 /**
  * What `webq quantize` makes of each tensor of `store` (a float checkpoint), and the bytes: from
  * the headers alone, so it also sizes models never written (a test sizes MiniLM this way).
  */
 export function planQuantized(store: TensorStore, config: ModelConfig, dtype: LinearDType, opts: QuantizeOptions = {}): QuantizePlan {
   quantSpecFor(dtype); // an unknown or float dtype fails before any work
-  const roles = config.modelType === 'bert' ? bertRoles(store, config, dtype) : llamaRoles(store, config, dtype);
+  const roles = archOf(config).tensorRoles(store, config, dtype);
   if (roles.all.some((r) => r.quantized || r.imported)) throw new WebqError('ALREADY_QUANTIZED', `${store.name}: is already pre-quantized; quantize the float checkpoint instead`);
   // The Linears' range search as loading would run it (LLMs at 4 bits); tables keep min-max.
   const clipSearch = opts.clipSearch ?? roles.defaultClipSearch;
@@ -284,11 +234,9 @@ export async function quantizeCheckpoint(files: ModelFiles, outDir: string, dtyp
   const store = await files.checkpoint();
   let session: CalibratedQuantization | null = null;
   try {
-    // mixed: a BERT table defaults to int8, as for q8 (the q4 file dtype would make it int4; the
-    // budget is over the Linears, and int4 rows would bound the error mixed can reach).
-    // mixed's base spec is q4's plain one (asymmetric groups of 32), not BERT's q4 default
-    // (bertQuantDefaults): its candidates choose their own groups.
-    const plan = planQuantized(store, config, fdt, dtype === 'mixed' && config.modelType === 'bert' ? { ...opts, embeddings: opts.embeddings ?? 'int8', group: opts.group ?? 32, symmetric: opts.symmetric ?? false } : opts);
+    // mixed: the forward's own base options (ModelArch.mixedDefaults) under what was asked.
+    const mixed = archOf(config).mixedDefaults;
+    const plan = planQuantized(store, config, fdt, dtype === 'mixed' ? { ...opts, embeddings: opts.embeddings ?? mixed.embeddings, group: opts.group ?? mixed.group, symmetric: opts.symmetric ?? mixed.symmetric } : opts);
     const calibrated = method !== 'rtn' || dtype !== fdt || opts.smooth !== undefined || opts.maxError !== undefined || !!opts.measure;
     session = calibrated
       ? await CalibratedQuantization.open(files, store, config, {

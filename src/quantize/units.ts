@@ -17,11 +17,12 @@
  */
 import { WebqError } from '../errors.ts';
 import type { LinearWeight } from '../ops/linear.ts';
-import type { BertGpuWeights } from '../models/bert.ts';
-import type { BertWeights, WeightRef } from '../models/bert-weights.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
-import type { LlamaWeights } from '../models/llama-weights.ts';
+import type { BertGpuWeights } from '../models/bert/bert.ts';
+import type { BertWeights } from '../models/bert/bert-weights.ts';
+import type { WeightRef } from '../models/weight-ref.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
+import type { LlamaWeights } from '../models/llama/llama-weights.ts';
 import type { LinearPart } from '../models/upload.ts';
 
 export interface LinearUnit {

@@ -5,7 +5,7 @@
  * Nothing here is fast; it is written to be read.
  *
  * Weights: a record keyed by canonical tensor name (no "bert." prefix, LayerNorm as .weight/.bias),
- * e.g. from readBertWeightsF32() in src/models/bert-weights.ts. Linear weights are PyTorch's
+ * e.g. from readBertWeightsF32() in src/models/bert/bert-weights.ts. Linear weights are PyTorch's
  * [out, in]: y[o] = b[o] + sum_i x[i] * W[o, i].
  */
 import { ShapeError, WebqError } from '../errors.ts';

@@ -10,7 +10,7 @@
  * y[o] = b[o] + sum_i x[i] * W[o, i].
  */
 import { ShapeError, WebqError } from '../errors.ts';
-import { ropeAmplitude, ropeInvFreq, ropeLocalInvFreq, type LlamaConfig } from '../models/llama-config.ts';
+import { ropeAmplitude, ropeInvFreq, ropeLocalInvFreq, type LlamaConfig } from '../models/llama/llama-config.ts';
 
 export type LlamaWeightsF32 = Readonly<Record<string, Float32Array>>;
 

@@ -24,7 +24,7 @@ import type { Capabilities } from '../gpu/device.ts';
 import type { DownloadProgress } from '../io/hub/progress.ts';
 import type { Activations, LinearDType } from '../ops/linear.ts';
 import type { BertConfig } from '../models/config.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
+import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import type { GenerationDefaults } from '../text/generation-config.ts';
 

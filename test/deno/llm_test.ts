@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { LlmModel } from '../../src/api/llm.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { GREEDY, referenceIds, RUNTIME_PROMPT, SEEDED, TINY_CHAT_LLAMA, type RuntimeIds } from '../helpers/llm-fixture.ts';
 import { writeTinyLlama } from '../../fixtures/tiny-llama.ts';
 

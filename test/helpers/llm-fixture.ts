@@ -4,7 +4,7 @@
  * It says how the model is written, the prompt, and the two decodes every runtime must agree on.
  * No Node imports here: the browser page imports this file too.
  */
-import type { LlamaConfig } from '../../src/models/llama-config.ts';
+import type { LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { samplerUniform, validateSamplingParams } from '../../src/ops/sample.ts';
 import { llamaReferenceForward, type LlamaWeightsF32 } from '../../src/reference/llama.ts';
 import { referenceSampleTrace } from '../../src/reference/sample.ts';

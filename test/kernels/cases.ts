@@ -19,7 +19,7 @@ import { refAttention, refBinary, refEmbedSum, refEmbedding, refLayerNorm, refMa
 import { copy } from '../../src/ops/copy.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { embedSum, pool } from '../../src/ops/encoder-io.ts';
-import { relativeBuckets } from '../../src/models/bert.ts';
+import { relativeBuckets } from '../../src/models/bert/bert.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
 import { BATCH_CASES } from './batch-cases.ts';
 import { DECODER_CASES } from './decoder-cases.ts';

@@ -11,7 +11,7 @@ import { run } from '../../bench/llm.ts';
 import { gptqGroupFor, gptqLlm, layerLinears } from '../../bench/llm/gptq.ts';
 import { syntheticLlm } from '../../fixtures/llm-synthetic.ts';
 import { f16ArrayToF32 } from '../../src/io/safetensors/half.ts';
-import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
+import { resolveLlamaWeights } from '../../src/models/llama/llama-weights.ts';
 import { dequantGptqRef, packGptq, quantizeInts, tensorMap } from '../helpers/quant-formats.ts';
 
 const repo = resolve(import.meta.dirname, '../..');

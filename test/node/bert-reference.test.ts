@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
-import { BertWeightsError, readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
+import { BertWeightsError, readBertWeightsF32, resolveBertWeights } from '../../src/models/bert/bert-weights.ts';
 import { ModelConfigError, parseBertConfig, parseModelConfig, type BertConfig } from '../../src/models/config.ts';
 import { attend, bertClassify, bertEncode, clsPool, l2normalize, meanPool } from '../../src/reference/bert.ts';
 import { gelu } from '../../src/reference/math.ts';

@@ -13,7 +13,7 @@ import { LlmModel } from '../../src/api/llm.ts';
 import { WebqError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { CONFIG_BOUNDS, parseModelConfig, type ModelConfig } from '../../src/models/config.ts';
-import { checkKvFits } from '../../src/models/llama-config.ts';
+import { checkKvFits } from '../../src/models/llama/llama-config.ts';
 import { parseQuantizationConfig } from '../../src/quant/imports/index.ts';
 import { slowRegexReason } from '../../src/quant/imports/compressed-tensors.ts';
 import { parseGenerationConfig } from '../../src/text/generation-config.ts';

@@ -12,7 +12,7 @@ import { main } from '../../src/cli/main.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';

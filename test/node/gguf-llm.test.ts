@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlmModel } from '../../src/api/llm.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';
 import type { GgmlTypeName } from '../helpers/gguf-quant.ts';
 import { hfToGguf, vocabMetadata, type HfToGgufOptions } from '../helpers/gguf-writer.ts';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DownloadProgress } from '../../src/io/hub/cache.ts';
 import { ShardedCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
 import { hubBaseUrl, hubKeySegment, openModelFiles, parseModelLocation, type ModelFiles } from '../../src/io/hub/hub.ts';
-import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
+import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';

@@ -14,7 +14,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { openModelFiles } from '../../src/io/hub/hub.ts';
 import type { TensorToWrite } from '../../src/io/safetensors/writer.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
-import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { bertEncode, meanPool } from '../../src/reference/bert.ts';
 import { cosine } from '../../src/quant/guard.ts';
 import { llamaReferenceForward } from '../../src/reference/llama.ts';

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { main } from '../../src/cli/main.ts';
 import { DownloadBar } from '../../src/cli/progress.ts';
 import { hubKeySegment, openModelFiles, type DownloadProgress, type ModelFiles, type OpenModelOptions } from '../../src/io/hub/hub.ts';
-import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert-weights.ts';
+import { readBertWeightsF32, resolveBertWeights } from '../../src/models/bert/bert-weights.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
 import { loadTokenizer } from '../../src/text/tokenizer.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';

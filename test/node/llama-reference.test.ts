@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebqError } from '../../src/errors.ts';
 import { openCheckpoint } from '../../src/io/safetensors/checkpoint.ts';
-import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig, ropeInvFreq, type LlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { llamaReferenceForward, llamaReferenceGreedy, type LlamaWeightsF32 } from '../../src/reference/llama.ts';
 import { writeTinyLlama, type TinyLlama, type TinyLlamaOptions } from '../../fixtures/tiny-llama.ts';
 import { compare } from '../kernels/check.ts';

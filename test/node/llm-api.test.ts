@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlmModel } from '../../src/api/llm.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { llamaReferenceGreedy } from '../../src/reference/llama.ts';
 import { writeTinyLlama, type TinyLlama } from '../../fixtures/tiny-llama.ts';
 

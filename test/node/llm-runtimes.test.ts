@@ -10,7 +10,7 @@ import type { Browser } from 'puppeteer-core';
 import type { ViteDevServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlmModel } from '../../src/api/llm.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { launchChromium, ROOT, startServer } from '../helpers/browser.ts';
 import { serveFakeHub, type FakeHub } from '../helpers/fake-hub.ts';
 import { GREEDY, referenceIds, RUNTIME_PROMPT, SEEDED, TINY_CHAT_LLAMA, type RuntimeIds } from '../helpers/llm-fixture.ts';

@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.ts';
 import { WebqError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { parseBertConfig } from '../../src/models/config.ts';
-import { parseLlamaConfig } from '../../src/models/llama-config.ts';
+import { parseLlamaConfig } from '../../src/models/llama/llama-config.ts';
 import { checkEstimate, estimateBert, estimateLlm } from '../../src/models/memory-estimate.ts';
 import type { LinearDType } from '../../src/ops/linear.ts';
 import { TINY_CHAT_LLAMA } from '../helpers/llm-fixture.ts';

@@ -18,9 +18,9 @@ import { writeSafetensorsFile, type TensorToWrite } from '../../src/io/safetenso
 import { parseBertConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Decoder } from '../../src/generate/decoder.ts';
 import { kvCacheFor } from '../../src/generate/kv.ts';
-import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama-config.ts';
-import { uploadLlamaWeights } from '../../src/models/llama.ts';
-import { resolveLlamaWeights } from '../../src/models/llama-weights.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/llama-config.ts';
+import { uploadLlamaWeights } from '../../src/models/llama/llama.ts';
+import { resolveLlamaWeights } from '../../src/models/llama/llama-weights.ts';
 import { validateSamplingParams } from '../../src/ops/sample.ts';
 import { planQuantized } from '../../src/quantize/checkpoint.ts';
 import type { EmbeddingDType, UploadOptions } from '../../src/models/upload.ts';

@@ -6,7 +6,7 @@
 // rounds the norm's output and q to f16, values here are up to ~4).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { ropeInvFreq } from '../../src/models/llama-config.ts';
+import { ropeInvFreq } from '../../src/models/llama/llama-config.ts';
 import { roundToF16 } from '../../src/models/upload.ts';
 import { KvCache } from '../../src/ops/kv-cache.ts';
 import { ropeKv, type RopeKvOptions } from '../../src/ops/rope-kv.ts';

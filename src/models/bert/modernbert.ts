@@ -1,6 +1,6 @@
 /**
  * ModernBERT on the GPU (transformers' modeling_modernbert.py), through the same loader, batch and
- * pooling as the other encoders (src/models/bert.ts calls in here when BertConfig.modern is set).
+ * pooling as the other encoders (src/models/bert/bert.ts calls in here when BertConfig.modern is set).
  * Shapes: B texts, T tokens (padded), H hidden, I intermediate, heads x D = H.
  *
  *   h = LayerNorm(tok_embeddings[ids])                       no positions, no token types
@@ -12,21 +12,21 @@
  *   h = LayerNorm_final(h)
  * LayerNorms without bias (norm_bias false) get a shared zero beta; Linears without bias none.
  */
-import type { GpuContext } from '../gpu/context.ts';
-import type { Recorder } from '../gpu/recorder.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import { geglu } from '../ops/activation.ts';
-import { attention } from '../ops/attention.ts';
-import type { LinearTap } from '../ops/calib-stats.ts';
-import { embedding, embeddingQuantized } from '../ops/embedding.ts';
-import { linear, type LinearWeight } from '../ops/linear.ts';
-import { layerNorm } from '../ops/norm.ts';
-import { ropeQkv, ropeTable } from '../ops/rope-qkv.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Recorder } from '../../gpu/recorder.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
+import { geglu } from '../../ops/activation.ts';
+import { attention } from '../../ops/attention.ts';
+import type { LinearTap } from '../../ops/calib-stats.ts';
+import { embedding, embeddingQuantized } from '../../ops/embedding.ts';
+import { linear, type LinearWeight } from '../../ops/linear.ts';
+import { layerNorm } from '../../ops/norm.ts';
+import { ropeQkv, ropeTable } from '../../ops/rope-qkv.ts';
 import type { BertBatch, BertGpuWeights } from './bert.ts';
-import type { BertConfig } from './config.ts';
+import type { BertConfig } from '../config.ts';
 import { isLocalLayer } from './modernbert-config.ts';
 import type { MaybeBiased, ModernBertRefs } from './modernbert-weights.ts';
-import type { LinearPart, Uploader } from './upload.ts';
+import type { LinearPart, Uploader } from '../upload.ts';
 
 type Norm = [Tensor, Tensor]; // gamma, beta [H] (beta zeros without norm_bias)
 

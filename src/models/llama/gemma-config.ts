@@ -15,8 +15,8 @@
  * gemma3 (Gemma3ForConditionalGeneration, text + vision) keeps its text weights under another
  * prefix and is refused by name; its text_config is not read.
  */
-import type { JsonObject } from '../io/json.ts';
-import { CONFIG_BOUNDS, fields, isObject, ModelConfigError, shortJson } from './config-json.ts';
+import type { JsonObject } from '../../io/json.ts';
+import { CONFIG_BOUNDS, fields, isObject, ModelConfigError, shortJson } from '../config-json.ts';
 
 export type GemmaType = 'gemma2' | 'gemma3_text';
 

@@ -19,14 +19,14 @@
  *   model.norm.weight                             [H]
  *   lm_head.weight                                [V, H]      (absent when tie_word_embeddings)
  */
-import { WebqError } from '../errors.ts';
-import type { DType } from '../io/safetensors/dtypes.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { hasQuantized } from '../quant/prequantized.ts';
-import { importedRef, type WeightRef } from './bert-weights.ts';
+import { WebqError } from '../../errors.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { parseQuantizationConfig } from '../../quant/imports/index.ts';
+import { hasQuantized } from '../../quant/prequantized.ts';
+import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from '../weight-ref.ts';
 import type { LlamaConfig } from './llama-config.ts';
-import type { LinearPart } from './upload.ts';
+import type { LinearPart } from '../upload.ts';
 
 export class LlamaWeightsError extends WebqError {}
 
@@ -58,8 +58,6 @@ export interface LlamaWeights {
   readonly lmHead: WeightRef | null;
 }
 
-const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['F32', 'F16', 'BF16', 'F64']);
-const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
 
 export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): LlamaWeights {
   const { hiddenSize: H, intermediateSize: I, headDim: D, numHeads: nh, numKvHeads: nkv, vocabSize: V } = cfg;

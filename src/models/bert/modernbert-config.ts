@@ -5,9 +5,9 @@
  * forward does not do (another activation, scaled RoPE, layer_types off the every-n pattern) is an
  * error naming config.json and the field.
  */
-import type { JsonObject, JsonValue } from '../io/json.ts';
-import { CONFIG_BOUNDS, fields, isObject, ModelConfigError, shortJson } from './config-json.ts';
-import type { BertConfig } from './config.ts';
+import type { JsonObject, JsonValue } from '../../io/json.ts';
+import { CONFIG_BOUNDS, fields, isObject, ModelConfigError, shortJson } from '../config-json.ts';
+import type { BertConfig } from '../config.ts';
 
 /** The activations the head's dense may use (the Linear epilogue's). */
 export const MODERNBERT_HEAD_ACTIVATIONS = ['gelu', 'tanh', 'relu', 'silu'] as const;

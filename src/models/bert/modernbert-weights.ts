@@ -6,12 +6,13 @@
  * config.json says (norm_bias, attention_bias, mlp_bias, classifier_bias); layer 0 has no attn_norm
  * (an Identity there). Everything is shape-checked against config.json up front.
  */
-import { hasQuantized } from '../quant/prequantized.ts';
-import type { DType } from '../io/safetensors/dtypes.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { parseQuantizationConfig } from '../quant/imports/index.ts';
-import { BertWeightsError, FLOAT_DTYPES, importedRef, shapeText, TASK_PREFIX, type BertWeights, type WeightRef } from './bert-weights.ts';
-import type { BertConfig } from './config.ts';
+import { hasQuantized } from '../../quant/prequantized.ts';
+import type { DType } from '../../io/safetensors/dtypes.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { parseQuantizationConfig } from '../../quant/imports/index.ts';
+import { BertWeightsError, TASK_PREFIX, type BertWeights } from './bert-weights.ts';
+import { FLOAT_DTYPES, importedRef, shapeText, type WeightRef } from '../weight-ref.ts';
+import type { BertConfig } from '../config.ts';
 
 /** A Linear or LayerNorm whose bias config.json may turn off. */
 export interface MaybeBiased {

@@ -3,21 +3,21 @@
  * recorded top to bottom into one command encoder. Shapes: B texts, T tokens (padded), H hidden,
  * I intermediate, heads x D = H.
  */
-import { WebqError } from '../errors.ts';
-import type { GpuContext } from '../gpu/context.ts';
-import type { Recorder } from '../gpu/recorder.ts';
-import type { Precision } from '../gpu/shaders.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { attention } from '../ops/attention.ts';
-import type { LinearTap } from '../ops/calib-stats.ts';
-import { embedSum } from '../ops/encoder-io.ts';
-import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
-import { layerNorm } from '../ops/norm.ts';
-import type { QWeight } from '../ops/qweight.ts';
-import type { BertConfig } from './config.ts';
+import { WebqError } from '../../errors.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Recorder } from '../../gpu/recorder.ts';
+import type { Precision } from '../../gpu/shaders.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { attention } from '../../ops/attention.ts';
+import type { LinearTap } from '../../ops/calib-stats.ts';
+import { embedSum } from '../../ops/encoder-io.ts';
+import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../../ops/linear.ts';
+import { layerNorm } from '../../ops/norm.ts';
+import type { QWeight } from '../../ops/qweight.ts';
+import type { BertConfig } from '../config.ts';
 import type { BertWeights, LinearRefs } from './bert-weights.ts';
-import { heldObjects, makeUploader, modelActivations, prequantLinears, type GpuObject, type LinearPart, type TableSpecs, type UploadOptions } from './upload.ts';
+import { heldObjects, makeUploader, modelActivations, prequantLinears, type GpuObject, type LinearPart, type TableSpecs, type UploadOptions } from '../upload.ts';
 import { modernBertForward, modernBertHead, modernRopeTables, uploadModernBert, type ModernBertGpu } from './modernbert.ts';
 
 export interface BertLayerGpu {
@@ -42,7 +42,7 @@ export interface BertGpuWeights {
   type: Tensor | null; // [TV, H]; one row of zeros for DistilBERT (no token types); null for ModernBERT
   embNorm: [Tensor, Tensor] | null; // [H]; ModernBERT's is in `modern`
   layers: BertLayerGpu[]; // empty for ModernBERT
-  /** ModernBERT's layers, norms and head (src/models/modernbert.ts), else null. */
+  /** ModernBERT's layers, norms and head (src/models/bert/modernbert.ts), else null. */
   modern: ModernBertGpu | null;
   /** MPNet: the relative position bias table f32 [buckets, heads], shared by every layer; else null. */
   relTable: Tensor | null;

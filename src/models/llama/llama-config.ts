@@ -1,6 +1,6 @@
 /**
  * config.json of a LLaMA-family decoder -> LlamaConfig. Llama (2, 3, 3.1/3.2, SmolLM), Mistral,
- * Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 share one forward (src/models/llama.ts); what
+ * Qwen2, Qwen3, Granite, OLMo 2, SmolLM3 and Phi-3/4 share one forward (src/models/llama/llama.ts); what
  * differs between them is data here:
  *
  *   llama    optional attention_bias / mlp_bias, rope_scaling 'linear' or 'llama3'
@@ -19,11 +19,11 @@
  *
  * Defaults are transformers' own for each model_type; the sizes that shape the weights are required.
  */
-import { WebqError } from '../errors.ts';
-import type { JsonObject, JsonValue } from '../io/json.ts';
-import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from './config-json.ts';
+import { WebqError } from '../../errors.ts';
+import type { JsonObject, JsonValue } from '../../io/json.ts';
+import { CONFIG_BOUNDS, describe, fields, isObject, ModelConfigError, shortJson, toJson } from '../config-json.ts';
 import { flattenGemmaRope, GEMMA_DEFAULTS, isGemma, readGemmaFields, refuseGemma3Multimodal } from './gemma-config.ts';
-import { MODEL_TYPES, type DecoderModelType } from './registry.ts';
+import { MODEL_TYPES, type DecoderModelType } from '../registry.ts';
 
 export type LlamaModelType = DecoderModelType;
 

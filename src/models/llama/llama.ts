@@ -4,26 +4,26 @@
  * recorded top to bottom into one command encoder, reading and extending the KV cache. Shapes: T
  * tokens, H hidden, nh heads and nkv KV heads of D, I intermediate, V vocabulary.
  */
-import type { GpuContext } from '../gpu/context.ts';
-import type { Recorder } from '../gpu/recorder.ts';
-import type { Precision } from '../gpu/shaders.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import type { TensorStore } from '../io/safetensors/reader.ts';
-import { gegluTanh, softcap, swiglu } from '../ops/activation.ts';
-import { add, mul } from '../ops/elementwise.ts';
-import { batchedDecoderAttention } from '../ops/batch-attention.ts';
-import { decoderAttention } from '../ops/decoder-attention.ts';
-import type { KvBatch } from '../ops/kv-batch.ts';
-import { embedding, embeddingQuantized } from '../ops/embedding.ts';
-import type { KvCache } from '../ops/kv-cache.ts';
-import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../ops/linear.ts';
-import type { LinearTap } from '../ops/calib-stats.ts';
-import { rmsNorm } from '../ops/norm.ts';
-import { ropeKv } from '../ops/rope-kv.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Recorder } from '../../gpu/recorder.ts';
+import type { Precision } from '../../gpu/shaders.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
+import type { TensorStore } from '../../io/safetensors/reader.ts';
+import { gegluTanh, softcap, swiglu } from '../../ops/activation.ts';
+import { add, mul } from '../../ops/elementwise.ts';
+import { batchedDecoderAttention } from '../../ops/batch-attention.ts';
+import { decoderAttention } from '../../ops/decoder-attention.ts';
+import type { KvBatch } from '../../ops/kv-batch.ts';
+import { embedding, embeddingQuantized } from '../../ops/embedding.ts';
+import type { KvCache } from '../../ops/kv-cache.ts';
+import { linear, quantizedWeight, rowChunks, type Activations, type LinearDType, type LinearWeight } from '../../ops/linear.ts';
+import type { LinearTap } from '../../ops/calib-stats.ts';
+import { rmsNorm } from '../../ops/norm.ts';
+import { ropeKv } from '../../ops/rope-kv.ts';
 import { ropeAmplitude, type LlamaConfig } from './llama-config.ts';
 import type { LlamaWeights } from './llama-weights.ts';
-import type { WeightRef } from './bert-weights.ts';
-import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from './upload.ts';
+import type { WeightRef } from '../weight-ref.ts';
+import { heldObjects, makeUploader, modelActivations, prequantLinears, type EmbeddingDType, type GpuObject, type TableSpecs, type UploadOptions } from '../upload.ts';
 
 export interface LlamaLayerGpu {
   inputNorm: Tensor | null; //   [H]  (null: OLMo 2)  Gemma's norms hold 1 + w
