@@ -16,7 +16,7 @@
 import { WebqError } from '../errors.ts';
 import { abortError } from '../generate/decoder.ts';
 import type { BatchDecoder } from '../generate/batch.ts';
-import type { LlamaGpuWeights } from '../models/llama.ts';
+import type { LlamaGpuWeights } from '../models/llama/llama.ts';
 import { TextStreamer } from '../text/text-stream.ts';
 import type { TextTokenizer } from '../text/tokenizer.ts';
 import { MAX_BATCH, type BatchJob } from './batch-generate.ts';
