@@ -4,8 +4,8 @@
 // rows per thread), but one workgroup serves all MR rows of x: each vec4 of W is loaded once into
 // a register and multiplied into the MR rows' accumulators, instead of once per row (gemv4_lib
 // runs a workgroup per row of x, so MR rows read W MR times). x (MR rows of K) stays in storage:
-// its vec4s are read by every thread row and hit the cache. NR * MR vec4 accumulators per thread:
-// the host lowers NR as MR grows (src/ops/gemv-multi.ts). Each (n, m) sums exactly as
+// its vec4s are read by every thread row and hit the cache, each once per step for the thread's NR
+// rows. NR * MR vec4 accumulators per thread (NR * MR <= 16, src/ops/gemv-multi.ts). Each (n, m) sums exactly as
 // gemv4_lib.wgsl sums it (xv * w per vec4 in k order, the lanes added x + y + z + w, then
 // row_sum), so a row of a batch rounds as it does alone.
 
@@ -22,7 +22,7 @@ struct Params { M: u32, N: u32, K: u32, ldc: u32, nOff: u32 }
 
 override TPR: u32 = 32u;
 override WG: u32 = 128u;
-override NR: u32 = 1u; // rows of W per thread; NR * MR <= 8
+override NR: u32 = 1u; // rows of W per thread (1..4); NR * MR <= 16
 override MR: u32 = 2u; // rows of x (the M of the product), 2..8
 override HAS_BIAS: bool = false;
 override HAS_RES: bool = false;
@@ -33,12 +33,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let rows = WG / TPR; // row groups per workgroup; thread rows n0 + rows * r, r < NR
   let n0 = wg.x * rows * NR + lid / TPR;
   let K4 = p.K / 4u;
-  var wb: array<u32, 8>;
+  var wb: array<u32, 4>;
   for (var r = 0u; r < NR; r++) { wb[r] = min(n0 + rows * r, p.N - 1u) * K4; }
-  var acc: array<vec4<f32>, 8>; // acc[r * MR + m]
-  for (var i = 0u; i < 8u; i++) { acc[i] = vec4<f32>(0.0); }
+  var acc: array<vec4<f32>, 16>; // acc[r * MR + m]
+  for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
   for (var k = lid % TPR; k < K4; k += TPR) {
-    var wv: array<vec4<f32>, 8>;
+    var wv: array<vec4<f32>, 4>;
     for (var r = 0u; r < NR; r++) { wv[r] = vec4<f32>(w[wb[r] + k]); }
     for (var m = 0u; m < MR; m++) {
       let xv = vec4<f32>(x[m * K4 + k]);

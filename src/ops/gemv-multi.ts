@@ -23,14 +23,15 @@ export interface MultiGemvConfig {
 
 /**
  * The multi-row GEMV for M rows of x with K % 4 == 0 on this device, or null (M outside 2..8,
- * gemv.multi 'off', or gemv.reduce 'off'). A thread keeps NR * M accumulators (vec4s for float
- * weights, plus M vec4 block sums for quantized ones): NR = 4 / M (at least 1) keeps them at the
- * single-row kernel's 4 up to M = 4 instead of multiplying them by M, the register pressure that
- * made a one-workgroup-for-all-rows kernel slower than one per row.
+ * gemv.multi 'off', or gemv.reduce 'off'). NR weight rows per thread as the single-row GEMV has
+ * (4), lowered to 16 / M past M = 4 so a thread's NR * M accumulators stay at most 16 vec4s: each
+ * vec4 of x then feeds NR rows, as in the single-row kernel. (One weight row per thread, the
+ * obvious layout for M rows, loads x M times per weight vec4; on lavapipe, where such a load is a
+ * per-lane gather, that made the quantized kernel 2-5x slower than a workgroup per row.)
  */
 export function multiGemvConfig(ctx: GpuContext, M: number, K: number): MultiGemvConfig | null {
   if (M < 2 || M > GEMV_MULTI_MAX_M || K % 4 !== 0 || ctx.caps.gemv.multi === 'off') return null;
   const g = gpuGemvConfig(ctx);
   if (!g) return null;
-  return { ...g, NR: Math.max(1, Math.min(g.NR, Math.floor(4 / M))), MR: M };
+  return { ...g, NR: Math.max(1, Math.min(g.NR, Math.floor(16 / M))), MR: M };
 }
