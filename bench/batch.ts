@@ -32,13 +32,15 @@ import { fmt, report, table, type BenchIO } from './lib/measure.ts';
 const TRAINED = process.env.WEBQ_TRAINED_LLAMA ?? join(import.meta.dirname ?? '.', '..', 'test', 'fixtures', 'trained-llama');
 const MODELS = [...LLM_SHAPE_NAMES, 'trained'] as const;
 
-const USAGE = `usage: npm run bench -- batch [--json] [--model ${MODELS.join('|')}] [--layers N] [--dtype D] [--tokens N] [--sizes 1,2,4] [--runs N]
+const USAGE = `usage: npm run bench -- batch [--json] [--model ${MODELS.join('|')}] [--layers N] [--dtype D] [--tokens N] [--sizes 1,2,4] [--runs N] [--gemv-multi off]
   --model M     model (default smollm2-135m, random weights; trained = test/fixtures/trained-llama)
   --layers N    fewer layers than the shape's (a quicker run; random-weight shapes only)
   --dtype D     linear weights: ${LINEAR_DTYPES.join(', ')} (default q4)
   --tokens N    tokens per sequence (default 32)
   --sizes LIST  batch sizes (default 1,2,4; each 1..16)
   --runs N      timed runs per size, median reported (default 3)
+  --gemv-multi off  a workgroup per row of x in the Linears (DeviceOptions.gemv.multi 'off'), not
+                the multi-row GEMV (default 'auto'): the before/after of that kernel
   --json        the rows as JSON on stdout, the table on stderr
 `;
 
@@ -56,7 +58,8 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   let v: Record<string, string | boolean | undefined>;
   let sizes: number[];
   try {
-    v = parseArgs({ args, options: { json: { type: 'boolean' }, model: { type: 'string' }, layers: { type: 'string' }, dtype: { type: 'string' }, tokens: { type: 'string' }, sizes: { type: 'string' }, runs: { type: 'string' }, help: { type: 'boolean' } } }).values;
+    v = parseArgs({ args, options: { json: { type: 'boolean' }, model: { type: 'string' }, layers: { type: 'string' }, dtype: { type: 'string' }, tokens: { type: 'string' }, sizes: { type: 'string' }, runs: { type: 'string' }, 'gemv-multi': { type: 'string' }, help: { type: 'boolean' } } }).values;
+    if (v['gemv-multi'] !== undefined && v['gemv-multi'] !== 'auto' && v['gemv-multi'] !== 'off') throw new Error(`--gemv-multi must be auto or off, got ${v['gemv-multi']}`);
     if (v.model !== undefined && !(MODELS as readonly string[]).includes(v.model as string)) throw new Error(`unknown --model ${v.model}`);
     if (v.dtype !== undefined && !LINEAR_DTYPES.includes(v.dtype as LinearDType)) throw new Error(`unknown --dtype ${v.dtype}`);
     for (const k of ['layers', 'tokens', 'runs']) if (v[k] !== undefined && !(Number.isInteger(Number(v[k])) && Number(v[k]) > 0)) throw new Error(`--${k} must be a positive integer`);
@@ -75,7 +78,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const maxTokens = Number(v.tokens ?? 32);
   const runs = Number(v.runs ?? 3);
   const greedy = validateSamplingParams({});
-  const { ctx } = await createBenchContext();
+  const { ctx } = await createBenchContext({ gemvMulti: v['gemv-multi'] as 'auto' | 'off' | undefined });
   const owned: { dispose(): void }[] = [];
   try {
     let cfg: LlamaConfig, w: LlamaGpuWeights, describe: string;

@@ -53,13 +53,15 @@ export interface KernelResult {
   copy_gbps: number;
   /** --ab robustness: which device ran this row, and its time over the other device's (same case, alternating runs). */
   robustness?: boolean;
+  /** --ab gemv-multi: whether this row ran with the multi-row GEMV allowed (gemv.multi 'auto'). */
+  gemv_multi?: boolean;
   ab_ratio?: number;
 }
 
 /** --ab: alternating rounds per device and case. */
 const AB_ROUNDS = 3;
 
-const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...] [--kernels gpu|cpu] [--ab robustness]
+const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--filter S]... [--shapes MxNxK,...] [--dtypes d,...] [--kernels gpu|cpu] [--ab robustness|gemv-multi]
 
   --json        print only a JSON array of results on stdout (the table and progress go to stderr)
   --quick       3 timed runs per case instead of 10
@@ -73,6 +75,8 @@ const USAGE = `usage: npm run bench -- kernels [--json] [--quick] [--reps N] [--
   --ab robustness  run every case on two devices, Dawn's robustness off (webq's default in Node)
                 and on, alternating in ${AB_ROUNDS} rounds; each row says which, and ab_ratio is its
                 time over the other's
+  --ab gemv-multi  the same with the multi-row decode GEMV (M = 2..8) allowed ('auto', the default)
+                and not ('off': a workgroup per row of x up to M = 4, the GEMM above)
 `;
 
 class Skip extends Error {}
@@ -84,7 +88,7 @@ interface Options {
   shapes: Shape[];
   dtypes: BenchDType[];
   kernels?: 'gpu' | 'cpu';
-  ab?: 'robustness';
+  ab?: 'robustness' | 'gemv-multi';
 }
 
 function parseOptions(args: string[]): Options | 'help' {
@@ -231,14 +235,20 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const selected = (name: string) => !filters.length || filters.some((f) => name.toLowerCase().includes(f));
   const log = io.stderr;
   // One device, or (--ab robustness) two: robustness off (the default) and on, run alternately.
-  const devices = opts.ab ? [await createBenchContext({ kernels: opts.kernels, robustness: false }), await createBenchContext({ kernels: opts.kernels, robustness: true })] : [await createBenchContext({ kernels: opts.kernels })];
+  // --ab gemv-multi: the multi-row decode GEMV allowed and not.
+  const { kernels } = opts;
+  const devices =
+    opts.ab === 'robustness' ? [await createBenchContext({ kernels, robustness: false }), await createBenchContext({ kernels, robustness: true })]
+    : opts.ab === 'gemv-multi' ? [await createBenchContext({ kernels, gemvMulti: 'auto' }), await createBenchContext({ kernels, gemvMulti: 'off' })]
+    : [await createBenchContext({ kernels })];
   const { ctx, exactTimestamps } = devices[0];
-  const name = (c: GpuContext) => (opts.ab ? ` [robustness ${c.caps.robustness ? 'on' : 'off'}]` : '');
+  const abOn = (c: GpuContext) => (opts.ab === 'robustness' ? c.caps.robustness === true : c.caps.gemv.multi !== 'off');
+  const name = (c: GpuContext) => (opts.ab ? ` [${opts.ab} ${abOn(c) ? 'on' : 'off'}]` : '');
   let failed = 0;
   try {
     const caps = ctx.caps;
     const lin = await loadLinear();
-    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}; ${caps.kernels} kernels; robustness ${opts.ab ? 'off and on (A/B)' : caps.robustness === null ? "the runtime's" : caps.robustness ? 'on' : 'off'}\n`);
+    log(`adapter: ${caps.adapter}${caps.software ? ' (software)' : ''}; shader-f16=${caps.f16} timestamp-query=${caps.timestamps}; ${caps.kernels} kernels; robustness ${opts.ab === 'robustness' ? 'off and on (A/B)' : caps.robustness === null ? "the runtime's" : caps.robustness ? 'on' : 'off'}\n`);
     const timing = caps.timestamps ? `GPU timestamps, kernels only${exactTimestamps ? '' : ' (may be quantized to 65.5 us)'}` : 'wall clock around submit + queue drain';
     log(`timing: ${timing}; median of ${reps} after ${WARMUP} warm-up runs${opts.ab ? `, in ${AB_ROUNDS} alternating rounds per device` : ''}\n`);
     if (typeof lin === 'string') log(`note: ${lin}; quantized dtypes are skipped and f32/f16 run through matmul\n`);
@@ -263,7 +273,7 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
           for (const [c, r] of byDevice) {
             if (dtype === 'f32') f32ms.set(c, r.m.ms);
             log(`${caseLabel}${name(c)}: ${fmt(r.m.ms)} ms (runs: ${r.m.samples.map(fmt).join(' ')})${wanted.includes(dtype) ? '' : ' [baseline only]'}\n`);
-            rows.push({ ...toResult(shape, dtype, r, f32ms.get(c) ?? null, copyGbps, caps.adapter), ...(opts.ab && { robustness: c.caps.robustness === true }) });
+            rows.push({ ...toResult(shape, dtype, r, f32ms.get(c) ?? null, copyGbps, caps.adapter), ...(opts.ab && { [opts.ab === 'robustness' ? 'robustness' : 'gemv_multi']: abOn(c) }) });
           }
           if (opts.ab) for (const [i, row] of rows.entries()) row.ab_ratio = sig(row.ms / rows[1 - i].ms);
           if (wanted.includes(dtype)) results.push(...rows);
@@ -276,9 +286,9 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
     const rows = results.map((r) => [
       r.kernel, r.shape.join('x'), r.dtype, r.act, fmt(r.ms), fmt(r.gbps), fmt(r.ratio_to_copy),
       r.speedup_vs_f32 === null ? '-' : fmt(r.speedup_vs_f32), fmt(r.gflops),
-      ...(opts.ab ? [r.robustness ? 'on' : 'off', fmt(r.ab_ratio!)] : []),
+      ...(opts.ab ? [(opts.ab === 'robustness' ? r.robustness : r.gemv_multi) ? 'on' : 'off', fmt(r.ab_ratio!)] : []),
     ]);
-    const text = table(['kernel', 'shape MxNxK', 'dtype', 'act', 'ms', 'GB/s', 'ratio_to_copy', 'speedup_vs_f32', 'GFLOP/s', ...(opts.ab ? ['robustness', 'ab_ratio'] : [])], rows, 4);
+    const text = table(['kernel', 'shape MxNxK', 'dtype', 'act', 'ms', 'GB/s', 'ratio_to_copy', 'speedup_vs_f32', 'GFLOP/s', ...(opts.ab ? [opts.ab, 'ab_ratio'] : [])], rows, 4);
     if (opts.json) {
       log(text);
       // One object per line: still one JSON array, but readable and diffable.

@@ -259,7 +259,9 @@ export async function run(args: string[], io: BenchIO): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'webq-bench-ort-'));
   let ab: 'robustness' | undefined;
   try {
-    ab = parseAb(v.ab);
+    const a = parseAb(v.ab);
+    if (a === 'gemv-multi') throw new Error('--ab gemv-multi is for the kernels suite');
+    ab = a;
   } catch (e) {
     io.stderr(`bench ort: ${(e as Error).message}\n`);
     return 2;

@@ -13,15 +13,18 @@ export interface BenchContext {
 }
 
 /** `kernels` picks the GEMM family (see Capabilities.kernels); default: the adapter's. `dot4I8: false` emulates dot4I8Packed. */
-export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; robustness?: boolean; dot4I8?: boolean } = {}): Promise<BenchContext> {
-  const ctx = await GpuContext.create({ kernels: opts.kernels, robustness: opts.robustness, dot4I8: opts.dot4I8 });
+export async function createBenchContext(opts: { kernels?: 'gpu' | 'cpu'; robustness?: boolean; dot4I8?: boolean; gemvMulti?: 'auto' | 'off' } = {}): Promise<BenchContext> {
+  const ctx = await GpuContext.create({ kernels: opts.kernels, robustness: opts.robustness, dot4I8: opts.dot4I8, ...(opts.gemvMulti && { gemv: { multi: opts.gemvMulti } }) });
   return { ctx, exactTimestamps: ctx.caps.dawnToggles?.disabled.includes('timestamp_quantization') ?? false };
 }
 
-/** The --ab option of the suites: which device setting to compare (only robustness so far). */
-export function parseAb(v: unknown): 'robustness' | undefined {
+/**
+ * The --ab option of the suites: which device setting to compare: robustness, or gemv-multi (the
+ * multi-row decode GEMV for 2..8 rows, DeviceOptions.gemv.multi 'auto' against 'off').
+ */
+export function parseAb(v: unknown): 'robustness' | 'gemv-multi' | undefined {
   if (v === undefined) return undefined;
-  if (v !== 'robustness') throw new Error(`--ab must be robustness, got ${JSON.stringify(v)}`);
+  if (v !== 'robustness' && v !== 'gemv-multi') throw new Error(`--ab must be robustness or gemv-multi, got ${JSON.stringify(v)}`);
   return v;
 }
 

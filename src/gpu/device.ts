@@ -57,10 +57,14 @@ export interface Capabilities {
  *          'workgroup': a workgroup-memory tree over TPR = 32 threads (what devices without fixed-
  *          size subgroups get; tests run it on lavapipe too);
  *          'off': the older gemv.wgsl / qgemv.wgsl (kernel lab);
- *   wg, nr (kernel lab): threads per workgroup (a power of two, 32..1024) and rows per thread (1..4).
+ *   wg, nr (kernel lab): threads per workgroup (a power of two, 32..1024) and rows per thread (1..4);
+ *   multi 'auto' (default): 2..8 rows of x (batched decode) in one workgroup per weight rows, each
+ *          weight loaded and unpacked once for all of them (gemv4m*.wgsl, qgemv4m*.wgsl; needs
+ *          reduce other than 'off'); 'off': a workgroup per row of x up to 4 rows, the GEMM above.
  */
 export interface GemvSettings {
   reduce: 'auto' | 'workgroup' | 'off';
+  multi?: 'auto' | 'off';
   wg?: number;
   nr?: number;
 }
@@ -125,9 +129,10 @@ function kernelSettings(options: DeviceOptions): { gemv: GemvSettings; gemm: Gem
   if (reduce !== 'auto' && reduce !== 'workgroup' && reduce !== 'off') throw bad('gemv.reduce', "'auto', 'workgroup' or 'off'", reduce);
   if (g.wg !== undefined && !(Number.isInteger(g.wg) && g.wg >= 32 && g.wg <= 1024 && (g.wg & (g.wg - 1)) === 0)) throw bad('gemv.wg', 'a power of two from 32 to 1024', g.wg);
   if (g.nr !== undefined && !(Number.isInteger(g.nr) && g.nr >= 1 && g.nr <= 4)) throw bad('gemv.nr', 'an integer from 1 to 4', g.nr);
+  if (g.multi !== undefined && g.multi !== 'auto' && g.multi !== 'off') throw bad('gemv.multi', "'auto' or 'off'", g.multi);
   const subgroups = options.gemm?.subgroups ?? 'auto';
   if (subgroups !== 'auto' && subgroups !== 'off') throw bad('gemm.subgroups', "'auto' or 'off'", subgroups);
-  return { gemv: { reduce, ...(g.wg !== undefined && { wg: g.wg }), ...(g.nr !== undefined && { nr: g.nr }) }, gemm: { subgroups } };
+  return { gemv: { reduce, ...(g.wg !== undefined && { wg: g.wg }), ...(g.nr !== undefined && { nr: g.nr }), ...(g.multi !== undefined && { multi: g.multi }) }, gemm: { subgroups } };
 }
 
 function robustnessOption(options: DeviceOptions): boolean {

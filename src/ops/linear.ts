@@ -10,8 +10,9 @@
  *                       weights are unpacked in-kernel, the result GPTQ/AWQ formats define;
  *               'int8'  x quantized on the fly to int8 in blocks of 32, each with its own scale
  *                       (llama.cpp's q8_1 blocks), times the codes with dot4I8Packed.
- *             Either choice runs the same way in decode (GEMV, M <= 4) and prefill (GEMM), so a
- *             token's output does not depend on how many others share its forward.
+ *             Either choice runs the same way in decode (GEMV: M <= 4, weight-only M <= 8) and
+ *             prefill (GEMM), so a token's output does not depend on how many others share its
+ *             forward.
  *   w8a8      int8 weights (per channel) x int8 activations quantized per token on the fly
  *   w4a8      int4 weights (asymmetric, group 32) x int8 activations quantized per token
  *             (or with a static scale: one activation scale per Linear input, fixed by

@@ -10,6 +10,7 @@ import type { Recorder } from '../gpu/recorder.ts';
 import { shapeStr, type Tensor } from '../gpu/tensor.ts';
 import { floatPrecision } from './common.ts';
 import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
+import { multiGemvConfig } from './gemv-multi.ts';
 
 export interface MatmulOptions extends Epilogue {
   /** B is stored [N, K] (default true). */
@@ -77,6 +78,18 @@ export function matmul(ctx: GpuContext, rec: Recorder, a: Tensor, b: Tensor, opt
   const precision = floatPrecision('matmul', operands);
   const bindings = { bias: opts.bias ?? ctx.placeholder(precision), res: opts.residual ?? ctx.placeholder(precision) };
   const epilogue = { HAS_BIAS: !!opts.bias, HAS_RES: !!opts.residual, ACT: ACT_CODE[opts.activation ?? 'none'] };
+  // Batched decode (2..8 rows, both families): one workgroup per weight rows for every row of x
+  // (gemv4m_lib.wgsl), each vec4 of W loaded once.
+  const gm = transB && batch === 1 ? multiGemvConfig(ctx, M, K) : null;
+  if (gm) {
+    rec.dispatch(
+      { shader: gm.sg ? 'gemv4m_sg' : 'gemv4m', variant: { precision, subgroups: gm.sg }, constants: { ...epilogue, TPR: gm.TPR, WG: gm.WG, NR: gm.NR, MR: gm.MR } },
+      { x: a, w: b, out, ...bindings },
+      [Math.ceil(N / ((gm.WG / gm.TPR) * gm.NR)), 1],
+      { M, N, K, ldc: fullN, nOff },
+    );
+    return out;
+  }
   const g = transB && batch === 1 && M <= FLOAT_GEMV_MAX_M && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
   if (g) {
     // Decode, both families: vec4 loads along K split across TPR threads per row (gemv4_lib.wgsl).

@@ -14,6 +14,7 @@ import { grid, type Recorder } from '../gpu/recorder.ts';
 import { shapeStr, type Tensor } from '../gpu/tensor.ts';
 import { floatPrecision, subgroupRowsGrid } from './common.ts';
 import { ACT_CODE, checkEpilogue, type Epilogue } from './epilogue.ts';
+import { multiGemvConfig } from './gemv-multi.ts';
 import { gpuGemvConfig } from './matmul.ts';
 import type { QWeight } from './qweight.ts';
 
@@ -93,7 +94,10 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   const precision = floatPrecision('qmatmul', operands);
   const act = opts.act ?? 'float';
   const acts = act === 'float' ? null : quantizeActs(ctx, rec, x, w.Kp, act, opts.actScale);
-  const gemv = M <= GEMV_MAX_M;
+  // Weight-only batched decode (2..8 rows, both families): one workgroup per weight rows for every
+  // row of x (qgemv4m_lib.wgsl), each code loaded and unpacked once.
+  const gm = acts ? null : multiGemvConfig(ctx, M, K);
+  const gemv = !!gm || M <= GEMV_MAX_M;
   const constants: Record<string, number | boolean> = {
     BITS: w.bits,
     SYM: w.symmetric,
@@ -104,8 +108,8 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   };
   // Weight-only decode with K % 4 == 0 (both families): qgemv4_lib.wgsl (vec4 loads of x, TPR threads
   // per row summed by subgroupAdd or a workgroup tree).
-  const g4 = gemv && !acts && K % 4 === 0 ? gpuGemvConfig(ctx) : null;
-  if (g4) Object.assign(constants, { TPR: g4.TPR, WG: g4.WG, NR: g4.NR });
+  const g4 = gm ?? (gemv && !acts && K % 4 === 0 ? gpuGemvConfig(ctx) : null);
+  if (g4) Object.assign(constants, { TPR: g4.TPR, WG: g4.WG, NR: g4.NR }, gm && { MR: gm.MR });
   else if (gemv) Object.assign(constants, { TPR, WG: TPR * ROWS });
   const rows = g4 ? (g4.WG / g4.TPR) * g4.NR : ROWS;
   const ph = ctx.placeholder(precision);
@@ -118,11 +122,11 @@ export function qmatmul(ctx: GpuContext, rec: Recorder, x: Tensor, w: QWeight, o
   // GEMV: ROWS weight rows per workgroup, one per token. Tiled GEMM: 64 x 64. Subgroup GEMM:
   // SG_COLS x SG_ROWS.
   const workgroups = (n: number): [number, number] =>
-    gemv ? [Math.ceil(n / rows), M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / TILE), Math.ceil(M / TILE)];
+    gemv ? [Math.ceil(n / rows), gm ? 1 : M] : sg ? [Math.ceil(n / SG_COLS[entry]), Math.ceil(M / SG_ROWS)] : [Math.ceil(n / TILE), Math.ceil(M / TILE)];
   for (const c of w.chunks) {
     rec.dispatch(
       {
-        shader: g4 ? (g4.sg ? 'qgemv4_sg' : 'qgemv4') : gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
+        shader: g4 ? `qgemv4${gm ? 'm' : ''}${g4.sg ? '_sg' : ''}` : gemv ? 'qgemv' : sg ? 'qgemm_sg' : 'qgemm',
         entry,
         // Both entries share one module, which must compile whole: it always needs idot4.
         variant: { precision, idot: ctx.caps.dot4I8 ? 'native' : 'emulated', subgroups: sg || !!g4?.sg },

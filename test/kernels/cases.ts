@@ -22,6 +22,7 @@ import { embedSum, pool } from '../../src/ops/encoder-io.ts';
 import { relativeBuckets } from '../../src/models/bert/bert.ts';
 import { compare, input, rng, roundF16, runOp, withDevice, type Compare, type KernelCase } from './check.ts';
 import { BATCH_CASES } from './batch-cases.ts';
+import { GEMV_MULTI_CASES } from './gemv-multi-cases.ts';
 import { DECODER_CASES } from './decoder-cases.ts';
 
 export type { KernelCase } from './check.ts';
@@ -370,6 +371,7 @@ for (const n of [4, 1028, 4 * 257 * 3]) {
 
 cases.push(...DECODER_CASES);
 cases.push(...BATCH_CASES);
+cases.push(...GEMV_MULTI_CASES);
 
 export const KERNEL_CASES: readonly KernelCase[] = cases;
 

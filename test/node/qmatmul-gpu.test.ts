@@ -76,7 +76,8 @@ describe('quantized matmul with the gpu kernel family', () => {
 // The gpu family's decode GEMVs (gemv4*.wgsl, qgemv4*.wgsl) sum rows with subgroupAdd on this
 // adapter; these run the GEMV-sized cases again with their workgroup-memory tree (TPR 32), the
 // reduction devices without fixed-size subgroups get (a device made with gemv.reduce
-// 'workgroup'). Same references and tolerances.
+// 'workgroup'), and the multi-row GEMV's cases (gemv4m / qgemv4m) likewise. Same references and
+// tolerances.
 describe('gpu-family GEMVs with the workgroup-memory reduction', () => {
   let g: GpuContext;
   beforeAll(async () => {
@@ -85,7 +86,8 @@ describe('gpu-family GEMVs with the workgroup-memory reduction', () => {
   afterAll(() => g?.dispose());
   const gemvSized = (name: string) => /(^|\s)[1-4]x\d+x\d+|M=[1-4]\b/.test(name);
   for (const p of ['f32', 'f16'] as const) {
-    for (const c of [...QUANT_CASES, ...CASES.filter((c) => c.name.startsWith('matmul'))].filter((c) => gemvSized(c.name))) {
+    const multiRow = CASES.filter((c) => c.name.startsWith('multi-row'));
+    for (const c of [...[...QUANT_CASES, ...CASES.filter((c) => c.name.startsWith('matmul'))].filter((c) => gemvSized(c.name)), ...multiRow]) {
       it(`${p} ${c.name}`, async () => {
         expect(g.caps.gemv.reduce).toBe('workgroup');
         expect(gpuGemvConfig(g)).toMatchObject({ sg: false, TPR: 32 });

@@ -1,0 +1,5 @@
+// Weight-only quantized decode GEMV for 2..8 rows at once (both kernel families), rows summed in
+// workgroup memory (see qgemv4m_lib.wgsl).
+
+//! import qgemv4m_lib
+//! import rowsum_wg_lib
