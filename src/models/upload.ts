@@ -31,7 +31,8 @@ import type { TensorStore } from '../io/safetensors/reader.ts';
 import type { Activations, LinearDType, LinearWeight } from '../ops/linear.ts';
 import { activationsOf, checkActivations, prepareLinear, prepareQuantizedLinear, withStaticActivations, type PrepareOptions } from './prepare-linear.ts';
 import { commonSpec, exactDequant, readImported, relayout, toWebq, REQUANT_SPEC } from '../quant/imports/index.ts';
-import { readQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
+import { readQuantized, sliceQuantized, specOf, stackQuantized, type PrequantInfo } from '../quant/prequantized.ts';
+import type { QuantizedWeight } from '../quant/layout.ts';
 import { quantizeWeight } from '../quant/rtn.ts';
 import type { WeightRef } from './weight-ref.ts';
 
@@ -199,7 +200,15 @@ export function makeUploader(ctx: GpuContext, store: TensorStore, dtype: LinearD
       }
       if (parts[0].weight.quantized) {
         if (!opts.prequant) throw new WebqError('PREQUANT', `${store.name}: ${label} is stored pre-quantized, but the file has no webq quantization metadata (webq.format)`);
-        const q = await Promise.all(parts.map((r) => readQuantized(store, r.weight.name, r.weight.shape[0], K, specOf(opts.prequant!, r.weight.name))));
+        // A fused Linear's parts (WeightRef.rows) are row ranges of one packed tensor, read once:
+        // codes, scales and zero points are per row, so each range is a slice.
+        const whole = new Map<string, Promise<QuantizedWeight>>();
+        const readWhole = (r: WeightRef, N: number) => {
+          if (!whole.has(r.name)) whole.set(r.name, readQuantized(store, r.name, N, K, specOf(opts.prequant!, r.name)));
+          return whole.get(r.name)!;
+        };
+        const q = await Promise.all(parts.map(async ({ weight: r }) =>
+          r.rows ? sliceQuantized(await readWhole(r, store.get(`${r.name}.qvalues`)!.shape[0]), r.rows.start, r.rows.count) : readWhole(r, r.shape[0])));
         parts.forEach((r) => opts.onTensor?.(r.weight.name));
         return prepareQuantizedLinear(ctx, stackQuantized(q), as, popts);
       }

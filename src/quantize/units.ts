@@ -46,7 +46,7 @@ export function llamaUnits(refs: LlamaWeights, cfg: LlamaConfig): LinearUnit[] {
   const units: LinearUnit[] = [];
   const H = cfg.hiddenSize;
   // Calibration reads each part's tensor whole (quantize-methods.ts): a fused Linear's rows are not split there yet.
-  if (cfg.fusedProjections) throw new WebqError('UNSUPPORTED_MODEL', `calibrated quantization does not yet split ${cfg.modelType}'s fused qkv_proj / gate_up_proj; quantize it with round-to-nearest at load (dtype q8 or q4)`);
+  if (cfg.fusedProjections) throw new WebqError('UNSUPPORTED_MODEL', `calibrated quantization does not yet split ${cfg.modelType}'s fused qkv_proj / gate_up_proj; quantize it with round-to-nearest (webq quantize --dtype q8, q4, w8a8 or w4a8 without --method, --max-error, --report, --eval or --smooth) or load the float checkpoint with dtype q8 or q4`);
   // A Linear whose input is a norm's output takes its scales folded into the norm; OLMo 2's read the residual stream (no fold).
   // Gemma's norms scale by 1 + w (WeightRef.offset): dividing the stored w by s would not divide
   // the scale, so those units take no per-channel scales (GPTQ and round-to-nearest need none).

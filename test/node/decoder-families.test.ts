@@ -174,7 +174,7 @@ describe('through LlmModel.load (what webq logits / generate run), with a real t
       model.dispose();
     }
     // `webq quantize`: the written q4 model generates what loading the float one at q4 does (Phi-3's
-    // fused Linears are refused in one line: the quantizer does not split them yet).
+    // fused Linears packed whole; test/node/phi3-quantize.test.ts checks logits, q8 and deltas).
     const out = join(dir, `api-${family}-q4`);
     let err = '';
     let info = '';
@@ -187,12 +187,8 @@ describe('through LlmModel.load (what webq logits / generate run), with a real t
     expect(mem).toMatchObject({ dtype: 'q4', tokens: family === 'phi3' ? 64 : 256 });
     const rc = await main(['quantize', m.dir, '--dtype', 'q4', '--out', out], io);
     if (family === 'phi3') {
-      expect(rc).not.toBe(0);
-      expect(err.trim().split('\n')).toHaveLength(1);
-      expect(err).toMatch(/does not yet write phi3's fused qkv_proj/);
       // longrope: the context stops at original_max_position_embeddings (64 here), where transformers would switch to long_factor.
       await expect(LlmModel.load(m.dir, { dtype: 'f32', kv: 'f32', context: ctx, contextLength: 65 })).rejects.toMatchObject({ code: 'BAD_OPTION', message: expect.stringMatching(/\(64\)/) });
-      return;
     }
     expect(rc, err).toBe(0);
     const pre = await LlmModel.load(out, { context: ctx });
@@ -284,7 +280,7 @@ describe('what each family config means', () => {
     bad({ model_type: 'olmo2', architectures: ['Olmo2ForSequenceClassification'] }, 'CONFIG_UNSUPPORTED_FEATURE', /webq runs Olmo2ForCausalLM/);
   });
 
-  it('refuses wrong tensors by name, and the toolkit paths that cannot split fused Linears yet', async () => {
+  it('refuses wrong tensors by name, and plans Phi-3 fused Linears packed whole', async () => {
     const load = async (m: TinyLlama) => {
       const store = await (await openModelFiles(m.dir)).checkpoint();
       try {
@@ -300,18 +296,28 @@ describe('what each family config means', () => {
     await expect(load(q)).rejects.toMatchObject({ code: 'WEIGHTS_SHAPE', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.q_norm\.weight" has shape \[16\], expected \[64\]/) });
     const p = await writeTinyLlama(join(dir, 'bad-phi3'), { modelType: 'phi3', layers: 1, seed: 2, extraConfig: { num_key_value_heads: 4 } });
     await expect(load(p)).rejects.toMatchObject({ code: 'WEIGHTS_SHAPE', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.qkv_proj\.weight" has shape \[128, 64\], expected \[192, 64\]/) });
-    // A fused Linear stored packed (as webq quantize would write it) is refused by name, not misread.
+    // A fused Linear stored packed with the wrong number of rows is refused by name, not misread.
     const fq = await writeTinyLlama(join(dir, 'phi3-packed'), { modelType: 'phi3', layers: 1, seed: 2 });
     const tensors = Object.entries(fq.weights).map(([name, data]) => {
       const packed = name === 'model.layers.0.self_attn.qkv_proj.weight';
       return { name: packed ? `${name}.qvalues` : name, dtype: packed ? ('U32' as const) : ('F32' as const), shape: packed ? [data.length / 2] : shapeOf(fq, name), data: new Uint8Array(packed ? data.buffer.slice(0, data.byteLength / 2) : data.buffer) };
     });
     await writeSafetensorsFile(join(fq.dir, 'model.safetensors'), tensors, { format: 'pt' });
-    await expect(load(fq)).rejects.toMatchObject({ code: 'WEIGHTS_UNSUPPORTED', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.qkv_proj\.weight" is stored pre-quantized; webq splits phi3's fused Linears from float weights only/) });
+    await expect(load(fq)).rejects.toMatchObject({ code: 'WEIGHTS_SHAPE', message: expect.stringMatching(/"model\.layers\.0\.self_attn\.qkv_proj\.weight\.qvalues" has shape \[4096\], expected 128 rows/) });
+    // webq quantize's plan packs each fused Linear whole, under its own name.
     const ok = await writeTinyLlama(join(dir, 'phi3-quantize'), { modelType: 'phi3', layers: 1, seed: 2 });
     const store = await (await openModelFiles(ok.dir)).checkpoint();
     try {
-      expect(() => planQuantized(store, parseLlamaConfig(ok.config), 'q4')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_MODEL', message: expect.stringMatching(/fused qkv_proj/) }));
+      const plan = planQuantized(store, parseLlamaConfig(ok.config), 'q4');
+      const packed = plan.tensors.filter((t) => t.as === 'packed').map((t) => [t.ref.name, t.ref.shape]);
+      expect(packed).toEqual([
+        ['model.layers.0.self_attn.qkv_proj.weight', [128, 64]],
+        ['model.layers.0.self_attn.o_proj.weight', [64, 64]],
+        ['model.layers.0.mlp.gate_up_proj.weight', [256, 64]],
+        ['model.layers.0.mlp.down_proj.weight', [64, 128]],
+        ['lm_head.weight', [256, 64]],
+      ]);
+      expect(plan.linears).toBe(5);
     } finally {
       await store.close();
     }

@@ -1,5 +1,4 @@
 /** The decoder forward's answers to ../arch.ts (llama.ts runs every decoder family, Gemma included). */
-import { WebqError } from '../../errors.ts';
 import type { ModelArch } from '../arch.ts';
 import type { WeightRef } from '../weight-ref.ts';
 import type { LlamaConfig } from './llama-config.ts';
@@ -13,14 +12,16 @@ export const decoderArch: ModelArch<LlamaConfig> = {
   defaultDType: 'q4',
   defaultActivations: (dtype) => llamaQuantDefaults(dtype).activations,
   tensorRoles(store, config, dtype) {
-    if (config.fusedProjections) {
-      throw new WebqError('UNSUPPORTED_MODEL', `${store.name}: webq quantize does not yet write ${config.modelType}'s fused qkv_proj / gate_up_proj; load the float checkpoint with dtype q8 or q4 instead`);
-    }
     const refs = resolveLlamaWeights(store, config);
     const all: WeightRef[] = [refs.embed];
     const linears = new Set<string>();
+    // Phi-3's fused Linears (row ranges of one tensor: WeightRef.rows) are quantized and written
+    // whole under their own name: rows are packed independently, so the loader slices the parts.
     const linear = (p: LinearPart) => {
-      all.push(p.weight);
+      if (p.weight.rows) {
+        const { rows: _, ...whole } = p.weight;
+        if (!linears.has(whole.name)) all.push({ ...whole, shape: store.get(whole.name)!.shape });
+      } else all.push(p.weight);
       if (p.bias) all.push(p.bias);
       linears.add(p.weight.name);
     };

@@ -91,15 +91,24 @@ export function resolveLlamaWeights(store: TensorStore, cfg: LlamaConfig): Llama
     const bert = store.has('embeddings.word_embeddings.weight') || store.has('bert.embeddings.word_embeddings.weight');
     throw new LlamaWeightsError('WEIGHTS_MISSING', `${store.name}: missing tensor "model.embed_tokens.weight"; ${bert ? 'this looks like a BERT checkpoint' : `is this a ${cfg.architecture} checkpoint?`}`);
   }
-  // Phi-3's fused Linears: the float tensor checked whole, then one ref per row range. A fused
-  // tensor stored pre-quantized (by webq or another tool) would need its packed rows split too.
+  // Phi-3's fused Linears: the tensor checked whole, then one ref per row range. webq quantize packs
+  // the fused tensor whole (rows are quantized independently, so a row range of the packed tensor
+  // is that part's packing: upload.ts slices it); another tool's packing is not split.
   const fused = (base: string, out: readonly number[], why: string): LinearPart[] => {
     const name = `${base}.weight`;
     const total = out.reduce((a, b) => a + b, 0);
-    if (!store.has(name) && (hasQuantized(store, name) || importedRef(store, format, name, name, [total, H]))) {
-      throw new LlamaWeightsError('WEIGHTS_UNSUPPORTED', `${store.name}: tensor "${name}" is stored pre-quantized; webq splits ${cfg.modelType}'s fused Linears from float weights only (load the float checkpoint with dtype q8 or q4)`);
+    let whole: WeightRef;
+    if (!store.has(name) && importedRef(store, format, name, name, [total, H])) {
+      throw new LlamaWeightsError('WEIGHTS_UNSUPPORTED', `${store.name}: tensor "${name}" is stored pre-quantized by another tool; webq splits ${cfg.modelType}'s fused Linears from float or webq-quantized weights only`);
+    } else if (!store.has(name) && hasQuantized(store, name)) {
+      const qv = store.get(`${name}.qvalues`)!;
+      if (qv.shape.length !== 2 || qv.shape[0] !== total) {
+        throw new LlamaWeightsError('WEIGHTS_SHAPE', `${store.name}: tensor "${name}.qvalues" has shape ${shapeText(qv.shape)}, expected ${total} rows (${why})`);
+      }
+      whole = { key: name, name, shape: [total, H], dtype: 'F32', quantized: true };
+    } else {
+      whole = check(name, [total, H], why);
     }
-    const whole = check(name, [total, H], why);
     let start = 0;
     return out.map((count) => ({ weight: { ...whole, shape: [count, H], rows: { start: (start += count) - count, count } }, bias: null }));
   };
