@@ -79,7 +79,7 @@ describe('webq quantize on Phi-3 (fused qkv_proj / gate_up_proj)', () => {
     expect((await cli('info', '--json', out)).code).not.toBe(0);
   });
 
-  it('a delta between two quantized versions (one fused tensor changed) patches to the quantized new version', async () => {
+  it('a delta between two quantized versions (one fused tensor changed) patches, and applies to the loaded model, as the quantized new version', async () => {
     const q1 = join(tmp.dir, 'v1-q4');
     expect((await cli('quantize', m.dir, '--dtype', 'q4', '--out', q1)).code).toBe(0);
     const v2 = await editCheckpoint(m.dir, join(tmp.dir, 'v2'), { nudge: /^model\.layers\.1\.self_attn\.qkv_proj\.weight$/ });
@@ -101,6 +101,12 @@ describe('webq quantize on Phi-3 (fused qkv_proj / gate_up_proj)', () => {
       expect(await compare(a, b)).toBe(0);
       // The nudge reached the model: the old version's logits differ.
       expect(maxAbsDiff((await a.logits(PROMPT)).logits, (await old.logits(PROMPT)).logits)).toBeGreaterThan(0);
+      // The same delta applied to the loaded old model: only the changed fused tensor moves, and
+      // the model is the new version's.
+      const applied = await old.applyDelta(delta);
+      expect(applied.units).toEqual(['model.layers.1.self_attn.qkv_proj.weight']);
+      expect(old.version).toBe(b.version);
+      expect(await compare(old, b)).toBe(0);
     } finally {
       a.dispose();
       b.dispose();
