@@ -40,8 +40,9 @@ export async function openEncoderRunner(ctx: GpuContext, store: TensorStore, con
         const rec = ctx.record({ label: 'quantize:calibrate' });
         const h = bertForward(ctx, rec, w, config, b, tap);
         const pooled = pool(ctx, rec, h, b.mask, b.B, { mode: 'mean', normalize: false });
-        if (w.pooler && w.classifier) {
-          const cls = pool(ctx, rec, h, b.mask, b.B, { mode: 'cls', normalize: false });
+        if ((w.pooler && w.classifier) || w.modern?.head) {
+          // ModernBERT's head may read the mean over real tokens (classifier_pooling); the others' read [CLS].
+          const cls = pool(ctx, rec, h, b.mask, b.B, { mode: config.modern?.classifierPooling ?? 'cls', normalize: false });
           bertClassifierHead(ctx, rec, w, config, cls, tap).dispose();
           cls.dispose();
         } else if (w.classifier) bertTokenHead(ctx, rec, w, h, tap).dispose(); // a token classifier sees every token

@@ -51,9 +51,11 @@ export function foldScales(units: readonly LinearUnit[], scales: ReadonlyMap<str
     if (!s || !u.fold) continue;
     for (const p of u.parts) entry(p.weight.name).col = s;
     const targets = u.fold.kind === 'norm' ? [u.fold.weight, u.fold.bias] : [u.fold.part.weight, u.fold.part.bias];
-    // The fold target's row r is divided by the scale of the channels it feeds (tied under GQA).
-    const rows = new Float32Array(u.fold.kind === 'rows' ? u.fold.part.weight.shape[0] : u.K);
-    tiedRows(u).forEach((r, c) => (rows[r] = s[c]));
+    // The fold target's row r is divided by the scale of the channels it feeds (tied under GQA);
+    // rows of a fused tensor that feed other units (offset) keep scale 1.
+    const rows = new Float32Array(u.fold.kind === 'rows' ? u.fold.part.weight.shape[0] : u.K).fill(1);
+    const offset = u.fold.kind === 'rows' ? (u.fold.offset ?? 0) : 0;
+    tiedRows(u).forEach((r, c) => (rows[offset + r] = s[c]));
     for (const t of targets) if (t) entry(t.name).row = rows;
   }
   return out;

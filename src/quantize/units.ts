@@ -14,11 +14,19 @@
  *   bert           attention output <- value rows (attention is linear in V). Nothing else: every
  *                  LayerNorm output is also the residual, so scaling it would change the residual
  *                  stream, and the output dense reads GELU's output.
+ *   modernbert     Wqkv <- attn_norm (pre-norm: its output feeds only Wqkv; layer 0's is an
+ *                  Identity, so no fold there)   attn Wo <- Wqkv's value rows   Wi <- mlp_norm
+ *                  mlp Wo <- Wi's gate rows (gelu(input) * gate is linear in gate)
+ *                  classifier <- head.norm   head.dense: nothing (it reads the pooled final_norm
+ *                  output, which is also the model's hidden state). A LayerNorm without bias
+ *                  (norm_bias false) folds into its weight alone: its beta is zero.
  */
 import { WebqError } from '../errors.ts';
 import type { LinearWeight } from '../ops/linear.ts';
 import type { BertGpuWeights } from '../models/bert/bert.ts';
+import type { ModernBertGpu } from '../models/bert/modernbert.ts';
 import type { BertWeights } from '../models/bert/bert-weights.ts';
+import type { ModernBertRefs } from '../models/bert/modernbert-weights.ts';
 import type { WeightRef } from '../models/weight-ref.ts';
 import type { LlamaConfig } from '../models/llama/llama-config.ts';
 import type { LlamaGpuWeights } from '../models/llama/llama.ts';
@@ -35,9 +43,10 @@ export interface LinearUnit {
   /**
    * Rows: input channel c comes from row c of `part`; with grouped-query attention (`gqa`), the
    * channels of query heads h sharing a KV head read the same row (head h, dimension i <- row
-   * (h / rep) * dim + i), so their scales must be equal (tiedRows).
+   * (h / rep) * dim + i), so their scales must be equal (tiedRows). `offset`: the channels come
+   * from rows offset.. of a fused tensor (ModernBERT's Wqkv value rows, Wi's gate rows).
    */
-  fold: { kind: 'norm'; weight: WeightRef; bias: WeightRef | null } | { kind: 'rows'; part: LinearPart; gqa?: { rep: number; dim: number } } | null;
+  fold: { kind: 'norm'; weight: WeightRef; bias: WeightRef | null } | { kind: 'rows'; part: LinearPart; offset?: number; gqa?: { rep: number; dim: number } } | null;
   /** Parts whose rows AWQ's clipping search leaves alone (q, k: attention is not linear in them). */
   noClip: readonly number[];
 }
@@ -81,8 +90,30 @@ export function tieChannels(u: LinearUnit, v: ArrayLike<number>, how: 'max' | 'm
   return Float32Array.from(rows, (r) => (how === 'max' ? acc.get(r)!.v : acc.get(r)!.v / acc.get(r)!.n));
 }
 
+/** ModernBERT's units (tap ids as modernbert.ts names them); the fused Wqkv and Wi are one part each. */
+function modernBertUnits(m: ModernBertRefs): LinearUnit[] {
+  const units: LinearUnit[] = [];
+  const normFold = (n: { weight: WeightRef; bias: WeightRef | null } | null): LinearUnit['fold'] => (n ? { kind: 'norm', weight: n.weight, bias: n.bias } : null);
+  m.layers.forEach((l, i) => {
+    const p = `layers.${i}`;
+    const H = l.qkv.weight.shape[1];
+    const I = l.mlpOut.weight.shape[1];
+    // Wqkv is one stored tensor (q | k | v rows): AWQ's clipping search, which must leave q and k
+    // alone, leaves the whole of it alone.
+    units.push({ id: `${p}.qkv`, parts: [l.qkv], K: H, fold: normFold(l.attnNorm), noClip: [0] });
+    units.push({ id: `${p}.attnOut`, parts: [l.attnOut], K: H, fold: { kind: 'rows', part: l.qkv, offset: 2 * H }, noClip: [] });
+    units.push({ id: `${p}.wi`, parts: [l.wi], K: H, fold: normFold(l.mlpNorm), noClip: [] });
+    units.push({ id: `${p}.mlpOut`, parts: [l.mlpOut], K: I, fold: { kind: 'rows', part: l.wi, offset: I }, noClip: [] });
+  });
+  if (m.head) {
+    units.push({ id: 'head.dense', parts: [m.head.dense], K: m.head.dense.weight.shape[1], fold: null, noClip: [] });
+    units.push({ id: 'classifier', parts: [m.head.classifier], K: m.head.classifier.weight.shape[1], fold: normFold(m.head.norm), noClip: [] });
+  }
+  return units;
+}
+
 export function bertUnits(refs: BertWeights): LinearUnit[] {
-  if (refs.modern) throw new WebqError('UNSUPPORTED_MODEL', 'calibrated quantization does not yet cover modernbert; quantize it with round-to-nearest at load (dtype q8 or q4)');
+  if (refs.modern) return modernBertUnits(refs.modern);
   const units: LinearUnit[] = [];
   refs.layers.forEach((l, i) => {
     const p = `layers.${i}`;
@@ -109,7 +140,21 @@ function llamaSlot(w: LlamaGpuWeights, id: string): Slot | null {
   return { get: () => l[f], set: (x) => void (l[f] = x) };
 }
 
+function modernBertSlot(m: ModernBertGpu, id: string): Slot | null {
+  const head = m.head;
+  if (id === 'head.dense' || id === 'classifier') {
+    const f = id === 'head.dense' ? 'dense' : 'classifier';
+    return head && { get: () => head[f], set: (x) => void (head[f] = x) };
+  }
+  const r = /^layers\.(\d+)\.(qkv|attnOut|wi|mlpOut)$/.exec(id);
+  const l = r && m.layers[Number(r[1])];
+  if (!l) return null;
+  const f = r![2] as 'qkv' | 'attnOut' | 'wi' | 'mlpOut';
+  return { get: () => l[f], set: (x) => void (l[f] = x) };
+}
+
 function bertSlot(w: BertGpuWeights, id: string): Slot | null {
+  if (w.modern) return modernBertSlot(w.modern, id);
   if (id === 'pooler' || id === 'classifier') {
     const h = w[id];
     return h && { get: () => h.w, set: (x) => void (h.w = x) };

@@ -4,7 +4,8 @@
 // global attention every 3 (layers 0 and 3 global, 1 and 2 local), local_attention 8 (4 each side)
 // and texts of up to ~30 tokens, so the window cuts most of a long row; LayerNorm outlier channels
 // at 20x and 50x. Also: the byte-level BPE tokenizer, the classification head with mean and cls
-// pooling, sentence-transformers pooling, q8/q4 against fp32, the CLI, and config/weights errors.
+// pooling, sentence-transformers pooling, q8/q4 against fp32, the CLI, and config/weights errors
+// (GPTQ and AWQ: modernbert-calibrated.test.ts).
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -350,10 +351,4 @@ describe('webq embed / classify / rerank on ModernBERT', () => {
       }
     }, 120_000);
   }
-
-  it('calibrated methods (GPTQ) say they do not cover ModernBERT yet', async () => {
-    const r = await cli(['quantize', models.embed.dir, '--dtype', 'q4', '--method', 'gptq', '--out', join(dir, 'gptq')]);
-    expect(r.code).not.toBe(0);
-    expect(r.err).toMatch(/calibrated quantization does not yet cover modernbert/);
-  }, 60_000);
 });
