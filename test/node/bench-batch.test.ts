@@ -11,10 +11,10 @@ async function bench(args: string[]): Promise<{ code: number; rows: BatchRowResu
 
 describe('bench batch', () => {
   for (const model of ['tiny', 'trained']) {
-    it(`${model}: one sequence and batches of 1, 2 and 4, each row's tokens as alone`, async () => {
+    it(`${model}: one sequence, batches of 1, 2 and 4, and 4 concurrent calls against 4 in turn, each row's tokens as alone`, async () => {
       const r = await bench(['--model', model, '--dtype', 'q4', '--tokens', '8', '--runs', '1', '--json']);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.rows.map((x) => [x.mode, x.sequences, x.tokens])).toEqual([['one sequence (Decoder)', 1, 7], ['batch B=1', 1, 7], ['batch B=2', 2, 14], ['batch B=4', 4, 28]]);
+      expect(r.rows.map((x) => [x.mode, x.sequences, x.tokens])).toEqual([['one sequence (Decoder)', 1, 7], ['batch B=1', 1, 7], ['batch B=2', 2, 14], ['batch B=4', 4, 28], ['4 generate calls one after another', 4, 32], ['4 concurrent generate calls (concurrency 4)', 4, 32]]);
       for (const x of r.rows) expect(x.tokensPerSecond).toBeGreaterThan(0);
       expect(r.stderr).toMatch(/every row checked equal to its prompt alone/);
     });
