@@ -17,6 +17,7 @@ import { WebqError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { openModelFiles } from '../io/hub/hub.ts';
 import type { OpenModelOptions } from '../io/hub/model-files.ts';
+import { archOf } from '../models/archs.ts';
 import { parseModelConfig } from '../models/config.ts';
 import type { KvDType } from '../ops/kv-cache.ts';
 import { LINEAR_DTYPES, type LinearDType } from '../ops/linear.ts';
@@ -81,7 +82,8 @@ export async function evaluate(model: string, opts: EvaluateOptions): Promise<Ev
   const config = parseModelConfig(await files.readJson('config.json'), `${files.describe}/config.json`);
   const ctx = opts.context ?? (await GpuContext.create());
   try {
-    return config.modelType === 'bert' ? await evaluateEncoder(model, ctx, hub, opts) : await evaluateDecoder(model, ctx, hub, opts, config.maxPositions);
+    // The forward (registry.ts) picks the API class the comparison loads: BertModel or LlmModel.
+    return archOf(config).forward === 'encoder' ? await evaluateEncoder(model, ctx, hub, opts) : await evaluateDecoder(model, ctx, hub, opts, config.maxPositions);
   } finally {
     if (!opts.context) ctx.dispose();
   }
